@@ -1,0 +1,49 @@
+"""Channels: real<->complex packing, power normalisation, AWGN/Rayleigh on Sionna,
+CSI (perfect or pilot LS estimate), MMSE equalise + normalise, CBR accounting."""
+
+from .cbr import (
+    SCALAR_SIDE_SYMBOLS,
+    CBRReport,
+    cbr_report,
+    format_cbr,
+    parse_cbr,
+    symbols_for_reals,
+)
+from .equalize import DEEP_FADE, Equalized, equalize
+from .mapping import (
+    PackedLatent,
+    complex_to_real,
+    normalize_power,
+    pack,
+    real_to_complex,
+    symbols_to_unit_real,
+    unpack,
+    unpad_like,
+)
+from .models import CHANNELS, CSI_MODES, Channel, ChannelState, as_snr_tensor, snr_to_no
+
+__all__ = [
+    "CHANNELS",
+    "CSI_MODES",
+    "DEEP_FADE",
+    "SCALAR_SIDE_SYMBOLS",
+    "CBRReport",
+    "Channel",
+    "ChannelState",
+    "Equalized",
+    "PackedLatent",
+    "as_snr_tensor",
+    "cbr_report",
+    "complex_to_real",
+    "equalize",
+    "format_cbr",
+    "normalize_power",
+    "pack",
+    "parse_cbr",
+    "real_to_complex",
+    "snr_to_no",
+    "symbols_for_reals",
+    "symbols_to_unit_real",
+    "unpack",
+    "unpad_like",
+]

@@ -1,0 +1,86 @@
+"""Channel bandwidth ratio (CBR): complex channel uses per real source value.
+
+``CBR = (data symbols + pilot symbols + side-information symbols) / (3 H W)`` for an RGB
+image of ``H x W`` pixels (design.md §2). ``N`` real latent values cost ``ceil(N / 2)``
+complex channel uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+#: Channel uses charged for one float side-information scalar (e.g. the latent RMS sent
+#: with the ``vae`` codec): 16 bits (float16) at an idealised 1 bit per channel use.
+SCALAR_SIDE_SYMBOLS = 16
+
+
+@dataclass(frozen=True)
+class CBRReport:
+    """Channel-use budget of one image."""
+
+    data_symbols: int
+    pilot_symbols: int
+    side_symbols: int
+    source_values: int
+
+    @property
+    def channel_uses(self) -> int:
+        return self.data_symbols + self.pilot_symbols + self.side_symbols
+
+    @property
+    def cbr(self) -> float:
+        return self.channel_uses / self.source_values
+
+    def __str__(self) -> str:
+        parts = f"{self.data_symbols} data"
+        if self.pilot_symbols:
+            parts += f" + {self.pilot_symbols} pilot"
+        if self.side_symbols:
+            parts += f" + {self.side_symbols} side"
+        return (
+            f"CBR {format_cbr(self.cbr)} = {self.cbr:.5f} "
+            f"({parts} channel uses / {self.source_values} source values)"
+        )
+
+
+def symbols_for_reals(n_real: int) -> int:
+    """Complex channel uses for ``n_real`` real values: ``ceil(n_real / 2)``."""
+    return math.ceil(n_real / 2)
+
+
+def cbr_report(
+    latent_shape: tuple[int, ...],
+    image_hw: tuple[int, int],
+    pilot_symbols: int = 0,
+    side_symbols: int = 0,
+    channels: int = 3,
+) -> CBRReport:
+    """CBR of sending a latent of ``latent_shape`` (no batch dim) for an ``H x W`` image."""
+    n_real = math.prod(latent_shape)
+    return CBRReport(
+        data_symbols=symbols_for_reals(n_real),
+        pilot_symbols=pilot_symbols,
+        side_symbols=side_symbols,
+        source_values=channels * image_hw[0] * image_hw[1],
+    )
+
+
+def format_cbr(cbr: float, max_denominator: int = 1000) -> str:
+    """Print a CBR as a fraction when it is one (``0.0625 -> '1/16'``), else as a decimal."""
+    fr = Fraction(cbr).limit_denominator(max_denominator)
+    if fr.numerator and abs(float(fr) - cbr) <= 1e-4 * cbr:
+        return f"{fr.numerator}/{fr.denominator}"
+    return f"{cbr:.4g}"
+
+
+def parse_cbr(text: str | float) -> float:
+    """Parse ``'1/16'``, ``'0.0625'`` or a float into a positive CBR."""
+    try:
+        value = float(Fraction(str(text).strip()))
+    except (ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"invalid CBR {text!r}: use a fraction like 1/16 or a decimal") from e
+    if not 0 < value <= 64:
+        raise ValueError(f"CBR must be positive, got {text!r}")
+    return value

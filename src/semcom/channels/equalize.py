@@ -1,0 +1,73 @@
+"""MMSE equalisation + normalisation (paper B eqs. 5-9, math.md §4).
+
+For ``y = h z + n`` with ``E|z|^2 = 1`` and ``n ~ CN(0, N0)`` the per-symbol gain
+``w = conj(h) / (|h| sqrt(|h|^2 + N0))`` (the LMMSE filter followed by normalisation)
+gives ``w y = sqrt(1-d) z + sqrt(d) n'`` with ``n' ~ CN(0, 1)`` and
+``d = N0 / (|h|^2 + N0) = 1 / (1 + SNR_eq)``. In the real unit-power domain of
+:mod:`semcom.channels.mapping` this is exactly
+
+    f_tilde = sqrt(1 - d) * f + sqrt(d) * n,   n ~ N(0, I),
+
+which is what the diffusion receiver expects. ``d`` is per image ([B, 1]) for AWGN and
+slow fading and per element ([B, L]) for fast fading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .mapping import symbols_to_unit_real
+from .models import ChannelState
+
+#: |h|^2 below this is treated as a deep fade (the element carries no signal, d = 1).
+DEEP_FADE = 1e-12
+
+
+@dataclass(frozen=True)
+class Equalized:
+    """Receiver-side view after equalise + normalise.
+
+    Attributes:
+        f_tilde: ``sqrt(1-d) f + sqrt(d) n``, real [B, L], unit power per element.
+        d: noise level (variance) in (0, 1], [B, 1] or [B, L]; ``1 / (1 + SNR_eq)``.
+        deep_fades: number of symbols treated as deep fades (|h_hat|^2 < DEEP_FADE), [B].
+    """
+
+    f_tilde: Tensor
+    d: Tensor
+    deep_fades: Tensor
+
+    @property
+    def snr_db(self) -> Tensor:
+        """Equivalent SNR per element in dB implied by ``d`` ([B, 1] or [B, L])."""
+        return 10.0 * torch.log10((1.0 - self.d) / self.d)
+
+    def lmmse(self) -> Tensor:
+        """LMMSE estimate of the unit-power signal f: ``sqrt(1-d) f_tilde`` [B, L]."""
+        return (1.0 - self.d).sqrt() * self.f_tilde
+
+
+def equalize(y: Tensor, state: ChannelState) -> Equalized:
+    """MMSE-equalise and normalise received symbols ``y`` [B, M] with the receiver's CSI.
+
+    Uses ``state.h_hat`` (the true ``h`` for perfect CSI) and ``state.no``. Never
+    produces NaN: ``N0 = 0`` gives ``d = 0`` (zero-forcing), a deep fade gives ``d = 1``
+    and a zero output for that symbol (counted in ``deep_fades``).
+    """
+    h = state.h_hat
+    no = state.no.to(y.real.dtype).unsqueeze(-1)  # [B, 1]
+    g = h.abs().pow(2)  # [B, 1] or [B, M]
+    fade = g < DEEP_FADE
+    g_safe = torch.where(fade, torch.ones_like(g), g)
+    w = h.conj() / (g_safe.sqrt() * (g_safe + no).sqrt())
+    w = torch.where(fade, torch.zeros_like(w), w)
+    d = torch.where(fade, torch.ones_like(g), no / (g_safe + no))
+    # no = inf cannot happen (SNR = -inf is refused); no = 0 gives d = 0 exactly.
+    f_tilde = symbols_to_unit_real(w * y)
+    if d.shape[-1] != 1:
+        d = torch.cat([d, d], dim=-1)  # element k and k + L/2 share symbol k
+    deep = fade.sum(dim=-1) if fade.shape[-1] != 1 else fade[:, 0].long() * y.shape[-1]
+    return Equalized(f_tilde=f_tilde, d=d, deep_fades=deep)

@@ -1,0 +1,108 @@
+"""Real latent <-> complex channel symbols, with per-image power normalisation.
+
+Conventions (docs/conventions.md, design.md §2):
+
+* a latent ``[B, ...]`` is flattened per image to a real block ``v`` of length ``L``
+  (zero-padded to even length);
+* ``f = v / rms(v)`` has unit power per real element, exactly, per image;
+* complex symbols ``z_k = (f_k + j f_{k+L/2}) / sqrt(2)``, ``k = 0..L/2-1``, so the average
+  energy is exactly 1 per complex symbol (``E|z|^2 = 1``) for every image, whatever the
+  rest of the batch contains.
+
+The receiver works in the ``f`` domain (unit power per real element, math.md §4).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class PackedLatent:
+    """What the transmitter sends, plus what the receiver needs to undo the packing.
+
+    Attributes:
+        z: complex symbols ``[B, M]``, ``E|z|^2 = 1`` per image (``M = ceil(L/2)``).
+        rms: per-image RMS of the latent before normalisation, ``[B]`` (real units of the
+            latent). Sent as side information (see :func:`semcom.channels.cbr`).
+        shape: the latent's shape without the batch dimension.
+    """
+
+    z: Tensor
+    rms: Tensor
+    shape: tuple[int, ...]
+
+    @property
+    def n_real(self) -> int:
+        """Number of real latent values per image (before padding)."""
+        return math.prod(self.shape)
+
+    @property
+    def n_symbols(self) -> int:
+        """Complex channel uses per image for the latent (``ceil(L/2)``)."""
+        return self.z.shape[-1]
+
+
+def real_to_complex(v: Tensor) -> Tensor:
+    """Map real blocks ``[..., L]`` (L even) to complex ``[..., L/2]``: ``v_k + j v_{k+L/2}``."""
+    if v.shape[-1] % 2:
+        raise ValueError(f"real_to_complex needs an even last dimension, got {v.shape[-1]}")
+    half = v.shape[-1] // 2
+    return torch.complex(v[..., :half].contiguous(), v[..., half:].contiguous())
+
+
+def complex_to_real(c: Tensor) -> Tensor:
+    """Inverse of :func:`real_to_complex`: ``[..., M]`` complex -> ``[..., 2M]`` real."""
+    return torch.cat([c.real, c.imag], dim=-1)
+
+
+def normalize_power(v: Tensor) -> tuple[Tensor, Tensor]:
+    """Scale each row of ``v`` [B, L] to unit power per real element.
+
+    Returns ``(f, rms)`` with ``f = v / rms`` and ``rms = sqrt(mean(v^2))`` per row, [B].
+    An all-zero row stays zero (its rms is reported as 0).
+    """
+    rms = v.pow(2).mean(dim=-1).sqrt()
+    f = v / rms.clamp_min(_EPS).unsqueeze(-1)
+    return f, rms
+
+
+def pack(latent: Tensor) -> PackedLatent:
+    """Latent ``[B, ...]`` (real) -> :class:`PackedLatent` with unit-energy complex symbols."""
+    if latent.is_complex():
+        raise TypeError("pack expects a real latent; complex latents are not supported")
+    b = latent.shape[0]
+    v = latent.reshape(b, -1)
+    if v.shape[-1] % 2:
+        v = torch.nn.functional.pad(v, (0, 1))
+    f, rms = normalize_power(v)  # over the padded block, so E|z|^2 = 1 exactly
+    z = real_to_complex(f) / math.sqrt(2.0)
+    return PackedLatent(z=z, rms=rms, shape=tuple(latent.shape[1:]))
+
+
+def symbols_to_unit_real(z: Tensor) -> Tensor:
+    """Complex ``[B, M]`` with ``E|z|^2 = 1`` -> real ``[B, 2M]`` with unit power per element."""
+    return complex_to_real(z) * math.sqrt(2.0)
+
+
+def unpack(f: Tensor, packed: PackedLatent) -> Tensor:
+    """Unit-power real block ``f`` [B, 2M] -> latent [B, *shape] in the codec's units.
+
+    Undoes :func:`pack`: drops the padding element and multiplies by the sent RMS.
+    """
+    b = f.shape[0]
+    v = f[:, : packed.n_real] * packed.rms.to(f).unsqueeze(-1)
+    return v.reshape(b, *packed.shape)
+
+
+def unpad_like(x: Tensor, packed: PackedLatent) -> Tensor:
+    """Per-element tensor ``x`` [B, 2M] (e.g. noise levels) -> [B, *shape] latent layout."""
+    if x.shape[-1] == 1:
+        return x.reshape(x.shape[0], *([1] * len(packed.shape)))
+    return x[:, : packed.n_real].reshape(x.shape[0], *packed.shape)

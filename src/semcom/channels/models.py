@@ -1,0 +1,224 @@
+"""Channel models on Sionna PHY blocks: AWGN, slow (block) and fast (per-symbol) Rayleigh.
+
+Conventions (design.md §2): inputs are complex symbols ``z`` [B, M] with ``E|z|^2 = 1``;
+the SNR is Es/N0 in dB, one value per image ([B] tensor), noise ``CN(0, N0)`` with
+``N0 = 10^(-SNR_dB/10)`` as Sionna's ``AWGN()(x, no)``. Under fading ``y = h z + n`` with
+``h ~ CN(0, 1)``, so the *equivalent* SNR is ``|h|^2 / N0``.
+
+Sampling the channel (:meth:`Channel.sample`) is separate from applying it
+(:meth:`Channel.apply`), as in Sionna; ``__call__`` does both. Every stochastic call takes
+a ``torch.Generator`` so results are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from sionna.phy.channel import AWGN, ApplyFlatFadingChannel, GenerateFlatFadingChannel
+from torch import Tensor
+
+CHANNELS = ("awgn", "rayleigh-slow", "rayleigh-fast")
+CSI_MODES = ("perfect", "estimated")
+
+
+class _SeededMixin:
+    """Make a Sionna block draw from an explicit ``torch.Generator`` (ours, per call)."""
+
+    _generator: torch.Generator | None = None
+
+    @property
+    def torch_rng(self) -> torch.Generator:  # overrides sionna.phy.Object.torch_rng
+        if self._generator is None:
+            raise RuntimeError("internal: generator not set before calling the Sionna block")
+        return self._generator
+
+
+class _AWGN(_SeededMixin, AWGN):
+    pass
+
+
+class _GenerateFading(_SeededMixin, GenerateFlatFadingChannel):
+    pass
+
+
+def snr_to_no(snr_db: Tensor) -> Tensor:
+    """Es/N0 in dB -> noise power N0 per complex symbol (linear), for Es = 1. +inf -> 0."""
+    return torch.pow(10.0, -snr_db / 10.0)
+
+
+def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None) -> Tensor:
+    """Broadcast an SNR (scalar, list or [B] tensor, dB) to a float64 [B] tensor."""
+    t = torch.as_tensor(snr_db, dtype=torch.float64, device=device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ValueError(f"snr_db has {t.numel()} values for a batch of {batch} images")
+    if torch.isnan(t).any() or (t == -math.inf).any():
+        raise ValueError("snr_db must be a number or +inf (noiseless), not NaN or -inf")
+    return t.clone()
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One channel realisation for a batch.
+
+    Attributes:
+        h: true complex gain per data symbol, [B, 1] (AWGN, slow) or [B, M] (fast).
+        no: noise power N0 per complex symbol, [B] (linear).
+        h_hat: the receiver's channel knowledge, same shape as ``h`` (= ``h`` for perfect CSI).
+        pilot_symbols: channel uses per image spent on pilots (0 for perfect CSI).
+    """
+
+    h: Tensor
+    no: Tensor
+    h_hat: Tensor
+    pilot_symbols: int = 0
+
+    @property
+    def snr_eq_db(self) -> Tensor:
+        """Equivalent SNR ``|h|^2/N0`` in dB, per symbol ([B, 1] or [B, M])."""
+        return 10.0 * torch.log10(self.h.abs().pow(2) / self.no.unsqueeze(-1))
+
+
+class Channel:
+    """A SISO channel with one of :data:`CHANNELS` fading models and a CSI mode.
+
+    Args:
+        name: ``"awgn"``, ``"rayleigh-slow"`` (one ``h`` per image) or ``"rayleigh-fast"``
+            (i.i.d. ``h`` per block of ``coherence`` symbols; 1 = per symbol).
+        csi: ``"perfect"`` (receiver knows ``h``) or ``"estimated"`` (least squares from
+            ``pilots`` unit-energy pilot symbols per coherence block; the pilots are counted
+            as channel uses, see :meth:`pilot_symbols`).
+        pilots: pilot symbols per coherence block for ``csi="estimated"``; default 16 for
+            AWGN and slow fading (one block per image), 1 for fast fading (every block).
+        coherence: symbols per independent fading block for ``rayleigh-fast``.
+    """
+
+    def __init__(
+        self,
+        name: str = "awgn",
+        csi: str = "perfect",
+        pilots: int | None = None,
+        coherence: int = 1,
+    ) -> None:
+        if name not in CHANNELS:
+            raise ValueError(f"unknown channel {name!r}; choose from {', '.join(CHANNELS)}")
+        if csi not in CSI_MODES:
+            raise ValueError(f"unknown CSI mode {csi!r}; choose from {', '.join(CSI_MODES)}")
+        if pilots is None:
+            pilots = 1 if name == "rayleigh-fast" else 16
+        if pilots < 1 or coherence < 1:
+            raise ValueError("pilots and coherence must be >= 1")
+        self.name, self.csi, self.pilots, self.coherence = name, csi, pilots, coherence
+        self._blocks: dict[tuple[str, str], tuple[_AWGN, _GenerateFading, ApplyFlatFadingChannel]]
+        self._blocks = {}
+
+    def __repr__(self) -> str:
+        extra = f", pilots={self.pilots}" if self.csi == "estimated" else ""
+        if self.name == "rayleigh-fast" and self.coherence > 1:
+            extra += f", coherence={self.coherence}"
+        return f"Channel({self.name!r}, csi={self.csi!r}{extra})"
+
+    def _sionna(self, device: torch.device, precision: str):
+        key = (str(device), precision)
+        if key not in self._blocks:
+            dev = "cpu" if device.type == "cpu" else str(device)
+            awgn = _AWGN(precision=precision, device=dev)
+            apply = ApplyFlatFadingChannel(precision=precision, device=dev)
+            apply._awgn = awgn  # its noise must come from our generator too
+            self._blocks[key] = (awgn, _GenerateFading(1, 1, precision=precision, device=dev), apply)
+        return self._blocks[key]
+
+    # ------------------------------------------------------------------ sizes
+    def n_blocks(self, n_symbols: int) -> int:
+        """Independent fading blocks per image for ``n_symbols`` data symbols."""
+        if self.name == "rayleigh-fast":
+            return math.ceil(n_symbols / self.coherence)
+        return 1
+
+    def pilot_symbols(self, n_symbols: int) -> int:
+        """Pilot channel uses per image for ``n_symbols`` data symbols (0 for perfect CSI)."""
+        return 0 if self.csi == "perfect" else self.pilots * self.n_blocks(n_symbols)
+
+    # --------------------------------------------------------------- sampling
+    def sample(
+        self, z: Tensor, snr_db: float | Tensor, generator: torch.Generator | None = None
+    ) -> ChannelState:
+        """Draw the fading gains for symbols ``z`` [B, M] (no noise yet, no CSI yet)."""
+        b, m = z.shape
+        precision = "double" if z.dtype == torch.complex128 else "single"
+        awgn, gen, _ = self._sionna(z.device, precision)
+        gen._generator = _generator_for(generator, z.device)
+        snr = as_snr_tensor(snr_db, b, device=z.device)
+        no = snr_to_no(snr).to(z.real.dtype)
+        if self.name == "awgn":
+            h = torch.ones(b, 1, dtype=z.dtype, device=z.device)
+        elif self.name == "rayleigh-slow":
+            h = gen(b).reshape(b, 1)
+        else:
+            nb = self.n_blocks(m)
+            h = gen(b * nb).reshape(b, nb)
+            h = h.repeat_interleave(self.coherence, dim=1)[:, :m]
+        return ChannelState(h=h.to(z.dtype), no=no, h_hat=h.to(z.dtype))
+
+    def apply(
+        self, z: Tensor, state: ChannelState, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, ChannelState]:
+        """Send ``z`` [B, M] through the sampled channel: ``y = h z + n``.
+
+        With ``csi="estimated"`` also sends the pilot block through the same gains and
+        replaces ``state.h_hat`` by the least-squares estimate. Returns ``(y, state)``.
+        """
+        precision = "double" if z.dtype == torch.complex128 else "single"
+        awgn, _, apply = self._sionna(z.device, precision)
+        awgn._generator = _generator_for(generator, z.device)
+        # Sionna's flat-fading block multiplies h [.., 1, 1] @ x [.., 1]: one SISO link
+        # per symbol; the noise power broadcasts per image.
+        no = state.no.to(z.real.dtype)
+        y = apply(z.unsqueeze(-1), state.h.unsqueeze(-1).unsqueeze(-1), no.reshape(-1, 1, 1))
+        y = y.squeeze(-1)
+        if self.csi == "estimated":
+            state = replace(
+                state,
+                h_hat=self._ls_estimate(state, awgn),
+                pilot_symbols=self.pilot_symbols(z.shape[1]),
+            )
+        return y, state
+
+    def __call__(
+        self, z: Tensor, snr_db: float | Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, ChannelState]:
+        """Sample and apply the channel. ``z`` [B, M] complex, ``snr_db`` scalar or [B] dB."""
+        if not z.is_complex() or z.dim() != 2:
+            raise ValueError(f"channel input must be complex [B, M], got {z.dtype} {z.shape}")
+        state = self.sample(z, snr_db, generator)
+        return self.apply(z, state, generator)
+
+    def _ls_estimate(self, state: ChannelState, awgn: _AWGN) -> Tensor:
+        """Least-squares gain estimate from ``pilots`` unit pilots per coherence block.
+
+        Pilots ``p = 1`` see the block's gain: ``y_p = h + n_p``; the LS estimate is the mean
+        of ``y_p / p`` with error variance ``N0 / pilots``.
+        """
+        b = state.h.shape[0]
+        if state.h.shape[1] == 1:
+            h_blocks = state.h
+        else:
+            h_blocks = state.h[:, :: self.coherence]
+        pil = h_blocks.unsqueeze(-1).expand(-1, -1, self.pilots)
+        y_p = awgn(pil, state.no.reshape(b, 1, 1))
+        h_est = y_p.mean(dim=-1)
+        if state.h.shape[1] != 1:
+            h_est = h_est.repeat_interleave(self.coherence, dim=1)[:, : state.h.shape[1]]
+        return h_est
+
+
+def _generator_for(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    """Use ``generator`` if given, else a fresh randomly seeded one on ``device``."""
+    if generator is not None:
+        return generator
+    g = torch.Generator(device=device)
+    g.seed()
+    return g

@@ -1,0 +1,32 @@
+"""Image I/O and data sets (float32 RGB tensors in [0, 1], ``[3, H, W]`` per image)."""
+
+from semcom.data.datasets import (
+    IMAGE_EXTENSIONS,
+    SKIMAGE_SAMPLES,
+    ImageDataset,
+    ImageFolder,
+    SampleImages,
+    collate_images,
+    get_dataset,
+    list_datasets,
+    load_images,
+    split_dataset,
+)
+from semcom.data.io import ImageReadError, load_image, save_image, to_uint8
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SKIMAGE_SAMPLES",
+    "ImageDataset",
+    "ImageFolder",
+    "ImageReadError",
+    "SampleImages",
+    "collate_images",
+    "get_dataset",
+    "list_datasets",
+    "load_image",
+    "load_images",
+    "save_image",
+    "split_dataset",
+    "to_uint8",
+]

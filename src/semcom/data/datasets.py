@@ -1,0 +1,399 @@
+"""Image data sets: folders of files, named benchmark sets, deterministic crops and splits.
+
+Items are ``float32`` tensors ``[3, H, W]`` in ``[0, 1]`` (see :mod:`semcom.data.io`);
+class labels (CIFAR-10) are ignored.
+
+Cropping (``crop=k`` or ``crop=(h, w)``):
+
+* images smaller than the crop are first padded up to it, centred, by **reflection**
+  (``replicate`` when the image is too small to reflect, i.e. pad >= size); pass
+  ``pad_mode="replicate"`` or ``"constant"`` (zeros) to change that;
+* ``random_crop=True`` takes a uniformly random window, ``False`` the centre window;
+* ``flip=True`` adds a random horizontal flip (probability 1/2);
+* the randomness of item ``i`` comes from its own generator seeded by
+  ``(seed, epoch, i)`` (:class:`numpy.random.SeedSequence`), so an item is the same no matter
+  which DataLoader worker loads it or in which order; call :meth:`set_epoch` each epoch to
+  get fresh crops (before creating the DataLoader iterator; persistent workers keep the
+  epoch they were started with).
+
+Without a crop, items keep their own size: use ``batch_size=1`` or
+``collate_fn=collate_images`` (which stacks equal sizes and otherwise raises a clear error).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Subset
+
+from semcom.data.io import PathLike, load_image
+from semcom.paths import data_path
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SKIMAGE_SAMPLES",
+    "ImageDataset",
+    "ImageFolder",
+    "SampleImages",
+    "collate_images",
+    "get_dataset",
+    "list_datasets",
+    "load_images",
+    "split_dataset",
+]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pnm",
+    ".gif",
+)
+
+# Natural photos bundled inside the scikit-image wheel (load without network).
+SKIMAGE_SAMPLES: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins")
+
+
+def _crop_size(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if crop is None:
+        return None
+    if isinstance(crop, int):
+        h = w = crop
+    else:
+        h, w = (int(c) for c in crop)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"crop must be positive, got {crop!r}")
+    return h, w
+
+
+def _pad_to(x: torch.Tensor, h: int, w: int, mode: str) -> torch.Tensor:
+    """Pad ``[C, H, W]`` (centred) to at least ``h x w``."""
+    H, W = x.shape[-2:]
+    ph, pw = max(h - H, 0), max(w - W, 0)
+    if ph == 0 and pw == 0:
+        return x
+    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    if mode == "reflect" and (max(pad[:2]) >= W or max(pad[2:]) >= H):
+        mode = "replicate"
+    if mode == "constant":
+        return F.pad(x, pad, mode="constant", value=0.0)
+    return F.pad(x[None], pad, mode=mode)[0]
+
+
+def collate_images(batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack ``[3, H, W]`` items into ``[N, 3, H, W]``; clear error when sizes differ."""
+    shapes = {tuple(b.shape) for b in batch}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"cannot batch images of different sizes {sorted(shapes)}; "
+            "use batch_size=1 or give the data set a crop (crop=k)"
+        )
+    return torch.stack(list(batch))
+
+
+class ImageDataset(Dataset):
+    """Base class: per-item reading plus deterministic padding / cropping / flipping."""
+
+    def __init__(
+        self,
+        *,
+        crop: int | Sequence[int] | None = None,
+        random_crop: bool = True,
+        flip: bool = False,
+        seed: int = 0,
+        pad_mode: str = "reflect",
+        name: str = "images",
+    ) -> None:
+        if pad_mode not in ("reflect", "replicate", "constant"):
+            raise ValueError(f"pad_mode must be reflect, replicate or constant, got {pad_mode!r}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.crop = _crop_size(crop)
+        self.random_crop = bool(random_crop)
+        self.flip = bool(flip)
+        self.seed = int(seed)
+        self.pad_mode = pad_mode
+        self.name = name
+        self.epoch = 0
+
+    # -- to implement -------------------------------------------------------------------
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _read(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops/flips of epoch ``epoch`` (items depend on (seed, epoch, index))."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The random generator of item ``index`` in the current epoch."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+
+    def _index(self, index) -> int:
+        i = operator.index(index)
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for {self.name} ({n} images)")
+        return i
+
+    def __getitem__(self, index) -> torch.Tensor:
+        i = self._index(index)
+        return self.transform(self._read(i), i)
+
+    def transform(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Pad / crop / flip ``x`` as item ``index`` of the current epoch."""
+        if self.crop is None and not self.flip:
+            return x
+        rng = self.rng(index)
+        if self.crop is not None:
+            h, w = self.crop
+            x = _pad_to(x, h, w, self.pad_mode)
+            H, W = x.shape[-2:]
+            if self.random_crop:
+                top = int(rng.integers(0, H - h + 1))
+                left = int(rng.integers(0, W - w + 1))
+            else:
+                top, left = (H - h) // 2, (W - w) // 2
+            x = x[:, top : top + h, left : left + w]
+        if self.flip and rng.random() < 0.5:
+            x = x.flip(-1)
+        return x.contiguous()
+
+    def __repr__(self) -> str:
+        extra = f", crop={self.crop}, random_crop={self.random_crop}" if self.crop else ""
+        return f"{type(self).__name__}(name={self.name!r}, n={len(self)}{extra})"
+
+
+def _scan(root: Path, extensions: frozenset[str]) -> list[tuple[tuple[str, ...], Path]]:
+    """All image files under ``root`` (recursive, hidden entries skipped) with sort keys."""
+    found: list[tuple[tuple[str, ...], Path]] = []
+    stack: list[tuple[str, tuple[str, ...]]] = [(os.fspath(root), ())]
+    while stack:
+        folder, rel = stack.pop()
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir():
+                    stack.append((e.path, (*rel, e.name)))
+                elif os.path.splitext(e.name)[1].lower() in extensions and e.is_file():
+                    found.append(((*rel, e.name), Path(e.path)))
+    found.sort(key=lambda t: t[0])
+    return found
+
+
+class ImageFolder(ImageDataset):
+    """Images found (recursively, sorted) under one folder or several folders.
+
+    ``root`` may be a folder or a sequence of folders (their listings are concatenated in
+    the given order). ``.paths`` holds the files, ``.names`` their paths relative to their
+    root (prefixed with the root's folder name when there are several roots). The listing is
+    done once, at construction.
+    """
+
+    def __init__(
+        self,
+        root: PathLike | Sequence[PathLike],
+        crop: int | Sequence[int] | None = None,
+        random_crop: bool = True,
+        *,
+        flip: bool = False,
+        extensions: Iterable[str] = IMAGE_EXTENSIONS,
+        seed: int = 0,
+        pad_mode: str = "reflect",
+        name: str | None = None,
+    ) -> None:
+        roots = [Path(root)] if isinstance(root, str | os.PathLike) else [Path(r) for r in root]
+        if not roots:
+            raise ValueError("ImageFolder needs at least one root folder")
+        exts = frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+        paths: list[Path] = []
+        names: list[str] = []
+        for r in roots:
+            if not r.is_dir():
+                raise FileNotFoundError(f"image folder {os.fspath(r)!r} does not exist")
+            for key, p in _scan(r, exts):
+                paths.append(p)
+                names.append("/".join((r.name, *key) if len(roots) > 1 else key))
+        if not paths:
+            where = ", ".join(repr(os.fspath(r)) for r in roots)
+            raise ValueError(f"no image files ({', '.join(sorted(exts))}) found under {where}")
+        super().__init__(
+            crop=crop,
+            random_crop=random_crop,
+            flip=flip,
+            seed=seed,
+            pad_mode=pad_mode,
+            name=name if name is not None else roots[0].name,
+        )
+        self.roots = roots
+        self.paths = paths
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, index: int) -> torch.Tensor:
+        return load_image(self.paths[index])
+
+
+class SampleImages(ImageDataset):
+    """Photos bundled with scikit-image (:data:`SKIMAGE_SAMPLES`), as RGB ``[3, H, W]``.
+
+    Grayscale ones (camera, coins) are replicated to three channels. No data root needed.
+    """
+
+    def __init__(
+        self,
+        crop: int | Sequence[int] | None = None,
+        random_crop: bool = True,
+        *,
+        names: Sequence[str] = SKIMAGE_SAMPLES,
+        flip: bool = False,
+        seed: int = 0,
+        pad_mode: str = "reflect",
+        name: str = "samples",
+    ) -> None:
+        super().__init__(
+            crop=crop, random_crop=random_crop, flip=flip, seed=seed, pad_mode=pad_mode, name=name
+        )
+        self.names = list(names)
+        self.paths: list[Path] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _read(self, index: int) -> torch.Tensor:
+        import skimage.data
+
+        a = np.asarray(getattr(skimage.data, self.names[index])())
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, axis=2)
+        a = a[..., :3]
+        if a.dtype != np.uint8:
+            raise TypeError(f"skimage sample {self.names[index]!r} is {a.dtype}, expected uint8")
+        x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        return x.float() / 255.0
+
+
+# name -> (folders relative to the data root, or None for the bundled samples; description)
+_NAMED: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    "kodak": (("kodak",), "Kodak PhotoCD: 24 lossless 768x512 photos (PNG)"),
+    "cifar10-train": (("cifar10/train",), "CIFAR-10 training set: 50,000 32x32 JPEGs"),
+    "cifar10-test": (("cifar10/test",), "CIFAR-10 test set: 10,000 32x32 JPEGs"),
+    "bsds500-train": (
+        ("bsds500/train", "bsds500/test"),
+        "BSDS500 train+test: 400 481x321 photos (JPEG)",
+    ),
+    "bsds500-val": (("bsds500/val",), "BSDS500 validation: 100 481x321 photos (JPEG)"),
+    "samples": (None, "6 photos bundled with scikit-image (no data root needed)"),
+}
+
+
+def list_datasets() -> dict[str, str]:
+    """Named data sets and a one-line description of each."""
+    return {k: v[1] for k, v in _NAMED.items()}
+
+
+def get_dataset(
+    name: str,
+    crop: int | Sequence[int] | None = None,
+    split: str | None = None,
+    **kw,
+) -> ImageDataset:
+    """Open a named data set (see :func:`list_datasets`) under ``$SEMCOM_DATA``.
+
+    ``split`` is an alternative spelling: ``get_dataset("cifar10", split="test")`` is
+    ``get_dataset("cifar10-test")``. Other keywords go to :class:`ImageFolder` /
+    :class:`SampleImages` (``random_crop``, ``flip``, ``seed``, ``pad_mode``).
+    Raises :class:`ValueError` for an unknown name and
+    :class:`~semcom.paths.MissingResourceError` when the data are not found.
+    """
+    key = name.lower()
+    if split is not None:
+        key = f"{key}-{split.lower()}"
+    if key not in _NAMED:
+        valid = ", ".join(_NAMED)
+        raise ValueError(f"unknown data set {key!r}; valid names: {valid}")
+    rels, _ = _NAMED[key]
+    if rels is None:
+        return SampleImages(crop=crop, name=key, **kw)
+    roots = [data_path(r) for r in rels]
+    return ImageFolder(roots if len(roots) > 1 else roots[0], crop=crop, name=key, **kw)
+
+
+def split_dataset(
+    ds: Dataset,
+    val_fraction: float | None = None,
+    n_val: int | None = None,
+    seed: int = 0,
+) -> tuple[Subset, Subset]:
+    """Deterministic held-out split ``(train, val)`` of ``ds``.
+
+    Give ``val_fraction`` (in (0, 1), rounded, at least 1 item) or ``n_val`` (default
+    ``val_fraction=0.1``). The permutation depends only on ``seed`` and ``len(ds)``; both
+    subsets keep the original order. Subsets share ``ds``, so ``ds.set_epoch`` applies.
+    """
+    n = len(ds)  # type: ignore[arg-type]
+    if val_fraction is not None and n_val is not None:
+        raise ValueError("give val_fraction or n_val, not both")
+    if n_val is None:
+        frac = 0.1 if val_fraction is None else float(val_fraction)
+        if not 0.0 < frac < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {frac}")
+        n_val = max(1, round(frac * n))
+    n_val = int(n_val)
+    if not 0 <= n_val <= n:
+        raise ValueError(f"n_val must be in [0, {n}], got {n_val}")
+    g = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=g)
+    val_idx = sorted(perm[:n_val].tolist())
+    train_idx = sorted(perm[n_val:].tolist())
+    return Subset(ds, train_idx), Subset(ds, val_idx)
+
+
+def load_images(
+    source: PathLike | Dataset | Iterable[PathLike],
+    limit: int | None = None,
+    loader: Callable[[PathLike], torch.Tensor] = load_image,
+) -> list[torch.Tensor]:
+    """Load a list of ``[3, H, W]`` tensors from a folder, a file, paths or a data set.
+
+    ``limit`` keeps the first ``limit`` items (in the data set's sorted order).
+    """
+    if isinstance(source, str | os.PathLike):
+        p = Path(source)
+        if p.is_dir():
+            source = ImageFolder(p)
+        else:
+            return [loader(p)][:limit]
+    if isinstance(source, Dataset):
+        n = len(source)  # type: ignore[arg-type]
+        if limit is not None:
+            n = min(n, limit)
+        return [source[i] for i in range(n)]
+    out: list[torch.Tensor] = []
+    for p in source:  # type: ignore[union-attr]
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(loader(p))
+    return out

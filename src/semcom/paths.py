@@ -1,0 +1,108 @@
+"""Where semcom finds data sets and pretrained weights.
+
+Resolution order for a file ``rel`` (e.g. ``"lpips/alexnet_lpips_v0.1.safetensors"``):
+
+1. ``$SEMCOM_WEIGHTS/rel`` (or ``$SEMCOM_DATA/rel`` for data) when the variable is set;
+2. the user cache ``$XDG_CACHE_HOME/semcom/{weights,data}/rel`` (``~/.cache/...``);
+3. for weights with a registered download, fetch it into the cache (needs internet).
+
+Anything missing raises :class:`MissingResourceError`, whose message names the variable
+to set and the path that was tried.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+DATA_VAR = "SEMCOM_DATA"
+WEIGHTS_VAR = "SEMCOM_WEIGHTS"
+
+
+class MissingResourceError(FileNotFoundError):
+    """A data set or weight file could not be found (message says what to set)."""
+
+
+def cache_dir(kind: str) -> Path:
+    """Per-user cache folder for ``kind`` in {"weights", "data"}."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "semcom" / kind
+
+
+def _root(var: str, kind: str) -> tuple[Path | None, Path]:
+    env = os.environ.get(var)
+    return (Path(env).expanduser() if env else None), cache_dir(kind)
+
+
+def data_path(rel: str) -> Path:
+    """Resolve a data folder/file ``rel`` under ``$SEMCOM_DATA`` (or the cache)."""
+    env_root, cache = _root(DATA_VAR, "data")
+    tried = []
+    for root in (env_root, cache):
+        if root is None:
+            continue
+        p = root / rel
+        if p.exists():
+            return p
+        tried.append(str(p))
+    hint = (
+        f"set {DATA_VAR} to the folder that contains '{rel}'"
+        if env_root is None
+        else f"'{rel}' is not under {DATA_VAR}={env_root}"
+    )
+    raise MissingResourceError(f"data '{rel}' not found ({hint}; tried: {', '.join(tried)})")
+
+
+# Downloads for users with internet: rel path -> function(dest) that writes the file.
+_DOWNLOADS: dict[str, Callable[[Path], None]] = {}
+
+
+def register_download(rel: str, fetch: Callable[[Path], None]) -> None:
+    """Register how to fetch weight file ``rel`` into a given destination path."""
+    _DOWNLOADS[rel] = fetch
+
+
+def download_url(url: str, dest: Path) -> None:
+    """Download ``url`` to ``dest`` atomically (temporary file, then rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    os.close(fd)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def weights_path(rel: str, download: bool = True) -> Path:
+    """Resolve a weight file ``rel`` under ``$SEMCOM_WEIGHTS`` (or cache, or download)."""
+    env_root, cache = _root(WEIGHTS_VAR, "weights")
+    tried = []
+    for root in (env_root, cache):
+        if root is None:
+            continue
+        p = root / rel
+        if p.exists():
+            return p
+        tried.append(str(p))
+    fetch = _DOWNLOADS.get(rel)
+    if download and fetch is not None:
+        dest = cache / rel
+        try:
+            fetch(dest)
+            return dest
+        except Exception as e:  # network failures, HTTP errors
+            raise MissingResourceError(
+                f"weights '{rel}' not found and download failed ({e}); "
+                f"set {WEIGHTS_VAR} to a folder containing '{rel}' (tried: {', '.join(tried)})"
+            ) from e
+    raise MissingResourceError(
+        f"weights '{rel}' not found; set {WEIGHTS_VAR} to a folder containing '{rel}' "
+        f"(tried: {', '.join(tried)})"
+    )

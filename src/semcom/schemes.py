@@ -1,0 +1,60 @@
+"""Registry of named schemes (``vae``, ``deepjscc``, ``vae+dm``, ``jpeg+ldpc``, ...).
+
+A scheme name plus an optional CBR selects a ready-to-use :class:`semcom.link.Scheme`.
+Modules register their schemes on import (see :func:`_load_builtin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .link import Scheme
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """A registered scheme.
+
+    Attributes:
+        name: the name used on the command line.
+        description: one line for ``semcom schemes``.
+        factory: ``factory(cbr, device) -> Scheme``; ``cbr`` is None for the default.
+        cbrs: the CBRs it offers (None: any CBR, or fixed by the codec).
+        requires: human-readable requirements (weights, checkpoints) for error messages.
+    """
+
+    name: str
+    description: str
+    factory: Callable[[float | None, torch.device], Scheme]
+    cbrs: tuple[float, ...] | None = None
+    requires: str = ""
+
+
+_REGISTRY: dict[str, SchemeSpec] = {}
+
+
+def register_scheme(spec: SchemeSpec) -> None:
+    """Add (or replace) a scheme in the registry."""
+    _REGISTRY[spec.name] = spec
+
+
+def _load_builtin() -> None:
+    # Importing these modules registers their schemes.
+    from .codecs import registry  # noqa: F401
+
+
+def list_schemes() -> list[SchemeSpec]:
+    """All registered schemes, sorted by name."""
+    _load_builtin()
+    return sorted(_REGISTRY.values(), key=lambda s: s.name)
+
+
+def get_scheme(name: str, cbr: float | None = None, device: str | torch.device = "cpu") -> Scheme:
+    """Build scheme ``name`` (at ``cbr`` when it offers several) on ``device``."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown scheme {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name].factory(cbr, torch.device(device))

@@ -1,0 +1,33 @@
+"""Shared fixtures: data and weights roots come from SEMCOM_DATA / SEMCOM_WEIGHTS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _root(var: str) -> Path:
+    value = os.environ.get(var)
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"{var} is not set to a folder (CI sets it to ../shared/...)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _root("SEMCOM_DATA")
+
+
+@pytest.fixture(scope="session")
+def weights_root() -> Path:
+    return _root("SEMCOM_WEIGHTS")
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests run on 2-core CI machines; keep torch from oversubscribing.
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield

@@ -1,0 +1,229 @@
+"""Channel conventions: packing, power per image, SNR = Es/N0, equalise + normalise, CBR."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcom.channels import (
+    Channel,
+    cbr_report,
+    complex_to_real,
+    equalize,
+    format_cbr,
+    pack,
+    parse_cbr,
+    real_to_complex,
+    unpack,
+)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------ packing and power
+@settings(max_examples=30, deadline=None)
+@given(
+    b=st.integers(1, 4),
+    shape=st.lists(st.integers(1, 7), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_pack_roundtrip_exact_and_unit_power(b, shape, seed, scale):
+    lat = torch.randn(b, *shape, generator=gen(seed), dtype=torch.float64) * scale
+    p = pack(lat)
+    assert p.z.shape == (b, math.ceil(math.prod(shape) / 2))
+    power = p.z.abs().pow(2).mean(dim=-1)
+    torch.testing.assert_close(power, torch.ones(b, dtype=torch.float64), atol=1e-5, rtol=0)
+    back = unpack(complex_to_real(p.z) * math.sqrt(2.0), p)
+    torch.testing.assert_close(back, lat, atol=1e-9 * scale, rtol=1e-9)
+
+
+def test_real_complex_mapping_convention():
+    # c_k = v_k + j v_{k+L/2} (design.md §2)
+    v = torch.arange(6.0).unsqueeze(0)
+    c = real_to_complex(v)
+    assert c.tolist() == [[complex(0, 3), complex(1, 4), complex(2, 5)]]
+    assert torch.equal(complex_to_real(c), v)
+    with pytest.raises(ValueError, match="even"):
+        real_to_complex(torch.zeros(1, 5))
+
+
+def test_power_is_per_image_not_per_batch():
+    a = torch.randn(1, 64, generator=gen(1))
+    loud = 1000.0 * torch.randn(1, 64, generator=gen(2))
+    alone = pack(a).z
+    together = pack(torch.cat([a, loud])).z[:1]
+    torch.testing.assert_close(alone, together)
+    torch.testing.assert_close(
+        pack(torch.cat([a, loud])).z.abs().pow(2).mean(-1), torch.ones(2), atol=1e-5, rtol=0
+    )
+
+
+# ---------------------------------------------------------------------------- AWGN
+@pytest.mark.parametrize("snr_db", [-20.0, 0.0, 30.0])
+def test_awgn_empirical_snr(snr_db):
+    n = 1_000_000
+    z = pack(torch.randn(1, 2 * n, generator=gen(3))).z
+    y, state = Channel("awgn")(z, snr_db, gen(4))
+    noise_power = (y - z).abs().pow(2).mean()
+    measured = 10 * math.log10(z.abs().pow(2).mean() / noise_power)
+    assert abs(measured - snr_db) < 0.1
+    # Sionna convention: complex noise, half the power in each real dimension
+    assert abs(((y - z).real.var() / (y - z).imag.var()).item() - 1.0) < 0.01
+
+
+def test_snr_per_image_in_one_batch():
+    snrs = torch.tensor([-10.0, 0.0, 10.0, 20.0])
+    z = pack(torch.randn(4, 200_000, generator=gen(5))).z
+    y, state = Channel("awgn")(z, snrs, gen(6))
+    measured = 10 * torch.log10(1.0 / (y - z).abs().pow(2).mean(-1))
+    assert torch.allclose(measured, snrs.to(measured), atol=0.1)
+    torch.testing.assert_close(state.no, torch.pow(10.0, -snrs / 10).to(state.no))
+
+
+# --------------------------------------------------------- equalise + normalise
+def _check_regression(f, f_tilde, d):
+    """Regress f_tilde on f: coefficient sqrt(1-d), residual variance d (within 2%)."""
+    coef = (f_tilde * f).sum() / (f * f).sum()
+    resid = f_tilde - coef * f
+    assert abs(coef.item() / math.sqrt(1 - d) - 1) < 0.02
+    assert abs(resid.var().item() / d - 1) < 0.02
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0])
+def test_equalize_awgn(snr_db):
+    f_img = torch.randn(2, 400_000, generator=gen(7))
+    p = pack(f_img)
+    y, state = Channel("awgn")(p.z, snr_db, gen(8))
+    eq = equalize(y, state)
+    f = complex_to_real(p.z) * math.sqrt(2)
+    d = 1 / (1 + 10 ** (snr_db / 10))
+    assert eq.d.shape == (2, 1)
+    torch.testing.assert_close(eq.d, torch.full((2, 1), d), rtol=1e-5, atol=0)
+    for i in range(2):
+        _check_regression(f[i], eq.f_tilde[i], d)
+    # unit power after normalisation
+    assert abs(eq.f_tilde.pow(2).mean().item() - 1) < 0.01
+
+
+def test_equalize_slow_rayleigh_per_image():
+    b = 6
+    p = pack(torch.randn(b, 300_000, generator=gen(9)))
+    y, state = Channel("rayleigh-slow")(p.z, 5.0, gen(10))
+    eq = equalize(y, state)
+    f = complex_to_real(p.z) * math.sqrt(2)
+    assert eq.d.shape == (b, 1)
+    g = state.h.abs().pow(2)[:, 0]
+    torch.testing.assert_close(eq.d[:, 0], state.no / (g + state.no))
+    for i in range(b):
+        _check_regression(f[i], eq.f_tilde[i], eq.d[i, 0].item())
+
+
+def test_equalize_fast_rayleigh_per_element():
+    p = pack(torch.randn(1, 2_000_000, generator=gen(11)))
+    y, state = Channel("rayleigh-fast")(p.z, 3.0, gen(12))
+    eq = equalize(y, state)
+    f = complex_to_real(p.z) * math.sqrt(2)
+    assert eq.d.shape == f.shape
+    # per-element d: normalise each element by its own level, then regress
+    d = eq.d[0]
+    u = (eq.f_tilde[0] - (1 - d).sqrt() * f[0]) / d.sqrt()
+    assert abs(u.var().item() - 1) < 0.02  # unit residual once scaled by sqrt(d_i)
+    # bins of similar d: coefficient sqrt(1-d), residual variance d
+    for lo, hi in [(0.05, 0.1), (0.3, 0.35), (0.7, 0.75)]:
+        m = (d > lo) & (d < hi)
+        assert m.sum() > 20_000
+        dm = d[m].mean().item()
+        _check_regression(f[0][m], eq.f_tilde[0][m], dm)
+
+
+def test_estimated_csi_counts_pilots_and_is_close():
+    p = pack(torch.randn(8, 5000, generator=gen(13)))
+    ch = Channel("rayleigh-slow", csi="estimated", pilots=64)
+    y, state = ch(p.z, 20.0, gen(14))
+    assert state.pilot_symbols == 64
+    err = (state.h_hat - state.h).abs().pow(2).mean().item()
+    # LS error variance N0 / pilots = 0.01 / 64
+    assert 0.3 * 0.01 / 64 < err < 3 * 0.01 / 64
+    fast = Channel("rayleigh-fast", csi="estimated", pilots=2, coherence=10)
+    assert fast.pilot_symbols(2500) == 2 * 250
+    assert Channel("awgn").pilot_symbols(2500) == 0
+
+
+# ---------------------------------------------------------------- reproducibility
+@pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
+def test_seed_determinism(name):
+    p = pack(torch.randn(2, 1000, generator=gen(15)))
+    ch = Channel(name)
+    y1, s1 = ch(p.z, 0.0, gen(42))
+    y2, s2 = ch(p.z, 0.0, gen(42))
+    y3, _ = ch(p.z, 0.0, gen(43))
+    assert torch.equal(y1, y2) and torch.equal(s1.h, s2.h)
+    assert not torch.allclose(y1, y3)
+
+
+@pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
+def test_extreme_snrs(name):
+    lat = torch.randn(2, 16, 4, 4, generator=gen(16))
+    p = pack(lat)
+    ch = Channel(name)
+    y, state = ch(p.z, float("inf"), gen(1))
+    eq = equalize(y, state)
+    assert torch.all(eq.d == 0)
+    torch.testing.assert_close(unpack(eq.f_tilde, p), lat, atol=1e-5, rtol=1e-5)
+    y, state = ch(p.z, -40.0, gen(2))
+    eq = equalize(y, state)
+    assert torch.isfinite(eq.f_tilde).all() and torch.isfinite(eq.d).all()
+    assert torch.isfinite(unpack(eq.lmmse(), p)).all()
+
+
+def test_deep_fade_gives_no_nan():
+    p = pack(torch.randn(1, 8, generator=gen(17)))
+    y, state = Channel("rayleigh-fast")(p.z, 10.0, gen(3))
+    h = state.h.clone()
+    h[0, 1] = 0
+    from dataclasses import replace
+
+    state = replace(state, h=h, h_hat=h)
+    eq = equalize(y, state)
+    assert torch.isfinite(eq.f_tilde).all()
+    assert eq.deep_fades.tolist() == [1]
+    assert eq.d[0, 1] == 1 and eq.d[0, 1 + 4] == 1
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="unknown channel"):
+        Channel("rician")
+    with pytest.raises(ValueError, match="CSI"):
+        Channel("awgn", csi="genie")
+    z = pack(torch.randn(2, 8)).z
+    with pytest.raises(ValueError, match="2 images"):
+        Channel("awgn")(z, [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="NaN"):
+        Channel("awgn")(z, float("nan"))
+    with pytest.raises(ValueError, match="complex"):
+        Channel("awgn")(torch.randn(2, 8), 0.0)
+
+
+# --------------------------------------------------------------------------- CBR
+def test_cbr_convention():
+    # paper B: a 16x16x16 latent for a 128x128 RGB image is 2048/49152 = 1/24
+    r = cbr_report((16, 16, 16), (128, 128))
+    assert r.data_symbols == 2048 and format_cbr(r.cbr) == "1/24"
+    # TAEF2: 32 channels at 1/8 resolution -> 1/12
+    assert format_cbr(cbr_report((32, 64, 96), (512, 768)).cbr) == "1/12"
+    # DeepJSCC: c channels at 1/4 resolution -> c/96
+    assert format_cbr(cbr_report((16, 8, 8), (32, 32)).cbr) == "1/6"
+    r = cbr_report((8, 8, 8), (32, 32), pilot_symbols=16, side_symbols=16)
+    assert r.channel_uses == 256 + 32
+    assert "pilot" in str(r) and "side" in str(r)
+    assert parse_cbr("1/16") == 0.0625 and parse_cbr("0.0625") == 0.0625
+    with pytest.raises(ValueError):
+        parse_cbr("one sixteenth")
+    assert format_cbr(409.6 / 49152) == "1/120"
