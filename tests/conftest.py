@@ -28,6 +28,6 @@ def weights_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    # Tests run on 2-core CI machines; keep torch from oversubscribing.
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: on 2-core CI machines 2 torch threads make small ops ~10-100x slower.
+    torch.set_num_threads(1)
     yield

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
+from .metrics import METRICS
 from .paths import MissingResourceError
 
 EXIT_USAGE = 2
@@ -26,12 +29,51 @@ class CLIError(Exception):
     """An error the user can fix; printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``semcom transmit: error: ...``), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {msg} (see '{self.prog} --help')\n")
+
+
+# ------------------------------------------------------------- argument types
+def _snr_value(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"invalid SNR {text!r}: expected a number of dB")
+    return v
+
+
+def _cbr_value(text: str) -> str:
+    try:
+        parse_cbr(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
 # --------------------------------------------------------------------- helpers
 def _add_channel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", default="awgn", choices=CHANNELS, help="channel model")
     p.add_argument("--csi", default="perfect", choices=CSI_MODES, help="receiver CSI")
-    p.add_argument("--pilots", type=int, default=None, help="pilots per block (estimated CSI)")
-    p.add_argument("--snr", type=float, nargs="+", default=None, help="SNR grid, dB (Es/N0)")
+    p.add_argument(
+        "--pilots", type=_positive_int, default=None, help="pilots per block (estimated CSI)"
+    )
+    p.add_argument("--snr", type=_snr_value, nargs="+", default=None, help="SNR grid, dB (Es/N0)")
     p.add_argument("--seed", type=int, default=0, help="channel seed (same seed, same noise)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
@@ -44,13 +86,23 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         help=f"scheme name, repeatable (default: {default}); see 'semcom schemes'",
     )
     p.add_argument(
-        "--cbr", action="append", default=None, help="CBR (e.g. 1/16) for schemes with variants"
+        "--cbr",
+        action="append",
+        type=_cbr_value,
+        default=None,
+        help="CBR (e.g. 1/16) for schemes with variants, repeatable",
     )
+    _add_metrics_arg(p)
+
+
+def _add_metrics_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics",
         nargs="+",
+        choices=METRICS,
         default=["psnr", "ssim", "ms_ssim", "lpips"],
-        help="metrics to compute (psnr ssim ms_ssim lpips lpips_vgg dists)",
+        metavar="METRIC",
+        help=f"metrics to compute ({' '.join(METRICS)}); default psnr ssim ms_ssim lpips",
     )
 
 
@@ -88,20 +140,49 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
 
 def _snr_list(args: argparse.Namespace, default: Sequence[float]) -> list[float]:
     snrs = list(args.snr) if args.snr else list(default)
-    if any(s != s for s in snrs):
-        raise CLIError("--snr values must be numbers")
-    return snrs
+    if not all(math.isfinite(s) for s in snrs):
+        raise CLIError("--snr values must be finite numbers (dB)")
+    return [float(s) for s in snrs]
+
+
+def _fmt(col: str, v: object) -> str:
+    if col == "snr_db" and isinstance(v, float):
+        return f"{v:g}"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def _table(rows: list[dict], metrics: Sequence[str]) -> str:
     cols = ["image", "scheme", "cbr", "snr_db", *metrics]
-    body = [[str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.4f}" for c in cols]
-            for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c)
-              for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)) for b in body]
+    body = [[_fmt(c, r[c]) for c in cols] for r in rows]
+    widths = [
+        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
+    ]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)).rstrip() for b in body]
     return "\n".join(lines)
+
+
+def _json_safe(obj: object) -> object:
+    """NaN/inf -> None so the output is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _unique_stems(paths: Sequence[str | Path]) -> list[str]:
+    """File stems, made unique (``a``, ``a_2``, ...) so outputs never overwrite each other."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = Path(p).stem or "image"
+        k = seen.get(stem, 0) + 1
+        seen[stem] = k
+        out.append(stem if k == 1 else f"{stem}_{k}")
+    return out
 
 
 # -------------------------------------------------------------------- transmit
@@ -113,10 +194,11 @@ def _transmit_images(
     tile_width: int = 256,
 ) -> tuple[list[dict], list[Path]]:
     """Send each image through every scheme; write PNGs and one grid per image."""
+    from tqdm.auto import tqdm
+
     from .data import save_image
     from .eval.grid import Tile, make_grid
-    from .eval.sweep import image_seed
-    from .metrics import compute_metrics
+    from .eval.sweep import image_seed, safe_metrics
 
     device = _device(args.device)
     channel = _channel(args)
@@ -124,50 +206,76 @@ def _transmit_images(
     out.mkdir(parents=True, exist_ok=True)
     rows, grids = [], []
     snr_t = torch.tensor(snrs, dtype=torch.float64, device=device)
+    bar = tqdm(
+        total=len(images) * len(schemes),
+        desc="transmit",
+        unit="img",
+        file=sys.stderr,
+        disable=None if getattr(args, "progress", True) else True,
+    )
     for idx, (stem, img) in enumerate(images):
         x = img.to(device).unsqueeze(0).expand(len(snrs), -1, -1, -1)
         grid_rows = []
         for key, scheme in schemes:
             g = torch.Generator(device=device).manual_seed(image_seed(args.seed, idx))
             tx = scheme.transmit(x, channel, snr_t, g)
-            vals = compute_metrics(tx.images.float(), x.float(), args.metrics)
+            vals = safe_metrics(x.float(), tx.images.float(), args.metrics)
             tiles = []
             for j, snr in enumerate(snrs):
                 tag = key.label.replace("/", "-").replace("@", "_")
                 save_image(tx.images[j], out / f"{stem}_{tag}_snr{snr:g}dB.png")
-                row = {"image": stem, "scheme": key.scheme, "cbr": format_cbr(tx.cbr.cbr),
-                       "snr_db": snr}
+                row = {
+                    "image": stem,
+                    "scheme": key.scheme,
+                    "cbr": format_cbr(tx.cbr.cbr),
+                    "snr_db": snr,
+                }
                 row.update({m: float(vals[m][j]) for m in args.metrics})
                 rows.append(row)
                 cap = [f"PSNR {row['psnr']:.2f} dB"] if "psnr" in row else []
-                if "lpips" in row:
+                cap = [c for c in cap if "nan" not in c]
+                if "lpips" in row and math.isfinite(row["lpips"]):
                     cap.append(f"LPIPS {row['lpips']:.3f}")
                 tiles.append(Tile(tx.images[j].cpu(), cap))
             grid_rows.append((f"{key.label}\nCBR {format_cbr(tx.cbr.cbr)}", [None, *tiles]))
-        grid_rows[0][1][0] = Tile(img, ["original"])
-        title = f"{stem}: {channel!r}"
-        grid = make_grid(grid_rows, ["original"] + [f"SNR {s:g} dB" for s in snrs],
-                         tile_width=tile_width, title=title)
+            bar.update(1)
+        h, w = img.shape[-2:]
+        grid_rows[0][1][0] = Tile(img, [f"original {w}x{h}"])
+        title = f"{stem}: {channel.name}, CSI {channel.csi}, seed {args.seed}"
+        grid = make_grid(
+            grid_rows,
+            ["original"] + [f"SNR {s:g} dB" for s in snrs],
+            tile_width=tile_width,
+            title=title,
+        )
         path = out / f"{stem}_grid.png"
-        grid.save(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        grid.save(tmp, format="PNG")
+        tmp.replace(path)  # atomic: never a half-written grid
         grids.append(path)
+    bar.close()
     return rows, grids
 
 
 def cmd_transmit(args: argparse.Namespace) -> int:
     from .data import load_image
 
-    images = []
-    for p in args.images:  # read every input first: a bad file fails before any work
-        images.append((Path(p).stem, load_image(p)))
     snrs = _snr_list(args, [0.0])
-    rows, grids = _transmit_images(images, args, Path(args.out), snrs)
+    # read every input first: a bad file fails before any work
+    images = [
+        (stem, load_image(p))
+        for stem, p in zip(_unique_stems(args.images), args.images, strict=True)
+    ]
+    out = Path(args.out)
+    rows, grids = _transmit_images(images, args, out, snrs)
     if args.json:
-        print(json.dumps({"results": rows, "grids": [str(g) for g in grids]}, indent=1))
+        doc = {"results": rows, "grids": [str(g) for g in grids], "out": str(out)}
+        print(json.dumps(_json_safe(doc), indent=1))
     else:
         print(_table(rows, args.metrics))
         for g in grids:
             print(f"grid: {g}")
+        print(f"reconstructions in {out}/")
     return 0
 
 
@@ -179,19 +287,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = _device(args.device)
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
-    ds = get_dataset(args.dataset)
+    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    ds = get_dataset(args.dataset, **crop)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     schemes = _build_schemes(args, device)
     out = Path(args.out)
     header = {
         "dataset": args.dataset,
+        "crop": args.crop,
         "channel": repr(channel),
         "snr_db": snrs,
         "seed": args.seed,
+        "batch_size": args.batch_size,
         "metrics": list(args.metrics),
     }
     partial = out.with_name(out.name + ".partial.jsonl")
-    names = [Path(str(p)).stem for p in getattr(ds, "paths", [])] or [str(i) for i in range(n)]
+    names = list(getattr(ds, "names", None) or [str(i) for i in range(len(ds))])
     t0 = time.perf_counter()
     rows = evaluate(
         schemes,
@@ -207,11 +318,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         header=header,
         progress=not args.quiet,
     )
-    rows = [r for r in rows if r["image"] < n]
+    rows = sorted((r for r in rows if r["image"] < n), key=lambda r: (r["run"], r["image"]))
     runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics)
-    meta = {"command": "semcom " + " ".join(sys.argv[1:]), "seed": args.seed,
-            "device": str(device), "wall_seconds": round(time.perf_counter() - t0, 1)}
-    write_json_atomic(results_document(runs, args.dataset, n, channel, meta), out)
+    meta = {
+        "command": " ".join(["semcom", *args.argv]),
+        "seed": args.seed,
+        "crop": args.crop,
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop)
+    write_json_atomic(doc, out)
     partial.unlink(missing_ok=True)
     if not args.quiet:
         for run in runs:
@@ -224,21 +342,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ demo
+#: Schemes shown by ``semcom demo`` when available, in order.
+DEMO_SCHEMES = ["vae"]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .schemes import list_schemes
 
     ds = get_dataset("samples")
-    images = [(Path(str(p)).stem, ds[i]) for i, p in enumerate(ds.paths)][: args.limit]
-    if args.size:
-        images = [(s, _fit(img, args.size)) for s, img in images]
-    available = []
-    for spec in list_schemes():
-        if spec.name in DEMO_SCHEMES:
-            available.append(spec.name)
-    if not available:
-        raise CLIError("no scheme is available for the demo (set SEMCOM_WEIGHTS)")
+    n = min(args.limit, len(ds))
+    images = [(ds.names[i], _fit(ds[i], args.size)) for i in range(n)]
+    available = [spec.name for spec in list_schemes()]
     args.scheme = [s for s in DEMO_SCHEMES if s in available]
+    if not args.scheme:
+        raise CLIError("no scheme is available for the demo")
     args.cbr = None
     snrs = _snr_list(args, [-5, 0, 5, 10])
     out = Path(args.out)
@@ -251,10 +369,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"grids: {', '.join(str(g) for g in grids)}")
     print(f"table: {out / 'table.txt'}; reconstructions in {out}/")
     return 0
-
-
-#: Schemes shown by ``semcom demo`` when available, in order.
-DEMO_SCHEMES = ["vae"]
 
 
 def _fit(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -287,12 +401,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="semcom", description=__doc__.splitlines()[0])
+    p = _Parser(prog="semcom", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"semcom {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("transmit", help="send images over a channel, write PNGs + a grid")
-    t.add_argument("images", nargs="+", help="image files (PNG/JPEG/BMP/TIFF)")
+    t.add_argument("images", nargs="+", help="image files (PNG/JPEG/BMP/TIFF/WebP/...)")
     _add_scheme_args(t)
     _add_channel_args(t)
     t.add_argument("--out", required=True, help="output folder")
@@ -304,17 +418,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(e)
     e.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     e.add_argument("--out", required=True, help="results JSON path")
-    e.add_argument("--limit", type=int, default=None, help="use the first N images")
-    e.add_argument("--batch-size", type=int, default=8, help="SNRs per batch")
+    e.add_argument("--limit", type=_positive_int, default=None, help="use the first N images")
+    e.add_argument(
+        "--crop",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="centre-crop every image to N x N (smaller images are padded by reflection)",
+    )
+    e.add_argument("--batch-size", type=_positive_int, default=8, help="SNRs per batch")
     e.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="transmit the embedded sample photos (no arguments needed)")
     _add_channel_args(d)
     d.add_argument("--out", default="semcom-demo", help="output folder (default ./semcom-demo)")
-    d.add_argument("--limit", type=int, default=4, help="number of sample photos")
-    d.add_argument("--size", type=int, default=256, help="downscale photos to this size")
-    d.add_argument("--metrics", nargs="+", default=["psnr", "ssim", "ms_ssim", "lpips"])
+    d.add_argument("--limit", type=_positive_int, default=4, help="number of sample photos")
+    d.add_argument("--size", type=_positive_int, default=256, help="downscale photos to this size")
+    _add_metrics_arg(d)
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("schemes", help="list available schemes")
@@ -324,15 +445,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"semcom: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``semcom`` command with ``argv`` (default ``sys.argv[1:]``); return the exit
+    code (0 ok, 2 user error with a one-line message on stderr, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     from .data import ImageReadError
 
     try:
-        return args.func(args)
-    except (CLIError, ImageReadError, MissingResourceError, ValueError) as e:
-        print(f"semcom: error: {e}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except (CLIError, ImageReadError, MissingResourceError, ValueError, OSError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"semcom: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("semcom: interrupted", file=sys.stderr)

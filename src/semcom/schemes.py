@@ -44,6 +44,7 @@ def register_scheme(spec: SchemeSpec) -> None:
 def _load_builtin() -> None:
     # Importing these modules registers their schemes.
     from .codecs import registry  # noqa: F401
+    from .separation import registry as _separation  # noqa: F401
 
 
 def list_schemes() -> list[SchemeSpec]:

@@ -25,3 +25,36 @@ register_scheme(
         requires="taef2/taef2_{encoder,decoder}.pth under SEMCOM_WEIGHTS",
     )
 )
+
+
+def _jscc_factory(model: str):
+    def factory(cbr: float | None, device: torch.device) -> AnalogLink:
+        from ..zoo import load_codec
+
+        return AnalogLink(load_codec(model, cbr, device), name=model, fixed_cbr=False)
+
+    return factory
+
+
+def _shipped(model: str) -> tuple[float, ...] | None:
+    try:
+        from ..zoo import shipped_cbrs
+
+        return shipped_cbrs(model) or None
+    except ValueError:  # a corrupt card: the factory reports it when the scheme is used
+        return None
+
+
+for _model, _desc in (
+    ("deepjscc", "DeepJSCC (Bourtsoulatze 2019) CNN, zoo checkpoint per CBR, LMMSE receiver"),
+    ("adjscc", "ADJSCC (Xu 2021) SNR-adaptive CNN, zoo checkpoint per CBR, LMMSE receiver"),
+):
+    register_scheme(
+        SchemeSpec(
+            name=_model,
+            description=_desc,
+            factory=_jscc_factory(_model),
+            cbrs=_shipped(_model),
+            requires=f"a shipped {_model} checkpoint (see 'semcom zoo list')",
+        )
+    )

@@ -152,6 +152,8 @@ class TAEF2Codec(Codec):
 
     name = "vae"
     multiple = 8
+    #: the frozen decoder needs latents in their own units: the per-image RMS is side info.
+    needs_scale = True
 
     def __init__(
         self,

@@ -97,7 +97,9 @@ def _load_rgb16(path: PathLike, first: Image.Image) -> np.ndarray | None:
         with Image.open(path) as second:
             if [_rawmode(t) for t in second.tile] != raws or second.size != first.size:
                 return None
-            second.tile = [_swap_tile(t, _SWAP16[r]) for t, r in zip(second.tile, raws, strict=True)]
+            second.tile = [
+                _swap_tile(t, _SWAP16[r]) for t, r in zip(second.tile, raws, strict=True)
+            ]
             second.load()
             lo_img = ImageOps.exif_transpose(second)
             lo = np.asarray(lo_img, dtype=np.uint16)
@@ -143,6 +145,8 @@ def load_image(path: PathLike) -> torch.Tensor:
     """
     p = Path(path)
     try:
+        if p.is_file() and p.stat().st_size == 0:
+            raise _fail(path, "file is empty")
         with Image.open(p) as img:
             rgb16 = _load_rgb16(p, img)
             if rgb16 is not None:
@@ -156,7 +160,7 @@ def load_image(path: PathLike) -> torch.Tensor:
             else:
                 img.load()  # force Pillow's lazy decoding so truncation fails here
                 arr = _to_float_rgb(ImageOps.exif_transpose(img))
-    except MemoryError:
+    except (MemoryError, ImageReadError):
         raise
     except FileNotFoundError as e:
         raise _fail(path, "file not found") from e
@@ -169,7 +173,9 @@ def load_image(path: PathLike) -> torch.Tensor:
     except Image.DecompressionBombError as e:
         raise _fail(path, f"image too large ({e})") from e
     except Exception as e:
-        raise _fail(path, f"corrupt, truncated or unsupported image ({type(e).__name__}: {e})") from e
+        raise _fail(
+            path, f"corrupt, truncated or unsupported image ({type(e).__name__}: {e})"
+        ) from e
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
@@ -198,14 +204,18 @@ def save_image(x: torch.Tensor | np.ndarray, path: PathLike, **save_kw) -> Path:
     x = torch.as_tensor(x)
     if x.dim() == 4:
         if x.shape[0] != 1:
-            raise ValueError(f"save_image expects a single image, got a batch of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"save_image expects a single image, got a batch of shape {tuple(x.shape)}"
+            )
         x = x[0]
     if x.dim() != 3 or x.shape[0] not in (1, 3):
         raise ValueError(f"save_image expects [3,H,W] or [1,3,H,W], got shape {tuple(x.shape)}")
     ext = p.suffix.lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"cannot save image {os.fspath(p)!r}: unknown or unwritable extension {ext!r}")
+        raise ValueError(
+            f"cannot save image {os.fspath(p)!r}: unknown or unwritable extension {ext!r}"
+        )
     arr = to_uint8(x).cpu().numpy()
     img = Image.fromarray(arr[0]) if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
     if fmt == "JPEG":

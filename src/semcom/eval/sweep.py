@@ -1,9 +1,12 @@
 """SNR sweeps: every scheme, every image, every SNR, on the same channel realisations.
 
-Each image ``i`` is sent once per scheme with all SNRs in one batch and a generator
-seeded from ``(seed, i)``: every scheme sees the same fading draw for image ``i`` at each
-SNR, and results do not depend on ``--limit``, batch size or sharding. Per-image metrics
-are appended to a partial file so an interrupted sweep resumes where it stopped.
+Each image ``i`` is sent once per scheme with its SNRs in batches of ``batch_size`` and a
+generator seeded from ``(seed, i)``: every scheme sees the same channel draws for image
+``i`` at each SNR, and results do not depend on ``--limit``, the order of images or
+sharding. (They do depend on the SNR grid and the batch size, which decide how the
+generator's numbers are spread over the batch; with ``batch_size >= len(snrs)`` a sweep
+reproduces ``semcom transmit`` with the same seed exactly.) Per-image metrics are appended
+to a partial file so an interrupted sweep resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,31 +65,45 @@ def write_json_atomic(obj: object, path: str | Path) -> None:
 
 
 class PartialResults:
-    """Append-only JSON-lines file of per-image results, for resuming sweeps."""
+    """Append-only JSON-lines file of per-image results, for resuming sweeps.
+
+    The first line is the sweep's ``header`` (its settings); an existing file with another
+    header is refused (:class:`ValueError`). A last line cut by an interruption is skipped.
+    """
 
     def __init__(self, path: Path | None, header: dict):
         self.path = path
         self.rows: dict[tuple[str, int], dict] = {}
         if path is None:
             return
-        if path.exists():
-            lines = path.read_text().splitlines()
-            if lines:
-                old = json.loads(lines[0])
-                if old != header:
-                    raise ValueError(
-                        f"{path} belongs to a different sweep (settings differ); "
-                        "delete it or choose another --out"
-                    )
-                for line in lines[1:]:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut by an interruption
-                        continue
-                    self.rows[(row["run"], row["image"])] = row
-        else:
+        text = path.read_text() if path.exists() else ""
+        lines = text.splitlines()
+        if not lines:  # new (or empty) file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(header) + "\n")
+            return
+        try:
+            old = json.loads(lines[0])
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{path} is not a semcom partial-results file ({e}); "
+                "delete it or choose another --out"
+            ) from e
+        if old != json.loads(json.dumps(header)):
+            raise ValueError(
+                f"{path} belongs to a different sweep (settings differ); "
+                "delete it or choose another --out"
+            )
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+                key = (row["run"], row["image"])
+            except (json.JSONDecodeError, KeyError, TypeError):  # cut by an interruption
+                continue
+            self.rows[key] = row
+        if not text.endswith("\n"):  # end a cut line so the next row starts on its own
+            with open(path, "a") as f:
+                f.write("\n")
 
     def has(self, run: str, image: int) -> bool:
         return (run, image) in self.rows
@@ -97,6 +115,29 @@ class PartialResults:
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+
+
+def safe_metrics(
+    reference: torch.Tensor, reconstruction: torch.Tensor, names: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """:func:`semcom.metrics.compute_metrics` ``{name: [B] float64}``, except that a metric
+    that cannot be computed at this image size (LPIPS below ~32 px, SSIM below 11 px, ...)
+    gives NaN and a warning instead of an error. Unknown metric names still raise
+    :class:`ValueError`; missing weights still raise."""
+    from ..metrics import compute_metrics, get_metric
+
+    for n in names:
+        get_metric(n)  # unknown names raise ValueError before any work
+    out: dict[str, torch.Tensor] = {}
+    for n in names:
+        try:
+            out.update(compute_metrics(reference, reconstruction, [n]))
+        except (RuntimeError, ValueError) as e:
+            h, w = reference.shape[-2:]
+            msg = " ".join(str(e).split())
+            warnings.warn(f"metric {n} not computed for a {h}x{w} image (NaN): {msg}", stacklevel=2)
+            out[n] = torch.full((reference.shape[0],), float("nan"), dtype=torch.float64)
+    return out
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -122,9 +163,7 @@ def summarize(
         }
         for m in metrics:
             run[m] = [_mean(r[m][j] for r in mine) for j in range(len(snrs))]
-        run["seconds_per_image"] = [
-            _mean(r["seconds"][j] for r in mine) for j in range(len(snrs))
-        ]
+        run["seconds_per_image"] = [_mean(r["seconds"][j] for r in mine) for j in range(len(snrs))]
         info_keys = sorted({k for r in mine for k in r.get("info", {})})
         if info_keys:
             run["info"] = {k: sum(r.get("info", {}).get(k, 0) for r in mine) for k in info_keys}
@@ -160,8 +199,6 @@ def evaluate(
         partial: JSON-lines file for resuming (None: no resume).
         header: identifies the sweep in the partial file.
     """
-    from ..metrics import compute_metrics
-
     device = torch.device(device)
     store = PartialResults(partial, header or {})
     todo = [
@@ -170,7 +207,13 @@ def evaluate(
         for key, scheme in schemes
         if not store.has(key.label, idx)
     ]
-    bar = tqdm(total=len(todo), desc="eval", unit="img", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(todo),
+        desc="eval",
+        unit="img",
+        disable=None if progress else True,  # None: shown only on a terminal
+        file=sys.stderr,
+    )
     cache: dict[int, torch.Tensor] = {}
     for idx, name, img, key, scheme in todo:
         if img is None:
@@ -189,7 +232,7 @@ def evaluate(
             t0 = time.perf_counter()
             tx = scheme.transmit(xb, channel, chunk.to(device), g)
             elapsed = (time.perf_counter() - t0) / len(chunk)
-            vals = compute_metrics(tx.images.float(), xb.float(), metrics)
+            vals = safe_metrics(xb.float(), tx.images.float(), metrics)
             for m in metrics:
                 per_metric[m].extend(float(v) for v in vals[m].cpu())
             seconds.extend([elapsed] * len(chunk))
@@ -214,9 +257,20 @@ def evaluate(
 
 
 def results_document(
-    runs: list[dict], dataset: str, n_images: int, channel: Channel, meta: dict
+    runs: list[dict],
+    dataset: str,
+    n_images: int,
+    channel: Channel,
+    meta: dict,
+    crop: int | None = None,
 ) -> dict:
-    """The results JSON of design.md §3 (plus a ``meta`` block for reproducibility)."""
+    """The results JSON of design.md §3 (plus a ``meta`` block for reproducibility).
+
+    ``crop`` (centre crop size, if the images were cropped) is recorded in the data set block.
+    """
+    ds: dict = {"name": dataset, "n_images": n_images}
+    if crop:
+        ds["crop"] = crop
     ch = {"name": channel.name, "csi": channel.csi}
     if channel.csi == "estimated":
         ch["pilots"] = channel.pilots
@@ -224,7 +278,7 @@ def results_document(
         ch["coherence"] = channel.coherence
     return {
         "semcom_version": __version__,
-        "dataset": {"name": dataset, "n_images": n_images},
+        "dataset": ds,
         "channel": ch,
         "runs": runs,
         "meta": {

@@ -187,7 +187,9 @@ class LPIPS(nn.Module):
             "scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False
         )
         sd = load_weights(self.net_name, weights)
-        self.load_state_dict({(f"net.{k}" if k.startswith("conv") else k): v for k, v in sd.items()})
+        self.load_state_dict(
+            {(f"net.{k}" if k.startswith("conv") else k): v for k, v in sd.items()}
+        )
         self.eval()
         self.requires_grad_(False)
 

@@ -9,9 +9,10 @@ Convention (pinned by ``tests/test_metrics.py``):
   ``PSNR = 10 log10(255^2 / MSE)``; a data set's PSNR is the mean of the per-image values
   (not the PSNR of the mean MSE);
 * PSNR is capped at ``max_db`` (default :data:`PSNR_MAX_DB` = 100 dB): identical 8-bit images
-  (MSE = 0) give exactly ``max_db`` instead of ``+inf``, so averages stay finite. A non-zero 8-bit MSE
-  can only exceed 100 dB for images with more than 1e10 / 255^2 ~ 153,800 values (~226x226 RGB),
-  e.g. one level off in one value of a ``3x512x768`` image is 108.9 dB; those are clipped too.
+  (MSE = 0) give exactly ``max_db`` instead of ``+inf``, so averages stay finite. A non-zero
+  8-bit MSE can only exceed 100 dB for images with more than 1e10 / 255^2 ~ 153,800 values
+  (~226x226 RGB), e.g. one level off in one value of a ``3x512x768`` image is 108.9 dB; those
+  are clipped too.
 """
 
 from __future__ import annotations
@@ -54,4 +55,3 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, max_db: float = PSNR_MAX
     mse = sse.cpu().to(torch.float64) / n  # float64 on CPU: exact and backend-independent
     val = 10.0 * torch.log10(255.0**2 / mse)  # +inf where mse == 0
     return val.clamp(max=max_db).to(device=x.device, dtype=torch.float32)
-

@@ -4,7 +4,8 @@ Both follow the reference implementations (scikit-image ``structural_similarity`
 ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False`` and ``pytorch_msssim``):
 
 * Gaussian window of 11 taps, sigma 1.5 (separable, normalised to sum 1);
-* ``K1 = 0.01``, ``K2 = 0.03``, constants ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2`` with ``L = data_range``;
+* ``K1 = 0.01``, ``K2 = 0.03``, constants ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2`` with
+  ``L = data_range``;
 * "valid" filtering: only window positions fully inside the image are used (this equals
   scikit-image's filtered map cropped by 5 pixels on each side);
 * statistics per channel; the per-channel means are averaged over channels -> one value per image.

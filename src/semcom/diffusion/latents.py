@@ -1,0 +1,122 @@
+"""Clean training latents of a frozen codec, cached once, served as random crops.
+
+Encoding every training crop through the codec each step would dominate CPU training, so the
+whole images of a data set are encoded once (plus their horizontal mirrors) and saved as one
+safetensors file; training then takes random latent crops. Each crop is normalised to unit power
+per real value (the transmitter normalises every image the same way, design.md §2), so the
+training latents have ``P0 = 1`` by construction; :func:`measure_p0` reports the measured value
+that goes into the denoiser card.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..codecs.base import Codec
+
+
+def encode_images(
+    codec: Codec,
+    dataset: Dataset,
+    flips: bool = True,
+    snr_db: float | None = None,
+    progress: bool = True,
+) -> list[Tensor]:
+    """Encode every image of ``dataset`` ([3, H, W] items) -> list of latents [C, h, w] (float32).
+
+    ``flips`` also encodes each horizontally mirrored image. ``snr_db`` is passed to
+    SNR-adaptive codecs.
+    """
+    out: list[Tensor] = []
+    n = len(dataset)  # type: ignore[arg-type]
+    with torch.inference_mode():
+        for i in tqdm(range(n), desc=f"encode {codec.name}", disable=not progress, leave=False):
+            x = dataset[i].unsqueeze(0)
+            batch = torch.cat([x, x.flip(-1)]) if flips else x
+            snr = None if snr_db is None else torch.full((batch.shape[0],), float(snr_db))
+            lat = codec.encode(batch, snr)
+            out.extend(t.float().clone() for t in lat)
+    return out
+
+
+def save_latents(latents: list[Tensor], path: str | os.PathLike[str], meta: dict[str, str]) -> Path:
+    """Atomically write latents (variable sizes allowed) to one safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{i:06d}": t.contiguous() for i, t in enumerate(latents)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_latents(path: str | os.PathLike[str]) -> list[Tensor]:
+    """Read the latents written by :func:`save_latents`, in order."""
+    d = load_file(str(path))
+    return [d[k] for k in sorted(d)]
+
+
+def unit_power(x: Tensor) -> Tensor:
+    """Normalise each item of ``x`` [B, ...] to unit mean square per real value."""
+    dims = tuple(range(1, x.dim()))
+    return x / x.pow(2).mean(dim=dims, keepdim=True).clamp_min(1e-12).sqrt()
+
+
+def measure_p0(latents: list[Tensor]) -> float:
+    """Mean power per real value of the unit-normalised training latents (1 up to rounding)."""
+    return float(np.mean([unit_power(t.unsqueeze(0)).pow(2).mean().item() for t in latents]))
+
+
+class LatentCrops(Dataset):
+    """Random ``crop`` x ``crop`` latent crops, unit power each; deterministic per (seed, epoch).
+
+    Item ``i`` comes from latent ``i % len(latents)``; ``repeats`` makes one epoch visit every
+    latent several times. Latents smaller than the crop are padded by reflection.
+    """
+
+    def __init__(
+        self, latents: list[Tensor], crop: int | None, seed: int = 0, repeats: int = 1
+    ) -> None:
+        if not latents:
+            raise ValueError("LatentCrops needs at least one latent")
+        self.latents = latents
+        self.crop = crop
+        self.seed = int(seed)
+        self.repeats = int(repeats)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.latents) * self.repeats
+
+    def __getitem__(self, index: int) -> Tensor:
+        lat = self.latents[index % len(self.latents)]
+        if self.crop is not None:
+            k = self.crop
+            h, w = lat.shape[-2:]
+            if h < k or w < k:
+                lat = torch.nn.functional.pad(
+                    lat.unsqueeze(0), (0, max(0, k - w), 0, max(0, k - h)), mode="reflect"
+                )[0]
+                h, w = lat.shape[-2:]
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            top = int(rng.integers(0, h - k + 1))
+            left = int(rng.integers(0, w - k + 1))
+            lat = lat[:, top : top + k, left : left + k]
+        return unit_power(lat.unsqueeze(0))[0]

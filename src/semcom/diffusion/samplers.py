@@ -1,0 +1,496 @@
+"""Step-matched samplers and the diffusion receiver (math.md §1, §2 Alg. 2, §3 Alg. 3).
+
+Every sampler takes a ``denoise(x_t, level) -> x0_hat`` callable in the library's
+conditioning convention (:mod:`semcom.diffusion`): ``x_t`` [B, ...] is VP-form
+``sqrt(1-v) x0 + sqrt(v) eps`` in the **training units** (x0 of power P0 per real element)
+and ``level`` is the VP noise variance ``v`` as a [B] tensor in ``x_t``'s dtype. The
+network is always given one level per image (water-filling makes the noise level uniform
+before every call).
+
+Level grids are [K+1, B] float64 tensors ``levels[j]``, ``j = 0..K``, with ``levels[K]`` the
+start and ``levels[0] = 0`` the end; step ``j`` goes from ``levels[j]`` to ``levels[j-1]``.
+Spacing: uniform in the schedule's own time -- sigmoid time ``t_j = j m/K`` (paper B
+Alg. 2, integer counter), DDPM index ``t_j = round(j t*/K)`` (repeated indices are identity
+steps), DDM time ``t_j = j t*/K``. Images whose start level is 0 are left unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .matching import DEFAULT_LEVEL_EPS, MatchedStart, Rule, match, snr_from_level, target_level
+from .schedules import DDMSchedule, DDPMSchedule, SigmoidSchedule
+
+__all__ = [
+    "Denoiser",
+    "DiffusionReceiver",
+    "ReceiveResult",
+    "continuous_grid",
+    "ddim_continuous",
+    "ddim_discrete",
+    "ddim_sample",
+    "ddim_update",
+    "ddm_grid",
+    "ddm_sample",
+    "ddpm_grid",
+    "diffusion_receive",
+    "fast_fading_sample",
+    "inject_noise",
+    "waterfill_sample",
+]
+
+#: ``denoise(x_t [B, ...], level [B]) -> x0_hat [B, ...]`` (VP form, training units).
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+FadingVariant = Literal["waterfill", "reference", "naive"]
+
+
+def _view(level: Tensor | float, x: Tensor) -> Tensor:
+    """float64 level broadcastable to ``x``: scalar, [B] -> [B, 1, ...], or x-shaped."""
+    return _bshape(torch.as_tensor(level, dtype=torch.float64, device=x.device), x)
+
+
+def _bshape(t: Tensor, x: Tensor) -> Tensor:
+    """[B] -> [B, 1, ...] to broadcast against ``x``; other shapes unchanged."""
+    if t.dim() == 1 and x.dim() > 1 and t.shape[0] == x.shape[0]:
+        return t.reshape(-1, *([1] * (x.dim() - 1)))
+    return t
+
+
+def _per_image(level: Tensor, x: Tensor) -> Tensor:
+    """[B] level in ``x``'s dtype for the network."""
+    return torch.as_tensor(level, device=x.device).reshape(-1).expand(x.shape[0]).to(x.dtype)
+
+
+# ------------------------------------------------------------------------------ DDIM
+def ddim_update(
+    x_t: Tensor, x0_hat: Tensor, level_t: Tensor | float, level_s: Tensor | float
+) -> Tensor:
+    """Deterministic DDIM x0-prediction step (paper B eq. 24 / Alg. 2 line 7, typo B1 fixed).
+
+    ``x_s = sqrt(B_s/B_t) x_t + (sqrt(1-B_s) - sqrt(B_s (1-B_t)/B_t)) x0_hat``, i.e.
+    ``eps_hat = (x_t - sqrt(1-B_t) x0_hat)/sqrt(B_t)``,
+    ``x_s = sqrt(1-B_s) x0_hat + sqrt(B_s) eps_hat``.
+
+    Args:
+        x_t, x0_hat: [B, ...] in the same units.
+        level_t, level_s: VP noise variances ``B_t >= B_s`` in [0, 1]; scalars, [B] or
+            broadcastable to ``x_t``. Where ``B_t = 0`` the input is returned unchanged.
+    """
+    bt = _view(level_t, x_t).clamp(0.0, 1.0)
+    bs = _view(level_s, x_t).clamp(0.0, 1.0)
+    pos = bt > 0
+    r = torch.where(pos, (bs / torch.where(pos, bt, 1.0)).clamp_min(0.0).sqrt(), 0.0)
+    c0 = (1.0 - bs).sqrt() - r * (1.0 - bt).sqrt()
+    out = r.to(x_t.dtype) * x_t + c0.to(x_t.dtype) * x0_hat
+    return torch.where(pos, out, x_t)
+
+
+def ddim_sample(x: Tensor, levels: Tensor, denoise: Denoiser) -> Tensor:
+    """Run DDIM over a level grid ``levels`` [K+1] or [K+1, B] (``levels[K]`` = level of
+    ``x``). Returns the state at ``levels[0]`` (the x0 estimate when ``levels[0] = 0``).
+    One network call per step with a positive start level."""
+    lv = torch.as_tensor(levels, dtype=torch.float64, device=x.device)
+    if lv.dim() == 1:
+        lv = lv[:, None].expand(-1, x.shape[0])
+    for j in range(lv.shape[0] - 1, 0, -1):
+        lt, ls = lv[j], lv[j - 1]
+        if not bool((lt > 0).any()):
+            continue
+        x0 = denoise(x, _per_image(lt, x))
+        x = ddim_update(x, x0, lt, ls)
+    return x
+
+
+def continuous_grid(
+    m: Tensor | float, steps: int, schedule: SigmoidSchedule | None = None
+) -> Tensor:
+    """Levels ``S(j m / K)``, ``j = 0..K`` -> [K+1, B] float64 (``m`` [B] or scalar)."""
+    sched = schedule or SigmoidSchedule()
+    m64 = torch.as_tensor(m, dtype=torch.float64).reshape(-1).clamp(0.0, 1.0)
+    j = torch.arange(steps + 1, dtype=torch.float64, device=m64.device)[:, None]
+    return sched.S(j * m64[None, :] / steps)
+
+
+def ddpm_grid(t_star: Tensor | int, steps: int, schedule: DDPMSchedule) -> Tensor:
+    """Levels ``1 - abar_{t_j}``, ``t_j = round(j t*/K)`` -> [K+1, B] float64."""
+    t64 = torch.as_tensor(t_star).reshape(-1).to(torch.float64).clamp(0, schedule.T)
+    j = torch.arange(steps + 1, dtype=torch.float64, device=t64.device)[:, None]
+    idx = torch.round(j * t64[None, :] / steps).long()
+    return schedule.level(idx)
+
+
+def ddm_grid(t_star: Tensor | float, steps: int) -> Tensor:
+    """DDM times ``t_j = j t*/K`` -> [K+1, B] float64 (map to levels with
+    :meth:`DDMSchedule.level`)."""
+    t64 = torch.as_tensor(t_star, dtype=torch.float64).reshape(-1).clamp(0.0, 1.0)
+    j = torch.arange(steps + 1, dtype=torch.float64, device=t64.device)[:, None]
+    return j * t64[None, :] / steps
+
+
+def _check_steps(steps: int) -> int:
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return int(steps)
+
+
+def ddim_continuous(
+    x: Tensor,
+    m: Tensor | float,
+    denoise: Denoiser,
+    steps: int = 1,
+    schedule: SigmoidSchedule | None = None,
+) -> Tensor:
+    """Paper B Algorithm 2 (corrected): DDIM from sigmoid time ``m`` [B] to 0 in ``steps``
+    steps, ``t = j m/K``. ``x`` [B, ...] must be VP-form at level ``S(m)``."""
+    return ddim_sample(x, continuous_grid(m, _check_steps(steps), schedule).to(x.device), denoise)
+
+
+def ddim_discrete(
+    x: Tensor,
+    t_star: Tensor | int,
+    denoise: Denoiser,
+    schedule: DDPMSchedule,
+    steps: int = 1,
+) -> Tensor:
+    """DDIM on a DDPM table from integer step ``t*`` [B] to 0 (paper A, VP form). ``x`` must
+    be VP-form at level ``1 - abar_{t*}``; the network gets ``1 - abar_t`` (use
+    :meth:`DDPMSchedule.index_from_level` in an adapter for index-conditioned nets)."""
+    return ddim_sample(x, ddpm_grid(t_star, _check_steps(steps), schedule).to(x.device), denoise)
+
+
+def ddm_sample(
+    x: Tensor,
+    t_star: Tensor | float,
+    denoise: Denoiser,
+    steps: int = 1,
+    stochastic: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Paper A's DDM reverse process (math.md §1.2 eq. 16) from DDM time ``t*`` [B] to 0.
+
+    ``x`` [B, ...] is DDM-form ``(1-t) x0 + sqrt(t) eps`` at ``t = t*``. The network is
+    called in the VP convention: ``denoise(x_t / c_t, v_t)`` with ``c_t = sqrt((1-t)^2+t)``,
+    ``v_t = t/((1-t)^2+t)``. Update, ``s = t - Delta``:
+
+    * deterministic: ``x_s = (1-s) x0_hat + sqrt(s/t) (x_t - (1-t) x0_hat)``;
+    * stochastic: ``x_s = x_t + Delta x0_hat - (Delta/sqrt t) eps_hat + sqrt(Delta s / t) xi``,
+      ``eps_hat = (x_t - (1-t) x0_hat)/sqrt(t)``, ``xi ~ N(0, I)`` from ``generator``.
+
+    Both end at ``x0_hat`` at ``s = 0``. Returns the x0 estimate [B, ...].
+    """
+    steps = _check_steps(steps)
+    ddm = DDMSchedule()
+    grid = ddm_grid(t_star, steps).to(x.device)
+    if grid.shape[1] == 1 and x.shape[0] != 1:
+        grid = grid.expand(-1, x.shape[0])
+    for j in range(steps, 0, -1):
+        t64, s64 = grid[j], grid[j - 1]
+        pos = t64 > 0
+        if not bool(pos.any()):
+            continue
+        c, v = ddm.scale(t64), ddm.level(t64)
+        x0 = denoise(x / _view(c, x).to(x.dtype), _per_image(v, x))
+        t, s = _view(t64, x), _view(s64, x)
+        t_safe = torch.where(t > 0, t, 1.0)
+        if stochastic:
+            delta = t - s
+            eps_hat = (x - (1.0 - t).to(x.dtype) * x0) / t_safe.sqrt().to(x.dtype)
+            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            new = (
+                x
+                + delta.to(x.dtype) * x0
+                - (delta / t_safe.sqrt()).to(x.dtype) * eps_hat
+                + (delta * s / t_safe).clamp_min(0.0).sqrt().to(x.dtype) * xi
+            )
+        else:
+            new = (1.0 - s).to(x.dtype) * x0 + (s / t_safe).sqrt().to(x.dtype) * (
+                x - (1.0 - t).to(x.dtype) * x0
+            )
+        x = torch.where(_bshape(pos, x), new, x)
+    return x
+
+
+# ------------------------------------------------------------------ fast fading (Alg. 3)
+def inject_noise(
+    x: Tensor, b: Tensor, level_t: Tensor | float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Water-filling noise injection (paper B eq. 23, math.md §3 step 1).
+
+    For elements with ``b_i < B_t``:
+    ``g_i = sqrt((1-B_t)/(1-b_i)) x_i + sqrt((B_t - b_i)/(1-b_i)) eps_i``, fresh
+    ``eps ~ N(0, 1)``; elsewhere ``g_i = x_i``. If ``x_i = sqrt(1-b_i) x0_i + sqrt(b_i) nu_i``
+    then ``g_i = sqrt(1-B_t) x0_i + (noise of variance B_t)``.
+
+    Args:
+        x: [B, ...] VP-form values; b: per-element levels, broadcastable to ``x``, in [0, 1];
+        level_t: ``B_t`` [B] or scalar. A full-size ``eps`` is always drawn (reproducible).
+    """
+    bt = _view(level_t, x).clamp(0.0, 1.0)
+    b64 = torch.as_tensor(b, dtype=torch.float64, device=x.device).clamp(0.0, 1.0)
+    need = b64 < bt
+    one_m_b = (1.0 - b64).clamp_min(1e-300)
+    a = ((1.0 - bt) / one_m_b).clamp(0.0, 1.0).sqrt()
+    c = ((bt - b64).clamp_min(0.0) / one_m_b).clamp(0.0, 1.0).sqrt()
+    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return torch.where(need, a.to(x.dtype) * x + c.to(x.dtype) * eps, x)
+
+
+def waterfill_sample(
+    x: Tensor,
+    b: Tensor,
+    levels: Tensor,
+    denoise: Denoiser,
+    generator: torch.Generator | None = None,
+    variant: Literal["waterfill", "reference"] = "waterfill",
+) -> Tensor:
+    """Paper B Algorithm 3 (corrected, math.md §3) on a level grid.
+
+    Args:
+        x: [B, ...] with ``x_i = sqrt(1-b_i) x0_i + sqrt(b_i) nu_i`` (training units).
+        b: per-element VP noise variances, broadcastable to ``x``.
+        levels: [K+1, B] (or [K+1]) grid with ``levels[K] >= max_i b_i`` per image (else the
+            elements above it are treated as being at ``levels[K]``) and ``levels[0] = 0``.
+        variant: ``"waterfill"``: step 3 applies DDIM to the water-filled ``g``;
+            ``"reference"`` (authors' code): DDIM from each element's own value and level
+            ``b_i``. Both feed the network the water-filled ``g`` (eq. 23; the code's linear
+            std addition is not used) and update only where ``b_i >= B_s`` (typo B2 fixed),
+            keeping the invariant ``b_i = min(d_i, S(t))``.
+    Returns the x0 estimate [B, ...].
+    """
+    if variant not in ("waterfill", "reference"):
+        raise ValueError(f"variant must be 'waterfill' or 'reference', got {variant!r}")
+    lv = torch.as_tensor(levels, dtype=torch.float64, device=x.device)
+    if lv.dim() == 1:
+        lv = lv[:, None].expand(-1, x.shape[0])
+    bb = torch.as_tensor(b, dtype=torch.float64, device=x.device).clamp(0.0, 1.0)
+    bb = bb.expand(x.shape).clone()
+    for j in range(lv.shape[0] - 1, 0, -1):
+        lt, ls = lv[j], lv[j - 1]
+        if not bool((lt > 0).any()):
+            continue
+        bt, bs = _view(lt, x), _view(ls, x)
+        g = inject_noise(x, bb, lt, generator)
+        x0 = denoise(g, _per_image(lt, x))
+        if variant == "waterfill":
+            new = ddim_update(g, x0, lt, ls)
+        else:
+            new = ddim_update(x, x0, torch.minimum(bb, bt.expand_as(bb)), ls)
+        upd = (bb >= bs) & (bt > 0)
+        x = torch.where(upd, new, x)
+        bb = torch.where(upd, bs.expand_as(bb), bb)
+    return x
+
+
+def fast_fading_sample(
+    x: Tensor,
+    b: Tensor,
+    denoise: Denoiser,
+    steps: int = 1,
+    schedule: SigmoidSchedule | None = None,
+    generator: torch.Generator | None = None,
+    variant: FadingVariant = "waterfill",
+) -> Tensor:
+    """Algorithm 3 on the sigmoid schedule: ``m = S^-1(max_i b_i)`` per image, grid
+    ``S(j m/K)``. ``variant="naive"`` ignores the per-element levels: it runs Algorithm 2
+    (DDIM) from ``m = S^-1(mean_i b_i)`` on ``x`` as is (no noise injection)."""
+    steps = _check_steps(steps)
+    sched = schedule or SigmoidSchedule()
+    bb = torch.as_tensor(b, dtype=torch.float64, device=x.device).clamp(0.0, 1.0).expand(x.shape)
+    flat = bb.reshape(x.shape[0], -1)
+    if variant == "naive":
+        m = sched.S_inv(flat.mean(1))
+        return ddim_sample(x, continuous_grid(m, steps, sched), denoise)
+    m = sched.S_inv(flat.amax(1))
+    grid = continuous_grid(m, steps, sched)
+    grid[-1] = torch.maximum(grid[-1], flat.amax(1))  # S(S^-1(v)) may round below v
+    return waterfill_sample(x, bb, grid, denoise, generator, variant)
+
+
+# ------------------------------------------------------------------------ the receiver
+@dataclass
+class ReceiveResult:
+    """Output of :func:`diffusion_receive`.
+
+    Attributes:
+        f_hat: estimate of the unit-power latent f, same shape/dtype as ``f_tilde``.
+        start: the matched start per image [B] (for per-element levels: the start of the
+            common grid, matched to the largest element level).
+        per_element: whether the fast-fading (per-element) path ran.
+        info: counters for verbose reports (``n_skip``, ``n_start_from_noise``,
+            ``n_clamped``, ``network_calls``).
+    """
+
+    f_hat: Tensor
+    start: MatchedStart
+    per_element: bool
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def _count_calls(denoise: Denoiser, counter: list[int]) -> Denoiser:
+    def wrapped(x: Tensor, level: Tensor) -> Tensor:
+        counter[0] += 1
+        return denoise(x, level)
+
+    return wrapped
+
+
+def diffusion_receive(
+    f_tilde: Tensor,
+    d: Tensor | float,
+    denoise: Denoiser,
+    *,
+    p0: float = 1.0,
+    rule: Rule = "continuous",
+    steps: int = 1,
+    schedule: DDPMSchedule | SigmoidSchedule | None = None,
+    fading: FadingVariant = "waterfill",
+    generator: torch.Generator | None = None,
+    level_eps: float = DEFAULT_LEVEL_EPS,
+) -> ReceiveResult:
+    """Step-matched diffusion denoising of the equalised latent (the receiver side).
+
+    Units. Input ``f_tilde = sqrt(1-d) f + sqrt(d) n`` [B, C, h, w] with f the unit-power
+    latent, ``n ~ N(0, I)``; ``d`` (noise variance per real element, in [0, 1]) is
+    per image ([B], [B, 1] or [B, 1, 1, 1]) or per element (f_tilde's shape). The SNR is
+    ``k = (1-d)/d``; the received power is taken as its expectation ``P_y = 1``. The
+    denoiser was trained on ``x0 = sqrt(P0) f`` (latents of power ``p0`` per element), so the
+    matched level is ``v = P0 d/(1 - d + P0 d)`` and ``alpha = sqrt((1-v) P0 + v)`` maps
+    ``f_tilde`` into the training distribution: ``alpha f_tilde = sqrt(1-v) sqrt(P0) f +
+    sqrt(v) n``. The result is ``x0_hat / sqrt(P0)``. Skipped images (``t* = 0``) return
+    ``alpha f_tilde / sqrt(P0)`` (= ``f_tilde`` at ``d = 0``).
+
+    Args:
+        denoise: VP x0-predictor ``denoise(x_t, level [B]) -> x0_hat`` (training units).
+        p0: training-latent power per real element.
+        rule: ``"continuous"`` (paper B, :class:`SigmoidSchedule`, grid ``S(j m/K)``),
+            ``"vp"`` (paper A VP form on a :class:`DDPMSchedule`, nearest-log-SNR step,
+            energy-matched alpha, integer grid), ``"ddm"`` (paper A DDM form, ``t*`` closed
+            form, DDM deterministic reverse step on ``t_j = j t*/K``).
+        steps: number K of network calls (K = 1: one-step denoising).
+        fading: for per-element ``d`` that varies within an image: ``"waterfill"``
+            (Alg. 3 corrected), ``"reference"`` (DDIM from each element's own level), or
+            ``"naive"`` (replace d by its per-image mean, then the per-image path). The
+            per-element path maps each element exactly to VP form (``v_i``, ``alpha_i``
+            as above) and runs on the rule's grid from the largest ``v_i`` (``"vp"``: the
+            smallest table step with level ``>= max v_i``; ``"ddm"``: the DDM grid mapped to
+            VP levels, which is equivalent by the scaling ``c_t``).
+        generator: noise for water-filling.
+    """
+    steps = _check_steps(steps)
+    if fading not in ("waterfill", "reference", "naive"):
+        raise ValueError(f"fading must be 'waterfill', 'reference' or 'naive', got {fading!r}")
+    if not p0 > 0:
+        raise ValueError(f"p0 must be > 0, got {p0}")
+    B = f_tilde.shape[0]
+    d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device).clamp(0.0, 1.0)
+    if d64.numel() == B:
+        d_img, d_el = d64.reshape(B), None
+    else:
+        d_el = d64.expand(f_tilde.shape)
+        flat = d_el.reshape(B, -1)
+        if fading == "naive":
+            d_img, d_el = flat.mean(1), None
+        elif bool((flat.amax(1) == flat.amin(1)).all()):
+            d_img, d_el = flat[:, 0], None
+        else:
+            d_img = flat.amax(1)
+    calls = [0]
+    net = _count_calls(denoise, calls)
+    sqrt_p0 = math.sqrt(p0)
+    start = match(snr_from_level(d_img), rule, schedule, p0=p0, p_y=1.0, level_eps=level_eps)
+    if d_el is None:
+        x = _view(start.alpha, f_tilde).to(f_tilde.dtype) * f_tilde
+        if bool(start.skip.all()):
+            out = x
+        elif rule == "ddm":
+            out = ddm_sample(x, start.t, net, steps)
+        elif rule == "vp":
+            out = ddim_sample(x, ddpm_grid(start.t, steps, _sched(schedule, DDPMSchedule)), net)
+        else:
+            grid = continuous_grid(start.t, steps, _sched(schedule, SigmoidSchedule))
+            out = ddim_sample(x, grid, net)
+    else:
+        v = target_level(snr_from_level(d_el), p0)
+        alpha = ((1.0 - v) * p0 + v).sqrt()
+        x = alpha.to(f_tilde.dtype) * f_tilde
+        vmax = v.reshape(B, -1).amax(1)
+        if rule == "vp":
+            sched = _sched(schedule, DDPMSchedule)
+            t_top = sched.index_from_level(vmax, mode="ceil")
+            start = replace(start, t=t_top, level=sched.level(t_top), skip=t_top == 0)
+            grid = ddpm_grid(t_top, steps, sched)
+        elif rule == "ddm":
+            grid = DDMSchedule().level(ddm_grid(start.t, steps))
+        else:
+            grid = continuous_grid(start.t, steps, _sched(schedule, SigmoidSchedule))
+        grid = grid.to(f_tilde.device)
+        live = grid[-1] > 0
+        grid[-1] = torch.where(live, torch.maximum(grid[-1], vmax), grid[-1])
+        out = waterfill_sample(x, v, grid, net, generator, variant=fading)  # type: ignore[arg-type]
+    info: dict[str, object] = {
+        "rule": rule,
+        "per_element": d_el is not None,
+        "n_skip": int(start.skip.sum()),
+        "n_start_from_noise": int(start.start_from_noise.sum()),
+        "n_clamped": start.n_clamped,
+        "network_calls": calls[0],
+    }
+    return ReceiveResult(f_hat=out / sqrt_p0, start=start, per_element=d_el is not None, info=info)
+
+
+def _sched(schedule, cls):
+    if schedule is None:
+        return cls()
+    if not isinstance(schedule, cls):
+        raise TypeError(f"this rule needs a {cls.__name__}, got {type(schedule).__name__}")
+    return schedule
+
+
+class DiffusionReceiver:
+    """:class:`semcom.link.Receiver` around :func:`diffusion_receive`.
+
+    ``__call__(f_tilde [B, C, h, w], d [B, 1, 1, 1] or [B, C, h, w], generator)`` returns the
+    estimate of the unit-power latent f; the last :class:`ReceiveResult` is kept in
+    ``self.last`` (matched steps, clamping counters).
+    """
+
+    def __init__(
+        self,
+        denoise: Denoiser,
+        *,
+        p0: float = 1.0,
+        rule: Rule = "continuous",
+        steps: int = 1,
+        schedule: DDPMSchedule | SigmoidSchedule | None = None,
+        fading: FadingVariant = "waterfill",
+        level_eps: float = DEFAULT_LEVEL_EPS,
+        name: str = "diffusion",
+    ):
+        self.denoise = denoise
+        self.p0, self.rule, self.steps = p0, rule, steps
+        self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
+        self.name = name
+        self.last: ReceiveResult | None = None
+
+    def __call__(
+        self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        self.last = diffusion_receive(
+            f_tilde,
+            d,
+            self.denoise,
+            p0=self.p0,
+            rule=self.rule,
+            steps=self.steps,
+            schedule=self.schedule,
+            fading=self.fading,
+            generator=generator,
+            level_eps=self.level_eps,
+        )
+        return self.last.f_hat

@@ -1,0 +1,279 @@
+"""Noise schedules, independent of any network (math.md §1.1, §1.2, §2).
+
+Every schedule here is described in the library's one conditioning unit, the **VP noise
+variance** ``v = 1 - abar`` in ``[0, 1]`` (see :mod:`semcom.diffusion`): the forward process
+is ``x_v = sqrt(1 - v) x0 + sqrt(v) eps`` with ``eps ~ N(0, I)``; ``v = 0`` is clean data and
+``v = 1`` is pure noise.
+
+* :class:`DDPMSchedule` -- discrete DDPM (linear or cosine betas), integer ``t in {0..T}``
+  with ``t = 0`` the clean data (``abar_0 = 1``), ``level(t) = 1 - abar_t``.
+* :class:`SigmoidSchedule` -- paper B eq. 17, continuous ``t in [0, 1]``,
+  ``level(t) = S(t)`` with ``S(0) = 0``, ``S(1) = 1`` and an exact inverse.
+* :class:`DDMSchedule` -- paper A's decoupled form ``x_t = (1-t) x0 + sqrt(t) eps``,
+  ``t in [0, 1]``; dividing by ``c_t = sqrt((1-t)^2 + t)`` gives VP form with
+  ``v = t / ((1-t)^2 + t)`` (inverse ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``).
+
+All functions are vectorised over tensors of any shape, compute in float64 internally and
+return the input's floating dtype (float64 for Python numbers and integer tensors). Inputs
+outside the documented domain are **clamped** to it (never NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = ["DDMSchedule", "DDPMSchedule", "SigmoidSchedule"]
+
+
+def _as64(x: Tensor | float) -> tuple[Tensor, torch.dtype]:
+    """Input as a float64 tensor plus the dtype results should be returned in."""
+    if not isinstance(x, Tensor):
+        return torch.as_tensor(x, dtype=torch.float64), torch.float64
+    out = x.dtype if x.is_floating_point() else torch.float64
+    return x.to(torch.float64), out
+
+
+class DDPMSchedule:
+    """Discrete DDPM schedule with ``T`` steps (math.md §1.1).
+
+    Args:
+        kind: ``"linear"``: ``beta_t = beta_start + (t-1)(beta_end-beta_start)/(T-1)``,
+            ``t = 1..T``; ``"cosine"`` (Nichol & Dhariwal 2021):
+            ``abar(t) = f(t)/f(0)``, ``f(t) = cos^2(((t/T)+s)/(1+s) * pi/2)``, ``s = 0.008``,
+            betas ``1 - abar_t/abar_{t-1}`` clipped to ``max_beta = 0.999`` (then ``abar`` is
+            recomputed as the product, so ``abar_T > 0``).
+        T: number of diffusion steps.
+        beta_start, beta_end: linear-schedule endpoints (ignored for cosine).
+
+    Attributes (float64, CPU):
+        betas: [T], ``betas[i] = beta_{i+1}``.
+        alpha_bars: [T+1], ``alpha_bars[t] = abar_t`` with ``alpha_bars[0] = 1`` (clean).
+        levels: [T+1], the VP noise variance ``1 - abar_t`` (``levels[0] = 0``).
+        log_snrs: [T+1], ``ln(abar_t / (1-abar_t))`` for a unit-power x0
+            (``log_snrs[0] = +inf``); strictly decreasing in t.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["linear", "cosine"] = "linear",
+        T: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        cosine_s: float = 0.008,
+        max_beta: float = 0.999,
+    ):
+        if T < 1:
+            raise ValueError(f"T must be >= 1, got {T}")
+        self.kind = kind
+        self.T = int(T)
+        if kind == "linear":
+            if T == 1:
+                betas = torch.tensor([beta_start], dtype=torch.float64)
+            else:
+                betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        elif kind == "cosine":
+            steps = torch.arange(T + 1, dtype=torch.float64)
+            f = torch.cos((steps / T + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
+            ab = f / f[0]
+            betas = (1 - ab[1:] / ab[:-1]).clamp(0.0, max_beta)
+        else:
+            raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
+        self.betas = betas
+        self.alpha_bars = torch.cat(
+            [torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]
+        )
+        self.levels = 1.0 - self.alpha_bars
+        with torch.no_grad():
+            self.log_snrs = torch.log(self.alpha_bars) - torch.log(self.levels)
+
+    def __repr__(self) -> str:
+        return f"DDPMSchedule(kind={self.kind!r}, T={self.T})"
+
+    def _index(self, t: Tensor | int) -> Tensor:
+        t = torch.as_tensor(t)
+        if t.is_floating_point():
+            t = t.round()
+        return t.long().clamp(0, self.T)
+
+    def alpha_bar(self, t: Tensor | int) -> Tensor:
+        """``abar_t`` for integer ``t`` (clamped to ``[0, T]``; floats are rounded), float64."""
+        t = self._index(t)
+        return self.alpha_bars.to(t.device)[t]
+
+    def level(self, t: Tensor | int) -> Tensor:
+        """VP noise variance ``1 - abar_t`` (the network conditioning unit), float64."""
+        t = self._index(t)
+        return self.levels.to(t.device)[t]
+
+    def index_from_level(self, v: Tensor | float, mode: str = "nearest") -> Tensor:
+        """Integer step for the noise variance ``v`` (clamped to ``[0, 1]``), long.
+
+        ``mode="nearest"``: nearest in log-SNR (``v = 0`` -> 0, ``v = 1`` -> T), the rule of
+        Theorem 1 (VP); ``mode="ceil"``: the smallest ``t`` with ``level(t) >= v`` (T if none).
+        Useful for network adapters conditioned on the DDPM index.
+        """
+        v64, _ = _as64(v)
+        v64 = v64.clamp(0.0, 1.0)
+        levels = self.levels.to(v64.device)
+        if mode == "ceil":
+            idx = torch.searchsorted(levels, v64.reshape(-1).contiguous(), right=False)
+            return idx.clamp(0, self.T).reshape(v64.shape)
+        if mode != "nearest":
+            raise ValueError(f"mode must be 'nearest' or 'ceil', got {mode!r}")
+        with torch.no_grad():
+            lam = torch.log1p(-v64) - torch.log(v64)  # +inf at v = 0, -inf at v = 1
+        return _nearest_log_snr(self.log_snrs.to(v64.device), lam)
+
+    def timestep_from_level(self, v: Tensor | float) -> Tensor:
+        """Fractional step ``t in [0, T]`` for the variance ``v``, linear in log-SNR (float64).
+
+        For continuous-time network conditioning (math.md §1.1: "interpolate t linearly in
+        lambda"). Between ``t = 0`` (``lambda = inf``) and ``t = 1`` it interpolates in ``v``.
+        """
+        v64, _ = _as64(v)
+        v64 = v64.clamp(0.0, 1.0)
+        lam_tab = self.log_snrs.to(v64.device)
+        with torch.no_grad():
+            lam = torch.log1p(-v64) - torch.log(v64)
+        # flipped table is increasing: lam_tab[T], ..., lam_tab[1]
+        inc = lam_tab[1:].flip(0).contiguous()
+        pos = torch.searchsorted(inc, lam.reshape(-1).contiguous()).reshape(lam.shape)
+        # pos in [0, T]: inc[pos-1] < lam <= inc[pos]; index in the table t = T - pos (+ ...)
+        hi_t = (self.T - pos).clamp(1, self.T)  # step with lambda >= lam (or T)
+        lo_t = (hi_t + 1).clamp(max=self.T)
+        lam_hi = lam_tab[hi_t]
+        lam_lo = lam_tab[lo_t]
+        den = lam_hi - lam_lo
+        frac = torch.where(den > 0, (lam_hi - lam) / torch.where(den > 0, den, 1.0), 0.0)
+        t = hi_t.to(torch.float64) + frac.clamp(0.0, 1.0)
+        # above lambda_1: interpolate in v between t = 0 (v = 0) and t = 1
+        v1 = self.levels[1].item()
+        t = torch.where(lam > lam_tab[1], v64 / v1, t)
+        return t.clamp(0.0, float(self.T))
+
+
+def _nearest_log_snr(table: Tensor, lam: Tensor) -> Tensor:
+    """``argmin_{t in 1..T} |table[t] - lam|``, 0 above ``table[1]``, T below ``table[T]``.
+
+    ``table`` [T+1] strictly decreasing (``table[0] = inf``); ``lam`` any shape, float64.
+    Ties go to the smaller t. Non-increasing in ``lam``.
+    """
+    T = table.numel() - 1
+    inc = table[1:].flip(0).contiguous()  # increasing: lambda_T .. lambda_1
+    flat = lam.reshape(-1).contiguous()
+    pos = torch.searchsorted(inc, flat.clamp(inc[0], inc[-1]))  # inc[pos-1] < lam <= inc[pos]
+    pos = pos.clamp(0, T - 1)
+    upper = inc[pos]  # >= lam, i.e. t = T - pos
+    lower = inc[(pos - 1).clamp(min=0)]
+    t_upper = T - pos
+    t_lower = (t_upper + 1).clamp(max=T)
+    fl = flat.clamp(inc[0], inc[-1])
+    choose_lower = (fl - lower) < (upper - fl)  # strictly closer to the larger t
+    t = torch.where(choose_lower & (pos > 0), t_lower, t_upper)
+    t = torch.where(flat > inc[-1], torch.zeros_like(t), t)
+    t = torch.where(flat < inc[0], torch.full_like(t, T), t)
+    return t.reshape(lam.shape)
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class SigmoidSchedule:
+    """Paper B's continuous sigmoid schedule (eq. 17, math.md §2).
+
+    ``S(t) = [sig((t(e-g)+g)/tau) - sig(g/tau)] / [sig(e/tau) - sig(g/tau)]`` on
+    ``t in [0, 1]``: ``S(0) = 0``, ``S(1) = 1``, strictly increasing; ``S(t)`` is the VP noise
+    variance (``beta_bar_t``). Paper and code: ``start = g = 0``, ``end = e = 3``,
+    ``tau = 0.7``. No ``[1e-6, 1-1e-6]`` clip is applied here (the matching layer clamps
+    the levels instead, see :mod:`semcom.diffusion.matching`).
+
+    Args:
+        start: ``g``; end: ``e`` (``end > start``); tau: temperature ``> 0``.
+    """
+
+    def __init__(self, start: float = 0.0, end: float = 3.0, tau: float = 0.7):
+        if not end > start or not tau > 0:
+            raise ValueError("SigmoidSchedule needs end > start and tau > 0")
+        self.start, self.end, self.tau = float(start), float(end), float(tau)
+        self._lo = _sig(self.start / self.tau)
+        self._hi = _sig(self.end / self.tau)
+
+    def __repr__(self) -> str:
+        return f"SigmoidSchedule(start={self.start}, end={self.end}, tau={self.tau})"
+
+    def __call__(self, t: Tensor | float) -> Tensor:
+        return self.S(t)
+
+    def S(self, t: Tensor | float) -> Tensor:
+        """Noise variance ``S(t)`` in ``[0, 1]`` for ``t`` (clamped to ``[0, 1]``)."""
+        t64, dt = _as64(t)
+        t64 = t64.clamp(0.0, 1.0)
+        x = (t64 * (self.end - self.start) + self.start) / self.tau
+        s = (torch.sigmoid(x) - self._lo) / (self._hi - self._lo)
+        s = torch.where(t64 <= 0, 0.0, torch.where(t64 >= 1, 1.0, s))  # exact endpoints
+        return s.clamp(0.0, 1.0).to(dt)
+
+    level = S
+
+    def S_inv(self, v: Tensor | float) -> Tensor:
+        """Exact inverse ``t = (tau*logit(p) - g)/(e - g)``,
+        ``p = v (sig(e/tau) - sig(g/tau)) + sig(g/tau)``; ``v`` clamped to ``[0, 1]``,
+        result in ``[0, 1]``."""
+        v64, dt = _as64(v)
+        v64 = v64.clamp(0.0, 1.0)
+        p = v64 * (self._hi - self._lo) + self._lo  # in [sig(g/tau), sig(e/tau)] subset (0, 1)
+        t = (self.tau * torch.logit(p) - self.start) / (self.end - self.start)
+        t = torch.where(v64 <= 0, 0.0, torch.where(v64 >= 1, 1.0, t))  # exact endpoints
+        return t.clamp(0.0, 1.0).to(dt)
+
+    t_from_level = S_inv
+
+
+class DDMSchedule:
+    """Paper A's decoupled (DDM) form ``x_t = (1-t) x0 + sqrt(t) eps``, ``t in [0, 1]``
+    (math.md §1.2).
+
+    Mapping to the VP conditioning unit: ``x_t / c_t`` with ``c_t = sqrt((1-t)^2 + t)`` is
+    ``sqrt(1-v) x0 + sqrt(v) eps`` with ``v = t / ((1-t)^2 + t)`` (the coefficients' squares
+    sum to 1). The SNR for an x0 of power P0 is ``(1-t)^2 P0 / t = (1-v) P0 / v`` in both
+    forms, so matching in either form gives the same ``v`` (``P0/(k+P0)``). Inverse:
+    ``v t^2 - (1+v) t + v = 0`` whose root in ``[0, 1]`` is
+    ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``. ``t`` and ``v`` are clamped to ``[0, 1]``.
+    """
+
+    def __repr__(self) -> str:
+        return "DDMSchedule()"
+
+    def signal_coef(self, t: Tensor | float) -> Tensor:
+        """``1 - t``."""
+        t64, dt = _as64(t)
+        return (1.0 - t64.clamp(0.0, 1.0)).to(dt)
+
+    def noise_std(self, t: Tensor | float) -> Tensor:
+        """``sqrt(t)``."""
+        t64, dt = _as64(t)
+        return t64.clamp(0.0, 1.0).sqrt().to(dt)
+
+    def scale(self, t: Tensor | float) -> Tensor:
+        """``c_t = sqrt((1-t)^2 + t)`` in ``[sqrt(3)/2, 1]``: ``x_t / c_t`` is VP-form."""
+        t64, dt = _as64(t)
+        t64 = t64.clamp(0.0, 1.0)
+        return ((1.0 - t64) ** 2 + t64).sqrt().to(dt)
+
+    def level(self, t: Tensor | float) -> Tensor:
+        """VP noise variance ``v = t / ((1-t)^2 + t)`` in ``[0, 1]``."""
+        t64, dt = _as64(t)
+        t64 = t64.clamp(0.0, 1.0)
+        return (t64 / ((1.0 - t64) ** 2 + t64)).clamp(0.0, 1.0).to(dt)
+
+    def t_from_level(self, v: Tensor | float) -> Tensor:
+        """Inverse of :meth:`level`: ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``."""
+        v64, dt = _as64(v)
+        v64 = v64.clamp(0.0, 1.0)
+        t = 2.0 * v64 / (1.0 + v64 + ((1.0 - v64) * (1.0 + 3.0 * v64)).sqrt())
+        return t.clamp(0.0, 1.0).to(dt)

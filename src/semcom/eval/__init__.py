@@ -1,0 +1,28 @@
+"""SNR sweeps to results JSON (design.md §3) and labelled comparison grids."""
+
+from .grid import Tile, make_grid
+from .sweep import (
+    DEFAULT_METRICS,
+    PartialResults,
+    RunKey,
+    evaluate,
+    image_seed,
+    results_document,
+    safe_metrics,
+    summarize,
+    write_json_atomic,
+)
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "PartialResults",
+    "RunKey",
+    "Tile",
+    "evaluate",
+    "image_seed",
+    "make_grid",
+    "results_document",
+    "safe_metrics",
+    "summarize",
+    "write_json_atomic",
+]

@@ -1,0 +1,97 @@
+"""Plot results JSON files (design.md §3) against SNR, optionally with published anchors."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+METRIC_LABELS = {
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "ms_ssim": "MS-SSIM",
+    "lpips": "LPIPS (AlexNet, lower is better)",
+    "lpips_vgg": "LPIPS (VGG, lower is better)",
+    "dists": "DISTS (lower is better)",
+}
+
+
+def _cbr_label(cbr: float | None) -> str:
+    if cbr is None:
+        return ""
+    return str(Fraction(cbr).limit_denominator(1000))
+
+
+def load_results(path: str | os.PathLike[str]) -> dict:
+    """Read and check a results JSON file; ``ValueError`` naming the file if it is not one."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{p}: no such results file") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: not a results JSON file ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        raise ValueError(f"{p}: not a semcom results file (no 'runs' list)")
+    return doc
+
+
+def plot_results(
+    files: Sequence[str | os.PathLike[str]],
+    metric: str = "psnr",
+    out: str | os.PathLike[str] = "fig.png",
+    anchors: Sequence[str | os.PathLike[str]] = (),
+    title: str | None = None,
+) -> Path:
+    """Draw every run of every file as ``metric`` vs SNR (one line per scheme/CBR) -> PNG.
+
+    Anchor files (published curves in the same format) are drawn dashed, labelled with their
+    source. Runs without ``metric`` are skipped; if nothing is left a ``ValueError`` is raised.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if metric not in METRIC_LABELS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_LABELS)}")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    n = 0
+    markers = "osD^v<>pX*h"
+    channels = set()
+    for group, style in ((files, "-"), (anchors, "--")):
+        for f in group:
+            doc = load_results(f)
+            channels.add(doc.get("channel", {}).get("name", "?"))
+            for run in doc["runs"]:
+                ys = run.get(metric)
+                if not ys:
+                    continue
+                pts = [(s, y) for s, y in zip(run["snr_db"], ys, strict=True) if y is not None]
+                if not pts:
+                    continue
+                label = run["scheme"]
+                cbr = _cbr_label(run.get("cbr"))
+                if cbr:
+                    label += f" (CBR {cbr})"
+                if style == "--":
+                    label += " [published]"
+                xs, vals = zip(*pts, strict=True)
+                ax.plot(xs, vals, style, marker=markers[n % len(markers)], label=label, ms=4)
+                n += 1
+    if n == 0:
+        plt.close(fig)
+        raise ValueError(f"no run in the given files has metric {metric!r}")
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel(METRIC_LABELS[metric])
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,102 @@
+"""Image quality metrics in plain PyTorch (no torchvision).
+
+Every metric takes float images ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` and returns one value per
+image, ``[B]``. Data-set figures are the mean of the per-image values (design.md §2).
+
+=============  ==========================================================  ==============
+name           definition                                                  better
+=============  ==========================================================  ==============
+``psnr``       PSNR in dB on the 8-bit quantised images, capped at 100 dB  higher
+``ssim``       SSIM (Gaussian 11x11, sigma 1.5), channel mean              higher
+``ms_ssim``    MS-SSIM, 5 scales (fewer for small images, see ``ssim``)    higher
+``lpips``      LPIPS v0.1, AlexNet (inputs mapped to [-1,1] internally)    lower
+``lpips_vgg``  LPIPS v0.1, VGG16                                           lower
+``dists``      DISTS (Ding et al. 2020)                                    lower
+=============  ==========================================================  ==============
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from .psnr import PSNR_MAX_DB, psnr, quantize_8bit
+from .ssim import ms_ssim, ms_ssim_levels, ssim
+
+METRICS: tuple[str, ...] = ("psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists")
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "ms_ssim": True,
+    "lpips": False,
+    "lpips_vgg": False,
+    "dists": False,
+}
+
+
+@cache
+def _network(name: str, device: str) -> torch.nn.Module:
+    """Frozen metric network ``name`` on ``device``, built once per process."""
+    if name == "lpips":
+        from .lpips import LPIPS
+
+        return LPIPS("alex").to(device)
+    if name == "lpips_vgg":
+        from .lpips import LPIPS
+
+        return LPIPS("vgg").to(device)
+    if name == "dists":
+        from .dists import DISTS
+
+        return DISTS().to(device)
+    raise KeyError(name)
+
+
+def get_metric(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The metric function ``(x, y) -> [B]`` called ``name`` (see :data:`METRICS`)."""
+    if name == "psnr":
+        return psnr
+    if name == "ssim":
+        return ssim
+    if name == "ms_ssim":
+        return ms_ssim
+    if name in ("lpips", "lpips_vgg", "dists"):
+
+        def fn(x: Tensor, y: Tensor) -> Tensor:
+            with torch.no_grad():
+                return _network(name, str(x.device))(x, y)
+
+        return fn
+    raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+
+
+def compute_metrics(x: Tensor, y: Tensor, names: Sequence[str] = ("psnr",)) -> dict[str, Tensor]:
+    """Compute several metrics between references ``x`` and reconstructions ``y``.
+
+    Args:
+        x, y: float images ``[B,3,H,W]`` in ``[0,1]`` (``y`` is clamped to ``[0,1]`` first).
+        names: metric names from :data:`METRICS`.
+
+    Returns:
+        ``{name: tensor [B]}`` on the CPU, float64.
+    """
+    fns = {n: get_metric(n) for n in names}  # validate all names before computing anything
+    y = y.clamp(0.0, 1.0)
+    return {n: fn(x, y).detach().to("cpu", torch.float64) for n, fn in fns.items()}
+
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "PSNR_MAX_DB",
+    "compute_metrics",
+    "get_metric",
+    "ms_ssim",
+    "ms_ssim_levels",
+    "psnr",
+    "quantize_8bit",
+    "ssim",
+]

@@ -1,0 +1,88 @@
+"""What the separation schemes share: channel-use budget, CBR report, fallback image.
+
+Budget: an ``H x W`` RGB image at CBR ``c`` gets ``N = round(c * 3 H W)`` complex channel
+uses (at least 1). With estimated CSI the pilots come out of that budget: the scheme sends
+the largest ``n_data`` with ``n_data + pilots(n_data) <= N`` (so the reported CBR is the
+requested one to within one channel use). No other side information is charged: the
+image file carries its own header (see :mod:`.source`).
+
+Fallback: when nothing can be decoded (budget too small for any file, or any LDPC block
+error) the receiver outputs :attr:`SeparationScheme.fallback_image` -- by default a
+constant mid-grey 0.5; evaluation code may set it to the data set's mean image
+(``[3, h, w]`` tensor, resized bilinearly to the image size, or ``[3, 1, 1]``/a float).
+Fallbacks are counted in ``Transmission.info["fallbacks"]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..channels import CBRReport, Channel
+
+#: Default CBR of the separation schemes when none is given.
+DEFAULT_CBR = 1 / 16
+
+
+def total_channel_uses(height: int, width: int, cbr: float) -> int:
+    """``round(cbr * 3 H W)`` complex channel uses (at least 1)."""
+    return max(1, round(cbr * 3 * height * width))
+
+
+def data_symbols(total: int, channel: Channel) -> int:
+    """Largest ``n`` with ``n + channel.pilot_symbols(n) <= total`` (0 if none)."""
+    lo, hi = 0, total
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if mid + channel.pilot_symbols(mid) <= total:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def budget_report(height: int, width: int, cbr: float, channel: Channel) -> CBRReport:
+    """CBR report of a separation scheme: data symbols + pilots, no other side symbols."""
+    n = data_symbols(total_channel_uses(height, width, cbr), channel)
+    return CBRReport(
+        data_symbols=n,
+        pilot_symbols=channel.pilot_symbols(n),
+        side_symbols=0,
+        source_values=3 * height * width,
+    )
+
+
+def fallback_for(fallback: Tensor | float | None, height: int, width: int) -> Tensor:
+    """The fallback reconstruction ``[3, H, W]`` (float32, CPU) for an ``H x W`` image."""
+    if fallback is None:
+        fallback = 0.5
+    if not isinstance(fallback, Tensor):
+        return torch.full((3, height, width), float(fallback))
+    f = fallback.detach().float().cpu()
+    if f.dim() == 4:
+        f = f[0]
+    if f.dim() != 3 or f.shape[0] != 3:
+        raise ValueError(f"fallback_image must be [3, h, w], got {tuple(fallback.shape)}")
+    if f.shape[1:] != (height, width):
+        if f.shape[1:] == (1, 1):
+            f = f.expand(3, height, width)
+        else:
+            f = torch.nn.functional.interpolate(
+                f[None], size=(height, width), mode="bilinear", align_corners=False
+            )[0]
+    return f.clamp(0, 1).contiguous()
+
+
+def check_images(images: Tensor) -> None:
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
+
+
+__all__ = [
+    "DEFAULT_CBR",
+    "budget_report",
+    "check_images",
+    "data_symbols",
+    "fallback_for",
+    "total_channel_uses",
+]

@@ -1,0 +1,227 @@
+"""``semcom train ...`` subcommands (wired into :mod:`semcom.cli` by :func:`add_train_parser`).
+
+Also runnable on its own (handy under ``torchrun``)::
+
+    python -m semcom.train.cli train jscc --model deepjscc --cbr 1/6 --out runs/x
+    torchrun --nproc_per_node=2 -m semcom.train.cli train jscc ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..channels import CHANNELS, CSI_MODES
+
+# Options that may change when resuming (everything else must match the checkpoint's card).
+_RESUME_FREE = {
+    "epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
+    "ckpt_every", "val_batch_size", "extra",
+}  # fmt: skip
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` (with sub-subcommand ``jscc``) to a ``semcom`` subparsers object."""
+    t = subparsers.add_parser("train", help="train models (jscc, denoiser)")
+    tsub = t.add_subparsers(dest="train_command", required=True)
+    j = tsub.add_parser(
+        "jscc",
+        help="train DeepJSCC / ADJSCC on the differentiable link",
+        description="Train a DeepJSCC/ADJSCC codec through the same path as 'semcom eval' "
+        "(per-image power normalisation, channel, MMSE equaliser). Use "
+        "--snr-train=-5:20 (with '=') for a range. DDP: torchrun --nproc_per_node=N "
+        "-m semcom.train.cli train jscc ...",
+    )
+    j.add_argument("--model", default="deepjscc", choices=["deepjscc", "adjscc"])
+    j.add_argument("--cbr", default="1/6", help="CBR, c = 96*CBR channels (1/6, 1/12, 1/16)")
+    j.add_argument("--width", type=int, default=None, help="hidden width (default 64)")
+    j.add_argument("--channel", default="awgn", choices=CHANNELS)
+    j.add_argument("--csi", default="perfect", choices=CSI_MODES)
+    j.add_argument(
+        "--snr-train", default="10", help="training SNR in dB, or a range lo:hi (uniform per image)"
+    )
+    j.add_argument("--val-snr", type=float, nargs="+", default=None, help="validation SNRs (dB)")
+    j.add_argument("--data", default="cifar10-train", help="named training data set")
+    j.add_argument("--crop", type=int, default=None, help="random training crop size")
+    j.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    j.add_argument(
+        "--val-data",
+        default="auto",
+        help="named data set, a held-out fraction of --data (0.02), 'auto' or 'none'",
+    )
+    j.add_argument("--val-crop", type=int, default=None, help="centre crop for validation")
+    j.add_argument("--val-limit", type=int, default=1000, help="max validation images")
+    j.add_argument("--limit", type=int, default=None, help="train on N random images")
+    j.add_argument("--epochs", type=int, default=10)
+    _add_trainer_args(j, batch_size=64)
+    j.set_defaults(func=cmd_train_jscc)
+
+    d = tsub.add_parser(
+        "denoiser",
+        help="train the latent diffusion denoiser on clean latents of a frozen codec",
+        description="Train the x0-predicting latent U-Net over all noise levels of an SNR "
+        "range (one network for every SNR). Latents are encoded once and cached.",
+    )
+    d.add_argument("--codec", default="vae", help="vae (TAEF2) or a zoo codec: deepjscc, adjscc")
+    d.add_argument("--cbr", default=None, help="CBR of the zoo codec (e.g. 1/16)")
+    d.add_argument("--data", default="bsds500-train", help="named training data set")
+    d.add_argument("--val-data", default="bsds500-val", help="named validation data set")
+    d.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
+    d.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
+    d.add_argument("--snr-range", default="-20:40", help="training SNR range lo:hi in dB")
+    d.add_argument("--width", type=int, default=64, help="U-Net base width")
+    d.add_argument("--epochs", type=int, default=20)
+    _add_trainer_args(d, batch_size=16)
+    d.set_defaults(func=cmd_train_denoiser)
+    return t
+
+
+def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """Options of the generic :class:`~semcom.train.engine.Trainer` (shared by all tasks)."""
+    p.add_argument("--batch-size", type=int, default=batch_size, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
+    p.add_argument("--warmup", type=int, default=0, help="warm-up iterations (cosine)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run folder (default: the --resume folder)")
+    p.add_argument("--resume", default=None, help="continue the run in this folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in total")
+    p.add_argument("--ckpt-every", type=int, default=0, help="also checkpoint every N steps")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check_resume(run: Path, config: dict, train: dict) -> None:
+    card_path = run / "card.json"
+    if not card_path.is_file():
+        raise ValueError(f"cannot resume: {str(card_path)!r} not found")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"cannot resume: corrupt {str(card_path)!r}: {e}") from e
+    diffs = []
+    for section, mine in (("config", config), ("train", train)):
+        theirs = card.get(section, {})
+        for k, v in mine.items():
+            if k in _RESUME_FREE or k not in theirs:
+                continue
+            if theirs[k] != v:
+                diffs.append(f"{k}: checkpoint {theirs[k]!r}, now {v!r}")
+    if diffs:
+        raise ValueError(f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs))
+
+
+def cmd_train_jscc(args: argparse.Namespace) -> int:
+    """Run ``semcom train jscc`` (returns the exit code)."""
+    from dataclasses import asdict
+
+    from ..codecs.jscc import DEFAULT_WIDTH
+    from .jscc import JSCCConfig, JSCCTask
+
+    config = JSCCConfig(
+        model=args.model,
+        cbr=args.cbr,
+        width=args.width or DEFAULT_WIDTH,
+        channel=args.channel,
+        csi=args.csi,
+        snr_train=args.snr_train,
+        data=args.data,
+        crop=args.crop,
+        flip=not args.no_flip,
+        val_data=args.val_data,
+        val_crop=args.val_crop,
+        val_limit=args.val_limit,
+        val_snrs=list(args.val_snr or []),
+        limit=args.limit,
+        seed=args.seed,
+    )
+    return _fit(JSCCTask(config), asdict(config), args)
+
+
+def _fit(task, config: dict, args: argparse.Namespace) -> int:
+    """Build the :class:`TrainConfig` from the common options, check --resume, train."""
+    from dataclasses import asdict
+
+    from .engine import TrainConfig, Trainer
+
+    out = args.out or args.resume
+    if out is None:
+        raise ValueError("give --out DIR (or --resume DIR)")
+    argv = getattr(args, "_argv", None) or sys.argv[1:]
+    tcfg = TrainConfig(
+        out=out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        warmup_steps=args.warmup,
+        seed=args.seed,
+        device=args.device,
+        max_steps=args.max_steps,
+        ckpt_every=args.ckpt_every,
+        num_workers=args.workers,
+        progress=not args.quiet,
+        threads=args.threads,
+        command="semcom " + shlex.join(argv) if argv and argv[0] == "train" else shlex.join(argv),
+    )
+    if args.resume:
+        if not Path(args.resume).is_dir():
+            raise ValueError(f"--resume {args.resume!r} is not a run folder")
+        _check_resume(Path(args.resume), config, asdict(tcfg))
+    try:
+        metrics = Trainer(task, tcfg).fit(resume=args.resume)
+    except FileNotFoundError as e:  # semcom.cli reports ValueErrors as one line, exit 2
+        if type(e) is not FileNotFoundError:
+            raise
+        raise ValueError(str(e)) from e
+    if metrics:
+        print(json.dumps({"out": str(out), **metrics}))
+    return 0
+
+
+def cmd_train_denoiser(args: argparse.Namespace) -> int:
+    """Run ``semcom train denoiser`` (returns the exit code)."""
+    from dataclasses import asdict
+
+    from .denoiser import DenoiserTask, DenoiserTaskConfig
+    from .jscc import parse_snr_train
+
+    lo, hi = parse_snr_train(args.snr_range)
+    config = DenoiserTaskConfig(
+        codec=args.codec,
+        cbr=args.cbr,
+        data=args.data,
+        val_data=args.val_data,
+        crop=args.crop,
+        repeats=args.repeats,
+        snr_range=(lo, hi),
+        width=args.width,
+        seed=args.seed,
+    )
+    return _fit(DenoiserTask(config), asdict(config), args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m semcom.train.cli train jscc ...``."""
+    p = argparse.ArgumentParser(prog="semcom")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    args = p.parse_args(argv)
+    args._argv = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"semcom: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Training task of the latent diffusion denoiser (``semcom train denoiser``).
+
+The denoiser learns ``E[x0 | x_t]`` for ``x_t = sqrt(1-v) x0 + sqrt(v) n`` over clean latents of a
+frozen codec (unit power per crop, so ``P0 = 1``; the measured value is stored in the card). The
+training noise level is drawn per latent from an SNR uniform in dB over ``snr_range``:
+``v = P0 / (P0 + 10^(snr/10))`` (math.md §1.1 with k the linear SNR), so one network serves every
+channel SNR. Loss: MSE on x0. Validation: MSE gain in dB over the LMMSE estimator
+``sqrt(1-v) x_t`` at a few SNRs on held-out latents (positive = the denoiser helps).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..diffusion.denoiser import DenoiserConfig, LatentUNet
+from ..diffusion.latents import (
+    LatentCrops,
+    encode_images,
+    load_latents,
+    measure_p0,
+    save_latents,
+    unit_power,
+)
+from ..paths import cache_dir
+
+
+@dataclass
+class DenoiserTaskConfig:
+    """Options of the denoiser task (stored in the card)."""
+
+    codec: str = "vae"
+    cbr: str | None = None
+    data: str = "bsds500-train"
+    val_data: str = "bsds500-val"
+    crop: int = 16
+    repeats: int = 8
+    snr_range: tuple[float, float] = (-20.0, 40.0)
+    val_snrs: list[float] = field(default_factory=lambda: [-10.0, 0.0, 10.0])
+    val_limit: int = 50
+    width: int = 64
+    mults: tuple[int, ...] = (1, 2, 2)
+    blocks: int = 1
+    seed: int = 0
+
+
+def latent_cache_path(codec: str, cbr: str | None, data: str) -> Path:
+    """Where the clean latents of ``codec`` on ``data`` are cached."""
+    tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
+    return cache_dir("data") / "latents" / f"{tag}-{data}.safetensors"
+
+
+def codec_for(name: str, cbr: str | None, device: str = "cpu"):
+    """The frozen codec whose latents the denoiser models."""
+    if name == "vae":
+        from ..codecs.taef2 import load_taef2
+
+        return load_taef2(device)
+    from ..channels import parse_cbr
+    from ..zoo import load_codec
+
+    return load_codec(name, parse_cbr(cbr) if cbr else None, device)
+
+
+def get_latents(codec: str, cbr: str | None, data: str, flips: bool) -> list[Tensor]:
+    """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)."""
+    path = latent_cache_path(codec, cbr, data)
+    if path.is_file():
+        return load_latents(path)
+    from ..data import get_dataset
+
+    lat = encode_images(codec_for(codec, cbr), get_dataset(data), flips=flips)
+    save_latents(lat, path, {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips)})
+    return lat
+
+
+def level_for_snr(snr_db: Tensor, p0: float) -> Tensor:
+    """Matched VP noise variance ``v = P0 / (P0 + k)``, ``k = 10^(snr/10)`` (linear)."""
+    k = torch.pow(10.0, snr_db / 10.0)
+    return p0 / (p0 + k)
+
+
+class DenoiserTask:
+    """:class:`semcom.train.engine.Task` training a :class:`LatentUNet` on clean latents."""
+
+    name = "denoiser"
+
+    def __init__(self, config: DenoiserTaskConfig) -> None:
+        self.config = config
+        self._train: list[Tensor] | None = None
+        self._val: list[Tensor] | None = None
+        self.p0 = 1.0
+
+    def _load(self) -> None:
+        if self._train is None:
+            c = self.config
+            self._train = get_latents(c.codec, c.cbr, c.data, flips=True)
+            self._val = get_latents(c.codec, c.cbr, c.val_data, flips=False)[: c.val_limit]
+            self.p0 = measure_p0(self._train)
+
+    def build_model(self) -> nn.Module:
+        self._load()
+        c = self.config
+        latent_c = self._train[0].shape[0]  # type: ignore[index]
+        cfg = DenoiserConfig(
+            channels=latent_c, width=c.width, mults=tuple(c.mults), blocks=c.blocks, p0=self.p0
+        )
+        return LatentUNet(cfg)
+
+    def model_metadata(self, model: nn.Module) -> dict[str, str]:
+        assert isinstance(model, LatentUNet)
+        return {
+            "task": self.name,
+            "denoiser_config": json.dumps(model.config.to_dict()),
+            "codec": self.config.codec,
+            "cbr": str(self.config.cbr),
+        }
+
+    def train_dataset(self) -> Dataset:
+        self._load()
+        c = self.config
+        return LatentCrops(self._train, c.crop, seed=c.seed, repeats=c.repeats)  # type: ignore[arg-type]
+
+    def val_dataset(self) -> Dataset | None:
+        self._load()
+        return [unit_power(t.unsqueeze(0))[0] for t in self._val]  # type: ignore[return-value,union-attr]
+
+    def collate(self, items: list) -> Tensor:
+        return torch.stack(items)
+
+    def loss(
+        self, model: nn.Module, batch: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
+        b = batch.shape[0]
+        lo, hi = self.config.snr_range
+        snr = lo + (hi - lo) * torch.rand(b, generator=generator, device=batch.device)
+        v = level_for_snr(snr, self.p0).to(batch.dtype)
+        n = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+        vv = v.view(b, 1, 1, 1)
+        x_t = (1 - vv).sqrt() * batch + vv.sqrt() * n
+        mse = (model(x_t, v) - batch).pow(2).mean()
+        return mse, {"loss": float(mse.detach())}
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        was = model.training
+        model.eval()
+        out: dict[str, float] = {}
+        g = torch.Generator().manual_seed(self.config.seed + 12345)
+        for snr in self.config.val_snrs:
+            v = float(level_for_snr(torch.tensor(snr), self.p0))
+            gains = []
+            for x0 in self._val:  # type: ignore[union-attr]
+                x0 = unit_power(x0.unsqueeze(0))
+                x_t = math.sqrt(1 - v) * x0 + math.sqrt(v) * torch.randn(x0.shape, generator=g)
+                lmmse = (x_t * math.sqrt(1 - v) * self.p0 / ((1 - v) * self.p0 + v) - x0).pow(2)
+                net = (model(x_t, torch.tensor([v])) - x0).pow(2)
+                gains.append(10 * math.log10(float(lmmse.mean()) / float(net.mean())))
+            out[f"gain_db@{snr:g}dB"] = sum(gains) / len(gains)
+        out["gain_db"] = sum(out.values()) / len(out)
+        model.train(was)
+        return out
+
+    def card(self) -> dict[str, Any]:
+        self._load()
+        c = self.config
+        return {
+            "model": "denoiser",
+            "model_config": {**asdict(c), "p0": self.p0},
+            "codec": {
+                "name": c.codec,
+                "cbr": c.cbr,
+                "latent_shape_train": list(
+                    self._train[0].shape  # type: ignore[index]
+                ),
+            },
+            "p0": self.p0,
+            "data": {"train": c.data, "val": c.val_data, "n_latents": len(self._train)},  # type: ignore[arg-type]
+        }

@@ -1,0 +1,669 @@
+"""A small, generic, resumable training engine (single process or DDP via ``torchrun``).
+
+A :class:`Task` says *what* to train (model, data, loss, validation); the :class:`Trainer`
+does the rest the same way for every model in semcom (JSCC codecs, diffusion denoisers,
+SNR estimators):
+
+* global seed (python / numpy / torch); the data order of epoch ``e`` is a permutation
+  seeded by ``(seed, e)`` (:class:`ResumableSampler`, a DistributedSampler that can start
+  mid-epoch) and ``dataset.set_epoch(e)`` selects that epoch's random crops;
+* per-step randomness for the loss (channel noise, SNR draws) comes from a
+  ``torch.Generator`` seeded by ``(seed, rank, step)``, so resuming needs no hidden state;
+* AdamW, per-iteration LR schedule (``cosine`` with linear warm-up, ``step`` or ``constant``);
+* validation on a held-out set after every epoch (rank 0), tqdm bar on rank 0;
+* checkpoints after every epoch (and every ``ckpt_every`` steps): ``model.safetensors``
+  (weights + architecture metadata), ``state.pt`` (optimizer, scheduler, RNG states,
+  epoch, step, position in the epoch; plain tensors/containers, loadable with
+  ``weights_only=True``) and ``card.json`` (config, data, seed, git commit, hours,
+  hardware, validation history), each written atomically (temporary file + ``os.replace``);
+* ``resume``: continue a run exactly where its last checkpoint left it: a run stopped
+  after epoch 1 and resumed reaches the same weights as an uninterrupted run;
+* DDP: under ``torchrun --nproc_per_node=N`` (env ``WORLD_SIZE`` > 1) it initialises the
+  process group (gloo on CPU, nccl on CUDA), shards the data with the sampler, syncs
+  gradients, and only rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+STATE_VERSION = 1
+SCHEDULES = ("cosine", "step", "constant")
+
+
+# ------------------------------------------------------------------------------ protocol
+@runtime_checkable
+class Task(Protocol):
+    """What to train. Implementations: :class:`semcom.train.jscc.JSCCTask`.
+
+    Attributes:
+        name: short task name (``"jscc"``), stored in the card.
+        config: a dataclass with the task's options (stored in the card as JSON).
+    """
+
+    name: str
+    config: Any
+
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model (called after seeding; same on every rank)."""
+        ...
+
+    def train_dataset(self) -> Dataset:
+        """Training items; ``set_epoch(e)`` is called on it (or its base) when present."""
+        ...
+
+    def val_dataset(self) -> Dataset | None:
+        """Held-out validation items (None: no validation)."""
+        ...
+
+    def collate(self, items: list) -> Any:
+        """Batch a list of items (default behaviour: ``torch.stack``)."""
+        ...
+
+    def loss(
+        self, model: nn.Module, batch: Any, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss of ``batch`` (call ``model(...)``, so DDP syncs) and logs to show."""
+        ...
+
+    def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """Validation metrics (floats) of the unwrapped model on the validation loader."""
+        ...
+
+    def model_metadata(self, model: nn.Module) -> dict[str, str]:
+        """String metadata saved in ``model.safetensors`` (architecture description)."""
+        ...
+
+    def card(self) -> dict[str, Any]:
+        """Extra JSON-able entries of the model card (e.g. ``model_config``, ``data``)."""
+        ...
+
+
+@dataclass
+class TrainConfig:
+    """Options of the :class:`Trainer` (stored in ``card.json`` under ``train``).
+
+    Attributes:
+        out: run folder (checkpoints, card).
+        epochs: passes over the training data.
+        batch_size: images per step *per process*.
+        lr, weight_decay: AdamW settings.
+        schedule: ``cosine`` (linear warm-up then cosine to ``min_lr_ratio * lr``),
+            ``step`` (x ``gamma`` every ``step_size`` iterations, default a third of the run)
+            or ``constant``; all per iteration.
+        warmup_steps: linear warm-up iterations (cosine only).
+        seed: global seed.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (DDP on CUDA uses ``cuda:LOCAL_RANK``).
+        max_steps: stop after this many optimizer steps in total (the LR schedule still
+            spans ``epochs``; use ``epochs`` to size a run).
+        ckpt_every: also checkpoint every N steps (0: only at the end of each epoch).
+        num_workers: DataLoader workers.
+        val_batch_size: batch size of validation.
+        grad_clip: clip the gradient norm (0: off).
+        progress: show a tqdm bar (rank 0 only).
+        threads: ``torch.set_num_threads`` per process (0: leave unchanged; DDP on CPU
+            sets 1 when 0).
+    """
+
+    out: str
+    epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    step_size: int = 0
+    gamma: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    max_steps: int | None = None
+    ckpt_every: int = 0
+    num_workers: int = 0
+    val_batch_size: int = 64
+    grad_clip: float = 0.0
+    progress: bool = True
+    threads: int = 0
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+# ------------------------------------------------------------------------------- helpers
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual mode
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "unknown"
+
+
+def hardware(device: torch.device, world_size: int) -> str:
+    """One line describing where training ran (GPU name or CPU, process count)."""
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, " + (
+            f"{torch.get_num_threads()} threads/process)"
+        )
+    return f"{world_size} x {what}, torch {torch.__version__}"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global RNG)
+    torch.manual_seed(seed)
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of optimizer step ``step`` on ``rank`` (stateless, so resumable)."""
+    ss = np.random.SeedSequence([int(seed), int(rank), int(step), 0x5EC0])
+    g = torch.Generator(device=device)
+    g.manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> 1))
+    return g
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002
+    py_state = random.getstate()
+    out: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            n["name"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    p = s["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _set_epoch(ds: Dataset, epoch: int) -> None:
+    """Call ``set_epoch`` on ``ds`` or on the data set under its Subset wrappers."""
+    while True:
+        if hasattr(ds, "set_epoch"):
+            ds.set_epoch(epoch)
+            return
+        if isinstance(ds, Subset):
+            ds = ds.dataset
+            continue
+        return
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the base LR at iteration ``step`` for ``cfg.schedule``."""
+    total = max(1, total_steps)
+
+    def cosine(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def stepwise(step: int) -> float:
+        size = cfg.step_size or max(1, total // 3)
+        return cfg.gamma ** (step // size)
+
+    return {"cosine": cosine, "step": stepwise, "constant": lambda step: 1.0}[cfg.schedule]
+
+
+class ResumableSampler(Sampler[int]):
+    """DistributedSampler-style sampler whose order is a function of ``(seed, epoch)``.
+
+    Each replica takes every ``num_replicas``-th index of the seeded permutation (padded by
+    wrapping so all replicas get the same count); ``start`` skips the first ``start``
+    indices of this replica's share (mid-epoch resume). Same seed, same order, whatever the
+    number of workers.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if n < 1:
+            raise ValueError("cannot sample from an empty data set")
+        self.n, self.num_replicas, self.rank = n, num_replicas, rank
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.start = 0, 0
+        self.per_replica = math.ceil(n / num_replicas)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        total = self.per_replica * self.num_replicas
+        order = (order * math.ceil(total / self.n))[:total]
+        return order[self.rank : total : self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices()[self.start :])
+
+    def __len__(self) -> int:
+        return self.per_replica - self.start
+
+
+# ------------------------------------------------------------------------------ trainer
+@dataclass
+class _Progress:
+    epoch: int = 0  # current epoch (0-based)
+    step: int = 0  # optimizer steps done in total
+    batch_in_epoch: int = 0  # batches of the current epoch already done
+    hours: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Runs a :class:`Task` with a :class:`TrainConfig` (see the module docstring).
+
+    ``Trainer(task, cfg).fit(resume=None)`` trains and returns the final validation
+    metrics (rank 0; ``{}`` elsewhere). ``resume`` is a run folder with a checkpoint.
+    """
+
+    def __init__(self, task: Task, cfg: TrainConfig) -> None:
+        self.task, self.cfg = task, cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("device cuda requested but no CUDA device is available")
+            if self.world > 1:
+                self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        self.out = Path(cfg.out)
+
+    # -------------------------------------------------------------------------- ddp
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _init_dist(self) -> bool:
+        if self.world <= 1 or dist.is_initialized():
+            return False
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        return True
+
+    def _barrier(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.barrier()
+
+    # ---------------------------------------------------------------------- ckpt I/O
+    def _model_bytes(self, model: nn.Module, progress: _Progress) -> bytes:
+        from safetensors.torch import save
+
+        meta = dict(self.task.model_metadata(model))
+        meta.update({"step": str(progress.step), "epoch": str(progress.epoch)})
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        return save(state, metadata=meta)
+
+    def _card(self, progress: _Progress) -> dict[str, Any]:
+        cfg = asdict(self.cfg)
+        task_cfg = self.task.config
+        task_cfg = asdict(task_cfg) if dataclasses.is_dataclass(task_cfg) else dict(task_cfg)
+        last = progress.history[-1]["metrics"] if progress.history else {}
+        card: dict[str, Any] = {
+            "format": "semcom-run-v1",
+            "task": self.task.name,
+            "config": task_cfg,
+            "train": cfg,
+            "seed": self.cfg.seed,
+            "command": self.cfg.command,
+            "git_commit": self._git,
+            "hardware": hardware(self.device, self.world),
+            "world_size": self.world,
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "batch_in_epoch": progress.batch_in_epoch,
+            "hours": round(progress.hours, 5),
+            "val_metrics": last,
+            "history": progress.history,
+        }
+        card.update(self.task.card())
+        return card
+
+    def save_checkpoint(
+        self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, progress: _Progress
+    ) -> None:
+        """Write ``model.safetensors``, ``state.pt`` and ``card.json`` (rank 0, atomically)."""
+        if not self.is_main:
+            return
+        import io
+
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "version": STATE_VERSION,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": _rng_state(),
+                "epoch": progress.epoch,
+                "step": progress.step,
+                "batch_in_epoch": progress.batch_in_epoch,
+                "hours": progress.hours,
+                "history": json.dumps(progress.history),
+                "world_size": self.world,
+            },
+            buf,
+        )
+        # model and state first, card (the "commit" record) last; each rename is atomic.
+        atomic_write_bytes(self.out / "model.safetensors", self._model_bytes(model, progress))
+        atomic_write_bytes(self.out / "state.pt", buf.getvalue())
+        atomic_write_json(self.out / "card.json", self._card(progress))
+
+    def _load_checkpoint(
+        self, run: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
+    ) -> _Progress:
+        from safetensors import safe_open
+
+        wpath, spath = run / "model.safetensors", run / "state.pt"
+        for p in (wpath, spath):
+            if not p.is_file():
+                raise FileNotFoundError(f"cannot resume: {str(p)!r} not found")
+        try:
+            state = torch.load(spath, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"cannot resume: corrupt {str(spath)!r}: {e}") from e
+        try:
+            with safe_open(str(wpath), framework="pt", device="cpu") as f:
+                meta = dict(f.metadata() or {})
+                weights = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            raise ValueError(f"cannot resume: corrupt {str(wpath)!r}: {e}") from e
+        want = self.task.model_metadata(model)
+        for k, v in want.items():
+            if k in meta and meta[k] != v:
+                raise ValueError(
+                    f"cannot resume from {str(run)!r}: checkpoint {k}={meta[k]!r} but this run "
+                    f"has {k}={v!r}"
+                )
+        if meta.get("step") is not None and int(meta["step"]) != int(state["step"]):
+            raise ValueError(
+                f"cannot resume from {str(run)!r}: model.safetensors (step {meta['step']}) and "
+                f"state.pt (step {state['step']}) are from different checkpoints"
+            )
+        if int(state.get("world_size", 1)) != self.world:
+            raise ValueError(
+                f"cannot resume from {str(run)!r}: it ran with {state.get('world_size')} "
+                f"processes, this run has {self.world} (the data order would differ)"
+            )
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"cannot resume from {str(run)!r}: weights do not match: {e}") from e
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        return _Progress(
+            epoch=int(state["epoch"]),
+            step=int(state["step"]),
+            batch_in_epoch=int(state["batch_in_epoch"]),
+            hours=float(state["hours"]),
+            history=json.loads(state["history"]),
+        )
+
+    # --------------------------------------------------------------------------- fit
+    def fit(self, resume: str | Path | None = None, stop_at_step: int | None = None) -> dict:
+        """Train (or resume) and return the last validation metrics.
+
+        ``stop_at_step`` ends the run early after that global step *as if killed* right
+        after the checkpoint of that step (for tests of exact resumption).
+        """
+        created = self._init_dist()
+        try:
+            return self._fit(resume, stop_at_step)
+        finally:
+            if created:
+                dist.destroy_process_group()
+
+    def _fit(self, resume: str | Path | None, stop_at_step: int | None) -> dict:
+        cfg = self.cfg
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        elif self.world > 1 and self.device.type == "cpu":
+            torch.set_num_threads(1)
+        self._git = git_commit() if self.is_main else "unknown"
+        seed_everything(cfg.seed)
+        task = self.task
+        model = task.build_model().to(self.device)
+        train_ds = task.train_dataset()
+        val_ds = task.val_dataset()
+        sampler = ResumableSampler(len(train_ds), self.world, self.rank, cfg.seed)
+        steps_per_epoch = len(sampler) // cfg.batch_size
+        if steps_per_epoch < 1:
+            raise ValueError(
+                f"batch size {cfg.batch_size} x {self.world} process(es) is larger than the "
+                f"training set ({len(train_ds)} items)"
+            )
+        total_steps = steps_per_epoch * cfg.epochs
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
+        prog = _Progress()
+        if resume is not None:
+            prog = self._load_checkpoint(Path(resume), model, opt, sched)
+        if prog.batch_in_epoch >= steps_per_epoch:
+            prog.epoch, prog.batch_in_epoch = prog.epoch + 1, 0
+        ddp = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp = DistributedDataParallel(model, device_ids=ids)
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        val_loader = None
+        if val_ds is not None and self.is_main:
+            val_loader = DataLoader(
+                val_ds,
+                batch_size=cfg.val_batch_size,
+                shuffle=False,
+                num_workers=cfg.num_workers,
+                collate_fn=task.collate,
+            )
+        metrics: dict[str, float] = {}
+        t_start = time.perf_counter()
+        hours0 = prog.hours
+
+        def elapsed() -> float:
+            return hours0 + (time.perf_counter() - t_start) / 3600.0
+
+        def stop_now() -> bool:
+            done = cfg.max_steps is not None and prog.step >= cfg.max_steps
+            return done or (stop_at_step is not None and prog.step >= stop_at_step)
+
+        while prog.epoch < cfg.epochs and not stop_now():
+            epoch = prog.epoch
+            _set_epoch(train_ds, epoch)
+            sampler.set_epoch(epoch, start=prog.batch_in_epoch * cfg.batch_size)
+            loader = DataLoader(
+                train_ds,
+                batch_size=cfg.batch_size,
+                sampler=sampler,
+                num_workers=cfg.num_workers,
+                collate_fn=task.collate,
+                drop_last=True,
+            )
+            bar = None
+            if cfg.progress and self.is_main:
+                from tqdm import tqdm
+
+                bar = tqdm(
+                    total=steps_per_epoch,
+                    initial=prog.batch_in_epoch,
+                    desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                    dynamic_ncols=True,
+                    leave=True,
+                )
+            ddp.train()
+            for batch in loader:
+                if prog.batch_in_epoch >= steps_per_epoch:
+                    break
+                batch = _to_device(batch, self.device)
+                g = step_generator(cfg.seed, self.rank, prog.step, self.device)
+                loss, logs = task.loss(ddp, batch, g)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {prog.step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                prog.step += 1
+                prog.batch_in_epoch += 1
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                    bar.update(1)
+                end_of_epoch = prog.batch_in_epoch >= steps_per_epoch
+                if cfg.ckpt_every and prog.step % cfg.ckpt_every == 0 and not end_of_epoch:
+                    prog.hours = elapsed()
+                    self.save_checkpoint(model, opt, sched, prog)
+                    self._barrier()
+                if stop_now():
+                    break
+            if bar is not None:
+                bar.close()
+            if prog.batch_in_epoch >= steps_per_epoch:
+                if val_loader is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        metrics = {k: float(v) for k, v in task.validate(model, val_loader).items()}
+                    model.train()
+                    prog.history.append({"epoch": epoch + 1, "step": prog.step, "metrics": metrics})
+                    if self.is_main:
+                        text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                        print(
+                            f"epoch {epoch + 1}/{cfg.epochs} step {prog.step}: {text}", flush=True
+                        )
+                prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+                prog.hours = elapsed()
+                self.save_checkpoint(model, opt, sched, prog)
+                self._barrier()
+            elif stop_now():
+                # stopped mid-epoch (max_steps): keep the position so --resume continues
+                prog.hours = elapsed()
+                if not (cfg.ckpt_every and prog.step % cfg.ckpt_every == 0):
+                    self.save_checkpoint(model, opt, sched, prog)
+                self._barrier()
+        self.model = model
+        return metrics
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+__all__ = [
+    "SCHEDULES",
+    "ResumableSampler",
+    "Task",
+    "TrainConfig",
+    "Trainer",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "git_commit",
+    "hardware",
+    "lr_lambda",
+    "seed_everything",
+    "step_generator",
+]

@@ -1,0 +1,262 @@
+"""Training task for the JSCC codecs (DeepJSCC, ADJSCC) on the differentiable link.
+
+Each step: images ``x`` [B, 3, H, W] -> ``codec(x, channel, snr, g)`` (encode -> per-image
+power normalisation -> channel -> MMSE equalise -> LMMSE -> decode, the exact test path of
+:class:`semcom.link.AnalogLink`) -> MSE to ``x``. The training SNR is fixed (``"10"``) or
+drawn uniformly per image from a range (``"-5:20"``, the ADJSCC recipe).
+
+Validation: PSNR (:func:`semcom.metrics.psnr`, per image on 8-bit, averaged) through
+``AnalogLink.transmit`` at the training SNR, or for a range at its low end, middle and
+high end; the channel noise is seeded per validation batch, so numbers are comparable
+between epochs and runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..channels import Channel, format_cbr, parse_cbr
+from ..codecs.jscc import (
+    DEFAULT_WIDTH,
+    MODELS,
+    DeepJSCC,
+    build_jscc,
+    cbr_for_channels,
+    channels_for_cbr,
+    jscc_metadata,
+)
+from ..data import collate_images, get_dataset, split_dataset
+
+
+def parse_snr_train(text: str | float) -> tuple[float, float]:
+    """``"10"`` -> (10, 10); ``"-5:20"`` -> (-5, 20) (uniform per image), in dB."""
+    s = str(text).strip()
+    try:
+        if ":" in s:
+            lo_s, hi_s = s.split(":", 1)
+            lo, hi = float(lo_s), float(hi_s)
+        else:
+            lo = hi = float(s)
+    except ValueError as e:
+        raise ValueError(f"invalid training SNR {text!r}: use e.g. 10 or -5:20 (dB)") from e
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"invalid training SNR {text!r}: need finite lo <= hi (dB)")
+    return lo, hi
+
+
+def default_val_snrs(lo: float, hi: float) -> list[float]:
+    """Validation SNRs: the fixed training SNR, or the low end, middle and high end."""
+    return [lo] if lo == hi else [lo, (lo + hi) / 2, hi]
+
+
+@dataclass
+class JSCCConfig:
+    """Options of a JSCC training run (stored in ``card.json`` under ``config``).
+
+    Attributes:
+        model: ``deepjscc`` or ``adjscc``.
+        cbr: channel bandwidth ratio as text (``"1/16"``); ``c = 96 * CBR``.
+        width: hidden width of the codec.
+        channel, csi: training channel (``awgn`` | ``rayleigh-slow`` | ``rayleigh-fast``).
+        snr_train: ``"10"`` or ``"-5:20"`` (dB, uniform per image).
+        data: named training data set (``semcom datasets``).
+        crop: random training crop (None: full images, all of one size, e.g. CIFAR).
+        flip: random horizontal flips.
+        val_data: a named data set, a fraction (``"0.02"``) held out of the training data,
+            ``"auto"`` (``bsds500-val`` for ``bsds500-train``, else 2 % held out) or
+            ``"none"``.
+        val_crop: centre crop of validation images (default: ``crop``).
+        val_limit: use at most this many validation images.
+        val_snrs: validation SNRs (default :func:`default_val_snrs`).
+        limit: use a seeded random subset of this many training images.
+        seed: data split / subset seed (the trainer's global seed).
+    """
+
+    model: str = "deepjscc"
+    cbr: str = "1/6"
+    width: int = DEFAULT_WIDTH
+    channel: str = "awgn"
+    csi: str = "perfect"
+    snr_train: str = "10"
+    data: str = "cifar10-train"
+    crop: int | None = None
+    flip: bool = True
+    val_data: str = "auto"
+    val_crop: int | None = None
+    val_limit: int | None = 1000
+    val_snrs: list[float] = field(default_factory=list)
+    limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        self.c = channels_for_cbr(parse_cbr(self.cbr))
+        self.snr_range = parse_snr_train(self.snr_train)
+        if not self.val_snrs:
+            self.val_snrs = default_val_snrs(*self.snr_range)
+
+
+class JSCCTask:
+    """:class:`semcom.train.engine.Task` training a DeepJSCC/ADJSCC codec."""
+
+    name = "jscc"
+
+    def __init__(self, config: JSCCConfig) -> None:
+        self.config = config
+        self.channel = Channel(config.channel, csi=config.csi)
+        self._split: tuple[Dataset, Dataset | None] | None = None
+
+    # ---------------------------------------------------------------------- model
+    def build_model(self) -> nn.Module:
+        return build_jscc(self.config.model, self.config.c, self.config.width)
+
+    def model_metadata(self, model: nn.Module) -> dict[str, str]:
+        assert isinstance(model, DeepJSCC)
+        return {**jscc_metadata(model), "task": self.name}
+
+    # ----------------------------------------------------------------------- data
+    def _datasets(self) -> tuple[Dataset, Dataset | None]:
+        if self._split is not None:
+            return self._split
+        cfg = self.config
+        train = get_dataset(cfg.data, crop=cfg.crop, random_crop=True, flip=cfg.flip, seed=cfg.seed)
+        val_name = cfg.val_data
+        if val_name == "auto":
+            val_name = "bsds500-val" if cfg.data == "bsds500-train" else "0.02"
+        val_crop = cfg.val_crop or cfg.crop
+        val: Dataset | None = None
+        train_part: Dataset = train
+        frac = _as_fraction(val_name)
+        if val_name == "none":
+            val = None
+        elif frac is not None:
+            tr, va = split_dataset(train, val_fraction=frac, seed=cfg.seed)
+            # same files, centre crops, no flips (a copy avoids rescanning the folder)
+            fixed = copy.copy(train)
+            fixed.crop = None if val_crop is None else (int(val_crop), int(val_crop))
+            fixed.random_crop, fixed.flip = False, False
+            train_part, val = tr, Subset(fixed, va.indices)
+        else:
+            val = get_dataset(val_name, crop=val_crop, random_crop=False, seed=cfg.seed)
+        if cfg.limit is not None:
+            n = len(train_part)  # type: ignore[arg-type]
+            if not 1 <= cfg.limit:
+                raise ValueError(f"--limit must be >= 1, got {cfg.limit}")
+            g = torch.Generator().manual_seed(cfg.seed + 1)
+            keep = sorted(torch.randperm(n, generator=g)[: min(cfg.limit, n)].tolist())
+            train_part = Subset(train_part, keep)
+        if val is not None and cfg.val_limit is not None:
+            n = len(val)  # type: ignore[arg-type]
+            val = Subset(val, list(range(min(n, cfg.val_limit))))
+        self._split = (train_part, val)
+        return self._split
+
+    def train_dataset(self) -> Dataset:
+        return self._datasets()[0]
+
+    def val_dataset(self) -> Dataset | None:
+        return self._datasets()[1]
+
+    def collate(self, items: list) -> Tensor:
+        return collate_images(items)
+
+    # ----------------------------------------------------------------------- loss
+    def sample_snr(self, batch: int, generator: torch.Generator, device) -> Tensor:
+        """Training SNRs [B] (dB): fixed, or uniform per image in the range."""
+        lo, hi = self.config.snr_range
+        u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+        return lo + (hi - lo) * u
+
+    def loss(
+        self, model: nn.Module, batch: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
+        snr = self.sample_snr(batch.shape[0], generator, batch.device)
+        x_hat = model(batch, self.channel, snr, generator)
+        mse = torch.mean((x_hat - batch) ** 2)
+        m = float(mse.detach())
+        return mse, {"loss": m, "psnr": 10 * math.log10(1 / max(m, 1e-10))}
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        return evaluate_codec(model, loader, self.channel, self.config.val_snrs, self.config.seed)
+
+    def card(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "model": cfg.model,
+            "model_config": {"model": cfg.model, "c": cfg.c, "width": cfg.width},
+            "cbr": cbr_for_channels(cfg.c),
+            "cbr_str": format_cbr(cbr_for_channels(cfg.c)),
+            "channel": {"name": cfg.channel, "csi": cfg.csi},
+            "snr_train": cfg.snr_train,
+            "data": {
+                "train": cfg.data,
+                "crop": cfg.crop,
+                "val": cfg.val_data,
+                "limit": cfg.limit,
+                "n_train": len(self.train_dataset()),  # type: ignore[arg-type]
+            },
+        }
+
+
+def _as_fraction(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    if not 0 < v < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {text!r}")
+    return v
+
+
+@torch.no_grad()
+def evaluate_codec(
+    codec: nn.Module,
+    loader: DataLoader | list[Tensor],
+    channel: Channel,
+    snrs: list[float],
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean per-image PSNR (8-bit) of ``codec`` through :class:`~semcom.link.AnalogLink`.
+
+    Returns ``{"psnr": value at snrs[len//2], "psnr@{snr}dB": ...}``; the noise of batch
+    ``i`` at SNR ``s`` is seeded by ``(seed, i)``.
+    """
+    from ..link import AnalogLink
+    from ..metrics import psnr
+
+    assert isinstance(codec, DeepJSCC)
+    was_training = codec.training
+    codec.eval()
+    link = AnalogLink(codec)
+    sums = dict.fromkeys(snrs, 0.0)
+    n = 0
+    dev = next(codec.parameters()).device
+    for i, x in enumerate(loader):
+        x = x.to(dev)
+        for s in snrs:
+            g = torch.Generator(device=dev).manual_seed(seed * 100_003 + i)
+            out = link.transmit(x, channel, s, g).images
+            sums[s] += float(psnr(out, x).sum())
+        n += x.shape[0]
+    codec.train(was_training)
+    res = {f"psnr@{s:g}dB": v / max(n, 1) for s, v in sums.items()}
+    return {"psnr": res[f"psnr@{snrs[len(snrs) // 2]:g}dB"], **res}
+
+
+__all__ = [
+    "JSCCConfig",
+    "JSCCTask",
+    "default_val_snrs",
+    "evaluate_codec",
+    "parse_snr_train",
+]

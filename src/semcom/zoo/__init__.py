@@ -1,0 +1,326 @@
+"""The model zoo: trained checkpoints shipped with semcom.
+
+Each entry is a pair in ``semcom/zoo/checkpoints/`` (package data):
+
+* ``<name>.safetensors``: the weights, with the architecture in the file's metadata
+  (``model``, ``c``, ``width``);
+* ``<name>.json``: the model card: ``name``, ``model``, ``model_config``, ``cbr``,
+  ``channel``, ``snr_train``, ``data``, ``test`` (data set, SNRs, PSNR), ``command``
+  (how it was trained), ``hours``, ``hardware``, ``seed``, ``git_commit``, ``sha256``.
+
+``semcom zoo list`` prints them; :func:`load_codec` loads the codec for a model and CBR
+(used by the ``deepjscc`` / ``adjscc`` schemes); :func:`export_to_zoo` turns a finished
+run folder (``semcom train jscc --out DIR``) into a zoo entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
+CARD_FORMAT = "semcom-zoo-v1"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One shipped checkpoint (fields from its JSON card)."""
+
+    name: str
+    model: str
+    cbr: float
+    channel: str
+    snr_train: str
+    data: str
+    test: dict[str, Any]
+    command: str
+    hours: float
+    hardware: str
+    weights: Path
+    card: dict[str, Any] = field(repr=False)
+
+    @property
+    def test_psnr(self) -> float | None:
+        """Test PSNR (dB) at the training SNR (the middle of the range for ADJSCC)."""
+        v = self.test.get("psnr")
+        if not v:
+            return None
+        return float(v[len(v) // 2])
+
+    def summary(self) -> str:
+        """The test result in words, e.g. ``31.20 dB @ 10 dB (cifar10-test)``."""
+        p = self.test_psnr
+        if p is None:
+            return "-"
+        snrs = self.test.get("snr_db", [])
+        s = snrs[len(snrs) // 2] if snrs else "?"
+        return f"{p:.2f} dB @ {s:g} dB ({self.test.get('data', '?')})"
+
+
+def _entry(path: Path) -> ZooEntry:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"corrupt zoo card {str(path)!r}: {e}") from e
+    try:
+        ch = card["channel"]
+        return ZooEntry(
+            name=card["name"],
+            model=card["model"],
+            cbr=float(card["cbr"]),
+            channel=ch["name"] if isinstance(ch, dict) else str(ch),
+            snr_train=str(card["snr_train"]),
+            data=card["data"]["train"] if isinstance(card["data"], dict) else str(card["data"]),
+            test=dict(card.get("test") or {}),
+            command=card.get("command", ""),
+            hours=float(card.get("hours", 0.0)),
+            hardware=card.get("hardware", "unknown"),
+            weights=path.with_suffix(".safetensors"),
+            card=card,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"zoo card {str(path)!r} lacks a field or has a bad value: {e}") from e
+
+
+def list_checkpoints(zoo_dir: str | Path | None = None) -> list[ZooEntry]:
+    """All shipped checkpoints (sorted by model, CBR, name); [] when none are shipped."""
+    d = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    if not d.is_dir():
+        return []
+    entries = [_entry(p) for p in sorted(d.glob("*.json"))]
+    return sorted(entries, key=lambda e: (e.model, -e.cbr, e.name))
+
+
+def shipped_cbrs(model: str, zoo_dir: str | Path | None = None) -> tuple[float, ...]:
+    """CBRs with a shipped checkpoint of ``model`` (largest first)."""
+    return tuple(
+        sorted({e.cbr for e in list_checkpoints(zoo_dir) if e.model == model}, reverse=True)
+    )
+
+
+def find_checkpoint(
+    model: str,
+    cbr: float | None = None,
+    channel: str | None = None,
+    zoo_dir: str | Path | None = None,
+) -> ZooEntry:
+    """The zoo entry for ``model`` at ``cbr`` (and training ``channel``).
+
+    ``cbr=None`` is allowed when exactly one CBR is shipped. Raises ValueError listing the
+    shipped CBRs when nothing matches (or saying that none are shipped yet).
+    """
+    from ..channels import format_cbr
+
+    cands = [e for e in list_checkpoints(zoo_dir) if e.model == model]
+    if channel is not None:
+        cands = [e for e in cands if e.channel == channel]
+    if not cands:
+        where = f" trained on {channel}" if channel else ""
+        raise ValueError(
+            f"no {model} checkpoints{where} shipped yet: train one with 'semcom train jscc "
+            f"--model {model} ...' and add it with semcom.zoo.export_to_zoo"
+        )
+    cbrs = sorted({e.cbr for e in cands}, reverse=True)
+    listing = ", ".join(format_cbr(c) for c in cbrs)
+    if cbr is None:
+        if len(cbrs) > 1:
+            raise ValueError(f"{model}: give a CBR; shipped: {listing}")
+        cbr = cbrs[0]
+    match = [e for e in cands if abs(e.cbr - cbr) <= 1e-3 * max(cbr, 1e-3) + 1e-6]
+    if not match:
+        raise ValueError(
+            f"no {model} checkpoint for CBR {format_cbr(cbr)}; shipped CBRs: {listing}"
+        )
+    # Prefer AWGN-trained models when the channel is not given, then by name.
+    match.sort(key=lambda e: (e.channel != "awgn", e.name))
+    return match[0]
+
+
+def load_codec(
+    model: str,
+    cbr: float | None = None,
+    device: str | torch.device = "cpu",
+    channel: str | None = None,
+    zoo_dir: str | Path | None = None,
+):
+    """Load the shipped ``model`` codec (``deepjscc`` | ``adjscc``) for ``cbr``, in eval mode."""
+    from ..codecs.jscc import channels_for_cbr, load_jscc
+
+    e = find_checkpoint(model, cbr, channel, zoo_dir)
+    return load_jscc(e.weights, model=model, c=channels_for_cbr(e.cbr), device=device)
+
+
+# ------------------------------------------------------------------------------- export
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_to_zoo(
+    run_dir: str | Path,
+    zoo_name: str,
+    test_data: str | None = None,
+    test_limit: int | None = None,
+    test_snrs: list[float] | None = None,
+    device: str | torch.device = "cpu",
+    zoo_dir: str | Path | None = None,
+    batch_size: int = 64,
+) -> Path:
+    """Copy a finished JSCC run (``model.safetensors`` + ``card.json``) into the zoo.
+
+    With ``test_data`` (a named data set, e.g. ``cifar10-test`` or ``kodak``) the codec is
+    first evaluated through :class:`~semcom.link.AnalogLink` on the training channel at
+    ``test_snrs`` (default: the validation SNRs) and the PSNR goes into the card's
+    ``test``. Returns the path of the written card. Files are written atomically.
+    """
+    from ..channels import Channel, format_cbr
+    from ..codecs.jscc import load_jscc
+    from ..train.engine import atomic_write_bytes, atomic_write_json
+
+    if not zoo_name or any(ch in zoo_name for ch in "/\\ ") or zoo_name.startswith("."):
+        raise ValueError(f"invalid zoo name {zoo_name!r} (use letters, digits, - and _)")
+    run = Path(run_dir)
+    card_path, weights = run / "card.json", run / "model.safetensors"
+    for p in (card_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"{str(p)!r} not found (is {str(run)!r} a training run?)")
+    run_card = json.loads(card_path.read_text())
+    if run_card.get("task") != "jscc":
+        raise ValueError(f"{str(run)!r} is not a JSCC run (task {run_card.get('task')!r})")
+    codec = load_jscc(weights, device=device)
+    test: dict[str, Any] = {}
+    if test_data is not None:
+        from torch.utils.data import DataLoader, Subset
+
+        from ..data import collate_images, get_dataset
+        from ..train.jscc import evaluate_codec
+
+        ds = get_dataset(test_data)
+        if test_limit is not None:
+            ds = Subset(ds, list(range(min(test_limit, len(ds)))))
+        same_size = test_data.startswith("cifar")
+        loader = DataLoader(
+            ds, batch_size=batch_size if same_size else 1, collate_fn=collate_images
+        )
+        snrs = list(test_snrs or run_card["config"].get("val_snrs") or [10.0])
+        ch = run_card["channel"]
+        res = evaluate_codec(codec, loader, Channel(ch["name"], csi=ch["csi"]), snrs, seed=0)
+        test = {
+            "data": test_data,
+            "n_images": len(ds),
+            "channel": ch,
+            "snr_db": snrs,
+            "psnr": [round(res[f"psnr@{s:g}dB"], 4) for s in snrs],
+        }
+    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    card = {
+        "format": CARD_FORMAT,
+        "name": zoo_name,
+        "model": run_card["model"],
+        "model_config": run_card["model_config"],
+        "cbr": run_card["cbr"],
+        "cbr_str": format_cbr(run_card["cbr"]),
+        "channel": run_card["channel"],
+        "snr_train": run_card["snr_train"],
+        "data": run_card["data"],
+        "test": test,
+        "val_metrics": run_card.get("val_metrics", {}),
+        "command": run_card.get("command", ""),
+        "hours": run_card.get("hours", 0.0),
+        "hardware": run_card.get("hardware", "unknown"),
+        "seed": run_card.get("seed"),
+        "epochs": run_card.get("epoch"),
+        "steps": run_card.get("step"),
+        "git_commit": run_card.get("git_commit", "unknown"),
+        "train": run_card.get("train", {}),
+        "config": run_card.get("config", {}),
+        "sha256": _sha256(weights),
+    }
+    atomic_write_bytes(dest / f"{zoo_name}.safetensors", weights.read_bytes())
+    out = dest / f"{zoo_name}.json"
+    atomic_write_json(out, card)
+    return out
+
+
+# ---------------------------------------------------------------------------------- CLI
+def format_table(entries: list[ZooEntry]) -> str:
+    """The ``semcom zoo list`` table (or a line saying nothing is shipped)."""
+    from ..channels import format_cbr
+
+    if not entries:
+        return "no checkpoints shipped yet (train with 'semcom train jscc', then export_to_zoo)"
+    cols = [
+        "name",
+        "model",
+        "cbr",
+        "channel",
+        "snr_train",
+        "data",
+        "test psnr",
+        "hours",
+        "hardware",
+    ]
+    rows = [
+        [
+            e.name,
+            e.model,
+            format_cbr(e.cbr),
+            e.channel,
+            e.snr_train,
+            e.data,
+            e.summary(),
+            f"{e.hours:.2f}",
+            e.hardware,
+        ]
+        for e in entries
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    """``semcom zoo list``: print the shipped checkpoints (exit code 0)."""
+    entries = list_checkpoints()
+    if getattr(args, "json", False):
+        print(json.dumps([e.card for e in entries], indent=2))
+    else:
+        print(format_table(entries))
+        if entries and getattr(args, "verbose", False):
+            for e in entries:
+                print(f"{e.name}: {e.command}")
+    return 0
+
+
+def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``zoo`` (with ``list``) to a ``semcom`` subparsers object."""
+    z = subparsers.add_parser("zoo", help="shipped checkpoints")
+    zsub = z.add_subparsers(dest="zoo_command", required=True)
+    zl = zsub.add_parser("list", help="list shipped checkpoints")
+    zl.add_argument("--json", action="store_true", help="print the cards as JSON")
+    zl.add_argument("-v", "--verbose", action="store_true", help="also print training commands")
+    zl.set_defaults(func=cmd_zoo_list)
+    return z
+
+
+__all__ = [
+    "ZOO_DIR",
+    "ZooEntry",
+    "add_zoo_parser",
+    "export_to_zoo",
+    "find_checkpoint",
+    "format_table",
+    "list_checkpoints",
+    "load_codec",
+    "shipped_cbrs",
+]

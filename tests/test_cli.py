@@ -1,0 +1,412 @@
+"""The ``semcom`` command: transmit, eval (with resume), demo, list commands, errors.
+
+Images are tiny (<= 64 px): the TAEF2 VAE is slow on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semcom import cli
+from semcom.cli import main
+
+
+def write_png16(path: Path, arr: np.ndarray) -> Path:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
+    arr = np.asarray(arr, dtype=">u2")
+    h, w, _ = arr.shape
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+    path.write_bytes(data + chunk(b"IEND", b""))
+    return path
+
+
+def _rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reuse_schemes():
+    """Build each scheme once per module (loading TAEF2 costs ~2 s on a busy CPU)."""
+    import functools
+
+    import semcom.schemes
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(semcom.schemes, "get_scheme", functools.lru_cache(semcom.schemes.get_scheme))
+    yield
+    mp.undo()
+
+
+@pytest.fixture
+def vae(weights_root, data_root):
+    """The vae scheme needs TAEF2 (SEMCOM_WEIGHTS) and LPIPS weights."""
+    return weights_root
+
+
+@pytest.fixture
+def inputs(tmp_path) -> dict[str, Path]:
+    d = tmp_path / "in"
+    d.mkdir()
+    smooth = np.linspace(0, 255, 40 * 48).reshape(40, 48).astype(np.uint8)
+    Image.fromarray(smooth, mode="L").save(d / "gray.png")
+    rgba = np.dstack([_rgb(40, 40, 1), np.full((40, 40), 128, np.uint8)])
+    Image.fromarray(rgba, mode="RGBA").save(d / "rgba.png")
+    a16 = np.random.default_rng(2).integers(0, 65536, (32, 40, 3))
+    write_png16(d / "deep.png", a16)
+    Image.fromarray(_rgb(17, 33, 3)).save(d / "odd.png")  # 33 x 17 (W x H)
+    Image.fromarray(_rgb(32, 32, 4)).save(d / "small.jpg")
+    (d / "notes.txt").write_text("not an image\n")
+    good = (d / "gray.png").read_bytes()
+    (d / "corrupt.png").write_bytes(good[: len(good) // 2])
+    return {p.stem if p.suffix != ".txt" else "text": p for p in d.iterdir()}
+
+
+def _size(p: Path) -> tuple[int, int]:
+    with Image.open(p) as im:
+        return im.size
+
+
+def run_ok(capsys, *argv: str) -> str:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Traceback" not in err
+    return out
+
+
+def run_err(capsys, *argv: str) -> str:
+    code = _main_code(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error:" in lines[0] and "Traceback" not in err
+    return lines[0]
+
+
+def _main_code(argv: list[str]) -> int:
+    """Exit code of main(argv), also when argparse exits via SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+# ------------------------------------------------------------------ transmit
+def test_transmit_awkward_images(vae, inputs, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    files = [inputs[k] for k in ("gray", "rgba", "deep", "odd")]
+    argv = ["transmit", *map(str, files), "--scheme", "vae", "--channel", "awgn"]
+    out = run_ok(capsys, *argv, "--snr", "-5", "5", "--out", str(out_dir))
+    sizes = {"gray": (48, 40), "rgba": (40, 40), "deep": (40, 32), "odd": (33, 17)}
+    for stem, size in sizes.items():
+        for snr in ("-5", "5"):
+            p = out_dir / f"{stem}_vae_snr{snr}dB.png"
+            assert p.exists(), p
+            assert _size(p) == size
+            with Image.open(p) as im:
+                assert im.mode == "RGB"
+        assert (out_dir / f"{stem}_grid.png").exists()
+    lines = out.splitlines()
+    header = lines[0].split()
+    assert header[:4] == ["image", "scheme", "cbr", "snr_db"]
+    assert {"psnr", "ssim", "ms_ssim", "lpips"} <= set(header)
+    table = [ln.split() for ln in lines[1:9]]
+    assert [(r[0], r[3]) for r in table] == [(s, v) for s in sizes for v in ("-5", "5")]
+    assert all(r[2] for r in table)
+    assert any(ln.startswith("grid:") for ln in lines)
+    # PSNR improves with SNR on the smooth gray image
+    gray = [float(r[4]) for r in table if r[0] == "gray"]
+    assert gray[1] > gray[0]
+
+
+def test_transmit_json(vae, inputs, tmp_path, capsys):
+    out = run_ok(
+        capsys,
+        "transmit",
+        str(inputs["small"]),
+        "--snr",
+        "0",
+        "10",
+        "--metrics",
+        "psnr",
+        "ssim",
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+    )
+    doc = json.loads(out)
+    assert [r["snr_db"] for r in doc["results"]] == [0.0, 10.0]
+    for r in doc["results"]:
+        assert r["image"] == "small" and r["scheme"] == "vae"
+        assert isinstance(r["psnr"], float) and isinstance(r["ssim"], float)
+        assert "lpips" not in r
+    assert [Path(g).name for g in doc["grids"]] == ["small_grid.png"]
+
+
+def test_transmit_json_nan_is_null(vae, inputs, tmp_path, capsys):
+    # LPIPS cannot be computed on a 17-px-high image: null in JSON, a warning on stderr
+    argv = ["transmit", str(inputs["odd"]), "--metrics", "psnr", "lpips", "--json"]
+    code = main([*argv, "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    doc = json.loads(out)  # strict JSON (no NaN)
+    assert doc["results"][0]["lpips"] is None
+    assert "warning" in err and "lpips" in err
+
+
+@pytest.mark.parametrize(
+    "channel",
+    [["--channel", "rayleigh-slow", "--csi", "estimated"], ["--channel", "rayleigh-fast"]],
+)
+def test_transmit_fading(vae, inputs, tmp_path, capsys, channel):
+    out_dir = tmp_path / "o"
+    out = run_ok(
+        capsys,
+        "transmit",
+        str(inputs["small"]),
+        *channel,
+        "--snr",
+        "0",
+        "20",
+        "--metrics",
+        "psnr",
+        "--out",
+        str(out_dir),
+    )
+    assert (out_dir / "small_vae_snr0dB.png").exists()
+    assert (out_dir / "small_vae_snr20dB.png").exists()
+    assert (out_dir / "small_grid.png").exists()
+    assert "small" in out
+
+
+def test_transmit_seed_reproducible(vae, inputs, tmp_path, capsys):
+    def png(seed, name):
+        d = tmp_path / name
+        args = ["transmit", str(inputs["small"]), "--channel", "rayleigh-slow", "--snr", "0"]
+        run_ok(capsys, *args, "--metrics", "psnr", "--seed", str(seed), "--out", str(d))
+        return (d / "small_vae_snr0dB.png").read_bytes()
+
+    a, b, c = png(7, "a"), png(7, "b"), png(8, "c")
+    assert a == b
+    assert a != c
+
+
+def test_transmit_same_stem_not_overwritten(vae, tmp_path, capsys):
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(_rgb(32, 32, ord(sub))).save(tmp_path / sub / "img.png")
+    out_dir = tmp_path / "o"
+    files = [str(tmp_path / "x" / "img.png"), str(tmp_path / "y" / "img.png")]
+    run_ok(capsys, "transmit", *files, "--metrics", "psnr", "--out", str(out_dir))
+    assert (out_dir / "img_vae_snr0dB.png").exists()
+    assert (out_dir / "img_2_vae_snr0dB.png").exists()
+
+
+@pytest.mark.parametrize("bad", ["corrupt", "text"])
+def test_transmit_bad_file(inputs, tmp_path, capsys, bad):
+    line = run_err(capsys, "transmit", str(inputs[bad]), "--out", str(tmp_path / "o"))
+    assert line.startswith("semcom: error:")
+    assert str(inputs[bad]) in line
+    assert not (tmp_path / "o").exists()  # failed before any work
+
+
+def test_transmit_missing_file(tmp_path, capsys):
+    line = run_err(capsys, "transmit", str(tmp_path / "nope.png"), "--out", str(tmp_path))
+    assert "nope.png" in line and "not found" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["--scheme", "nope"], "unknown scheme 'nope'"),
+        (["--cbr", "abc"], "invalid CBR 'abc'"),
+        (["--cbr", "-1"], "CBR"),
+        (["--snr", "abc"], "invalid SNR 'abc'"),
+        (["--snr", "nan"], "invalid SNR 'nan'"),
+        (["--metrics", "fid"], "invalid choice: 'fid'"),
+        (["--channel", "rician"], "invalid choice: 'rician'"),
+        (["--pilots", "0"], "positive integer"),
+        (["--device", "nonsense"], "invalid --device"),
+    ],
+)
+def test_transmit_bad_options(inputs, tmp_path, capsys, argv, expect):
+    line = run_err(capsys, "transmit", str(inputs["small"]), "--out", str(tmp_path), *argv)
+    assert expect in line
+
+
+def test_vae_fixed_cbr(vae, inputs, tmp_path, capsys):
+    line = run_err(
+        capsys, "transmit", str(inputs["small"]), "--cbr", "1/16", "--out", str(tmp_path)
+    )
+    assert "1/12" in line
+
+
+@pytest.mark.slow
+def test_errors_in_subprocess(inputs, tmp_path):
+    """Real exit codes and stderr: one line, no traceback."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for argv in (["transmit", str(inputs["text"]), "--out", str(tmp_path)],):
+        r = subprocess.run(
+            [sys.executable, "-m", "semcom.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr and "error:" in r.stderr
+
+
+# ------------------------------------------------------------------ eval
+EVAL = ["eval", "--scheme", "vae", "--dataset", "samples", "--crop", "48", "--snr", "0", "10"]
+
+
+def _strip_volatile(doc):
+    doc = json.loads(json.dumps(doc))
+    doc.pop("meta")
+    for run in doc["runs"]:
+        run.pop("seconds_per_image")
+    return doc
+
+
+def test_eval_results_json(vae, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    text = run_ok(capsys, *EVAL, "--limit", "2", "--out", str(out))
+    assert f"wrote {out}" in text
+    doc = json.loads(out.read_text())
+    assert doc["semcom_version"] == "0.1.0"
+    assert doc["dataset"] == {"name": "samples", "n_images": 2, "crop": 48}
+    assert doc["channel"] == {"name": "awgn", "csi": "perfect"}
+    assert len(doc["runs"]) == 1
+    run = doc["runs"][0]
+    assert run["scheme"] == "vae"
+    assert isinstance(run["cbr"], float) and 0 < run["cbr"] < 1
+    assert run["snr_db"] == [0, 10]
+    for m in ("psnr", "ssim", "ms_ssim", "lpips", "seconds_per_image"):
+        assert len(run[m]) == 2 and all(isinstance(v, float) for v in run[m]), m
+    assert run["psnr"][1] > run["psnr"][0]
+    assert run["lpips"][1] < run["lpips"][0]
+    assert run["n_images"] == 2
+    assert doc["meta"]["command"].startswith("semcom eval")
+    assert not (tmp_path / "r.json.partial.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_eval_resume_matches_uninterrupted(vae, tmp_path, capsys, monkeypatch):
+    base = [*EVAL, "--limit", "2", "--metrics", "psnr", "ssim", "--quiet"]
+    ref = tmp_path / "ref.json"
+    run_ok(capsys, *base, "--out", str(ref))
+
+    import semcom.eval.sweep as sweep
+
+    real = sweep.safe_metrics
+    calls = {"n": 0}
+
+    def crash_on_second_image(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sweep, "safe_metrics", crash_on_second_image)
+    code = main([*base, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err
+    partial = tmp_path / "r.json.partial.jsonl"
+    assert partial.exists() and not out.exists()
+    assert len(partial.read_text().splitlines()) == 2  # header + image 0
+
+    calls["n"] = -100  # no more crashes; count the images computed on resume
+    run_ok(capsys, *base, "--out", str(out))
+    assert calls["n"] == -99  # only image 1 was sent again
+    assert not partial.exists()
+    assert _strip_volatile(json.loads(out.read_text())) == _strip_volatile(
+        json.loads(ref.read_text())
+    )
+
+
+def test_eval_refuses_other_sweeps_partial(vae, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    (tmp_path / "r.json.partial.jsonl").write_text('{"dataset": "kodak"}\n')
+    line = run_err(capsys, *EVAL, "--limit", "1", "--out", str(out))
+    assert "different sweep" in line
+
+
+def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEMCOM_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    line = run_err(capsys, "eval", "--dataset", "kodak", "--out", str(tmp_path / "r.json"))
+    assert "SEMCOM_DATA" in line
+
+
+def test_eval_bad_limit(tmp_path, capsys):
+    line = run_err(capsys, *EVAL, "--limit", "0", "--out", str(tmp_path / "r.json"))
+    assert "positive integer" in line
+
+
+# ------------------------------------------------------------------ demo, lists
+def test_demo(vae, tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    args = ["demo", "--out", str(out_dir), "--limit", "2", "--size", "48", "--snr", "0"]
+    out = run_ok(capsys, *args, "--metrics", "psnr")
+    grids = sorted(p.name for p in out_dir.glob("*_grid.png"))
+    assert grids == ["astronaut_grid.png", "coffee_grid.png"]
+    table = (out_dir / "table.txt").read_text()
+    assert table.splitlines()[0].split()[:5] == ["image", "scheme", "cbr", "snr_db", "psnr"]
+    assert len(table.splitlines()) == 3
+    assert str(out_dir / "table.txt") in out and "astronaut_grid.png" in out
+    assert _size(out_dir / "astronaut_vae_snr0dB.png") == (48, 48)
+
+
+def test_schemes_and_datasets(capsys):
+    out = run_ok(capsys, "schemes")
+    rows = {ln.split()[0]: ln for ln in out.splitlines()}
+    assert "1/12" in rows["vae"]
+    out = run_ok(capsys, "datasets")
+    names = [ln.split()[0] for ln in out.splitlines()]
+    assert names[:1] == ["kodak"] and "samples" in names and "cifar10-test" in names
+
+
+def test_usage_errors(capsys):
+    for argv in ([], ["frobnicate"], ["transmit"]):
+        assert _main_code(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+def test_version(capsys):
+    assert _main_code(["--version"]) == 0
+    assert "semcom 0.1.0" in capsys.readouterr().out
+
+
+def test_helpers():
+    assert cli._unique_stems(["a/x.png", "b/x.png", "y.jpg", "c/x.tif"]) == [
+        "x",
+        "x_2",
+        "y",
+        "x_3",
+    ]
+    assert cli._json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {
+        "a": [None, 1.0],
+        "b": None,
+    }

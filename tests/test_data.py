@@ -1,0 +1,592 @@
+"""Image I/O (every Pillow mode -> float32 RGB [3,H,W] in [0,1]) and data sets."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semcom.data import (
+    SKIMAGE_SAMPLES,
+    ImageFolder,
+    ImageReadError,
+    SampleImages,
+    collate_images,
+    get_dataset,
+    list_datasets,
+    load_image,
+    load_images,
+    save_image,
+    split_dataset,
+    to_uint8,
+)
+from semcom.paths import MissingResourceError
+
+
+# ------------------------------------------------------------------ helpers
+def write_png16(path: Path, arr: np.ndarray, trns: tuple[int, ...] | None = None) -> Path:
+    """Write a 16-bit PNG (gray, gray+alpha, RGB or RGBA) by hand: Pillow cannot."""
+    arr = np.asarray(arr, dtype=">u2")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    h, w, c = arr.shape
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0))
+    if trns is not None:
+        data += chunk(b"tRNS", struct.pack(f">{len(trns)}H", *trns))
+    data += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(data)
+    return path
+
+
+def rgb8(h: int = 6, w: int = 5, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def check_image(x: torch.Tensor, h: int, w: int) -> None:
+    assert x.dtype == torch.float32
+    assert tuple(x.shape) == (3, h, w)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+def as_hwc(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).numpy().astype(np.float64)
+
+
+# -------------------------------------------------------------- load_image: modes
+def test_rgb_png_exact(tmp_path):
+    a = rgb8()
+    Image.fromarray(a).save(tmp_path / "a.png")
+    x = load_image(tmp_path / "a.png")
+    check_image(x, 6, 5)
+    np.testing.assert_array_equal(to_uint8(x).permute(1, 2, 0).numpy(), a)
+    np.testing.assert_allclose(as_hwc(x), a / 255.0, atol=1e-7)
+
+
+def test_grayscale_replicated(tmp_path):
+    g = rgb8()[..., 0]
+    Image.fromarray(g, mode="L").save(tmp_path / "g.png")
+    x = load_image(tmp_path / "g.png")
+    check_image(x, 6, 5)
+    for c in range(3):
+        np.testing.assert_allclose(x[c].numpy(), g / 255.0, atol=1e-7)
+
+
+def test_bilevel(tmp_path):
+    img = Image.fromarray(np.array([[0, 255], [255, 0]], dtype=np.uint8)).convert("1")
+    img.save(tmp_path / "b.png")
+    x = load_image(tmp_path / "b.png")
+    check_image(x, 2, 2)
+    np.testing.assert_array_equal(x[0].numpy(), [[0, 1], [1, 0]])
+
+
+def test_palette(tmp_path):
+    a = rgb8()
+    img = Image.fromarray(a).quantize(colors=16)
+    assert img.mode == "P"
+    img.save(tmp_path / "p.png")
+    x = load_image(tmp_path / "p.png")
+    check_image(x, 6, 5)
+    expected = np.asarray(img.convert("RGB")) / 255.0
+    np.testing.assert_allclose(as_hwc(x), expected, atol=1e-7)
+
+
+def test_palette_with_transparency(tmp_path):
+    img = Image.new("P", (3, 1))
+    img.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 759)
+    img.putdata([0, 1, 2])
+    img.info["transparency"] = 1  # colour index 1 (green) is fully transparent
+    img.save(tmp_path / "pt.png", transparency=1)
+    assert "transparency" in Image.open(tmp_path / "pt.png").info
+    x = load_image(tmp_path / "pt.png")
+    check_image(x, 1, 3)
+    np.testing.assert_allclose(as_hwc(x)[0], [[1, 0, 0], [1, 1, 1], [0, 0, 1]], atol=1e-7)
+
+
+def test_la_composited_on_white(tmp_path):
+    la = np.array([[[0, 255], [0, 0], [100, 128]]], dtype=np.uint8)  # 1x3, (L, A)
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    x = load_image(tmp_path / "la.png")
+    check_image(x, 1, 3)
+    a = 128 / 255
+    expected = [0.0, 1.0, 100 / 255 * a + (1 - a)]
+    for c in range(3):
+        np.testing.assert_allclose(x[c, 0].numpy(), expected, atol=1e-6)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    rgba = np.array(
+        [[[10, 20, 30, 255], [10, 20, 30, 0], [200, 100, 0, 51]]], dtype=np.uint8
+    )  # opaque, transparent, 20 % alpha
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    x = load_image(tmp_path / "rgba.png")
+    check_image(x, 1, 3)
+    a = 51 / 255
+    expected = [
+        [10 / 255, 20 / 255, 30 / 255],
+        [1.0, 1.0, 1.0],
+        [200 / 255 * a + 1 - a, 100 / 255 * a + 1 - a, 1 - a],
+    ]
+    np.testing.assert_allclose(as_hwc(x)[0], expected, atol=1e-6)
+
+
+def test_gray16_full_precision(tmp_path):
+    g = np.array([[0, 32768, 65535, 1000, 257]], dtype=np.uint16)
+    Image.fromarray(g).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    x = load_image(tmp_path / "g16.png")
+    check_image(x, 1, 5)
+    np.testing.assert_allclose(x[:, 0].numpy(), np.tile(g[0] / 65535.0, (3, 1)), atol=1e-7)
+    assert float(x[0, 0, 2]) == 1.0
+    assert abs(float(x[0, 0, 1]) - 0.5) < 1e-4
+
+
+def test_gray16_handwritten_png(tmp_path):
+    g = np.array([[0, 32768], [65535, 12345]], dtype=np.uint16)
+    x = load_image(write_png16(tmp_path / "g16.png", g))
+    check_image(x, 2, 2)
+    np.testing.assert_allclose(x[1].numpy(), g / 65535.0, atol=1e-7)
+
+
+def test_rgb16_full_precision(tmp_path):
+    # Pillow cannot write 16-bit RGB PNGs, so the file is written by hand.
+    a = np.array(
+        [[[0, 32768, 65535], [1, 256, 65534]], [[258, 1000, 40000], [65535, 65535, 65535]]]
+    )
+    x = load_image(write_png16(tmp_path / "rgb16.png", a))
+    check_image(x, 2, 2)
+    # full precision: the low byte matters (1 and 256 differ, 65534 != 65535)
+    np.testing.assert_array_equal(np.round(as_hwc(x) * 65535).astype(int), a)
+    assert float(x[0, 0, 0]) == 0.0 and float(x[2, 0, 0]) == 1.0
+    assert abs(float(x[1, 0, 0]) - 0.5) < 1e-4
+
+
+def test_rgba16_composited(tmp_path):
+    a = np.array([[[0, 32768, 65535, 65535], [0, 0, 0, 0], [0, 0, 0, 32768]]])
+    x = load_image(write_png16(tmp_path / "rgba16.png", a))
+    check_image(x, 1, 3)
+    alpha = 32768 / 65535
+    np.testing.assert_allclose(
+        as_hwc(x)[0], [[0, 32768 / 65535, 1], [1, 1, 1], [1 - alpha] * 3], atol=1e-6
+    )
+
+
+def test_rgb16_with_trns_key_is_white(tmp_path):
+    a = np.array([[[1, 2, 3], [4, 5, 6]]])
+    x = load_image(write_png16(tmp_path / "t16.png", a, trns=(4, 5, 6)))
+    np.testing.assert_allclose(as_hwc(x)[0, 1], [1, 1, 1])
+    np.testing.assert_allclose(as_hwc(x)[0, 0] * 65535, [1, 2, 3], atol=1e-3)
+
+
+def test_la16_does_not_crash(tmp_path):
+    a = np.array([[[65535, 0], [0, 65535]]])  # transparent white-ish, opaque black
+    x = load_image(write_png16(tmp_path / "la16.png", a))
+    check_image(x, 1, 2)
+    np.testing.assert_allclose(x[:, 0].numpy(), [[1, 0]] * 3, atol=1e-6)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".bmp", ".tif", ".webp", ".ppm", ".gif"])
+def test_other_formats(tmp_path, ext):
+    a = rgb8(8, 9)
+    p = tmp_path / f"a{ext}"
+    Image.fromarray(a).save(p)
+    x = load_image(p)
+    check_image(x, 8, 9)
+    if ext in (".bmp", ".tif", ".ppm"):  # lossless
+        np.testing.assert_array_equal(to_uint8(x).permute(1, 2, 0).numpy(), a)
+    else:
+        expected = np.asarray(Image.open(p).convert("RGB")) / 255.0
+        np.testing.assert_allclose(as_hwc(x), expected, atol=1e-7)
+
+
+def test_tiff_16bit_gray(tmp_path):
+    g = np.array([[0, 65535], [32768, 1]], dtype=np.uint16)
+    Image.fromarray(g).save(tmp_path / "g.tif")
+    x = load_image(tmp_path / "g.tif")
+    np.testing.assert_allclose(x[0].numpy(), g / 65535.0, atol=1e-7)
+
+
+def test_cmyk_jpeg(tmp_path):
+    img = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
+    img.save(tmp_path / "cmyk.jpg", quality=100)
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    x = load_image(tmp_path / "cmyk.jpg")
+    check_image(x, 8, 8)
+    mean = x.mean(dim=(1, 2))
+    assert mean[0] > 0.9 and mean[1] < 0.1 and mean[2] < 0.1
+
+
+def test_exif_orientation_applied(tmp_path):
+    a = rgb8(4, 6)
+    img = Image.fromarray(a)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    img.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    x = load_image(tmp_path / "o.jpg")
+    check_image(x, 6, 4)
+
+
+# -------------------------------------------------------------- load_image: errors
+def _assert_one_line_naming(err: pytest.ExceptionInfo, path: Path) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.png"
+    with pytest.raises(ImageReadError) as e:
+        load_image(p)
+    _assert_one_line_naming(e, p)
+    assert "not found" in str(e.value)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "zero.png"
+    p.write_bytes(b"")
+    with pytest.raises(ImageReadError) as e:
+        load_image(p)
+    _assert_one_line_naming(e, p)
+    assert "empty" in str(e.value)
+
+
+def test_text_file(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("hello\nworld\n")
+    with pytest.raises(ImageReadError) as e:
+        load_image(p)
+    _assert_one_line_naming(e, p)
+
+
+def test_text_file_with_image_extension(tmp_path):
+    p = tmp_path / "fake.jpg"
+    p.write_text("not a jpeg")
+    with pytest.raises(ImageReadError) as e:
+        load_image(p)
+    _assert_one_line_naming(e, p)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_file(tmp_path, ext):
+    src = tmp_path / f"full{ext}"
+    Image.fromarray(rgb8(64, 64)).save(src)
+    p = tmp_path / f"cut{ext}"
+    p.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 2])
+    with pytest.raises(ImageReadError) as e:
+        load_image(p)
+    _assert_one_line_naming(e, p)
+
+
+def test_corrupt_header(tmp_path):
+    p = tmp_path / "bad.png"
+    Image.fromarray(rgb8()).save(p)
+    data = bytearray(p.read_bytes())
+    data[20:40] = b"\xff" * 20  # smash IHDR
+    p.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError) as e:
+        load_image(p)
+    _assert_one_line_naming(e, p)
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ImageReadError) as e:
+        load_image(tmp_path)
+    _assert_one_line_naming(e, tmp_path)
+
+
+def test_image_read_error_is_value_error():
+    assert issubclass(ImageReadError, ValueError)
+
+
+# -------------------------------------------------------------- save_image / to_uint8
+def test_to_uint8_rounding():
+    x = torch.tensor([-0.5, 0.0, 0.4 / 255, 0.6 / 255, 127.5 / 255 - 1e-4, 1.0, 2.0, float("nan")])
+    assert to_uint8(x).tolist() == [0, 0, 0, 1, 127, 255, 255, 0]
+    assert to_uint8(x).dtype == torch.uint8
+    k = torch.arange(256, dtype=torch.float32) / 255
+    assert to_uint8(k).tolist() == list(range(256))
+    assert to_uint8(np.array([0.5])).tolist() == [128]
+
+
+def test_save_round_trip_exact(tmp_path):
+    a = rgb8(7, 11)
+    x = torch.from_numpy(a).permute(2, 0, 1).float() / 255
+    for ext in (".png", ".bmp", ".tif"):
+        p = save_image(x, tmp_path / "sub" / f"r{ext}")
+        assert p.exists()
+        assert torch.equal(load_image(p), x)
+    # batch of one and gray accepted
+    save_image(x[None], tmp_path / "b.png")
+    assert torch.equal(load_image(tmp_path / "b.png"), x)
+    save_image(x[:1], tmp_path / "g.png")
+    assert torch.equal(load_image(tmp_path / "g.png"), x[:1].expand(3, -1, -1))
+
+
+def test_save_atomic_no_temp_left(tmp_path):
+    x = torch.rand(3, 4, 4)
+    save_image(x, tmp_path / "a.png")
+    save_image(x, tmp_path / "a.png")  # overwrite
+    assert sorted(os.listdir(tmp_path)) == ["a.png"]
+
+
+def test_save_failure_keeps_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "a.png"
+    save_image(torch.zeros(3, 4, 4), p)
+    before = p.read_bytes()
+
+    def boom(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", boom)
+    with pytest.raises(OSError):
+        save_image(torch.ones(3, 4, 4), p)
+    assert p.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.png"]
+
+
+def test_save_errors(tmp_path):
+    with pytest.raises(ValueError, match="single image"):
+        save_image(torch.rand(2, 3, 4, 4), tmp_path / "a.png")
+    with pytest.raises(ValueError, match="shape"):
+        save_image(torch.rand(4, 4), tmp_path / "a.png")
+    with pytest.raises(ValueError, match="extension"):
+        save_image(torch.rand(3, 4, 4), tmp_path / "a.xyz")
+
+
+# -------------------------------------------------------------- ImageFolder
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    Image.fromarray(rgb8(40, 50, 1)).save(root / "b.png")
+    Image.fromarray(rgb8(30, 30, 2)).save(root / "a.jpg")
+    Image.fromarray(rgb8(20, 12, 3)).save(root / "sub" / "c.bmp")
+    Image.fromarray(rgb8(20, 12, 4)).save(root / ".hidden" / "d.png")
+    Image.fromarray(rgb8(20, 12, 4)).save(root / ".e.png")
+    (root / "readme.txt").write_text("not an image")
+    return root
+
+
+def test_folder_listing(folder):
+    ds = ImageFolder(folder)
+    assert len(ds) == 3
+    assert ds.names == ["a.jpg", "b.png", "sub/c.bmp"]
+    check_image(ds[1], 40, 50)
+    check_image(ds[-1], 20, 12)
+    with pytest.raises(IndexError):
+        ds[3]
+    assert "n=3" in repr(ds)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageFolder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        ImageFolder(tmp_path / "empty")
+
+
+def test_several_roots(folder, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(rgb8(8, 8)).save(other / "z.png")
+    ds = ImageFolder([other, folder])
+    assert ds.names == ["other/z.png", "imgs/a.jpg", "imgs/b.png", "imgs/sub/c.bmp"]
+
+
+def test_random_crops_seeded(folder):
+    ds = ImageFolder(folder, crop=16, seed=3)
+    a = [ds[i] for i in range(len(ds))]
+    for x in a:
+        check_image(x, 16, 16)
+    again = ImageFolder(folder, crop=16, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a, [again[i] for i in range(3)], strict=True))
+    ds.set_epoch(1)
+    b = [ds[i] for i in range(len(ds))]
+    assert not all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    ds.set_epoch(0)
+    assert all(torch.equal(x, y) for x, y in zip(a, [ds[i] for i in range(3)], strict=True))
+    other_seed = ImageFolder(folder, crop=16, seed=4)
+    assert not all(torch.equal(x, other_seed[i]) for i, x in enumerate(a))
+    with pytest.raises(ValueError):
+        ds.set_epoch(-1)
+
+
+def test_crop_is_a_window_of_the_image(folder):
+    ds = ImageFolder(folder, crop=(10, 20), seed=0)
+    full = load_image(folder / "b.png")
+    x = ds[1]
+    check_image(x, 10, 20)
+    found = any(
+        torch.equal(full[:, t : t + 10, s : s + 20], x)
+        for t in range(full.shape[1] - 9)
+        for s in range(full.shape[2] - 19)
+    )
+    assert found
+
+
+def test_centre_crop(folder):
+    ds = ImageFolder(folder, crop=10, random_crop=False)
+    full = load_image(folder / "b.png")  # 40 x 50
+    assert torch.equal(ds[1], full[:, 15:25, 20:30])
+
+
+def test_small_image_padded_by_reflection(folder):
+    # sub/c.bmp is 20 x 12; crop 24 x 24 pads it (centred) by reflection
+    ds = ImageFolder(folder, crop=24, random_crop=False)
+    full = load_image(folder / "sub" / "c.bmp")
+    x = ds[2]
+    check_image(x, 24, 24)
+    assert torch.equal(x[:, 2:22, 6:18], full)
+    assert torch.equal(x[:, 2:22, 5], full[:, :, 1])  # reflect: mirror without the edge
+    ds_const = ImageFolder(folder, crop=24, random_crop=False, pad_mode="constant")
+    assert float(ds_const[2][:, 0, 0].abs().sum()) == 0.0
+
+
+def test_tiny_image_falls_back_to_replicate(tmp_path):
+    Image.fromarray(rgb8(2, 3)).save(tmp_path / "t.png")
+    ds = ImageFolder(tmp_path, crop=16)
+    x = ds[0]
+    check_image(x, 16, 16)
+
+
+def test_flip_deterministic(folder):
+    ds = ImageFolder(folder, crop=None, flip=True, seed=0)
+    full = load_image(folder / "b.png")
+    flips = []
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        x = ds[1]
+        assert torch.equal(x, full) or torch.equal(x, full.flip(-1))
+        flips.append(torch.equal(x, full.flip(-1)))
+    assert any(flips) and not all(flips)
+
+
+def test_collate(folder):
+    ds = ImageFolder(folder, crop=8)
+    assert collate_images([ds[0], ds[1]]).shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="different sizes"):
+        collate_images([ImageFolder(folder)[0], ImageFolder(folder)[1]])
+
+
+def test_dataloader_workers_agree(folder):
+    ds = ImageFolder(folder, crop=8, seed=5)
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, shuffle=False)
+    batch = next(iter(loader))
+    assert torch.equal(batch, torch.stack([ds[i] for i in range(3)]))
+
+
+def test_bad_arguments(folder):
+    with pytest.raises(ValueError):
+        ImageFolder(folder, crop=0)
+    with pytest.raises(ValueError):
+        ImageFolder(folder, pad_mode="wrap")
+    with pytest.raises(ValueError):
+        ImageFolder(folder, seed=-1)
+
+
+def test_load_images(folder):
+    assert len(load_images(folder)) == 3
+    assert len(load_images(folder, limit=2)) == 2
+    assert len(load_images(folder / "b.png")) == 1
+    assert len(load_images([folder / "b.png", folder / "a.jpg"], limit=1)) == 1
+    assert len(load_images(ImageFolder(folder), limit=10)) == 3
+
+
+# -------------------------------------------------------------- split
+def test_split_deterministic_and_disjoint(folder):
+    ds = list(range(50))
+    tr, va = split_dataset(ds, val_fraction=0.2, seed=1)
+    tr2, va2 = split_dataset(ds, val_fraction=0.2, seed=1)
+    assert tr.indices == tr2.indices and va.indices == va2.indices
+    assert len(va) == 10 and len(tr) == 40
+    assert set(tr.indices).isdisjoint(va.indices)
+    assert sorted(tr.indices + va.indices) == ds
+    assert tr.indices == sorted(tr.indices)
+    _, va3 = split_dataset(ds, val_fraction=0.2, seed=2)
+    assert va3.indices != va.indices
+    _, one = split_dataset(list(range(3)), val_fraction=0.01)
+    assert len(one) == 1
+    _, nv = split_dataset(ds, n_val=7)
+    assert len(nv) == 7
+    with pytest.raises(ValueError):
+        split_dataset(ds, val_fraction=1.5)
+    with pytest.raises(ValueError):
+        split_dataset(ds, val_fraction=0.1, n_val=3)
+    with pytest.raises(ValueError):
+        split_dataset(ds, n_val=51)
+
+
+# -------------------------------------------------------------- named data sets
+def test_list_datasets():
+    names = list_datasets()
+    for n in ("kodak", "cifar10-test", "cifar10-train", "bsds500-train", "bsds500-val", "samples"):
+        assert names.get(n)
+
+
+@pytest.mark.parametrize(
+    ("name", "n", "hw"),
+    [
+        ("kodak", 24, {(512, 768), (768, 512)}),
+        ("cifar10-test", 10000, {(32, 32)}),
+        ("cifar10-train", 50000, {(32, 32)}),
+        ("bsds500-train", 400, {(321, 481), (481, 321)}),
+        ("bsds500-val", 100, {(321, 481), (481, 321)}),
+    ],
+)
+def test_named_datasets(data_root, name, n, hw):
+    ds = get_dataset(name)
+    assert len(ds) == n
+    assert ds.name == name
+    x = ds[0]
+    assert x.dtype == torch.float32 and x.shape[0] == 3
+    assert tuple(x.shape[1:]) in hw
+    assert len(set(ds.paths)) == n
+
+
+def test_split_keyword(data_root):
+    assert len(get_dataset("cifar10", split="test")) == 10000
+    assert len(get_dataset("CIFAR10-Test", crop=8)) == 10000
+    ds = get_dataset("bsds500-train", crop=64, seed=1)
+    check_image(ds[399], 64, 64)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match=r"unknown data set 'nope'.*kodak"):
+        get_dataset("nope")
+
+
+def test_missing_data_root_names_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEMCOM_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache
+    with pytest.raises(MissingResourceError, match="SEMCOM_DATA"):
+        get_dataset("kodak")
+    monkeypatch.setenv("SEMCOM_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(MissingResourceError, match="SEMCOM_DATA"):
+        get_dataset("kodak")
+
+
+def test_samples_without_data_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEMCOM_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ds = get_dataset("samples", crop=32, random_crop=False)
+    assert isinstance(ds, SampleImages)
+    assert len(ds) == len(SKIMAGE_SAMPLES) == 6
+    assert ds.names == list(SKIMAGE_SAMPLES)
+    for i in range(len(ds)):
+        check_image(ds[i], 32, 32)
+    full = SampleImages()[SKIMAGE_SAMPLES.index("camera")]  # grayscale -> 3 equal channels
+    assert torch.equal(full[0], full[1]) and torch.equal(full[1], full[2])

@@ -1,0 +1,585 @@
+"""Diffusion schedules, SNR -> step matching, samplers and the receiver (math.md §1-§3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcom.diffusion import (
+    DDMSchedule,
+    DDPMSchedule,
+    DiffusionReceiver,
+    SigmoidSchedule,
+    continuous_grid,
+    db_to_linear,
+    ddim_discrete,
+    ddim_sample,
+    ddm_grid,
+    ddm_sample,
+    ddm_t_from_noise_ratio,
+    ddm_t_from_snr,
+    diffusion_receive,
+    fast_fading_sample,
+    inject_noise,
+    level_from_snr,
+    match,
+    match_continuous,
+    match_ddm,
+    match_vp,
+    snr_from_level,
+    target_level,
+    vp_closed_form_t,
+    waterfill_sample,
+)
+
+F64 = torch.float64
+LINEAR = DDPMSchedule("linear", 1000, 1e-4, 0.02)
+SIG = SigmoidSchedule(0.0, 3.0, 0.7)
+RULES = ["continuous", "ddm", "vp"]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def view(level: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return level.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+
+
+def gaussian_mmse(p0: float):
+    """Posterior-mean denoiser for x0 ~ N(0, p0 I) in the VP convention."""
+
+    def den(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        v = view(level, x)
+        return (1 - v).sqrt() * p0 / ((1 - v) * p0 + v) * x
+
+    return den
+
+
+class Oracle:
+    """Perfect denoiser: returns the true x0 and records every call."""
+
+    def __init__(self, x0: torch.Tensor):
+        self.x0 = x0
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        assert level.shape == (x.shape[0],)
+        assert torch.isfinite(level).all() and (level >= 0).all() and (level <= 1).all()
+        self.calls.append((x.clone(), level.clone()))
+        return self.x0.clone()
+
+
+def received(b, shape, d, seed, dtype=F64):
+    """Unit-power f and f_tilde = sqrt(1-d) f + sqrt(d) n."""
+    g = gen(seed)
+    f = torch.randn(b, *shape, generator=g, dtype=dtype)
+    f = f / f.pow(2).mean(dim=tuple(range(1, f.dim())), keepdim=True).sqrt()
+    n = torch.randn(b, *shape, generator=g, dtype=dtype)
+    d = torch.as_tensor(d, dtype=dtype)
+    return f, n, (1 - d).sqrt() * f + d.sqrt() * n
+
+
+# ============================================================================ schedules
+@settings(max_examples=200, deadline=None)
+@given(t=st.floats(0.0, 1.0), v=st.floats(0.0, 1.0))
+def test_sigmoid_inverse_roundtrip(t, v):
+    assert abs(SIG.S_inv(SIG.S(t)).item() - t) < 1e-9
+    assert abs(SIG.S(SIG.S_inv(v)).item() - v) < 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(start=st.floats(-3.0, 1.0), width=st.floats(0.5, 6.0), tau=st.floats(0.2, 2.0))
+def test_sigmoid_general_params(start, width, tau):
+    s = SigmoidSchedule(start, start + width, tau)
+    t = torch.linspace(0, 1, 257, dtype=F64)
+    S = s.S(t)
+    assert S[0].item() == pytest.approx(0.0, abs=1e-12)
+    assert S[-1].item() == pytest.approx(1.0, abs=1e-12)
+    assert (S.diff() > 0).all()
+    assert torch.allclose(s.S_inv(S), t, atol=1e-8)
+
+
+def test_sigmoid_definition_and_clamping():
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    t = 0.37
+    ref = (sig(t * 3 / 0.7) - sig(0)) / (sig(3 / 0.7) - sig(0))
+    assert SIG.S(t).item() == pytest.approx(ref, rel=1e-14)
+    out = SIG.S(torch.tensor([-1.0, 2.0, math.inf, -math.inf], dtype=F64))
+    assert out.tolist() == [0.0, 1.0, 1.0, 0.0]
+    inv = SIG.S_inv(torch.tensor([-0.5, 1.5, 0.0, 1.0], dtype=F64))
+    assert inv.tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert SIG.S(torch.tensor(0.5, dtype=torch.float32)).dtype == torch.float32
+
+
+def test_ddpm_linear_reference_values():
+    # independent reference: plain Python product
+    T, b1, bT = 1000, 1e-4, 0.02
+    ab = 1.0
+    for t in range(1, T + 1):
+        ab *= 1 - (b1 + (t - 1) * (bT - b1) / (T - 1))
+        if t == 2:
+            ab2 = ab
+    assert LINEAR.alpha_bar(0).item() == 1.0
+    assert LINEAR.alpha_bar(1).item() == pytest.approx(1 - 1e-4, rel=1e-15)
+    assert LINEAR.alpha_bar(2).item() == pytest.approx(ab2, rel=1e-14)
+    assert LINEAR.alpha_bar(T).item() == pytest.approx(ab, rel=1e-12)
+    assert LINEAR.alpha_bar(T).item() == pytest.approx(4.0358e-5, rel=1e-4)
+    lam_db = LINEAR.log_snrs * 10 / math.log(10)
+    assert lam_db[1].item() == pytest.approx(40.0, abs=0.05)
+    assert lam_db[-1].item() == pytest.approx(-43.9, abs=0.05)
+    assert (LINEAR.log_snrs.diff() < 0).all()
+    assert torch.equal(LINEAR.level(torch.tensor([0, 1, T])), 1 - LINEAR.alpha_bars[[0, 1, T]])
+    # out-of-domain indices clamp
+    assert LINEAR.alpha_bar(-5).item() == 1.0
+    assert LINEAR.alpha_bar(5000).item() == LINEAR.alpha_bar(T).item()
+
+
+def test_ddpm_cosine_properties():
+    T, s = 1000, 0.008
+    c = DDPMSchedule("cosine", T)
+    ab = c.alpha_bars
+    assert ab[0].item() == 1.0
+    assert (ab.diff() < 0).all() and (ab > 0).all()
+    assert (c.betas <= 0.999 + 1e-15).all() and (c.betas > 0).all()
+    t = torch.arange(T + 1, dtype=F64)
+    f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    # identical to f(t)/f(0) wherever the beta clip did not bite
+    unclipped = int((c.betas < 0.999).nonzero().max()) + 1
+    assert unclipped > 990
+    assert torch.allclose(ab[:unclipped], (f / f[0])[:unclipped], rtol=1e-10, atol=1e-15)
+    assert torch.isfinite(c.log_snrs[1:]).all() and (c.log_snrs.diff() < 0).all()
+    assert c.level(T // 2).item() == pytest.approx(1 - f[T // 2].item() / f[0].item(), rel=1e-10)
+
+
+def test_ddpm_index_and_timestep_from_level():
+    idx = torch.tensor([0, 1, 2, 17, 500, 999, 1000])
+    v = LINEAR.level(idx)
+    assert torch.equal(LINEAR.index_from_level(v), idx)
+    assert torch.equal(LINEAR.index_from_level(v, mode="ceil"), idx)
+    assert torch.allclose(LINEAR.timestep_from_level(v), idx.to(F64), atol=1e-9)
+    vv = torch.linspace(0, 1, 4001, dtype=F64)
+    tt = LINEAR.timestep_from_level(vv)
+    assert (tt.diff() >= 0).all() and tt[0] == 0 and tt[-1] == 1000
+    ceil = LINEAR.index_from_level(vv, mode="ceil")
+    assert ((LINEAR.level(ceil) >= vv) | (ceil == 1000)).all()
+    assert (LINEAR.level((ceil - 1).clamp(min=0))[ceil > 0] < vv[ceil > 0]).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(v=st.floats(0.0, 1.0), t=st.floats(0.0, 1.0))
+def test_ddm_vp_mapping(v, t):
+    ddm = DDMSchedule()
+    assert abs(ddm.level(ddm.t_from_level(v)).item() - v) < 1e-12
+    assert abs(ddm.t_from_level(ddm.level(t)).item() - t) < 1e-9
+    c = ddm.scale(t).item()
+    # x_t / c_t is VP: signal^2 + noise^2 = 1, noise^2 = level
+    assert ((1 - t) / c) ** 2 + (math.sqrt(t) / c) ** 2 == pytest.approx(1.0, abs=1e-12)
+    assert (math.sqrt(t) / c) ** 2 == pytest.approx(ddm.level(t).item(), abs=1e-12)
+
+
+# ============================================================================= matching
+def test_snr_level_helpers():
+    d = torch.tensor([0.0, 0.5, 1.0, 0.2], dtype=F64)
+    k = snr_from_level(d)
+    assert k.tolist() == [math.inf, 1.0, 0.0, 4.0]
+    assert torch.allclose(level_from_snr(k), d)
+    out = snr_from_level(torch.tensor([1e-300, 2.0, -1.0], dtype=F64))  # clamped to [0, 1]
+    assert out[0] > 1e299 and out[1] == 0 and out[2] == math.inf
+    assert db_to_linear(10.0).item() == pytest.approx(10.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    a_db=st.floats(-40.0, 39.0),
+    frac=st.floats(0.0, 1.0),
+    p0=st.floats(0.25, 4.0),
+)
+def test_matching_monotone_in_snr(a_db, frac, p0):
+    # pairs inside +-46 dB of P0, i.e. inside the unclamped range (level_eps = 1e-5)
+    lo, hi = db_to_linear(a_db), db_to_linear(a_db + 1e-3 + frac * (40.0 - a_db - 1e-3))
+    for rule in ("continuous", "ddm"):
+        m_lo, m_hi = match(lo, rule, p0=p0), match(hi, rule, p0=p0)
+        assert m_hi.level < m_lo.level, rule
+        assert m_hi.t < m_lo.t, rule
+        assert not (m_lo.clamped or m_hi.clamped)
+    assert match_vp(hi, LINEAR, p0).t <= match_vp(lo, LINEAR, p0).t
+
+
+def test_matching_limits_and_consistency():
+    k = db_to_linear(torch.linspace(-40, 40, 161, dtype=F64))
+    p0 = 0.5
+    v_star = p0 / (k + p0)
+    mc, md = match_continuous(k, SIG, p0), match_ddm(k, p0)
+    # paper B eq. 19 with general P0: S(m) = P0/(k+P0); DDM t* has the same VP level
+    assert torch.allclose(SIG.S(mc.t), v_star, atol=1e-12)
+    assert torch.allclose(md.level, v_star, atol=1e-12)
+    assert torch.allclose(target_level(k, p0), v_star)
+    mv = match_vp(k, LINEAR, p0)
+    assert (mv.t.diff() <= 0).all() and (mc.t.diff() < 0).all() and (md.t.diff() < 0).all()
+    assert match_vp(0.0, LINEAR).t.item() == 1000 and match_vp(math.inf, LINEAR).t.item() == 0
+    assert match_ddm(0.0).t.item() == 1.0 and match_ddm(math.inf).t.item() == 0.0
+    # P0 = 1: eq. 19 as printed, m = S^-1(1/(1+gamma))
+    g = torch.tensor([0.1, 1.0, 10.0], dtype=F64)
+    assert torch.allclose(match_continuous(g, SIG).t, SIG.S_inv(1 / (1 + g)), atol=1e-15)
+
+
+@settings(max_examples=100, deadline=None)
+@given(snr_db=st.floats(-40.0, 60.0), p0=st.floats(0.1, 10.0))
+def test_ddm_closed_form_is_root(snr_db, p0):
+    k = 10 ** (snr_db / 10)
+    t = ddm_t_from_snr(k, p0).item()
+    assert 0 < t < 1
+    # root of P0 (1-t)^2 = k t (matching eq. 20), the minus root of the quadratic (23)
+    assert abs(p0 * (1 - t) ** 2 - k * t) <= 1e-10 * max(p0, k * t)
+    # numerical root by bisection of the strictly decreasing F(t) = P0(1-t)^2 - k t on [0, 1]
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if p0 * (1 - mid) ** 2 - k * mid > 0 else (lo, mid)
+    assert t == pytest.approx(0.5 * (lo + hi), rel=1e-9, abs=1e-15)
+    # plus root = 1/t- > 1 is the rejected one; first printed form agrees when stable
+    if snr_db < 20:
+        t_first = (2 * p0 + k - math.sqrt(k * k + 4 * k * p0)) / (2 * p0)
+        assert t == pytest.approx(t_first, rel=1e-6)
+    # Remark 2: with s^2 = sigma^2/P_s and k = P0/s^2 the result is independent of P0
+    s2 = p0 / k
+    assert ddm_t_from_noise_ratio(s2).item() == pytest.approx(t, rel=1e-9)
+
+
+def test_ddm_third_party_variant_is_not_a_root():
+    # the quoted (2s^2 + 1 - sqrt(1+4s^2)) / (4 s^2) tends to 1/2, not 1, as SNR -> 0
+    s2 = 1e8
+    wrong = (2 * s2 + 1 - math.sqrt(1 + 4 * s2)) / (4 * s2)
+    assert wrong == pytest.approx(0.5, abs=1e-3)
+    assert ddm_t_from_noise_ratio(s2).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_vp_discrete_matches_continuous_target():
+    snr_db = torch.linspace(-30, 35, 261, dtype=F64)
+    k = db_to_linear(snr_db)
+    for p0 in (0.5, 1.0, 3.0):
+        m = match_vp(k, LINEAR, p0)
+        # brute-force argmin over the table (independent of the searchsorted implementation)
+        lam = torch.log(k / p0)
+        brute = (LINEAR.log_snrs[1:][None, :] - lam[:, None]).abs().argmin(1) + 1
+        assert torch.equal(m.t, brute)
+        # exact abar* = k/(k+P0) lies within one step of the discrete argmin
+        t_cont = LINEAR.timestep_from_level(p0 / (k + p0))
+        assert ((m.t - t_cont).abs() <= 1.0).all()
+        assert torch.allclose(1 - m.level, LINEAR.alpha_bar(m.t))
+        # the first-order closed form is within a few steps of the exact continuous step
+        # (math.md: <= 2.3 measured over -30..35 dB at P0 = 1), on k/P0 in -30..35 dB
+        kp = db_to_linear(snr_db) * p0
+        t_closed = vp_closed_form_t(kp, p0)
+        t_exact = LINEAR.timestep_from_level(p0 / (kp + p0))
+        assert ((t_closed - t_exact).abs() <= 2.4).all()
+        assert ((t_closed - match_vp(kp, LINEAR, p0).t).abs() <= 3.0).all()
+        # energy-matched alpha (P_y = 1): sqrt(abar P0 + 1 - abar)
+        ab = LINEAR.alpha_bar(m.t)
+        assert torch.allclose(m.alpha, (ab * p0 + 1 - ab).sqrt())
+
+
+# ============================================================================ moment test
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize(("p0", "pz", "h", "snr_db"), [(1.0, 1.0, 1.0, 5.0), (2.5, 0.3, 0.7, -3.0)])
+def test_scaled_input_has_training_moments(rule, p0, pz, h, snr_db):
+    """alpha*y vs x_t at the matched step: mean, energy, and the split between signal and
+    noise (cross-moments with x0~ and n~), as math.md §1 'Principle'."""
+    n_el = 400_000
+    g = gen(11)
+    z = torch.randn(n_el, generator=g, dtype=F64) * math.sqrt(pz)
+    p_s = h * pz
+    sigma2 = p_s / 10 ** (snr_db / 10)
+    noise = torch.randn(n_el, generator=g, dtype=F64) * math.sqrt(sigma2)
+    y = math.sqrt(h) * z + noise
+    p_y = y.pow(2).mean()
+    k = max(p_y.item() - sigma2, 0.0) / sigma2  # assumption A2: estimated from P_y
+    m = match(k, rule, LINEAR if rule == "vp" else None, p0=p0, p_y=p_y)
+    ay = m.alpha * y
+    x0t = math.sqrt(p0 / p_s) * math.sqrt(h) * z  # received signal at training power
+    nt = noise / math.sqrt(sigma2)
+    if rule == "ddm":
+        t = m.t.item()
+        c_sig, c_noise = 1 - t, math.sqrt(t)
+    else:
+        v = m.level.item()
+        c_sig, c_noise = math.sqrt(1 - v), math.sqrt(v)
+    energy = c_sig**2 * p0 + c_noise**2
+    tol = 6 * math.sqrt(2 / n_el) * energy
+    assert abs(ay.mean().item()) < 6 * math.sqrt(energy / n_el)
+    assert ay.pow(2).mean().item() == pytest.approx(energy, abs=1e-9)  # alpha uses measured P_y
+    split_tol = tol if rule != "vp" else 0.03 * energy  # integer step: half-step split error
+    assert (ay * x0t).mean().item() == pytest.approx(c_sig * p0, abs=split_tol)
+    assert (ay * nt).mean().item() == pytest.approx(c_noise, abs=split_tol)
+
+
+# ====================================================================== oracle samplers
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.integers(1, 8),
+    snr_db=st.lists(st.floats(-20.0, 30.0), min_size=1, max_size=3),
+    p0=st.floats(0.2, 5.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_oracle_continuous_every_step_exact(steps, snr_db, p0, seed):
+    b = len(snr_db)
+    d = level_from_snr(db_to_linear(torch.tensor(snr_db, dtype=F64))).reshape(b, 1, 1, 1)
+    f, n, ft = received(b, (2, 4, 4), d, seed)
+    oracle = Oracle(math.sqrt(p0) * f)
+    res = diffusion_receive(ft, d, oracle, p0=p0, rule="continuous", steps=steps)
+    assert torch.allclose(res.f_hat, f, atol=1e-9)
+    assert len(oracle.calls) == steps == res.info["network_calls"]
+    # every network input is exactly the training variable at its level, same n throughout
+    for x, lv in oracle.calls:
+        v = view(lv, x)
+        assert torch.allclose(x, (1 - v).sqrt() * math.sqrt(p0) * f + v.sqrt() * n, atol=1e-9)
+    assert torch.allclose(oracle.calls[0][1], res.start.level)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 50])
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_oracle_receiver_recovers_latent(steps, rule, dtype):
+    d = torch.tensor([0.5, 0.01, 0.9], dtype=dtype).reshape(3, 1, 1, 1)
+    f, _, ft = received(3, (4, 8, 8), d, 3, dtype)
+    p0 = 2.0
+    res = diffusion_receive(ft, d, Oracle(math.sqrt(p0) * f), p0=p0, rule=rule, steps=steps)
+    assert res.f_hat.dtype == dtype
+    assert torch.allclose(res.f_hat, f, atol=1e-5)
+
+
+def test_oracle_vp_discrete_and_ddm_every_step_exact():
+    g = gen(5)
+    x0 = torch.randn(2, 3, 8, 8, generator=g, dtype=F64) * 1.7
+    eps = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
+    t_star = torch.tensor([731, 40])
+    v = view(LINEAR.level(t_star), x0)
+    oracle = Oracle(x0)
+    out = ddim_discrete((1 - v).sqrt() * x0 + v.sqrt() * eps, t_star, oracle, LINEAR, steps=7)
+    assert torch.allclose(out, x0, atol=1e-10)
+    for x, lv in oracle.calls:
+        w = view(lv, x)
+        assert torch.allclose(x, (1 - w).sqrt() * x0 + w.sqrt() * eps, atol=1e-10)
+    # DDM form: denoiser sees x_t / c_t = sqrt(1-v) x0 + sqrt(v) eps
+    ddm = DDMSchedule()
+    t = torch.tensor([0.83, 0.2], dtype=F64)
+    tv = view(t, x0)
+    for stochastic in (False, True):
+        oracle = Oracle(x0)
+        xt = (1 - tv) * x0 + tv.sqrt() * eps
+        out = ddm_sample(xt, t, oracle, steps=6, stochastic=stochastic, generator=gen(1))
+        assert torch.allclose(out, x0, atol=1e-10)
+        if not stochastic:
+            for x, lv in oracle.calls:
+                w = view(lv, x)
+                assert torch.allclose(x, (1 - w).sqrt() * x0 + w.sqrt() * eps, atol=1e-10)
+                assert torch.allclose(lv, ddm.level(ddm.t_from_level(lv)))
+
+
+def test_ddm_deterministic_equals_ddim_on_mapped_grid():
+    """The DDM reverse step is DDIM in VP coordinates (same eps_hat), for any denoiser."""
+    ddm = DDMSchedule()
+    g = gen(9)
+    x = torch.randn(2, 3, 5, 5, generator=g, dtype=F64)
+    t = torch.tensor([0.7, 0.3], dtype=F64)
+
+    def den(xx, lv):  # an arbitrary nonlinear x0-predictor
+        return torch.tanh(xx) * (1 - view(lv, xx)) + 0.1
+
+    out_ddm = ddm_sample(x, t, den, steps=5)
+    grid = ddm.level(ddm_grid(t, 5))
+    out_vp = ddim_sample(x / view(ddm.scale(t), x), grid, den)
+    assert torch.allclose(out_ddm, out_vp, atol=1e-12)
+
+
+def test_gaussian_mmse_one_step_equals_lmmse():
+    """Units check: the matched, alpha-scaled input and an exact Gaussian posterior-mean
+    denoiser with K = 1 reproduce the LMMSE estimate sqrt(1-d) f_tilde for any P0."""
+    d = torch.tensor([0.05, 0.3, 0.8], dtype=F64).reshape(3, 1, 1, 1)
+    _, _, ft = received(3, (2, 6, 6), d, 4)
+    lmmse = (1 - d).sqrt() * ft
+    for p0 in (0.3, 1.0, 4.0):
+        for rule in ("continuous", "ddm"):
+            out = diffusion_receive(ft, d, gaussian_mmse(p0), p0=p0, rule=rule).f_hat
+            assert torch.allclose(out, lmmse, atol=1e-10), (p0, rule)
+        out = diffusion_receive(ft, d, gaussian_mmse(p0), p0=p0, rule="vp").f_hat
+        assert torch.allclose(out, lmmse, rtol=0.02, atol=1e-3)
+
+
+# ========================================================================= water-filling
+@settings(max_examples=20, deadline=None)
+@given(bt=st.floats(0.05, 1.0), seed=st.integers(0, 2**31 - 1))
+def test_waterfill_injection_equalises_noise(bt, seed):
+    n_el = 40_000
+    g = gen(seed)
+    f0 = torch.randn(1, n_el, generator=g, dtype=F64)
+    nu = torch.randn(1, n_el, generator=g, dtype=F64)
+    b = torch.rand(1, n_el, generator=g, dtype=F64) * bt
+    b[0, :100] = bt  # already at the level: untouched
+    x = (1 - b).sqrt() * f0 + b.sqrt() * nu
+    out = inject_noise(x, b, torch.tensor([bt], dtype=F64), g)
+    assert torch.equal(out[0, :100], x[0, :100])
+    r = (out - math.sqrt(1 - bt) * f0) / math.sqrt(bt)  # should be N(0, 1) per element
+    tol = 6 * math.sqrt(2 / (n_el / 2))
+    order = b[0].argsort()
+    for half in (order[: n_el // 2], order[n_el // 2 :]):  # low-b and high-b elements alike
+        assert r[0, half].pow(2).mean().item() == pytest.approx(1.0, abs=tol)
+        assert abs(r[0, half].mean().item()) < 6 / math.sqrt(n_el / 2)
+    # noise uncorrelated with the signal and with the original level
+    assert abs((r * f0).mean().item()) < 6 / math.sqrt(n_el)
+    assert abs(torch.corrcoef(torch.stack([r[0] ** 2, b[0]]))[0, 1].item()) < 6 / math.sqrt(n_el)
+
+
+@pytest.mark.parametrize("variant", ["waterfill", "reference", "naive"])
+@pytest.mark.parametrize("steps", [1, 3, 12])
+def test_waterfill_oracle_exact(variant, steps):
+    g = gen(21)
+    x0 = torch.randn(2, 4, 16, 16, generator=g, dtype=F64)
+    nu = torch.randn(2, 4, 16, 16, generator=g, dtype=F64)
+    b = torch.rand(2, 4, 16, 16, generator=g, dtype=F64) * torch.tensor([0.9, 0.3]).view(2, 1, 1, 1)
+    x = (1 - b).sqrt() * x0 + b.sqrt() * nu
+    oracle = Oracle(x0)
+    out = fast_fading_sample(x, b, oracle, steps=steps, generator=gen(2), variant=variant)
+    assert torch.allclose(out, x0, atol=1e-10)
+    assert len(oracle.calls) == steps
+    if variant == "naive":
+        return
+    # every network input g has uniform noise variance B_t (statistical, 1024 elements/image)
+    for gin, lv in oracle.calls:
+        v = view(lv, gin)
+        r = (gin - (1 - v).sqrt() * x0) / v.sqrt()
+        var = r.pow(2).flatten(1).mean(1)
+        assert torch.allclose(var, torch.ones(2, dtype=F64), atol=6 * math.sqrt(2 / 1024))
+
+
+def test_waterfill_invariant_mid_run():
+    """Stop Alg. 3 half-way (levels[0] > 0): each element is at min(d_i, S(t_stop))."""
+    g = gen(8)
+    n = 60_000
+    x0 = torch.randn(1, n, generator=g, dtype=F64)
+    nu = torch.randn(1, n, generator=g, dtype=F64)
+    d = torch.rand(1, n, generator=g, dtype=F64) * 0.8
+    x = (1 - d).sqrt() * x0 + d.sqrt() * nu
+    m = SIG.S_inv(d.max())
+    grid = continuous_grid(m, 8, SIG)
+    grid[-1] = d.max()
+    stop = grid[4:]  # run steps 8..5, ending at level S(4m/8)
+    level = stop[0].item()
+    for variant in ("waterfill", "reference"):
+        out = waterfill_sample(x, d, stop, Oracle(x0), gen(3), variant=variant)
+        b = d.clamp(max=level)
+        r = (out - (1 - b).sqrt() * x0) / b.sqrt()
+        assert r.pow(2).mean().item() == pytest.approx(1.0, abs=6 * math.sqrt(2 / n))
+        low = d < level  # untouched elements keep their own noise exactly
+        assert torch.equal(out[low], x[low])
+        if variant == "reference":  # DDIM from the own level keeps the own noise nu exactly
+            assert torch.allclose(out, (1 - b).sqrt() * x0 + b.sqrt() * nu, atol=1e-10)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("variant", ["waterfill", "reference", "naive"])
+def test_receiver_per_element_oracle(rule, variant):
+    g = gen(31)
+    shape = (2, 8, 32, 32)
+    d = torch.rand(shape, generator=g, dtype=F64) * 0.7 + 0.01
+    f, _, ft = received(2, shape[1:], d, 6)
+    p0 = 4.0
+    oracle = Oracle(math.sqrt(p0) * f)
+    res = diffusion_receive(ft, d, oracle, p0=p0, rule=rule, steps=4, fading=variant, generator=g)
+    assert res.per_element == (variant != "naive")
+    assert torch.allclose(res.f_hat, f, atol=1e-9)
+    if variant == "naive":
+        return
+    # per-element alpha_i maps every element into the training distribution: after
+    # water-filling each network input is sqrt(1-B_t) sqrt(P0) f + N(0, B_t) per element
+    n_el = f[0].numel()
+    for x, lv in oracle.calls:
+        v = view(lv, x)
+        r = ((x - (1 - v).sqrt() * math.sqrt(p0) * f) / v.sqrt()).flatten(1)
+        assert torch.allclose(
+            r.pow(2).mean(1), torch.ones(2, dtype=F64), atol=6 * (2 / n_el) ** 0.5
+        )
+        assert ((r * f.flatten(1)).mean(1).abs() < 6 / n_el**0.5).all()
+
+
+def test_waterfill_seeded_reproducible():
+    g = gen(1)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
+    b = torch.rand(2, 3, 8, 8, generator=g, dtype=F64) * 0.5
+    den = gaussian_mmse(1.0)
+    a1 = fast_fading_sample(x, b, den, steps=4, generator=gen(7))
+    a2 = fast_fading_sample(x, b, den, steps=4, generator=gen(7))
+    a3 = fast_fading_sample(x, b, den, steps=4, generator=gen(8))
+    assert torch.equal(a1, a2) and not torch.equal(a1, a3)
+
+
+# ============================================================================== clamping
+@pytest.mark.parametrize("rule", RULES)
+def test_infinite_snr_skips(rule):
+    f, _, ft = received(2, (3, 4, 4), torch.zeros(2, 1, 1, 1), 0)
+
+    def never(x, lv):
+        raise AssertionError("denoiser must not be called")
+
+    res = diffusion_receive(ft, torch.zeros(2, 1, 1, 1), never, p0=1.7, rule=rule)
+    assert bool(res.start.skip.all()) and res.info["network_calls"] == 0
+    assert torch.allclose(res.f_hat, ft, atol=1e-12)  # alpha f_tilde / sqrt(P0) = f_tilde
+    assert torch.allclose(res.f_hat, f, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_very_low_snr_starts_from_noise(rule):
+    d = level_from_snr(db_to_linear(torch.tensor([-60.0], dtype=F64))).reshape(1, 1, 1, 1)
+    _, _, ft = received(1, (3, 4, 4), d, 0)
+    for steps in (1, 3):
+        rec = DiffusionReceiver(gaussian_mmse(1.0), rule=rule, steps=steps)
+        out = rec(ft, d)
+        assert bool(rec.last.start.start_from_noise.all())
+        top = 1.0 if rule != "vp" else LINEAR.level(1000).item()
+        assert rec.last.start.level.item() == pytest.approx(top)
+        assert torch.isfinite(out).all()
+        if steps == 1:  # one-step MMSE at no information: ~ the prior mean 0
+            assert out.abs().max() < 0.05
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("variant", ["waterfill", "reference", "naive"])
+def test_extreme_levels_never_nan(rule, variant):
+    vals = torch.tensor([0.0, 1.0, 1e-12, 1 - 1e-12], dtype=F64)
+    g = gen(2)
+    # per image
+    d_img = vals.reshape(4, 1, 1, 1)
+    _, _, ft = received(4, (2, 4, 4), d_img, 1)
+    for p0 in (0.5, 1.0, 2.0):
+        out = diffusion_receive(ft, d_img, gaussian_mmse(p0), p0=p0, rule=rule, steps=3)
+        assert torch.isfinite(out.f_hat).all()
+        # per element, all four extremes inside every image
+        d_el = vals[torch.randint(0, 4, (4, 2, 4, 4), generator=g)]
+        _, _, ft2 = received(4, (2, 4, 4), d_el, 1)
+        res = diffusion_receive(
+            ft2, d_el, gaussian_mmse(p0), p0=p0, rule=rule, steps=3, fading=variant, generator=g
+        )
+        assert torch.isfinite(res.f_hat).all()
+    for m in (match(snr_from_level(vals), r) for r in RULES):
+        for field in (m.t, m.level, m.alpha):
+            assert torch.isfinite(field.to(F64)).all()
+
+
+def test_receiver_shapes_and_call_counts():
+    _, _, ft = received(3, (2, 4, 4), torch.tensor(0.2), 0)
+    d_img = torch.full((3, 1, 1, 1), 0.2, dtype=F64)
+    den = gaussian_mmse(1.0)
+    a = diffusion_receive(ft, d_img, den, steps=5)
+    b = diffusion_receive(ft, d_img.reshape(3), den, steps=5)
+    c = diffusion_receive(ft, d_img.expand_as(ft), den, steps=5)  # constant per element
+    assert torch.equal(a.f_hat, b.f_hat) and torch.equal(a.f_hat, c.f_hat)
+    assert not c.per_element and a.info["network_calls"] == 5
+    with pytest.raises(ValueError):
+        diffusion_receive(ft, d_img, den, steps=0)
+    with pytest.raises(TypeError):
+        diffusion_receive(ft, d_img, den, rule="vp", schedule=SIG)

@@ -1,0 +1,325 @@
+"""SNR sweeps (eval/sweep.py) and comparison grids (eval/grid.py), with a cheap fake scheme."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from semcom import __version__
+from semcom.channels import Channel, cbr_report
+from semcom.eval import (
+    PartialResults,
+    RunKey,
+    Tile,
+    evaluate,
+    image_seed,
+    make_grid,
+    results_document,
+    safe_metrics,
+    summarize,
+    write_json_atomic,
+)
+from semcom.link import Transmission
+
+
+class NoisyScheme:
+    """Adds channel-like noise whose level falls with SNR; draws from the generator."""
+
+    name = "noisy"
+
+    def __init__(self):
+        self.calls = 0
+
+    def cbr(self, height, width, channel):
+        return cbr_report((3 * height * width // 8,), (height, width))
+
+    def transmit(self, images, channel, snr_db, generator=None):
+        self.calls += 1
+        snr = torch.as_tensor(snr_db, dtype=torch.float32).reshape(-1, 1, 1, 1)
+        sigma = 10 ** (-snr / 20)
+        noise = torch.randn(images.shape, generator=generator)
+        out = (images + sigma * noise).clamp(0, 1)
+        return Transmission(
+            images=out, cbr=self.cbr(*images.shape[-2:], channel), info={"deep_fades": 1}
+        )
+
+
+def _images(n=3, size=16):
+    g = torch.Generator().manual_seed(0)
+    return [torch.rand(3, size, size, generator=g) for _ in range(n)]
+
+
+def _run(tmp_path=None, images=None, snrs=(0.0, 10.0), scheme=None, **kw):
+    scheme = scheme or NoisyScheme()
+    images = images if images is not None else _images()
+    kw.setdefault("metrics", ["psnr"])
+    kw.setdefault("progress", False)
+    return evaluate(
+        [(RunKey("noisy", None), scheme)],
+        [(i, f"img{i}", x) for i, x in enumerate(images)],
+        Channel("awgn"),
+        list(snrs),
+        **kw,
+    )
+
+
+# ------------------------------------------------------------------ seeds and keys
+def test_image_seed_deterministic_and_distinct():
+    assert image_seed(0, 0) == image_seed(0, 0)
+    seeds = {image_seed(s, i) for s in range(5) for i in range(100)}
+    assert len(seeds) == 500
+    assert all(0 <= s < 2**63 - 1 for s in seeds)
+    assert 0 <= image_seed(10**12, 10**9) < 2**63 - 1
+    torch.Generator().manual_seed(image_seed(10**12, 10**9))  # valid seed
+
+
+def test_run_key_label():
+    assert RunKey("vae", None).label == "vae"
+    assert RunKey("deepjscc", 1 / 16).label == "deepjscc@1/16"
+
+
+# ------------------------------------------------------------------ partial results
+def test_partial_results_resume(tmp_path):
+    p = tmp_path / "r.json.partial.jsonl"
+    header = {"dataset": "x", "snr_db": [0.0, 5.0], "seed": 1}
+    store = PartialResults(p, header)
+    assert json.loads(p.read_text().splitlines()[0]) == header
+    store.add({"run": "a", "image": 0, "psnr": [1.0, 2.0]})
+    store.add({"run": "a", "image": 1, "psnr": [3.0, 4.0]})
+    again = PartialResults(p, dict(header))
+    assert again.has("a", 0) and again.has("a", 1) and not again.has("b", 0)
+    assert again.rows[("a", 1)]["psnr"] == [3.0, 4.0]
+
+
+def test_partial_results_header_mismatch_refused(tmp_path):
+    p = tmp_path / "r.partial.jsonl"
+    PartialResults(p, {"seed": 1})
+    with pytest.raises(ValueError, match="different sweep"):
+        PartialResults(p, {"seed": 2})
+
+
+def test_partial_results_tuple_header_equals_list(tmp_path):
+    p = tmp_path / "r.partial.jsonl"
+    PartialResults(p, {"snr_db": (0.0, 1.0)})
+    PartialResults(p, {"snr_db": (0.0, 1.0)})  # JSON turns tuples into lists
+
+
+def test_partial_results_cut_line_skipped(tmp_path):
+    p = tmp_path / "r.partial.jsonl"
+    store = PartialResults(p, {"k": 1})
+    store.add({"run": "a", "image": 0, "psnr": [1.0]})
+    with open(p, "a") as f:
+        f.write('{"run": "a", "image": 1, "ps')  # interrupted mid-write
+    again = PartialResults(p, {"k": 1})
+    assert list(again.rows) == [("a", 0)]
+    again.add({"run": "a", "image": 1, "psnr": [2.0]})
+    third = PartialResults(p, {"k": 1})
+    assert sorted(third.rows) == [("a", 0), ("a", 1)]
+
+
+def test_partial_results_empty_or_garbage_file(tmp_path):
+    p = tmp_path / "r.partial.jsonl"
+    p.write_text("")
+    PartialResults(p, {"k": 1}).add({"run": "a", "image": 0})
+    assert PartialResults(p, {"k": 1}).has("a", 0)
+    bad = tmp_path / "bad.partial.jsonl"
+    bad.write_text("this is not json\n")
+    with pytest.raises(ValueError, match=r"bad\.partial\.jsonl"):
+        PartialResults(bad, {"k": 1})
+
+
+def test_partial_results_none_path():
+    store = PartialResults(None, {})
+    store.add({"run": "a", "image": 0})
+    assert store.has("a", 0)
+
+
+# ------------------------------------------------------------------ summarize / document
+def test_summarize_means_per_image_values():
+    rows = [
+        {
+            "run": "vae",
+            "image": i,
+            "cbr": 1 / 12,
+            "psnr": [10.0 + i, 20.0 + 2 * i],
+            "seconds": [0.5, 1.5],
+            "info": {"deep_fades": i},
+        }
+        for i in range(4)
+    ]
+    rows.append({"run": "other", "image": 0, "cbr": 1.0, "psnr": [99, 99], "seconds": [0, 0]})
+    runs = summarize(rows, [RunKey("vae", None), RunKey("absent", None)], [0.0, 5.0], ["psnr"])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["scheme"] == "vae" and run["n_images"] == 4
+    assert run["cbr"] == pytest.approx(1 / 12) and run["cbr_str"] == "1/12"
+    assert run["snr_db"] == [0.0, 5.0]
+    assert run["psnr"] == pytest.approx([11.5, 23.0])  # mean of per-image values
+    assert run["seconds_per_image"] == pytest.approx([0.5, 1.5])
+    assert run["info"] == {"deep_fades": 6}
+
+
+def test_results_document_fields():
+    runs = [{"scheme": "vae", "cbr": 0.0625, "snr_db": [0.0], "psnr": [20.0]}]
+    doc = results_document(runs, "kodak", 24, Channel("awgn"), {"seed": 3})
+    assert doc["semcom_version"] == __version__
+    assert doc["dataset"] == {"name": "kodak", "n_images": 24}
+    assert doc["channel"] == {"name": "awgn", "csi": "perfect"}
+    assert doc["runs"] == runs
+    assert doc["meta"]["seed"] == 3
+    assert {"python", "torch", "date"} <= set(doc["meta"])
+    est = results_document([], "kodak", 1, Channel("rayleigh-fast", "estimated", pilots=2), {})
+    assert est["channel"] == {
+        "name": "rayleigh-fast",
+        "csi": "estimated",
+        "pilots": 2,
+        "coherence": 1,
+    }
+    cropped = results_document([], "samples", 2, Channel(), {}, crop=64)
+    assert cropped["dataset"] == {"name": "samples", "n_images": 2, "crop": 64}
+
+
+def test_write_json_atomic(tmp_path):
+    p = tmp_path / "sub" / "r.json"
+    write_json_atomic({"a": [1, 2]}, p)
+    write_json_atomic({"a": [3]}, p)
+    assert json.loads(p.read_text()) == {"a": [3]}
+    assert os.listdir(p.parent) == ["r.json"]
+
+
+# ------------------------------------------------------------------ metrics guard
+def test_safe_metrics_nan_for_too_small_images():
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="ssim not computed for a 8x8 image"):
+        vals = safe_metrics(x, x, ["psnr", "ssim"])
+    assert vals["psnr"].shape == (2,) and vals["psnr"].dtype == torch.float64
+    assert torch.isnan(vals["ssim"]).all()
+    with pytest.raises(ValueError, match="unknown metric"):
+        safe_metrics(x, x, ["psnr", "nope"])
+
+
+# ------------------------------------------------------------------ evaluate
+def test_evaluate_rows_and_determinism():
+    a = _run(seed=3)
+    b = _run(seed=3)
+    assert [r["psnr"] for r in a] == [r["psnr"] for r in b]
+    assert len(a) == 3
+    r = a[0]
+    assert {"run", "image", "name", "cbr", "psnr", "seconds", "info"} <= set(r)
+    assert r["run"] == "noisy" and r["name"] == "img0" and len(r["psnr"]) == 2
+    assert r["psnr"][1] > r["psnr"][0]  # 10 dB beats 0 dB
+    assert r["info"] == {"deep_fades": 1}
+    c = _run(seed=4)
+    assert [r["psnr"] for r in a] != [r["psnr"] for r in c]
+
+
+def test_evaluate_independent_of_limit_and_order():
+    images = _images()
+    full = {r["image"]: r["psnr"] for r in _run(images=images)}
+    # image 2 alone, keeping its index, gets the same noise
+    alone = evaluate(
+        [(RunKey("noisy", None), NoisyScheme())],
+        [(2, "img2", images[2])],
+        Channel("awgn"),
+        [0.0, 10.0],
+        metrics=["psnr"],
+        progress=False,
+    )
+    assert alone[0]["psnr"] == full[2]
+
+
+def test_evaluate_lazy_loading():
+    images = _images()
+    loaded = []
+
+    def load(i):
+        loaded.append(i)
+        return images[i]
+
+    rows = evaluate(
+        [(RunKey("noisy", None), NoisyScheme()), (RunKey("noisy2", None), NoisyScheme())],
+        [(i, str(i), None) for i in range(3)],
+        Channel("awgn"),
+        [0.0],
+        load=load,
+        metrics=["psnr"],
+        progress=False,
+    )
+    assert loaded == [0, 1, 2]  # each image read once, shared by both schemes
+    assert len(rows) == 6
+    # both schemes see the same channel draws
+    by = {(r["run"], r["image"]): r["psnr"] for r in rows}
+    assert all(by[("noisy", i)] == by[("noisy2", i)] for i in range(3))
+
+
+def test_evaluate_batches(tmp_path):
+    rows = _run(snrs=[0.0, 5.0, 10.0], batch_size=2)
+    assert len(rows[0]["psnr"]) == 3 and len(rows[0]["seconds"]) == 3
+
+
+def test_evaluate_resumes_after_interruption(tmp_path):
+    partial = tmp_path / "r.json.partial.jsonl"
+    header = {"sweep": 1}
+    reference = _run()
+
+    class Crashing(NoisyScheme):
+        def transmit(self, images, channel, snr_db, generator=None):
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return super().transmit(images, channel, snr_db, generator)
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(scheme=Crashing(), partial=partial, header=header)
+    assert len(partial.read_text().splitlines()) == 3  # header + 2 images
+
+    resumed_scheme = NoisyScheme()
+    rows = _run(scheme=resumed_scheme, partial=partial, header=header)
+    assert resumed_scheme.calls == 1  # only the missing image
+    got = {r["image"]: r["psnr"] for r in rows}
+    assert got == {r["image"]: r["psnr"] for r in reference}
+    with pytest.raises(ValueError, match="different sweep"):
+        _run(partial=partial, header={"sweep": 2})
+
+
+# ------------------------------------------------------------------ grid
+def test_make_grid_size_and_content():
+    red = torch.zeros(3, 10, 20)
+    red[0] = 1
+    rows = [
+        ("vae", [Tile(red, ["original"]), Tile(red, ["PSNR 30 dB", "LPIPS 0.1"])]),
+        ("other", [None, Tile(torch.zeros(3, 20, 20), ["x"])]),
+    ]
+    grid = make_grid(rows, ["original", "SNR 0 dB"], tile_width=40, title="t")
+    pad, label_w, header_h, line_h = 6, 110, 22, 15
+    cap_h = 2 * line_h + 4
+    assert grid.width == label_w + 2 * (40 + pad) + pad
+    # row heights: 20 (20x10 scaled to width 40) and 40
+    assert grid.height == header_h + header_h + (20 + cap_h + pad) + (40 + cap_h + pad) + pad
+    a = np.asarray(grid)
+    y0 = 2 * header_h
+    x0 = label_w + pad
+    assert tuple(a[y0 + 5, x0 + 5]) == (255, 0, 0)  # the red tile
+    # the gap (None) is white, the black tile is black
+    y1 = y0 + 20 + cap_h + pad
+    assert (a[y1 + 5, x0 + 5] == 255).all()
+    assert (a[y1 + 5, x0 + 40 + pad + 5] == 0).all()
+    # captions are drawn below the tile (some dark pixels)
+    caption_band = a[y0 + 20 + 1 : y0 + 20 + cap_h, x0 + 40 + pad : x0 + 2 * (40 + pad)]
+    assert (caption_band < 128).any()
+    no_title = make_grid(rows, ["original", "SNR 0 dB"], tile_width=40)
+    assert no_title.height == grid.height - header_h
+
+
+def test_make_grid_wrong_number_of_tiles():
+    with pytest.raises(ValueError, match="2 tiles for 3 columns"):
+        make_grid([("a", [None, None])], ["x", "y", "z"])
+
+
+def test_make_grid_all_empty_row():
+    grid = make_grid([("a", [None])], ["x"], tile_width=32)
+    assert grid.size[0] > 32 and not math.isnan(grid.size[1])

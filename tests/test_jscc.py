@@ -1,0 +1,200 @@
+"""DeepJSCC / ADJSCC codecs: CBR mapping, shapes, SNR adaptivity, the training link path,
+checkpoint loading and the zoo registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from semcom.channels import Channel, pack
+from semcom.codecs.jscc import (
+    ADJSCC,
+    DeepJSCC,
+    build_jscc,
+    cbr_for_channels,
+    channels_for_cbr,
+    differentiable_link,
+    jscc_metadata,
+    load_jscc,
+)
+from semcom.link import AnalogLink
+
+W = 8  # tiny hidden width: fast on 2 CPU cores
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # With 2 threads on a loaded 2-core machine, small convolutions run ~100x slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize(("cbr", "c"), [(1 / 6, 16), (1 / 12, 8), (1 / 16, 6), ("1/16", 6)])
+def test_cbr_channels(cbr, c):
+    assert channels_for_cbr(cbr) == c
+    assert math.isclose(cbr_for_channels(c) * 96, c)
+
+
+def test_cbr_not_integer_lists_nearest():
+    with pytest.raises(ValueError, match="nearest valid CBRs") as e:
+        channels_for_cbr(1 / 10)  # c = 9.6
+    assert "3/32 (c=9)" in str(e.value) and "5/48 (c=10)" in str(e.value)
+    with pytest.raises(ValueError, match="1/96"):
+        channels_for_cbr(1 / 200)
+    with pytest.raises(ValueError):
+        channels_for_cbr(-1.0)
+
+
+@pytest.mark.parametrize("model", ["deepjscc", "adjscc"])
+@pytest.mark.parametrize("hw", [(32, 32), (128, 128), (512, 768), (33, 17)])
+def test_shapes_roundtrip(model, hw):
+    torch.manual_seed(0)
+    codec = build_jscc(model, 6, width=W).eval()
+    x = torch.rand(1, 3, *hw)
+    snr = torch.tensor([10.0])
+    with torch.no_grad():
+        z = codec.encode(x, snr)
+        assert tuple(z.shape[1:]) == codec.latent_shape(*hw)
+        assert z.shape[1:] == (6, math.ceil(hw[0] / 4), math.ceil(hw[1] / 4))
+        y = codec.decode(z, hw, snr)
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+    if hw[0] % 4 == 0 and hw[1] % 4 == 0:
+        rep = AnalogLink(codec).cbr(*hw, Channel("awgn"))
+        assert math.isclose(rep.cbr, 1 / 16)
+
+
+def test_adjscc_depends_on_snr():
+    torch.manual_seed(0)
+    codec = ADJSCC(8, width=W).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z0 = codec.encode(x, torch.tensor([0.0, 0.0]))
+        z1 = codec.encode(x, torch.tensor([20.0, 20.0]))
+        assert not torch.allclose(z0, z1)
+        assert not torch.allclose(
+            codec.decode(z0, (32, 32), torch.zeros(2)),
+            codec.decode(z0, (32, 32), torch.full((2,), 20.0)),
+        )
+        # +inf (noiseless) is accepted: clamped before the AF modules
+        assert torch.isfinite(codec.encode(x, torch.tensor([math.inf] * 2))).all()
+    with pytest.raises(ValueError, match="snr_db"):
+        codec.encode(x)
+    assert codec.snr_adaptive and not DeepJSCC(8, W).snr_adaptive
+
+
+def test_codec_does_not_normalise_but_pack_does():
+    torch.manual_seed(0)
+    codec = DeepJSCC(16, width=W).eval()
+    x = torch.rand(3, 3, 32, 32) * torch.tensor([1.0, 0.1, 0.5]).reshape(3, 1, 1, 1)
+    with torch.no_grad():
+        z = codec.encode(x) * torch.tensor([1.0, 100.0, 0.01]).reshape(3, 1, 1, 1)
+    energy = pack(z).z.abs().pow(2).mean(dim=1)
+    torch.testing.assert_close(energy, torch.ones(3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("model", ["deepjscc", "adjscc"])
+@pytest.mark.parametrize("channel", ["awgn", "rayleigh-slow", "rayleigh-fast"])
+@pytest.mark.parametrize("snr", [math.inf, 5.0])
+def test_training_path_equals_link(model, channel, snr):
+    """The differentiable training path is the AnalogLink test path (same noise draws)."""
+    torch.manual_seed(0)
+    codec = build_jscc(model, 8, width=W).eval()
+    x = torch.rand(2, 3, 36, 28)
+    ch = Channel(channel)
+    out_train = codec(x, ch, snr, torch.Generator().manual_seed(3))
+    out_link = AnalogLink(codec).transmit(x, ch, snr, torch.Generator().manual_seed(3)).images
+    torch.testing.assert_close(out_train.detach(), out_link, atol=1e-6, rtol=0)
+    if snr == math.inf:
+        with torch.no_grad():
+            z = codec.encode(x, torch.full((2,), snr))
+            lat = differentiable_link(z, ch, snr)
+            ref = z / z.reshape(2, -1).pow(2).mean(1).sqrt().reshape(2, 1, 1, 1)
+            if channel == "awgn":
+                torch.testing.assert_close(lat, ref, atol=1e-5, rtol=0)
+            dec = codec.decode(lat, (36, 28), torch.full((2,), snr))
+        torch.testing.assert_close(dec, out_link, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("channel", ["awgn", "rayleigh-fast"])
+def test_gradients_flow_through_channel(channel):
+    torch.manual_seed(0)
+    codec = DeepJSCC(8, width=W)
+    x = torch.rand(2, 3, 32, 32)
+    y = codec(x, Channel(channel), torch.tensor([0.0, 10.0]), torch.Generator().manual_seed(0))
+    ((y - x) ** 2).mean().backward()
+    g = codec.enc[0].weight.grad
+    assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _save(codec, path, meta=None):
+    state = {k: v.contiguous() for k, v in codec.state_dict().items()}
+    save_file(state, str(path), metadata=meta if meta is not None else jscc_metadata(codec))
+
+
+def test_load_roundtrip_and_mismatch(tmp_path):
+    torch.manual_seed(0)
+    codec = ADJSCC(6, width=W)
+    p = tmp_path / "m.safetensors"
+    _save(codec, p)
+    back = load_jscc(p, model="adjscc", c=6, width=W)
+    for k, v in codec.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v)
+    with pytest.raises(ValueError, match=r"c is 6 in the file but 8 was requested.*CBR 1/16"):
+        load_jscc(p, model="adjscc", c=8)
+    with pytest.raises(ValueError, match="model is 'adjscc' in the file but 'deepjscc'"):
+        load_jscc(p, model="deepjscc")
+    # metadata that lies about the architecture: state-dict mismatch is named
+    _save(codec, p, {**jscc_metadata(codec), "model": "deepjscc"})
+    with pytest.raises(ValueError, match="does not match the deepjscc architecture"):
+        load_jscc(p)
+    _save(codec, p, {"format": "x"})
+    with pytest.raises(ValueError, match="does not describe its architecture"):
+        load_jscc(p)
+
+
+def test_corrupt_checkpoint(tmp_path):
+    codec = DeepJSCC(6, width=W)
+    p = tmp_path / "m.safetensors"
+    _save(codec, p)
+    p.write_bytes(p.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt or unreadable"):
+        load_jscc(p)
+    p.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="corrupt or unreadable"):
+        load_jscc(p)
+    with pytest.raises(FileNotFoundError):
+        load_jscc(tmp_path / "missing.safetensors")
+
+
+# ---------------------------------------------------------------------------------- zoo
+def test_zoo_empty(tmp_path, monkeypatch, capsys):
+    import semcom.zoo as zoo
+    from semcom.schemes import get_scheme
+
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    assert zoo.list_checkpoints() == []
+    assert "no checkpoints shipped yet" in zoo.format_table([])
+    with pytest.raises(ValueError, match="no deepjscc checkpoints shipped yet"):
+        get_scheme("deepjscc", 1 / 6)
+    import argparse
+
+    p = argparse.ArgumentParser()
+    zoo.add_zoo_parser(p.add_subparsers(dest="command"))
+    args = p.parse_args(["zoo", "list"])
+    assert args.func(args) == 0
+    assert "no checkpoints shipped yet" in capsys.readouterr().out
+
+
+def test_shipped_zoo_cards_load():
+    """Every card shipped in the package loads with its weights."""
+    from semcom.zoo import list_checkpoints, load_codec
+
+    for e in list_checkpoints():
+        codec = load_codec(e.model, e.cbr, channel=e.channel)
+        assert math.isclose(codec.cbr, e.cbr, rel_tol=1e-3)

@@ -1,0 +1,449 @@
+"""Image metrics: PSNR convention, SSIM/MS-SSIM vs references, LPIPS/DISTS regressions."""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import semcom.metrics as metrics_mod
+from semcom.metrics import (
+    METRICS,
+    PSNR_MAX_DB,
+    compute_metrics,
+    ms_ssim,
+    ms_ssim_levels,
+    psnr,
+    quantize_8bit,
+    ssim,
+)
+
+skmetrics = pytest.importorskip("skimage.metrics")
+skdata = pytest.importorskip("skimage.data")
+
+ONE_LEVEL_DB = 20.0 * math.log10(255.0)  # 48.1308 dB: every value one 8-bit level off
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def natural(h: int = 128, w: int = 128, name: str = "astronaut") -> torch.Tensor:
+    """A natural RGB crop ``[1,3,h,w]`` float64 in [0,1] from scikit-image's bundled data."""
+    arr = getattr(skdata, name)()[:h, :w, :3]
+    return torch.from_numpy(arr.astype(np.float64) / 255.0).permute(2, 0, 1)[None].contiguous()
+
+
+def to_hwc(t: torch.Tensor) -> np.ndarray:
+    """``[3,H,W]`` tensor -> ``[H,W,3]`` float64 numpy array."""
+    return t.permute(1, 2, 0).to(torch.float64).numpy()
+
+
+# ---------------------------------------------------------------------------------------- PSNR
+def test_psnr_is_mean_of_per_image_values_not_pooled_mse():
+    x = torch.full((2, 3, 8, 8), 100 / 255)
+    y = x.clone()
+    y[0] += 1 / 255  # MSE 1 level^2   -> 48.13 dB
+    y[1] += 10 / 255  # MSE 100 level^2 -> 28.13 dB
+    vals = psnr(x, y)
+    assert vals.shape == (2,)
+    assert vals[0].item() == pytest.approx(ONE_LEVEL_DB, abs=1e-4)
+    assert vals[1].item() == pytest.approx(ONE_LEVEL_DB - 20.0, abs=1e-4)
+    per_image_mean = vals.mean().item()
+    pooled = 10 * math.log10(255**2 / ((1 + 100) / 2))  # PSNR of the pooled MSE: 31.10 dB
+    assert per_image_mean == pytest.approx(ONE_LEVEL_DB - 10.0, abs=1e-4)  # 38.13 dB
+    assert abs(per_image_mean - pooled) > 5.0
+
+
+def test_psnr_one_level_off_everywhere():
+    q = torch.randint(0, 255, (3, 3, 17, 23), generator=gen(0))
+    x = q / 255.0
+    y = (q + 1) / 255.0
+    assert torch.allclose(psnr(x, y), torch.full((3,), ONE_LEVEL_DB), atol=1e-4)
+    assert ONE_LEVEL_DB == pytest.approx(48.1308, abs=1e-4)
+
+
+def test_psnr_identical_is_capped():
+    x = torch.rand(2, 3, 16, 16, generator=gen(1))
+    assert torch.equal(psnr(x, x), torch.full((2,), PSNR_MAX_DB))
+    assert PSNR_MAX_DB == 100.0
+    # Sub-quantum differences vanish after 8-bit quantisation.
+    q = torch.randint(0, 256, (2, 3, 16, 16), generator=gen(2)) / 255.0
+    assert torch.equal(psnr(q, (q + 0.1 / 255).clamp(0, 1)), torch.full((2,), PSNR_MAX_DB))
+
+
+def test_psnr_clamps_inputs_outside_unit_range():
+    x = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2).expand(1, 3, 4, 2).contiguous()
+    y = torch.tensor([-0.03, 1.04]).view(1, 1, 1, 2).expand(1, 3, 4, 2).contiguous()
+    assert psnr(x, y).item() == PSNR_MAX_DB
+    assert torch.equal(quantize_8bit(y), quantize_8bit(x))
+    assert quantize_8bit(torch.tensor([-5.0, 0.5 / 255, 1.5 / 255, 2.0])).tolist() == [0, 0, 2, 255]
+
+
+def test_psnr_matches_skimage_on_uint8():
+    a = torch.randint(0, 256, (4, 3, 20, 30), generator=gen(3), dtype=torch.uint8)
+    noise = torch.randint(-20, 21, a.shape, generator=gen(4))
+    b = (a.to(torch.int64) + noise).clamp(0, 255).to(torch.uint8)
+    ours = psnr(a / 255.0, b / 255.0)
+    for i in range(4):
+        ref = skmetrics.peak_signal_noise_ratio(a[i].numpy(), b[i].numpy(), data_range=255)
+        assert ours[i].item() == pytest.approx(ref, abs=1e-4)
+
+
+def test_psnr_data_range_and_dtype():
+    q = torch.randint(0, 255, (2, 3, 8, 8), generator=gen(5)).double()
+    assert torch.allclose(psnr(q, q + 1, data_range=255.0), torch.full((2,), ONE_LEVEL_DB))
+    with pytest.raises(ValueError):
+        psnr(q.to(torch.uint8), q.to(torch.uint8))
+
+
+_images = st.integers(0, 2**31 - 1).map(
+    lambda s: torch.randint(0, 256, (3, 3, 6, 7), generator=gen(s)) / 255.0
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(_images, _images, st.permutations(range(3)))
+def test_psnr_symmetric_and_batch_invariant(x, y, perm):
+    p = psnr(x, y)
+    assert torch.equal(p, psnr(y, x))
+    perm = list(perm)
+    assert torch.equal(psnr(x[perm], y[perm]), p[perm])
+    singles = torch.cat([psnr(x[i : i + 1], y[i : i + 1]) for i in range(3)])
+    assert torch.equal(singles, p)
+    assert bool(((p > 0) & (p <= PSNR_MAX_DB)).all())
+
+
+# ---------------------------------------------------------------------------------------- SSIM
+def _sk_ssim(x: torch.Tensor, y: torch.Tensor) -> float:
+    return skmetrics.structural_similarity(
+        to_hwc(x),
+        to_hwc(y),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=-1,
+    )
+
+
+@pytest.mark.parametrize("kind", ["random", "astronaut", "coffee"])
+def test_ssim_matches_skimage(kind):
+    if kind == "random":
+        x = torch.rand(1, 3, 40, 52, generator=gen(6), dtype=torch.float64)
+        y = (x + 0.2 * torch.randn(x.shape, generator=gen(7), dtype=torch.float64)).clamp(0, 1)
+    else:
+        x = natural(96, 112, kind)
+        blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+        y = (blurred + 0.05 * torch.randn(x.shape, generator=gen(8), dtype=torch.float64)).clamp(
+            0, 1
+        )
+    xb, yb = torch.cat([x, x]), torch.cat([y, x])
+    for dtype in (torch.float64, torch.float32):
+        ours = ssim(xb.to(dtype), yb.to(dtype))
+        assert ours.shape == (2,)
+        assert ours[0].item() == pytest.approx(_sk_ssim(x[0], y[0]), abs=1e-4)
+        assert ours[1].item() == pytest.approx(1.0, abs=1e-5)
+    assert ours[0].item() < 0.95
+
+
+def test_ssim_rejects_small_and_mismatched():
+    with pytest.raises(ValueError):
+        ssim(torch.rand(1, 3, 10, 30), torch.rand(1, 3, 10, 30))
+    with pytest.raises(ValueError):
+        ssim(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 17))
+
+
+# ------------------------------------------------------------------------------------- MS-SSIM
+@pytest.mark.parametrize(
+    ("side", "levels"),
+    [(11, 1), (20, 1), (21, 2), (32, 2), (40, 2), (41, 3), (80, 3), (81, 4), (160, 4), (161, 5)],
+)
+def test_ms_ssim_levels_small_image_rule(side, levels):
+    assert ms_ssim_levels(side, 1000) == levels
+    assert ms_ssim_levels(1000, side) == levels
+    assert ms_ssim_levels(512, 768) == 5
+
+
+def test_ms_ssim_levels_too_small():
+    with pytest.raises(ValueError):
+        ms_ssim_levels(10, 500)
+    with pytest.raises(ValueError):
+        ms_ssim(torch.rand(1, 3, 10, 64), torch.rand(1, 3, 10, 64))
+
+
+def test_ms_ssim_identical_is_one():
+    for shape in [(2, 3, 32, 32), (1, 3, 170, 200)]:
+        x = torch.rand(shape, generator=gen(9))
+        assert torch.allclose(ms_ssim(x, x), torch.ones(shape[0]), atol=1e-5)
+
+
+def test_ms_ssim_single_level_is_relu_ssim():
+    x = natural(16, 18).float()
+    y = (x + 0.1 * torch.randn(x.shape, generator=gen(10))).clamp(0, 1)
+    assert ms_ssim_levels(16, 18) == 1
+    s = ssim(x, y)
+    assert 0 < s.item() < 1
+    assert torch.allclose(ms_ssim(x, y), s, atol=1e-6)
+    # Anti-correlated image: every channel's SSIM < 0 -> clamped to 0.
+    neg = 1.0 - x
+    assert ssim(x, neg).item() < 0
+    assert ms_ssim(x, neg).item() == 0.0
+
+
+def test_ms_ssim_decreases_with_noise():
+    x = natural(176, 176).float()
+    vals = [
+        ms_ssim(x, (x + s * torch.randn(x.shape, generator=gen(11))).clamp(0, 1)).item()
+        for s in (0.0, 0.01, 0.03, 0.1, 0.3)
+    ]
+    assert vals[0] == pytest.approx(1.0, abs=1e-5)
+    assert all(a > b for a, b in pairwise(vals)), vals
+
+
+def test_ms_ssim_matches_pytorch_msssim_five_scales():
+    pm = pytest.importorskip("pytorch_msssim")
+    x = torch.cat([natural(176, 192), natural(176, 192, "coffee")]).float()
+    y = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+    y = (y + 0.03 * torch.randn(x.shape, generator=gen(12))).clamp(0, 1)
+    assert ms_ssim_levels(176, 192) == 5
+    ref = pm.ms_ssim(x, y, data_range=1.0, size_average=False)
+    assert torch.allclose(ms_ssim(x, y), ref, atol=1e-5)
+    ref_ssim = pm.ssim(x, y, data_range=1.0, size_average=False)
+    assert torch.allclose(ssim(x, y), ref_ssim, atol=1e-5)
+
+
+def test_ms_ssim_odd_sizes_match_reference_downsampling():
+    pm = pytest.importorskip("pytorch_msssim")
+    x = torch.rand(1, 3, 171, 165, generator=gen(13))
+    y = (x + 0.1 * torch.randn(x.shape, generator=gen(14))).clamp(0, 1)
+    ref = pm.ms_ssim(x, y, data_range=1.0, size_average=False)
+    assert torch.allclose(ms_ssim(x, y), ref, atol=1e-5)
+
+
+# ------------------------------------------------------------------------ LPIPS / DISTS (weights)
+@pytest.fixture(scope="module")
+def lpips_example(data_root: Path) -> dict[str, torch.Tensor]:
+    from semcom.data import load_image
+
+    folder = data_root / "lpips-example"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} missing")
+    return {n: load_image(folder / f"{n}.png")[None] for n in ("ex_ref", "ex_p0", "ex_p1")}
+
+
+@pytest.fixture(scope="module")
+def lpips_alex(weights_root: Path):
+    from semcom.metrics.lpips import LPIPS
+
+    return LPIPS("alex")
+
+
+@pytest.fixture(scope="module")
+def lpips_vgg(weights_root: Path):
+    from semcom.metrics.lpips import LPIPS
+
+    return LPIPS("vgg")
+
+
+@pytest.fixture(scope="module")
+def dists(weights_root: Path):
+    from semcom.metrics.dists import DISTS
+
+    return DISTS()
+
+
+def _ref_pairs(ex: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = [ref, ref, ref], y = [p0, p1, ref]."""
+    r = ex["ex_ref"]
+    return torch.cat([r, r, r]), torch.cat([ex["ex_p0"], ex["ex_p1"], r])
+
+
+def test_lpips_alex_official_example(lpips_alex, lpips_example):
+    x, y = _ref_pairs(lpips_example)
+    d = lpips_alex(x, y)
+    assert d.shape == (3,)
+    assert d[0].item() == pytest.approx(0.722, abs=0.002)
+    assert d[1].item() == pytest.approx(0.138, abs=0.002)
+    assert d[2].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lpips_vgg_example(lpips_vgg, lpips_example):
+    x, y = _ref_pairs(lpips_example)
+    d = lpips_vgg(x, y)
+    assert d[2].item() == pytest.approx(0.0, abs=1e-6)
+    assert 0 < d[1].item() < d[0].item()
+    # Regression values of this implementation (torchvision VGG16 + LPIPS v0.1 heads).
+    assert d[0].item() == pytest.approx(0.5686, abs=0.002)
+    assert d[1].item() == pytest.approx(0.4217, abs=0.002)
+
+
+def test_lpips_frozen_and_differentiable(lpips_alex, lpips_example):
+    x, y = _ref_pairs(lpips_example)
+    y = y[:1].clone().requires_grad_(True)
+    lpips_alex(x[:1], y).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in lpips_alex.parameters())
+    assert not lpips_alex.training
+
+
+def test_dists_hanning_window_and_l2pool():
+    from semcom.metrics.dists import L2Pool, hanning_filter_3x3
+
+    w = hanning_filter_3x3()
+    expected = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
+    assert torch.allclose(w, expected)
+    x = torch.randn(2, 4, 7, 8, generator=gen(15))
+    out = L2Pool()(x)
+    assert out.shape == (2, 4, 4, 4)
+    # Explicit loop: zero-padded x^2, window centred on even pixels.
+    xp = torch.nn.functional.pad(x * x, (1, 1, 1, 1))
+    for i in range(4):
+        for j in range(4):
+            patch = xp[:, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]
+            ref = torch.sqrt((patch * expected).sum(dim=(2, 3)) + 1e-12)
+            assert torch.allclose(out[:, :, i, j], ref, atol=1e-6)
+    assert len(L2Pool().state_dict()) == 0
+
+
+def test_dists_weights_and_structure(dists):
+    from semcom.metrics.dists import DISTS_CHANNELS, L2Pool, load_alpha_beta
+
+    assert sum(DISTS_CHANNELS) == 1475
+    assert isinstance(dists.net.pool, L2Pool)
+    a, b = load_alpha_beta()
+    assert a.shape == b.shape == (1, 1475, 1, 1)
+    total = a.sum() + b.sum()
+    assert torch.allclose(dists.alpha, a / total) and torch.allclose(dists.beta, b / total)
+    assert (dists.alpha.sum() + dists.beta.sum()).item() == pytest.approx(1.0, abs=1e-6)
+    feats = dists.features(torch.rand(1, 3, 48, 40, generator=gen(16)))
+    assert [f.shape[1] for f in feats] == list(DISTS_CHANNELS)
+    assert [tuple(f.shape[-2:]) for f in feats] == [
+        (48, 40),
+        (48, 40),
+        (24, 20),
+        (12, 10),
+        (6, 5),
+        (3, 3),
+    ]
+    assert not any(p.requires_grad for p in dists.parameters())
+    assert not dists.training
+
+
+def test_dists_matches_formula_on_features(dists, lpips_example):
+    """Recompute the score from the stage features with the paper's formula (uncentred cov)."""
+    from semcom.metrics.dists import DISTS_CHANNELS
+
+    x, y = _ref_pairs(lpips_example)
+    fx, fy = dists.features(x), dists.features(y)
+    a = torch.split(dists.alpha, DISTS_CHANNELS, dim=1)
+    b = torch.split(dists.beta, DISTS_CHANNELS, dim=1)
+    score = torch.ones(3, dtype=torch.float64)
+    for k in range(6):
+        u, v = fx[k].double(), fy[k].double()
+        mu, mv = u.mean((2, 3)), v.mean((2, 3))
+        vu, vv = u.var((2, 3), unbiased=False), v.var((2, 3), unbiased=False)
+        cov = (u * v).mean((2, 3)) - mu * mv
+        s1 = (2 * mu * mv + 1e-6) / (mu**2 + mv**2 + 1e-6)
+        s2 = (2 * cov + 1e-6) / (vu + vv + 1e-6)
+        score -= (a[k].flatten().double() * s1 + b[k].flatten().double() * s2).sum(1)
+    assert torch.allclose(dists(x, y).double(), score, atol=1e-5)
+
+
+def test_dists_example(dists, lpips_example):
+    x, y = _ref_pairs(lpips_example)
+    d = dists(x, y)
+    assert d.shape == (3,)
+    assert abs(d[2].item()) < 1e-4
+    assert 0 < d[1].item() < d[0].item() < 1
+    # Regression values of this implementation.
+    assert d[0].item() == pytest.approx(0.3879, abs=0.002)
+    assert d[1].item() == pytest.approx(0.2250, abs=0.002)
+
+
+def test_dists_increases_with_noise(dists, lpips_example):
+    r = lpips_example["ex_ref"]
+    sigmas = (0.01, 0.03, 0.1, 0.3)
+    noise = torch.randn(r.shape, generator=gen(17))
+    y = torch.cat([(r + s * noise).clamp(0, 1) for s in sigmas])
+    d = dists(r.expand_as(y), y).tolist()
+    assert all(a < b for a, b in pairwise(d)), d
+    assert d[0] > 1e-4
+
+
+def test_dists_rejects_bad_inputs(dists):
+    with pytest.raises(ValueError):
+        dists(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 16))
+    with pytest.raises(ValueError):
+        dists(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    with pytest.raises(ValueError):
+        dists(torch.rand(3, 32, 32), torch.rand(3, 32, 32))
+
+
+def test_dists_differentiable_wrt_input(dists):
+    x = torch.rand(1, 3, 32, 32, generator=gen(18))
+    y = torch.rand(1, 3, 32, 32, generator=gen(19), requires_grad=True)
+    dists(x, y).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------ compute_metrics
+def test_compute_metrics_unknown_name_fails_before_computing(monkeypatch):
+    calls = []
+
+    def spy(x, y):
+        calls.append(1)
+        return torch.zeros(x.shape[0])
+
+    monkeypatch.setattr(metrics_mod, "psnr", spy)
+    x = torch.rand(2, 3, 16, 16)
+    assert compute_metrics(x, x, ["psnr"])["psnr"].shape == (2,) and calls == [1]
+    calls.clear()
+    with pytest.raises(ValueError, match="bogus"):
+        compute_metrics(x, x, ["psnr", "bogus"])
+    assert calls == []
+
+
+def test_compute_metrics_shapes_and_dtype_classical():
+    x = torch.rand(3, 3, 24, 24, generator=gen(20))
+    y = (x + 0.05 * torch.randn(x.shape, generator=gen(21))).clamp(0, 1)
+    out = compute_metrics(x, y, ["psnr", "ssim", "ms_ssim"])
+    assert list(out) == ["psnr", "ssim", "ms_ssim"]
+    for v in out.values():
+        assert v.shape == (3,) and v.dtype == torch.float64 and v.device.type == "cpu"
+    assert torch.allclose(out["psnr"], psnr(x, y).double())
+    assert torch.allclose(out["ssim"], ssim(x, y).double())
+
+
+def test_compute_metrics_clamps_reconstruction():
+    x = torch.rand(1, 3, 16, 16, generator=gen(22))
+    y = x * 1.5 - 0.25  # far outside [0,1]
+    out = compute_metrics(x, y, ["psnr", "ssim"])
+    c = y.clamp(0, 1)
+    assert torch.allclose(out["ssim"], ssim(x, c).double())
+    assert torch.allclose(out["psnr"], psnr(x, c).double())
+
+
+def test_compute_metrics_bad_shapes():
+    with pytest.raises(ValueError):
+        compute_metrics(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 15), ["psnr"])
+    with pytest.raises(ValueError):
+        compute_metrics(torch.rand(3, 16, 16), torch.rand(3, 16, 16), ["ssim"])
+
+
+def test_compute_metrics_all_networks(weights_root, lpips_example):
+    x, y = _ref_pairs(lpips_example)
+    out = compute_metrics(x, y, METRICS)
+    assert set(out) == set(METRICS)
+    for name, v in out.items():
+        assert v.shape == (3,) and v.dtype == torch.float64, name
+    assert out["lpips"][0].item() == pytest.approx(0.722, abs=0.002)
+    assert out["psnr"][2].item() == PSNR_MAX_DB
+    for name in ("lpips", "lpips_vgg", "dists"):
+        assert abs(out[name][2].item()) < 1e-4 and out[name][1] < out[name][0], name

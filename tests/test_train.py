@@ -1,0 +1,191 @@
+"""The training engine (seeding, exact resume, checkpoints, DDP) and the JSCC task/CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from semcom.train.engine import ResumableSampler, TrainConfig, Trainer
+from semcom.train.jscc import JSCCConfig, JSCCTask, parse_snr_train
+
+W = 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # With 2 threads on a loaded 2-core machine, small convolutions run ~100x slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _task(**kw) -> JSCCTask:
+    base = dict(model="adjscc", cbr="1/12", width=W, data="cifar10-train", limit=16,
+                val_data="0.001", val_limit=8, snr_train="-5:20", channel="rayleigh-fast",
+                crop=24)  # fmt: skip
+    base.update(kw)
+    return JSCCTask(JSCCConfig(**base))
+
+
+def _cfg(out, **kw) -> TrainConfig:
+    base = dict(out=str(out), epochs=2, batch_size=4, lr=3e-3, progress=False,
+                val_batch_size=8, seed=1)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+def test_parse_snr_train():
+    assert parse_snr_train("10") == (10.0, 10.0)
+    assert parse_snr_train("-5:20") == (-5.0, 20.0)
+    for bad in ("abc", "20:-5", "inf"):
+        with pytest.raises(ValueError):
+            parse_snr_train(bad)
+
+
+def test_sampler_shards_and_resumes():
+    full = ResumableSampler(10, seed=3)
+    full.set_epoch(2)
+    order = list(full)
+    assert sorted(order) == list(range(10))
+    full.set_epoch(2, start=4)
+    assert list(full) == order[4:]
+    r0, r1 = ResumableSampler(10, 2, 0, seed=3), ResumableSampler(10, 2, 1, seed=3)
+    assert len(r0) == len(r1) == 5 and set(r0) | set(r1) == set(range(10))
+    full.set_epoch(3)
+    assert list(full) != order
+
+
+def test_training_reduces_loss(data_root, tmp_path):
+    task = _task(model="deepjscc", channel="awgn", snr_train="10", crop=None, width=16)
+    batch = torch.stack([task.train_dataset()[i] for i in range(8)])
+
+    def loss_of(model):
+        with torch.no_grad():
+            return task.loss(model, batch, torch.Generator().manual_seed(0))[0].item()
+
+    torch.manual_seed(1)
+    before = loss_of(task.build_model())
+    tr = Trainer(task, _cfg(tmp_path / "r", epochs=30, batch_size=8))
+    metrics = tr.fit()
+    after = loss_of(tr.model)
+    assert after < 0.7 * before
+    assert math.isfinite(metrics["psnr"])
+
+
+def test_resume_is_exact(data_root, tmp_path):
+    """A run stopped after epoch 1 (or mid-epoch) and resumed equals an uninterrupted run."""
+    task = _task()
+    Trainer(task, _cfg(tmp_path / "full")).fit()
+    ref = _weights(tmp_path / "full")
+
+    Trainer(task, _cfg(tmp_path / "a")).fit(stop_at_step=4)  # 4 steps = epoch 1
+    card = json.loads((tmp_path / "a" / "card.json").read_text())
+    assert card["epoch"] == 1 and card["step"] == 4 and len(card["history"]) == 1
+    Trainer(_task(), _cfg(tmp_path / "a")).fit(resume=tmp_path / "a")  # a fresh process
+
+    Trainer(task, _cfg(tmp_path / "b", ckpt_every=3)).fit(stop_at_step=6)  # mid-epoch 2
+    assert json.loads((tmp_path / "b" / "card.json").read_text())["batch_in_epoch"] == 2
+    Trainer(task, _cfg(tmp_path / "b", ckpt_every=3)).fit(resume=tmp_path / "b")
+
+    for run in ("a", "b"):
+        got = _weights(tmp_path / run)
+        assert got.keys() == ref.keys()
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], atol=1e-6, rtol=0)
+    # the other files of a checkpoint
+    card = json.loads((tmp_path / "a" / "card.json").read_text())
+    for key in ("config", "train", "seed", "git_commit", "hours", "hardware", "history",
+                "model_config", "cbr", "data"):  # fmt: skip
+        assert key in card
+    assert len(card["history"]) == 2 and "psnr@7.5dB" in card["val_metrics"]
+    state = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
+    assert state["step"] == 8 and "optimizer" in state and "rng" in state
+
+
+def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
+    run = tmp_path / "r"
+    task = _task(val_data="none")
+    Trainer(task, _cfg(run, epochs=1)).fit()
+    with pytest.raises(ValueError, match=r"checkpoint c='8' but this run has c='6'"):
+        Trainer(_task(cbr="1/16", val_data="none"), _cfg(run, epochs=2)).fit(resume=run)
+    (run / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
+
+
+def test_cli_errors_and_run(data_root, tmp_path, capsys):
+    from semcom.codecs.jscc import load_jscc
+    from semcom.train.cli import main
+
+    assert main(["train", "jscc", "--cbr", "1/10", "--out", str(tmp_path / "x")]) == 2
+    assert "nearest valid CBRs" in capsys.readouterr().err
+    out = tmp_path / "cli"
+    args = ["train", "jscc", "--model", "deepjscc", "--cbr", "1/6", "--width", str(W),
+            "--limit", "8", "--val-data", "cifar10-test", "--val-limit", "4", "--epochs", "1",
+            "--batch-size", "4", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    codec = load_jscc(out, model="deepjscc", c=16)
+    assert codec.width == W
+    card = json.loads((out / "card.json").read_text())
+    assert card["command"].startswith("semcom train jscc")
+    # resuming with a different CBR is refused, naming the option
+    bad = [*args[:5], "1/12", *args[6:], "--resume", str(out)]
+    assert main(bad) == 2
+    assert "cbr" in capsys.readouterr().err
+
+
+def test_export_to_zoo_and_scheme(data_root, tmp_path, monkeypatch):
+    import semcom.zoo as zoo
+    from semcom.channels import Channel
+    from semcom.schemes import get_scheme
+
+    run = tmp_path / "run"
+    Trainer(_task(model="deepjscc", channel="awgn", snr_train="10"), _cfg(run, epochs=1)).fit()
+    zdir = tmp_path / "zoo"
+    monkeypatch.setattr(zoo, "ZOO_DIR", zdir)
+    card = zoo.export_to_zoo(run, "deepjscc-test-1-12", test_data="cifar10-test", test_limit=8)
+    assert card.is_file() and (zdir / "deepjscc-test-1-12.safetensors").is_file()
+    (e,) = zoo.list_checkpoints()
+    assert e.model == "deepjscc" and math.isclose(e.cbr, 1 / 12) and e.test_psnr is not None
+    assert "deepjscc-test-1-12" in zoo.format_table([e])
+    scheme = get_scheme("deepjscc", 1 / 12)
+    x = torch.rand(2, 3, 32, 32)
+    tx = scheme.transmit(x, Channel("awgn"), 10.0, torch.Generator().manual_seed(0))
+    assert tx.images.shape == x.shape and math.isclose(tx.cbr.cbr, 1 / 12)
+    with pytest.raises(ValueError, match="shipped CBRs: 1/12"):
+        get_scheme("deepjscc", 1 / 6)
+    with pytest.raises(ValueError, match="no adjscc checkpoints shipped yet"):
+        get_scheme("adjscc", 1 / 12)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(data_root, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "semcom.train.cli", "train", "jscc", "--model", "adjscc", "--cbr", "1/16",
+           "--width", str(W), "--limit", "16", "--val-limit", "4", "--val-data", "0.001",
+           "--snr-train=0:10", "--epochs", "1", "--batch-size", "4", "--out", str(out),
+           "--quiet"]  # fmt: skip
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads((out / "card.json").read_text())
+    assert card["world_size"] == 2 and card["step"] == 2  # 16 images / (2 x 4) per step
+    assert math.isfinite(card["val_metrics"]["psnr"])
+    from semcom.codecs.jscc import load_jscc
+
+    load_jscc(out, model="adjscc", c=6)
+    assert not list(out.glob("*.tmp"))
