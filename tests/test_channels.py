@@ -70,7 +70,7 @@ def test_power_is_per_image_not_per_batch():
 def test_awgn_empirical_snr(snr_db):
     n = 1_000_000
     z = pack(torch.randn(1, 2 * n, generator=gen(3))).z
-    y, state = Channel("awgn")(z, snr_db, gen(4))
+    y, _state = Channel("awgn")(z, snr_db, gen(4))
     noise_power = (y - z).abs().pow(2).mean()
     measured = 10 * math.log10(z.abs().pow(2).mean() / noise_power)
     assert abs(measured - snr_db) < 0.1
@@ -146,7 +146,7 @@ def test_equalize_fast_rayleigh_per_element():
 def test_estimated_csi_counts_pilots_and_is_close():
     p = pack(torch.randn(8, 5000, generator=gen(13)))
     ch = Channel("rayleigh-slow", csi="estimated", pilots=64)
-    y, state = ch(p.z, 20.0, gen(14))
+    _y, state = ch(p.z, 20.0, gen(14))
     assert state.pilot_symbols == 64
     err = (state.h_hat - state.h).abs().pow(2).mean().item()
     # LS error variance N0 / pilots = 0.01 / 64

@@ -115,6 +115,9 @@ class AnalogLink:
         receiver: maps ``(f_tilde, d)`` to a latent estimate (default: LMMSE).
         name: scheme name shown in results (default: the codec's name).
         fixed_cbr: the scheme has a single CBR (results are not labelled with it).
+        snr_source: where the receiver's noise level ``d`` comes from: ``"known"`` (the
+            true equivalent SNR) or ``"moment"`` (estimated from the received power with known
+            N0, per image; see :mod:`semcom.estimation`). The equaliser still uses the CSI.
     """
 
     def __init__(
@@ -123,7 +126,15 @@ class AnalogLink:
         receiver: Receiver | None = None,
         name: str | None = None,
         fixed_cbr: bool = True,
+        snr_source: str = "known",
     ):
+        from .estimation import SNR_SOURCES
+
+        if snr_source not in SNR_SOURCES:
+            raise ValueError(
+                f"snr_source must be one of {', '.join(SNR_SOURCES)}, got {snr_source!r}"
+            )
+        self.snr_source = snr_source
         self.codec = codec
         self.receiver = receiver or LMMSEReceiver()
         self.name = name or codec.name
@@ -165,7 +176,13 @@ class AnalogLink:
             eq: Equalized = equalize(y, state)
         with _timed(secs, "denoise", dev):
             f_tilde = unpad_like(eq.f_tilde, packed)
-            d = unpad_like(eq.d, packed)
+            if self.snr_source == "moment":
+                from .estimation import level_from_gamma, moment_snr
+
+                d_img = level_from_gamma(moment_snr(y, state.no)).to(eq.d)
+                d = d_img.reshape(b, *([1] * (f_tilde.dim() - 1)))
+            else:
+                d = unpad_like(eq.d, packed)
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
             if self.codec.needs_scale:
@@ -174,6 +191,9 @@ class AnalogLink:
                 lat_hat = f_hat
             out = self.codec.decode(lat_hat, (h, w), snr.float())
         info: dict[str, object] = {"deep_fades": int(eq.deep_fades.sum())}
+        last = getattr(self.receiver, "last", None)
+        if last is not None:  # diffusion receivers: skipped / clamped steps, network calls
+            info.update({k: v for k, v in last.info.items() if isinstance(v, int | float)})
         return Transmission(images=out, cbr=self.cbr(h, w, channel), seconds=secs, info=info)
 
 

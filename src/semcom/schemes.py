@@ -24,13 +24,16 @@ class SchemeSpec:
         factory: ``factory(cbr, device) -> Scheme``; ``cbr`` is None for the default.
         cbrs: the CBRs it offers (None: any CBR, or fixed by the codec).
         requires: human-readable requirements (weights, checkpoints) for error messages.
+        options: names of keyword options the factory accepts (e.g. ``matching``, ``steps``
+            for diffusion receivers); :func:`get_scheme` passes only these.
     """
 
     name: str
     description: str
-    factory: Callable[[float | None, torch.device], Scheme]
+    factory: Callable[..., Scheme]
     cbrs: tuple[float, ...] | None = None
     requires: str = ""
+    options: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, SchemeSpec] = {}
@@ -44,6 +47,7 @@ def register_scheme(spec: SchemeSpec) -> None:
 def _load_builtin() -> None:
     # Importing these modules registers their schemes.
     from .codecs import registry  # noqa: F401
+    from .diffusion import registry as _diffusion  # noqa: F401
     from .separation import registry as _separation  # noqa: F401
 
 
@@ -53,9 +57,18 @@ def list_schemes() -> list[SchemeSpec]:
     return sorted(_REGISTRY.values(), key=lambda s: s.name)
 
 
-def get_scheme(name: str, cbr: float | None = None, device: str | torch.device = "cpu") -> Scheme:
-    """Build scheme ``name`` (at ``cbr`` when it offers several) on ``device``."""
+def get_scheme(
+    name: str, cbr: float | None = None, device: str | torch.device = "cpu", **options
+) -> Scheme:
+    """Build scheme ``name`` (at ``cbr`` when it offers several) on ``device``.
+
+    ``options`` (e.g. ``matching="vp", steps=4``) go to schemes that declare them in
+    :attr:`SchemeSpec.options`; options set to ``None`` or not declared are ignored, so one
+    set of command-line options can apply to a mix of schemes.
+    """
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown scheme {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name].factory(cbr, torch.device(device))
+    spec = _REGISTRY[name]
+    kw = {k: v for k, v in options.items() if v is not None and k in spec.options}
+    return spec.factory(cbr, torch.device(device), **kw)

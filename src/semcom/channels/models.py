@@ -128,7 +128,8 @@ class Channel:
             awgn = _AWGN(precision=precision, device=dev)
             apply = ApplyFlatFadingChannel(precision=precision, device=dev)
             apply._awgn = awgn  # its noise must come from our generator too
-            self._blocks[key] = (awgn, _GenerateFading(1, 1, precision=precision, device=dev), apply)
+            gen = _GenerateFading(1, 1, precision=precision, device=dev)
+            self._blocks[key] = (awgn, gen, apply)
         return self._blocks[key]
 
     # ------------------------------------------------------------------ sizes
@@ -149,7 +150,7 @@ class Channel:
         """Draw the fading gains for symbols ``z`` [B, M] (no noise yet, no CSI yet)."""
         b, m = z.shape
         precision = "double" if z.dtype == torch.complex128 else "single"
-        awgn, gen, _ = self._sionna(z.device, precision)
+        _, gen, _ = self._sionna(z.device, precision)
         gen._generator = _generator_for(generator, z.device)
         snr = as_snr_tensor(snr_db, b, device=z.device)
         no = snr_to_no(snr).to(z.real.dtype)

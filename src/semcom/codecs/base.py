@@ -35,8 +35,8 @@ class Codec(nn.Module):
     """Base class of image <-> latent codecs.
 
     Subclasses set ``name`` and ``multiple`` (the spatial size the encoder needs) and
-    implement :meth:`_encode` / :meth:`_decode` on padded images (see ``needs_scale``). ``snr_db`` ([B] tensor,
-    dB) is passed to SNR-adaptive codecs and ignored by the others.
+    implement :meth:`_encode` / :meth:`_decode` on padded images (see ``needs_scale``).
+    ``snr_db`` ([B] tensor, dB) is passed to SNR-adaptive codecs and ignored by the others.
     """
 
     name: str = "codec"
@@ -64,9 +64,7 @@ class Codec(nn.Module):
         xp, _ = pad_to_multiple(x, self.multiple)
         return self._encode(xp, snr_db)
 
-    def decode(
-        self, latent: Tensor, size: tuple[int, int], snr_db: Tensor | None = None
-    ) -> Tensor:
+    def decode(self, latent: Tensor, size: tuple[int, int], snr_db: Tensor | None = None) -> Tensor:
         """Real latent [B, C, h, w] -> images [B, 3, H, W] in [0, 1], cropped to ``size``."""
         return crop_to(self._decode(latent, snr_db), size).clamp(0.0, 1.0)
 

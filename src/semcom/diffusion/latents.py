@@ -82,10 +82,13 @@ def measure_p0(latents: list[Tensor]) -> float:
 
 
 class LatentCrops(Dataset):
-    """Random ``crop`` x ``crop`` latent crops, unit power each; deterministic per (seed, epoch).
+    """Random ``crop`` x ``crop`` crops of whole latents normalised to unit power per image.
 
-    Item ``i`` comes from latent ``i % len(latents)``; ``repeats`` makes one epoch visit every
-    latent several times. Latents smaller than the crop are padded by reflection.
+    The *whole* latent is normalised first and then cropped (not each crop on its own): the
+    transmitter normalises whole images, so local power varies across a received latent and the
+    denoiser must see the same statistics in training. Deterministic per (seed, epoch). Item
+    ``i`` comes from latent ``i % len(latents)``; ``repeats`` makes one epoch visit every latent
+    several times. Latents smaller than the crop are padded by reflection.
     """
 
     def __init__(
@@ -93,7 +96,7 @@ class LatentCrops(Dataset):
     ) -> None:
         if not latents:
             raise ValueError("LatentCrops needs at least one latent")
-        self.latents = latents
+        self.latents = [unit_power(t.unsqueeze(0))[0] for t in latents]
         self.crop = crop
         self.seed = int(seed)
         self.repeats = int(repeats)
@@ -119,4 +122,4 @@ class LatentCrops(Dataset):
             top = int(rng.integers(0, h - k + 1))
             left = int(rng.integers(0, w - k + 1))
             lat = lat[:, top : top + k, left : left + k]
-        return unit_power(lat.unsqueeze(0))[0]
+        return lat

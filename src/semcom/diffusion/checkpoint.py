@@ -1,0 +1,148 @@
+"""Denoiser checkpoints: load with checks (codec, latent channels, P0), ship to the zoo.
+
+A denoiser checkpoint is the ``model.safetensors`` of a ``semcom train denoiser`` run: weights
+plus metadata ``task="denoiser"``, ``codec`` (e.g. ``vae``), ``cbr`` and ``denoiser_config``
+(JSON of :class:`~semcom.diffusion.denoiser.DenoiserConfig`, including the measured ``p0``).
+Loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .denoiser import DenoiserConfig, LatentUNet
+
+
+def read_denoiser(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Weights and metadata of a denoiser safetensors file (``ValueError`` if unusable)."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    if not p.is_file():
+        raise ValueError(f"denoiser checkpoint {str(p)!r} not found")
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"corrupt or unreadable denoiser checkpoint {str(p)!r}: {e}") from e
+    if meta.get("task") != "denoiser" or "denoiser_config" not in meta:
+        raise ValueError(
+            f"{str(p)!r} is not a denoiser checkpoint (task {meta.get('task')!r}); "
+            "train one with 'semcom train denoiser'"
+        )
+    return weights, meta
+
+
+def load_denoiser(
+    path: str | Path,
+    codec: str | None = None,
+    cbr: str | None = None,
+    latent_channels: int | None = None,
+    device: str | torch.device = "cpu",
+) -> LatentUNet:
+    """Load a denoiser, refusing one trained on another codec's latents.
+
+    Args:
+        path: ``model.safetensors`` or a run folder.
+        codec, cbr: the codec (and CBR, for zoo codecs) the receiver decodes with; a
+            checkpoint trained on other latents raises ``ValueError`` naming both.
+        latent_channels: latent channel count of that codec (checked too).
+    """
+    weights, meta = read_denoiser(path)
+    cfg = DenoiserConfig.from_dict(json.loads(meta["denoiser_config"]))
+    trained_on = meta.get("codec", "?")
+    trained_cbr = meta.get("cbr", "None")
+    if codec is not None and trained_on != codec:
+        raise ValueError(
+            f"denoiser {str(path)!r} was trained on latents of codec {trained_on!r}, "
+            f"not {codec!r}: train one for {codec!r} with 'semcom train denoiser --codec {codec}'"
+        )
+    if cbr is not None and trained_cbr not in ("None", str(cbr)):
+        raise ValueError(
+            f"denoiser {str(path)!r} was trained on {trained_on} latents at CBR {trained_cbr}, "
+            f"not {cbr}"
+        )
+    if latent_channels is not None and cfg.channels != latent_channels:
+        raise ValueError(
+            f"denoiser {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
+            f"{latent_channels}"
+        )
+    model = LatentUNet(cfg)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"denoiser {str(path)!r} does not match its stored config: {e}") from e
+    model.eval().requires_grad_(False)
+    return model.to(device)
+
+
+def find_denoiser(codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None):
+    """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none)."""
+    from ..zoo import list_checkpoints
+
+    cands = [
+        e
+        for e in list_checkpoints(zoo_dir)
+        if e.model == "denoiser"
+        and e.card.get("codec", {}).get("name") == codec
+        and (cbr is None or str(e.card.get("codec", {}).get("cbr")) in (str(cbr), "None"))
+    ]
+    if not cands:
+        raise ValueError(
+            f"no denoiser for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " is "
+            "shipped; train one with 'semcom train denoiser' (see 'semcom zoo list')"
+        )
+    return cands[0]
+
+
+def export_denoiser(
+    run_dir: str | Path, zoo_name: str, test: dict[str, Any] | None = None, zoo_dir=None
+) -> Path:
+    """Copy a finished denoiser run into the zoo (weights + card with config, data, P0)."""
+    from ..channels import format_cbr, parse_cbr
+    from ..train.engine import atomic_write_bytes, atomic_write_json
+    from ..zoo import CARD_FORMAT, ZOO_DIR, _sha256
+
+    run = Path(run_dir)
+    _, meta = read_denoiser(run)
+    rc = json.loads((run / "card.json").read_text())
+    codec = rc["codec"]
+    codec_cbr = 1 / 12 if codec["name"] == "vae" else parse_cbr(codec["cbr"])
+    card = {
+        "format": CARD_FORMAT,
+        "name": zoo_name,
+        "model": "denoiser",
+        "model_config": json.loads(meta["denoiser_config"]),
+        "codec": codec,
+        "p0": rc["p0"],
+        "cbr": codec_cbr,
+        "cbr_str": format_cbr(codec_cbr),
+        "channel": {"name": "any", "csi": "n/a"},
+        "snr_train": ":".join(f"{s:g}" for s in rc["config"]["snr_range"]),
+        "data": rc["data"],
+        "test": test or {},
+        "val_metrics": rc.get("val_metrics", {}),
+        "history": rc.get("history", []),
+        "command": rc.get("command", ""),
+        "hours": rc.get("hours", 0.0),
+        "hardware": rc.get("hardware", "unknown"),
+        "seed": rc.get("seed"),
+        "epochs": rc.get("epoch"),
+        "steps": rc.get("step"),
+        "git_commit": rc.get("git_commit", "unknown"),
+        "train": rc.get("train", {}),
+        "config": rc.get("config", {}),
+        "sha256": _sha256(run / "model.safetensors"),
+    }
+    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    atomic_write_bytes(dest / f"{zoo_name}.safetensors", (run / "model.safetensors").read_bytes())
+    out = dest / f"{zoo_name}.json"
+    atomic_write_json(out, card)
+    return out
