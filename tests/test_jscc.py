@@ -25,15 +25,6 @@ from semcom.link import AnalogLink
 W = 8  # tiny hidden width: fast on 2 CPU cores
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # With 2 threads on a loaded 2-core machine, small convolutions run ~100x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize(("cbr", "c"), [(1 / 6, 16), (1 / 12, 8), (1 / 16, 6), ("1/16", 6)])
 def test_cbr_channels(cbr, c):
     assert channels_for_cbr(cbr) == c

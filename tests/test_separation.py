@@ -26,16 +26,6 @@ from semcom.separation.source import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Sionna's BP decoder runs many small ops: on a shared 2-core machine 2 intra-op threads
-    # are several times slower than 1 (runs after conftest's thread fixture).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def astronaut() -> torch.Tensor:
     """skimage's astronaut, area-resized to 128 x 128: [1, 3, 128, 128] in [0, 1]."""

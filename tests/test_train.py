@@ -19,15 +19,6 @@ from semcom.train.jscc import JSCCConfig, JSCCTask, parse_snr_train
 W = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # With 2 threads on a loaded 2-core machine, small convolutions run ~100x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _task(**kw) -> JSCCTask:
     base = dict(model="adjscc", cbr="1/12", width=W, data="cifar10-train", limit=16,
                 val_data="0.001", val_limit=8, snr_train="-5:20", channel="rayleigh-fast",

@@ -88,7 +88,8 @@ class LatentCrops(Dataset):
     transmitter normalises whole images, so local power varies across a received latent and the
     denoiser must see the same statistics in training. Deterministic per (seed, epoch). Item
     ``i`` comes from latent ``i % len(latents)``; ``repeats`` makes one epoch visit every latent
-    several times. Latents smaller than the crop are padded by reflection.
+    several times. Latents smaller than the crop are padded by reflection (by replication
+    when less than half the crop size).
     """
 
     def __init__(
@@ -114,9 +115,10 @@ class LatentCrops(Dataset):
             k = self.crop
             h, w = lat.shape[-2:]
             if h < k or w < k:
-                lat = torch.nn.functional.pad(
-                    lat.unsqueeze(0), (0, max(0, k - w), 0, max(0, k - h)), mode="reflect"
-                )[0]
+                ph, pw = max(0, k - h), max(0, k - w)
+                # reflection needs padding < size; far smaller latents are padded by replication
+                mode = "reflect" if ph < h and pw < w else "replicate"
+                lat = torch.nn.functional.pad(lat.unsqueeze(0), (0, pw, 0, ph), mode=mode)[0]
                 h, w = lat.shape[-2:]
             rng = np.random.default_rng((self.seed, self.epoch, index))
             top = int(rng.integers(0, h - k + 1))

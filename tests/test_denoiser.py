@@ -1,0 +1,495 @@
+"""Latent denoiser: U-Net + preconditioning, latent cache/crops, training task + CLI,
+checkpoints (load checks, zoo export), the ``vae+dm`` scheme and ``semcom plot``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from semcom.cli import main as semcom_main
+from semcom.diffusion.checkpoint import (
+    export_denoiser,
+    find_denoiser,
+    load_denoiser,
+    read_denoiser,
+)
+from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
+from semcom.diffusion.latents import (
+    LatentCrops,
+    load_latents,
+    measure_p0,
+    save_latents,
+    unit_power,
+)
+from semcom.train.denoiser import (
+    DenoiserTask,
+    DenoiserTaskConfig,
+    latent_cache_path,
+    level_for_snr,
+)
+from semcom.train.engine import TrainConfig, Trainer
+
+C = 32  # TAEF2 latent channels: the fake "vae" latents must match for the vae+dm test
+SMALL = DenoiserConfig(channels=C, width=16, mults=(1, 2), blocks=1, emb_dim=32)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _structured_latents(n: int, seed: int) -> list[torch.Tensor]:
+    """Latents with strongly correlated channels (one spatial map times per-channel gains
+    shared by every latent, train and validation), so a denoiser can learn to beat the
+    per-element LMMSE estimate; variable, odd sizes."""
+    gains = torch.randn(C, 1, 1, generator=torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        h, w = 6 + i % 3, 7 + (2 * i) % 5
+        base = torch.randn(1, h, w, generator=g)
+        out.append(3.0 * gains * base + 0.05 * torch.randn(C, h, w, generator=g))
+    return out
+
+
+@pytest.fixture(scope="module")
+def latent_cache(tmp_path_factory):
+    """XDG_CACHE_HOME in a temp folder holding fake cached 'vae' latents (no encoding)."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root))
+        save_latents(
+            _structured_latents(6, 0),
+            latent_cache_path("vae", None, "bsds500-train"),
+            {"codec": "vae"},
+        )
+        save_latents(
+            _structured_latents(3, 1),
+            latent_cache_path("vae", None, "bsds500-val"),
+            {"codec": "vae"},
+        )
+        assert str(latent_cache_path("vae", None, "bsds500-train")).startswith(str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def cli_run(latent_cache, tmp_path_factory):
+    """A 3-step ``semcom train denoiser`` run on the fake latents."""
+    out = tmp_path_factory.mktemp("run")
+    rc = semcom_main(
+        ["train", "denoiser", "--codec", "vae", "--data", "bsds500-train",
+         "--val-data", "bsds500-val", "--crop", "4", "--repeats", "2", "--width", "16",
+         "--snr-range=-10:20", "--batch-size", "4", "--max-steps", "3", "--epochs", "1",
+         "--quiet", "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def untrained_ckpt(tmp_path_factory) -> Path:
+    """A zero-output-layer (= LMMSE) denoiser saved with the task's own metadata."""
+    model = LatentUNet(SMALL)
+    meta = DenoiserTask(DenoiserTaskConfig(codec="vae")).model_metadata(model)
+    path = tmp_path_factory.mktemp("untrained") / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), meta)
+    return path
+
+
+def _perturbed(cfg: DenoiserConfig = SMALL, seed: int = 0) -> LatentUNet:
+    torch.manual_seed(seed)
+    net = LatentUNet(cfg).eval()
+    with torch.no_grad():
+        net.out.weight.normal_(0, 0.1)
+        net.out.bias.normal_(0, 0.1)
+        for m in net.modules():  # the zero-init second convs of the res blocks too
+            if hasattr(m, "conv2"):
+                m.conv2.weight.normal_(0, 0.05)
+    return net
+
+
+# --------------------------------------------------------------------------- LatentUNet
+@pytest.mark.parametrize("shape", [(2, C, 5, 7), (1, C, 13, 9), (1, C, 1, 1)])
+def test_unet_shape_odd_sizes(shape):
+    net = _perturbed(DenoiserConfig(channels=C, width=8, mults=(1, 2, 2), blocks=1, emb_dim=16))
+    x = torch.randn(shape)
+    with torch.no_grad():
+        y = net(x, torch.full((shape[0],), 0.3))
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("p0", [1.0, 2.5])
+def test_untrained_is_exact_lmmse(p0):
+    net = LatentUNet(DenoiserConfig(channels=4, width=8, mults=(1, 2), blocks=1, p0=p0))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 5, 6, generator=g, dtype=torch.float64)
+    v = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    net = net.double()
+    with torch.no_grad():
+        y = net(x, v)
+    c_skip = (1 - v).sqrt() * p0 / ((1 - v) * p0 + v)
+    torch.testing.assert_close(y, c_skip.view(3, 1, 1, 1) * x, rtol=1e-12, atol=1e-12)
+    if p0 == 1.0:  # the LMMSE estimate sqrt(1-v) x_t
+        torch.testing.assert_close(y, (1 - v).sqrt().view(3, 1, 1, 1) * x)
+    # a scalar level works too and equals the per-image one
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, 0.5), net(x, torch.full((3,), 0.5, dtype=x.dtype)))
+
+
+def test_conditioning_and_clamping():
+    net = _perturbed()
+    x = torch.randn(1, C, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = {v: net(x, torch.tensor([v])) for v in (0.0, 1e-12, 0.1, 0.5, 0.9, 1.0)}
+        skip = {v: math.sqrt(1 - v) / ((1 - v) + v) for v in (0.1, 0.5)}
+        # the residual F(., lambda) itself depends on the level, not only c_skip / c_out
+        r1 = (out[0.1] - skip[0.1] * x) / math.sqrt(0.1)
+        r5 = (out[0.5] - skip[0.5] * x) / math.sqrt(0.5)
+    assert (r1 - r5).abs().max() > 1e-3
+    assert r1.abs().max() > 1e-3  # the perturbation is visible
+    for v, y in out.items():
+        assert torch.isfinite(y).all(), v
+    # v = 0 and v = 1e-12 are clamped to the same level
+    torch.testing.assert_close(out[0.0], out[1e-12])
+
+
+def test_unet_bad_shapes():
+    net = LatentUNet(SMALL)
+    with pytest.raises(ValueError, match="latents"):
+        net(torch.randn(1, C - 1, 4, 4), 0.5)
+    with pytest.raises(ValueError, match="latents"):
+        net(torch.randn(C, 4, 4), 0.5)
+    with pytest.raises(ValueError, match="noise level"):
+        net(torch.randn(2, C, 4, 4), torch.tensor([0.1, 0.2, 0.3]))
+
+
+def test_config_roundtrip():
+    cfg = DenoiserConfig(channels=8, width=16, mults=(1, 2, 4), blocks=3, emb_dim=64, p0=0.97)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert DenoiserConfig.from_dict(d) == cfg
+
+
+# ------------------------------------------------------------------------------ latents
+def test_unit_power_and_p0():
+    x = torch.randn(4, 3, 5, 6) * torch.tensor([0.1, 1.0, 7.0, 300.0]).view(4, 1, 1, 1)
+    p = unit_power(x).pow(2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(p, torch.ones(4))
+    assert unit_power(torch.zeros(2, 3)).abs().max() == 0  # no division by zero
+    assert measure_p0([torch.randn(3, 4, 5) * 9, torch.randn(3, 2, 2)]) == pytest.approx(1.0)
+
+
+def test_save_load_roundtrip(tmp_path):
+    lat = [torch.randn(4, 3, 5), torch.randn(4, 7, 2), torch.randn(4, 1, 1)]
+    p = save_latents(lat, tmp_path / "sub" / "l.safetensors", {"codec": "x"})
+    back = load_latents(p)
+    assert len(back) == len(lat)
+    for a, b in zip(lat, back, strict=True):
+        assert torch.equal(a, b)
+    assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_latent_crops():
+    lat = [torch.randn(C, 9, 11) * 5, torch.randn(C, 10, 10)]
+    ds = LatentCrops(lat, crop=4, seed=3, repeats=3)
+    assert len(ds) == 6
+    a = [ds[i] for i in range(len(ds))]
+    assert all(t.shape == (C, 4, 4) for t in a)
+    b = [LatentCrops(lat, crop=4, seed=3, repeats=3)[i] for i in range(len(ds))]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    ds.set_epoch(1)
+    c = [ds[i] for i in range(len(ds))]
+    assert any(not torch.equal(x, y) for x, y in zip(a, c, strict=True))
+    ds.set_epoch(0)
+    assert all(torch.equal(x, ds[i]) for i, x in enumerate(a))
+    # crops come from the whole latent normalised to unit power (not per crop)
+    whole = unit_power(lat[0].unsqueeze(0))[0]
+    hit = any(torch.equal(a[0], whole[:, t : t + 4, s : s + 4]) for t in range(6) for s in range(8))
+    assert hit
+    # no crop: whole latents at unit power
+    full = LatentCrops(lat, crop=None)
+    assert full[0].shape == (C, 9, 11)
+    assert float(full[0].pow(2).mean()) == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError):
+        LatentCrops([], crop=4)
+
+
+def test_latent_crops_pad_small():
+    # a little smaller than the crop: reflection padding, the latent itself sits top-left
+    lat = torch.randn(C, 5, 6)
+    ds = LatentCrops([lat], crop=8)
+    unit = unit_power(lat.unsqueeze(0))[0]
+    y = ds[0]
+    assert y.shape == (C, 8, 8)
+    assert torch.equal(y[:, :5, :6], unit)
+    assert torch.equal(y[:, 5, :6], unit[:, 3])  # reflected row
+    # much smaller than the crop (padding >= size, where reflection is impossible)
+    ds = LatentCrops([torch.randn(C, 3, 5), torch.randn(C, 6, 2), torch.randn(C, 1, 1)], crop=6)
+    for i in range(3):
+        assert ds[i].shape == (C, 6, 6)
+        assert torch.isfinite(ds[i]).all()
+
+
+# --------------------------------------------------------------------------------- task
+def test_level_for_snr():
+    v = level_for_snr(torch.tensor([0.0, 10.0, -10.0]), 1.0)
+    torch.testing.assert_close(v, torch.tensor([0.5, 1 / 11, 10 / 11]))
+    v2 = level_for_snr(torch.tensor([0.0]), 2.0)
+    torch.testing.assert_close(v2, torch.tensor([2 / 3]))
+
+
+def _task() -> DenoiserTask:
+    return DenoiserTask(
+        DenoiserTaskConfig(codec="vae", crop=4, repeats=4, width=16, mults=(1, 2), seed=0,
+                           snr_range=(-10.0, 20.0), val_snrs=[-10.0, 0.0, 10.0])
+    )  # fmt: skip
+
+
+def test_task_untrained_gain_zero(latent_cache):
+    task = _task()
+    model = task.build_model()
+    assert isinstance(model, LatentUNet)
+    assert model.config.channels == C and model.p0 == pytest.approx(1.0, abs=1e-5)
+    m = task.validate(model, None)
+    assert set(m) == {"gain_db@-10dB", "gain_db@0dB", "gain_db@10dB", "gain_db"}
+    for k, g in m.items():
+        assert abs(g) < 1e-6, (k, g)
+    card = task.card()
+    assert card["codec"]["name"] == "vae" and card["p0"] == task.p0
+    assert card["codec"]["latent_shape_train"][0] == C
+    items = task.train_dataset()
+    assert len(items) == 6 * 4 and items[0].shape == (C, 4, 4)
+
+
+def test_task_training_reduces_loss(latent_cache, tmp_path):
+    task = _task()
+    cfg = TrainConfig(out=str(tmp_path), epochs=2, batch_size=4, lr=3e-3, progress=False,
+                      schedule="constant", seed=0)  # fmt: skip
+    metrics = Trainer(task, cfg).fit()
+    trained = load_denoiser(tmp_path, codec="vae", latent_channels=C)
+    untrained = LatentUNet(trained.config)
+    batch = torch.stack([task.train_dataset()[i] for i in range(8)])
+
+    def fixed_loss(model):
+        return float(task.loss(model, batch, torch.Generator().manual_seed(5))[0])
+
+    with torch.no_grad():
+        before, after = fixed_loss(untrained), fixed_loss(trained)
+    assert after < 0.95 * before, (before, after)
+    # validation: untrained = LMMSE = 0 dB exactly; learning the channel correlation helps
+    assert metrics["gain_db"] > 0.3, metrics
+    hist = json.loads((tmp_path / "card.json").read_text())["history"]
+    assert len(hist) == 2 and hist[1]["metrics"]["gain_db"] > hist[0]["metrics"]["gain_db"] > 0
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_cli_train_writes_run(cli_run):
+    for f in ("model.safetensors", "card.json", "state.pt"):
+        assert (cli_run / f).is_file(), f
+    card = json.loads((cli_run / "card.json").read_text())
+    assert card["task"] == "denoiser" and card["step"] == 3
+    assert card["codec"]["name"] == "vae"
+    assert card["p0"] == pytest.approx(1.0, abs=1e-5)
+    assert card["config"]["width"] == 16 and card["config"]["crop"] == 4
+    assert card["config"]["snr_range"] == [-10.0, 20.0]
+    assert "gain_db" in card["val_metrics"]
+    _, meta = read_denoiser(cli_run)
+    assert meta["task"] == "denoiser" and meta["codec"] == "vae" and meta["cbr"] == "None"
+    assert json.loads(meta["denoiser_config"])["width"] == 16
+
+
+def test_cli_bad_snr_range(latent_cache, tmp_path, capsys):
+    rc = semcom_main(["train", "denoiser", "--snr-range", "20:-5", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "SNR" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- checkpoint
+def test_load_denoiser_checks(cli_run, tmp_path):
+    m = load_denoiser(cli_run, codec="vae", latent_channels=C)
+    assert isinstance(m, LatentUNet) and not m.training
+    assert not any(p.requires_grad for p in m.parameters())
+    sd = load_file(str(cli_run / "model.safetensors"))
+    assert all(torch.equal(sd[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(ValueError, match="vae") as e:
+        load_denoiser(cli_run, codec="deepjscc")
+    assert "deepjscc" in str(e.value)
+    with pytest.raises(ValueError, match="32-channel latents, the codec has 16"):
+        load_denoiser(cli_run / "model.safetensors", codec="vae", latent_channels=16)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0))
+                    .to(torch.uint8).numpy().tobytes())  # fmt: skip
+    with pytest.raises(ValueError, match="corrupt"):
+        load_denoiser(bad)
+    jscc = tmp_path / "jscc.safetensors"
+    save_file({"w": torch.zeros(2)}, str(jscc), {"model": "deepjscc", "c": "8", "width": "16"})
+    with pytest.raises(ValueError, match="not a denoiser"):
+        load_denoiser(jscc)
+    with pytest.raises(ValueError, match="not found"):
+        load_denoiser(tmp_path / "missing.safetensors")
+    # weights that do not match the stored config
+    sd.pop("out.bias")
+    meta = read_denoiser(cli_run)[1]
+    save_file(sd, str(tmp_path / "short.safetensors"), meta)
+    with pytest.raises(ValueError, match="does not match"):
+        load_denoiser(tmp_path / "short.safetensors")
+
+
+def test_cbr_check(untrained_ckpt, tmp_path):
+    model = LatentUNet(SMALL)
+    meta = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", cbr="1/16")).model_metadata(model)
+    p = tmp_path / "d.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p), meta)
+    load_denoiser(p, codec="deepjscc", cbr="1/16")
+    with pytest.raises(ValueError, match="1/16"):
+        load_denoiser(p, codec="deepjscc", cbr="1/6")
+    load_denoiser(untrained_ckpt, codec="vae", cbr="1/6")  # CBR-agnostic (None) is accepted
+
+
+def test_export_and_find(cli_run, tmp_path):
+    from semcom.zoo import list_checkpoints
+
+    zoo = tmp_path / "zoo"
+    card_path = export_denoiser(cli_run, "dm-vae-test", test={"note": "t"}, zoo_dir=zoo)
+    assert card_path == zoo / "dm-vae-test.json"
+    assert (zoo / "dm-vae-test.safetensors").read_bytes() == (
+        cli_run / "model.safetensors"
+    ).read_bytes()
+    card = json.loads(card_path.read_text())
+    assert card["model"] == "denoiser" and card["codec"]["name"] == "vae"
+    assert card["snr_train"] == "-10:20" and card["steps"] == 3
+    entries = list_checkpoints(zoo)
+    assert [e.name for e in entries] == ["dm-vae-test"]
+    assert entries[0].cbr == pytest.approx(1 / 12) and entries[0].data == "bsds500-train"
+    e = find_denoiser("vae", zoo_dir=zoo)
+    assert e.name == "dm-vae-test"
+    load_denoiser(e.weights, codec="vae", latent_channels=C)
+    with pytest.raises(ValueError, match="no denoiser"):
+        find_denoiser("deepjscc", "1/16", zoo_dir=zoo)
+    with pytest.raises(ValueError, match="no denoiser"):
+        find_denoiser("vae", zoo_dir=tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------- vae+dm scheme
+@pytest.fixture(scope="module")
+def vae_pair(weights_root, untrained_ckpt):
+    from semcom.diffusion.registry import build_dm_link
+    from semcom.schemes import get_scheme
+
+    dm = build_dm_link("vae", None, torch.device("cpu"), denoiser_path=str(untrained_ckpt))
+    return dm, get_scheme("vae")
+
+
+def _image() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 48), indexing="ij")
+    base = torch.stack([xx, yy, 0.5 * (xx + yy)])
+    return (0.8 * base + 0.2 * torch.rand(3, 32, 48, generator=g)).clamp(0, 1).unsqueeze(0)
+
+
+def test_vae_dm_untrained_equals_lmmse(vae_pair):
+    from semcom.channels import Channel
+
+    dm, plain = vae_pair
+    assert dm.name == "vae+dm"
+    img = _image()
+    for snr in (0.0, 10.0):
+        a = dm.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(7))
+        b = plain.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(7))
+        assert a.images.shape == img.shape
+        torch.testing.assert_close(a.images, b.images, atol=1e-5, rtol=0)
+        assert a.info["n_skip"] == 0 and a.info["network_calls"] == 1
+        assert {"n_start_from_noise", "n_clamped", "deep_fades"} <= set(a.info)
+        assert a.cbr == b.cbr
+    # a different noise draw changes the output (the comparison above is not vacuous)
+    c = dm.transmit(img, Channel("awgn"), 0.0, torch.Generator().manual_seed(8))
+    assert (c.images - a.images).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("p0", [0.5, 1.7])
+def test_vae_dm_units_with_p0(vae_pair, p0):
+    """Untrained denoiser with P0 != 1 (receiver told the same P0): the alpha / 1/sqrt(P0)
+    mapping must still give the LMMSE receiver exactly for the exact-level rules (K = 1)."""
+    import dataclasses
+
+    from semcom.channels import Channel
+    from semcom.diffusion.samplers import DiffusionReceiver
+    from semcom.link import AnalogLink
+
+    _, plain = vae_pair
+    den = LatentUNet(dataclasses.replace(SMALL, p0=p0)).eval()
+    img = _image()
+    for rule, tol in (("continuous", 1e-5), ("ddm", 1e-5), ("vp", 2e-3)):  # vp: table steps
+        link = AnalogLink(plain.codec, DiffusionReceiver(den, p0=p0, rule=rule, steps=1))
+        for snr in (0.0, 10.0):
+            a = link.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(3))
+            b = plain.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(3))
+            torch.testing.assert_close(a.images, b.images, atol=tol, rtol=0)
+    # a receiver told the wrong P0 is visibly off (the check above has teeth)
+    link = AnalogLink(plain.codec, DiffusionReceiver(den, p0=1.2 * p0, steps=1))
+    a = link.transmit(img, Channel("awgn"), 0.0, torch.Generator().manual_seed(3))
+    b = plain.transmit(img, Channel("awgn"), 0.0, torch.Generator().manual_seed(3))
+    assert (a.images - b.images).abs().max() > 5e-3
+
+
+def test_vae_dm_rules_and_errors(weights_root, untrained_ckpt):
+    from semcom.channels import Channel
+    from semcom.schemes import get_scheme
+
+    img = _image()
+    for rule in ("vp", "ddm"):
+        s = get_scheme("vae+dm", matching=rule, steps=2, denoiser_path=str(untrained_ckpt))
+        t = s.transmit(img, Channel("awgn"), 5.0, torch.Generator().manual_seed(1))
+        assert torch.isfinite(t.images).all() and t.images.shape == img.shape
+        assert 1 <= t.info["network_calls"] <= 2
+    with pytest.raises(ValueError, match="matching"):
+        get_scheme("vae+dm", matching="bogus", denoiser_path=str(untrained_ckpt))
+    with pytest.raises(ValueError, match="steps"):
+        get_scheme("vae+dm", steps=0, denoiser_path=str(untrained_ckpt))
+    with pytest.raises(ValueError, match="fading"):
+        get_scheme("vae+dm", fading="nope", denoiser_path=str(untrained_ckpt))
+    with pytest.raises(ValueError, match="CBR"):
+        get_scheme("vae+dm", cbr=1 / 6, denoiser_path=str(untrained_ckpt))
+
+
+def test_vae_dm_refuses_other_codec(weights_root, tmp_path):
+    from semcom.schemes import get_scheme
+
+    model = LatentUNet(SMALL)
+    meta = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", cbr="1/16")).model_metadata(model)
+    p = tmp_path / "d.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p), meta)
+    with pytest.raises(ValueError, match="deepjscc"):
+        get_scheme("vae+dm", denoiser_path=str(p))
+
+
+# ---------------------------------------------------------------------------------- plot
+def test_cli_plot(tmp_path, capsys):
+    doc = {
+        "semcom_version": "0.1.0",
+        "dataset": {"name": "kodak", "n_images": 2},
+        "channel": {"name": "awgn", "csi": "perfect"},
+        "runs": [
+            {"scheme": "vae", "cbr": None, "snr_db": [0, 10], "psnr": [20.0, 25.0]},
+            {"scheme": "vae+dm", "cbr": 1 / 12, "snr_db": [0, 10], "psnr": [21.0, None]},
+        ],
+    }
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(doc))
+    png = tmp_path / "fig" / "f.png"
+    assert semcom_main(["plot", str(res), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png2 = tmp_path / "g.png"
+    anchors = REPO / "results" / "anchors" / "kodak-awgn.json"
+    rc = semcom_main(["plot", str(res), "--anchors", str(anchors), "--out", str(png2)])
+    assert rc == 0 and png2.stat().st_size > 1000
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hello": 1}))
+    capsys.readouterr()
+    assert semcom_main(["plot", str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not a semcom results file" in capsys.readouterr().err
+    # no run has the metric
+    rc = semcom_main(["plot", str(res), "--metric", "lpips", "--out", str(tmp_path / "y.png")])
+    assert rc == 2
+    assert not (tmp_path / "x.png").exists()
