@@ -3,6 +3,7 @@ checkpoints (load checks, zoo export), the ``vae+dm`` scheme and ``semcom plot``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -353,10 +354,17 @@ def test_export_and_find(cli_run, tmp_path):
     zoo = tmp_path / "zoo"
     card_path = export_denoiser(cli_run, "dm-vae-test", test={"note": "t"}, zoo_dir=zoo)
     assert card_path == zoo / "dm-vae-test.json"
-    assert (zoo / "dm-vae-test.safetensors").read_bytes() == (
-        cli_run / "model.safetensors"
-    ).read_bytes()
     card = json.loads(card_path.read_text())
+    # shipped in float16: the same weights to half precision, checksum of the shipped file
+    shipped = (zoo / "dm-vae-test.safetensors").read_bytes()
+    assert card["dtype"] == "float16"
+    assert card["sha256"] == hashlib.sha256(shipped).hexdigest()
+    w_run, _ = read_denoiser(cli_run)
+    w_zoo, meta = read_denoiser(zoo / "dm-vae-test.safetensors")
+    assert meta["codec"] == "vae" and set(w_run) == set(w_zoo)
+    for k, v in w_run.items():
+        assert w_zoo[k].dtype == torch.float16
+        torch.testing.assert_close(w_zoo[k].float(), v.half().float())
     assert card["model"] == "denoiser" and card["codec"]["name"] == "vae"
     assert card["snr_train"] == "-10:20" and card["steps"] == 3
     entries = list_checkpoints(zoo)

@@ -323,3 +323,40 @@ def test_make_grid_wrong_number_of_tiles():
 def test_make_grid_all_empty_row():
     grid = make_grid([("a", [None])], ["x"], tile_width=32)
     assert grid.size[0] > 32 and not math.isnan(grid.size[1])
+
+
+def _doc(runs, seed=0, channel="awgn"):
+    return {
+        "semcom_version": "0.1.0",
+        "dataset": {"name": "kodak", "n_images": 2},
+        "channel": {"name": channel, "csi": "perfect"},
+        "runs": runs,
+        "meta": {"seed": seed, "command": "x"},
+    }
+
+
+def test_merge_results_combines_and_checks(tmp_path):
+    from semcom.cli import main
+    from semcom.eval.sweep import merge_results
+
+    a = _doc([{"scheme": "vae", "cbr": None, "snr_db": [0], "psnr": [20.0]}])
+    b = _doc([{"scheme": "vae+dm", "cbr": None, "snr_db": [0], "psnr": [21.0]}])
+    m = merge_results([a, b], ["a", "b"])
+    assert [r["scheme"] for r in m["runs"]] == ["vae", "vae+dm"]
+    assert m["dataset"] == a["dataset"] and m["meta"]["seed"] == 0
+    assert [s["file"] for s in m["meta"]["sources"]] == ["a", "b"]
+    # a later run of the same scheme replaces the earlier one
+    c = _doc([{"scheme": "vae", "cbr": None, "snr_db": [0], "psnr": [19.0]}])
+    assert merge_results([a, c])["runs"][0]["psnr"] == [19.0]
+    with pytest.raises(ValueError, match="seed"):
+        merge_results([a, _doc([], seed=1)], ["a", "b"])
+    with pytest.raises(ValueError, match="channel"):
+        merge_results([a, _doc([], channel="rayleigh-slow")], ["a", "b"])
+    pa, pb, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert main(["merge", str(pa), str(pb), "--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())["runs"]) == 2
+    pc = tmp_path / "c.json"
+    pc.write_text(json.dumps(_doc([], seed=3)))
+    assert main(["merge", str(pa), str(pc), "--out", str(out)]) == 2

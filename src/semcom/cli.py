@@ -510,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the rows to this JSON file")
     b.set_defaults(func=cmd_bench)
 
+    m = sub.add_parser("merge", help="merge results JSON files of the same data set/channel/seed")
+    m.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    m.add_argument("--out", required=True, help="merged results JSON")
+    m.set_defaults(func=cmd_merge)
+
     pl = sub.add_parser("plot", help="draw results JSON files against SNR -> PNG")
     pl.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     pl.add_argument("--metric", default="psnr", choices=list(METRIC_LABELS))
@@ -543,6 +548,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(format_bench(rows, reference=schemes[0][0]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .eval.plot import load_results
+    from .eval.sweep import merge_results, write_json_atomic
+
+    doc = merge_results([load_results(f) for f in args.results], args.results)
+    write_json_atomic(doc, args.out)
+    print(f"wrote {args.out} ({len(doc['runs'])} runs)")
     return 0
 
 

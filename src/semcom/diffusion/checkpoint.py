@@ -8,6 +8,7 @@ Loading never unpickles code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,14 @@ def export_denoiser(
     run_dir: str | Path, zoo_name: str, test: dict[str, Any] | None = None, zoo_dir=None
 ) -> Path:
     """Copy a finished denoiser run into the zoo (weights + card with config, data, P0)."""
+    from safetensors.torch import save
+
     from ..channels import format_cbr, parse_cbr
     from ..train.engine import atomic_write_bytes, atomic_write_json
-    from ..zoo import CARD_FORMAT, ZOO_DIR, _sha256
+    from ..zoo import CARD_FORMAT, ZOO_DIR
 
     run = Path(run_dir)
-    _, meta = read_denoiser(run)
+    weights, meta = read_denoiser(run)
     rc = json.loads((run / "card.json").read_text())
     codec = rc["codec"]
     codec_cbr = 1 / 12 if codec["name"] == "vae" else parse_cbr(codec["cbr"])
@@ -139,10 +142,13 @@ def export_denoiser(
         "git_commit": rc.get("git_commit", "unknown"),
         "train": rc.get("train", {}),
         "config": rc.get("config", {}),
-        "sha256": _sha256(run / "model.safetensors"),
     }
     dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
-    atomic_write_bytes(dest / f"{zoo_name}.safetensors", (run / "model.safetensors").read_bytes())
+    # shipped as float16 (half the size; loading casts back to float32)
+    blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
+    atomic_write_bytes(dest / f"{zoo_name}.safetensors", blob)
+    card["sha256"] = hashlib.sha256(blob).hexdigest()
+    card["dtype"] = "float16"
     out = dest / f"{zoo_name}.json"
     atomic_write_json(out, card)
     return out

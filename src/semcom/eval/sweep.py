@@ -289,3 +289,35 @@ def results_document(
             **meta,
         },
     }
+
+
+def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> dict:
+    """Merge results documents of separate ``semcom eval`` runs into one.
+
+    The runs must share the data set, channel and seed (so every scheme saw the same images
+    and channel realisations); ``ValueError`` names the first mismatch. Runs of the same
+    scheme/CBR in a later document replace earlier ones. ``meta`` keeps each source's meta
+    under ``sources``.
+    """
+    if not docs:
+        raise ValueError("nothing to merge")
+    names = list(names) if names is not None else [f"#{i}" for i in range(len(docs))]
+    first = docs[0]
+    for doc, name in zip(docs[1:], names[1:], strict=True):
+        for key in ("dataset", "channel"):
+            if doc.get(key) != first.get(key):
+                raise ValueError(f"{name}: {key} {doc.get(key)} differs from {first.get(key)}")
+        s0, s1 = first.get("meta", {}).get("seed"), doc.get("meta", {}).get("seed")
+        if s0 != s1:
+            raise ValueError(f"{name}: seed {s1} differs from {s0}")
+    runs: dict[tuple, dict] = {}
+    for doc in docs:
+        for run in doc["runs"]:
+            runs[(run["scheme"], run.get("cbr"))] = run
+    merged = {k: v for k, v in first.items() if k not in ("runs", "meta")}
+    merged["runs"] = list(runs.values())
+    merged["meta"] = {
+        "seed": first.get("meta", {}).get("seed"),
+        "sources": [{"file": n, **d.get("meta", {})} for d, n in zip(docs, names, strict=True)],
+    }
+    return merged
