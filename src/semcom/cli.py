@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 import warnings
@@ -108,15 +109,22 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
     )
     g.add_argument(
         "--snr-source",
-        choices=["known", "moment"],
+        choices=["known", "moment", "learned"],
         default=None,
-        help="SNR the receiver uses: known, or moment-estimated from the received power",
+        help="SNR the receiver uses: known, moment-estimated from the received power (noise "
+        "power known), or learned (pilot-free CNN on the received latent)",
     )
     g.add_argument(
         "--denoiser",
         default=None,
         metavar="PATH",
         help="denoiser checkpoint (run folder or model.safetensors) instead of the shipped one",
+    )
+    g.add_argument(
+        "--snr-estimator",
+        default=None,
+        metavar="PATH",
+        help="SNR-estimator checkpoint for --snr-source learned instead of the shipped one",
     )
     _add_metrics_arg(p)
 
@@ -165,6 +173,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
                 fading=getattr(args, "fading", None),
                 denoiser_path=getattr(args, "denoiser", None),
                 snr_source=getattr(args, "snr_source", None),
+                estimator_path=getattr(args, "snr_estimator", None),
             )
             fixed = getattr(scheme, "fixed_cbr", cbr is None)
             key = RunKey(name, None if fixed else cbr)
@@ -341,10 +350,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "batch_size": args.batch_size,
         "metrics": list(args.metrics),
-        "receiver": {
-            k: getattr(args, k, None)
-            for k in ("matching", "steps", "fading", "denoiser", "snr_source")
-        },
+        "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
     }
     partial = out.with_name(out.name + ".partial.jsonl")
     names = list(getattr(ds, "names", None) or [str(i) for i in range(len(ds))])
@@ -389,7 +395,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------ demo
 #: Schemes shown by ``semcom demo`` when available, in order.
 #: receiver options that change results (part of the resume header of 'semcom eval').
-RECEIVER_OPTIONS = ("matching", "steps", "fading", "denoiser", "snr_source")
+RECEIVER_OPTIONS = ("matching", "steps", "fading", "denoiser", "snr_source", "snr_estimator")
 #: schemes the demo shows, in order; those without shipped checkpoints are skipped (with a note).
 DEMO_SCHEMES = ["vae", "vae+dm", "deepjscc", "jpeg+capacity"]
 
@@ -523,6 +529,32 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="fig.png", help="output PNG")
     pl.set_defaults(func=cmd_plot)
 
+    ex = sub.add_parser("experiment", help="paper experiments (perturb)")
+    exsub = ex.add_subparsers(dest="experiment", required=True, parser_class=_Parser)
+    pe = exsub.add_parser(
+        "perturb",
+        help="paper A §V-D: perturb the matched step t* and the scaling alpha",
+        description="Perturb t* and alpha of a diffusion scheme by (1 + delta) at a few SNRs on "
+        "the same images and noise; writes a JSON and a figure.",
+    )
+    _add_scheme_args(pe, default="vae+dm")
+    pe.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
+    pe.add_argument("--limit", type=_positive_int, default=4, help="number of images")
+    pe.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
+    pe.add_argument("--snr", type=float, nargs="+", default=[-10.0, 0.0, 10.0], help="SNRs, dB")
+    pe.add_argument(
+        "--deltas",
+        type=float,
+        nargs="+",
+        default=None,
+        help="relative perturbations (default -0.5 -0.2 -0.1 -0.05 0 0.05 0.1 0.2 0.5)",
+    )
+    pe.add_argument("--seed", type=int, default=0)
+    pe.add_argument("--device", default="cpu")
+    pe.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
+    pe.add_argument("--quiet", action="store_true", help="no progress bar")
+    pe.set_defaults(func=cmd_experiment_perturb)
+
     from .train.cli import add_train_parser
     from .zoo import add_zoo_parser
 
@@ -548,6 +580,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(format_bench(rows, reference=schemes[0][0]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def cmd_experiment_perturb(args: argparse.Namespace) -> int:
+    from .data import get_dataset
+    from .eval.experiments import (
+        DEFAULT_DELTAS,
+        best_within_noise,
+        perturb_experiment,
+        plot_perturb,
+    )
+    from .eval.sweep import write_json_atomic
+
+    device = _device(args.device)
+    if args.scheme and len(args.scheme) > 1:
+        raise CLIError("experiment perturb takes one --scheme")
+    args.scheme = args.scheme or ["vae+dm"]
+    deltas = tuple(args.deltas) if args.deltas else DEFAULT_DELTAS
+    if 0.0 not in deltas:
+        deltas = tuple(sorted((*deltas, 0.0)))
+    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    ds = get_dataset(args.dataset, **crop)
+    images = [ds[i][None].to(device) for i in range(min(args.limit, len(ds)))]
+    (_, link), *_ = _build_schemes(args, device)
+    doc = perturb_experiment(link, images, args.snr, deltas, args.seed, progress=not args.quiet)
+    doc.update(dataset=args.dataset, crop=args.crop, command="semcom " + shlex.join(args.argv))
+    out = Path(args.out)
+    write_json_atomic(doc, out)
+    fig = plot_perturb(doc, out.with_suffix(".png"))
+    for param in ("t", "alpha"):
+        ok = best_within_noise(doc, param)
+        verdict = ", ".join(
+            f"{s:g} dB: {'yes' if o else 'NO'}" for s, o in zip(args.snr, ok, strict=True)
+        )
+        print(f"{param}: matched value best (latent MSE, within 1%) at {verdict}")
+    print(f"wrote {out} and {fig}")
     return 0
 
 

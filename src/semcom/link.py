@@ -116,8 +116,10 @@ class AnalogLink:
         name: scheme name shown in results (default: the codec's name).
         fixed_cbr: the scheme has a single CBR (results are not labelled with it).
         snr_source: where the receiver's noise level ``d`` comes from: ``"known"`` (the
-            true equivalent SNR) or ``"moment"`` (estimated from the received power with known
-            N0, per image; see :mod:`semcom.estimation`). The equaliser still uses the CSI.
+            true equivalent SNR), ``"moment"`` (estimated from the received power with known
+            N0, per image) or ``"learned"`` (pilot-free, from the received latent by
+            ``estimator``); see :mod:`semcom.estimation`. The equaliser still uses the CSI.
+        estimator: a :class:`~semcom.estimation.learned.SNREstimator` (``snr_source="learned"``).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class AnalogLink:
         name: str | None = None,
         fixed_cbr: bool = True,
         snr_source: str = "known",
+        estimator=None,
     ):
         from .estimation import SNR_SOURCES
 
@@ -134,7 +137,10 @@ class AnalogLink:
             raise ValueError(
                 f"snr_source must be one of {', '.join(SNR_SOURCES)}, got {snr_source!r}"
             )
+        if snr_source == "learned" and estimator is None:
+            raise ValueError("snr_source='learned' needs an SNR estimator")
         self.snr_source = snr_source
+        self.estimator = estimator
         self.codec = codec
         self.receiver = receiver or LMMSEReceiver()
         self.name = name or codec.name
@@ -174,15 +180,20 @@ class AnalogLink:
         with _timed(secs, "channel", dev):
             y, state = channel(packed.z, snr, generator)
             eq: Equalized = equalize(y, state)
+        info: dict[str, object] = {"deep_fades": int(eq.deep_fades.sum())}
         with _timed(secs, "denoise", dev):
             f_tilde = unpad_like(eq.f_tilde, packed)
-            if self.snr_source == "moment":
+            if self.snr_source == "known":
+                d = unpad_like(eq.d, packed)
+            else:
                 from .estimation import level_from_gamma, moment_snr
 
-                d_img = level_from_gamma(moment_snr(y, state.no)).to(eq.d)
-                d = d_img.reshape(b, *([1] * (f_tilde.dim() - 1)))
-            else:
-                d = unpad_like(eq.d, packed)
+                if self.snr_source == "moment":
+                    gamma = moment_snr(y, state.no)
+                else:
+                    gamma, clamped = self.estimator.estimate(f_tilde)
+                    info["snr_clamped"] = int(clamped.sum())
+                d = level_from_gamma(gamma).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
             if self.codec.needs_scale:
@@ -190,7 +201,6 @@ class AnalogLink:
             else:
                 lat_hat = f_hat
             out = self.codec.decode(lat_hat, (h, w), snr.float())
-        info: dict[str, object] = {"deep_fades": int(eq.deep_fades.sum())}
         last = getattr(self.receiver, "last", None)
         if last is not None:  # diffusion receivers: skipped / clamped steps, network calls
             info.update({k: v for k, v in last.info.items() if isinstance(v, int | float)})

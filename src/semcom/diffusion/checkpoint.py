@@ -18,27 +18,57 @@ import torch
 from .denoiser import DenoiserConfig, LatentUNet
 
 
-def read_denoiser(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Weights and metadata of a denoiser safetensors file (``ValueError`` if unusable)."""
+def read_checkpoint(
+    path: str | Path, task: str, config_key: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Weights and metadata of a latent-model safetensors file of ``task`` (``ValueError`` if not).
+
+    ``path`` is a ``model.safetensors`` or a run folder; ``config_key`` is the metadata entry
+    holding the architecture JSON (``denoiser_config``, ``estimator_config``).
+    """
     from safetensors import safe_open
 
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
     if not p.is_file():
-        raise ValueError(f"denoiser checkpoint {str(p)!r} not found")
+        raise ValueError(f"{task} checkpoint {str(p)!r} not found")
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
             weights = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise ValueError(f"corrupt or unreadable denoiser checkpoint {str(p)!r}: {e}") from e
-    if meta.get("task") != "denoiser" or "denoiser_config" not in meta:
+        raise ValueError(f"corrupt or unreadable {task} checkpoint {str(p)!r}: {e}") from e
+    if meta.get("task") != task or config_key not in meta:
         raise ValueError(
-            f"{str(p)!r} is not a denoiser checkpoint (task {meta.get('task')!r}); "
-            "train one with 'semcom train denoiser'"
+            f"{str(p)!r} is not a {task} checkpoint (task {meta.get('task')!r}); "
+            f"train one with 'semcom train {task}'"
         )
     return weights, meta
+
+
+def read_denoiser(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Weights and metadata of a denoiser safetensors file (``ValueError`` if unusable)."""
+    return read_checkpoint(path, "denoiser", "denoiser_config")
+
+
+def check_trained_on(
+    path: str | Path, meta: dict[str, str], what: str, codec: str | None, cbr: str | None
+) -> None:
+    """Refuse a latent model whose metadata names another codec (or CBR) than the receiver's."""
+    trained_on = meta.get("codec", "?")
+    trained_cbr = meta.get("cbr", "None")
+    if codec is not None and trained_on != codec:
+        raise ValueError(
+            f"{what} {str(path)!r} was trained on latents of codec {trained_on!r}, "
+            f"not {codec!r}: train one for {codec!r} with 'semcom train {meta.get('task')} "
+            f"--codec {codec}'"
+        )
+    if cbr is not None and trained_cbr not in ("None", str(cbr)):
+        raise ValueError(
+            f"{what} {str(path)!r} was trained on {trained_on} latents at CBR {trained_cbr}, "
+            f"not {cbr}"
+        )
 
 
 def load_denoiser(
@@ -58,18 +88,7 @@ def load_denoiser(
     """
     weights, meta = read_denoiser(path)
     cfg = DenoiserConfig.from_dict(json.loads(meta["denoiser_config"]))
-    trained_on = meta.get("codec", "?")
-    trained_cbr = meta.get("cbr", "None")
-    if codec is not None and trained_on != codec:
-        raise ValueError(
-            f"denoiser {str(path)!r} was trained on latents of codec {trained_on!r}, "
-            f"not {codec!r}: train one for {codec!r} with 'semcom train denoiser --codec {codec}'"
-        )
-    if cbr is not None and trained_cbr not in ("None", str(cbr)):
-        raise ValueError(
-            f"denoiser {str(path)!r} was trained on {trained_on} latents at CBR {trained_cbr}, "
-            f"not {cbr}"
-        )
+    check_trained_on(path, meta, "denoiser", codec, cbr)
     if latent_channels is not None and cfg.channels != latent_channels:
         raise ValueError(
             f"denoiser {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
@@ -84,29 +103,45 @@ def load_denoiser(
     return model.to(device)
 
 
-def find_denoiser(codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None):
-    """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none)."""
+def find_latent_model(
+    model: str, codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None
+):
+    """The shipped zoo entry of a latent model (``denoiser``, ``snr-estimator``) for ``codec``."""
     from ..zoo import list_checkpoints
 
     cands = [
         e
         for e in list_checkpoints(zoo_dir)
-        if e.model == "denoiser"
+        if e.model == model
         and e.card.get("codec", {}).get("name") == codec
         and (cbr is None or str(e.card.get("codec", {}).get("cbr")) in (str(cbr), "None"))
     ]
     if not cands:
         raise ValueError(
-            f"no denoiser for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " is "
-            "shipped; train one with 'semcom train denoiser' (see 'semcom zoo list')"
+            f"no {model} for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " is "
+            f"shipped; train one with 'semcom train {model}' (see 'semcom zoo list')"
         )
     return cands[0]
 
 
-def export_denoiser(
-    run_dir: str | Path, zoo_name: str, test: dict[str, Any] | None = None, zoo_dir=None
+def find_denoiser(codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None):
+    """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none)."""
+    return find_latent_model("denoiser", codec, cbr, zoo_dir)
+
+
+def export_latent_model(
+    run_dir: str | Path,
+    zoo_name: str,
+    task: str,
+    config_key: str,
+    test: dict[str, Any] | None = None,
+    zoo_dir=None,
 ) -> Path:
-    """Copy a finished denoiser run into the zoo (weights + card with config, data, P0)."""
+    """Copy a finished latent-model run (denoiser, SNR estimator) into the zoo.
+
+    Writes ``<zoo_name>.safetensors`` (float16; loading casts back) and ``<zoo_name>.json``
+    (card: config, codec, P0, data, command, hours, hardware, validation history, ``test``).
+    """
     from safetensors.torch import save
 
     from ..channels import format_cbr, parse_cbr
@@ -114,17 +149,17 @@ def export_denoiser(
     from ..zoo import CARD_FORMAT, ZOO_DIR
 
     run = Path(run_dir)
-    weights, meta = read_denoiser(run)
+    weights, meta = read_checkpoint(run, task, config_key)
     rc = json.loads((run / "card.json").read_text())
     codec = rc["codec"]
     codec_cbr = 1 / 12 if codec["name"] == "vae" else parse_cbr(codec["cbr"])
     card = {
         "format": CARD_FORMAT,
         "name": zoo_name,
-        "model": "denoiser",
-        "model_config": json.loads(meta["denoiser_config"]),
+        "model": task,
+        "model_config": json.loads(meta[config_key]),
         "codec": codec,
-        "p0": rc["p0"],
+        "p0": rc.get("p0"),
         "cbr": codec_cbr,
         "cbr_str": format_cbr(codec_cbr),
         "channel": {"name": "any", "csi": "n/a"},
@@ -144,7 +179,6 @@ def export_denoiser(
         "config": rc.get("config", {}),
     }
     dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
-    # shipped as float16 (half the size; loading casts back to float32)
     blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
     atomic_write_bytes(dest / f"{zoo_name}.safetensors", blob)
     card["sha256"] = hashlib.sha256(blob).hexdigest()
@@ -152,3 +186,10 @@ def export_denoiser(
     out = dest / f"{zoo_name}.json"
     atomic_write_json(out, card)
     return out
+
+
+def export_denoiser(
+    run_dir: str | Path, zoo_name: str, test: dict[str, Any] | None = None, zoo_dir=None
+) -> Path:
+    """Copy a finished denoiser run into the zoo (weights + card with config, data, P0)."""
+    return export_latent_model(run_dir, zoo_name, "denoiser", "denoiser_config", test, zoo_dir)

@@ -5,7 +5,8 @@ by :class:`~semcom.diffusion.samplers.DiffusionReceiver` around the shipped deno
 that codec's clean latents. One denoiser serves every SNR. Options (``semcom eval``/``transmit``
 flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
 {waterfill, reference, naive} (per-element noise levels under fast fading), ``snr_source`` in
-{known, moment} (:mod:`semcom.estimation`).
+{known, moment, learned} (:mod:`semcom.estimation`; ``estimator_path`` overrides the shipped
+learned estimator).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def build_dm_link(
     fading: str = "waterfill",
     denoiser_path: str | None = None,
     snr_source: str = "known",
+    estimator_path: str | None = None,
 ) -> AnalogLink:
     """Codec ``base`` + its shipped (or the given) denoiser as a scheme named ``base+dm``."""
     from ..channels import format_cbr
@@ -59,8 +61,22 @@ def build_dm_link(
     receiver = DiffusionReceiver(
         den, p0=den.p0, rule=matching, steps=int(steps), fading=fading, name="dm"
     )
+    estimator = None
+    if snr_source == "learned":
+        from ..estimation.learned import load_snr_estimator
+        from .checkpoint import find_latent_model
+
+        est_path = estimator_path or find_latent_model("snr-estimator", base, cbr_key).weights
+        estimator = load_snr_estimator(
+            est_path, codec=base, latent_channels=codec.latent_shape(8, 8)[0], device=device
+        )
     return AnalogLink(
-        codec, receiver, name=f"{base}+dm", fixed_cbr=base == "vae", snr_source=snr_source
+        codec,
+        receiver,
+        name=f"{base}+dm",
+        fixed_cbr=base == "vae",
+        snr_source=snr_source,
+        estimator=estimator,
     )
 
 
@@ -83,6 +99,13 @@ for _base, _desc in (
             factory=_factory(_base),
             cbrs=(1 / 12,) if _base == "vae" else None,
             requires=f"a shipped denoiser for {_base} latents (see 'semcom zoo list')",
-            options=("matching", "steps", "fading", "denoiser_path", "snr_source"),
+            options=(
+                "matching",
+                "steps",
+                "fading",
+                "denoiser_path",
+                "snr_source",
+                "estimator_path",
+            ),
         )
     )

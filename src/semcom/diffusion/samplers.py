@@ -352,6 +352,8 @@ def diffusion_receive(
     fading: FadingVariant = "waterfill",
     generator: torch.Generator | None = None,
     level_eps: float = DEFAULT_LEVEL_EPS,
+    t_factor: float = 1.0,
+    alpha_factor: float = 1.0,
 ) -> ReceiveResult:
     """Step-matched diffusion denoising of the equalised latent (the receiver side).
 
@@ -381,8 +383,13 @@ def diffusion_receive(
             smallest table step with level ``>= max v_i``; ``"ddm"``: the DDM grid mapped to
             VP levels, which is equivalent by the scaling ``c_t``).
         generator: noise for water-filling.
+        t_factor, alpha_factor: multiply the matched start time ``t*`` (clamped to the
+            schedule's range) and the scaling ``alpha`` by these factors: the mismatch study
+            of paper A §V-D (``semcom experiment perturb``). Per-image levels only.
     """
     steps = _check_steps(steps)
+    if not (t_factor >= 0 and alpha_factor > 0):
+        raise ValueError(f"need t_factor >= 0 and alpha_factor > 0, got {t_factor}, {alpha_factor}")
     if fading not in ("waterfill", "reference", "naive"):
         raise ValueError(f"fading must be 'waterfill', 'reference' or 'naive', got {fading!r}")
     if not p0 > 0:
@@ -404,6 +411,13 @@ def diffusion_receive(
     net = _count_calls(denoise, calls)
     sqrt_p0 = math.sqrt(p0)
     start = match(snr_from_level(d_img), rule, schedule, p0=p0, p_y=1.0, level_eps=level_eps)
+    if t_factor != 1.0 or alpha_factor != 1.0:
+        if d_el is not None:
+            raise ValueError("t_factor/alpha_factor apply to per-image noise levels only")
+        t = start.t.to(torch.float64) * t_factor
+        if rule == "vp":
+            t = t.round().clamp(0, _sched(schedule, DDPMSchedule).T).long()
+        start = replace(start, t=t.clamp_min(0), alpha=start.alpha * alpha_factor)
     if d_el is None:
         x = _view(start.alpha, f_tilde).to(f_tilde.dtype) * f_tilde
         if bool(start.skip.all()):
@@ -471,8 +485,11 @@ class DiffusionReceiver:
         fading: FadingVariant = "waterfill",
         level_eps: float = DEFAULT_LEVEL_EPS,
         name: str = "diffusion",
+        t_factor: float = 1.0,
+        alpha_factor: float = 1.0,
     ):
         self.denoise = denoise
+        self.t_factor, self.alpha_factor = t_factor, alpha_factor
         self.p0, self.rule, self.steps = p0, rule, steps
         self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
         self.name = name
@@ -492,5 +509,7 @@ class DiffusionReceiver:
             fading=self.fading,
             generator=generator,
             level_eps=self.level_eps,
+            t_factor=self.t_factor,
+            alpha_factor=self.alpha_factor,
         )
         return self.last.f_hat

@@ -7,7 +7,8 @@
   paper's ``2 sigma^2`` is our ``N0``). Valid when one gain covers the image (AWGN, slow
   fading); under fast fading it estimates the mean SNR.
 
-The learned pilot-free estimator (paper B eq. 21) is not implemented yet (issue 6).
+* ``learned``: pilot-free, paper B eq. 21: :class:`~semcom.estimation.learned.SNREstimator`
+  reads the SNR off the normalised received latent (``semcom train snr-estimator``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-SNR_SOURCES = ("known", "moment")
+SNR_SOURCES = ("known", "moment", "learned")
 
 
 def moment_snr(y: Tensor, no: Tensor) -> Tensor:

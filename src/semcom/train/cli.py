@@ -26,7 +26,7 @@ _RESUME_FREE = {
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train`` (with sub-subcommand ``jscc``) to a ``semcom`` subparsers object."""
-    t = subparsers.add_parser("train", help="train models (jscc, denoiser)")
+    t = subparsers.add_parser("train", help="train models (jscc, denoiser, snr-estimator)")
     tsub = t.add_subparsers(dest="train_command", required=True)
     j = tsub.add_parser(
         "jscc",
@@ -77,6 +77,24 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     d.add_argument("--epochs", type=int, default=20)
     _add_trainer_args(d, batch_size=16)
     d.set_defaults(func=cmd_train_denoiser)
+
+    e = tsub.add_parser(
+        "snr-estimator",
+        help="train the learned pilot-free SNR estimator (paper B eq. 21) on clean latents",
+        description="Train a small residual CNN that reads the SNR off the normalised received "
+        "latent (no pilots, no noise power). Used by --snr-source learned.",
+    )
+    e.add_argument("--codec", default="vae", help="vae (TAEF2) or a zoo codec: deepjscc, adjscc")
+    e.add_argument("--cbr", default=None, help="CBR of the zoo codec (e.g. 1/16)")
+    e.add_argument("--data", default="bsds500-train", help="named training data set")
+    e.add_argument("--val-data", default="bsds500-val", help="named validation data set")
+    e.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
+    e.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
+    e.add_argument("--snr-range", default="-20:40", help="trained SNR range lo:hi in dB")
+    e.add_argument("--width", type=int, default=32, help="CNN width")
+    e.add_argument("--epochs", type=int, default=10)
+    _add_trainer_args(e, batch_size=32)
+    e.set_defaults(func=cmd_train_snr_estimator)
     return t
 
 
@@ -207,6 +225,28 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     return _fit(DenoiserTask(config), asdict(config), args)
+
+
+def cmd_train_snr_estimator(args: argparse.Namespace) -> int:
+    """Run ``semcom train snr-estimator`` (returns the exit code)."""
+    from dataclasses import asdict
+
+    from .jscc import parse_snr_train
+    from .snr_estimator import SNREstimatorTask, SNREstimatorTaskConfig
+
+    lo, hi = parse_snr_train(args.snr_range)
+    config = SNREstimatorTaskConfig(
+        codec=args.codec,
+        cbr=args.cbr,
+        data=args.data,
+        val_data=args.val_data,
+        crop=args.crop,
+        repeats=args.repeats,
+        snr_range=(lo, hi),
+        width=args.width,
+        seed=args.seed,
+    )
+    return _fit(SNREstimatorTask(config), asdict(config), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

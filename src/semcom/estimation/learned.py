@@ -1,0 +1,135 @@
+"""Learned pilot-free SNR estimator (paper B eq. 21, math.md §4).
+
+A small residual CNN ``zeta_P`` looks at the normalised received latent
+``f_tilde = sqrt(a) f + sqrt(1 - a) n`` (``a = 1 - d``, f the unit-power clean latent) and
+outputs ``zeta in (0, 1)``, the estimate of ``a``. After RMS normalisation the power carries no
+SNR information; the network uses the prior (clean latents are spatially structured, the
+noise is white).
+
+Conventions (identical in training and inference; the reference code squares its output, we
+do not, math.md B13):
+
+* the network's last layer is a logit ``l`` and ``zeta = sigmoid(l)``. Because
+  ``a = gamma / (1 + gamma) = sigmoid(ln gamma)``, the logit *is* the estimate of
+  ``ln gamma`` (gamma the linear equivalent SNR), so ``gamma_hat = exp(l)`` and
+  ``d_hat = 1 - zeta = 1 / (1 + gamma_hat)``;
+* the training loss is the MSE of ``l`` against ``ln gamma`` (the SNR error in log units), not
+  the MSE on ``a`` of the paper: an MSE on ``a`` cannot tell 20 dB (a = 0.990) from 30 dB
+  (a = 0.999), and we want the error bounded in dB over the whole range;
+* estimates outside the trained SNR range are clamped to it (and counted).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+DB_PER_NEPER = 10.0 / math.log(10.0)  # 10*log10(x) = DB_PER_NEPER * ln(x)
+
+
+@dataclass
+class SNREstimatorConfig:
+    """Architecture of :class:`SNREstimator` (stored in checkpoints)."""
+
+    channels: int = 16
+    width: int = 32
+    blocks: int = 3
+    snr_range: tuple[float, float] = (-20.0, 40.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SNREstimatorConfig:
+        d = dict(d)
+        d["snr_range"] = tuple(d.get("snr_range", (-20.0, 40.0)))
+        return cls(**d)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(width, width, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class SNREstimator(nn.Module):
+    """``zeta_P``: normalised received latent ``[B, C, h, w]`` -> logit ``[B]`` (= ln gamma_hat).
+
+    Fully convolutional with global average pooling, so any latent size works. The input is
+    RMS-normalised per image first (the network never sees the received power).
+    """
+
+    def __init__(self, config: SNREstimatorConfig) -> None:
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.stem = nn.Conv2d(config.channels, w, 3, padding=1)
+        self.blocks = nn.Sequential(*[_ResBlock(w) for _ in range(config.blocks)])
+        # mean and log standard deviation of each feature over the image -> logit (the log
+        # makes the SNR, a ratio of energies, a linear function of the features)
+        self.head = nn.Sequential(nn.Linear(2 * w, w), nn.LeakyReLU(0.1), nn.Linear(w, 1))
+
+    def forward(self, f_tilde: Tensor) -> Tensor:
+        if f_tilde.dim() != 4 or f_tilde.shape[1] != self.config.channels:
+            raise ValueError(
+                f"SNR estimator expects latents [B, {self.config.channels}, h, w], "
+                f"got {tuple(f_tilde.shape)}"
+            )
+        x = f_tilde.float()
+        rms = x.pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).sqrt()
+        h = self.blocks(torch.nn.functional.leaky_relu(self.stem(x / rms), 0.1))
+        std = h.pow(2).mean(dim=(2, 3)) - h.mean(dim=(2, 3)).pow(2)
+        feats = torch.cat([h.mean(dim=(2, 3)), 0.5 * torch.log(std.clamp_min(0) + 1e-6)], dim=1)
+        return self.head(feats).squeeze(1)
+
+    @torch.no_grad()
+    def estimate(self, f_tilde: Tensor) -> tuple[Tensor, Tensor]:
+        """Linear SNR estimate ``gamma_hat`` [B] (clamped to the trained range) and the clamp mask.
+
+        ``d_hat = 1 / (1 + gamma_hat)`` is the noise level the receiver then uses.
+        """
+        lo, hi = self.config.snr_range
+        snr_db = DB_PER_NEPER * self(f_tilde)
+        clamped = (snr_db < lo) | (snr_db > hi) | ~torch.isfinite(snr_db)
+        snr_db = torch.nan_to_num(snr_db, nan=lo).clamp(lo, hi)
+        return torch.pow(10.0, snr_db.double() / 10.0), clamped
+
+
+def load_snr_estimator(
+    path: str | Path,
+    codec: str | None = None,
+    latent_channels: int | None = None,
+    device: str | torch.device = "cpu",
+) -> SNREstimator:
+    """Load an estimator checkpoint, refusing one trained on another codec's latents."""
+    from ..diffusion.checkpoint import check_trained_on, read_checkpoint
+
+    weights, meta = read_checkpoint(path, "snr-estimator", "estimator_config")
+    cfg = SNREstimatorConfig.from_dict(json.loads(meta["estimator_config"]))
+    check_trained_on(path, meta, "SNR estimator", codec, None)
+    if latent_channels is not None and cfg.channels != latent_channels:
+        raise ValueError(
+            f"SNR estimator {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
+            f"{latent_channels}"
+        )
+    model = SNREstimator(cfg)
+    try:
+        model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"SNR estimator {str(path)!r} does not match its config: {e}") from e
+    return model.eval().requires_grad_(False).to(device)
+
+
+__all__ = ["DB_PER_NEPER", "SNREstimator", "SNREstimatorConfig", "load_snr_estimator"]

@@ -1,0 +1,129 @@
+"""Paper A §V-D mismatch study: ``t_factor``/``alpha_factor`` in the sampler, the
+``perturb`` experiment and its CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from semcom.codecs.base import Codec
+from semcom.diffusion.samplers import DiffusionReceiver, diffusion_receive
+from semcom.eval.experiments import best_within_noise, perturb_experiment, plot_perturb
+from semcom.link import AnalogLink
+
+
+def gaussian_denoiser(p0: float):
+    """The exact x0-predictor for x0 ~ N(0, P0 I): ``E[x0 | x_t] = sqrt(1-v) P0 / ((1-v) P0 + v)
+    x_t``. With the matched step and scaling, one step gives the Bayes (LMMSE) estimate."""
+
+    def denoise(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        v = level.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return (1 - v).sqrt() * p0 / ((1 - v) * p0 + v) * x
+
+    return denoise
+
+
+DELTAS = (-0.5, -0.2, -0.05, 0.0, 0.05, 0.2, 0.5)
+
+
+@pytest.mark.parametrize("rule", ["continuous", "vp", "ddm"])
+@pytest.mark.parametrize("snr_db", [-10.0, 0.0, 10.0])
+@pytest.mark.parametrize("p0", [1.0, 2.5])
+def test_matched_step_and_scaling_are_optimal_for_gaussian_latents(rule, snr_db, p0):
+    """One step with the exact Gaussian denoiser is linear, ``f_hat = c f_tilde``, so the
+    expected MSE is exactly ``(1 - c sqrt(1-d))^2 + c^2 d``: minimal (the Bayes estimate,
+    ``c = sqrt(1-d)``) at the matched t* and alpha, larger for every perturbation."""
+    d = 1 / (1 + 10 ** (snr_db / 10))
+    ones = torch.ones(1, 2, 3, 3, dtype=torch.float64)
+    den = gaussian_denoiser(p0)
+
+    def expected_mse(**kw) -> float:
+        c = float(diffusion_receive(ones, torch.full((1,), d), den, p0=p0, rule=rule, **kw)
+                  .f_hat.mean())  # fmt: skip
+        return (1 - c * math.sqrt(1 - d)) ** 2 + c * c * d
+
+    best = d  # Bayes MSE of the unit-variance Gaussian: 1 - (1 - d) = d
+    matched = expected_mse()
+    # vp: the integer DDPM table rounds t*, so the matched level is only close to exact
+    assert matched == pytest.approx(best, rel=2e-3 if rule == "vp" else 1e-9)
+    for dl in (-0.5, -0.2, -0.05, 0.05, 0.2, 0.5):
+        for kw in ({"t_factor": 1 + dl}, {"alpha_factor": 1 + dl}):
+            mse = expected_mse(**kw)
+            assert mse >= matched * (1 - 1e-9) or (rule == "vp" and mse >= best), (kw, mse)
+            if abs(dl) >= 0.2:
+                assert mse > best * (1 + 1e-6), (kw, mse, best)
+
+
+def test_perturb_rejects_bad_factors():
+    x = torch.randn(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="alpha_factor"):
+        diffusion_receive(x, 0.5, gaussian_denoiser(1.0), alpha_factor=0.0)
+    with pytest.raises(ValueError, match="per-image"):
+        d = torch.rand(1, 2, 4, 4) * 0.5 + 0.1
+        diffusion_receive(x, d, gaussian_denoiser(1.0), t_factor=1.1)
+
+
+class Pool(Codec):
+    """Latent = 2x2 average pool of the image minus 0.5 (3 channels); decode upsamples."""
+
+    name = "pool"
+
+    def _encode(self, x, snr_db):
+        return torch.nn.functional.avg_pool2d(x, 2) - 0.5
+
+    def _decode(self, latent, snr_db):
+        return torch.nn.functional.interpolate(latent + 0.5, scale_factor=2)
+
+    def latent_shape(self, h, w):
+        return (3, h // 2, w // 2)
+
+
+def test_perturb_experiment_on_gaussian_receiver(tmp_path):
+    rx = DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0, name="dm")
+    link = AnalogLink(Pool(), rx, name="pool+dm")
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(1, 3, 16, 24, generator=g) for _ in range(2)]
+    doc = perturb_experiment(link, images, (-10.0, 0.0, 10.0), DELTAS, seed=1, progress=False)
+    assert doc["n_images"] == 2 and doc["deltas"] == list(DELTAS)
+    assert len(doc["t"]["psnr"]) == 3 and len(doc["alpha"]["latent_mse"][0]) == len(DELTAS)
+    assert all(best_within_noise(doc, "t")) and all(best_within_noise(doc, "alpha"))
+    j0 = DELTAS.index(0.0)
+    for s in range(3):  # matched (one step, Gaussian prior) = the LMMSE receiver, same noise
+        assert doc["t"]["latent_mse"][s][j0] == pytest.approx(doc["lmmse"]["latent_mse"][s])
+        assert doc["t"]["psnr"][s][j0] == pytest.approx(doc["lmmse"]["psnr"][s])
+    assert rx.t_factor == rx.alpha_factor == 1.0  # restored
+    # a receiver that is not diffusion-based is refused
+    with pytest.raises(ValueError, match="no diffusion receiver"):
+        perturb_experiment(AnalogLink(Pool()), images, progress=False)
+    png = plot_perturb(doc, tmp_path / "p.png")
+    assert png.stat().st_size > 10_000
+
+
+def test_cli_experiment_perturb(weights_root, tmp_path, capsys):
+    """`semcom experiment perturb` on vae+dm with a zero-output (= LMMSE) denoiser."""
+    from safetensors.torch import save_file
+
+    from semcom.cli import main
+    from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
+    from semcom.train.denoiser import DenoiserTask, DenoiserTaskConfig
+
+    model = LatentUNet(DenoiserConfig(channels=32, width=16, mults=(1, 2), blocks=1, emb_dim=32))
+    meta = DenoiserTask(DenoiserTaskConfig(codec="vae")).model_metadata(model)
+    ckpt = tmp_path / "den.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt), meta)
+    out = tmp_path / "perturb.json"
+    rc = main(["experiment", "perturb", "--scheme", "vae+dm", "--denoiser", str(ckpt),
+               "--dataset", "samples", "--limit", "1", "--crop", "32", "--snr", "0",
+               "--deltas", "-0.2", "0.2", "--quiet", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["deltas"] == [-0.2, 0.0, 0.2] and doc["scheme"] == "vae+dm"
+    assert doc["command"].startswith("semcom experiment perturb")
+    assert out.with_suffix(".png").is_file()
+    assert "t: matched value best" in capsys.readouterr().out
+    rc = main(["experiment", "perturb", "--scheme", "vae", "--dataset", "samples", "--limit",
+               "1", "--crop", "32", "--out", str(tmp_path / "x.json")])  # fmt: skip
+    assert rc == 2
