@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -324,11 +325,27 @@ def cmd_transmit(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ eval
+def _eval_ranks(device: torch.device) -> tuple[int, int]:
+    """(rank, world size): under ``torchrun`` (``WORLD_SIZE`` > 1) join the process group
+    (gloo on CPU, nccl on CUDA) so images can be sharded; otherwise (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .eval.sweep import evaluate, results_document, summarize, write_json_atomic
 
     device = _device(args.device)
+    rank, world = _eval_ranks(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
     crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
@@ -352,12 +369,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "metrics": list(args.metrics),
         "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
     }
-    partial = out.with_name(out.name + ".partial.jsonl")
+    if world > 1:  # under torchrun: shard images over ranks, one partial file per rank
+        header["world_size"] = world
+        partial = out.with_name(f"{out.name}.partial.rank{rank}.jsonl")
+    else:
+        partial = out.with_name(out.name + ".partial.jsonl")
     names = list(getattr(ds, "names", None) or [str(i) for i in range(len(ds))])
     t0 = time.perf_counter()
     rows = evaluate(
         schemes,
-        [(i, names[i], None) for i in range(n)],
+        [(i, names[i], None) for i in range(rank, n, world)],
         channel,
         snrs,
         load=lambda i: ds[i],
@@ -367,8 +388,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         partial=partial,
         header=header,
-        progress=not args.quiet,
+        progress=not args.quiet and rank == 0,
     )
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, rows)
+        partial.unlink(missing_ok=True)
+        dist.destroy_process_group()
+        if rank != 0:
+            return 0
+        rows = [r for part in gathered for r in part]
     rows = sorted((r for r in rows if r["image"] < n), key=lambda r: (r["run"], r["image"]))
     runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics)
     meta = {
