@@ -66,15 +66,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Train the x0-predicting latent U-Net over all noise levels of an SNR "
         "range (one network for every SNR). Latents are encoded once and cached.",
     )
-    d.add_argument("--codec", default="vae", help="vae (TAEF2) or a zoo codec: deepjscc, adjscc")
-    d.add_argument("--cbr", default=None, help="CBR of the zoo codec (e.g. 1/16)")
-    d.add_argument("--data", default="bsds500-train", help="named training data set")
-    d.add_argument("--val-data", default="bsds500-val", help="named validation data set")
-    d.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
-    d.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
-    d.add_argument("--snr-range", default="-20:40", help="training SNR range lo:hi in dB")
-    d.add_argument("--width", type=int, default=64, help="U-Net base width")
-    d.add_argument("--epochs", type=int, default=20)
+    _add_latent_task_args(d, width=64, epochs=20, width_help="U-Net base width")
     _add_trainer_args(d, batch_size=16)
     d.set_defaults(func=cmd_train_denoiser)
 
@@ -84,18 +76,43 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Train a small residual CNN that reads the SNR off the normalised received "
         "latent (no pilots, no noise power). Used by --snr-source learned.",
     )
-    e.add_argument("--codec", default="vae", help="vae (TAEF2) or a zoo codec: deepjscc, adjscc")
-    e.add_argument("--cbr", default=None, help="CBR of the zoo codec (e.g. 1/16)")
-    e.add_argument("--data", default="bsds500-train", help="named training data set")
-    e.add_argument("--val-data", default="bsds500-val", help="named validation data set")
-    e.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
-    e.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
-    e.add_argument("--snr-range", default="-20:40", help="trained SNR range lo:hi in dB")
-    e.add_argument("--width", type=int, default=32, help="CNN width")
-    e.add_argument("--epochs", type=int, default=10)
+    _add_latent_task_args(e, width=32, epochs=10, width_help="CNN width")
     _add_trainer_args(e, batch_size=32)
     e.set_defaults(func=cmd_train_snr_estimator)
     return t
+
+
+def _add_latent_task_args(
+    p: argparse.ArgumentParser, width: int, epochs: int, width_help: str
+) -> None:
+    """Options of the tasks trained on cached clean latents of a frozen codec."""
+    p.add_argument("--codec", default="vae", help="vae (TAEF2) or a zoo codec: deepjscc, adjscc")
+    p.add_argument("--cbr", default=None, help="CBR of the zoo codec (e.g. 1/16)")
+    p.add_argument("--data", default="bsds500-train", help="named training data set")
+    p.add_argument("--val-data", default="bsds500-val", help="named validation data set")
+    p.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
+    p.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
+    p.add_argument("--snr-range", default="-20:40", help="training SNR range lo:hi in dB")
+    p.add_argument("--width", type=int, default=width, help=width_help)
+    p.add_argument("--epochs", type=int, default=epochs)
+
+
+def _latent_task_config(cls, args: argparse.Namespace):
+    """The task config dataclass ``cls`` filled from :func:`_add_latent_task_args` options."""
+    from .jscc import parse_snr_train
+
+    lo, hi = parse_snr_train(args.snr_range)
+    return cls(
+        codec=args.codec,
+        cbr=args.cbr,
+        data=args.data,
+        val_data=args.val_data,
+        crop=args.crop,
+        repeats=args.repeats,
+        snr_range=(lo, hi),
+        width=args.width,
+        seed=args.seed,
+    )
 
 
 def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
@@ -210,20 +227,8 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .denoiser import DenoiserTask, DenoiserTaskConfig
-    from .jscc import parse_snr_train
 
-    lo, hi = parse_snr_train(args.snr_range)
-    config = DenoiserTaskConfig(
-        codec=args.codec,
-        cbr=args.cbr,
-        data=args.data,
-        val_data=args.val_data,
-        crop=args.crop,
-        repeats=args.repeats,
-        snr_range=(lo, hi),
-        width=args.width,
-        seed=args.seed,
-    )
+    config = _latent_task_config(DenoiserTaskConfig, args)
     return _fit(DenoiserTask(config), asdict(config), args)
 
 
@@ -231,21 +236,9 @@ def cmd_train_snr_estimator(args: argparse.Namespace) -> int:
     """Run ``semcom train snr-estimator`` (returns the exit code)."""
     from dataclasses import asdict
 
-    from .jscc import parse_snr_train
     from .snr_estimator import SNREstimatorTask, SNREstimatorTaskConfig
 
-    lo, hi = parse_snr_train(args.snr_range)
-    config = SNREstimatorTaskConfig(
-        codec=args.codec,
-        cbr=args.cbr,
-        data=args.data,
-        val_data=args.val_data,
-        crop=args.crop,
-        repeats=args.repeats,
-        snr_range=(lo, hi),
-        width=args.width,
-        seed=args.seed,
-    )
+    config = _latent_task_config(SNREstimatorTaskConfig, args)
     return _fit(SNREstimatorTask(config), asdict(config), args)
 
 

@@ -33,8 +33,8 @@ from ..paths import cache_dir
 
 
 @dataclass
-class DenoiserTaskConfig:
-    """Options of the denoiser task (stored in the card)."""
+class LatentTaskConfig:
+    """Options shared by the tasks trained on cached clean latents of a frozen codec."""
 
     codec: str = "vae"
     cbr: str | None = None
@@ -43,12 +43,18 @@ class DenoiserTaskConfig:
     crop: int = 16
     repeats: int = 8
     snr_range: tuple[float, float] = (-20.0, 40.0)
-    val_snrs: list[float] = field(default_factory=lambda: [-10.0, 0.0, 10.0])
     val_limit: int = 50
+    seed: int = 0
+
+
+@dataclass
+class DenoiserTaskConfig(LatentTaskConfig):
+    """Options of the denoiser task (stored in the card)."""
+
+    val_snrs: list[float] = field(default_factory=lambda: [-10.0, 0.0, 10.0])
     width: int = 64
     mults: tuple[int, ...] = (1, 2, 2)
     blocks: int = 1
-    seed: int = 0
 
 
 def latent_cache_path(codec: str, cbr: str | None, data: str) -> Path:

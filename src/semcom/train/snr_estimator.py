@@ -20,25 +20,16 @@ from torch.utils.data import DataLoader
 
 from ..diffusion.latents import unit_power
 from ..estimation.learned import DB_PER_NEPER, SNREstimator, SNREstimatorConfig
-from .denoiser import DenoiserTask
+from .denoiser import DenoiserTask, LatentTaskConfig
 
 
 @dataclass
-class SNREstimatorTaskConfig:
+class SNREstimatorTaskConfig(LatentTaskConfig):
     """Options of the SNR-estimator task (stored in the card)."""
 
-    codec: str = "vae"
-    cbr: str | None = None
-    data: str = "bsds500-train"
-    val_data: str = "bsds500-val"
-    crop: int = 16
-    repeats: int = 8
-    snr_range: tuple[float, float] = (-20.0, 40.0)
     val_snrs: list[float] = field(default_factory=lambda: [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0])
-    val_limit: int = 50
     width: int = 32
     blocks: int = 3
-    seed: int = 0
 
 
 def received(f: Tensor, snr_db: Tensor, generator: torch.Generator) -> Tensor:
