@@ -362,6 +362,27 @@ def test_merge_results_combines_and_checks(tmp_path):
     assert main(["merge", str(pa), str(pc), "--out", str(out)]) == 2
 
 
+def test_results_table(tmp_path, capsys):
+    from semcom.cli import main
+
+    a = _doc([{"scheme": "vae", "cbr": 1 / 12, "cbr_str": "1/12", "snr_db": [0, 10],
+               "psnr": [20.0, 25.125], "lpips": [0.41234, 0.2]}])  # fmt: skip
+    b = _doc([{"scheme": "jpeg+capacity", "cbr": 1 / 12, "snr_db": [5], "psnr": [22.0]}])
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert main(["table", str(pa), str(pb), "--metrics", "psnr", "lpips"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| scheme | CBR | metric | 0 dB | 5 dB | 10 dB |"
+    assert lines[2] == "| vae | 1/12 | psnr | 20.00 | - | 25.12 |"
+    assert lines[3] == "| vae | 1/12 | lpips | 0.412 | - | 0.200 |"
+    assert lines[4] == "| jpeg+capacity | 1/12 | psnr | - | 22.00 | - |"
+    assert len(lines) == 5  # no lpips row for a run without lpips
+    with pytest.raises(SystemExit) as e:  # argparse rejects an unknown metric
+        main(["table", str(pa), "--metrics", "bogus"])
+    assert e.value.code == 2
+
+
 @pytest.mark.slow
 def test_eval_sharded_over_torchrun_matches_single_process(tmp_path, capsys):
     """`torchrun --nproc_per_node=2 ... semcom eval` shards images over ranks (gloo) and

@@ -586,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--quiet", action="store_true", help="no progress bar")
     pe.set_defaults(func=cmd_experiment_perturb)
 
+    tb = sub.add_parser("table", help="print results JSON files as a Markdown table")
+    tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    tb.add_argument("--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS))
+    tb.set_defaults(func=cmd_table)
+
     from .train.cli import add_train_parser
     from .zoo import add_zoo_parser
 
@@ -657,6 +662,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     doc = merge_results([load_results(f) for f in args.results], args.results)
     write_json_atomic(doc, args.out)
     print(f"wrote {args.out} ({len(doc['runs'])} runs)")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from .eval.plot import results_table
+
+    print(results_table(args.results, args.metrics))
     return 0
 
 

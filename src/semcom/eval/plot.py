@@ -95,3 +95,29 @@ def plot_results(
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def results_table(
+    files: Sequence[str | os.PathLike[str]], metrics: Sequence[str] = ("psnr",), digits: int = 2
+) -> str:
+    """A Markdown table of every run of ``files``: one row per scheme/CBR and metric, one
+    column per SNR (the union of the files' SNR grids; ``-`` where a run has no value)."""
+    for m in metrics:
+        if m not in METRIC_LABELS:
+            raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
+    docs = [load_results(f) for f in files]
+    snrs = sorted({s for d in docs for r in d["runs"] for s in r["snr_db"]})
+    head = ["scheme", "CBR", "metric", *[f"{s:g} dB" for s in snrs]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for doc in docs:
+        for run in doc["runs"]:
+            for m in metrics:
+                ys = run.get(m)
+                if not ys:
+                    continue
+                by_snr = dict(zip(run["snr_db"], ys, strict=True))
+                nd = digits if m == "psnr" else 3
+                cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
+                cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
+                lines.append("| " + " | ".join([run["scheme"], cbr, m, *cells]) + " |")
+    return "\n".join(lines)
