@@ -414,3 +414,15 @@ def test_helpers():
         "a": [None, 1.0],
         "b": None,
     }
+
+
+def test_run_names_carry_receiver_options():
+    from semcom.schemes import run_name
+
+    assert run_name("vae") == "vae"
+    assert run_name("vae", fading="naive", steps=4) == "vae"  # options it does not take
+    assert run_name("vae+dm") == "vae+dm"
+    assert run_name("vae+dm", fading="naive", steps=4, denoiser_path="/x") == (
+        "vae+dm[steps=4,fading=naive]"
+    )
+    assert run_name("jpeg+capacity", matching="vp") == "jpeg+capacity"

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -158,26 +159,24 @@ def _device(name: str) -> torch.device:
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
-    from .schemes import get_scheme
+    from .schemes import get_scheme, run_name
 
     names = args.scheme or ["vae"]
     cbrs = [parse_cbr(c) for c in args.cbr] if args.cbr else [None]
+    options = {
+        "matching": getattr(args, "matching", None),
+        "steps": getattr(args, "steps", None),
+        "fading": getattr(args, "fading", None),
+        "denoiser_path": getattr(args, "denoiser", None),
+        "snr_source": getattr(args, "snr_source", None),
+        "estimator_path": getattr(args, "snr_estimator", None),
+    }
     out = []
     for name in names:
         for cbr in cbrs:
-            scheme = get_scheme(
-                name,
-                cbr,
-                device,
-                matching=getattr(args, "matching", None),
-                steps=getattr(args, "steps", None),
-                fading=getattr(args, "fading", None),
-                denoiser_path=getattr(args, "denoiser", None),
-                snr_source=getattr(args, "snr_source", None),
-                estimator_path=getattr(args, "snr_estimator", None),
-            )
+            scheme = get_scheme(name, cbr, device, **options)
             fixed = getattr(scheme, "fixed_cbr", cbr is None)
-            key = RunKey(name, None if fixed else cbr)
+            key = RunKey(run_name(name, **options), None if fixed else cbr)
             if key not in [k for k, _ in out]:
                 out.append((key, scheme))
     return out
@@ -267,7 +266,7 @@ def _transmit_images(
             vals = safe_metrics(x.float(), tx.images.float(), args.metrics)
             tiles = []
             for j, snr in enumerate(snrs):
-                tag = key.label.replace("/", "-").replace("@", "_")
+                tag = re.sub(r"[^A-Za-z0-9+.-]+", "_", key.label.replace("/", "-")).strip("_")
                 save_image(tx.images[j], out / f"{stem}_{tag}_snr{snr:g}dB.png")
                 row = {
                     "image": stem,

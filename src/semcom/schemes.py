@@ -57,6 +57,25 @@ def list_schemes() -> list[SchemeSpec]:
     return sorted(_REGISTRY.values(), key=lambda s: s.name)
 
 
+#: receiver options named in run labels (paths to checkpoints are recorded in the meta block).
+LABELLED_OPTIONS = ("matching", "steps", "fading", "snr_source")
+
+
+def run_name(name: str, **options) -> str:
+    """The name of a scheme's curve in results: ``name``, plus the non-default receiver
+    options it accepts, e.g. ``vae+dm[fading=naive,steps=4]`` (``vae`` stays ``vae``)."""
+    _load_builtin()
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        return name
+    kw = [
+        f"{k}={options[k]}"
+        for k in LABELLED_OPTIONS
+        if options.get(k) is not None and k in spec.options
+    ]
+    return f"{name}[{','.join(kw)}]" if kw else name
+
+
 def get_scheme(
     name: str, cbr: float | None = None, device: str | torch.device = "cpu", **options
 ) -> Scheme:
