@@ -408,3 +408,41 @@ def test_eval_sharded_over_torchrun_matches_single_process(tmp_path, capsys):
         assert a["n_images"] == b["n_images"] == 3
         assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-9)
     assert not list(tmp_path.glob("*.partial*"))
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_link_encodes_an_expanded_image_once(adaptive):
+    """Sweeps send one image expanded over the SNR batch: a codec that ignores the SNR is run
+    once (same result as encoding every copy); an SNR-adaptive codec sees every row."""
+    from semcom.codecs.base import Codec
+    from semcom.link import AnalogLink
+
+    class Counting(Codec):
+        name = "counting"
+        snr_adaptive = adaptive
+
+        def __init__(self):
+            super().__init__()
+            self.batches: list[int] = []
+
+        def _encode(self, x, snr_db):
+            self.batches.append(x.shape[0])
+            return torch.nn.functional.avg_pool2d(x, 2) - 0.5
+
+        def _decode(self, latent, snr_db):
+            return torch.nn.functional.interpolate(latent + 0.5, scale_factor=2)
+
+        def latent_shape(self, h, w):
+            return (3, h // 2, w // 2)
+
+    codec = Counting()
+    link = AnalogLink(codec)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    snrs = torch.tensor([0.0, 10.0, 20.0])
+    a = link.transmit(x.expand(3, -1, -1, -1), Channel("awgn"), snrs,
+                      torch.Generator().manual_seed(1))  # fmt: skip
+    b = link.transmit(x.repeat(3, 1, 1, 1), Channel("awgn"), snrs,
+                      torch.Generator().manual_seed(1))  # fmt: skip
+    assert codec.batches == ([3, 3] if adaptive else [1, 3])
+    torch.testing.assert_close(a.images, b.images, atol=1e-6, rtol=0)
+    assert (a.images[0] - a.images[2]).abs().max() > 1e-3  # rows differ by their SNR

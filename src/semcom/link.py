@@ -175,7 +175,12 @@ class AnalogLink:
         snr = as_snr_tensor(snr_db, b, device=dev)
         secs: dict[str, float] = {}
         with _timed(secs, "encode", dev):
-            latent = self.codec.encode(images, snr.float())
+            if b > 1 and images.stride(0) == 0 and not self.codec.snr_adaptive:
+                # one image expanded over an SNR batch (as in sweeps): encode it once
+                one = self.codec.encode(images[:1], snr[:1].float())
+                latent = one.expand(b, *one.shape[1:])
+            else:
+                latent = self.codec.encode(images, snr.float())
             packed = pack(latent)
         with _timed(secs, "channel", dev):
             y, state = channel(packed.z, snr, generator)
