@@ -186,6 +186,21 @@ def test_shipped_zoo_cards_load():
     """Every card shipped in the package loads with its weights."""
     from semcom.zoo import list_checkpoints, load_codec
 
+    import hashlib
+
+    from semcom.diffusion.checkpoint import load_denoiser
+    from semcom.estimation.learned import load_snr_estimator
+
     for e in list_checkpoints():
-        codec = load_codec(e.model, e.cbr, channel=e.channel)
-        assert math.isclose(codec.cbr, e.cbr, rel_tol=1e-3)
+        if "sha256" in e.card:
+            assert hashlib.sha256(e.weights.read_bytes()).hexdigest() == e.card["sha256"], e.name
+        if e.model in ("deepjscc", "adjscc"):
+            codec = load_codec(e.model, e.cbr, channel=e.channel)
+            assert math.isclose(codec.cbr, e.cbr, rel_tol=1e-3)
+            assert e.test_psnr is not None and e.card["command"].startswith("semcom train jscc")
+        elif e.model == "denoiser":
+            load_denoiser(e.weights, codec=e.card["codec"]["name"])
+        elif e.model == "snr-estimator":
+            load_snr_estimator(e.weights, codec=e.card["codec"]["name"])
+        else:
+            raise AssertionError(f"unknown model {e.model!r} in the zoo ({e.name})")

@@ -57,6 +57,11 @@ class ZooEntry:
         """The test result in words, e.g. ``31.20 dB @ 10 dB (cifar10-test)``."""
         p = self.test_psnr
         if p is None:
+            rmse = self.test.get("rmse_db")
+            if rmse:  # SNR estimators: estimation error in dB over the test SNRs
+                rms = (sum(r * r for r in rmse) / len(rmse)) ** 0.5
+                snrs = self.test.get("snr_db") or [0]
+                return f"SNR RMSE {rms:.2f} dB over {min(snrs):g}..{max(snrs):g} dB"
             return "-"
         snrs = self.test.get("snr_db", [])
         s = snrs[len(snrs) // 2] if snrs else "?"
@@ -265,7 +270,7 @@ def format_table(entries: list[ZooEntry]) -> str:
         "channel",
         "snr_train",
         "data",
-        "test psnr",
+        "test result",
         "hours",
         "hardware",
     ]
