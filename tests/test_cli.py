@@ -426,3 +426,21 @@ def test_run_names_carry_receiver_options():
         "vae+dm[steps=4,fading=naive]"
     )
     assert run_name("jpeg+capacity", matching="vp") == "jpeg+capacity"
+
+
+def test_eval_spread_takes_evenly_spaced_images(tmp_path, capsys):
+    from semcom.data import get_dataset
+
+    n_all = len(get_dataset("samples"))
+    out = tmp_path / "r.json"
+    run_ok(capsys, "eval", "--scheme", "jpeg+capacity", "--cbr", "1/12", "--dataset", "samples",
+           "--limit", "2", "--spread", "--crop", "32", "--snr", "10", "--metrics", "psnr",
+           "--out", str(out))  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["runs"][0]["n_images"] == 2 and doc["meta"]["spread"] is True
+    first = tmp_path / "f.json"
+    run_ok(capsys, "eval", "--scheme", "jpeg+capacity", "--cbr", "1/12", "--dataset", "samples",
+           "--limit", "2", "--crop", "32", "--snr", "10", "--metrics", "psnr",
+           "--out", str(first))  # fmt: skip
+    assert n_all > 3  # images 0 and n/2 differ from images 0 and 1
+    assert json.loads(first.read_text())["runs"][0]["psnr"] != doc["runs"][0]["psnr"]

@@ -184,12 +184,11 @@ def test_zoo_empty(tmp_path, monkeypatch, capsys):
 
 def test_shipped_zoo_cards_load():
     """Every card shipped in the package loads with its weights."""
-    from semcom.zoo import list_checkpoints, load_codec
-
     import hashlib
 
     from semcom.diffusion.checkpoint import load_denoiser
     from semcom.estimation.learned import load_snr_estimator
+    from semcom.zoo import list_checkpoints, load_codec
 
     for e in list_checkpoints():
         if "sha256" in e.card:

@@ -350,10 +350,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
     ds = get_dataset(args.dataset, **crop)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    if args.spread:  # n images evenly spaced over the set (class-sorted sets: all classes)
+        indices = sorted({round(k * len(ds) / n) for k in range(n)})
+    else:
+        indices = list(range(n))
     schemes = _build_schemes(args, device)
     if any(hasattr(sch, "fallback_image") for _, sch in schemes):
         # separation baselines show the data set's mean colour when decoding fails (as peers)
-        mean = torch.stack([ds[i].mean(dim=(1, 2)) for i in range(n)]).mean(0).view(3, 1, 1)
+        mean = torch.stack([ds[i].mean(dim=(1, 2)) for i in indices]).mean(0).view(3, 1, 1)
         for _, sch in schemes:
             if hasattr(sch, "fallback_image"):
                 sch.fallback_image = mean.to(device)
@@ -361,6 +365,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     header = {
         "dataset": args.dataset,
         "crop": args.crop,
+        "spread": bool(args.spread),
         "channel": repr(channel),
         "snr_db": snrs,
         "seed": args.seed,
@@ -377,7 +382,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     rows = evaluate(
         schemes,
-        [(i, names[i], None) for i in range(rank, n, world)],
+        [(i, names[i], None) for i in indices[rank::world]],
         channel,
         snrs,
         load=lambda i: ds[i],
@@ -399,12 +404,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if rank != 0:
             return 0
         rows = [r for part in gathered for r in part]
-    rows = sorted((r for r in rows if r["image"] < n), key=lambda r: (r["run"], r["image"]))
+    wanted = set(indices)
+    rows = sorted((r for r in rows if r["image"] in wanted), key=lambda r: (r["run"], r["image"]))
     runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics)
     meta = {
         "command": " ".join(["semcom", *args.argv]),
         "seed": args.seed,
         "crop": args.crop,
+        "spread": bool(args.spread),
         "batch_size": args.batch_size,
         "device": str(device),
         "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -513,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     e.add_argument("--out", required=True, help="results JSON path")
     e.add_argument("--limit", type=_positive_int, default=None, help="use the first N images")
+    e.add_argument(
+        "--spread",
+        action="store_true",
+        help="with --limit: take the N images evenly spaced over the data set instead of the "
+        "first N (named sets like cifar10-test are sorted by class)",
+    )
     e.add_argument(
         "--crop",
         type=_positive_int,
