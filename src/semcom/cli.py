@@ -658,11 +658,12 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     write_json_atomic(doc, out)
     fig = plot_perturb(doc, out.with_suffix(".png"))
     for param in ("t", "alpha"):
-        ok = best_within_noise(doc, param)
-        verdict = ", ".join(
-            f"{s:g} dB: {'yes' if o else 'NO'}" for s, o in zip(args.snr, ok, strict=True)
-        )
-        print(f"{param}: matched value best (latent MSE, within 1%) at {verdict}")
+        for metric, tol in (("latent_mse", "1%"), ("psnr", "0.05 dB")):
+            ok = best_within_noise(doc, param, metric)
+            verdict = ", ".join(
+                f"{s:g} dB: {'yes' if o else 'NO'}" for s, o in zip(args.snr, ok, strict=True)
+            )
+            print(f"{param}: matched value best ({metric}, within {tol}) at {verdict}")
     print(f"wrote {out} and {fig}")
     return 0
 
