@@ -399,9 +399,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         gathered: list = [None] * world
         dist.all_gather_object(gathered, rows)
-        partial.unlink(missing_ok=True)
         dist.destroy_process_group()
-        if rank != 0:
+        if rank != 0:  # rank 0 writes the JSON and then removes its own partial file
+            partial.unlink(missing_ok=True)
             return 0
         rows = [r for part in gathered for r in part]
     wanted = set(indices)

@@ -86,21 +86,46 @@ def load_denoiser(
             checkpoint trained on other latents raises ``ValueError`` naming both.
         latent_channels: latent channel count of that codec (checked too).
     """
-    weights, meta = read_denoiser(path)
-    cfg = DenoiserConfig.from_dict(json.loads(meta["denoiser_config"]))
-    check_trained_on(path, meta, "denoiser", codec, cbr)
+    return load_latent_model(
+        path, "denoiser", "denoiser_config", DenoiserConfig, LatentUNet, "denoiser",
+        codec, cbr, latent_channels, device,
+    )  # fmt: skip
+
+
+def load_latent_model(
+    path: str | Path,
+    task: str,
+    config_key: str,
+    config_cls,
+    model_cls,
+    what: str,
+    codec: str | None = None,
+    cbr: str | None = None,
+    latent_channels: int | None = None,
+    device: str | torch.device = "cpu",
+):
+    """Load a latent model (denoiser, SNR estimator) of ``task``, with every check.
+
+    Refuses (``ValueError`` naming ``what`` and the file) another task's checkpoint, one trained
+    on another codec's (or CBR's) latents, a latent channel count other than
+    ``latent_channels``, and weights that do not fit the stored config (``config_key`` JSON,
+    built with ``config_cls.from_dict``). Weights are cast to float32 (zoo files are float16).
+    Returns ``model_cls(config)`` in eval mode without gradients, on ``device``.
+    """
+    weights, meta = read_checkpoint(path, task, config_key)
+    cfg = config_cls.from_dict(json.loads(meta[config_key]))
+    check_trained_on(path, meta, what, codec, cbr)
     if latent_channels is not None and cfg.channels != latent_channels:
         raise ValueError(
-            f"denoiser {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
+            f"{what} {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
             f"{latent_channels}"
         )
-    model = LatentUNet(cfg)
+    model = model_cls(cfg)
     try:
-        model.load_state_dict(weights, strict=True)
+        model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"denoiser {str(path)!r} does not match its stored config: {e}") from e
-    model.eval().requires_grad_(False)
-    return model.to(device)
+        raise ValueError(f"{what} {str(path)!r} does not match its stored config: {e}") from e
+    return model.eval().requires_grad_(False).to(device)
 
 
 def find_latent_model(

@@ -21,7 +21,6 @@ do not, math.md B13):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,22 +113,12 @@ def load_snr_estimator(
     device: str | torch.device = "cpu",
 ) -> SNREstimator:
     """Load an estimator checkpoint, refusing one trained on another codec's latents."""
-    from ..diffusion.checkpoint import check_trained_on, read_checkpoint
+    from ..diffusion.checkpoint import load_latent_model
 
-    weights, meta = read_checkpoint(path, "snr-estimator", "estimator_config")
-    cfg = SNREstimatorConfig.from_dict(json.loads(meta["estimator_config"]))
-    check_trained_on(path, meta, "SNR estimator", codec, None)
-    if latent_channels is not None and cfg.channels != latent_channels:
-        raise ValueError(
-            f"SNR estimator {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
-            f"{latent_channels}"
-        )
-    model = SNREstimator(cfg)
-    try:
-        model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"SNR estimator {str(path)!r} does not match its config: {e}") from e
-    return model.eval().requires_grad_(False).to(device)
+    return load_latent_model(
+        path, "snr-estimator", "estimator_config", SNREstimatorConfig, SNREstimator,
+        "SNR estimator", codec, None, latent_channels, device,
+    )  # fmt: skip
 
 
 __all__ = ["DB_PER_NEPER", "SNREstimator", "SNREstimatorConfig", "load_snr_estimator"]

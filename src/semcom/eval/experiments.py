@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 
 from ..diffusion.latents import unit_power
+from ..diffusion.matching import db_to_linear, level_from_snr
 from ..metrics import compute_metrics
+from .plot import save_figure
 from .sweep import image_seed
 
 DEFAULT_DELTAS = (-0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5)
@@ -91,7 +93,7 @@ def perturb_experiment(
         for i, x in enumerate(images):
             clean = _CleanImage(codec, x, snrs[0])
             for s, snr in enumerate(snrs):
-                d = 1.0 / (1.0 + 10.0 ** (snr / 10.0))
+                d = float(level_from_snr(db_to_linear(snr)))
                 noise = _noise_like(clean.f, image_seed(seed, i) + s)
                 f_tilde = math.sqrt(1 - d) * clean.f + math.sqrt(d) * noise
                 dd = torch.full((1, 1, 1, 1), d, dtype=f_tilde.dtype, device=f_tilde.device)
@@ -138,7 +140,8 @@ def best_within_noise(doc: dict, param: str, metric: str = "latent_mse") -> list
 
 
 def plot_perturb(doc: dict, out: str | Path) -> Path:
-    """Two panels (t*, alpha): latent MSE change (dB) vs perturbation, one line per SNR."""
+    """2x2 panels (t*, alpha) x (latent MSE change in dB, PSNR change in dB) against the
+    perturbation in %, one line per SNR, relative to the matched value -> PNG ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,9 +179,4 @@ def plot_perturb(doc: dict, out: str | Path) -> Path:
         f"{doc['scheme']}: mismatch of the matched step and scaling "
         f"({doc['n_images']} images, rule {doc['rule']}, K={doc['steps']})"
     )
-    fig.tight_layout()
-    p = Path(out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    return p
+    return save_figure(fig, out)

@@ -89,12 +89,19 @@ def plot_results(
     ax.grid(True, alpha=0.3)
     ax.set_title(title or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}")
     ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: str | os.PathLike[str]) -> Path:
+    """Lay out, write ``fig`` as PNG to ``out`` (parents created, 120 dpi), close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return out
+    return path
 
 
 def results_table(
