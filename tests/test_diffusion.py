@@ -101,7 +101,13 @@ def test_sigmoid_general_params(start, width, tau):
     assert S[0].item() == pytest.approx(0.0, abs=1e-12)
     assert S[-1].item() == pytest.approx(1.0, abs=1e-12)
     assert (S.diff() > 0).all()
-    assert torch.allclose(s.S_inv(S), t, atol=1e-8)
+    # S_inv inverts S wherever S still resolves t in float64; for steep schedules
+    # (end/tau ~ 30) S rounds to 1.0 on the last stretch and t cannot be recovered there,
+    # but S(S_inv(S)) = S holds everywhere
+    assert torch.allclose(s.S(s.S_inv(S)), S, rtol=0, atol=1e-12)
+    ok = (S > 1e-6) & (1 - S > 1e-6)
+    assert torch.allclose(s.S_inv(S)[ok], t[ok], atol=1e-8)
+    assert s.S_inv(S)[0] == 0 and s.S_inv(S)[-1] == 1
 
 
 def test_sigmoid_definition_and_clamping():
