@@ -30,6 +30,7 @@ from semcom.diffusion import (
     match_continuous,
     match_ddm,
     match_vp,
+    quantile_grid,
     snr_from_level,
     target_level,
     vp_closed_form_t,
@@ -489,14 +490,17 @@ def test_waterfill_invariant_mid_run():
 
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("variant", ["waterfill", "reference", "naive"])
-def test_receiver_per_element_oracle(rule, variant):
+@pytest.mark.parametrize("grid", ["time", "quantile"])
+def test_receiver_per_element_oracle(rule, variant, grid):
     g = gen(31)
     shape = (2, 8, 32, 32)
     d = torch.rand(shape, generator=g, dtype=F64) * 0.7 + 0.01
     f, _, ft = received(2, shape[1:], d, 6)
     p0 = 4.0
     oracle = Oracle(math.sqrt(p0) * f)
-    res = diffusion_receive(ft, d, oracle, p0=p0, rule=rule, steps=4, fading=variant, generator=g)
+    res = diffusion_receive(
+        ft, d, oracle, p0=p0, rule=rule, steps=4, fading=variant, generator=g, fading_grid=grid
+    )
     assert res.per_element == (variant != "naive")
     assert torch.allclose(res.f_hat, f, atol=1e-9)
     if variant == "naive":
@@ -511,6 +515,46 @@ def test_receiver_per_element_oracle(rule, variant):
             r.pow(2).mean(1), torch.ones(2, dtype=F64), atol=6 * (2 / n_el) ** 0.5
         )
         assert ((r * f.flatten(1)).mean(1).abs() < 6 / n_el**0.5).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.integers(1, 12),
+    scale=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_quantile_grid_properties(steps, scale, seed):
+    """0 at the end, the largest level at the start, monotone, ~j/K of the elements at or
+    below level j (each step takes about 1/K of them)."""
+    g = gen(seed)
+    v = torch.rand(len(scale), 3, 10, 10, generator=g, dtype=F64) * torch.tensor(
+        scale, dtype=F64
+    ).view(-1, 1, 1, 1)
+    grid = quantile_grid(v, steps)
+    flat = v.flatten(1)
+    assert grid.shape == (steps + 1, len(scale))
+    assert (grid[0] == 0).all() and torch.equal(grid[-1], flat.amax(1))
+    assert (grid[1:] >= grid[:-1]).all()
+    n = flat.shape[1]
+    for j in range(1, steps + 1):
+        below = (flat <= grid[j][:, None]).sum(1)
+        assert (below >= math.floor(j * (n - 1) / steps)).all()  # (float rounding: no +1)
+
+
+def test_quantile_grid_ends_near_typical_level():
+    """Under fast Rayleigh fading at 20 dB the largest element level is near 1, so paper B's
+    time grid starts its last step far above the typical element; the quantile grid does not."""
+    g = gen(5)
+    h2 = -torch.log(torch.rand(1, 16, 32, 32, generator=g, dtype=F64))  # |h|^2 ~ Exp(1)
+    d = 0.01 / (h2 + 0.01)
+    time_last = continuous_grid(SIG.S_inv(d.max()), 8, SIG)[1].item()
+    q_last = quantile_grid(d, 8)[1].item()
+    assert q_last < d.median().item() < time_last
+
+
+def test_fading_grid_rejected():
+    with pytest.raises(ValueError, match="fading_grid"):
+        diffusion_receive(torch.zeros(1, 2), torch.full((1, 2), 0.1), Oracle(0), fading_grid="x")
 
 
 def test_waterfill_seeded_reproducible():

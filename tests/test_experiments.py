@@ -127,3 +127,65 @@ def test_cli_experiment_perturb(weights_root, tmp_path, capsys):
     rc = main(["experiment", "perturb", "--scheme", "vae", "--dataset", "samples", "--limit",
                "1", "--crop", "32", "--out", str(tmp_path / "x.json")])  # fmt: skip
     assert rc == 2
+
+
+# ============================================================================== ood (§V-C)
+def test_ood_experiment_structure_and_same_noise(tmp_path):
+    """Two test sets, the same schemes, seed and SNRs: the drop is in - out per SNR, the
+    X+dm gain is X+dm - X on each set; with the exact Gaussian denoiser (one matched step =
+    LMMSE) and the same noise for both schemes the gain is exactly 0."""
+    from semcom.channels import Channel
+    from semcom.eval.experiments import ood_experiment, plot_ood
+    from semcom.eval.sweep import RunKey
+
+    g = torch.Generator().manual_seed(0)
+    smooth = [torch.full((3, 16, 16), 0.5) + 0.05 * torch.rand(3, 1, 1, generator=g)] * 2
+    rough = [torch.rand(3, 16, 16, generator=g) for _ in range(2)]
+    rx = DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0, name="dm")
+    schemes = [
+        (RunKey("pool", None), AnalogLink(Pool(), name="pool")),
+        (RunKey("pool+dm", None), AnalogLink(Pool(), rx, name="pool+dm")),
+    ]
+    snrs = [-5.0, 10.0]
+    doc = ood_experiment(
+        schemes, {"smooth": smooth, "rough": rough}, Channel("awgn"), snrs,
+        metrics=("psnr",), progress=False,
+    )  # fmt: skip
+    assert (doc["in"], doc["out"]) == ("smooth", "rough")
+    assert doc["n_images"] == {"smooth": 2, "rough": 2}
+    assert [r["label"] for r in doc["sets"]["rough"]] == ["pool", "pool+dm"]
+    for i, label in enumerate(("pool", "pool+dm")):
+        a, b = doc["sets"]["smooth"][i]["psnr"], doc["sets"]["rough"][i]["psnr"]
+        assert doc["drop"][label]["psnr"] == pytest.approx([x - y for x, y in zip(a, b)])  # noqa: B905
+        assert a != b  # the sets differ
+    for name in ("smooth", "rough"):
+        assert doc["dm_gain"]["pool+dm"][name]["psnr"] == pytest.approx([0, 0], abs=1e-4)
+    assert doc["trained_on"]["pool"].startswith("unknown")
+    assert plot_ood(doc, tmp_path / "o.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="two test sets"):
+        ood_experiment(schemes, {"smooth": smooth}, Channel("awgn"), snrs, progress=False)
+
+
+def test_trained_on_reads_the_zoo_cards():
+    from semcom.eval.experiments import trained_on
+
+    assert trained_on("vae+dm") == "codec: pretrained TAEF2 (frozen); denoiser: bsds500-train"
+    assert trained_on("deepjscc", 1 / 6) == "codec: cifar10-train"
+
+
+def test_cli_experiment_ood(weights_root, data_root, tmp_path, capsys):
+    from semcom.cli import main
+
+    out = tmp_path / "ood.json"
+    rc = main(["experiment", "ood", "--scheme", "vae", "--in-data", "bsds500-val",
+               "--out-data", "kodak", "--limit", "1", "--crop", "32", "--snr", "0",
+               "--metrics", "lpips", "--quiet", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["sets"]) == {"bsds500-val", "kodak"} and doc["n_images"]["kodak"] == 1
+    run = doc["sets"]["kodak"][0]
+    assert run["label"] == "vae" and len(run["psnr"]) == len(run["lpips"]) == 1  # psnr added
+    assert out.with_suffix(".png").is_file() and "mean over SNRs" in capsys.readouterr().out
+    rc = main(["experiment", "ood", "--in-data", "kodak", "--out-data", "kodak",
+               "--out", str(tmp_path / "x.json")])  # fmt: skip
+    assert rc == 2

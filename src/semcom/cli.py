@@ -110,6 +110,13 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         help="fast-fading sampler variant (default waterfill)",
     )
     g.add_argument(
+        "--fading-grid",
+        choices=["time", "quantile"],
+        default=None,
+        help="fast fading: level grid uniform in schedule time from the largest element "
+        "level (time, paper B, default) or through the quantiles of the element levels",
+    )
+    g.add_argument(
         "--snr-source",
         choices=["known", "moment", "learned"],
         default=None,
@@ -167,6 +174,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "matching": getattr(args, "matching", None),
         "steps": getattr(args, "steps", None),
         "fading": getattr(args, "fading", None),
+        "fading_grid": getattr(args, "fading_grid", None),
         "denoiser_path": getattr(args, "denoiser", None),
         "snr_source": getattr(args, "snr_source", None),
         "estimator_path": getattr(args, "snr_estimator", None),
@@ -432,7 +440,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------ demo
 #: Schemes shown by ``semcom demo`` when available, in order.
 #: receiver options that change results (part of the resume header of 'semcom eval').
-RECEIVER_OPTIONS = ("matching", "steps", "fading", "denoiser", "snr_source", "snr_estimator")
+RECEIVER_OPTIONS = (
+    "matching",
+    "steps",
+    "fading",
+    "fading_grid",
+    "denoiser",
+    "snr_source",
+    "snr_estimator",
+)
 #: schemes the demo shows, in order; those without shipped checkpoints are skipped (with a note).
 DEMO_SCHEMES = ["vae", "vae+dm", "deepjscc", "jpeg+capacity"]
 
@@ -572,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="fig.png", help="output PNG")
     pl.set_defaults(func=cmd_plot)
 
-    ex = sub.add_parser("experiment", help="paper experiments (perturb)")
+    ex = sub.add_parser("experiment", help="paper experiments (perturb, ood)")
     exsub = ex.add_subparsers(dest="experiment", required=True, parser_class=_Parser)
     pe = exsub.add_parser(
         "perturb",
@@ -597,6 +613,22 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
     pe.add_argument("--quiet", action="store_true", help="no progress bar")
     pe.set_defaults(func=cmd_experiment_perturb)
+    po = exsub.add_parser(
+        "ood",
+        help="paper A §V-C: in- vs out-of-distribution test sets",
+        description="Every scheme on an in-distribution test set (held out from the shipped "
+        "checkpoints' training data) and an out-of-distribution one, same channel, seed and "
+        "SNRs; writes a JSON (curves, drop, X+dm gain on each set) and a figure.",
+    )
+    _add_scheme_args(po, default="vae and vae+dm")
+    _add_channel_args(po)
+    po.add_argument("--in-data", default="bsds500-val", help="in-distribution test set")
+    po.add_argument("--out-data", default="kodak", help="out-of-distribution test set")
+    po.add_argument("--limit", type=_positive_int, default=8, help="images per test set")
+    po.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
+    po.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
+    po.add_argument("--quiet", action="store_true", help="no progress bar")
+    po.set_defaults(func=cmd_experiment_ood)
 
     tb = sub.add_parser("table", help="print results JSON files as a Markdown table")
     tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
@@ -664,6 +696,48 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
                 f"{s:g} dB: {'yes' if o else 'NO'}" for s, o in zip(args.snr, ok, strict=True)
             )
             print(f"{param}: matched value best ({metric}, within {tol}) at {verdict}")
+    print(f"wrote {out} and {fig}")
+    return 0
+
+
+def cmd_experiment_ood(args: argparse.Namespace) -> int:
+    from .data import get_dataset
+    from .eval.experiments import ood_experiment, plot_ood
+    from .eval.sweep import write_json_atomic
+
+    device = _device(args.device)
+    if args.in_data == args.out_data:
+        raise CLIError("--in-data and --out-data must differ")
+    args.scheme = args.scheme or ["vae", "vae+dm"]
+    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    sets = {}
+    for name in (args.in_data, args.out_data):
+        ds = get_dataset(name, **crop)
+        sets[name] = [ds[i] for i in range(min(args.limit, len(ds)))]
+    doc = ood_experiment(
+        _build_schemes(args, device),
+        sets,
+        _channel(args),
+        _snr_list(args, [-10, -5, 0, 5, 10, 15, 20]),
+        seed=args.seed,
+        metrics=args.metrics if "psnr" in args.metrics else ["psnr", *args.metrics],
+        device=device,
+        progress=not args.quiet,
+    )
+    doc.update(crop=args.crop, command="semcom " + shlex.join(args.argv))
+    out = Path(args.out)
+    write_json_atomic(doc, out)
+    fig = plot_ood(doc, out.with_suffix(".png"))
+    for run_in, run_out in zip(doc["sets"][args.in_data], doc["sets"][args.out_data], strict=True):
+        label = run_in["label"]
+        mean = lambda v: sum(v) / len(v)  # noqa: E731
+        print(
+            f"{label:32s} PSNR {mean(run_in['psnr']):6.2f} dB on {args.in_data}, "
+            f"{mean(run_out['psnr']):6.2f} dB on {args.out_data} (mean over SNRs)"
+        )
+    for label, gains in doc["dm_gain"].items():
+        txt = ", ".join(f"{n} {sum(g['psnr']) / len(g['psnr']):+.2f} dB" for n, g in gains.items())
+        print(f"{label}: mean PSNR gain over its codec: {txt}")
     print(f"wrote {out} and {fig}")
     return 0
 

@@ -58,7 +58,13 @@ def list_schemes() -> list[SchemeSpec]:
 
 
 #: receiver options named in run labels (paths to checkpoints are recorded in the meta block).
-LABELLED_OPTIONS = ("matching", "steps", "fading", "snr_source")
+LABELLED_OPTIONS = (
+    "matching",
+    "steps",
+    "fading",
+    "fading_grid",
+    "snr_source",
+)
 
 
 def run_name(name: str, **options) -> str:

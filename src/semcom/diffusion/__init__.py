@@ -63,6 +63,7 @@ from .samplers import (
     diffusion_receive,
     fast_fading_sample,
     inject_noise,
+    quantile_grid,
     waterfill_sample,
 )
 from .schedules import DDMSchedule, DDPMSchedule, SigmoidSchedule
@@ -95,6 +96,7 @@ __all__ = [
     "match_continuous",
     "match_ddm",
     "match_vp",
+    "quantile_grid",
     "snr_from_level",
     "target_level",
     "vp_closed_form_t",

@@ -4,7 +4,8 @@ Each is the base codec's :class:`~semcom.link.AnalogLink` with the plain LMMSE r
 by :class:`~semcom.diffusion.samplers.DiffusionReceiver` around the shipped denoiser trained on
 that codec's clean latents. One denoiser serves every SNR. Options (``semcom eval``/``transmit``
 flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
-{waterfill, reference, naive} (per-element noise levels under fast fading), ``snr_source`` in
+{waterfill, reference, naive} (per-element noise levels under fast fading) with
+``fading_grid`` in {time, quantile}, ``snr_source`` in
 {known, moment, learned} (:mod:`semcom.estimation`; ``estimator_path`` overrides the shipped
 learned estimator).
 """
@@ -18,6 +19,7 @@ from ..schemes import SchemeSpec, register_scheme
 
 MATCHING_RULES = ("continuous", "vp", "ddm")
 FADING_VARIANTS = ("waterfill", "reference", "naive")
+FADING_GRIDS = ("time", "quantile")
 
 
 def build_dm_link(
@@ -27,6 +29,7 @@ def build_dm_link(
     matching: str = "continuous",
     steps: int = 1,
     fading: str = "waterfill",
+    fading_grid: str = "time",
     denoiser_path: str | None = None,
     snr_source: str = "known",
     estimator_path: str | None = None,
@@ -42,6 +45,10 @@ def build_dm_link(
         raise ValueError(f"fading must be one of {', '.join(FADING_VARIANTS)}, got {fading!r}")
     if int(steps) < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
+    if fading_grid not in FADING_GRIDS:
+        raise ValueError(
+            f"--fading-grid must be one of {', '.join(FADING_GRIDS)}, got {fading_grid!r}"
+        )
     if base == "vae":
         from ..codecs.taef2 import load_taef2
 
@@ -59,7 +66,13 @@ def build_dm_link(
         path, codec=base, cbr=cbr_key, latent_channels=codec.latent_shape(8, 8)[0], device=device
     )
     receiver = DiffusionReceiver(
-        den, p0=den.p0, rule=matching, steps=int(steps), fading=fading, name="dm"
+        den,
+        p0=den.p0,
+        rule=matching,
+        steps=int(steps),
+        fading=fading,
+        fading_grid=fading_grid,  # type: ignore[arg-type]
+        name="dm",
     )
     estimator = None
     if snr_source == "learned":
@@ -103,6 +116,7 @@ for _base, _desc in (
                 "matching",
                 "steps",
                 "fading",
+                "fading_grid",
                 "denoiser_path",
                 "snr_source",
                 "estimator_path",

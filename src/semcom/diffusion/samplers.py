@@ -42,12 +42,17 @@ __all__ = [
     "diffusion_receive",
     "fast_fading_sample",
     "inject_noise",
+    "quantile_grid",
     "waterfill_sample",
 ]
 
 #: ``denoise(x_t [B, ...], level [B]) -> x0_hat [B, ...]`` (VP form, training units).
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 FadingVariant = Literal["waterfill", "reference", "naive"]
+#: Level grid of the per-element (fast-fading) path: ``"time"`` uniform in the rule's own
+#: time from the largest element level (paper B), ``"quantile"`` through the quantiles of
+#: the element levels (:func:`quantile_grid`).
+FadingGrid = Literal["time", "quantile"]
 
 
 def _view(level: Tensor | float, x: Tensor) -> Tensor:
@@ -131,6 +136,23 @@ def ddm_grid(t_star: Tensor | float, steps: int) -> Tensor:
     t64 = torch.as_tensor(t_star, dtype=torch.float64).reshape(-1).clamp(0.0, 1.0)
     j = torch.arange(steps + 1, dtype=torch.float64, device=t64.device)[:, None]
     return j * t64[None, :] / steps
+
+
+def quantile_grid(v: Tensor, steps: int) -> Tensor:
+    """Levels through the element levels: ``levels[j] = quantile_q(v_i)`` at ``q = j/K``,
+    ``levels[0] = 0`` -> [K+1, B] float64.
+
+    ``v`` [B, ...] per-element noise variances. Each step takes about ``1/K`` of the elements
+    from their own level to the next, so the last step starts at the ``1/K`` quantile (near
+    the typical element's level) instead of ``S(m/K)`` of the largest, which under fast
+    fading is close to 1 whatever the mean SNR. ``levels[K]`` is the largest level.
+    """
+    steps = _check_steps(steps)
+    flat = torch.as_tensor(v, dtype=torch.float64).reshape(v.shape[0], -1)
+    q = torch.arange(steps + 1, dtype=torch.float64, device=flat.device) / steps
+    grid = torch.quantile(flat, q.clamp(0.0, 1.0), dim=1)  # [K+1, B]
+    grid[0] = 0.0
+    return torch.cummax(grid, dim=0).values
 
 
 def _check_steps(steps: int) -> int:
@@ -354,6 +376,7 @@ def diffusion_receive(
     level_eps: float = DEFAULT_LEVEL_EPS,
     t_factor: float = 1.0,
     alpha_factor: float = 1.0,
+    fading_grid: FadingGrid = "time",
 ) -> ReceiveResult:
     """Step-matched diffusion denoising of the equalised latent (the receiver side).
 
@@ -386,6 +409,9 @@ def diffusion_receive(
         t_factor, alpha_factor: multiply the matched start time ``t*`` (clamped to the
             schedule's range) and the scaling ``alpha`` by these factors: the mismatch study
             of paper A §V-D (``semcom experiment perturb``). Per-image levels only.
+        fading_grid: per-element path only: ``"time"`` (the rule's grid from the start
+            level, paper B) or ``"quantile"`` (:func:`quantile_grid`, steps through the
+            quantiles of the element levels; ``waterfill``/``reference`` only).
     """
     steps = _check_steps(steps)
     if not (t_factor >= 0 and alpha_factor > 0):
@@ -394,6 +420,8 @@ def diffusion_receive(
         raise ValueError(f"fading must be 'waterfill', 'reference' or 'naive', got {fading!r}")
     if not p0 > 0:
         raise ValueError(f"p0 must be > 0, got {p0}")
+    if fading_grid not in ("time", "quantile"):
+        raise ValueError(f"fading_grid must be 'time' or 'quantile', got {fading_grid!r}")
     B = f_tilde.shape[0]
     d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device).clamp(0.0, 1.0)
     if d64.numel() == B:
@@ -434,7 +462,9 @@ def diffusion_receive(
         alpha = ((1.0 - v) * p0 + v).sqrt()
         x = alpha.to(f_tilde.dtype) * f_tilde
         vmax = v.reshape(B, -1).amax(1)
-        if rule == "vp":
+        if fading_grid == "quantile":
+            grid = quantile_grid(v, steps)
+        elif rule == "vp":
             sched = _sched(schedule, DDPMSchedule)
             t_top = sched.index_from_level(vmax, mode="ceil")
             start = replace(start, t=t_top, level=sched.level(t_top), skip=t_top == 0)
@@ -487,8 +517,10 @@ class DiffusionReceiver:
         name: str = "diffusion",
         t_factor: float = 1.0,
         alpha_factor: float = 1.0,
+        fading_grid: FadingGrid = "time",
     ):
         self.denoise = denoise
+        self.fading_grid = fading_grid
         self.t_factor, self.alpha_factor = t_factor, alpha_factor
         self.p0, self.rule, self.steps = p0, rule, steps
         self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
@@ -511,5 +543,6 @@ class DiffusionReceiver:
             level_eps=self.level_eps,
             t_factor=self.t_factor,
             alpha_factor=self.alpha_factor,
+            fading_grid=self.fading_grid,
         )
         return self.last.f_hat

@@ -7,6 +7,12 @@ channel is simulated in the equivalent latent form ``f_tilde = sqrt(1-d) f + sqr
 every perturbation of an image sees exactly the same noise. Reported per SNR and delta: the
 latent MSE against the clean unit-power latent, and the PSNR of the decoded image (8-bit,
 per image, averaged), together with the plain LMMSE receiver for reference.
+
+``ood`` (paper A §V-C): every scheme on an in-distribution test set (e.g. bsds500-val for
+checkpoints trained on bsds500-train) and an out-of-distribution one (e.g. kodak or
+cifar10-test), same channel, seed and SNR grid; reported per scheme: both curves, the drop
+from in- to out-of-distribution, and for each ``X+dm`` next to ``X`` the receiver's gain on
+both sets (does the denoiser's benefit survive the distribution shift?).
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from torch import Tensor
 from ..diffusion.latents import unit_power
 from ..diffusion.matching import db_to_linear, level_from_snr
 from ..metrics import compute_metrics
-from .plot import save_figure
-from .sweep import image_seed
+from .plot import METRIC_LABELS, save_figure
+from .sweep import RunKey, evaluate, image_seed, summarize
 
 DEFAULT_DELTAS = (-0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5)
 
@@ -178,5 +184,161 @@ def plot_perturb(doc: dict, out: str | Path) -> Path:
     fig.suptitle(
         f"{doc['scheme']}: mismatch of the matched step and scaling "
         f"({doc['n_images']} images, rule {doc['rule']}, K={doc['steps']})"
+    )
+    return save_figure(fig, out)
+
+
+# ------------------------------------------------------------------------------ ood
+def trained_on(scheme: str, cbr: float | None = None) -> str:
+    """Training data of the shipped checkpoints behind ``scheme`` (from the zoo cards), e.g.
+    ``"codec: bsds500-train; denoiser: bsds500-train"``."""
+    from ..zoo import find_checkpoint, list_checkpoints
+
+    base, dm = (scheme[:-3], True) if scheme.endswith("+dm") else (scheme, False)
+    parts = []
+    if base == "vae":
+        parts.append("codec: pretrained TAEF2 (frozen)")
+    else:
+        try:
+            parts.append(f"codec: {find_checkpoint(base, cbr).data}")
+        except ValueError:
+            return "unknown (not a zoo scheme)"
+    if dm:
+        dens = [
+            e
+            for e in list_checkpoints()
+            if e.model == "denoiser" and (e.card.get("codec") or {}).get("name") == base
+        ]
+        parts.append(f"denoiser: {dens[0].data if dens else 'unknown'}")
+    return "; ".join(parts)
+
+
+def _base_name(label: str) -> str:
+    """``"vae+dm[steps=8]"`` -> ``"vae+dm"`` (run labels carry receiver options)."""
+    return label.split("[", 1)[0]
+
+
+def ood_experiment(
+    schemes: Sequence[tuple[RunKey, object]],
+    test_sets: dict[str, Sequence[Tensor]],
+    channel,
+    snrs: Sequence[float],
+    *,
+    seed: int = 0,
+    metrics: Sequence[str] = ("psnr", "lpips"),
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Every scheme on two test sets (in-distribution first, then out-of-distribution).
+
+    Args:
+        schemes: ``(RunKey, scheme)`` pairs as for :func:`~semcom.eval.sweep.evaluate`.
+        test_sets: ordered ``{dataset name: [3, H, W] images in [0, 1]}``, exactly two
+            entries, in-distribution first.
+        snrs: SNR grid (dB); ``metrics``: names from :mod:`semcom.metrics`.
+
+    Returns:
+        ``{"experiment": "ood", "in": name, "out": name, "snr_db", "sets": {name: [runs]},
+        "drop": {label: {metric: [in - out per SNR]}}, "dm_gain": {label: {name:
+        {metric: [X+dm - X per SNR]}}}}`` (runs in the design.md §3 format; LPIPS drops
+        are out - in, so a positive drop is always a loss out of distribution).
+    """
+    if len(test_sets) != 2:
+        raise ValueError(f"need exactly two test sets (in, out), got {list(test_sets)}")
+    keys = [k for k, _ in schemes]
+    sets: dict[str, list[dict]] = {}
+    for name, images in test_sets.items():
+        rows = evaluate(
+            schemes,
+            [(i, f"{name}:{i}", img) for i, img in enumerate(images)],
+            channel,
+            snrs,
+            seed=seed,
+            metrics=metrics,
+            device=device,
+            progress=progress,
+        )
+        sets[name] = summarize(rows, keys, snrs, metrics)
+        for k, run in zip(keys, sets[name], strict=True):
+            run["label"] = k.label
+    name_in, name_out = list(test_sets)
+
+    def by_label(runs: list[dict]) -> dict[str, dict]:
+        return {k.label: r for k, r in zip(keys, runs, strict=True)}
+
+    runs_in, runs_out = by_label(sets[name_in]), by_label(sets[name_out])
+
+    def diff(a: dict, b: dict, m: str) -> list[float]:
+        return [x - y for x, y in zip(a[m], b[m], strict=True)]
+
+    drop = {
+        lb: {
+            m: diff(runs_in[lb], runs_out[lb], m)
+            if m != "lpips"
+            else diff(runs_out[lb], runs_in[lb], m)
+            for m in metrics
+        }
+        for lb in runs_in
+    }
+    dm_gain: dict[str, dict] = {}
+    for k in keys:
+        if not _base_name(k.scheme).endswith("+dm"):
+            continue
+        codec = _base_name(k.scheme)[:-3]
+        base = next((b for b in keys if b.scheme == codec and b.cbr == k.cbr), None)
+        if base is None:
+            continue
+        dm_gain[k.label] = {
+            name: {
+                m: diff(by_label(sets[name])[k.label], by_label(sets[name])[base.label], m)
+                for m in metrics
+            }
+            for name in sets
+        }
+    return {
+        "experiment": "ood",
+        "in": name_in,
+        "out": name_out,
+        "snr_db": list(snrs),
+        "seed": seed,
+        "channel": repr(channel),
+        "n_images": {name: len(images) for name, images in test_sets.items()},
+        "trained_on": {k.label: trained_on(_base_name(k.scheme), k.cbr) for k in keys},
+        "sets": sets,
+        "drop": drop,
+        "dm_gain": dm_gain,
+    }
+
+
+def plot_ood(doc: dict, out: str | Path, metric: str = "psnr") -> Path:
+    """``metric`` against SNR: one colour per scheme, solid in-distribution, dashed
+    out-of-distribution -> PNG ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = [r["label"] for r in doc["sets"][doc["in"]]]
+    for i, label in enumerate(labels):
+        for name, style in ((doc["in"], "-"), (doc["out"], "--")):
+            run = doc["sets"][name][i]
+            ax.plot(
+                doc["snr_db"],
+                run[metric],
+                style,
+                marker="o",
+                ms=3,
+                color=colours[i % len(colours)],
+                label=f"{label} on {name}",
+            )
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(
+        f"in-distribution ({doc['in']}, solid) vs out-of-distribution ({doc['out']}, dashed)",
+        fontsize=9,
     )
     return save_figure(fig, out)
