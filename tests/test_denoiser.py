@@ -54,23 +54,23 @@ def _structured_latents(n: int, seed: int) -> list[torch.Tensor]:
     return out
 
 
+def vae_cache_path(data: str):
+    """The cache file of the TAEF2 latents of ``data`` (keyed by the weights' fingerprint)."""
+    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.train.denoiser import codec_for
+
+    return latent_cache_path("vae", None, data, codec_fingerprint(codec_for("vae", None)))
+
+
 @pytest.fixture(scope="module")
-def latent_cache(tmp_path_factory):
+def latent_cache(weights_root, tmp_path_factory):
     """XDG_CACHE_HOME in a temp folder holding fake cached 'vae' latents (no encoding)."""
     root = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root))
-        save_latents(
-            _structured_latents(6, 0),
-            latent_cache_path("vae", None, "bsds500-train"),
-            {"codec": "vae"},
-        )
-        save_latents(
-            _structured_latents(3, 1),
-            latent_cache_path("vae", None, "bsds500-val"),
-            {"codec": "vae"},
-        )
-        assert str(latent_cache_path("vae", None, "bsds500-train")).startswith(str(root))
+        save_latents(_structured_latents(6, 0), vae_cache_path("bsds500-train"), {"codec": "vae"})
+        save_latents(_structured_latents(3, 1), vae_cache_path("bsds500-val"), {"codec": "vae"})
+        assert str(vae_cache_path("bsds500-train")).startswith(str(root))
         yield root
 
 
@@ -501,3 +501,19 @@ def test_cli_plot(tmp_path, capsys):
     rc = semcom_main(["plot", str(res), "--metric", "lpips", "--out", str(tmp_path / "y.png")])
     assert rc == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_latent_cache_is_keyed_by_codec_weights():
+    """A retrained codec (same name and CBR, new weights) never gets the old latents."""
+    from semcom.diffusion.latents import codec_fingerprint
+
+    a, b = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        b.load_state_dict(a.state_dict())
+        assert codec_fingerprint(a) == codec_fingerprint(b)
+        b.weight[0, 0, 0, 0] += 1e-6
+    assert codec_fingerprint(a) != codec_fingerprint(b)
+    assert codec_fingerprint(a) == codec_fingerprint(a.to(memory_format=torch.channels_last))
+    pa = latent_cache_path("deepjscc", "1/16", "kodak", codec_fingerprint(a))
+    assert pa != latent_cache_path("deepjscc", "1/16", "kodak", codec_fingerprint(b))
+    assert "1_16" in pa.name and codec_fingerprint(a) in pa.name

@@ -102,15 +102,18 @@ def _smooth_latents(n: int, seed: int) -> list[torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def est_cache(tmp_path_factory):
-    from semcom.diffusion.latents import save_latents
-    from semcom.train.denoiser import latent_cache_path
+def est_cache(weights_root, tmp_path_factory):
+    from semcom.diffusion.latents import codec_fingerprint, save_latents
+    from semcom.train.denoiser import codec_for, latent_cache_path
 
     root = tmp_path_factory.mktemp("cache")
+    fp = codec_fingerprint(codec_for("vae", None))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root))
-        save_latents(_smooth_latents(24, 0), latent_cache_path("vae", None, "bsds500-train"), {})
-        save_latents(_smooth_latents(8, 1), latent_cache_path("vae", None, "bsds500-val"), {})
+        save_latents(
+            _smooth_latents(24, 0), latent_cache_path("vae", None, "bsds500-train", fp), {}
+        )
+        save_latents(_smooth_latents(8, 1), latent_cache_path("vae", None, "bsds500-val", fp), {})
         yield root
 
 

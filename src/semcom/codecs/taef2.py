@@ -167,12 +167,14 @@ class TAEF2Codec(Codec):
         self.decoder = load_sequential(build_decoder(), dec_path)
         self.eval()
         self.requires_grad_(False)
+        # channels-last convolutions: 1.4-1.6x faster encode and decode on CPU (README, Speed)
+        self.to(memory_format=torch.channels_last)
 
     def _encode(self, x: Tensor, snr_db: Tensor | None) -> Tensor:
-        return self.encoder(x)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     def _decode(self, latent: Tensor, snr_db: Tensor | None) -> Tensor:
-        return self.decoder(latent)
+        return self.decoder(latent.contiguous(memory_format=torch.channels_last)).contiguous()
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (LATENT_CHANNELS, math.ceil(height / 8), math.ceil(width / 8))

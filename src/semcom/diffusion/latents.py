@@ -10,6 +10,7 @@ that goes into the denoiser card.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -46,6 +47,17 @@ def encode_images(
             lat = codec.encode(batch, snr)
             out.extend(t.float().clone() for t in lat)
     return out
+
+
+def codec_fingerprint(codec: torch.nn.Module) -> str:
+    """12 hex digits of the SHA-256 of ``codec``'s weights (names, dtypes, shapes, values in
+    standard layout): latents cached for one set of weights are never served for another."""
+    h = hashlib.sha256()
+    for name, t in sorted(codec.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def save_latents(latents: list[Tensor], path: str | os.PathLike[str], meta: dict[str, str]) -> Path:

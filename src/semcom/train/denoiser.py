@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..diffusion.denoiser import DenoiserConfig, LatentUNet
 from ..diffusion.latents import (
     LatentCrops,
+    codec_fingerprint,
     encode_images,
     load_latents,
     measure_p0,
@@ -57,10 +58,12 @@ class DenoiserTaskConfig(LatentTaskConfig):
     blocks: int = 1
 
 
-def latent_cache_path(codec: str, cbr: str | None, data: str) -> Path:
-    """Where the clean latents of ``codec`` on ``data`` are cached."""
+def latent_cache_path(codec: str, cbr: str | None, data: str, fingerprint: str) -> Path:
+    """Where the clean latents of ``codec`` on ``data`` are cached; ``fingerprint``
+    (:func:`~semcom.diffusion.latents.codec_fingerprint`) ties them to the codec's weights,
+    so a retrained codec of the same name and CBR gets fresh latents."""
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
-    return cache_dir("data") / "latents" / f"{tag}-{data}.safetensors"
+    return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}.safetensors"
 
 
 def codec_for(name: str, cbr: str | None, device: str = "cpu"):
@@ -77,13 +80,16 @@ def codec_for(name: str, cbr: str | None, device: str = "cpu"):
 
 def get_latents(codec: str, cbr: str | None, data: str, flips: bool) -> list[Tensor]:
     """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)."""
-    path = latent_cache_path(codec, cbr, data)
+    model = codec_for(codec, cbr)
+    fp = codec_fingerprint(model)
+    path = latent_cache_path(codec, cbr, data, fp)
     if path.is_file():
         return load_latents(path)
     from ..data import get_dataset
 
-    lat = encode_images(codec_for(codec, cbr), get_dataset(data), flips=flips)
-    save_latents(lat, path, {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips)})
+    lat = encode_images(model, get_dataset(data), flips=flips)
+    meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
+    save_latents(lat, path, meta)
     return lat
 
 
