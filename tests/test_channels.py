@@ -156,6 +156,28 @@ def test_estimated_csi_counts_pilots_and_is_close():
     assert Channel("awgn").pilot_symbols(2500) == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "b", "n", "pilots", "snr_db"),
+    [("rayleigh-fast", 1, 2_000_000, 1, 0.0), ("rayleigh-slow", 4000, 500, 2, -3.0)],
+)
+def test_estimated_csi_equalizer_reports_the_true_noise_level(name, b, n, pilots, snr_db):
+    """With estimated CSI, d accounts for the channel-estimation error: f_tilde =
+    sqrt(1-d) f + sqrt(d) u with unit-variance u uncorrelated with f, per element (LMMSE
+    estimate, error variance h_err added to N0). Ignoring h_err leaves var(u) at 1.5 / 1.25 here."""
+    p = pack(torch.randn(b, n, generator=gen(31)))
+    y, state = Channel(name, csi="estimated", pilots=pilots)(p.z, snr_db, gen(32))
+    s2 = 10 ** (-snr_db / 10) / pilots
+    torch.testing.assert_close(state.h_err, torch.full((b,), s2 / (1 + s2)), rtol=1e-5, atol=0)
+    err = (state.h_hat - state.h).abs().pow(2).mean().item()
+    assert abs(err / (s2 / (1 + s2)) - 1) < 0.05
+    eq = equalize(y, state)
+    f = complex_to_real(p.z) * math.sqrt(2)
+    d = eq.d.expand_as(f)
+    u = (eq.f_tilde - (1 - d).sqrt() * f) / d.sqrt()
+    assert abs(u.var().item() - 1) < 0.03
+    assert abs((u * f).mean().item()) < 0.01
+
+
 # ---------------------------------------------------------------- reproducibility
 @pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
 def test_seed_determinism(name):

@@ -450,7 +450,9 @@ RECEIVER_OPTIONS = (
     "snr_estimator",
 )
 #: schemes the demo shows, in order; those without shipped checkpoints are skipped (with a note).
-DEMO_SCHEMES = ["vae", "vae+dm", "deepjscc", "jpeg+capacity"]
+DEMO_SCHEMES = ["vae", "vae+dm", "deepjscc", "adjscc", "jpeg+capacity"]
+#: CBR of the demo's schemes with variants (the full-size JSCC models; vae is fixed at 1/12).
+DEMO_CBR = "1/16"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -463,14 +465,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.scheme = []
     for name in DEMO_SCHEMES:
         try:
-            get_scheme(name)
+            get_scheme(name, parse_cbr(DEMO_CBR))
         except (ValueError, MissingResourceError) as e:
             print(f"semcom: note: skipping {name}: {' '.join(str(e).split())}", file=sys.stderr)
             continue
         args.scheme.append(name)
     if not args.scheme:
         raise CLIError("no scheme is available for the demo")
-    args.cbr = None
+    args.cbr = [DEMO_CBR]
     snrs = _snr_list(args, [-5, 0, 5, 10])
     out = Path(args.out)
     t0 = time.perf_counter()

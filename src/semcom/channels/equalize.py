@@ -53,12 +53,18 @@ class Equalized:
 def equalize(y: Tensor, state: ChannelState) -> Equalized:
     """MMSE-equalise and normalise received symbols ``y`` [B, M] with the receiver's CSI.
 
-    Uses ``state.h_hat`` (the true ``h`` for perfect CSI) and ``state.no``. Never
-    produces NaN: ``N0 = 0`` gives ``d = 0`` (zero-forcing), a deep fade gives ``d = 1``
-    and a zero output for that symbol (counted in ``deep_fades``).
+    Uses ``state.h_hat`` (the true ``h`` for perfect CSI) and ``state.no``; with estimated
+    CSI the estimation-error variance ``state.h_err`` counts as noise (``N0 + h_err``: with
+    ``y = h_hat z + (n + (h - h_hat) z)`` the second term is uncorrelated noise for an LMMSE
+    estimate), so ``d`` stays the true noise level of ``f_tilde``. Never produces NaN:
+    ``N0 = 0`` gives ``d = 0`` (zero-forcing), a deep fade gives ``d = 1`` and a zero output
+    for that symbol (counted in ``deep_fades``).
     """
     h = state.h_hat
-    no = state.no.to(y.real.dtype).unsqueeze(-1)  # [B, 1]
+    no = state.no.to(y.real.dtype)
+    if state.h_err is not None:
+        no = no + state.h_err.to(no.dtype)
+    no = no.unsqueeze(-1)  # [B, 1]
     g = h.abs().pow(2)  # [B, 1] or [B, M]
     fade = g < DEEP_FADE
     g_safe = torch.where(fade, torch.ones_like(g), g)

@@ -69,12 +69,16 @@ class ChannelState:
         no: noise power N0 per complex symbol, [B] (linear).
         h_hat: the receiver's channel knowledge, same shape as ``h`` (= ``h`` for perfect CSI).
         pilot_symbols: channel uses per image spent on pilots (0 for perfect CSI).
+        h_err: variance of the receiver's channel-estimation error ``h - h_hat`` per symbol,
+            [B] (linear); ``None`` for perfect CSI. The equaliser adds it to N0 (the error
+            times the unit-power symbol acts as extra noise).
     """
 
     h: Tensor
     no: Tensor
     h_hat: Tensor
     pilot_symbols: int = 0
+    h_err: Tensor | None = None
 
     @property
     def snr_eq_db(self) -> Tensor:
@@ -170,7 +174,8 @@ class Channel:
         """Send ``z`` [B, M] through the sampled channel: ``y = h z + n``.
 
         With ``csi="estimated"`` also sends the pilot block through the same gains and
-        replaces ``state.h_hat`` by the least-squares estimate. Returns ``(y, state)``.
+        replaces ``state.h_hat`` by the channel estimate (:meth:`_estimate`) and sets
+        ``state.h_err``. Returns ``(y, state)``.
         """
         precision = "double" if z.dtype == torch.complex128 else "single"
         awgn, _, apply = self._sionna(z.device, precision)
@@ -181,10 +186,9 @@ class Channel:
         y = apply(z.unsqueeze(-1), state.h.unsqueeze(-1).unsqueeze(-1), no.reshape(-1, 1, 1))
         y = y.squeeze(-1)
         if self.csi == "estimated":
+            h_hat, h_err = self._estimate(state, awgn)
             state = replace(
-                state,
-                h_hat=self._ls_estimate(state, awgn),
-                pilot_symbols=self.pilot_symbols(z.shape[1]),
+                state, h_hat=h_hat, h_err=h_err, pilot_symbols=self.pilot_symbols(z.shape[1])
             )
         return y, state
 
@@ -196,6 +200,20 @@ class Channel:
             raise ValueError(f"channel input must be complex [B, M], got {z.dtype} {z.shape}")
         state = self.sample(z, snr_db, generator)
         return self.apply(z, state, generator)
+
+    def _estimate(self, state: ChannelState, awgn: _AWGN) -> tuple[Tensor, Tensor]:
+        """Channel estimate and its error variance [B] from the pilots.
+
+        With ``s2 = N0 / pilots`` the LS error variance: for Rayleigh gains (prior
+        ``CN(0, 1)``) the LMMSE estimate ``h_ls / (1 + s2)`` with error variance
+        ``s2 / (1 + s2)``; for AWGN (no fading to average over) the LS estimate with ``s2``.
+        """
+        h_ls = self._ls_estimate(state, awgn)
+        s2 = state.no.to(h_ls.real.dtype) / self.pilots
+        if self.name == "awgn":
+            return h_ls, s2
+        shrink = (1.0 / (1.0 + s2)).unsqueeze(-1)
+        return h_ls * shrink.to(h_ls.dtype), s2 / (1.0 + s2)
 
     def _ls_estimate(self, state: ChannelState, awgn: _AWGN) -> Tensor:
         """Least-squares gain estimate from ``pilots`` unit pilots per coherence block.
