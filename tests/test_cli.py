@@ -257,6 +257,14 @@ def test_vae_fixed_cbr(vae, inputs, tmp_path, capsys):
         capsys, "transmit", str(inputs["small"]), "--cbr", "1/16", "--out", str(tmp_path)
     )
     assert "1/12" in line
+    # next to schemes with variants, --cbr picks their variants and vae runs at its own CBR
+    out = tmp_path / "mix"
+    table = run_ok(capsys, "transmit", str(inputs["small"]), "--scheme", "vae", "--scheme",
+                   "jpeg+capacity", "--cbr", "1/16", "--snr", "5", "--metrics", "psnr",
+                   "--out", str(out))  # fmt: skip
+    rows = [ln.split() for ln in table.splitlines() if ln.split()[:1] == ["small"]]
+    assert sorted(r[1] for r in rows) == ["jpeg+capacity", "vae"], table
+    assert [r[2] for r in rows if r[1] == "jpeg+capacity"] == ["1/16"]
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ def _device(name: str) -> torch.device:
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
-    from .schemes import get_scheme, run_name
+    from .schemes import fixed_cbr, get_scheme, run_name
 
     names = args.scheme or ["vae"]
     cbrs = [parse_cbr(c) for c in args.cbr] if args.cbr else [None]
@@ -181,7 +181,20 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
     }
     out = []
     for name in names:
-        for cbr in cbrs:
+        fixed = fixed_cbr(name)
+        name_cbrs = cbrs
+        if fixed is not None and cbrs != [None]:
+            # --cbr picks variants of the other schemes; a fixed-CBR scheme runs once at its own
+            # CBR (asked alone at another CBR, the scheme's error says so)
+            if len(names) > 1 or any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs):
+                if not any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs):
+                    print(
+                        f"semcom: note: {name} has a fixed CBR of {format_cbr(fixed)}; "
+                        "--cbr applies to the other schemes",
+                        file=sys.stderr,
+                    )
+                name_cbrs = [None]
+        for cbr in name_cbrs:
             scheme = get_scheme(name, cbr, device, **options)
             fixed = getattr(scheme, "fixed_cbr", cbr is None)
             key = RunKey(run_name(name, **options), None if fixed else cbr)
@@ -457,7 +470,7 @@ DEMO_CBR = "1/16"
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .data import get_dataset
-    from .schemes import get_scheme
+    from .schemes import fixed_cbr, get_scheme
 
     ds = get_dataset("samples")
     n = min(args.limit, len(ds))
@@ -465,7 +478,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.scheme = []
     for name in DEMO_SCHEMES:
         try:
-            get_scheme(name, parse_cbr(DEMO_CBR))
+            get_scheme(name, None if fixed_cbr(name) else parse_cbr(DEMO_CBR))
         except (ValueError, MissingResourceError) as e:
             print(f"semcom: note: skipping {name}: {' '.join(str(e).split())}", file=sys.stderr)
             continue

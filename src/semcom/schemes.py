@@ -67,6 +67,13 @@ LABELLED_OPTIONS = (
 )
 
 
+def fixed_cbr(name: str) -> float | None:
+    """The single CBR of a scheme fixed by its codec (``vae``: 1/12), else None."""
+    _load_builtin()
+    spec = _REGISTRY.get(name)
+    return spec.cbrs[0] if spec is not None and spec.cbrs and len(spec.cbrs) == 1 else None
+
+
 def run_name(name: str, **options) -> str:
     """The name of a scheme's curve in results: ``name``, plus the non-default receiver
     options it accepts, e.g. ``vae+dm[fading=naive,steps=4]`` (``vae`` stays ``vae``)."""
