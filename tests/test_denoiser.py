@@ -461,6 +461,28 @@ def test_vae_dm_rules_and_errors(weights_root, untrained_ckpt):
         get_scheme("vae+dm", cbr=1 / 6, denoiser_path=str(untrained_ckpt))
 
 
+def test_deepjscc_dm_stops_at_the_decoder_training_snr():
+    """The shipped DeepJSCC (trained at 10 dB) gets latents at 10 dB from its receiver: the
+    reverse process stops there (``dm_stop=auto``), above 10 dB the denoiser is not called;
+    ``dm_stop=clean`` denoises to the clean latent; vae+dm always does."""
+    from semcom.channels import Channel
+    from semcom.schemes import get_scheme
+
+    auto = get_scheme("deepjscc+dm", 1 / 16)
+    assert auto.receiver.stop_snr_db == 10.0
+    assert get_scheme("deepjscc+dm", 1 / 16, dm_stop="clean").receiver.stop_snr_db is None
+    plain = get_scheme("deepjscc", 1 / 16)
+    img = _image()
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    for snr, called in ((15.0, False), (0.0, True)):
+        a = auto.transmit(img, Channel("awgn"), snr, g())
+        b = plain.transmit(img, Channel("awgn"), snr, g())
+        assert (a.info["network_calls"] > 0) == called
+        assert torch.equal(a.images, b.images) != called  # same noise: identical when skipped
+    with pytest.raises(ValueError, match="dm-stop"):
+        get_scheme("deepjscc+dm", 1 / 16, dm_stop="half")
+
+
 def test_vae_dm_refuses_other_codec(weights_root, tmp_path):
     from semcom.schemes import get_scheme
 

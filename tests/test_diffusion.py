@@ -633,3 +633,24 @@ def test_receiver_shapes_and_call_counts():
         diffusion_receive(ft, d_img, den, steps=0)
     with pytest.raises(TypeError):
         diffusion_receive(ft, d_img, den, rule="vp", schedule=SIG)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("p0", [1.0, 2.5])
+def test_stop_at_decoder_snr_oracle(steps, p0):
+    """``stop_snr_db``: with a perfect denoiser the output is exactly the LMMSE estimate of the
+    same image received at the stop SNR with the same noise, ``sqrt(1-d_s) (sqrt(1-d_s) f +
+    sqrt(d_s) n)``; images already above the stop SNR get the plain LMMSE estimate."""
+    snr_db = torch.tensor([-10.0, 0.0, 5.0, 15.0], dtype=F64)
+    d = (1 / (1 + 10 ** (snr_db / 10))).view(-1, 1, 1, 1)
+    f, n, ft = received(4, (3, 8, 8), d, 41)
+    oracle = Oracle(math.sqrt(p0) * f[:3])  # the image above the stop SNR is not sent
+    res = diffusion_receive(ft, d, oracle, p0=p0, steps=steps, stop_snr_db=10.0)
+    d_s = 1 / (1 + 10.0)
+    want = math.sqrt(1 - d_s) * (math.sqrt(1 - d_s) * f + math.sqrt(d_s) * n)
+    assert torch.allclose(res.f_hat[:3], want[:3], atol=1e-9)
+    assert torch.allclose(res.f_hat[3], (1 - d[3]).sqrt() * ft[3], atol=1e-12)
+    assert res.info["n_skip"] == 1 and len(oracle.calls) == steps
+    assert all(call[0].shape[0] == 3 for call in oracle.calls)  # skipped image not sent
+    with pytest.raises(ValueError, match="continuous"):
+        diffusion_receive(ft, d, oracle, rule="vp", stop_snr_db=10.0)

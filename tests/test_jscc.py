@@ -199,6 +199,8 @@ def test_shipped_zoo_cards_load():
             assert e.test_psnr is not None and e.card["command"].startswith("semcom train jscc")
         elif e.model == "denoiser":
             load_denoiser(e.weights, codec=e.card["codec"]["name"])
+            gains = e.card["test"]["gain_db"]
+            assert e.summary().startswith(f"latent gain {gains[0]:+.2f}/"), e.summary()
         elif e.model == "snr-estimator":
             load_snr_estimator(e.weights, codec=e.card["codec"]["name"])
         else:

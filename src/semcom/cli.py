@@ -117,6 +117,13 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         "level (time, paper B, default) or through the quantiles of the element levels",
     )
     g.add_argument(
+        "--dm-stop",
+        choices=["auto", "clean"],
+        default=None,
+        help="where the reverse process stops: auto (default) = at the training SNR of a JSCC "
+        "decoder trained at one SNR (DeepJSCC), else at the clean latent; clean = always clean",
+    )
+    g.add_argument(
         "--snr-source",
         choices=["known", "moment", "learned"],
         default=None,
@@ -175,6 +182,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "steps": getattr(args, "steps", None),
         "fading": getattr(args, "fading", None),
         "fading_grid": getattr(args, "fading_grid", None),
+        "dm_stop": getattr(args, "dm_stop", None),
         "denoiser_path": getattr(args, "denoiser", None),
         "snr_source": getattr(args, "snr_source", None),
         "estimator_path": getattr(args, "snr_estimator", None),
@@ -458,6 +466,7 @@ RECEIVER_OPTIONS = (
     "steps",
     "fading",
     "fading_grid",
+    "dm_stop",
     "denoiser",
     "snr_source",
     "snr_estimator",

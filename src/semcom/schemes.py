@@ -63,6 +63,7 @@ LABELLED_OPTIONS = (
     "steps",
     "fading",
     "fading_grid",
+    "dm_stop",
     "snr_source",
 )
 

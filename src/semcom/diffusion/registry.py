@@ -5,7 +5,8 @@ by :class:`~semcom.diffusion.samplers.DiffusionReceiver` around the shipped deno
 that codec's clean latents. One denoiser serves every SNR. Options (``semcom eval``/``transmit``
 flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
 {waterfill, reference, naive} (per-element noise levels under fast fading) with
-``fading_grid`` in {time, quantile}, ``snr_source`` in
+``fading_grid`` in {time, quantile}, ``dm_stop`` in {auto, clean} (``auto``: stop the
+reverse process at the training SNR of a decoder trained at one SNR), ``snr_source`` in
 {known, moment, learned} (:mod:`semcom.estimation`; ``estimator_path`` overrides the shipped
 learned estimator).
 """
@@ -20,6 +21,9 @@ from ..schemes import SchemeSpec, register_scheme
 MATCHING_RULES = ("continuous", "vp", "ddm")
 FADING_VARIANTS = ("waterfill", "reference", "naive")
 FADING_GRIDS = ("time", "quantile")
+#: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
+#: one SNR (DeepJSCC), else at the clean latent; ``clean`` = always at the clean latent.
+DM_STOPS = ("auto", "clean")
 
 
 def build_dm_link(
@@ -30,6 +34,7 @@ def build_dm_link(
     steps: int = 1,
     fading: str = "waterfill",
     fading_grid: str = "time",
+    dm_stop: str = "auto",
     denoiser_path: str | None = None,
     snr_source: str = "known",
     estimator_path: str | None = None,
@@ -49,6 +54,9 @@ def build_dm_link(
         raise ValueError(
             f"--fading-grid must be one of {', '.join(FADING_GRIDS)}, got {fading_grid!r}"
         )
+    if dm_stop not in DM_STOPS:
+        raise ValueError(f"--dm-stop must be one of {', '.join(DM_STOPS)}, got {dm_stop!r}")
+    stop_snr_db = None
     if base == "vae":
         from ..codecs.taef2 import load_taef2
 
@@ -57,10 +65,15 @@ def build_dm_link(
         codec = load_taef2(device)
         cbr_key = None
     else:
-        from ..zoo import load_codec
+        from ..zoo import find_checkpoint, load_codec
 
         codec = load_codec(base, cbr, device)
         cbr_key = format_cbr(codec.latent_shape(96, 96)[0] / 96)
+        if dm_stop == "auto":  # a decoder trained at one SNR gets latents at that SNR
+            try:
+                stop_snr_db = float(find_checkpoint(base, codec.cbr).snr_train)
+            except ValueError:  # an SNR range (ADJSCC): its decoder adapts, denoise fully
+                stop_snr_db = None
     path = denoiser_path or find_denoiser(base, cbr_key).weights
     den = load_denoiser(
         path, codec=base, cbr=cbr_key, latent_channels=codec.latent_shape(8, 8)[0], device=device
@@ -72,6 +85,7 @@ def build_dm_link(
         steps=int(steps),
         fading=fading,
         fading_grid=fading_grid,  # type: ignore[arg-type]
+        stop_snr_db=stop_snr_db,
         name="dm",
     )
     estimator = None
@@ -117,6 +131,7 @@ for _base, _desc in (
                 "steps",
                 "fading",
                 "fading_grid",
+                "dm_stop",
                 "denoiser_path",
                 "snr_source",
                 "estimator_path",

@@ -241,7 +241,8 @@ def ood_experiment(
         ``{"experiment": "ood", "in": name, "out": name, "snr_db", "sets": {name: [runs]},
         "drop": {label: {metric: [in - out per SNR]}}, "dm_gain": {label: {name:
         {metric: [X+dm - X per SNR]}}}}`` (runs in the design.md §3 format; LPIPS drops
-        are out - in, so a positive drop is always a loss out of distribution).
+        are out - in, so a positive drop is always a loss out of distribution; the LPIPS
+        gain stays X+dm - X, negative when the receiver helps).
     """
     if len(test_sets) != 2:
         raise ValueError(f"need exactly two test sets (in, out), got {list(test_sets)}")

@@ -57,6 +57,11 @@ class ZooEntry:
         """The test result in words, e.g. ``31.20 dB @ 10 dB (cifar10-test)``."""
         p = self.test_psnr
         if p is None:
+            gains = self.test.get("gain_db")
+            if gains:  # denoisers: latent-MSE gain over the LMMSE receiver per test SNR
+                snrs = self.test.get("snr_db") or []
+                at = "/".join(f"{s:g}" for s in snrs)
+                return f"latent gain {'/'.join(f'{g:+.2f}' for g in gains)} dB @ {at} dB"
             rmse = self.test.get("rmse_db")
             if rmse:  # SNR estimators: estimation error in dB over the test SNRs
                 rms = (sum(r * r for r in rmse) / len(rmse)) ** 0.5
