@@ -483,6 +483,27 @@ def test_deepjscc_dm_stops_at_the_decoder_training_snr():
         get_scheme("deepjscc+dm", 1 / 16, dm_stop="half")
 
 
+def test_denoiser_of_other_codec_weights_refused(tmp_path):
+    """A denoiser trained on the latents of other DeepJSCC weights (same name and CBR) is
+    refused by the receiver; the shipped one records the shipped codec's fingerprint."""
+    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.schemes import get_scheme
+    from semcom.zoo import find_checkpoint, list_checkpoints, load_codec
+
+    model = LatentUNet(DenoiserConfig(channels=6, width=16, mults=(1, 2), blocks=1, emb_dim=32))
+    meta = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", cbr="1/16")).model_metadata(model)
+    p = tmp_path / "d.safetensors"
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(p), {**meta, "codec_fingerprint": "0" * 12})
+    with pytest.raises(ValueError, match="codec weights 000000000000"):
+        get_scheme("deepjscc+dm", 1 / 16, denoiser_path=str(p))
+    save_file(tensors, str(p), meta)  # no fingerprint recorded (older runs): accepted
+    get_scheme("deepjscc+dm", 1 / 16, denoiser_path=str(p))
+    (den,) = [e for e in list_checkpoints() if e.name == "denoiser-deepjscc-c6-bsds"]
+    fp = codec_fingerprint(load_codec("deepjscc", find_checkpoint("deepjscc", 1 / 16).cbr))
+    assert den.card["codec"]["fingerprint"] == fp
+
+
 def test_vae_dm_refuses_other_codec(weights_root, tmp_path):
     from semcom.schemes import get_scheme
 

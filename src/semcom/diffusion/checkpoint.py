@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from .denoiser import DenoiserConfig, LatentUNet
 
@@ -26,8 +27,6 @@ def read_checkpoint(
     ``path`` is a ``model.safetensors`` or a run folder; ``config_key`` is the metadata entry
     holding the architecture JSON (``denoiser_config``, ``estimator_config``).
     """
-    from safetensors import safe_open
-
     p = Path(path)
     if p.is_dir():
         p = p / "model.safetensors"
@@ -50,6 +49,23 @@ def read_checkpoint(
 def read_denoiser(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Weights and metadata of a denoiser safetensors file (``ValueError`` if unusable)."""
     return read_checkpoint(path, "denoiser", "denoiser_config")
+
+
+def check_codec_weights(path: str | Path, what: str, codec_module: torch.nn.Module) -> None:
+    """Refuse a latent model trained on the latents of other weights of the same codec (a
+    retrained DeepJSCC of the same name and CBR). Checkpoints without a recorded fingerprint
+    (trained before it was recorded) pass."""
+    from .latents import codec_fingerprint
+
+    p = Path(path)
+    p = p / "model.safetensors" if p.is_dir() else p
+    with safe_open(str(p), framework="pt") as f:
+        recorded = (f.metadata() or {}).get("codec_fingerprint", "")
+    if recorded and recorded != (now := codec_fingerprint(codec_module)):
+        raise ValueError(
+            f"{what} {str(path)!r} was trained on latents of codec weights {recorded}, but this "
+            f"codec's weights are {now}: retrain it on this codec ('semcom train ...')"
+        )
 
 
 def check_trained_on(
@@ -176,7 +192,9 @@ def export_latent_model(
     run = Path(run_dir)
     weights, meta = read_checkpoint(run, task, config_key)
     rc = json.loads((run / "card.json").read_text())
-    codec = rc["codec"]
+    codec = dict(rc["codec"])
+    if meta.get("codec_fingerprint"):
+        codec["fingerprint"] = meta["codec_fingerprint"]
     codec_cbr = 1 / 12 if codec["name"] == "vae" else parse_cbr(codec["cbr"])
     card = {
         "format": CARD_FORMAT,

@@ -41,7 +41,7 @@ def build_dm_link(
 ) -> AnalogLink:
     """Codec ``base`` + its shipped (or the given) denoiser as a scheme named ``base+dm``."""
     from ..channels import format_cbr
-    from .checkpoint import find_denoiser, load_denoiser
+    from .checkpoint import check_codec_weights, find_denoiser, load_denoiser
     from .samplers import DiffusionReceiver
 
     if matching not in MATCHING_RULES:
@@ -78,6 +78,7 @@ def build_dm_link(
     den = load_denoiser(
         path, codec=base, cbr=cbr_key, latent_channels=codec.latent_shape(8, 8)[0], device=device
     )
+    check_codec_weights(path, "denoiser", codec)
     receiver = DiffusionReceiver(
         den,
         p0=den.p0,
@@ -97,6 +98,7 @@ def build_dm_link(
         estimator = load_snr_estimator(
             est_path, codec=base, latent_channels=codec.latent_shape(8, 8)[0], device=device
         )
+        check_codec_weights(est_path, "SNR estimator", codec)
     return AnalogLink(
         codec,
         receiver,

@@ -78,19 +78,20 @@ def codec_for(name: str, cbr: str | None, device: str = "cpu"):
     return load_codec(name, parse_cbr(cbr) if cbr else None, device)
 
 
-def get_latents(codec: str, cbr: str | None, data: str, flips: bool) -> list[Tensor]:
-    """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)."""
+def get_latents(codec: str, cbr: str | None, data: str, flips: bool) -> tuple[list[Tensor], str]:
+    """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)
+    and the codec's weight fingerprint (:func:`~semcom.diffusion.latents.codec_fingerprint`)."""
     model = codec_for(codec, cbr)
     fp = codec_fingerprint(model)
     path = latent_cache_path(codec, cbr, data, fp)
     if path.is_file():
-        return load_latents(path)
+        return load_latents(path), fp
     from ..data import get_dataset
 
     lat = encode_images(model, get_dataset(data), flips=flips)
     meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
     save_latents(lat, path, meta)
-    return lat
+    return lat, fp
 
 
 def level_for_snr(snr_db: Tensor, p0: float) -> Tensor:
@@ -109,12 +110,14 @@ class DenoiserTask:
         self._train: list[Tensor] | None = None
         self._val: list[Tensor] | None = None
         self.p0 = 1.0
+        self.codec_fp = ""
 
     def _load(self) -> None:
         if self._train is None:
             c = self.config
-            self._train = get_latents(c.codec, c.cbr, c.data, flips=True)
-            self._val = get_latents(c.codec, c.cbr, c.val_data, flips=False)[: c.val_limit]
+            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, flips=True)
+            val, _ = get_latents(c.codec, c.cbr, c.val_data, flips=False)
+            self._val = val[: c.val_limit]
             self.p0 = measure_p0(self._train)
 
     def build_model(self) -> nn.Module:
@@ -133,6 +136,7 @@ class DenoiserTask:
             "denoiser_config": json.dumps(model.config.to_dict()),
             "codec": self.config.codec,
             "cbr": str(self.config.cbr),
+            "codec_fingerprint": self.codec_fp,
         }
 
     def train_dataset(self) -> Dataset:

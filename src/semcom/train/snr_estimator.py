@@ -66,6 +66,7 @@ class SNREstimatorTask(DenoiserTask):
             "estimator_config": json.dumps(model.config.to_dict()),
             "codec": self.config.codec,
             "cbr": str(self.config.cbr),
+            "codec_fingerprint": self.codec_fp,
         }
 
     def loss(
