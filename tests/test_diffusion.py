@@ -654,3 +654,8 @@ def test_stop_at_decoder_snr_oracle(steps, p0):
     assert all(call[0].shape[0] == 3 for call in oracle.calls)  # skipped image not sent
     with pytest.raises(ValueError, match="continuous"):
         diffusion_receive(ft, d, oracle, rule="vp", stop_snr_db=10.0)
+    # per-element levels (fast fading): the stop is ignored, the oracle recovers the clean f
+    de = torch.rand(ft.shape, generator=gen(42), dtype=F64) * 0.5 + 0.01
+    f2, _, ft2 = received(4, (3, 8, 8), de, 43)
+    res = diffusion_receive(ft2, de, Oracle(math.sqrt(p0) * f2), p0=p0, steps=2, stop_snr_db=10.0)
+    assert res.per_element and torch.allclose(res.f_hat, f2, atol=1e-9)

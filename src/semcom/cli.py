@@ -121,7 +121,8 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         choices=["auto", "clean"],
         default=None,
         help="where the reverse process stops: auto (default) = at the training SNR of a JSCC "
-        "decoder trained at one SNR (DeepJSCC), else at the clean latent; clean = always clean",
+        "decoder trained at one SNR (DeepJSCC; continuous matching, per-image SNR), else at the "
+        "clean latent; clean = always clean",
     )
     g.add_argument(
         "--snr-source",

@@ -69,7 +69,8 @@ def build_dm_link(
 
         codec = load_codec(base, cbr, device)
         cbr_key = format_cbr(codec.latent_shape(96, 96)[0] / 96)
-        if dm_stop == "auto":  # a decoder trained at one SNR gets latents at that SNR
+        if dm_stop == "auto" and matching == "continuous":
+            # a decoder trained at one SNR gets latents at that SNR
             try:
                 stop_snr_db = float(find_checkpoint(base, codec.cbr).snr_train)
             except ValueError:  # an SNR range (ADJSCC): its decoder adapts, denoise fully

@@ -419,7 +419,8 @@ def diffusion_receive(
             of that state, exactly what a JSCC decoder trained at ``k_s`` saw in training.
             Images already at or above ``k_s`` get the plain LMMSE estimate. For codecs whose
             decoder was trained end-to-end at one SNR (DeepJSCC): a clean latent is outside
-            its training distribution.
+            its training distribution. Per-element levels (fast fading) ignore it and run the
+            per-element sampler to the clean latent.
     """
     steps = _check_steps(steps)
     if not (t_factor >= 0 and alpha_factor > 0):
@@ -443,9 +444,9 @@ def diffusion_receive(
             d_img, d_el = flat[:, 0], None
         else:
             d_img = flat.amax(1)
-    if stop_snr_db is not None:
-        if rule != "continuous" or d_el is not None:
-            raise ValueError("stop_snr_db needs the 'continuous' rule and per-image levels")
+    if stop_snr_db is not None and d_el is None:
+        if rule != "continuous":
+            raise ValueError(f"stop_snr_db needs the 'continuous' rule, got {rule!r}")
         sched = _sched(schedule, SigmoidSchedule)
         return _receive_to_snr(
             f_tilde, d_img, denoise, p0, steps, sched, float(stop_snr_db), level_eps
