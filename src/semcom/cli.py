@@ -195,8 +195,9 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         if fixed is not None and cbrs != [None]:
             # --cbr picks variants of the other schemes; a fixed-CBR scheme runs once at its own
             # CBR (asked alone at another CBR, the scheme's error says so)
-            if len(names) > 1 or any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs):
-                if not any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs):
+            asked = any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs)
+            if asked or len(names) > 1:
+                if not asked:
                     print(
                         f"semcom: note: {name} has a fixed CBR of {format_cbr(fixed)}; "
                         "--cbr applies to the other schemes",
@@ -726,6 +727,8 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_ood(args: argparse.Namespace) -> int:
+    from statistics import fmean
+
     from .data import get_dataset
     from .eval.experiments import ood_experiment, plot_ood
     from .eval.sweep import write_json_atomic
@@ -754,14 +757,12 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     write_json_atomic(doc, out)
     fig = plot_ood(doc, out.with_suffix(".png"))
     for run_in, run_out in zip(doc["sets"][args.in_data], doc["sets"][args.out_data], strict=True):
-        label = run_in["label"]
-        mean = lambda v: sum(v) / len(v)  # noqa: E731
         print(
-            f"{label:32s} PSNR {mean(run_in['psnr']):6.2f} dB on {args.in_data}, "
-            f"{mean(run_out['psnr']):6.2f} dB on {args.out_data} (mean over SNRs)"
+            f"{run_in['label']:32s} PSNR {fmean(run_in['psnr']):6.2f} dB on {args.in_data}, "
+            f"{fmean(run_out['psnr']):6.2f} dB on {args.out_data} (mean over SNRs)"
         )
     for label, gains in doc["dm_gain"].items():
-        txt = ", ".join(f"{n} {sum(g['psnr']) / len(g['psnr']):+.2f} dB" for n, g in gains.items())
+        txt = ", ".join(f"{n} {fmean(g['psnr']):+.2f} dB" for n, g in gains.items())
         print(f"{label}: mean PSNR gain over its codec: {txt}")
     print(f"wrote {out} and {fig}")
     return 0

@@ -24,7 +24,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .matching import DEFAULT_LEVEL_EPS, MatchedStart, Rule, match, snr_from_level, target_level
+from .matching import (
+    DEFAULT_LEVEL_EPS,
+    MatchedStart,
+    Rule,
+    _alpha_vp,
+    match,
+    snr_from_level,
+    target_level,
+)
 from .schedules import DDMSchedule, DDPMSchedule, SigmoidSchedule
 
 __all__ = [
@@ -113,13 +121,14 @@ def ddim_sample(x: Tensor, levels: Tensor, denoise: Denoiser) -> Tensor:
 
 
 def continuous_grid(
-    m: Tensor | float, steps: int, schedule: SigmoidSchedule | None = None
+    m: Tensor | float, steps: int, schedule: SigmoidSchedule | None = None, end: float = 0.0
 ) -> Tensor:
-    """Levels ``S(j m / K)``, ``j = 0..K`` -> [K+1, B] float64 (``m`` [B] or scalar)."""
+    """Levels ``S(end + j (m - end) / K)``, ``j = 0..K`` -> [K+1, B] float64 (``m`` [B] or
+    scalar; ``end = 0``: paper B's ``S(j m / K)`` down to the clean latent)."""
     sched = schedule or SigmoidSchedule()
     m64 = torch.as_tensor(m, dtype=torch.float64).reshape(-1).clamp(0.0, 1.0)
     j = torch.arange(steps + 1, dtype=torch.float64, device=m64.device)[:, None]
-    return sched.S(j * m64[None, :] / steps)
+    return sched.S(end + j * (m64[None, :] - end) / steps)
 
 
 def ddpm_grid(t_star: Tensor | int, steps: int, schedule: DDPMSchedule) -> Tensor:
@@ -150,7 +159,7 @@ def quantile_grid(v: Tensor, steps: int) -> Tensor:
     steps = _check_steps(steps)
     flat = torch.as_tensor(v, dtype=torch.float64).reshape(v.shape[0], -1)
     q = torch.arange(steps + 1, dtype=torch.float64, device=flat.device) / steps
-    grid = torch.quantile(flat, q.clamp(0.0, 1.0), dim=1)  # [K+1, B]
+    grid = torch.quantile(flat, q, dim=1)  # [K+1, B]
     grid[0] = 0.0
     return torch.cummax(grid, dim=0).values
 
@@ -475,8 +484,7 @@ def diffusion_receive(
             out = ddim_sample(x, grid, net)
     else:
         v = target_level(snr_from_level(d_el), p0)
-        alpha = ((1.0 - v) * p0 + v).sqrt()
-        x = alpha.to(f_tilde.dtype) * f_tilde
+        x = _alpha_vp(v, p0, 1.0).to(f_tilde.dtype) * f_tilde
         vmax = v.reshape(B, -1).amax(1)
         if fading_grid == "quantile":
             grid = quantile_grid(v, steps)
@@ -493,15 +501,21 @@ def diffusion_receive(
         live = grid[-1] > 0
         grid[-1] = torch.where(live, torch.maximum(grid[-1], vmax), grid[-1])
         out = waterfill_sample(x, v, grid, net, generator, variant=fading)  # type: ignore[arg-type]
+    return _result(out / sqrt_p0, start, rule, d_el is not None, int(start.skip.sum()), calls[0])
+
+
+def _result(
+    f_hat: Tensor, start: MatchedStart, rule: str, per_element: bool, n_skip: int, calls: int
+) -> ReceiveResult:
     info: dict[str, object] = {
         "rule": rule,
-        "per_element": d_el is not None,
-        "n_skip": int(start.skip.sum()),
+        "per_element": per_element,
+        "n_skip": n_skip,
         "n_start_from_noise": int(start.start_from_noise.sum()),
         "n_clamped": start.n_clamped,
-        "network_calls": calls[0],
+        "network_calls": calls,
     }
-    return ReceiveResult(f_hat=out / sqrt_p0, start=start, per_element=d_el is not None, info=info)
+    return ReceiveResult(f_hat=f_hat, start=start, per_element=per_element, info=info)
 
 
 def _receive_to_snr(
@@ -527,22 +541,12 @@ def _receive_to_snr(
     if bool(run.any()):
         idx = run.nonzero().squeeze(1)
         x = _view(start.alpha[idx], f_tilde[idx]).to(f_tilde.dtype) * f_tilde[idx]
-        j = torch.arange(steps + 1, dtype=torch.float64, device=x.device)[:, None]
-        t_grid = m_s + j * (start.t[idx].to(x.device)[None, :] - m_s) / steps
-        grid = sched.S(t_grid)
-        grid[0] = v_s
+        grid = continuous_grid(start.t[idx], steps, sched, end=m_s).to(x.device)
+        grid[0] = v_s  # exactly, whatever S(S^-1(v_s)) rounds to
         x_s = ddim_sample(x, grid, net)  # VP form at level v_s: alpha_s * f_tilde_s
-        alpha_s = math.sqrt((1.0 - v_s) * p0 + v_s)
+        alpha_s = float(_alpha_vp(torch.tensor(v_s, dtype=torch.float64), p0, 1.0))
         out[idx] = (math.sqrt(1.0 - d_s) / alpha_s) * x_s
-    info: dict[str, object] = {
-        "rule": "continuous",
-        "per_element": False,
-        "n_skip": int((~run).sum()),
-        "n_start_from_noise": int(start.start_from_noise.sum()),
-        "n_clamped": start.n_clamped,
-        "network_calls": calls[0],
-    }
-    return ReceiveResult(f_hat=out, start=start, per_element=False, info=info)
+    return _result(out, start, "continuous", False, int((~run).sum()), calls[0])
 
 
 def _sched(schedule, cls):

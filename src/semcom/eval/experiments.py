@@ -263,11 +263,8 @@ def ood_experiment(
         for k, run in zip(keys, sets[name], strict=True):
             run["label"] = k.label
     name_in, name_out = list(test_sets)
-
-    def by_label(runs: list[dict]) -> dict[str, dict]:
-        return {k.label: r for k, r in zip(keys, runs, strict=True)}
-
-    runs_in, runs_out = by_label(sets[name_in]), by_label(sets[name_out])
+    by_label = {name: {r["label"]: r for r in runs} for name, runs in sets.items()}
+    runs_in, runs_out = by_label[name_in], by_label[name_out]
 
     def diff(a: dict, b: dict, m: str) -> list[float]:
         return [x - y for x, y in zip(a[m], b[m], strict=True)]
@@ -290,11 +287,8 @@ def ood_experiment(
         if base is None:
             continue
         dm_gain[k.label] = {
-            name: {
-                m: diff(by_label(sets[name])[k.label], by_label(sets[name])[base.label], m)
-                for m in metrics
-            }
-            for name in sets
+            name: {m: diff(runs[k.label], runs[base.label], m) for m in metrics}
+            for name, runs in by_label.items()
         }
     return {
         "experiment": "ood",

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..codecs.base import Codec
 from ..diffusion.denoiser import DenoiserConfig, LatentUNet
 from ..diffusion.latents import (
     LatentCrops,
@@ -78,10 +79,13 @@ def codec_for(name: str, cbr: str | None, device: str = "cpu"):
     return load_codec(name, parse_cbr(cbr) if cbr else None, device)
 
 
-def get_latents(codec: str, cbr: str | None, data: str, flips: bool) -> tuple[list[Tensor], str]:
+def get_latents(
+    codec: str, cbr: str | None, data: str, flips: bool, model: Codec | None = None
+) -> tuple[list[Tensor], str]:
     """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)
-    and the codec's weight fingerprint (:func:`~semcom.diffusion.latents.codec_fingerprint`)."""
-    model = codec_for(codec, cbr)
+    and the codec's weight fingerprint (:func:`~semcom.diffusion.latents.codec_fingerprint`).
+    ``model``: the codec already built by :func:`codec_for` (built here when None)."""
+    model = model if model is not None else codec_for(codec, cbr)
     fp = codec_fingerprint(model)
     path = latent_cache_path(codec, cbr, data, fp)
     if path.is_file():
@@ -115,8 +119,9 @@ class DenoiserTask:
     def _load(self) -> None:
         if self._train is None:
             c = self.config
-            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, flips=True)
-            val, _ = get_latents(c.codec, c.cbr, c.val_data, flips=False)
+            model = codec_for(c.codec, c.cbr)  # built and fingerprinted once for both sets
+            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model)
+            val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model)
             self._val = val[: c.val_limit]
             self.p0 = measure_p0(self._train)
 
