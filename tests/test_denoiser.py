@@ -560,3 +560,47 @@ def test_latent_cache_is_keyed_by_codec_weights():
     pa = latent_cache_path("deepjscc", "1/16", "kodak", codec_fingerprint(a))
     assert pa != latent_cache_path("deepjscc", "1/16", "kodak", codec_fingerprint(b))
     assert "1_16" in pa.name and codec_fingerprint(a) in pa.name
+
+
+def test_adaptive_codec_latents_mix_encoder_snrs(tmp_path, monkeypatch):
+    """ADJSCC latents depend on the encoder SNR: each image is encoded at every listed SNR,
+    image-major, cached under a name carrying the SNRs; a codec that ignores the SNR (or an
+    adaptive one without SNRs) is refused."""
+    from semcom.codecs.jscc import ADJSCC, DeepJSCC
+    from semcom.train.denoiser import default_encode_snrs, get_latents
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 16, 24, generator=g) for _ in range(3)]
+    monkeypatch.setattr("semcom.data.get_dataset", lambda name: images)
+    torch.manual_seed(0)
+    adj, dj = ADJSCC(c=4, width=8).eval(), DeepJSCC(c=4, width=8).eval()
+    lat, fp = get_latents("adjscc", "1/24", "toy", False, adj, [-5.0, 20.0])
+    assert len(lat) == 6
+    with torch.inference_mode():
+        for i, x in enumerate(images):
+            for j, snr in enumerate((-5.0, 20.0)):
+                want = adj.encode(x[None], torch.tensor([snr]))[0]
+                torch.testing.assert_close(lat[2 * i + j], want)
+    assert not torch.allclose(lat[0], lat[1])  # the SNR changes the latent
+    path = latent_cache_path("adjscc", "1/24", "toy", fp, [-5.0, 20.0])
+    assert path.is_file() and "snr-5_20" in path.name
+    assert path != latent_cache_path("adjscc", "1/24", "toy", fp)
+    again, _ = get_latents("adjscc", "1/24", "toy", False, adj, [-5.0, 20.0])  # from the cache
+    torch.testing.assert_close(
+        torch.cat([t.flatten() for t in again]), torch.cat([t.flatten() for t in lat])
+    )
+    with pytest.raises(ValueError, match="SNR-adaptive"):
+        get_latents("adjscc", "1/24", "toy", False, adj)
+    with pytest.raises(ValueError, match="ignores the SNR"):
+        get_latents("deepjscc", "1/24", "toy", False, dj, [0.0])
+    assert default_encode_snrs("deepjscc", "1/24", dj) is None
+
+
+def test_default_encode_snrs_from_the_zoo_range():
+    """The shipped ADJSCC (trained on -5:20 dB) is encoded at -5, 0, ..., 20 dB."""
+    from semcom.train.denoiser import codec_for, default_encode_snrs
+
+    assert default_encode_snrs("adjscc", "1/16", codec_for("adjscc", "1/16")) == [
+        -5.0, 0.0, 5.0, 10.0, 15.0, 20.0
+    ]  # fmt: skip

@@ -122,6 +122,59 @@ def test_gradients_flow_through_channel(channel):
     assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
 
 
+@pytest.mark.parametrize("model", ["deepjscc", "adjscc"])
+@pytest.mark.parametrize("dm_side", [False, True])
+def test_training_behind_a_receiver_moves_only_the_decoder(model, dm_side):
+    """forward(..., receiver=R) = the AnalogLink test path with receiver R (same noise draws),
+    gradients reach only the decoder; a ``dm_side`` decoder reads the LMMSE latent and R's
+    output, and starts as the plain decoder (zero side branch)."""
+    torch.manual_seed(0)
+    codec = build_jscc(model, 8, width=W, dm_side=dm_side)
+    x = torch.rand(2, 3, 32, 28)
+    ch = Channel("rayleigh-fast")
+    snr = torch.tensor([0.0, 10.0])
+
+    def shrink(f_tilde, d, generator=None):  # a receiver: a nonlinear latent map
+        return torch.tanh((1.0 - d).sqrt() * f_tilde)
+
+    out = codec(x, ch, snr, torch.Generator().manual_seed(3), receiver=shrink)
+    with torch.no_grad():
+        ref = AnalogLink(codec.eval(), shrink).transmit(
+            x, ch, snr, torch.Generator().manual_seed(3)
+        )
+        plain = AnalogLink(codec).transmit(x, ch, snr, torch.Generator().manual_seed(3)).images \
+            if dm_side else None  # fmt: skip
+    torch.testing.assert_close(out.detach(), ref.images, atol=1e-6, rtol=0)
+    if dm_side:  # zero side branch: the plain decoder of the LMMSE latent
+        torch.testing.assert_close(out.detach(), plain, atol=1e-6, rtol=0)
+    ((out - x) ** 2).mean().backward()
+    grads = {n: p.grad for n, p in codec.named_parameters()}
+    assert all(g is None for n, g in grads.items() if n.startswith("enc"))
+    assert grads["dec_out.weight"] is not None and grads["dec_out.weight"].abs().sum() > 0
+    if dm_side:
+        assert grads["dec_side.weight"].abs().sum() > 0
+
+
+def test_dm_side_decoder_needs_the_denoised_latent_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    codec = build_jscc("adjscc", 8, width=W, dm_side=True).eval()
+    with torch.no_grad():
+        codec.dec_side.weight.normal_(0, 0.1)
+    lat, side = torch.randn(1, 8, 6, 5), torch.randn(1, 8, 6, 5)
+    snr = torch.tensor([3.0])
+    with pytest.raises(ValueError, match="side"):
+        codec.decode(lat, (24, 20), snr)
+    _save(codec, tmp_path / "m.safetensors")
+    back = load_jscc(tmp_path / "m.safetensors")
+    assert back.dm_side and back.config()["dm_side"] is True
+    torch.testing.assert_close(
+        back.decode(lat, (24, 20), snr, side), codec.decode(lat, (24, 20), snr, side)
+    )
+    assert not torch.allclose(
+        codec.decode(lat, (24, 20), snr, side), codec.decode(lat, (24, 20), snr, lat)
+    )
+
+
 # --------------------------------------------------------------------------- checkpoints
 def _save(codec, path, meta=None):
     state = {k: v.contiguous() for k, v in codec.state_dict().items()}

@@ -125,6 +125,14 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         "clean latent; clean = always clean",
     )
     g.add_argument(
+        "--dm-decoder",
+        choices=["auto", "base"],
+        default=None,
+        help="the decoder after the receiver: auto (default) = a decoder trained behind this "
+        "denoiser when shipped ('semcom train jscc --behind-dm'), else the codec's own; "
+        "base = the codec's own",
+    )
+    g.add_argument(
         "--snr-source",
         choices=["known", "moment", "learned"],
         default=None,
@@ -184,6 +192,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "fading": getattr(args, "fading", None),
         "fading_grid": getattr(args, "fading_grid", None),
         "dm_stop": getattr(args, "dm_stop", None),
+        "dm_decoder": getattr(args, "dm_decoder", None),
         "denoiser_path": getattr(args, "denoiser", None),
         "snr_source": getattr(args, "snr_source", None),
         "estimator_path": getattr(args, "snr_estimator", None),
@@ -469,6 +478,7 @@ RECEIVER_OPTIONS = (
     "fading",
     "fading_grid",
     "dm_stop",
+    "dm_decoder",
     "denoiser",
     "snr_source",
     "snr_estimator",

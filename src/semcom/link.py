@@ -205,7 +205,11 @@ class AnalogLink:
                 lat_hat = f_hat * packed.rms.to(f_hat).reshape(b, *([1] * (f_hat.dim() - 1)))
             else:
                 lat_hat = f_hat
-            out = self.codec.decode(lat_hat, (h, w), snr.float())
+            if getattr(self.codec, "dm_side", False):  # decoder trained behind this receiver
+                lmmse = (1.0 - d).clamp_min(0.0).sqrt() * f_tilde
+                out = self.codec.decode(lmmse, (h, w), snr.float(), side=lat_hat)
+            else:
+                out = self.codec.decode(lat_hat, (h, w), snr.float())
         last = getattr(self.receiver, "last", None)
         if last is not None:  # diffusion receivers: skipped / clamped steps, network calls
             info.update({k: v for k, v in last.info.items() if isinstance(v, int | float)})

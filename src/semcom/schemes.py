@@ -64,6 +64,7 @@ LABELLED_OPTIONS = (
     "fading",
     "fading_grid",
     "dm_stop",
+    "dm_decoder",
     "snr_source",
 )
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..channels import Channel, as_snr_tensor, equalize, format_cbr, pack, unpad_like
-from .base import Codec
+from .base import Codec, crop_to
 
 #: Default hidden width. The paper's network is w = 32 (16/32/32/32 filters); w = 64
 #: trains noticeably better on CIFAR-10 at ~3x the cost and is still fine on 2 CPU cores.
@@ -76,30 +76,40 @@ def channels_for_cbr(cbr: float | str) -> int:
 
 
 # ------------------------------------------------------------------------- the channel path
+def received_latent(
+    latent: Tensor,
+    channel: Channel,
+    snr_db: float | Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """What reaches the receiver: ``latent`` [B, C, h, w] (codec units) -> per-image power
+    normalisation and real->complex packing (:func:`~semcom.channels.pack`, ``E|z|^2 = 1``)
+    -> ``channel`` (AWGN: ``N0 = 10^(-SNR/10)``; Rayleigh: ``y = h z + n``) -> MMSE
+    equalise + normalise -> ``(f_tilde, d)``: the normalised received latent [B, C, h, w]
+    (unit power) and its noise level (per image [B, 1, 1, 1] or per element). ``snr_db`` is
+    a scalar or [B] tensor in dB (``inf`` = noiseless)."""
+    b = latent.shape[0]
+    snr = as_snr_tensor(snr_db, b, device=latent.device)
+    packed = pack(latent)
+    y, state = channel(packed.z, snr, generator)
+    eq = equalize(y, state)
+    return unpad_like(eq.f_tilde, packed), unpad_like(eq.d, packed)
+
+
 def differentiable_link(
     latent: Tensor,
     channel: Channel,
     snr_db: float | Tensor,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """What the decoder sees at test time, with gradients (training path of AnalogLink).
-
-    ``latent`` [B, C, h, w] (codec units) -> per-image power normalisation and
-    real->complex packing (:func:`~semcom.channels.pack`, ``E|z|^2 = 1``) -> ``channel``
-    (AWGN: ``N0 = 10^(-SNR/10)``; Rayleigh: ``y = h z + n``) -> MMSE equalise + normalise
-    -> LMMSE estimate ``sqrt(1 - d) f_tilde`` [B, C, h, w] in unit-power units.
+    """What the decoder sees at test time, with gradients (training path of AnalogLink):
+    :func:`received_latent` followed by the LMMSE estimate ``sqrt(1 - d) f_tilde``
+    [B, C, h, w] in unit-power units.
 
     Identical, operation by operation, to :meth:`semcom.link.AnalogLink.transmit` with the
     default receiver and ``needs_scale=False`` (pinned by ``tests/test_jscc.py``).
-    ``snr_db`` is a scalar or [B] tensor in dB (``inf`` = noiseless).
     """
-    b = latent.shape[0]
-    snr = as_snr_tensor(snr_db, b, device=latent.device)
-    packed = pack(latent)
-    y, state = channel(packed.z, snr, generator)
-    eq = equalize(y, state)
-    f_tilde = unpad_like(eq.f_tilde, packed)
-    d = unpad_like(eq.d, packed)
+    f_tilde, d = received_latent(latent, channel, snr_db, generator)
     return (1.0 - d).sqrt() * f_tilde
 
 
@@ -152,7 +162,7 @@ class DeepJSCC(Codec):
     snr_adaptive = False
     needs_scale = False
 
-    def __init__(self, c: int, width: int = DEFAULT_WIDTH) -> None:
+    def __init__(self, c: int, width: int = DEFAULT_WIDTH, dm_side: bool = False) -> None:
         super().__init__()
         if int(c) < 1:
             raise ValueError(f"latent channels c must be >= 1, got {c}")
@@ -168,6 +178,13 @@ class DeepJSCC(Codec):
         self.dec = nn.ModuleList(_tconv(i, o, s) for i, o, s in dec_dims)
         self.dec_act = nn.ModuleList(nn.PReLU(o) for _, o, _ in dec_dims)
         self.dec_out = _tconv(w0, 3, 2)
+        #: a decoder trained behind the diffusion receiver also reads the denoised latent
+        #: through this branch of its first layer (zero at init: the plain decoder)
+        self.dm_side = bool(dm_side)
+        if self.dm_side:
+            self.dec_side = _tconv(self.c, w, 1)
+            nn.init.zeros_(self.dec_side.weight)
+            nn.init.zeros_(self.dec_side.bias)
 
     # --- hooks for ADJSCC
     def _enc_af(self, i: int, h: Tensor, snr_db: Tensor | None) -> Tensor:
@@ -182,8 +199,12 @@ class DeepJSCC(Codec):
         return cbr_for_channels(self.c)
 
     def config(self) -> dict[str, object]:
-        """Architecture description stored in checkpoints (``model``, ``c``, ``width``)."""
-        return {"model": self.name, "c": self.c, "width": self.width}
+        """Architecture description stored in checkpoints (``model``, ``c``, ``width``, and
+        ``dm_side`` for a decoder trained behind the diffusion receiver)."""
+        cfg: dict[str, object] = {"model": self.name, "c": self.c, "width": self.width}
+        if self.dm_side:
+            cfg["dm_side"] = True
+        return cfg
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (self.c, math.ceil(height / DOWNSAMPLE), math.ceil(width / DOWNSAMPLE))
@@ -194,10 +215,31 @@ class DeepJSCC(Codec):
             h = self._enc_af(i, act(conv(h)), snr_db)
         return self.enc_out(h)
 
-    def _decode(self, latent: Tensor, snr_db: Tensor | None) -> Tensor:
+    def decode(
+        self,
+        latent: Tensor,
+        size: tuple[int, int],
+        snr_db: Tensor | None = None,
+        side: Tensor | None = None,
+    ) -> Tensor:
+        """Latent [B, c, h, w] -> images [B, 3, H, W] in [0, 1] cropped to ``size``. A
+        ``dm_side`` decoder also takes ``side``: the denoised latent (same shape) next to the
+        LMMSE estimate ``latent``."""
+        if self.dm_side and side is None:
+            raise ValueError(
+                f"this {self.name} decoder was trained behind the diffusion receiver: decode "
+                "with side=<denoised latent> (use the scheme "
+                f"'{self.name}+dm')"
+            )
+        return crop_to(self._decode(latent, snr_db, side), size).clamp(0.0, 1.0)
+
+    def _decode(self, latent: Tensor, snr_db: Tensor | None, side: Tensor | None = None) -> Tensor:
         h = latent
         for i, (conv, act) in enumerate(zip(self.dec, self.dec_act, strict=True)):
-            h = self._dec_af(i, act(conv(h)), snr_db)
+            pre = conv(h)
+            if i == 0 and self.dm_side and side is not None:
+                pre = pre + self.dec_side(side)
+            h = self._dec_af(i, act(pre), snr_db)
         return torch.sigmoid(self.dec_out(h))
 
     def forward(
@@ -206,18 +248,30 @@ class DeepJSCC(Codec):
         channel: Channel,
         snr_db: float | Tensor,
         generator: torch.Generator | None = None,
+        receiver=None,
     ) -> Tensor:
         """Differentiable link: images [B, 3, H, W] -> reconstructions [B, 3, H, W].
 
         ``encode -> differentiable_link -> decode``, the same computation as
         :meth:`semcom.link.AnalogLink.transmit` but with gradients. ``snr_db``: scalar or
-        [B] tensor (dB).
+        [B] tensor (dB). With a ``receiver`` (:class:`semcom.link.Receiver`, e.g. a
+        diffusion receiver) the frozen path ``encode -> channel -> receiver`` runs without
+        gradients and only the decoder learns: a decoder trained behind that receiver (a
+        ``dm_side`` decoder reads the LMMSE estimate and the receiver's output).
         """
         snr = as_snr_tensor(snr_db, x.shape[0], device=x.device)
         snr_f = snr.float()
-        latent = self.encode(x, snr_f)
-        f_hat = differentiable_link(latent, channel, snr, generator)
-        return self.decode(f_hat, tuple(x.shape[-2:]), snr_f)
+        size = (x.shape[-2], x.shape[-1])
+        if receiver is None:
+            latent = self.encode(x, snr_f)
+            return self.decode(differentiable_link(latent, channel, snr, generator), size, snr_f)
+        with torch.no_grad():
+            latent = self.encode(x, snr_f)
+            f_tilde, d = received_latent(latent, channel, snr, generator)
+            f_hat = receiver(f_tilde, d, generator)
+        if self.dm_side:
+            return self.decode((1.0 - d).sqrt() * f_tilde, size, snr_f, side=f_hat)
+        return self.decode(f_hat, size, snr_f)
 
 
 class ADJSCC(DeepJSCC):
@@ -231,8 +285,8 @@ class ADJSCC(DeepJSCC):
     name = "adjscc"
     snr_adaptive = True
 
-    def __init__(self, c: int, width: int = DEFAULT_WIDTH) -> None:
-        super().__init__(c, width)
+    def __init__(self, c: int, width: int = DEFAULT_WIDTH, dm_side: bool = False) -> None:
+        super().__init__(c, width, dm_side)
         self.enc_af = nn.ModuleList(AFModule(conv.out_channels) for conv in self.enc)
         self.dec_af = nn.ModuleList(AFModule(conv.out_channels) for conv in self.dec)
 
@@ -252,11 +306,12 @@ class ADJSCC(DeepJSCC):
 MODELS: dict[str, type[DeepJSCC]] = {"deepjscc": DeepJSCC, "adjscc": ADJSCC}
 
 
-def build_jscc(model: str, c: int, width: int = DEFAULT_WIDTH) -> DeepJSCC:
-    """Build ``model`` (``deepjscc`` | ``adjscc``) with ``c`` latent channels."""
+def build_jscc(model: str, c: int, width: int = DEFAULT_WIDTH, dm_side: bool = False) -> DeepJSCC:
+    """Build ``model`` (``deepjscc`` | ``adjscc``) with ``c`` latent channels (``dm_side``:
+    a decoder that also reads the denoised latent, see :class:`DeepJSCC`)."""
     if model not in MODELS:
         raise ValueError(f"unknown JSCC model {model!r}; choose from {', '.join(MODELS)}")
-    return MODELS[model](c, width)
+    return MODELS[model](c, width, dm_side)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -300,7 +355,7 @@ def load_jscc(
             arch.update(json.loads(card.read_text()).get("model_config", {}))
         except json.JSONDecodeError as e:
             raise ValueError(f"corrupt model card {str(card)!r}: {e}") from e
-    arch.update({k: meta[k] for k in ("model", "c", "width") if k in meta})
+    arch.update({k: meta[k] for k in ("model", "c", "width", "dm_side") if k in meta})
     missing = [k for k in ("model", "c", "width") if k not in arch]
     if missing:
         raise ValueError(f"checkpoint {str(p)!r} does not describe its architecture {missing}")
@@ -318,7 +373,8 @@ def load_jscc(
                 f"checkpoint {str(p)!r} mismatch: {k} is {got[k]!r} in the file but "
                 f"{v!r} was requested{extra}"
             )
-    codec = build_jscc(got["model"], got["c"], got["width"])
+    dm_side = str(arch.get("dm_side", False)) == "True"
+    codec = build_jscc(got["model"], got["c"], got["width"], dm_side)
     try:
         codec.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -6,7 +6,8 @@ that codec's clean latents. One denoiser serves every SNR. Options (``semcom eva
 flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
 {waterfill, reference, naive} (per-element noise levels under fast fading) with
 ``fading_grid`` in {time, quantile}, ``dm_stop`` in {auto, clean} (``auto``: stop the
-reverse process at the training SNR of a decoder trained at one SNR), ``snr_source`` in
+reverse process at the training SNR of a decoder trained at one SNR), ``dm_decoder`` in
+{auto, base} (``auto``: a decoder trained behind this receiver when shipped), ``snr_source`` in
 {known, moment, learned} (:mod:`semcom.estimation`; ``estimator_path`` overrides the shipped
 learned estimator).
 """
@@ -24,6 +25,9 @@ FADING_GRIDS = ("time", "quantile")
 #: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
 #: one SNR (DeepJSCC), else at the clean latent; ``clean`` = always at the clean latent.
 DM_STOPS = ("auto", "clean")
+#: the decoder after the receiver: ``auto`` = one trained behind this denoiser when shipped
+#: (``semcom train jscc --behind-dm``), else the codec's own; ``base`` = the codec's own.
+DM_DECODERS = ("auto", "base")
 
 
 def build_dm_link(
@@ -35,14 +39,13 @@ def build_dm_link(
     fading: str = "waterfill",
     fading_grid: str = "time",
     dm_stop: str = "auto",
+    dm_decoder: str = "auto",
     denoiser_path: str | None = None,
     snr_source: str = "known",
     estimator_path: str | None = None,
 ) -> AnalogLink:
     """Codec ``base`` + its shipped (or the given) denoiser as a scheme named ``base+dm``."""
-    from ..channels import format_cbr
-    from .checkpoint import check_codec_weights, find_denoiser, load_denoiser
-    from .samplers import DiffusionReceiver
+    from .checkpoint import check_codec_weights
 
     if matching not in MATCHING_RULES:
         raise ValueError(f"--matching must be one of {', '.join(MATCHING_RULES)}, got {matching!r}")
@@ -56,7 +59,12 @@ def build_dm_link(
         )
     if dm_stop not in DM_STOPS:
         raise ValueError(f"--dm-stop must be one of {', '.join(DM_STOPS)}, got {dm_stop!r}")
+    if dm_decoder not in DM_DECODERS:
+        raise ValueError(
+            f"--dm-decoder must be one of {', '.join(DM_DECODERS)}, got {dm_decoder!r}"
+        )
     stop_snr_db = None
+    tuned = None
     if base == "vae":
         from ..codecs.taef2 import load_taef2
 
@@ -68,28 +76,28 @@ def build_dm_link(
         from ..zoo import find_checkpoint, load_codec
 
         codec = load_codec(base, cbr, device)
-        cbr_key = format_cbr(codec.latent_shape(96, 96)[0] / 96)
-        if dm_stop == "auto" and matching == "continuous":
+        cbr_key = format_cbr_of(codec)
+        if dm_decoder == "auto":
+            tuned = tuned_decoder(codec, base, denoiser_path, device)
+        if tuned is None and dm_stop == "auto" and matching == "continuous":
             # a decoder trained at one SNR gets latents at that SNR
             try:
                 stop_snr_db = float(find_checkpoint(base, codec.cbr).snr_train)
             except ValueError:  # an SNR range (ADJSCC): its decoder adapts, denoise fully
                 stop_snr_db = None
-    path = denoiser_path or find_denoiser(base, cbr_key).weights
-    den = load_denoiser(
-        path, codec=base, cbr=cbr_key, latent_channels=codec.latent_shape(8, 8)[0], device=device
-    )
-    check_codec_weights(path, "denoiser", codec)
-    receiver = DiffusionReceiver(
-        den,
-        p0=den.p0,
-        rule=matching,
+    receiver = dm_receiver(
+        codec,
+        base,
+        denoiser_path,
+        device,
+        matching=matching,
         steps=int(steps),
         fading=fading,
-        fading_grid=fading_grid,  # type: ignore[arg-type]
+        fading_grid=fading_grid,
         stop_snr_db=stop_snr_db,
-        name="dm",
     )
+    if tuned is not None:  # denoiser checked against the base codec; same encoder
+        codec = tuned
     estimator = None
     if snr_source == "learned":
         from ..estimation.learned import load_snr_estimator
@@ -108,6 +116,61 @@ def build_dm_link(
         snr_source=snr_source,
         estimator=estimator,
     )
+
+
+def tuned_decoder(codec, base: str, denoiser_path: str | None, device):
+    """The shipped codec whose decoder was trained behind the receiver with this denoiser
+    (None: the shipped one for its CBR), with ``codec``'s encoder; None when there is none."""
+    from ..codecs.jscc import load_jscc
+    from ..zoo import find_dm_decoder, sha256_file
+    from .checkpoint import find_denoiser
+
+    cbr_key = format_cbr_of(codec)
+    path = denoiser_path or str(find_denoiser(base, cbr_key).weights)
+    entry = find_dm_decoder(base, codec.cbr, sha256_file(path))
+    if entry is None:
+        return None
+    tuned = load_jscc(entry.weights, model=base, c=codec.c, width=codec.width, device=device)
+    ours, theirs = codec.state_dict(), tuned.state_dict()
+    if any(not torch.equal(ours[k], theirs[k]) for k in ours if k.startswith("enc")):
+        raise ValueError(
+            f"zoo decoder {entry.name!r} was trained behind another encoder than the shipped "
+            f"{base} at CBR {cbr_key}; retrain it with 'semcom train jscc --behind-dm'"
+        )
+    return tuned
+
+
+def format_cbr_of(codec) -> str:
+    """The CBR key (``"1/16"``) of a JSCC codec."""
+    from ..channels import format_cbr
+
+    return format_cbr(codec.latent_shape(96, 96)[0] / 96)
+
+
+def dm_receiver(
+    codec: torch.nn.Module,
+    base: str,
+    denoiser_path: str | None,
+    device: torch.device | str,
+    **options,
+):
+    """The :class:`~semcom.diffusion.samplers.DiffusionReceiver` for ``codec`` (named
+    ``base``: ``vae``, ``deepjscc``, ``adjscc``) around the given denoiser checkpoint (None: the
+    shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
+    ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
+    ``stop_snr_db``."""
+    from .checkpoint import check_codec_weights, find_denoiser, load_denoiser
+    from .samplers import DiffusionReceiver
+
+    channels = codec.latent_shape(96, 96)[0]  # type: ignore[operator]
+    cbr_key = None if base == "vae" else format_cbr_of(codec)
+    path = denoiser_path or str(find_denoiser(base, cbr_key).weights)
+    den = load_denoiser(
+        path, codec=base, cbr=cbr_key, latent_channels=channels, device=torch.device(device)
+    )
+    check_codec_weights(path, "denoiser", codec)
+    options["rule"] = options.pop("matching", "continuous")
+    return DiffusionReceiver(den, p0=den.p0, name="dm", **options)
 
 
 def _factory(base: str):
@@ -135,6 +198,7 @@ for _base, _desc in (
                 "fading",
                 "fading_grid",
                 "dm_stop",
+                "dm_decoder",
                 "denoiser_path",
                 "snr_source",
                 "estimator_path",

@@ -56,6 +56,17 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     j.add_argument("--val-crop", type=int, default=None, help="centre crop for validation")
     j.add_argument("--val-limit", type=int, default=1000, help="max validation images")
     j.add_argument("--limit", type=int, default=None, help="train on N random images")
+    j.add_argument("--init", default=None, help="start from a zoo name or a checkpoint")
+    j.add_argument(
+        "--behind-dm",
+        action="store_true",
+        help="train only the decoder, behind the diffusion receiver (encoder from --init, "
+        "frozen; the CDDM recipe): the decoder of the X+dm scheme",
+    )
+    j.add_argument(
+        "--denoiser", default=None, help="--behind-dm: denoiser checkpoint (default: shipped)"
+    )
+    j.add_argument("--dm-steps", type=int, default=1, help="--behind-dm: receiver steps K")
     j.add_argument("--epochs", type=int, default=10)
     _add_trainer_args(j, batch_size=64)
     j.set_defaults(func=cmd_train_jscc)
@@ -93,6 +104,14 @@ def _add_latent_task_args(
     p.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
     p.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
     p.add_argument("--snr-range", default="-20:40", help="training SNR range lo:hi in dB")
+    p.add_argument(
+        "--encode-snr",
+        type=float,
+        nargs="+",
+        default=None,
+        help="SNR-adaptive codecs (adjscc): encode every image at each of these SNRs in dB "
+        "(default: the codec's training range in 5 dB steps)",
+    )
     p.add_argument("--width", type=int, default=width, help=width_help)
     p.add_argument("--epochs", type=int, default=epochs)
 
@@ -110,6 +129,7 @@ def _latent_task_config(cls, args: argparse.Namespace):
         crop=args.crop,
         repeats=args.repeats,
         snr_range=(lo, hi),
+        encode_snrs=args.encode_snr,
         width=args.width,
         seed=args.seed,
     )
@@ -176,6 +196,10 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
         val_snrs=list(args.val_snr or []),
         limit=args.limit,
         seed=args.seed,
+        init=args.init,
+        behind_dm=args.behind_dm,
+        denoiser=args.denoiser,
+        dm_steps=args.dm_steps,
     )
     return _fit(JSCCTask(config), asdict(config), args)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ class LatentTaskConfig:
     snr_range: tuple[float, float] = (-20.0, 40.0)
     val_limit: int = 50
     seed: int = 0
+    #: SNRs (dB) an SNR-adaptive codec (ADJSCC) encodes each image at: its latents depend on
+    #: the SNR the transmitter was told, so the training set is the mixture over these. None:
+    #: the codec's training range in 5 dB steps. Must stay None for other codecs.
+    encode_snrs: list[float] | None = None
 
 
 @dataclass
@@ -59,12 +64,36 @@ class DenoiserTaskConfig(LatentTaskConfig):
     blocks: int = 1
 
 
-def latent_cache_path(codec: str, cbr: str | None, data: str, fingerprint: str) -> Path:
+def latent_cache_path(
+    codec: str,
+    cbr: str | None,
+    data: str,
+    fingerprint: str,
+    snrs: Sequence[float] | None = None,
+) -> Path:
     """Where the clean latents of ``codec`` on ``data`` are cached; ``fingerprint``
     (:func:`~semcom.diffusion.latents.codec_fingerprint`) ties them to the codec's weights,
-    so a retrained codec of the same name and CBR gets fresh latents."""
+    so a retrained codec of the same name and CBR gets fresh latents; ``snrs``: the encoder
+    SNRs of an SNR-adaptive codec."""
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
+    if snrs:
+        tag += "-snr" + "_".join(f"{s:g}" for s in snrs)
     return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}.safetensors"
+
+
+def default_encode_snrs(codec: str, cbr: str | None, model: Codec) -> list[float] | None:
+    """Encoder SNRs (dB) of the training latents: None for a codec that ignores the SNR,
+    else its zoo training range ``lo:hi`` in 5 dB steps (both ends included)."""
+    if not getattr(model, "snr_adaptive", False):
+        return None
+    from ..channels import parse_cbr
+    from ..zoo import find_checkpoint
+
+    snr_train = find_checkpoint(codec, parse_cbr(cbr) if cbr else None).snr_train
+    lo, _, hi = snr_train.partition(":")
+    lo_f, hi_f = float(lo), float(hi or lo)
+    n = math.floor((hi_f - lo_f) / 5.0 + 1e-9) + 1
+    return [lo_f + 5.0 * i for i in range(n)] + ([hi_f] if lo_f + 5.0 * (n - 1) < hi_f else [])
 
 
 def codec_for(name: str, cbr: str | None, device: str = "cpu"):
@@ -80,20 +109,39 @@ def codec_for(name: str, cbr: str | None, device: str = "cpu"):
 
 
 def get_latents(
-    codec: str, cbr: str | None, data: str, flips: bool, model: Codec | None = None
+    codec: str,
+    cbr: str | None,
+    data: str,
+    flips: bool,
+    model: Codec | None = None,
+    snrs: Sequence[float] | None = None,
 ) -> tuple[list[Tensor], str]:
     """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)
     and the codec's weight fingerprint (:func:`~semcom.diffusion.latents.codec_fingerprint`).
-    ``model``: the codec already built by :func:`codec_for` (built here when None)."""
+    ``model``: the codec already built by :func:`codec_for` (built here when None). ``snrs``:
+    encoder SNRs (dB) of an SNR-adaptive codec; every image is encoded at each, image-major
+    (image 0 at every SNR, then image 1, ...), so any prefix mixes the SNRs."""
     model = model if model is not None else codec_for(codec, cbr)
+    adaptive = bool(getattr(model, "snr_adaptive", False))
+    if adaptive and not snrs:
+        raise ValueError(f"{codec} is SNR-adaptive: give the encoder SNRs (--encode-snr)")
+    if snrs and not adaptive:
+        raise ValueError(f"{codec} ignores the SNR: --encode-snr applies to ADJSCC only")
     fp = codec_fingerprint(model)
-    path = latent_cache_path(codec, cbr, data, fp)
+    path = latent_cache_path(codec, cbr, data, fp, snrs)
     if path.is_file():
         return load_latents(path), fp
     from ..data import get_dataset
 
-    lat = encode_images(model, get_dataset(data), flips=flips)
+    dataset = get_dataset(data)
+    if snrs:
+        per_snr = [encode_images(model, dataset, flips=flips, snr_db=s) for s in snrs]
+        lat = [t for group in zip(*per_snr, strict=True) for t in group]
+    else:
+        lat = encode_images(model, dataset, flips=flips)
     meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
+    if snrs:
+        meta["encode_snrs"] = json.dumps(list(snrs))
     save_latents(lat, path, meta)
     return lat, fp
 
@@ -120,8 +168,11 @@ class DenoiserTask:
         if self._train is None:
             c = self.config
             model = codec_for(c.codec, c.cbr)  # built and fingerprinted once for both sets
-            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model)
-            val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model)
+            if c.encode_snrs is None:
+                c.encode_snrs = default_encode_snrs(c.codec, c.cbr, model)
+            snrs = c.encode_snrs
+            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model, snrs)
+            val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs)
             self._val = val[: c.val_limit]
             self.p0 = measure_p0(self._train)
 
@@ -198,6 +249,7 @@ class DenoiserTask:
             "codec": {
                 "name": c.codec,
                 "cbr": c.cbr,
+                "encode_snrs": c.encode_snrs,
                 "latent_shape_train": list(
                     self._train[0].shape  # type: ignore[index]
                 ),

@@ -77,6 +77,14 @@ class JSCCConfig:
         val_snrs: validation SNRs (default :func:`default_val_snrs`).
         limit: use a seeded random subset of this many training images.
         seed: data split / subset seed (the trainer's global seed).
+        init: start from these weights: a zoo name (``semcom zoo list``) or a checkpoint
+            (``.safetensors`` or run folder) of the same architecture.
+        behind_dm: train only the decoder, behind the diffusion receiver (the CDDM recipe):
+            the encoder (from ``init``, required) is frozen and the decoder learns to decode
+            the LMMSE latent together with the denoised one (a ``dm_side`` decoder whose
+            denoised-latent branch starts at zero, i.e. at the plain decoder).
+        denoiser: the receiver's denoiser (default: the shipped one for this codec and CBR).
+        dm_steps: the receiver's K (continuous matching, denoised to the clean latent).
     """
 
     model: str = "deepjscc"
@@ -94,6 +102,10 @@ class JSCCConfig:
     val_snrs: list[float] = field(default_factory=list)
     limit: int | None = None
     seed: int = 0
+    init: str | None = None
+    behind_dm: bool = False
+    denoiser: str | None = None
+    dm_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -102,6 +114,12 @@ class JSCCConfig:
         self.snr_range = parse_snr_train(self.snr_train)
         if not self.val_snrs:
             self.val_snrs = default_val_snrs(*self.snr_range)
+        if self.behind_dm and not self.init:
+            raise ValueError("--behind-dm trains a decoder for a trained encoder: give --init")
+        if self.denoiser and not self.behind_dm:
+            raise ValueError("--denoiser applies with --behind-dm only")
+        if int(self.dm_steps) < 1:
+            raise ValueError(f"--dm-steps must be >= 1, got {self.dm_steps}")
 
 
 class JSCCTask:
@@ -113,10 +131,44 @@ class JSCCTask:
         self.config = config
         self.channel = Channel(config.channel, csi=config.csi)
         self._split: tuple[Dataset, Dataset | None] | None = None
+        self.receiver = None  # the frozen diffusion receiver of a --behind-dm run
+        self.init_info: dict[str, Any] = {}
 
     # ---------------------------------------------------------------------- model
     def build_model(self) -> nn.Module:
-        return build_jscc(self.config.model, self.config.c, self.config.width)
+        cfg = self.config
+        model = build_jscc(cfg.model, cfg.c, cfg.width, dm_side=cfg.behind_dm)
+        if not cfg.init:
+            return model
+        from ..codecs.jscc import load_jscc
+        from ..diffusion.latents import codec_fingerprint
+        from ..zoo import resolve_weights
+
+        init = load_jscc(resolve_weights(cfg.init), model=cfg.model, c=cfg.c, width=cfg.width)
+        if init.dm_side:
+            raise ValueError(f"--init {cfg.init!r} is a decoder trained behind a receiver")
+        # a --behind-dm decoder starts as the plain one (its side branch is zero)
+        missing, _ = model.load_state_dict(init.state_dict(), strict=False)
+        assert all(k.startswith("dec_side.") for k in missing), missing
+        self.init_info = {"init": str(cfg.init), "init_fingerprint": codec_fingerprint(init)}
+        if cfg.behind_dm:
+            from ..diffusion.registry import dm_receiver
+            from ..zoo import sha256_file, zoo_ref
+
+            for name, p in model.named_parameters():
+                if name.startswith("enc"):
+                    p.requires_grad_(False)
+            den = cfg.denoiser or _shipped_denoiser(cfg.model, format_cbr(cbr_for_channels(cfg.c)))
+            # checked against the initial codec: the denoiser models its encoder's latents
+            self.receiver = dm_receiver(init, cfg.model, den, "cpu", steps=int(cfg.dm_steps))
+            self.init_info.update(denoiser=zoo_ref(den), denoiser_sha256=sha256_file(den))
+        return model
+
+    def _receiver_on(self, device: torch.device):
+        """The frozen receiver, moved to ``device`` (None for a plain run)."""
+        if self.receiver is not None:
+            self.receiver.denoise.to(device)
+        return self.receiver
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
         assert isinstance(model, DeepJSCC)
@@ -179,7 +231,8 @@ class JSCCTask:
         self, model: nn.Module, batch: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
         snr = self.sample_snr(batch.shape[0], generator, batch.device)
-        x_hat = model(batch, self.channel, snr, generator)
+        receiver = self._receiver_on(batch.device)
+        x_hat = model(batch, self.channel, snr, generator, receiver=receiver)
         mse = torch.mean((x_hat - batch) ** 2)
         m = float(mse.detach())
         return mse, {"loss": m, "psnr": 10 * math.log10(1 / max(m, 1e-10))}
@@ -187,7 +240,15 @@ class JSCCTask:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
-        return evaluate_codec(model, loader, self.channel, self.config.val_snrs, self.config.seed)
+        dev = next(model.parameters()).device
+        return evaluate_codec(
+            model,
+            loader,
+            self.channel,
+            self.config.val_snrs,
+            self.config.seed,
+            receiver=self._receiver_on(dev),
+        )
 
     def card(self) -> dict[str, Any]:
         cfg = self.config
@@ -198,6 +259,7 @@ class JSCCTask:
             "cbr_str": format_cbr(cbr_for_channels(cfg.c)),
             "channel": {"name": cfg.channel, "csi": cfg.csi},
             "snr_train": cfg.snr_train,
+            **({"decoder_behind_dm": self.init_info} if cfg.behind_dm else self.init_info),
             "data": {
                 "train": cfg.data,
                 "crop": cfg.crop,
@@ -206,6 +268,12 @@ class JSCCTask:
                 "n_train": len(self.train_dataset()),  # type: ignore[arg-type]
             },
         }
+
+
+def _shipped_denoiser(model: str, cbr: str) -> str:
+    from ..diffusion.checkpoint import find_denoiser
+
+    return str(find_denoiser(model, cbr).weights)
 
 
 def _as_fraction(text: str) -> float | None:
@@ -225,8 +293,10 @@ def evaluate_codec(
     channel: Channel,
     snrs: list[float],
     seed: int = 0,
+    receiver=None,
 ) -> dict[str, float]:
-    """Mean per-image PSNR (8-bit) of ``codec`` through :class:`~semcom.link.AnalogLink`.
+    """Mean per-image PSNR (8-bit) of ``codec`` through :class:`~semcom.link.AnalogLink`
+    (with ``receiver``, default LMMSE).
 
     Returns ``{"psnr": value at snrs[len//2], "psnr@{snr}dB": ...}``; the noise of batch
     ``i`` at SNR ``s`` is seeded by ``(seed, i)``.
@@ -237,7 +307,7 @@ def evaluate_codec(
     assert isinstance(codec, DeepJSCC)
     was_training = codec.training
     codec.eval()
-    link = AnalogLink(codec)
+    link = AnalogLink(codec, receiver)
     sums = dict.fromkeys(snrs, 0.0)
     n = 0
     dev = next(codec.parameters()).device

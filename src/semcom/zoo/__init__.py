@@ -127,7 +127,12 @@ def find_checkpoint(
     """
     from ..channels import format_cbr
 
-    cands = [e for e in list_checkpoints(zoo_dir) if e.model == model]
+    # decoders trained behind a diffusion receiver are found by find_dm_decoder only
+    cands = [
+        e
+        for e in list_checkpoints(zoo_dir)
+        if e.model == model and not e.card.get("decoder_behind_dm")
+    ]
     if channel is not None:
         cands = [e for e in cands if e.channel == channel]
     if not cands:
@@ -152,6 +157,38 @@ def find_checkpoint(
     return match[0]
 
 
+def find_dm_decoder(
+    model: str, cbr: float, denoiser_sha256: str, zoo_dir: str | Path | None = None
+) -> ZooEntry | None:
+    """The shipped ``model`` codec at ``cbr`` whose decoder was trained behind the diffusion
+    receiver with the denoiser of that SHA-256 (``semcom train jscc --behind-dm``), or None."""
+    for e in list_checkpoints(zoo_dir):
+        info = e.card.get("decoder_behind_dm") or {}
+        if (
+            e.model == model
+            and abs(e.cbr - cbr) <= 1e-3 * cbr + 1e-6
+            and info.get("denoiser_sha256") == denoiser_sha256
+        ):
+            return e
+    return None
+
+
+def resolve_weights(ref: str | Path) -> str:
+    """A checkpoint reference -> its weights file: a zoo name (``semcom zoo list``) or a path."""
+    for e in list_checkpoints():
+        if e.name == str(ref):
+            return str(e.weights)
+    if Path(ref).exists():
+        return str(ref)
+    raise ValueError(f"{str(ref)!r} is neither a zoo name ('semcom zoo list') nor a file")
+
+
+def zoo_ref(path: str | Path) -> str:
+    """The portable name of a weights file: its zoo name when it ships in the zoo, else the path."""
+    p = Path(path).resolve()
+    return p.stem if p.parent == Path(ZOO_DIR).resolve() else str(path)
+
+
 def load_codec(
     model: str,
     cbr: float | None = None,
@@ -167,7 +204,8 @@ def load_codec(
 
 
 # ------------------------------------------------------------------------------- export
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -207,6 +245,7 @@ def export_to_zoo(
     if run_card.get("task") != "jscc":
         raise ValueError(f"{str(run)!r} is not a JSCC run (task {run_card.get('task')!r})")
     codec = load_jscc(weights, device=device)
+    behind = run_card.get("decoder_behind_dm")
     test: dict[str, Any] = {}
     if test_data is not None:
         from torch.utils.data import DataLoader, Subset
@@ -223,7 +262,17 @@ def export_to_zoo(
         )
         snrs = list(test_snrs or run_card["config"].get("val_snrs") or [10.0])
         ch = run_card["channel"]
-        res = evaluate_codec(codec, loader, Channel(ch["name"], csi=ch["csi"]), snrs, seed=0)
+        receiver = None
+        if behind:  # the decoder is tested behind the receiver it was trained behind
+            from ..diffusion.registry import dm_receiver
+
+            base = load_jscc(resolve_weights(behind["init"]), device=device)
+            steps = int(run_card["config"].get("dm_steps", 1))
+            den = resolve_weights(behind["denoiser"])
+            receiver = dm_receiver(base, run_card["model"], den, device, steps=steps)
+        res = evaluate_codec(
+            codec, loader, Channel(ch["name"], csi=ch["csi"]), snrs, seed=0, receiver=receiver
+        )
         test = {
             "data": test_data,
             "n_images": len(ds),
@@ -241,6 +290,7 @@ def export_to_zoo(
         "cbr_str": format_cbr(run_card["cbr"]),
         "channel": run_card["channel"],
         "snr_train": run_card["snr_train"],
+        **({"decoder_behind_dm": behind} if behind else {}),
         "data": run_card["data"],
         "test": test,
         "val_metrics": run_card.get("val_metrics", {}),
@@ -253,7 +303,7 @@ def export_to_zoo(
         "git_commit": run_card.get("git_commit", "unknown"),
         "train": run_card.get("train", {}),
         "config": run_card.get("config", {}),
-        "sha256": _sha256(weights),
+        "sha256": sha256_file(weights),
     }
     atomic_write_bytes(dest / f"{zoo_name}.safetensors", weights.read_bytes())
     out = dest / f"{zoo_name}.json"

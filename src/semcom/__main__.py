@@ -1,0 +1,5 @@
+"""``python -m semcom``: the ``semcom`` command line."""
+
+from .cli import main
+
+raise SystemExit(main())

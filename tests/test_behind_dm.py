@@ -1,0 +1,103 @@
+"""A decoder trained behind the diffusion receiver (``semcom train jscc --behind-dm``, the CDDM
+recipe): the frozen encoder, the card, the zoo lookup and its use by the ``X+dm`` scheme."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from semcom.cli import main as semcom_main
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(weights_root, data_root, tmp_path_factory):
+    """A zoo holding a tiny ADJSCC, a denoiser on its latents and a decoder trained behind it."""
+    from semcom.diffusion.checkpoint import export_denoiser
+    from semcom.zoo import export_to_zoo
+
+    root = tmp_path_factory.mktemp("zoo")
+    zoo, runs = root / "zoo", root / "runs"
+    zoo.mkdir()
+    common = ["--model", "adjscc", "--cbr", "1/16", "--width", "8", "--snr-train=-5:20",
+              "--data", "kodak", "--crop", "32", "--val-data", "none", "--epochs", "1",
+              "--batch-size", "2", "--quiet"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("semcom.zoo.ZOO_DIR", zoo)
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        assert (
+            semcom_main(["train", "jscc", *common, "--max-steps", "2", "--out", str(runs / "base")])
+            == 0
+        )
+        export_to_zoo(runs / "base", "adjscc-tiny")
+        rc = semcom_main(
+            ["train", "denoiser", "--codec", "adjscc", "--cbr", "1/16", "--data", "kodak",
+             "--val-data", "kodak", "--crop", "8", "--repeats", "1", "--width", "16",
+             "--encode-snr", "0", "10", "--epochs", "1", "--max-steps", "2", "--batch-size", "4",
+             "--quiet", "--out", str(runs / "den")]
+        )  # fmt: skip
+        assert rc == 0
+        export_denoiser(runs / "den", "denoiser-adjscc-tiny")
+        rc = semcom_main(
+            ["train", "jscc", *common, "--init", "adjscc-tiny", "--behind-dm", "--lr", "0.01",
+             "--max-steps", "3", "--out", str(runs / "ft")]
+        )  # fmt: skip
+        assert rc == 0
+        export_to_zoo(
+            runs / "ft", "adjscc-tiny-dmdec", test_data="kodak", test_limit=1, test_snrs=[0.0]
+        )
+        yield zoo, runs
+
+
+def test_behind_dm_run_freezes_the_encoder_and_records_its_receiver(tiny_zoo):
+    from semcom.codecs.jscc import load_jscc
+    from semcom.zoo import sha256_file
+
+    zoo, runs = tiny_zoo
+    base, ft = load_jscc(runs / "base").state_dict(), load_jscc(runs / "ft").state_dict()
+    assert all(torch.equal(base[k], ft[k]) for k in base if k.startswith("enc"))
+    assert not all(torch.equal(base[k], ft[k]) for k in base if k.startswith("dec"))
+    card = json.loads((zoo / "adjscc-tiny-dmdec.json").read_text())
+    info = card["decoder_behind_dm"]
+    assert info["init"] == "adjscc-tiny" and info["denoiser"] == "denoiser-adjscc-tiny"
+    assert info["denoiser_sha256"] == sha256_file(zoo / "denoiser-adjscc-tiny.safetensors")
+    assert card["test"]["psnr"][0] > 5.0  # tested behind the receiver
+
+
+def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
+    from semcom.channels import Channel
+    from semcom.codecs.jscc import load_jscc
+    from semcom.diffusion.registry import build_dm_link, tuned_decoder
+    from semcom.zoo import find_checkpoint, list_checkpoints
+
+    zoo, runs = tiny_zoo
+    monkeypatch.setattr("semcom.zoo.ZOO_DIR", zoo)
+    assert {e.name for e in list_checkpoints()} >= {"adjscc-tiny", "adjscc-tiny-dmdec"}
+    assert find_checkpoint("adjscc", 1 / 16).name == "adjscc-tiny"  # plain scheme: base
+    dm = build_dm_link("adjscc", 1 / 16, torch.device("cpu"))
+    base = build_dm_link("adjscc", 1 / 16, torch.device("cpu"), dm_decoder="base")
+    want_ft, want_base = load_jscc(runs / "ft").state_dict(), load_jscc(runs / "base").state_dict()
+    for link, want in ((dm, want_ft), (base, want_base)):
+        got = link.codec.state_dict()
+        assert all(torch.equal(got[k], want[k].to(got[k].dtype)) for k in want)
+    x = torch.rand(1, 3, 32, 32)
+    out = dm.transmit(x, Channel("awgn"), 0.0, torch.Generator())
+    assert out.images.shape == x.shape and torch.isfinite(out.images).all()
+    # a codec with another encoder never gets that decoder
+    other = load_jscc(runs / "base")
+    with torch.no_grad():
+        other.enc[0].weight.add_(0.1)
+    with pytest.raises(ValueError, match="another encoder"):
+        tuned_decoder(other, "adjscc", None, "cpu")
+    with pytest.raises(ValueError, match="--dm-decoder"):
+        build_dm_link("adjscc", 1 / 16, torch.device("cpu"), dm_decoder="other")
+
+
+def test_behind_dm_needs_init():
+    from semcom.train.jscc import JSCCConfig
+
+    with pytest.raises(ValueError, match="--init"):
+        JSCCConfig(model="adjscc", cbr="1/16", behind_dm=True)
+    with pytest.raises(ValueError, match="--behind-dm only"):
+        JSCCConfig(model="adjscc", cbr="1/16", denoiser="x.safetensors")
