@@ -14,7 +14,7 @@ from semcom.cli import main as semcom_main
 @pytest.fixture(scope="module")
 def tiny_zoo(weights_root, data_root, tmp_path_factory):
     """A zoo holding a tiny ADJSCC, a denoiser on its latents and a decoder trained behind it."""
-    from semcom.diffusion.checkpoint import export_denoiser
+    from semcom.diffusion.checkpoint import export_denoiser, export_latent_model
     from semcom.zoo import export_to_zoo
 
     root = tmp_path_factory.mktemp("zoo")
@@ -40,6 +40,16 @@ def tiny_zoo(weights_root, data_root, tmp_path_factory):
         assert rc == 0
         export_denoiser(runs / "den", "denoiser-adjscc-tiny")
         rc = semcom_main(
+            ["train", "snr-estimator", "--codec", "adjscc", "--cbr", "1/16", "--data", "kodak",
+             "--val-data", "kodak", "--crop", "8", "--repeats", "1", "--width", "8",
+             "--encode-snr", "0", "10", "--epochs", "1", "--max-steps", "1", "--batch-size", "4",
+             "--quiet", "--out", str(runs / "est")]
+        )  # fmt: skip
+        assert rc == 0
+        export_latent_model(
+            runs / "est", "snr-est-adjscc-tiny", "snr-estimator", "estimator_config"
+        )
+        rc = semcom_main(
             ["train", "jscc", *common, "--init", "adjscc-tiny", "--behind-dm", "--lr", "0.01",
              "--max-steps", "3", "--out", str(runs / "ft")]
         )  # fmt: skip
@@ -50,6 +60,7 @@ def tiny_zoo(weights_root, data_root, tmp_path_factory):
         yield zoo, runs
 
 
+@pytest.mark.slow
 def test_behind_dm_run_freezes_the_encoder_and_records_its_receiver(tiny_zoo):
     from semcom.codecs.jscc import load_jscc
     from semcom.zoo import sha256_file
@@ -65,6 +76,7 @@ def test_behind_dm_run_freezes_the_encoder_and_records_its_receiver(tiny_zoo):
     assert card["test"]["psnr"][0] > 5.0  # tested behind the receiver
 
 
+@pytest.mark.slow
 def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
     from semcom.channels import Channel
     from semcom.codecs.jscc import load_jscc
@@ -84,6 +96,10 @@ def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
     x = torch.rand(1, 3, 32, 32)
     out = dm.transmit(x, Channel("awgn"), 0.0, torch.Generator())
     assert out.images.shape == x.shape and torch.isfinite(out.images).all()
+    # the SNR estimator, like the denoiser, is checked against the encoder it was trained on
+    learned = build_dm_link("adjscc", 1 / 16, torch.device("cpu"), snr_source="learned")
+    assert all(torch.equal(learned.codec.state_dict()[k], v) for k, v in want_ft.items())
+    assert torch.isfinite(learned.transmit(x, Channel("awgn"), 0.0, torch.Generator()).images).all()
     # a codec with another encoder never gets that decoder
     other = load_jscc(runs / "base")
     with torch.no_grad():

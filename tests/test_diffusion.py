@@ -659,3 +659,28 @@ def test_stop_at_decoder_snr_oracle(steps, p0):
     f2, _, ft2 = received(4, (3, 8, 8), de, 43)
     res = diffusion_receive(ft2, de, Oracle(math.sqrt(p0) * f2), p0=p0, steps=2, stop_snr_db=10.0)
     assert res.per_element and torch.allclose(res.f_hat, f2, atol=1e-9)
+
+
+def test_receiver_skips_the_network_above_skip_snr():
+    """skip_snr_db: images at or above it get the LMMSE estimate without a network call; the
+    others get exactly what the receiver gives them alone."""
+    snrs = torch.tensor([0.0, 20.0, -5.0, 10.0], dtype=F64)
+    d = level_from_snr(db_to_linear(snrs)).reshape(4, 1, 1, 1)
+    _, _, ft = received(4, (3, 4, 4), d, 3)
+    sizes: list[int] = []
+
+    def den(x, level):
+        sizes.append(x.shape[0])
+        return gaussian_mmse(1.0)(x, level) * 0.9  # not the LMMSE: visible if called
+
+    rec = DiffusionReceiver(den, steps=2, skip_snr_db=10.0)
+    out = rec(ft, d)
+    assert sizes == [2, 2] and rec.last.info["n_skip_snr"] == 2
+    assert rec.last.info["network_calls"] == 2
+    for i in (1, 3):
+        torch.testing.assert_close(out[i], (1 - d[i]).sqrt() * ft[i])
+    alone = DiffusionReceiver(den, steps=2)(ft[[0, 2]], d[[0, 2]])
+    torch.testing.assert_close(out[[0, 2]], alone)
+    sizes.clear()
+    rec(ft[[1, 3]], d[[1, 3]])
+    assert sizes == [] and rec.last is None  # all above: no call at all

@@ -484,7 +484,7 @@ RECEIVER_OPTIONS = (
     "snr_estimator",
 )
 #: schemes the demo shows, in order; those without shipped checkpoints are skipped (with a note).
-DEMO_SCHEMES = ["vae", "vae+dm", "deepjscc", "deepjscc+dm", "adjscc", "jpeg+capacity"]
+DEMO_SCHEMES = ["vae", "vae+dm", "deepjscc", "deepjscc+dm", "adjscc", "adjscc+dm", "jpeg+capacity"]
 #: CBR of the demo's schemes with variants (the full-size JSCC models; vae is fixed at 1/12).
 DEMO_CBR = "1/16"
 

@@ -562,7 +562,11 @@ class DiffusionReceiver:
 
     ``__call__(f_tilde [B, C, h, w], d [B, 1, 1, 1] or [B, C, h, w], generator)`` returns the
     estimate of the unit-power latent f; the last :class:`ReceiveResult` is kept in
-    ``self.last`` (matched steps, clamping counters).
+    ``self.last`` (matched steps, clamping counters). ``skip_snr_db``: images whose
+    (per-image) SNR is at or above it skip the network and get the LMMSE estimate
+    ``sqrt(1-d) f_tilde`` (``info["n_skip_snr"]`` counts them; ``last`` is None when every
+    image skips); for a decoder trained behind the receiver, whose gain there is nil, this
+    keeps the receiver as cheap as the codec.
     """
 
     def __init__(
@@ -580,9 +584,11 @@ class DiffusionReceiver:
         alpha_factor: float = 1.0,
         fading_grid: FadingGrid = "time",
         stop_snr_db: float | None = None,
+        skip_snr_db: float | None = None,
     ):
         self.denoise = denoise
         self.stop_snr_db = stop_snr_db
+        self.skip_snr_db = skip_snr_db
         self.fading_grid = fading_grid
         self.t_factor, self.alpha_factor = t_factor, alpha_factor
         self.p0, self.rule, self.steps = p0, rule, steps
@@ -593,6 +599,25 @@ class DiffusionReceiver:
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
+        d = torch.as_tensor(d, device=f_tilde.device)
+        if self.skip_snr_db is not None and d.numel() == f_tilde.shape[0]:
+            snr_db = 10.0 * torch.log10(snr_from_level(d.reshape(-1)))
+            high = snr_db >= self.skip_snr_db - 1e-6  # an SNR given as 10 dB may come back 9.99..
+            if bool(high.any()):
+                out = (1.0 - d).clamp_min(0.0).sqrt().to(f_tilde.dtype) * f_tilde
+                low = (~high).nonzero().squeeze(1)
+                calls = 0
+                if low.numel():
+                    out[low] = self._receive(f_tilde[low], d[low], generator)
+                    calls = int(self.last.info["network_calls"])  # type: ignore[union-attr]
+                else:
+                    self.last = None
+                if self.last is not None:
+                    self.last.info.update(n_skip_snr=int(high.sum()), network_calls=calls)
+                return out
+        return self._receive(f_tilde, d, generator)
+
+    def _receive(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
         self.last = diffusion_receive(
             f_tilde,
             d,

@@ -152,13 +152,13 @@ class JSCCTask:
         assert all(k.startswith("dec_side.") for k in missing), missing
         self.init_info = {"init": str(cfg.init), "init_fingerprint": codec_fingerprint(init)}
         if cfg.behind_dm:
-            from ..diffusion.registry import dm_receiver
+            from ..diffusion.registry import denoiser_file, dm_receiver
             from ..zoo import sha256_file, zoo_ref
 
             for name, p in model.named_parameters():
                 if name.startswith("enc"):
                     p.requires_grad_(False)
-            den = cfg.denoiser or _shipped_denoiser(cfg.model, format_cbr(cbr_for_channels(cfg.c)))
+            den = denoiser_file(init, cfg.model, cfg.denoiser)
             # checked against the initial codec: the denoiser models its encoder's latents
             self.receiver = dm_receiver(init, cfg.model, den, "cpu", steps=int(cfg.dm_steps))
             self.init_info.update(denoiser=zoo_ref(den), denoiser_sha256=sha256_file(den))
@@ -268,12 +268,6 @@ class JSCCTask:
                 "n_train": len(self.train_dataset()),  # type: ignore[arg-type]
             },
         }
-
-
-def _shipped_denoiser(model: str, cbr: str) -> str:
-    from ..diffusion.checkpoint import find_denoiser
-
-    return str(find_denoiser(model, cbr).weights)
 
 
 def _as_fraction(text: str) -> float | None:
