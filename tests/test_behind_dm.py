@@ -26,34 +26,25 @@ def tiny_zoo(weights_root, data_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("semcom.zoo.ZOO_DIR", zoo)
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        assert (
-            semcom_main(["train", "jscc", *common, "--max-steps", "2", "--out", str(runs / "base")])
-            == 0
-        )
+
+        def train(*args: str) -> None:
+            assert semcom_main(["train", *args]) == 0
+
+        train("jscc", *common, "--max-steps", "2", "--out", str(runs / "base"))
         export_to_zoo(runs / "base", "adjscc-tiny")
-        rc = semcom_main(
-            ["train", "denoiser", "--codec", "adjscc", "--cbr", "1/16", "--data", "kodak",
-             "--val-data", "kodak", "--crop", "8", "--repeats", "1", "--width", "16",
-             "--encode-snr", "0", "10", "--epochs", "1", "--max-steps", "2", "--batch-size", "4",
-             "--quiet", "--out", str(runs / "den")]
-        )  # fmt: skip
-        assert rc == 0
+        latent = ["--codec", "adjscc", "--cbr", "1/16", "--data", "kodak", "--val-data", "kodak",
+                  "--crop", "8", "--repeats", "1", "--encode-snr", "0", "10", "--epochs", "1",
+                  "--batch-size", "4", "--quiet"]  # fmt: skip
+        train("denoiser", *latent, "--width", "16", "--max-steps", "2", "--out", str(runs / "den"))
         export_denoiser(runs / "den", "denoiser-adjscc-tiny")
-        rc = semcom_main(
-            ["train", "snr-estimator", "--codec", "adjscc", "--cbr", "1/16", "--data", "kodak",
-             "--val-data", "kodak", "--crop", "8", "--repeats", "1", "--width", "8",
-             "--encode-snr", "0", "10", "--epochs", "1", "--max-steps", "1", "--batch-size", "4",
-             "--quiet", "--out", str(runs / "est")]
-        )  # fmt: skip
-        assert rc == 0
+        train(
+            "snr-estimator", *latent, "--width", "8", "--max-steps", "1", "--out", str(runs / "est")
+        )
         export_latent_model(
             runs / "est", "snr-est-adjscc-tiny", "snr-estimator", "estimator_config"
         )
-        rc = semcom_main(
-            ["train", "jscc", *common, "--init", "adjscc-tiny", "--behind-dm", "--lr", "0.01",
-             "--max-steps", "3", "--out", str(runs / "ft")]
-        )  # fmt: skip
-        assert rc == 0
+        train("jscc", *common, "--init", "adjscc-tiny", "--behind-dm", "--lr", "0.01",
+              "--max-steps", "3", "--out", str(runs / "ft"))  # fmt: skip
         export_to_zoo(
             runs / "ft", "adjscc-tiny-dmdec", test_data="kodak", test_limit=1, test_snrs=[0.0]
         )
