@@ -71,7 +71,7 @@ def test_behind_dm_run_freezes_the_encoder_and_records_its_receiver(tiny_zoo):
 def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
     from semcom.channels import Channel
     from semcom.codecs.jscc import load_jscc
-    from semcom.diffusion.registry import build_dm_link, tuned_decoder
+    from semcom.diffusion.registry import build_dm_link, denoiser_file, tuned_decoder
     from semcom.zoo import find_checkpoint, list_checkpoints
 
     zoo, runs = tiny_zoo
@@ -96,7 +96,7 @@ def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
     with torch.no_grad():
         other.enc[0].weight.add_(0.1)
     with pytest.raises(ValueError, match="another encoder"):
-        tuned_decoder(other, "adjscc", None, "cpu")
+        tuned_decoder(other, "adjscc", denoiser_file(other, "adjscc", None), "cpu")
     with pytest.raises(ValueError, match="--dm-decoder"):
         build_dm_link("adjscc", 1 / 16, torch.device("cpu"), dm_decoder="other")
 

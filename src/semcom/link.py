@@ -206,7 +206,7 @@ class AnalogLink:
             else:
                 lat_hat = f_hat
             if getattr(self.codec, "dm_side", False):  # decoder trained behind this receiver
-                lmmse = (1.0 - d).clamp_min(0.0).sqrt() * f_tilde
+                lmmse = LMMSEReceiver()(f_tilde, d)
                 out = self.codec.decode(lmmse, (h, w), snr.float(), side=lat_hat)
             else:
                 out = self.codec.decode(lat_hat, (h, w), snr.float())

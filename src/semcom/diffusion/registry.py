@@ -50,6 +50,7 @@ def build_dm_link(
     estimator_path: str | None = None,
 ) -> AnalogLink:
     """Codec ``base`` + its shipped (or the given) denoiser as a scheme named ``base+dm``."""
+    from ..channels import format_cbr
     from .checkpoint import check_codec_weights
 
     if matching not in MATCHING_RULES:
@@ -78,12 +79,16 @@ def build_dm_link(
         codec = load_taef2(device)
         cbr_key = None
     else:
-        from ..zoo import find_checkpoint, load_codec
+        from ..zoo import load_codec
 
         codec = load_codec(base, cbr, device)
-        cbr_key = format_cbr_of(codec)
+        cbr_key = format_cbr(codec.cbr)
+    den_path = denoiser_file(codec, base, denoiser_path)
+    if base != "vae":
+        from ..zoo import find_checkpoint
+
         if dm_decoder == "auto":
-            tuned = tuned_decoder(codec, base, denoiser_path, device)
+            tuned = tuned_decoder(codec, base, den_path, device)
         if tuned is None and dm_stop == "auto" and matching == "continuous":
             # a decoder trained at one SNR gets latents at that SNR
             try:
@@ -93,7 +98,7 @@ def build_dm_link(
     receiver = dm_receiver(
         codec,
         base,
-        denoiser_path,
+        den_path,
         device,
         matching=matching,
         steps=int(steps),
@@ -124,13 +129,14 @@ def build_dm_link(
     )
 
 
-def tuned_decoder(codec, base: str, denoiser_path: str | None, device):
-    """The shipped codec whose decoder was trained behind the receiver with this denoiser
-    (None: the shipped one for its CBR), with ``codec``'s encoder; None when there is none."""
+def tuned_decoder(codec, base: str, denoiser_path: str, device):
+    """The shipped codec whose decoder was trained behind the receiver with the denoiser at
+    ``denoiser_path``, with ``codec``'s encoder; None when there is none."""
+    from ..channels import format_cbr
     from ..codecs.jscc import load_jscc
     from ..zoo import find_dm_decoder, sha256_file
 
-    entry = find_dm_decoder(base, codec.cbr, sha256_file(denoiser_file(codec, base, denoiser_path)))
+    entry = find_dm_decoder(base, codec.cbr, sha256_file(denoiser_path))
     if entry is None:
         return None
     tuned = load_jscc(entry.weights, model=base, c=codec.c, width=codec.width, device=device)
@@ -138,25 +144,20 @@ def tuned_decoder(codec, base: str, denoiser_path: str | None, device):
     if any(not torch.equal(ours[k], theirs[k]) for k in ours if k.startswith("enc")):
         raise ValueError(
             f"zoo decoder {entry.name!r} was trained behind another encoder than the shipped "
-            f"{base} at CBR {format_cbr_of(codec)}; retrain it with 'semcom train jscc --behind-dm'"
+            f"{base} at CBR {format_cbr(codec.cbr)}; retrain it with 'semcom train jscc "
+            "--behind-dm'"
         )
     return tuned
 
 
 def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
     """``denoiser_path``, or the weights of the shipped denoiser for ``codec`` (named ``base``)."""
+    from ..channels import format_cbr
     from .checkpoint import find_denoiser
 
     if denoiser_path:
         return str(denoiser_path)
-    return str(find_denoiser(base, None if base == "vae" else format_cbr_of(codec)).weights)
-
-
-def format_cbr_of(codec) -> str:
-    """The CBR key (``"1/16"``) of a JSCC codec."""
-    from ..channels import format_cbr
-
-    return format_cbr(codec.latent_shape(96, 96)[0] / 96)
+    return str(find_denoiser(base, None if base == "vae" else format_cbr(codec.cbr)).weights)
 
 
 def dm_receiver(
@@ -171,11 +172,12 @@ def dm_receiver(
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
     ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
     ``stop_snr_db``, ``skip_snr_db``."""
+    from ..channels import format_cbr
     from .checkpoint import check_codec_weights, load_denoiser
     from .samplers import DiffusionReceiver
 
     channels = codec.latent_shape(96, 96)[0]  # type: ignore[operator]
-    cbr_key = None if base == "vae" else format_cbr_of(codec)
+    cbr_key = None if base == "vae" else format_cbr(codec.cbr)  # type: ignore[arg-type]
     path = denoiser_file(codec, base, denoiser_path)
     den = load_denoiser(
         path, codec=base, cbr=cbr_key, latent_channels=channels, device=torch.device(device)

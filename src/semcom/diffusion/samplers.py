@@ -606,14 +606,10 @@ class DiffusionReceiver:
             if bool(high.any()):
                 out = (1.0 - d).clamp_min(0.0).sqrt().to(f_tilde.dtype) * f_tilde
                 low = (~high).nonzero().squeeze(1)
-                calls = 0
+                self.last = None
                 if low.numel():
                     out[low] = self._receive(f_tilde[low], d[low], generator)
-                    calls = int(self.last.info["network_calls"])  # type: ignore[union-attr]
-                else:
-                    self.last = None
-                if self.last is not None:
-                    self.last.info.update(n_skip_snr=int(high.sum()), network_calls=calls)
+                    self.last.info["n_skip_snr"] = int(high.sum())  # type: ignore[union-attr]
                 return out
         return self._receive(f_tilde, d, generator)
 

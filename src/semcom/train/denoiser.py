@@ -88,10 +88,9 @@ def default_encode_snrs(codec: str, cbr: str | None, model: Codec) -> list[float
         return None
     from ..channels import parse_cbr
     from ..zoo import find_checkpoint
+    from .jscc import parse_snr_train
 
-    snr_train = find_checkpoint(codec, parse_cbr(cbr) if cbr else None).snr_train
-    lo, _, hi = snr_train.partition(":")
-    lo_f, hi_f = float(lo), float(hi or lo)
+    lo_f, hi_f = parse_snr_train(find_checkpoint(codec, parse_cbr(cbr) if cbr else None).snr_train)
     n = math.floor((hi_f - lo_f) / 5.0 + 1e-9) + 1
     return [lo_f + 5.0 * i for i in range(n)] + ([hi_f] if lo_f + 5.0 * (n - 1) < hi_f else [])
 
@@ -134,14 +133,13 @@ def get_latents(
     from ..data import get_dataset
 
     dataset = get_dataset(data)
+    meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
     if snrs:
         per_snr = [encode_images(model, dataset, flips=flips, snr_db=s) for s in snrs]
         lat = [t for group in zip(*per_snr, strict=True) for t in group]
+        meta["encode_snrs"] = json.dumps(list(snrs))
     else:
         lat = encode_images(model, dataset, flips=flips)
-    meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
-    if snrs:
-        meta["encode_snrs"] = json.dumps(list(snrs))
     save_latents(lat, path, meta)
     return lat, fp
 
