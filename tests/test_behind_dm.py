@@ -108,3 +108,17 @@ def test_behind_dm_needs_init():
         JSCCConfig(model="adjscc", cbr="1/16", behind_dm=True)
     with pytest.raises(ValueError, match="--behind-dm only"):
         JSCCConfig(model="adjscc", cbr="1/16", denoiser="x.safetensors")
+    with pytest.raises(ValueError, match="--dm-steps"):
+        JSCCConfig(model="adjscc", cbr="1/16", init="x", behind_dm=True, dm_steps=0)
+
+
+def test_init_reference_must_exist(tmp_path):
+    from semcom.zoo import resolve_weights
+
+    with pytest.raises(ValueError, match="neither a zoo name"):
+        resolve_weights(tmp_path / "missing.safetensors")
+    rc = semcom_main(
+        ["train", "jscc", "--model", "adjscc", "--cbr", "1/16", "--init", "no-such-model",
+         "--max-steps", "1", "--quiet", "--out", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert rc == 2 and not (tmp_path / "run" / "model.safetensors").exists()
