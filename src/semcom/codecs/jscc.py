@@ -302,6 +302,31 @@ class ADJSCC(DeepJSCC):
     def _dec_af(self, i: int, h: Tensor, snr_db: Tensor | None) -> Tensor:
         return self.dec_af[i](h, self._need(snr_db, h))
 
+    @classmethod
+    def from_deepjscc(cls, src: DeepJSCC) -> ADJSCC:
+        """An ADJSCC that computes exactly what the DeepJSCC ``src`` computes, at every SNR.
+
+        The warm start for training an SNR-adaptive model from a fixed-SNR one: every
+        convolution and PReLU is copied, each AF module starts constant
+        (``fc2 = 0`` -> channel weight ``sigmoid(0) = 1/2``) and the layer reading its output
+        gets doubled weights (biases unchanged), so ``conv(h / 2; 2 W, b) = conv(h; W, b)``.
+        Training then learns the SNR dependence from the fixed-SNR solution.
+        """
+        if type(src) is not DeepJSCC:
+            raise ValueError(f"warm start needs a plain deepjscc codec, got {src.name!r}")
+        if src.dm_side:
+            raise ValueError("warm start from a decoder trained behind a receiver is not defined")
+        dst = cls(src.c, src.width)
+        missing, unexpected = dst.load_state_dict(src.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith(("enc_af.", "dec_af.")) for k in missing)
+        readers = [*dst.enc[1:], dst.enc_out, *dst.dec[1:], dst.dec_out]
+        with torch.no_grad():
+            for af, reader in zip([*dst.enc_af, *dst.dec_af], readers, strict=True):
+                nn.init.zeros_(af.fc2.weight)
+                nn.init.zeros_(af.fc2.bias)
+                reader.weight.mul_(2.0)
+        return dst
+
 
 MODELS: dict[str, type[DeepJSCC]] = {"deepjscc": DeepJSCC, "adjscc": ADJSCC}
 

@@ -56,7 +56,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     j.add_argument("--val-crop", type=int, default=None, help="centre crop for validation")
     j.add_argument("--val-limit", type=int, default=1000, help="max validation images")
     j.add_argument("--limit", type=int, default=None, help="train on N random images")
-    j.add_argument("--init", default=None, help="start from a zoo name or a checkpoint")
+    j.add_argument(
+        "--init",
+        default=None,
+        help="start from a zoo name or a checkpoint (for --model adjscc also a deepjscc: "
+        "a function-preserving warm start)",
+    )
     j.add_argument(
         "--behind-dm",
         action="store_true",

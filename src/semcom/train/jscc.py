@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..channels import Channel, format_cbr, parse_cbr
 from ..codecs.jscc import (
+    ADJSCC,
     DEFAULT_WIDTH,
     MODELS,
     DeepJSCC,
@@ -78,7 +79,9 @@ class JSCCConfig:
         limit: use a seeded random subset of this many training images.
         seed: data split / subset seed (the trainer's global seed).
         init: start from these weights: a zoo name (``semcom zoo list``) or a checkpoint
-            (``.safetensors`` or run folder) of the same architecture.
+            (``.safetensors`` or run folder) of the same architecture, or for an
+            ``adjscc`` a ``deepjscc`` of the same CBR and width (warm start:
+            :meth:`~semcom.codecs.jscc.ADJSCC.from_deepjscc`).
         behind_dm: train only the decoder, behind the diffusion receiver (the CDDM recipe):
             the encoder (from ``init``, required) is frozen and the decoder learns to decode
             the LMMSE latent together with the denoised one (a ``dm_side`` decoder whose
@@ -144,12 +147,20 @@ class JSCCTask:
         from ..diffusion.latents import codec_fingerprint
         from ..zoo import resolve_weights
 
-        init = load_jscc(resolve_weights(cfg.init), model=cfg.model, c=cfg.c, width=cfg.width)
+        # an adjscc may start from a deepjscc (the function-preserving warm start)
+        warm = cfg.model == "adjscc" and not cfg.behind_dm
+        init = load_jscc(
+            resolve_weights(cfg.init), model=None if warm else cfg.model, c=cfg.c, width=cfg.width
+        )
         if init.dm_side:
             raise ValueError(f"--init {cfg.init!r} is a decoder trained behind a receiver")
-        # a --behind-dm decoder starts as the plain one (its side branch is zero)
-        missing, _ = model.load_state_dict(init.state_dict(), strict=False)
-        assert all(k.startswith("dec_side.") for k in missing), missing
+        if init.name != cfg.model:
+            assert isinstance(model, ADJSCC)
+            model.load_state_dict(ADJSCC.from_deepjscc(init).state_dict())
+        else:
+            # a --behind-dm decoder starts as the plain one (its side branch is zero)
+            missing, _ = model.load_state_dict(init.state_dict(), strict=False)
+            assert all(k.startswith("dec_side.") for k in missing), missing
         self.init_info = {"init": str(cfg.init), "init_fingerprint": codec_fingerprint(init)}
         if cfg.behind_dm:
             from ..diffusion.registry import denoiser_file, dm_receiver
