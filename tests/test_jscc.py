@@ -202,6 +202,53 @@ def test_load_roundtrip_and_mismatch(tmp_path):
         load_jscc(p)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_adjscc_warm_start_computes_the_deepjscc_at_every_snr(seed):
+    torch.manual_seed(seed)
+    src = DeepJSCC(6, width=W)
+    for p in src.parameters():  # away from the default init: PReLU slopes, biases
+        p.data.add_(0.1 * torch.randn_like(p))
+    dst = ADJSCC.from_deepjscc(src)
+    x = torch.rand(3, 3, 20, 28)
+    z = src.encode(x)
+    for snr in (-10.0, 0.0, 7.5, 20.0, math.inf):
+        s = torch.full((3,), snr)
+        torch.testing.assert_close(dst.encode(x, s), z, rtol=0, atol=1e-6)
+        torch.testing.assert_close(dst.decode(z, (20, 28), s), src.decode(z, (20, 28)))
+    # the SNR dependence is learnable from the start: every AF's fc2 gets a gradient
+    s = torch.linspace(-5, 20, 3)
+    dst.decode(dst.encode(x, s), (20, 28), s).square().mean().backward()
+    assert all(af.fc2.weight.grad.abs().sum() > 0 for af in [*dst.enc_af, *dst.dec_af])
+
+
+def test_adjscc_warm_start_refuses_other_sources():
+    with pytest.raises(ValueError, match="plain deepjscc"):
+        ADJSCC.from_deepjscc(ADJSCC(6, width=W))
+    with pytest.raises(ValueError, match="behind a receiver"):
+        ADJSCC.from_deepjscc(DeepJSCC(6, width=W, dm_side=True))
+
+
+def test_train_adjscc_from_a_deepjscc_checkpoint(tmp_path):
+    from semcom.train.jscc import JSCCConfig, JSCCTask
+
+    torch.manual_seed(0)
+    src = DeepJSCC(6, width=W)
+    p = tmp_path / "dj.safetensors"
+    _save(src, p)
+    task = JSCCTask(JSCCConfig(model="adjscc", cbr="1/16", width=W, init=str(p)))
+    model = task.build_model()
+    assert isinstance(model, ADJSCC) and task.init_info["init"] == str(p)
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(model.encode(x, torch.tensor([0.0, 15.0])), src.encode(x))
+    # another CBR, or a deepjscc from an adjscc, is refused naming the mismatch
+    with pytest.raises(ValueError, match="c is 6 in the file but 8"):
+        JSCCTask(JSCCConfig(model="adjscc", cbr="1/12", width=W, init=str(p))).build_model()
+    a = tmp_path / "adj.safetensors"
+    _save(ADJSCC(6, width=W), a)
+    with pytest.raises(ValueError, match="model is 'adjscc' in the file but 'deepjscc'"):
+        JSCCTask(JSCCConfig(model="deepjscc", cbr="1/16", width=W, init=str(a))).build_model()
+
+
 def test_corrupt_checkpoint(tmp_path):
     codec = DeepJSCC(6, width=W)
     p = tmp_path / "m.safetensors"
