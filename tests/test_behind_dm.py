@@ -64,6 +64,10 @@ def test_behind_dm_run_freezes_the_encoder_and_records_its_receiver(tiny_zoo):
     info = card["decoder_behind_dm"]
     assert info["init"] == "adjscc-tiny" and info["denoiser"] == "denoiser-adjscc-tiny"
     assert info["denoiser_sha256"] == sha256_file(zoo / "denoiser-adjscc-tiny.safetensors")
+    # trained behind the scheme's receiver, which skips the denoiser from 10 dB up
+    from semcom.diffusion.registry import TUNED_SKIP_SNR_DB
+
+    assert info["skip_snr_db"] == TUNED_SKIP_SNR_DB == 10.0
     assert card["test"]["psnr"][0] > 5.0  # tested behind the receiver
 
 

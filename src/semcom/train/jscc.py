@@ -87,7 +87,8 @@ class JSCCConfig:
             the LMMSE latent together with the denoised one (a ``dm_side`` decoder whose
             denoised-latent branch starts at zero, i.e. at the plain decoder).
         denoiser: the receiver's denoiser (default: the shipped one for this codec and CBR).
-        dm_steps: the receiver's K (continuous matching, denoised to the clean latent).
+        dm_steps: the receiver's K (continuous matching, denoised to the clean latent). Images
+            at or above ``TUNED_SKIP_SNR_DB`` skip the denoiser, as in the ``X+dm`` scheme.
     """
 
     model: str = "deepjscc"
@@ -163,7 +164,7 @@ class JSCCTask:
             assert all(k.startswith("dec_side.") for k in missing), missing
         self.init_info = {"init": str(cfg.init), "init_fingerprint": codec_fingerprint(init)}
         if cfg.behind_dm:
-            from ..diffusion.registry import denoiser_file, dm_receiver
+            from ..diffusion.registry import TUNED_SKIP_SNR_DB, denoiser_file, dm_receiver
             from ..zoo import sha256_file, zoo_ref
 
             for name, p in model.named_parameters():
@@ -171,8 +172,16 @@ class JSCCTask:
                     p.requires_grad_(False)
             den = denoiser_file(init, cfg.model, cfg.denoiser)
             # checked against the initial codec: the denoiser models its encoder's latents
-            self.receiver = dm_receiver(init, cfg.model, den, "cpu", steps=int(cfg.dm_steps))
-            self.init_info.update(denoiser=zoo_ref(den), denoiser_sha256=sha256_file(den))
+            # the receiver of the X+dm scheme, skip included (it feeds the LMMSE latent as the
+            # side input from TUNED_SKIP_SNR_DB up): the decoder learns what it will be served
+            self.receiver = dm_receiver(
+                init, cfg.model, den, "cpu", steps=int(cfg.dm_steps), skip_snr_db=TUNED_SKIP_SNR_DB
+            )
+            self.init_info.update(
+                denoiser=zoo_ref(den),
+                denoiser_sha256=sha256_file(den),
+                skip_snr_db=TUNED_SKIP_SNR_DB,
+            )
         return model
 
     def _receiver_on(self, device: torch.device):

@@ -269,7 +269,10 @@ def export_to_zoo(
             base = load_jscc(resolve_weights(behind["init"]), device=device)
             steps = int(run_card["config"].get("dm_steps", 1))
             den = resolve_weights(behind["denoiser"])
-            receiver = dm_receiver(base, run_card["model"], den, device, steps=steps)
+            skip = behind.get("skip_snr_db")  # absent in cards written before it was recorded
+            receiver = dm_receiver(
+                base, run_card["model"], den, device, steps=steps, skip_snr_db=skip
+            )
         res = evaluate_codec(
             codec, loader, Channel(ch["name"], csi=ch["csi"]), snrs, seed=0, receiver=receiver
         )
