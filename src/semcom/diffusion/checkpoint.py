@@ -177,21 +177,27 @@ def export_latent_model(
     config_key: str,
     test: dict[str, Any] | None = None,
     zoo_dir=None,
+    replace: bool = False,
+    allow_unfinished: bool = False,
 ) -> Path:
     """Copy a finished latent-model run (denoiser, SNR estimator) into the zoo.
 
     Writes ``<zoo_name>.safetensors`` (float16; loading casts back) and ``<zoo_name>.json``
-    (card: config, codec, P0, data, command, hours, hardware, validation history, ``test``).
+    (card: config, codec, P0, data, command, hours, hardware, validation history, ``test``;
+    default ``test``: the run's last validation metrics per SNR). An existing entry is only
+    overwritten with ``replace``, an unfinished run only shipped with ``allow_unfinished``.
     """
     from safetensors.torch import save
 
     from ..channels import format_cbr, parse_cbr
     from ..train.engine import atomic_write_bytes, atomic_write_json
-    from ..zoo import CARD_FORMAT, ZOO_DIR
+    from ..zoo import CARD_FORMAT, ZOO_DIR, check_export
 
     run = Path(run_dir)
+    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     weights, meta = read_checkpoint(run, task, config_key)
     rc = json.loads((run / "card.json").read_text())
+    unfinished = check_export(rc, run, dest, zoo_name, replace, allow_unfinished)
     codec = dict(rc["codec"])
     if meta.get("codec_fingerprint"):
         codec["fingerprint"] = meta["codec_fingerprint"]
@@ -208,7 +214,7 @@ def export_latent_model(
         "channel": {"name": "any", "csi": "n/a"},
         "snr_train": ":".join(f"{s:g}" for s in rc["config"]["snr_range"]),
         "data": rc["data"],
-        "test": test or {},
+        "test": test or validation_test(rc),
         "val_metrics": rc.get("val_metrics", {}),
         "history": rc.get("history", []),
         "command": rc.get("command", ""),
@@ -220,8 +226,8 @@ def export_latent_model(
         "git_commit": rc.get("git_commit", "unknown"),
         "train": rc.get("train", {}),
         "config": rc.get("config", {}),
+        **({"unfinished": unfinished} if unfinished else {}),
     }
-    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
     atomic_write_bytes(dest / f"{zoo_name}.safetensors", blob)
     card["sha256"] = hashlib.sha256(blob).hexdigest()
@@ -231,8 +237,30 @@ def export_latent_model(
     return out
 
 
+def validation_test(run_card: dict[str, Any]) -> dict[str, Any]:
+    """A latent-model card's ``test`` from its run's last validation: ``gain_db`` (denoisers:
+    latent-MSE gain over LMMSE) or ``rmse_db`` (SNR estimators) per validation SNR (dB)."""
+    vm = run_card.get("val_metrics") or {}
+    for metric in ("gain_db", "rmse_db"):
+        pre = metric + "@"
+        at = {float(k[len(pre) : -2]): v for k, v in vm.items() if k.startswith(pre)}
+        if at:
+            snrs = sorted(at)
+            val = (run_card.get("data") or {}).get("val", "?")
+            return {"data": f"{val} (the run's validation latents)", "snr_db": snrs,
+                    metric: [at[s] for s in snrs]}  # fmt: skip
+    return {}
+
+
 def export_denoiser(
-    run_dir: str | Path, zoo_name: str, test: dict[str, Any] | None = None, zoo_dir=None
+    run_dir: str | Path,
+    zoo_name: str,
+    test: dict[str, Any] | None = None,
+    zoo_dir=None,
+    replace: bool = False,
+    allow_unfinished: bool = False,
 ) -> Path:
     """Copy a finished denoiser run into the zoo (weights + card with config, data, P0)."""
-    return export_latent_model(run_dir, zoo_name, "denoiser", "denoiser_config", test, zoo_dir)
+    return export_latent_model(
+        run_dir, zoo_name, "denoiser", "denoiser_config", test, zoo_dir, replace, allow_unfinished
+    )

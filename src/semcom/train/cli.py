@@ -218,7 +218,7 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
     out = args.out or args.resume
     if out is None:
         raise ValueError("give --out DIR (or --resume DIR)")
-    argv = getattr(args, "_argv", None) or sys.argv[1:]
+    argv = getattr(args, "argv", None) or sys.argv[1:]  # `semcom.cli.main` sets args.argv
     tcfg = TrainConfig(
         out=out,
         epochs=args.epochs,
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
     args = p.parse_args(argv)
-    args._argv = list(argv) if argv is not None else sys.argv[1:]
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:

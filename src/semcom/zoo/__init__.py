@@ -9,8 +9,8 @@ Each entry is a pair in ``semcom/zoo/checkpoints/`` (package data):
   (how it was trained), ``hours``, ``hardware``, ``seed``, ``git_commit``, ``sha256``.
 
 ``semcom zoo list`` prints them; :func:`load_codec` loads the codec for a model and CBR
-(used by the ``deepjscc`` / ``adjscc`` schemes); :func:`export_to_zoo` turns a finished
-run folder (``semcom train jscc --out DIR``) into a zoo entry.
+(used by the ``deepjscc`` / ``adjscc`` schemes); ``semcom zoo add RUN NAME`` (:func:`export_to_zoo`
+for JSCC runs) turns a finished run folder into a zoo entry.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def find_checkpoint(
         where = f" trained on {channel}" if channel else ""
         raise ValueError(
             f"no {model} checkpoints{where} shipped yet: train one with 'semcom train jscc "
-            f"--model {model} ...' and add it with semcom.zoo.export_to_zoo"
+            f"--model {model} ...' and add it with 'semcom zoo add RUN NAME'"
         )
     cbrs = sorted({e.cbr for e in cands}, reverse=True)
     listing = ", ".join(format_cbr(c) for c in cbrs)
@@ -222,6 +223,8 @@ def export_to_zoo(
     device: str | torch.device = "cpu",
     zoo_dir: str | Path | None = None,
     batch_size: int = 64,
+    replace: bool = False,
+    allow_unfinished: bool = False,
 ) -> Path:
     """Copy a finished JSCC run (``model.safetensors`` + ``card.json``) into the zoo.
 
@@ -229,13 +232,18 @@ def export_to_zoo(
     first evaluated through :class:`~semcom.link.AnalogLink` on the training channel at
     ``test_snrs`` (default: the validation SNRs) and the PSNR goes into the card's
     ``test``. Returns the path of the written card. Files are written atomically.
+
+    An existing entry is only overwritten with ``replace``; a run that has not reached the end
+    of its schedule only with ``allow_unfinished`` (the card then says so). A run started with
+    ``--init`` from an entry of this zoo (a continuation or an ADJSCC warm start) gets that
+    entry's lineage: the command chained after the entry's own, the hours summed, and
+    ``continued_from`` / ``warm_start_from`` with the entry's name, SHA-256 and test metrics.
     """
     from ..channels import Channel, format_cbr
     from ..codecs.jscc import load_jscc
     from ..train.engine import atomic_write_bytes, atomic_write_json
 
-    if not zoo_name or any(ch in zoo_name for ch in "/\\ ") or zoo_name.startswith("."):
-        raise ValueError(f"invalid zoo name {zoo_name!r} (use letters, digits, - and _)")
+    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     run = Path(run_dir)
     card_path, weights = run / "card.json", run / "model.safetensors"
     for p in (card_path, weights):
@@ -244,6 +252,7 @@ def export_to_zoo(
     run_card = json.loads(card_path.read_text())
     if run_card.get("task") != "jscc":
         raise ValueError(f"{str(run)!r} is not a JSCC run (task {run_card.get('task')!r})")
+    unfinished = check_export(run_card, run, dest, zoo_name, replace, allow_unfinished)
     codec = load_jscc(weights, device=device)
     behind = run_card.get("decoder_behind_dm")
     test: dict[str, Any] = {}
@@ -283,7 +292,6 @@ def export_to_zoo(
             "snr_db": snrs,
             "psnr": [round(res[f"psnr@{s:g}dB"], 4) for s in snrs],
         }
-    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     card = {
         "format": CARD_FORMAT,
         "name": zoo_name,
@@ -307,11 +315,100 @@ def export_to_zoo(
         "train": run_card.get("train", {}),
         "config": run_card.get("config", {}),
         "sha256": sha256_file(weights),
+        **({"unfinished": unfinished} if unfinished else {}),
     }
+    if not behind:  # a --behind-dm decoder's --init is its frozen encoder, not its lineage
+        _add_lineage(card, run_card, dest)
     atomic_write_bytes(dest / f"{zoo_name}.safetensors", weights.read_bytes())
     out = dest / f"{zoo_name}.json"
     atomic_write_json(out, card)
     return out
+
+
+def check_export(
+    run_card: dict[str, Any],
+    run: Path,
+    dest: Path,
+    zoo_name: str,
+    replace: bool = False,
+    allow_unfinished: bool = False,
+) -> str | None:
+    """Refuse an export that would lose something; return ``"epoch e of E"`` for an unfinished run.
+
+    Raises ``ValueError`` for a bad name or an unfinished run (unless ``allow_unfinished``) and
+    ``FileExistsError`` for an existing entry (unless ``replace``).
+    """
+    if not zoo_name or any(ch in zoo_name for ch in "/\\ ") or zoo_name.startswith("."):
+        raise ValueError(f"invalid zoo name {zoo_name!r} (use letters, digits, - and _)")
+    if (dest / f"{zoo_name}.json").exists() and not replace:
+        raise FileExistsError(
+            f"zoo entry {zoo_name!r} exists in {str(dest)!r}: pass --replace to overwrite it"
+        )
+    train = run_card.get("train", {})
+    epoch, epochs = int(run_card.get("epoch", 0)), int(train.get("epochs", 0))
+    max_steps = train.get("max_steps")
+    if epoch >= epochs or (max_steps is not None and int(run_card.get("step", 0)) >= max_steps):
+        return None
+    where = f"epoch {epoch} of {epochs}"
+    if not allow_unfinished:
+        raise ValueError(
+            f"{str(run)!r} has not finished its schedule ({where}; resume it with "
+            "'--resume'), or pass --allow-unfinished to ship it anyway (the card says so)"
+        )
+    return where
+
+
+def _last_out(command: str) -> str | None:
+    """The last ``--out DIR`` of a (chained) training command, or None."""
+    outs = re.findall(r"--out[ =](\S+)", command)
+    return outs[-1] if outs else None
+
+
+def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> None:
+    """Chain ``card`` after the zoo entry of ``dest`` its run started from (``--init``), if any.
+
+    The entry is matched by name or by the SHA-256 of the ``--init`` file, and accepted only if
+    its weights are still those the run started from (``init_fingerprint``). Otherwise the card
+    records ``init`` (the reference and fingerprint) alone.
+    """
+    from ..codecs.jscc import load_jscc
+    from ..diffusion.latents import codec_fingerprint
+
+    init, fp = run_card.get("init"), run_card.get("init_fingerprint")
+    if not init:
+        return
+    p = Path(init)
+    init_sha = sha256_file(p / "model.safetensors" if p.is_dir() else p) if p.exists() else None
+    prev: dict[str, Any] | None = None
+    for e in list_checkpoints(dest):
+        if e.model in ("deepjscc", "adjscc") and "decoder_behind_dm" not in e.card:
+            if e.name == init or (init_sha is not None and e.card.get("sha256") == init_sha):
+                if codec_fingerprint(load_jscc(e.weights)) == fp:
+                    prev = e.card
+                    break
+    if prev is None:
+        card["init"] = {"ref": init, "fingerprint": fp}
+        return
+    own = card["command"]
+    prev_out = _last_out(prev["command"])
+    if prev_out is not None and init == prev["name"]:  # the chain names the stage's own output
+        own = re.sub(rf"--init[ =]{re.escape(init)}(?=\s|$)", f"--init {prev_out}", own)
+    key = "continued_from" if prev["model"] == card["model"] else "warm_start_from"
+    card[key] = {
+        "zoo_name": prev["name"],
+        "sha256": prev.get("sha256"),
+        "fingerprint": fp,
+        "command": prev["command"],
+        "hours": prev["hours"],
+        "epochs": prev.get("epochs"),
+        "steps": prev.get("steps"),
+        "test": prev.get("test"),
+    }
+    if key == "continued_from" and "warm_start_from" in prev:
+        card["warm_start_from"] = prev["warm_start_from"]
+    card["command"] = f"{prev['command']} && {own}"
+    card["stage_hours"] = card["hours"]
+    card["hours"] = round(card["hours"] + prev["hours"], 5)
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -320,7 +417,7 @@ def format_table(entries: list[ZooEntry]) -> str:
     from ..channels import format_cbr
 
     if not entries:
-        return "no checkpoints shipped yet (train with 'semcom train jscc', then export_to_zoo)"
+        return "no checkpoints shipped yet (train with 'semcom train jscc', then 'semcom zoo add')"
     cols = [
         "name",
         "model",
@@ -365,14 +462,70 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# the latent models a run folder can hold: task -> (config key in the weights' metadata)
+_LATENT_TASKS = {"denoiser": "denoiser_config", "snr-estimator": "estimator_config"}
+
+
+def cmd_zoo_add(args: argparse.Namespace) -> int:
+    """``semcom zoo add RUN NAME``: export a finished training run into the zoo."""
+    run = Path(args.run)
+    card_path = run / "card.json"
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{str(card_path)!r} not found (is {str(run)!r} a training run?)")
+    try:
+        task = json.loads(card_path.read_text()).get("task")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"corrupt run card {str(card_path)!r}: {e}") from e
+    dest = Path(args.zoo_dir) if args.zoo_dir else ZOO_DIR
+    flags = dict(zoo_dir=dest, replace=args.replace, allow_unfinished=args.allow_unfinished)
+    if task == "jscc":
+        out = export_to_zoo(
+            run, args.name, test_data=args.test_data, test_limit=args.test_limit,
+            test_snrs=args.test_snr, device=args.device, **flags,
+        )  # fmt: skip
+    elif task in _LATENT_TASKS:
+        if args.test_data is not None:
+            raise ValueError(
+                f"--test-data tests JSCC codecs; a {task} card carries its validation metrics"
+            )
+        from ..diffusion.checkpoint import export_latent_model
+
+        out = export_latent_model(run, args.name, task, _LATENT_TASKS[task], **flags)
+    else:
+        raise ValueError(f"{str(run)!r} is a {task!r} run; the zoo takes jscc, denoiser and "
+                         "snr-estimator runs")  # fmt: skip
+    print(f"{out}: {_entry(out).summary()}")
+    return 0
+
+
 def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``zoo`` (with ``list``) to a ``semcom`` subparsers object."""
+    """Add ``zoo`` (``list``, ``add``) to a ``semcom`` subparsers object."""
     z = subparsers.add_parser("zoo", help="shipped checkpoints")
     zsub = z.add_subparsers(dest="zoo_command", required=True)
     zl = zsub.add_parser("list", help="list shipped checkpoints")
     zl.add_argument("--json", action="store_true", help="print the cards as JSON")
     zl.add_argument("-v", "--verbose", action="store_true", help="also print training commands")
     zl.set_defaults(func=cmd_zoo_list)
+    za = zsub.add_parser(
+        "add",
+        help="export a finished training run into the zoo",
+        description="Copy a finished run (semcom train jscc|denoiser|snr-estimator --out RUN) "
+        "into the zoo as NAME: weights + model card. JSCC codecs are tested with --test-data; "
+        "a run started with --init from a zoo entry is chained after it in the card.",
+    )
+    za.add_argument("run", help="the run folder (holds card.json and model.safetensors)")
+    za.add_argument("name", help="zoo name (letters, digits, - and _)")
+    za.add_argument("--test-data", help="JSCC: data set to test on, e.g. kodak, cifar10-test")
+    za.add_argument("--test-limit", type=int, help="JSCC: test on the first N images only")
+    za.add_argument("--test-snr", type=float, nargs="+", help="JSCC: test SNRs in dB "
+                    "(default: the run's validation SNRs)")  # fmt: skip
+    za.add_argument("--device", default="cpu", help="device for the test (default: cpu)")
+    za.add_argument("--zoo-dir", help=f"zoo folder (default: {ZOO_DIR})")
+    za.add_argument("--replace", action="store_true", help="overwrite an existing entry")
+    za.add_argument("--allow-unfinished", action="store_true",
+                    help="ship a run that stopped before the end of its schedule (the card "
+                    "says so)")  # fmt: skip
+    za.set_defaults(func=cmd_zoo_add)
     return z
 
 
@@ -380,6 +533,7 @@ __all__ = [
     "ZOO_DIR",
     "ZooEntry",
     "add_zoo_parser",
+    "check_export",
     "export_to_zoo",
     "find_checkpoint",
     "format_table",

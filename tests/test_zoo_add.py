@@ -1,0 +1,130 @@
+"""``semcom zoo add``: exporting runs into the zoo without losing anything, with their lineage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from semcom.cli import main as semcom_main
+
+W = 8
+COMMON = ["--cbr", "1/12", "--width", str(W), "--data", "cifar10-train", "--limit", "8",
+          "--val-data", "none", "--batch-size", "4", "--quiet"]  # fmt: skip
+
+
+def _train(out, *args: str) -> None:
+    assert semcom_main(["train", "jscc", *COMMON, *args, "--out", str(out)]) == 0
+
+
+def _card(zoo, name: str) -> dict:
+    return json.loads((zoo / f"{name}.json").read_text())
+
+
+@pytest.fixture()
+def zoo(tmp_path, monkeypatch):
+    z = tmp_path / "zoo"
+    z.mkdir()
+    monkeypatch.setattr("semcom.zoo.ZOO_DIR", z)  # --init NAME resolves in this zoo
+    return z
+
+
+def test_add_tests_lists_and_never_overwrites_silently(data_root, tmp_path, zoo, capsys):
+    run = tmp_path / "a"
+    _train(run, "--model", "deepjscc", "--epochs", "1")
+    add = ["zoo", "add", str(run), "dj-tiny", "--zoo-dir", str(zoo)]
+    assert semcom_main([*add, "--test-data", "cifar10-test", "--test-limit", "4",
+                        "--test-snr", "0", "10"]) == 0  # fmt: skip
+    assert "dB @ 10 dB (cifar10-test)" in capsys.readouterr().out
+    card = _card(zoo, "dj-tiny")
+    assert card["test"]["snr_db"] == [0.0, 10.0] and card["test"]["n_images"] == 4
+    assert card["test"]["psnr"][0] < card["test"]["psnr"][1]  # more noise, lower PSNR
+    assert "unfinished" not in card and "continued_from" not in card and "init" not in card
+    before = (zoo / "dj-tiny.safetensors").read_bytes()
+    assert semcom_main([*add]) == 2  # exists: refused, nothing touched
+    assert "--replace" in capsys.readouterr().err
+    assert (zoo / "dj-tiny.safetensors").read_bytes() == before
+    assert semcom_main(["zoo", "list"]) == 0
+    assert "dj-tiny" in capsys.readouterr().out
+
+
+def test_unfinished_run_is_refused_unless_allowed(data_root, tmp_path, zoo, capsys):
+    run = tmp_path / "a"
+    _train(run, "--model", "deepjscc", "--epochs", "1")
+    rc = json.loads((run / "card.json").read_text())
+    rc["train"]["epochs"] = 3  # what a run killed after its first of 3 epochs leaves
+    (run / "card.json").write_text(json.dumps(rc))
+    add = ["zoo", "add", str(run), "dj-cut", "--zoo-dir", str(zoo)]
+    assert semcom_main(add) == 2
+    assert "epoch 1 of 3" in capsys.readouterr().err and not (zoo / "dj-cut.json").exists()
+    assert semcom_main([*add, "--allow-unfinished"]) == 0
+    assert _card(zoo, "dj-cut")["unfinished"] == "epoch 1 of 3"
+
+
+def test_continuation_and_warm_start_carry_their_lineage(data_root, tmp_path, zoo):
+    from semcom.zoo import sha256_file
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _train(a, "--model", "deepjscc", "--epochs", "1")
+    assert semcom_main(["zoo", "add", str(a), "dj", "--zoo-dir", str(zoo)]) == 0
+    first = _card(zoo, "dj")
+    # continued in place from the zoo entry: the chain replays stage 1 into a, then --init a
+    _train(b, "--model", "deepjscc", "--epochs", "1", "--seed", "3", "--init", "dj")
+    assert semcom_main(["zoo", "add", str(b), "dj", "--zoo-dir", str(zoo)]) == 2
+    assert semcom_main(["zoo", "add", str(b), "dj", "--zoo-dir", str(zoo), "--replace"]) == 0
+    cont = _card(zoo, "dj")
+    stage1, stage2 = cont["command"].split(" && ")
+    assert stage1 == first["command"] and f"--init {a}" in stage2 and "--init dj" not in stage2
+    assert cont["continued_from"]["zoo_name"] == "dj"
+    assert cont["continued_from"]["sha256"] == first["sha256"] != cont["sha256"]
+    assert cont["hours"] == pytest.approx(first["hours"] + cont["stage_hours"], abs=1e-4)
+    # ADJSCC warm-started from the run folder (not the name): matched by the file's SHA-256
+    _train(c, "--model", "adjscc", "--snr-train=-5:20", "--epochs", "1", "--init", str(b))
+    assert sha256_file(b / "model.safetensors") == cont["sha256"]
+    assert semcom_main(["zoo", "add", str(c), "adj", "--zoo-dir", str(zoo)]) == 0
+    adj = _card(zoo, "adj")
+    assert adj["warm_start_from"]["zoo_name"] == "dj" and "continued_from" not in adj
+    assert adj["command"].count(" && ") == 2 and adj["command"].endswith(str(c))
+    assert adj["hours"] == pytest.approx(cont["hours"] + adj["stage_hours"], abs=1e-4)
+
+
+def test_init_entry_replaced_since_is_not_claimed_as_lineage(data_root, tmp_path, zoo):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _train(a, "--model", "deepjscc", "--epochs", "1")
+    assert semcom_main(["zoo", "add", str(a), "dj", "--zoo-dir", str(zoo)]) == 0
+    _train(b, "--model", "deepjscc", "--epochs", "1", "--init", "dj")
+    _train(c, "--model", "deepjscc", "--epochs", "1", "--seed", "5")
+    assert semcom_main(["zoo", "add", str(c), "dj", "--zoo-dir", str(zoo), "--replace"]) == 0
+    assert semcom_main(["zoo", "add", str(b), "dj2", "--zoo-dir", str(zoo)]) == 0
+    card = _card(zoo, "dj2")
+    assert "continued_from" not in card and " && " not in card["command"]
+    assert card["init"]["ref"] == "dj" and len(card["init"]["fingerprint"]) == 12
+
+
+def test_add_rejects_bad_runs_and_names(tmp_path, zoo, capsys):
+    assert semcom_main(["zoo", "add", str(tmp_path / "nope"), "x", "--zoo-dir", str(zoo)]) == 2
+    assert "card.json" in capsys.readouterr().err
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "card.json").write_text(json.dumps({"task": "eval"}))
+    assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo)]) == 2
+    assert "'eval' run" in capsys.readouterr().err
+    (run / "card.json").write_text("{not json")
+    assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo)]) == 2
+    assert "corrupt run card" in capsys.readouterr().err
+    (run / "card.json").write_text(json.dumps({"task": "denoiser"}))
+    assert semcom_main(["zoo", "add", str(run), "x", "--test-data", "kodak"]) == 2
+    assert "validation metrics" in capsys.readouterr().err
+
+
+def test_latent_model_card_test_comes_from_validation():
+    from semcom.diffusion.checkpoint import validation_test
+
+    rc = {"data": {"val": "bsds500-val"},
+          "val_metrics": {"gain_db@10dB": 1.5, "gain_db@-10dB": 2.5, "gain_db": 2.0}}  # fmt: skip
+    t = validation_test(rc)
+    assert t["snr_db"] == [-10.0, 10.0] and t["gain_db"] == [2.5, 1.5]
+    assert t["data"].startswith("bsds500-val")
+    t = validation_test({"val_metrics": {"rmse_db@-5dB": 0.8, "rmse_db@20dB": 1.3}})
+    assert t["snr_db"] == [-5.0, 20.0] and t["rmse_db"] == [0.8, 1.3]
+    assert validation_test({"val_metrics": {"loss": 1.0}}) == {}
