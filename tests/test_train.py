@@ -87,9 +87,12 @@ def test_resume_is_exact(data_root, tmp_path):
     assert card["epoch"] == 1 and card["step"] == 4 and len(card["history"]) == 1
     Trainer(_task(), _cfg(tmp_path / "a")).fit(resume=tmp_path / "a")  # a fresh process
 
-    Trainer(task, _cfg(tmp_path / "b", ckpt_every=3)).fit(stop_at_step=6)  # mid-epoch 2
+    Trainer(task, _cfg(tmp_path / "b", ckpt_every=3, command="start")).fit(stop_at_step=6)
     assert json.loads((tmp_path / "b" / "card.json").read_text())["batch_in_epoch"] == 2
-    Trainer(task, _cfg(tmp_path / "b", ckpt_every=3)).fit(resume=tmp_path / "b")
+    Trainer(task, _cfg(tmp_path / "b", ckpt_every=3, command="go on")).fit(resume=tmp_path / "b")
+    # the card keeps the command that started the run and lists the resumes
+    card = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert card["command"] == "start" and card["resumed_with"] == ["go on"]
 
     for run in ("a", "b"):
         got = _weights(tmp_path / run)

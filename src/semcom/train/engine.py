@@ -365,6 +365,9 @@ class Trainer:
                 self.device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.out)
+        # the card's command is the one that started the run; each --resume is added to
+        # ``resumed_with`` (so a chained zoo command replays the run, not its last resume)
+        self._command, self._resumes = cfg.command, []
 
     # -------------------------------------------------------------------------- ddp
     @property
@@ -402,7 +405,8 @@ class Trainer:
             "config": task_cfg,
             "train": cfg,
             "seed": self.cfg.seed,
-            "command": self.cfg.command,
+            "command": self._command,
+            **({"resumed_with": self._resumes} if self._resumes else {}),
             "git_commit": self._git,
             "hardware": hardware(self.device, self.world),
             "world_size": self.world,
@@ -535,6 +539,12 @@ class Trainer:
         prog = _Progress()
         if resume is not None:
             prog = self._load_checkpoint(Path(resume), model, opt, sched)
+            try:
+                before = json.loads((Path(resume) / "card.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                before = {}
+            self._command = before.get("command") or cfg.command
+            self._resumes = [*before.get("resumed_with", []), cfg.command]
         if prog.batch_in_epoch >= steps_per_epoch:
             prog.epoch, prog.batch_in_epoch = prog.epoch + 1, 0
         ddp = model
