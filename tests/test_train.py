@@ -46,6 +46,29 @@ def test_parse_snr_train():
             parse_snr_train(bad)
 
 
+def test_reconstruction_losses_known_values_and_weighting():
+    from semcom.train.jscc import reconstruction_loss
+
+    x = torch.full((2, 3, 4, 4), 0.5)
+    x_hat = x.clone()
+    x_hat[0] += 0.1  # MSE 1e-2 -> 20 dB
+    x_hat[1] += 0.01  # MSE 1e-4 -> 40 dB
+    mse, log = reconstruction_loss(x_hat, x, "mse")
+    assert mse.item() == pytest.approx((1e-2 + 1e-4) / 2, rel=1e-5)
+    assert log["psnr"] == pytest.approx(30.0, abs=1e-3)  # mean per-image PSNR
+    neg_psnr, log = reconstruction_loss(x_hat, x, "psnr")
+    assert neg_psnr.item() == pytest.approx(-30.0, abs=1e-3) and log["loss"] == neg_psnr.item()
+    # psnr weighs each image by 1/MSE_i: the 40 dB image gets a 100x larger push per unit
+    # error than the 20 dB one, where the MSE lets the worst image dominate
+    for kind, ratio in (("mse", 0.1), ("psnr", 10.0)):
+        xh = x_hat.clone().requires_grad_(True)
+        reconstruction_loss(xh, x, kind)[0].backward()
+        g = xh.grad.flatten(1).norm(dim=1)
+        assert (g[1] / g[0]).item() == pytest.approx(ratio, rel=1e-3)
+    with pytest.raises(ValueError, match="unknown loss 'l1'"):
+        JSCCConfig(loss="l1")
+
+
 def test_sampler_shards_and_resumes():
     full = ResumableSampler(10, seed=3)
     full.set_epoch(2)
@@ -129,12 +152,12 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     out = tmp_path / "cli"
     args = ["train", "jscc", "--model", "deepjscc", "--cbr", "1/6", "--width", str(W),
             "--limit", "8", "--val-data", "cifar10-test", "--val-limit", "4", "--epochs", "1",
-            "--batch-size", "4", "--out", str(out), "--quiet"]  # fmt: skip
+            "--batch-size", "4", "--loss", "psnr", "--out", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     codec = load_jscc(out, model="deepjscc", c=16)
     assert codec.width == W
     card = json.loads((out / "card.json").read_text())
-    assert card["command"].startswith("semcom train jscc")
+    assert card["command"].startswith("semcom train jscc") and card["config"]["loss"] == "psnr"
     # resuming with a different CBR is refused, naming the option
     bad = [*args[:5], "1/12", *args[6:], "--resume", str(out)]
     assert main(bad) == 2

@@ -72,6 +72,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--denoiser", default=None, help="--behind-dm: denoiser checkpoint (default: shipped)"
     )
     j.add_argument("--dm-steps", type=int, default=1, help="--behind-dm: receiver steps K")
+    j.add_argument(
+        "--loss", choices=("mse", "psnr"), default="mse",
+        help="mse (default) or psnr: minus the mean per-image PSNR (weighs every training SNR "
+        "alike in dB)",
+    )  # fmt: skip
     j.add_argument("--epochs", type=int, default=10)
     _add_trainer_args(j, batch_size=64)
     j.set_defaults(func=cmd_train_jscc)
@@ -205,6 +210,7 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
         behind_dm=args.behind_dm,
         denoiser=args.denoiser,
         dm_steps=args.dm_steps,
+        loss=args.loss,
     )
     return _fit(JSCCTask(config), asdict(config), args)
 
