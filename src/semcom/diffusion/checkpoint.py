@@ -218,6 +218,7 @@ def export_latent_model(
         "val_metrics": rc.get("val_metrics", {}),
         "history": rc.get("history", []),
         "command": rc.get("command", ""),
+        **({"resumed_with": rc["resumed_with"]} if rc.get("resumed_with") else {}),
         "hours": rc.get("hours", 0.0),
         "hardware": rc.get("hardware", "unknown"),
         "seed": rc.get("seed"),

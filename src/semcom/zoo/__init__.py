@@ -306,6 +306,7 @@ def export_to_zoo(
         "test": test,
         "val_metrics": run_card.get("val_metrics", {}),
         "command": run_card.get("command", ""),
+        **({"resumed_with": run_card["resumed_with"]} if run_card.get("resumed_with") else {}),
         "hours": run_card.get("hours", 0.0),
         "hardware": run_card.get("hardware", "unknown"),
         "seed": run_card.get("seed"),
@@ -377,8 +378,8 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
     init, fp = run_card.get("init"), run_card.get("init_fingerprint")
     if not init:
         return
-    p = Path(init)
-    init_sha = sha256_file(p / "model.safetensors" if p.is_dir() else p) if p.exists() else None
+    f = Path(init) / "model.safetensors" if Path(init).is_dir() else Path(init)
+    init_sha = sha256_file(f) if f.is_file() else None
     prev: dict[str, Any] | None = None
     for e in list_checkpoints(dest):
         if e.model in ("deepjscc", "adjscc") and "decoder_behind_dm" not in e.card:
