@@ -191,7 +191,7 @@ def export_latent_model(
 
     from ..channels import format_cbr, parse_cbr
     from ..train.engine import atomic_write_bytes, atomic_write_json
-    from ..zoo import CARD_FORMAT, ZOO_DIR, check_export
+    from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, run_provenance
 
     run = Path(run_dir)
     dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
@@ -215,19 +215,8 @@ def export_latent_model(
         "snr_train": ":".join(f"{s:g}" for s in rc["config"]["snr_range"]),
         "data": rc["data"],
         "test": test or validation_test(rc),
-        "val_metrics": rc.get("val_metrics", {}),
         "history": rc.get("history", []),
-        "command": rc.get("command", ""),
-        **({"resumed_with": rc["resumed_with"]} if rc.get("resumed_with") else {}),
-        "hours": rc.get("hours", 0.0),
-        "hardware": rc.get("hardware", "unknown"),
-        "seed": rc.get("seed"),
-        "epochs": rc.get("epoch"),
-        "steps": rc.get("step"),
-        "git_commit": rc.get("git_commit", "unknown"),
-        "train": rc.get("train", {}),
-        "config": rc.get("config", {}),
-        **({"unfinished": unfinished} if unfinished else {}),
+        **run_provenance(rc, unfinished),
     }
     blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
     atomic_write_bytes(dest / f"{zoo_name}.safetensors", blob)

@@ -304,19 +304,8 @@ def export_to_zoo(
         **({"decoder_behind_dm": behind} if behind else {}),
         "data": run_card["data"],
         "test": test,
-        "val_metrics": run_card.get("val_metrics", {}),
-        "command": run_card.get("command", ""),
-        **({"resumed_with": run_card["resumed_with"]} if run_card.get("resumed_with") else {}),
-        "hours": run_card.get("hours", 0.0),
-        "hardware": run_card.get("hardware", "unknown"),
-        "seed": run_card.get("seed"),
-        "epochs": run_card.get("epoch"),
-        "steps": run_card.get("step"),
-        "git_commit": run_card.get("git_commit", "unknown"),
-        "train": run_card.get("train", {}),
-        "config": run_card.get("config", {}),
+        **run_provenance(run_card, unfinished),
         "sha256": sha256_file(weights),
-        **({"unfinished": unfinished} if unfinished else {}),
     }
     if not behind:  # a --behind-dm decoder's --init is its frozen encoder, not its lineage
         _add_lineage(card, run_card, dest)
@@ -357,6 +346,27 @@ def check_export(
             "'--resume'), or pass --allow-unfinished to ship it anyway (the card says so)"
         )
     return where
+
+
+def run_provenance(run_card: dict[str, Any], unfinished: str | None = None) -> dict[str, Any]:
+    """The fields a zoo card copies from its run's card: validation metrics, the command (and
+    its resumes), hours, hardware, seed, epochs, steps, git commit, train and task config, and
+    ``unfinished`` (from :func:`check_export`) when set."""
+    rc = run_card
+    return {
+        "val_metrics": rc.get("val_metrics", {}),
+        "command": rc.get("command", ""),
+        **({"resumed_with": rc["resumed_with"]} if rc.get("resumed_with") else {}),
+        "hours": rc.get("hours", 0.0),
+        "hardware": rc.get("hardware", "unknown"),
+        "seed": rc.get("seed"),
+        "epochs": rc.get("epoch"),
+        "steps": rc.get("step"),
+        "git_commit": rc.get("git_commit", "unknown"),
+        "train": rc.get("train", {}),
+        "config": rc.get("config", {}),
+        **({"unfinished": unfinished} if unfinished else {}),
+    }
 
 
 def _last_out(command: str) -> str | None:
@@ -540,5 +550,6 @@ __all__ = [
     "format_table",
     "list_checkpoints",
     "load_codec",
+    "run_provenance",
     "shipped_cbrs",
 ]
