@@ -452,3 +452,41 @@ def test_eval_spread_takes_evenly_spaced_images(tmp_path, capsys):
            "--out", str(first))  # fmt: skip
     assert n_all > 3  # images 0 and n/2 differ from images 0 and 1
     assert json.loads(first.read_text())["runs"][0]["psnr"] != doc["runs"][0]["psnr"]
+
+
+def test_eval_records_weights_and_refuses_a_partial_of_other_weights(tmp_path, capsys, monkeypatch):
+    """Each curve names the fingerprints of the networks it ran (equal to the zoo cards'), and
+    a sweep interrupted before a checkpoint changed is not resumed with the new weights."""
+    from semcom.diffusion.checkpoint import find_denoiser
+    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.zoo import find_checkpoint, load_codec
+
+    argv = [
+        *["eval", "--scheme", "deepjscc", "--scheme", "deepjscc+dm", "--cbr", "1/16"],
+        *["--dataset", "samples", "--crop", "64", "--limit", "1", "--snr", "0", "--quiet"],
+    ]
+    out = tmp_path / "r.json"
+    run_ok(capsys, *argv, "--metrics", "psnr", "--out", str(out))
+    runs = {r["scheme"]: r for r in json.loads(out.read_text())["runs"]}
+    fp = codec_fingerprint(load_codec("deepjscc", find_checkpoint("deepjscc", 1 / 16).cbr))
+    assert runs["deepjscc"]["weights"] == {"codec": fp}
+    den = find_denoiser("deepjscc", "1/16")
+    assert runs["deepjscc+dm"]["weights"]["codec"] == den.card["codec"]["fingerprint"] == fp
+    assert set(runs["deepjscc+dm"]["weights"]) == {"codec", "denoiser"}
+
+    import semcom.eval.sweep as sweep
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "safe_metrics", interrupt)
+    out2 = tmp_path / "s.json"
+    assert main([*argv, "--metrics", "psnr", "--out", str(out2)]) == 130
+    partial = tmp_path / "s.json.partial.jsonl"
+    header = json.loads(partial.read_text().splitlines()[0])
+    assert header["weights"]["deepjscc@1/16"] == {"codec": fp}
+    header["weights"]["deepjscc@1/16"]["codec"] = "0" * 12  # as if retrained since
+    partial.write_text(json.dumps(header) + "\n")
+    capsys.readouterr()
+    line = run_err(capsys, *argv, "--metrics", "psnr", "--out", str(out2))
+    assert "different sweep" in line and "weights" in line

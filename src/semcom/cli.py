@@ -379,7 +379,13 @@ def _eval_ranks(device: torch.device) -> tuple[int, int]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import get_dataset
-    from .eval.sweep import evaluate, results_document, summarize, write_json_atomic
+    from .eval.sweep import (
+        evaluate,
+        results_document,
+        scheme_weights,
+        summarize,
+        write_json_atomic,
+    )
 
     device = _device(args.device)
     rank, world = _eval_ranks(device)
@@ -402,6 +408,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if hasattr(sch, "fallback_image"):
                 sch.fallback_image = mean.to(device)
     out = Path(args.out)
+    # the weights each curve runs: a partial file of other weights is never resumed
+    weights = scheme_weights(schemes)
     header = {
         "dataset": args.dataset,
         "crop": args.crop,
@@ -412,6 +420,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "metrics": list(args.metrics),
         "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
+        "weights": weights,
     }
     if world > 1:  # under torchrun: shard images over ranks, one partial file per rank
         header["world_size"] = world
@@ -446,7 +455,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rows = [r for part in gathered for r in part]
     wanted = set(indices)
     rows = sorted((r for r in rows if r["image"] in wanted), key=lambda r: (r["run"], r["image"]))
-    runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics)
+    runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics, weights)
     meta = {
         "command": " ".join(["semcom", *args.argv]),
         "seed": args.seed,

@@ -147,6 +147,19 @@ class AnalogLink:
         #: False when the scheme comes in several CBR variants (results are labelled by CBR).
         self.fixed_cbr = fixed_cbr
 
+    def weights(self) -> dict[str, str]:
+        """The networks this scheme runs, each named by the fingerprint of its weights (12 hex
+        digits of their SHA-256, as ``fingerprint`` in zoo cards): ``codec``, and ``denoiser``
+        / ``snr_estimator`` when present. Results record them, so a curve names its weights."""
+        from .diffusion.latents import codec_fingerprint
+
+        nets = {
+            "codec": self.codec,
+            "denoiser": getattr(self.receiver, "denoise", None),
+            "snr_estimator": self.estimator,
+        }
+        return {k: codec_fingerprint(m) for k, m in nets.items() if isinstance(m, torch.nn.Module)}
+
     @property
     def side_symbols(self) -> int:
         return SCALAR_SIDE_SYMBOLS if self.codec.needs_scale else 0

@@ -28,7 +28,7 @@ from ..diffusion.latents import unit_power
 from ..diffusion.matching import db_to_linear, level_from_snr
 from ..metrics import compute_metrics
 from .plot import METRIC_LABELS, save_figure
-from .sweep import RunKey, evaluate, image_seed, summarize
+from .sweep import RunKey, evaluate, image_seed, scheme_weights, summarize
 
 DEFAULT_DELTAS = (-0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5)
 
@@ -247,6 +247,7 @@ def ood_experiment(
     if len(test_sets) != 2:
         raise ValueError(f"need exactly two test sets (in, out), got {list(test_sets)}")
     keys = [k for k, _ in schemes]
+    weights = scheme_weights(schemes)
     sets: dict[str, list[dict]] = {}
     for name, images in test_sets.items():
         rows = evaluate(
@@ -259,7 +260,7 @@ def ood_experiment(
             device=device,
             progress=progress,
         )
-        sets[name] = summarize(rows, keys, snrs, metrics)
+        sets[name] = summarize(rows, keys, snrs, metrics, weights)
         for k, run in zip(keys, sets[name], strict=True):
             run["label"] = k.label
     name_in, name_out = list(test_sets)

@@ -89,9 +89,11 @@ class PartialResults:
                 f"{path} is not a semcom partial-results file ({e}); "
                 "delete it or choose another --out"
             ) from e
-        if old != json.loads(json.dumps(header)):
+        new = json.loads(json.dumps(header))
+        if old != new:
+            keys = ", ".join(sorted(k for k in {*old, *new} if old.get(k) != new.get(k)))
             raise ValueError(
-                f"{path} belongs to a different sweep (settings differ); "
+                f"{path} belongs to a different sweep (settings differ: {keys}); "
                 "delete it or choose another --out"
             )
         for line in lines[1:]:
@@ -145,10 +147,23 @@ def _mean(values: Iterable[float]) -> float:
     return float(sum(v) / len(v)) if v else float("nan")
 
 
+def scheme_weights(schemes: Sequence[tuple[RunKey, Scheme]]) -> dict[str, dict[str, str]]:
+    """Run label -> the fingerprints of the networks that scheme runs (``Scheme.weights()``;
+    schemes without networks, e.g. the separation baselines, are left out)."""
+    return {k.label: sch.weights() for k, sch in schemes if hasattr(sch, "weights")}
+
+
 def summarize(
-    rows: Sequence[dict], keys: Sequence[RunKey], snrs: Sequence[float], metrics: Sequence[str]
+    rows: Sequence[dict],
+    keys: Sequence[RunKey],
+    snrs: Sequence[float],
+    metrics: Sequence[str],
+    weights: dict[str, dict[str, str]] | None = None,
 ) -> list[dict]:
-    """Average per-image rows into one run dict per scheme/CBR (design.md §3 format)."""
+    """Average per-image rows into one run dict per scheme/CBR (design.md §3 format).
+
+    ``weights``: run label -> the fingerprints of the networks it ran (``Scheme.weights()``),
+    recorded in the run as ``weights``."""
     runs = []
     for key in keys:
         mine = [r for r in rows if r["run"] == key.label]
@@ -167,6 +182,8 @@ def summarize(
         info_keys = sorted({k for r in mine for k in r.get("info", {})})
         if info_keys:
             run["info"] = {k: sum(r.get("info", {}).get(k, 0) for r in mine) for k in info_keys}
+        if weights and weights.get(key.label):
+            run["weights"] = weights[key.label]
         runs.append(run)
     return runs
 
