@@ -458,7 +458,7 @@ def test_eval_records_weights_and_refuses_a_partial_of_other_weights(tmp_path, c
     """Each curve names the fingerprints of the networks it ran (equal to the zoo cards'), and
     a sweep interrupted before a checkpoint changed is not resumed with the new weights."""
     from semcom.diffusion.checkpoint import find_denoiser
-    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.fingerprint import codec_fingerprint
     from semcom.zoo import find_checkpoint, load_codec
 
     argv = [

@@ -356,6 +356,36 @@ def test_save_failure_keeps_old_file(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["a.png"]
 
 
+def test_every_atomic_writer_uses_the_umask_and_leaves_no_temp(tmp_path):
+    # results, training checkpoints, latent caches, weights and images all go through
+    # semcom.paths.atomic_path: the usual file mode (not mkstemp's 0600) and nothing left over
+    from semcom.diffusion.latents import save_latents
+    from semcom.eval import write_json_atomic
+    from semcom.metrics.lpips import save_safetensors_atomic
+    from semcom.paths import atomic_path
+    from semcom.train.engine import atomic_write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json_atomic({"a": 1}, tmp_path / "r" / "results.json")
+        atomic_write_json(tmp_path / "card.json", {"b": 2})
+        save_latents([torch.zeros(2, 3, 3)], tmp_path / "lat.safetensors", {})
+        save_safetensors_atomic({"w": torch.ones(2)}, tmp_path / "w.safetensors")
+        save_image(torch.rand(3, 4, 4), tmp_path / "x.png")
+    finally:
+        os.umask(old)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["card.json", "lat.safetensors", "r/results.json", "w.safetensors", "x.png"]
+    for f in files:
+        assert (tmp_path / f).stat().st_mode & 0o777 == 0o640, f
+    # an error inside the block keeps the old file and removes the temporary one
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "card.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert (tmp_path / "card.json").read_text().startswith("{")
+    assert len(list(tmp_path.iterdir())) == 5
+
+
 def test_save_errors(tmp_path):
     with pytest.raises(ValueError, match="single image"):
         save_image(torch.rand(2, 3, 4, 4), tmp_path / "a.png")

@@ -56,7 +56,7 @@ def _structured_latents(n: int, seed: int) -> list[torch.Tensor]:
 
 def vae_cache_path(data: str):
     """The cache file of the TAEF2 latents of ``data`` (keyed by the weights' fingerprint)."""
-    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.fingerprint import codec_fingerprint
     from semcom.train.denoiser import codec_for
 
     return latent_cache_path("vae", None, data, codec_fingerprint(codec_for("vae", None)))
@@ -486,7 +486,7 @@ def test_deepjscc_dm_stops_at_the_decoder_training_snr():
 def test_denoiser_of_other_codec_weights_refused(tmp_path):
     """A denoiser trained on the latents of other DeepJSCC weights (same name and CBR) is
     refused by the receiver; the shipped one records the shipped codec's fingerprint."""
-    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.fingerprint import codec_fingerprint
     from semcom.schemes import get_scheme
     from semcom.zoo import find_checkpoint, list_checkpoints, load_codec
 
@@ -548,7 +548,7 @@ def test_cli_plot(tmp_path, capsys):
 
 def test_latent_cache_is_keyed_by_codec_weights():
     """A retrained codec (same name and CBR, new weights) never gets the old latents."""
-    from semcom.diffusion.latents import codec_fingerprint
+    from semcom.fingerprint import codec_fingerprint
 
     a, b = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(3, 4, 3)
     with torch.no_grad():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from semcom.channels import Channel, pack
+from semcom.codecs.base import Codec
 from semcom.estimation import level_from_gamma, moment_snr
 
 
@@ -52,7 +53,6 @@ def test_moment_estimator_rejects_real_input() -> None:
 
 
 def test_link_with_moment_snr_close_to_known() -> None:
-    from semcom.codecs.base import Codec
     from semcom.link import AnalogLink
 
     class Identity(Codec):
@@ -76,6 +76,56 @@ def test_link_with_moment_snr_close_to_known() -> None:
     assert not torch.equal(known, est)
     with pytest.raises(ValueError, match="snr_source"):
         AnalogLink(Identity(), snr_source="oracle")
+
+
+class _Adaptive(Codec):
+    """An SNR-adaptive identity codec that records the SNR its decoder is told."""
+
+    name = "adaptive"
+    snr_adaptive = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[torch.Tensor] = []
+
+    def _encode(self, x, snr_db):
+        return x
+
+    def _decode(self, latent, snr_db):
+        self.told.append(snr_db.clone())
+        return latent
+
+    def latent_shape(self, h, w):
+        return (3, h, w)
+
+
+@pytest.mark.parametrize("channel", ["awgn", "rayleigh-slow"])
+def test_link_scores_the_snr_estimate_and_tells_the_decoder(channel: str) -> None:
+    from semcom.link import AnalogLink
+
+    x = torch.rand(3, 3, 64, 64, generator=_gen(10))
+    snr = torch.tensor([-5.0, 5.0, 15.0], dtype=torch.float64)
+    codec = _Adaptive()
+    link = AnalogLink(codec, snr_source="moment")
+    tx = link.transmit(x, Channel(channel), snr, _gen(11))
+    err = tx.snr_error_db
+    assert err is not None and err.shape == (3,)
+    # the true equivalent SNR: the nominal one on AWGN, |h|^2 times it on slow fading
+    y_state = Channel(channel)(pack(x.reshape(3, -1)).z, snr, _gen(11))[1]
+    true_db = 10 * torch.log10(y_state.h.abs().pow(2)[:, 0].double() / y_state.no.double())
+    told = codec.told[-1].double()
+    assert torch.allclose(told - true_db, err.float().double(), atol=1e-3)
+    # 6144 symbols per image: the moment estimate is within 1 dB here (not 0: it is estimated)
+    assert torch.all(err.abs() < 1.0) and torch.all(err != 0)
+    if channel == "awgn":
+        assert torch.allclose(told, snr, atol=1.0)
+    # the known SNR is not scored and the decoder is told the nominal SNR
+    known = AnalogLink(codec).transmit(x, Channel(channel), snr, _gen(11))
+    assert known.snr_error_db is None
+    assert torch.equal(codec.told[-1], snr.float())
+    # fast fading: no single equivalent SNR per image, nothing to score
+    fast = link.transmit(x, Channel("rayleigh-fast"), snr, _gen(11))
+    assert fast.snr_error_db is None
 
 
 # ------------------------------------------------------------- learned estimator (eq. 21)
@@ -103,7 +153,8 @@ def _smooth_latents(n: int, seed: int) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def est_cache(weights_root, tmp_path_factory):
-    from semcom.diffusion.latents import codec_fingerprint, save_latents
+    from semcom.diffusion.latents import save_latents
+    from semcom.fingerprint import codec_fingerprint
     from semcom.train.denoiser import codec_for, latent_cache_path
 
     root = tmp_path_factory.mktemp("cache")

@@ -204,6 +204,57 @@ def test_safe_metrics_nan_for_too_small_images():
 
 
 # ------------------------------------------------------------------ evaluate
+def test_summarize_scores_snr_estimates_per_snr():
+    # per-image errors of the receiver's SNR estimate -> RMSE and bias at each SNR
+    errs = [[1.0, -0.5], [-1.0, 0.5], [3.0, 0.5]]
+    rows = [
+        {"run": "x", "image": i, "cbr": 0.5, "psnr": [1.0, 2.0], "seconds": [0, 0],
+         "snr_error_db": e}
+        for i, e in enumerate(errs)
+    ]  # fmt: skip
+    (run,) = summarize(rows, [RunKey("x", None)], [0.0, 5.0], ["psnr"])
+    assert run["snr_est_rmse_db"] == pytest.approx([math.sqrt(11 / 3), 0.5])
+    assert run["snr_est_bias_db"] == pytest.approx([1.0, 0.5 / 3])
+    # one image without an estimate (known SNR): no score, not a score of the others
+    rows[0] = {k: v for k, v in rows[0].items() if k != "snr_error_db"}
+    (run,) = summarize(rows, [RunKey("x", None)], [0.0, 5.0], ["psnr"])
+    assert "snr_est_rmse_db" not in run
+
+
+def test_evaluate_records_the_snr_estimate_error():
+    from semcom.codecs.base import Codec
+    from semcom.link import AnalogLink
+
+    class Identity(Codec):
+        name = "identity"
+
+        def _encode(self, x, snr_db):
+            return x
+
+        def _decode(self, latent, snr_db):
+            return latent
+
+        def latent_shape(self, h, w):
+            return (3, h, w)
+
+    for source in ("known", "moment"):
+        link = AnalogLink(Identity(), snr_source=source)
+        rows = _run(scheme=link, snrs=(0.0, 10.0, 20.0), seed=1)
+        (run,) = summarize(rows, [RunKey("noisy", None)], [0.0, 10.0, 20.0], ["psnr"])
+        if source == "known":
+            assert "snr_error_db" not in rows[0] and "snr_est_rmse_db" not in run
+        else:
+            assert all(len(r["snr_error_db"]) == 3 for r in rows)
+            # k = 384 unit-power symbols: the estimate's relative error has standard deviation
+            # sqrt((2 N0 + N0^2) / k), i.e. 0.38 dB at 0 dB, 0.12 at 10 and 0.03 at 20 dB
+            theory = [
+                10 / math.log(10) * math.sqrt((2 * n0 + n0 * n0) / 384) for n0 in (1, 0.1, 0.01)
+            ]
+            rmse = run["snr_est_rmse_db"]
+            assert all(0 < r < 2.5 * t for r, t in zip(rmse, theory, strict=True)), rmse
+            assert rmse[2] < rmse[0]
+
+
 def test_evaluate_rows_and_determinism():
     a = _run(seed=3)
     b = _run(seed=3)
@@ -378,6 +429,12 @@ def test_results_table(tmp_path, capsys):
     assert lines[3] == "| vae | 1/12 | lpips | 0.412 | - | 0.200 |"
     assert lines[4] == "| jpeg+capacity | 1/12 | psnr | - | 22.00 | - |"
     assert len(lines) == 5  # no lpips row for a run without lpips
+    c = _doc([{"scheme": "vae+dm", "cbr": 1 / 12, "snr_db": [0], "psnr": [21.0],
+               "snr_est_rmse_db": [0.7349]}])  # fmt: skip
+    pc = tmp_path / "c.json"
+    pc.write_text(json.dumps(c))
+    assert main(["table", str(pc), "--metrics", "snr_est_rmse_db"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| vae+dm | 1/12 | snr_est_rmse_db | 0.73 |"
     with pytest.raises(SystemExit) as e:  # argparse rejects an unknown metric
         main(["table", str(pa), "--metrics", "bogus"])
     assert e.value.code == 2

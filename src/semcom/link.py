@@ -33,6 +33,7 @@ from .channels import (
     unpad_like,
 )
 from .codecs.base import Codec
+from .fingerprint import codec_fingerprint
 
 
 @dataclass
@@ -45,12 +46,16 @@ class Transmission:
         seconds: wall time per stage for the whole batch (``encode``, ``channel``,
             ``denoise``, ``decode``).
         info: scheme-specific counters (e.g. deep fades, clamped SNRs, fallbacks).
+        snr_error_db: when the receiver estimated the SNR (``snr_source`` moment/learned) on
+            a channel with one equivalent SNR per image (AWGN, slow fading): estimate minus
+            the true equivalent SNR, dB, [B] (estimates clamped to +-100 dB); else None.
     """
 
     images: Tensor
     cbr: CBRReport
     seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
+    snr_error_db: Tensor | None = None
 
 
 class Scheme(Protocol):
@@ -118,7 +123,8 @@ class AnalogLink:
         snr_source: where the receiver's noise level ``d`` comes from: ``"known"`` (the
             true equivalent SNR), ``"moment"`` (estimated from the received power with known
             N0, per image) or ``"learned"`` (pilot-free, from the received latent by
-            ``estimator``); see :mod:`semcom.estimation`. The equaliser still uses the CSI.
+            ``estimator``); see :mod:`semcom.estimation`. The equaliser still uses the CSI. An
+            SNR-adaptive decoder (ADJSCC) is told the estimate, not the true SNR.
         estimator: a :class:`~semcom.estimation.learned.SNREstimator` (``snr_source="learned"``).
     """
 
@@ -151,8 +157,6 @@ class AnalogLink:
         """The networks this scheme runs, each named by the fingerprint of its weights (12 hex
         digits of their SHA-256, as ``fingerprint`` in zoo cards): ``codec``, and ``denoiser``
         / ``snr_estimator`` when present. Results record them, so a curve names its weights."""
-        from .diffusion.latents import codec_fingerprint
-
         nets = {
             "codec": self.codec,
             "denoiser": getattr(self.receiver, "denoise", None),
@@ -199,6 +203,8 @@ class AnalogLink:
             y, state = channel(packed.z, snr, generator)
             eq: Equalized = equalize(y, state)
         info: dict[str, object] = {"deep_fades": int(eq.deep_fades.sum())}
+        dec_snr = snr.float()  # the SNR the decoder is told (SNR-adaptive codecs)
+        snr_error = None
         with _timed(secs, "denoise", dev):
             f_tilde = unpad_like(eq.f_tilde, packed)
             if self.snr_source == "known":
@@ -212,6 +218,11 @@ class AnalogLink:
                     gamma, clamped = self.estimator.estimate(f_tilde)
                     info["snr_clamped"] = int(clamped.sum())
                 d = level_from_gamma(gamma).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
+                # the receiver does not know the SNR: its decoder is told the estimate too
+                est_db = (10.0 * torch.log10(gamma.double())).clamp(-100.0, 100.0).reshape(b)
+                dec_snr = est_db.float()
+                if eq.d.shape[-1] == 1:  # one equivalent SNR per image: score the estimate
+                    snr_error = est_db - eq.snr_db.double().reshape(b)
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
             if self.codec.needs_scale:
@@ -220,13 +231,19 @@ class AnalogLink:
                 lat_hat = f_hat
             if getattr(self.codec, "dm_side", False):  # decoder trained behind this receiver
                 lmmse = LMMSEReceiver()(f_tilde, d)
-                out = self.codec.decode(lmmse, (h, w), snr.float(), side=lat_hat)
+                out = self.codec.decode(lmmse, (h, w), dec_snr, side=lat_hat)
             else:
-                out = self.codec.decode(lat_hat, (h, w), snr.float())
+                out = self.codec.decode(lat_hat, (h, w), dec_snr)
         last = getattr(self.receiver, "last", None)
         if last is not None:  # diffusion receivers: skipped / clamped steps, network calls
             info.update({k: v for k, v in last.info.items() if isinstance(v, int | float)})
-        return Transmission(images=out, cbr=self.cbr(h, w, channel), seconds=secs, info=info)
+        return Transmission(
+            images=out,
+            cbr=self.cbr(h, w, channel),
+            seconds=secs,
+            info=info,
+            snr_error_db=snr_error,
+        )
 
 
 __all__ = ["AnalogLink", "LMMSEReceiver", "Receiver", "Scheme", "Transmission"]

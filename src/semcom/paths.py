@@ -13,9 +13,10 @@ to set and the path that was tried.
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DATA_VAR = "SEMCOM_DATA"
@@ -56,6 +57,27 @@ def data_path(rel: str) -> Path:
     raise MissingResourceError(f"data '{rel}' not found ({hint}; tried: {', '.join(tried)})")
 
 
+@contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path next to ``dest`` to write to; it replaces ``dest`` when the block ends
+    without an error and is removed otherwise, so ``dest`` is never half-written and an old
+    ``dest`` survives a failed write. The file gets the usual mode (``0o666`` less the umask),
+    whoever created it (``tempfile.mkstemp`` and safetensors create 0600). Missing parent
+    folders are created."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+        mask = os.umask(0o022)  # read the umask (there is no getter)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 # Downloads for users with internet: rel path -> function(dest) that writes the file.
 _DOWNLOADS: dict[str, Callable[[Path], None]] = {}
 
@@ -67,17 +89,10 @@ def register_download(rel: str, fetch: Callable[[Path], None]) -> None:
 
 def download_url(url: str, dest: Path) -> None:
     """Download ``url`` to ``dest`` atomically (temporary file, then rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+    with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=60) as r:
+        with open(tmp, "xb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def weights_path(rel: str, download: bool = True) -> Path:

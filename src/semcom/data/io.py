@@ -29,12 +29,13 @@ raises :class:`ImageReadError` with a one-line message naming the file.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..paths import atomic_path
 
 __all__ = ["ImageReadError", "load_image", "save_image", "to_uint8"]
 
@@ -220,13 +221,6 @@ def save_image(x: torch.Tensor | np.ndarray, path: PathLike, **save_kw) -> Path:
     img = Image.fromarray(arr[0]) if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
     if fmt == "JPEG":
         save_kw.setdefault("quality", 95)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # respects the umask, unlike mkstemp
-            img.save(f, format=fmt, **save_kw)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(p) as tmp, open(tmp, "xb") as f:
+        img.save(f, format=fmt, **save_kw)
     return p

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from ..fingerprint import codec_fingerprint
 from .denoiser import DenoiserConfig, LatentUNet
 
 
@@ -55,8 +56,6 @@ def check_codec_weights(path: str | Path, what: str, codec_module: torch.nn.Modu
     """Refuse a latent model trained on the latents of other weights of the same codec (a
     retrained DeepJSCC of the same name and CBR). Checkpoints without a recorded fingerprint
     (trained before it was recorded) pass."""
-    from .latents import codec_fingerprint
-
     p = Path(path)
     p = p / "model.safetensors" if p.is_dir() else p
     with safe_open(str(p), framework="pt") as f:

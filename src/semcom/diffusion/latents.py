@@ -10,9 +10,7 @@ that goes into the denoiser card.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..codecs.base import Codec
+from ..paths import atomic_path
 
 
 def encode_images(
@@ -49,30 +48,12 @@ def encode_images(
     return out
 
 
-def codec_fingerprint(codec: torch.nn.Module) -> str:
-    """12 hex digits of the SHA-256 of ``codec``'s weights (names, dtypes, shapes, values in
-    standard layout): latents cached for one set of weights are never served for another."""
-    h = hashlib.sha256()
-    for name, t in sorted(codec.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
 def save_latents(latents: list[Tensor], path: str | os.PathLike[str], meta: dict[str, str]) -> Path:
     """Atomically write latents (variable sizes allowed) to one safetensors file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"{i:06d}": t.contiguous() for i, t in enumerate(latents)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -15,6 +15,9 @@ METRIC_LABELS = {
     "lpips": "LPIPS (AlexNet, lower is better)",
     "lpips_vgg": "LPIPS (VGG, lower is better)",
     "dists": "DISTS (lower is better)",
+    # runs whose receiver estimated the SNR (--snr-source moment|learned; AWGN, slow fading)
+    "snr_est_rmse_db": "SNR estimate RMSE (dB)",
+    "snr_est_bias_db": "SNR estimate bias (dB, estimate - true)",
 }
 
 
@@ -123,7 +126,7 @@ def results_table(
                 if not ys:
                     continue
                 by_snr = dict(zip(run["snr_db"], ys, strict=True))
-                nd = digits if m == "psnr" else 3
+                nd = digits if m == "psnr" or m.endswith("_db") else 3
                 cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
                 cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
                 lines.append("| " + " | ".join([run["scheme"], cbr, m, *cells]) + " |")

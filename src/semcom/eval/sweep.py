@@ -12,10 +12,10 @@ to a partial file so an interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..channels import Channel, format_cbr
 from ..link import Scheme
+from ..paths import atomic_path
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 
@@ -51,17 +52,9 @@ class RunKey:
 
 def write_json_atomic(obj: object, path: str | Path) -> None:
     """Write JSON to ``path`` via a temporary file and rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "x") as f:
+        json.dump(obj, f, indent=1, allow_nan=True)
+        f.write("\n")
 
 
 class PartialResults:
@@ -179,6 +172,10 @@ def summarize(
         for m in metrics:
             run[m] = [_mean(r[m][j] for r in mine) for j in range(len(snrs))]
         run["seconds_per_image"] = [_mean(r["seconds"][j] for r in mine) for j in range(len(snrs))]
+        if all("snr_error_db" in r for r in mine):  # the receiver estimated the SNR
+            errs = [[r["snr_error_db"][j] for r in mine] for j in range(len(snrs))]
+            run["snr_est_rmse_db"] = [math.sqrt(_mean(e * e for e in col)) for col in errs]
+            run["snr_est_bias_db"] = [_mean(col) for col in errs]
         info_keys = sorted({k for r in mine for k in r.get("info", {})})
         if info_keys:
             run["info"] = {k: sum(r.get("info", {}).get(k, 0) for r in mine) for k in info_keys}
@@ -242,6 +239,7 @@ def evaluate(
         g = torch.Generator(device=device).manual_seed(image_seed(seed, idx))
         per_metric: dict[str, list[float]] = {m: [] for m in metrics}
         seconds: list[float] = []
+        snr_err: list[float] = []
         info: dict[str, float] = {}
         for start in range(0, len(snrs), batch_size):
             chunk = torch.tensor(snrs[start : start + batch_size], dtype=torch.float64)
@@ -253,6 +251,8 @@ def evaluate(
             for m in metrics:
                 per_metric[m].extend(float(v) for v in vals[m].cpu())
             seconds.extend([elapsed] * len(chunk))
+            if tx.snr_error_db is not None:
+                snr_err.extend(float(v) for v in tx.snr_error_db.cpu())
             for k, v in tx.info.items():
                 if isinstance(v, int | float):
                     info[k] = info.get(k, 0) + v
@@ -265,6 +265,7 @@ def evaluate(
                 **per_metric,
                 "seconds": seconds,
                 "info": info,
+                **({"snr_error_db": snr_err} if len(snr_err) == len(snrs) else {}),
             }
         )
         bar.set_postfix_str(f"{key.label} {name}")

@@ -116,16 +116,8 @@ def _lpips_layer_convs(net: str) -> list[tuple[int, int, int, int, int]]:
 
 def save_safetensors_atomic(tensors: Mapping[str, Tensor], dest: Path) -> None:
     """Write ``tensors`` to ``dest`` as safetensors via a temporary file and ``os.replace``."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
-    try:
-        save_file(dict(tensors), tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with paths.atomic_path(dest) as tmp:
+        save_file(dict(tensors), str(tmp))
 
 
 def make_fetch(net: str) -> Callable[[Path], None]:

@@ -25,13 +25,13 @@ from ..codecs.base import Codec
 from ..diffusion.denoiser import DenoiserConfig, LatentUNet
 from ..diffusion.latents import (
     LatentCrops,
-    codec_fingerprint,
     encode_images,
     load_latents,
     measure_p0,
     save_latents,
     unit_power,
 )
+from ..fingerprint import codec_fingerprint
 from ..paths import cache_dir
 
 
@@ -72,7 +72,7 @@ def latent_cache_path(
     snrs: Sequence[float] | None = None,
 ) -> Path:
     """Where the clean latents of ``codec`` on ``data`` are cached; ``fingerprint``
-    (:func:`~semcom.diffusion.latents.codec_fingerprint`) ties them to the codec's weights,
+    (:func:`~semcom.fingerprint.codec_fingerprint`) ties them to the codec's weights,
     so a retrained codec of the same name and CBR gets fresh latents; ``snrs``: the encoder
     SNRs of an SNR-adaptive codec."""
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
@@ -116,7 +116,7 @@ def get_latents(
     snrs: Sequence[float] | None = None,
 ) -> tuple[list[Tensor], str]:
     """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)
-    and the codec's weight fingerprint (:func:`~semcom.diffusion.latents.codec_fingerprint`).
+    and the codec's weight fingerprint (:func:`~semcom.fingerprint.codec_fingerprint`).
     ``model``: the codec already built by :func:`codec_for` (built here when None). ``snrs``:
     encoder SNRs (dB) of an SNR-adaptive codec; every image is encoded at each, image-major
     (image 0 at every SNR, then image 1, ...), so any prefix mixes the SNRs."""

@@ -34,6 +34,7 @@ from ..codecs.jscc import (
     jscc_metadata,
 )
 from ..data import collate_images, get_dataset, split_dataset
+from ..fingerprint import codec_fingerprint
 
 
 def parse_snr_train(text: str | float) -> tuple[float, float]:
@@ -167,7 +168,6 @@ class JSCCTask:
         if not cfg.init:
             return model
         from ..codecs.jscc import load_jscc
-        from ..diffusion.latents import codec_fingerprint
         from ..zoo import resolve_weights
 
         # an adjscc may start from a deepjscc (the function-preserving warm start)

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..fingerprint import codec_fingerprint
+
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
 
@@ -383,7 +385,6 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
     records ``init`` (the reference and fingerprint) alone.
     """
     from ..codecs.jscc import load_jscc
-    from ..diffusion.latents import codec_fingerprint
 
     init, fp = run_card.get("init"), run_card.get("init_fingerprint")
     if not init:
