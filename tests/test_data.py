@@ -360,14 +360,12 @@ def test_every_atomic_writer_uses_the_umask_and_leaves_no_temp(tmp_path):
     # results, training checkpoints, latent caches, weights and images all go through
     # semcom.paths.atomic_path: the usual file mode (not mkstemp's 0600) and nothing left over
     from semcom.diffusion.latents import save_latents
-    from semcom.eval import write_json_atomic
     from semcom.metrics.lpips import save_safetensors_atomic
-    from semcom.paths import atomic_path
-    from semcom.train.engine import atomic_write_json
+    from semcom.paths import atomic_path, atomic_write_json
 
     old = os.umask(0o027)
     try:
-        write_json_atomic({"a": 1}, tmp_path / "r" / "results.json")
+        atomic_write_json(tmp_path / "r" / "results.json", {"a": 1}, indent=1)
         atomic_write_json(tmp_path / "card.json", {"b": 2})
         save_latents([torch.zeros(2, 3, 3)], tmp_path / "lat.safetensors", {})
         save_safetensors_atomic({"w": torch.ones(2)}, tmp_path / "w.safetensors")

@@ -22,9 +22,9 @@ from semcom.eval import (
     results_document,
     safe_metrics,
     summarize,
-    write_json_atomic,
 )
 from semcom.link import Transmission
+from semcom.paths import atomic_write_json
 
 
 class NoisyScheme:
@@ -184,10 +184,10 @@ def test_results_document_fields():
     assert cropped["dataset"] == {"name": "samples", "n_images": 2, "crop": 64}
 
 
-def test_write_json_atomic(tmp_path):
+def test_atomic_write_json(tmp_path):
     p = tmp_path / "sub" / "r.json"
-    write_json_atomic({"a": [1, 2]}, p)
-    write_json_atomic({"a": [3]}, p)
+    atomic_write_json(p, {"a": [1, 2]}, indent=1)
+    atomic_write_json(p, {"a": [3]}, indent=1)
     assert json.loads(p.read_text()) == {"a": [3]}
     assert os.listdir(p.parent) == ["r.json"]
 

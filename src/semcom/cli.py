@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
 from .metrics import METRICS
-from .paths import MissingResourceError
+from .paths import MissingResourceError, atomic_path, atomic_write_json
 
 EXIT_USAGE = 2
 
@@ -333,9 +333,8 @@ def _transmit_images(
             title=title,
         )
         path = out / f"{stem}_grid.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        grid.save(tmp, format="PNG")
-        tmp.replace(path)  # atomic: never a half-written grid
+        with atomic_path(path) as tmp:  # never a half-written grid
+            grid.save(tmp, format="PNG")
         grids.append(path)
     bar.close()
     return rows, grids
@@ -384,7 +383,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         results_document,
         scheme_weights,
         summarize,
-        write_json_atomic,
     )
 
     device = _device(args.device)
@@ -466,13 +464,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop)
-    write_json_atomic(doc, out)
+    atomic_write_json(out, doc, indent=1)
     partial.unlink(missing_ok=True)
     if not args.quiet:
         for run in runs:
             print(f"{run['scheme']} CBR {run['cbr_str']} ({run['n_images']} images)")
             for j, s in enumerate(snrs):
                 vals = "  ".join(f"{m} {run[m][j]:.4f}" for m in args.metrics)
+                if "snr_est_rmse_db" in run:  # the receiver estimated the SNR
+                    vals += f"  SNR estimate RMSE {run['snr_est_rmse_db'][j]:.2f} dB"
                 print(f"  SNR {s:6.1f} dB  {vals}  {run['seconds_per_image'][j]:.2f} s/img")
         print(f"wrote {out}")
     return 0
@@ -716,7 +716,6 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
         perturb_experiment,
         plot_perturb,
     )
-    from .eval.sweep import write_json_atomic
 
     device = _device(args.device)
     if args.scheme and len(args.scheme) > 1:
@@ -732,7 +731,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     doc = perturb_experiment(link, images, args.snr, deltas, args.seed, progress=not args.quiet)
     doc.update(dataset=args.dataset, crop=args.crop, command="semcom " + shlex.join(args.argv))
     out = Path(args.out)
-    write_json_atomic(doc, out)
+    atomic_write_json(out, doc, indent=1)
     fig = plot_perturb(doc, out.with_suffix(".png"))
     for param in ("t", "alpha"):
         for metric, tol in (("latent_mse", "1%"), ("psnr", "0.05 dB")):
@@ -750,7 +749,6 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
 
     from .data import get_dataset
     from .eval.experiments import ood_experiment, plot_ood
-    from .eval.sweep import write_json_atomic
 
     device = _device(args.device)
     if args.in_data == args.out_data:
@@ -773,7 +771,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     )
     doc.update(crop=args.crop, command="semcom " + shlex.join(args.argv))
     out = Path(args.out)
-    write_json_atomic(doc, out)
+    atomic_write_json(out, doc, indent=1)
     fig = plot_ood(doc, out.with_suffix(".png"))
     for run_in, run_out in zip(doc["sets"][args.in_data], doc["sets"][args.out_data], strict=True):
         print(
@@ -789,10 +787,10 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from .eval.plot import load_results
-    from .eval.sweep import merge_results, write_json_atomic
+    from .eval.sweep import merge_results
 
     doc = merge_results([load_results(f) for f in args.results], args.results)
-    write_json_atomic(doc, args.out)
+    atomic_write_json(args.out, doc, indent=1)
     print(f"wrote {args.out} ({len(doc['runs'])} runs)")
     return 0
 

@@ -12,6 +12,7 @@ to set and the path that was tried.
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.request
 import uuid
@@ -76,6 +77,19 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`), synced to disk first."""
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: object, indent: int = 2) -> None:
+    """Write ``obj`` as indented JSON atomically (NaN / Infinity as Python's json writes them)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
 
 
 # Downloads for users with internet: rel path -> function(dest) that writes the file.

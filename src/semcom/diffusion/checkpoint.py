@@ -189,7 +189,7 @@ def export_latent_model(
     from safetensors.torch import save
 
     from ..channels import format_cbr, parse_cbr
-    from ..train.engine import atomic_write_bytes, atomic_write_json
+    from ..paths import atomic_write_bytes, atomic_write_json
     from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, run_provenance
 
     run = Path(run_dir)

@@ -10,7 +10,6 @@ from .sweep import (
     results_document,
     safe_metrics,
     summarize,
-    write_json_atomic,
 )
 
 __all__ = [
@@ -24,5 +23,4 @@ __all__ = [
     "results_document",
     "safe_metrics",
     "summarize",
-    "write_json_atomic",
 ]

@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..channels import Channel, format_cbr
 from ..link import Scheme
-from ..paths import atomic_path
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 
@@ -48,13 +47,6 @@ class RunKey:
     @property
     def label(self) -> str:
         return self.scheme if self.cbr is None else f"{self.scheme}@{format_cbr(self.cbr)}"
-
-
-def write_json_atomic(obj: object, path: str | Path) -> None:
-    """Write JSON to ``path`` via a temporary file and rename (never a half-written file)."""
-    with atomic_path(path) as tmp, open(tmp, "x") as f:
-        json.dump(obj, f, indent=1, allow_nan=True)
-        f.write("\n")
 
 
 class PartialResults:

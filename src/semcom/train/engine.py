@@ -44,7 +44,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from ..paths import atomic_path
+from ..paths import atomic_write_bytes, atomic_write_json
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "step", "constant")
@@ -156,20 +156,6 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------- helpers
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, synced to
-    disk, then renamed: :func:`semcom.paths.atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def git_commit() -> str:
     """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
     try:
@@ -656,8 +642,6 @@ __all__ = [
     "Task",
     "TrainConfig",
     "Trainer",
-    "atomic_write_bytes",
-    "atomic_write_json",
     "git_commit",
     "hardware",
     "lr_lambda",

@@ -243,7 +243,7 @@ def export_to_zoo(
     """
     from ..channels import Channel, format_cbr
     from ..codecs.jscc import load_jscc
-    from ..train.engine import atomic_write_bytes, atomic_write_json
+    from ..paths import atomic_write_bytes, atomic_write_json
 
     dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     run = Path(run_dir)
