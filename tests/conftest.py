@@ -31,3 +31,32 @@ def _few_threads():
     # One thread: on 2-core CI machines 2 torch threads make small ops ~10-100x slower.
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def identity_codec():
+    """A codec whose latent is the image itself, for link tests; ``identity_codec()`` or
+    ``identity_codec(snr_adaptive=True)``. Each instance records in ``told`` the SNR tensors
+    its decoder was given."""
+    from semcom.codecs.base import Codec
+
+    class IdentityCodec(Codec):
+        name = "identity"
+
+        def __init__(self, snr_adaptive: bool = False) -> None:
+            super().__init__()
+            self.snr_adaptive = snr_adaptive
+            self.told: list = []
+
+        def _encode(self, x, snr_db):
+            return x
+
+        def _decode(self, latent, snr_db):
+            if snr_db is not None:
+                self.told.append(snr_db.clone())
+            return latent
+
+        def latent_shape(self, h, w):
+            return (3, h, w)
+
+    return IdentityCodec

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from semcom.channels import Channel, pack
-from semcom.codecs.base import Codec
 from semcom.estimation import level_from_gamma, moment_snr
 
 
@@ -52,21 +51,10 @@ def test_moment_estimator_rejects_real_input() -> None:
         moment_snr(torch.ones(2, 3), torch.ones(2))
 
 
-def test_link_with_moment_snr_close_to_known() -> None:
+def test_link_with_moment_snr_close_to_known(identity_codec) -> None:
     from semcom.link import AnalogLink
 
-    class Identity(Codec):
-        name = "identity"
-
-        def _encode(self, x, snr_db):
-            return x
-
-        def _decode(self, latent, snr_db):
-            return latent
-
-        def latent_shape(self, h, w):
-            return (3, h, w)
-
+    Identity = identity_codec
     x = torch.rand(2, 3, 64, 64, generator=_gen(8))
     known = AnalogLink(Identity()).transmit(x, Channel("awgn"), 5.0, _gen(9)).images
     moment = AnalogLink(Identity(), snr_source="moment")
@@ -78,34 +66,13 @@ def test_link_with_moment_snr_close_to_known() -> None:
         AnalogLink(Identity(), snr_source="oracle")
 
 
-class _Adaptive(Codec):
-    """An SNR-adaptive identity codec that records the SNR its decoder is told."""
-
-    name = "adaptive"
-    snr_adaptive = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.told: list[torch.Tensor] = []
-
-    def _encode(self, x, snr_db):
-        return x
-
-    def _decode(self, latent, snr_db):
-        self.told.append(snr_db.clone())
-        return latent
-
-    def latent_shape(self, h, w):
-        return (3, h, w)
-
-
 @pytest.mark.parametrize("channel", ["awgn", "rayleigh-slow"])
-def test_link_scores_the_snr_estimate_and_tells_the_decoder(channel: str) -> None:
+def test_link_scores_the_snr_estimate_and_tells_the_decoder(channel: str, identity_codec) -> None:
     from semcom.link import AnalogLink
 
     x = torch.rand(3, 3, 64, 64, generator=_gen(10))
     snr = torch.tensor([-5.0, 5.0, 15.0], dtype=torch.float64)
-    codec = _Adaptive()
+    codec = identity_codec(snr_adaptive=True)
     link = AnalogLink(codec, snr_source="moment")
     tx = link.transmit(x, Channel(channel), snr, _gen(11))
     err = tx.snr_error_db

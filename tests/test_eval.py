@@ -221,24 +221,11 @@ def test_summarize_scores_snr_estimates_per_snr():
     assert "snr_est_rmse_db" not in run
 
 
-def test_evaluate_records_the_snr_estimate_error():
-    from semcom.codecs.base import Codec
+def test_evaluate_records_the_snr_estimate_error(identity_codec):
     from semcom.link import AnalogLink
 
-    class Identity(Codec):
-        name = "identity"
-
-        def _encode(self, x, snr_db):
-            return x
-
-        def _decode(self, latent, snr_db):
-            return latent
-
-        def latent_shape(self, h, w):
-            return (3, h, w)
-
     for source in ("known", "moment"):
-        link = AnalogLink(Identity(), snr_source=source)
+        link = AnalogLink(identity_codec(), snr_source=source)
         rows = _run(scheme=link, snrs=(0.0, 10.0, 20.0), seed=1)
         (run,) = summarize(rows, [RunKey("noisy", None)], [0.0, 10.0, 20.0], ["psnr"])
         if source == "known":
