@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,11 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     # resuming with a different CBR is refused, naming the option
     bad = [*args[:5], "1/12", *args[6:], "--resume", str(out)]
     assert main(bad) == 2
-    assert "cbr" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cbr" in err
+    # ... and the message gives the command that does resume it (the run's own options)
+    assert f"{card['command']} --resume {out}" in err
+    assert main([*shlex.split(card["command"])[1:], "--resume", str(out), "--epochs", "1"]) == 0
 
 
 def test_export_to_zoo_and_scheme(data_root, tmp_path, monkeypatch):

@@ -180,7 +180,12 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
             if theirs[k] != v:
                 diffs.append(f"{k}: checkpoint {theirs[k]!r}, now {v!r}")
     if diffs:
-        raise ValueError(f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs))
+        hint = ""
+        if card.get("command"):  # the options are not read from the checkpoint: repeat them
+            hint = f". Resume with the run's own options: {card['command']} --resume {run}"
+        raise ValueError(
+            f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs) + hint
+        )
 
 
 def cmd_train_jscc(args: argparse.Namespace) -> int:
