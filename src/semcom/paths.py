@@ -103,10 +103,13 @@ def register_download(rel: str, fetch: Callable[[Path], None]) -> None:
 
 def download_url(url: str, dest: Path) -> None:
     """Download ``url`` to ``dest`` atomically (temporary file, then rename)."""
-    with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=60) as r:
-        with open(tmp, "xb") as f:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
+    with (
+        atomic_path(dest) as tmp,
+        urllib.request.urlopen(url, timeout=60) as r,
+        open(tmp, "xb") as f,
+    ):
+        while chunk := r.read(1 << 20):
+            f.write(chunk)
 
 
 def weights_path(rel: str, download: bool = True) -> Path:

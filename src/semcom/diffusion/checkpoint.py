@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ..fingerprint import codec_fingerprint
+from ..paths import atomic_write_bytes, atomic_write_json
 from .denoiser import DenoiserConfig, LatentUNet
 
 
@@ -189,7 +190,6 @@ def export_latent_model(
     from safetensors.torch import save
 
     from ..channels import format_cbr, parse_cbr
-    from ..paths import atomic_write_bytes, atomic_write_json
     from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, run_provenance
 
     run = Path(run_dir)

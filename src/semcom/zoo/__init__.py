@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import codec_fingerprint
+from ..paths import atomic_write_bytes, atomic_write_json
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
@@ -243,7 +244,6 @@ def export_to_zoo(
     """
     from ..channels import Channel, format_cbr
     from ..codecs.jscc import load_jscc
-    from ..paths import atomic_write_bytes, atomic_write_json
 
     dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     run = Path(run_dir)
