@@ -434,6 +434,23 @@ def test_run_names_carry_receiver_options():
         "vae+dm[steps=4,fading=naive]"
     )
     assert run_name("jpeg+capacity", matching="vp") == "jpeg+capacity"
+    assert run_name("adjscc+dm", fading_samples=8, steps=16) == (
+        "adjscc+dm[steps=16,fading_samples=8]"
+    )
+
+
+def test_fading_samples_reaches_the_receiver(capsys):
+    """--fading-samples N: the receiver averages N runs; 0 is refused by the parser, and a
+    scheme built with 0 by the factory."""
+    from semcom.schemes import get_scheme
+
+    link = get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=3, steps=4)
+    assert link.receiver.fading_samples == 3 and link.receiver.steps == 4
+    with pytest.raises(ValueError, match="fading-samples"):
+        get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=0)
+    with pytest.raises(SystemExit):
+        main(["eval", "--scheme", "adjscc+dm", "--fading-samples", "0", "--out", "x.json"])
+    assert "--fading-samples" in capsys.readouterr().err
 
 
 def test_eval_spread_takes_evenly_spaced_images(tmp_path, capsys):
@@ -511,3 +528,20 @@ def test_eval_scores_the_learned_snr_estimate(tmp_path, capsys):
     text = run_ok(capsys, *argv, "--out", str(known))
     (run,) = json.loads(known.read_text())["runs"]
     assert "snr_est_rmse_db" not in run and "SNR estimate" not in text
+
+
+def test_transmit_shows_the_snr_estimate_error(inputs, tmp_path, capsys):
+    """semcom transmit: a receiver that estimates the SNR reports its error per image (table
+    column and JSON key), one with the known SNR reports none."""
+    argv = ["transmit", str(inputs["small"]), "--scheme", "deepjscc+dm", "--scheme", "deepjscc"]
+    argv += ["--cbr", "1/16", "--snr", "0", "--metrics", "psnr", "--snr-source", "learned"]
+    text = run_ok(capsys, *argv, "--out", str(tmp_path / "a"))
+    head, dm, plain = text.splitlines()[:3]
+    assert head.split()[-1] == "snr_error_db"
+    # (a 32 x 32 image is an 8 x 8 latent: far too small for an accurate estimate)
+    assert 0 < abs(float(dm.split()[-1])) < 20 and plain.split()[-1] == "-"
+    rows = json.loads(run_ok(capsys, *argv, "--json", "--out", str(tmp_path / "b")))["results"]
+    assert [("snr_error_db" in r) for r in rows] == [True, False]
+    assert float(dm.split()[-1]) == pytest.approx(rows[0]["snr_error_db"], abs=1e-4)
+    text = run_ok(capsys, *argv[:-2], "--out", str(tmp_path / "c"))
+    assert "snr_error_db" not in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pytest
@@ -298,6 +299,35 @@ def test_cli_train_writes_run(cli_run):
     _, meta = read_denoiser(cli_run)
     assert meta["task"] == "denoiser" and meta["codec"] == "vae" and meta["cbr"] == "None"
     assert json.loads(meta["denoiser_config"])["width"] == 16
+
+
+def test_cli_resume_alone(cli_run, tmp_path):
+    """`semcom train denoiser --resume RUN --epochs 2 --max-steps N` continues the run with its own
+    options (tuples such as the SNR range and defaults resolved at the start, such as the
+    encode SNRs, compare equal to the card's lists and values)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cli_run, run)
+    argv = ["train", "denoiser", "--resume", str(run), "--epochs", "2", "--max-steps", "5"]
+    assert semcom_main(argv) == 0
+    card = json.loads((run / "card.json").read_text())
+    assert card["step"] == 5 and card["config"]["width"] == 16
+    assert card["resumed_with"] == ["semcom " + shlex.join(argv)]
+
+
+def test_resume_metadata_tolerates_rounding():
+    """A checkpoint's P0 measured with another summation order (thread count) still resumes;
+    a real change of the model's configuration does not."""
+    from semcom.train.engine import _same_metadata
+
+    a = json.dumps({"channels": 6, "mults": [1, 2, 2], "p0": 1.0000000051781535})
+    assert _same_metadata(a, a.replace("1.0000000051781535", "1.00000000923872"))
+    assert not _same_metadata(a, a.replace("1.0000000051781535", "1.01"))
+    assert not _same_metadata(a, a.replace('"channels": 6', '"channels": 7'))
+    assert not _same_metadata(a, a.replace("[1, 2, 2]", "[1, 2]"))
+    assert not _same_metadata('{"flag": true}', '{"flag": 1}')
+    assert _same_metadata("vae", "vae") and not _same_metadata("vae", "adjscc")
 
 
 def test_cli_bad_snr_range(latent_cache, tmp_path, capsys):

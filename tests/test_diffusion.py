@@ -568,6 +568,56 @@ def test_waterfill_seeded_reproducible():
     assert torch.equal(a1, a2) and not torch.equal(a1, a3)
 
 
+@pytest.mark.parametrize("variant", ["waterfill", "reference"])
+def test_waterfill_samples_average_of_runs(variant):
+    """samples=N is the mean of N single runs drawn one after another from the generator;
+    an oracle stays exact with N x K network calls."""
+    g = gen(4)
+    x0 = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
+    b = torch.rand(2, 3, 8, 8, generator=g, dtype=F64) * 0.6
+    x = (1 - b).sqrt() * x0 + b.sqrt() * torch.randn(x0.shape, generator=g, dtype=F64)
+    den = gaussian_mmse(1.0)
+    avg = fast_fading_sample(x, b, den, steps=4, generator=gen(9), variant=variant, samples=3)
+    g1 = gen(9)
+    runs = [fast_fading_sample(x, b, den, steps=4, generator=g1, variant=variant) for _ in "abc"]
+    assert torch.allclose(avg, torch.stack(runs).mean(0), atol=1e-12)
+    assert not torch.allclose(runs[0], runs[1])
+    oracle = Oracle(x0)
+    out = fast_fading_sample(x, b, oracle, steps=4, generator=gen(2), variant=variant, samples=3)
+    assert torch.allclose(out, x0, atol=1e-10) and len(oracle.calls) == 12
+
+
+def test_waterfill_samples_lower_mse():
+    """Averaging runs removes part of the injected noise's variance: with the exact
+    posterior-mean denoiser of a Gaussian prior the MSE to x0 falls with the number of runs
+    (measured 0.633 / 0.523 / 0.495 for 1 / 4 / 16 runs at K=4 on this draw)."""
+    g = gen(0)
+    n = 40_000
+    x0 = torch.randn(1, n, generator=g, dtype=F64)
+    d = torch.rand(1, n, generator=g, dtype=F64) * 0.9
+    x = (1 - d).sqrt() * x0 + d.sqrt() * torch.randn(1, n, generator=g, dtype=F64)
+    mse = [
+        (fast_fading_sample(x, d, gaussian_mmse(1.0), 4, generator=gen(1), samples=s) - x0)
+        .pow(2)
+        .mean()
+        .item()
+        for s in (1, 4, 16)
+    ]
+    assert mse[0] - mse[1] > 0.05 and mse[1] - mse[2] > 0.01
+    assert mse[2] > d.mean().item()  # never below the MMSE (posterior variance mean(d))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_waterfill_samples_rejected(bad):
+    x = torch.zeros(1, 4, dtype=F64)
+    with pytest.raises(ValueError, match="samples"):
+        waterfill_sample(
+            x, torch.full_like(x, 0.3), torch.tensor([0.0, 0.5]), Oracle(0), samples=bad
+        )
+    with pytest.raises(ValueError, match="fading_samples"):
+        diffusion_receive(x, torch.rand(1, 4, dtype=F64), Oracle(0), fading_samples=bad)
+
+
 # ============================================================================== clamping
 @pytest.mark.parametrize("rule", RULES)
 def test_infinite_snr_skips(rule):

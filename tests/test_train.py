@@ -145,6 +145,7 @@ def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
 
 
 def test_cli_errors_and_run(data_root, tmp_path, capsys):
+    from semcom.cli import main as semcom_main
     from semcom.codecs.jscc import load_jscc
     from semcom.train.cli import main
 
@@ -164,9 +165,26 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert "cbr" in err
-    # ... and the message gives the command that does resume it (the run's own options)
-    assert f"{card['command']} --resume {out}" in err
+    assert "--resume reads the run's options from its card" in err
+    # the run's own command plus --resume resumes it ...
     assert main([*shlex.split(card["command"])[1:], "--resume", str(out), "--epochs", "1"]) == 0
+    # ... and so does --resume alone: the options come from the card (cbr 1/6, width W, loss
+    # psnr, 8 images, not the defaults), options given now override the ones that may change
+    assert main(["train", "jscc", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["epoch"] == 2 and card["train"]["epochs"] == 2
+    assert card["config"]["loss"] == "psnr" and card["config"]["width"] == W
+    assert card["command"].startswith("semcom train jscc --model deepjscc")  # the start
+    assert card["resumed_with"][-1] == f"semcom train jscc --resume {out} --epochs 2 --quiet"
+    # a moved run folder resumes where it is now (the card's --out is not reused); the same
+    # through the `semcom` entry point
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert semcom_main(["train", "jscc", "--resume", str(moved), "--epochs", "3", "--quiet"]) == 0
+    assert json.loads((moved / "card.json").read_text())["epoch"] == 3 and not out.exists()
+    # a run of another task is refused by name
+    assert main(["train", "denoiser", "--resume", str(moved)]) == 2
+    assert "is a 'train jscc' run, not 'denoiser'" in capsys.readouterr().err
 
 
 def test_export_to_zoo_and_scheme(data_root, tmp_path, monkeypatch):

@@ -117,6 +117,15 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         "level (time, paper B, default) or through the quantiles of the element levels",
     )
     g.add_argument(
+        "--fading-samples",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="fast fading, waterfill/reference: average N independent sampler runs (default 1, "
+        "paper B; each run injects fresh noise, the average tends to the posterior mean: "
+        "higher PSNR, N x the network calls)",
+    )
+    g.add_argument(
         "--dm-stop",
         choices=["auto", "clean"],
         default=None,
@@ -191,6 +200,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "steps": getattr(args, "steps", None),
         "fading": getattr(args, "fading", None),
         "fading_grid": getattr(args, "fading_grid", None),
+        "fading_samples": getattr(args, "fading_samples", None),
         "dm_stop": getattr(args, "dm_stop", None),
         "dm_decoder": getattr(args, "dm_decoder", None),
         "denoiser_path": getattr(args, "denoiser", None),
@@ -237,7 +247,9 @@ def _fmt(col: str, v: object) -> str:
 
 def _table(rows: list[dict], metrics: Sequence[str]) -> str:
     cols = ["image", "scheme", "cbr", "snr_db", *metrics]
-    body = [[_fmt(c, r[c]) for c in cols] for r in rows]
+    if any("snr_error_db" in r for r in rows):  # a receiver estimated the SNR
+        cols.append("snr_error_db")
+    body = [[_fmt(c, r.get(c, "-")) for c in cols] for r in rows]
     widths = [
         max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
     ]
@@ -315,6 +327,8 @@ def _transmit_images(
                     "snr_db": snr,
                 }
                 row.update({m: float(vals[m][j]) for m in args.metrics})
+                if tx.snr_error_db is not None:  # estimate - true equivalent SNR (dB)
+                    row["snr_error_db"] = float(tx.snr_error_db[j])
                 rows.append(row)
                 cap = [f"PSNR {row['psnr']:.2f} dB"] if "psnr" in row else []
                 cap = [c for c in cap if "nan" not in c]
@@ -486,6 +500,7 @@ RECEIVER_OPTIONS = (
     "steps",
     "fading",
     "fading_grid",
+    "fading_samples",
     "dm_stop",
     "dm_decoder",
     "denoiser",
@@ -819,11 +834,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     code (0 ok, 2 user error with a one-line message on stderr, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = argv
     from .data import ImageReadError
+    from .train.cli import parse_args
 
     try:
+        args = parse_args(parser, argv)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.func(args)

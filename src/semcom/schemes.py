@@ -63,6 +63,7 @@ LABELLED_OPTIONS = (
     "steps",
     "fading",
     "fading_grid",
+    "fading_samples",
     "dm_stop",
     "dm_decoder",
     "snr_source",

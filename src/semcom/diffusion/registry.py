@@ -5,7 +5,8 @@ by :class:`~semcom.diffusion.samplers.DiffusionReceiver` around the shipped deno
 that codec's clean latents. One denoiser serves every SNR. Options (``semcom eval``/``transmit``
 flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
 {waterfill, reference, naive} (per-element noise levels under fast fading) with
-``fading_grid`` in {time, quantile}, ``dm_stop`` in {auto, clean} (``auto``: stop the
+``fading_grid`` in {time, quantile} and ``fading_samples`` >= 1 (water-filling runs averaged),
+``dm_stop`` in {auto, clean} (``auto``: stop the
 reverse process at the training SNR of a decoder trained at one SNR), ``dm_decoder`` in
 {auto, base} (``auto``: a decoder trained behind this receiver when shipped), ``snr_source`` in
 {known, moment, learned} (:mod:`semcom.estimation`; ``estimator_path`` overrides the shipped
@@ -44,6 +45,7 @@ def build_dm_link(
     steps: int = 1,
     fading: str = "waterfill",
     fading_grid: str = "time",
+    fading_samples: int = 1,
     dm_stop: str = "auto",
     dm_decoder: str = "auto",
     denoiser_path: str | None = None,
@@ -64,6 +66,8 @@ def build_dm_link(
         raise ValueError(
             f"--fading-grid must be one of {', '.join(FADING_GRIDS)}, got {fading_grid!r}"
         )
+    if int(fading_samples) < 1:
+        raise ValueError(f"--fading-samples must be >= 1, got {fading_samples}")
     if dm_stop not in DM_STOPS:
         raise ValueError(f"--dm-stop must be one of {', '.join(DM_STOPS)}, got {dm_stop!r}")
     if dm_decoder not in DM_DECODERS:
@@ -105,6 +109,7 @@ def build_dm_link(
         steps=int(steps),
         fading=fading,
         fading_grid=fading_grid,
+        fading_samples=int(fading_samples),
         stop_snr_db=stop_snr_db,
         skip_snr_db=TUNED_SKIP_SNR_DB if tuned is not None and dm_stop == "auto" else None,
     )
@@ -172,7 +177,7 @@ def dm_receiver(
     ``base``: ``vae``, ``deepjscc``, ``adjscc``) around the given denoiser checkpoint (None: the
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
     ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
-    ``stop_snr_db``, ``skip_snr_db``."""
+    ``fading_samples``, ``stop_snr_db``, ``skip_snr_db``."""
     from ..channels import format_cbr
     from .checkpoint import check_codec_weights, load_denoiser
     from .samplers import DiffusionReceiver
@@ -212,6 +217,7 @@ for _base, _desc in (
                 "steps",
                 "fading",
                 "fading_grid",
+                "fading_samples",
                 "dm_stop",
                 "dm_decoder",
                 "denoiser_path",

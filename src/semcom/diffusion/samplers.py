@@ -279,6 +279,7 @@ def waterfill_sample(
     denoise: Denoiser,
     generator: torch.Generator | None = None,
     variant: Literal["waterfill", "reference"] = "waterfill",
+    samples: int = 1,
 ) -> Tensor:
     """Paper B Algorithm 3 (corrected, math.md §3) on a level grid.
 
@@ -292,15 +293,38 @@ def waterfill_sample(
             ``b_i``. Both feed the network the water-filled ``g`` (eq. 23; the code's linear
             std addition is not used) and update only where ``b_i >= B_s`` (typo B2 fixed),
             keeping the invariant ``b_i = min(d_i, S(t))``.
+        samples: average of this many independent runs (fresh injected noise each; ``K x
+            samples`` network calls). One run is a posterior *sample* of x0 given the
+            received latent: its error carries the injected noise's variance on top of the
+            estimation error. The average tends to the posterior mean (the MSE-optimal
+            estimate), which is what PSNR rewards; an oracle run is exact for any count.
     Returns the x0 estimate [B, ...].
     """
     if variant not in ("waterfill", "reference"):
         raise ValueError(f"variant must be 'waterfill' or 'reference', got {variant!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     lv = torch.as_tensor(levels, dtype=torch.float64, device=x.device)
     if lv.dim() == 1:
         lv = lv[:, None].expand(-1, x.shape[0])
     bb = torch.as_tensor(b, dtype=torch.float64, device=x.device).clamp(0.0, 1.0)
-    bb = bb.expand(x.shape).clone()
+    bb = bb.expand(x.shape)
+    out = _waterfill_once(x, bb, lv, denoise, generator, variant)
+    for _ in range(samples - 1):
+        out = out + _waterfill_once(x, bb, lv, denoise, generator, variant)
+    return out / samples if samples > 1 else out
+
+
+def _waterfill_once(
+    x: Tensor,
+    bb: Tensor,
+    lv: Tensor,
+    denoise: Denoiser,
+    generator: torch.Generator | None,
+    variant: str,
+) -> Tensor:
+    """One run of :func:`waterfill_sample` (``bb``: element levels [B, ...]; ``lv``: grid
+    [K+1, B]); neither input is modified."""
     for j in range(lv.shape[0] - 1, 0, -1):
         lt, ls = lv[j], lv[j - 1]
         if not bool((lt > 0).any()):
@@ -326,10 +350,12 @@ def fast_fading_sample(
     schedule: SigmoidSchedule | None = None,
     generator: torch.Generator | None = None,
     variant: FadingVariant = "waterfill",
+    samples: int = 1,
 ) -> Tensor:
     """Algorithm 3 on the sigmoid schedule: ``m = S^-1(max_i b_i)`` per image, grid
     ``S(j m/K)``. ``variant="naive"`` ignores the per-element levels: it runs Algorithm 2
-    (DDIM) from ``m = S^-1(mean_i b_i)`` on ``x`` as is (no noise injection)."""
+    (DDIM) from ``m = S^-1(mean_i b_i)`` on ``x`` as is (no noise injection; deterministic,
+    so ``samples`` does not apply). ``samples``: see :func:`waterfill_sample`."""
     steps = _check_steps(steps)
     sched = schedule or SigmoidSchedule()
     bb = torch.as_tensor(b, dtype=torch.float64, device=x.device).clamp(0.0, 1.0).expand(x.shape)
@@ -340,7 +366,7 @@ def fast_fading_sample(
     m = sched.S_inv(flat.amax(1))
     grid = continuous_grid(m, steps, sched)
     grid[-1] = torch.maximum(grid[-1], flat.amax(1))  # S(S^-1(v)) may round below v
-    return waterfill_sample(x, bb, grid, denoise, generator, variant)
+    return waterfill_sample(x, bb, grid, denoise, generator, variant, samples)
 
 
 # ------------------------------------------------------------------------ the receiver
@@ -387,6 +413,7 @@ def diffusion_receive(
     alpha_factor: float = 1.0,
     fading_grid: FadingGrid = "time",
     stop_snr_db: float | None = None,
+    fading_samples: int = 1,
 ) -> ReceiveResult:
     """Step-matched diffusion denoising of the equalised latent (the receiver side).
 
@@ -422,6 +449,9 @@ def diffusion_receive(
         fading_grid: per-element path only: ``"time"`` (the rule's grid from the start
             level, paper B) or ``"quantile"`` (:func:`quantile_grid`, steps through the
             quantiles of the element levels; ``waterfill``/``reference`` only).
+        fading_samples: per-element path, ``waterfill``/``reference``: average of this many
+            independent sampler runs (:func:`waterfill_sample`; ``steps x fading_samples``
+            network calls). 1 = paper B.
         stop_snr_db: stop the reverse process at this SNR instead of at the clean latent
             (``"continuous"`` rule, per-image levels): DDIM from the matched start to the
             level ``v_s`` of SNR ``k_s``, then the LMMSE estimate ``sqrt(1-d_s) f_tilde_s``
@@ -440,6 +470,12 @@ def diffusion_receive(
         raise ValueError(f"p0 must be > 0, got {p0}")
     if fading_grid not in ("time", "quantile"):
         raise ValueError(f"fading_grid must be 'time' or 'quantile', got {fading_grid!r}")
+    if (
+        isinstance(fading_samples, bool)
+        or not isinstance(fading_samples, int)
+        or fading_samples < 1
+    ):
+        raise ValueError(f"fading_samples must be an integer >= 1, got {fading_samples!r}")
     B = f_tilde.shape[0]
     d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device).clamp(0.0, 1.0)
     if d64.numel() == B:
@@ -500,7 +536,8 @@ def diffusion_receive(
         grid = grid.to(f_tilde.device)
         live = grid[-1] > 0
         grid[-1] = torch.where(live, torch.maximum(grid[-1], vmax), grid[-1])
-        out = waterfill_sample(x, v, grid, net, generator, variant=fading)  # type: ignore[arg-type]
+        variant: Literal["waterfill", "reference"] = fading  # type: ignore[assignment]
+        out = waterfill_sample(x, v, grid, net, generator, variant, fading_samples)
     return _result(out / sqrt_p0, start, rule, d_el is not None, int(start.skip.sum()), calls[0])
 
 
@@ -585,11 +622,12 @@ class DiffusionReceiver:
         fading_grid: FadingGrid = "time",
         stop_snr_db: float | None = None,
         skip_snr_db: float | None = None,
+        fading_samples: int = 1,
     ):
         self.denoise = denoise
         self.stop_snr_db = stop_snr_db
         self.skip_snr_db = skip_snr_db
-        self.fading_grid = fading_grid
+        self.fading_grid, self.fading_samples = fading_grid, fading_samples
         self.t_factor, self.alpha_factor = t_factor, alpha_factor
         self.p0, self.rule, self.steps = p0, rule, steps
         self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
@@ -629,5 +667,6 @@ class DiffusionReceiver:
             alpha_factor=self.alpha_factor,
             fading_grid=self.fading_grid,
             stop_snr_db=self.stop_snr_db,
+            fading_samples=self.fading_samples,
         )
         return self.last.f_hat

@@ -163,6 +163,48 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; for ``train ... --resume RUN`` the run's own options
+    (:func:`resume_argv`) come first. ``args.argv`` is ``argv`` as given (the command the
+    card records)."""
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "train" and args.resume:
+        full = resume_argv(argv, args.train_command, args.resume)
+        args = parser.parse_args(full) if full is not None else args
+    args.argv = argv
+    return args
+
+
+def resume_argv(argv: Sequence[str], task: str, run: str) -> list[str] | None:
+    """The arguments that resume ``run``: the options of the command that started it (from
+    its ``card.json``, less ``--out``/``--resume``) followed by ``argv`` (the ones given now,
+    ``train TASK ... --resume RUN``), so options given now override the run's own (argparse
+    keeps the last value) and everything else comes from the checkpoint. None when the card
+    or its command is missing or unreadable (:func:`_check_resume` then says why)."""
+    try:
+        card = json.loads((Path(run) / "card.json").read_text())
+        words = shlex.split(card["command"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if words[:1] == ["semcom"]:
+        words = words[1:]
+    if words[:1] != ["train"] or len(words) < 2:
+        return None
+    if words[1] != task:
+        raise ValueError(f"cannot resume: {str(run)!r} is a 'train {words[1]}' run, not {task!r}")
+    own, skip = [], False
+    for w in words[2:]:
+        if skip:
+            skip = False
+        elif w in ("--out", "--resume"):
+            skip = True
+        elif not w.startswith(("--out=", "--resume=")):
+            own.append(w)
+    argv = list(argv)  # [..., "train", task, *given]
+    i = next(i for i in range(len(argv) - 1) if argv[i : i + 2] == ["train", task]) + 2
+    return [*argv[:i], *own, *argv[i:]]
+
+
 def _check_resume(run: Path, config: dict, train: dict) -> None:
     card_path = run / "card.json"
     if not card_path.is_file():
@@ -174,17 +216,17 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
     diffs = []
     for section, mine in (("config", config), ("train", train)):
         theirs = card.get(section, {})
-        for k, v in mine.items():
-            if k in _RESUME_FREE or k not in theirs:
+        for k, v in json.loads(json.dumps(mine)).items():  # as the card stores it (tuples: lists)
+            # None: a default the task resolved when the run started (e.g. encode_snrs)
+            if k in _RESUME_FREE or k not in theirs or v is None:
                 continue
             if theirs[k] != v:
                 diffs.append(f"{k}: checkpoint {theirs[k]!r}, now {v!r}")
     if diffs:
-        hint = ""
-        if card.get("command"):  # the options are not read from the checkpoint: repeat them
-            hint = f". Resume with the run's own options: {card['command']} --resume {run}"
         raise ValueError(
-            f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs) + hint
+            f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs) + ". "
+            "--resume reads the run's options from its card: give only those that may change "
+            "(--epochs, --max-steps, --threads, --device, --ckpt-every, --workers, --quiet, --out)"
         )
 
 
@@ -287,9 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="semcom")
     sub = p.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
-    args = p.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
+        args = parse_args(p, list(argv) if argv is not None else sys.argv[1:])
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"semcom: error: {e}", file=sys.stderr)

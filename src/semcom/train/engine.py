@@ -247,6 +247,30 @@ def _set_epoch(ds: Dataset, epoch: int) -> None:
         return
 
 
+def _same_metadata(a: str, b: str) -> bool:
+    """Two checkpoint metadata values agree: equal strings, or JSON documents equal up to
+    float rounding (relative 1e-6; e.g. a power measured on the training latents with
+    another thread count, hence another summation order)."""
+    if a == b:
+        return True
+    try:
+        return _close(json.loads(a), json.loads(b))
+    except ValueError:
+        return False
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
+
+
 def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the base LR at iteration ``step`` for ``cfg.schedule``."""
     total = max(1, total_steps)
@@ -443,7 +467,7 @@ class Trainer:
             raise ValueError(f"cannot resume: corrupt {str(wpath)!r}: {e}") from e
         want = self.task.model_metadata(model)
         for k, v in want.items():
-            if k in meta and meta[k] != v:
+            if k in meta and not _same_metadata(meta[k], v):
                 raise ValueError(
                     f"cannot resume from {str(run)!r}: checkpoint {k}={meta[k]!r} but this run "
                     f"has {k}={v!r}"
