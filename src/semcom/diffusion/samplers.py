@@ -170,6 +170,13 @@ def _check_steps(steps: int) -> int:
     return int(steps)
 
 
+def _check_count(n: int, name: str) -> int:
+    """``n`` if it is an integer >= 1 (not a bool or a float), else ValueError naming it."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    return n
+
+
 def ddim_continuous(
     x: Tensor,
     m: Tensor | float,
@@ -302,8 +309,7 @@ def waterfill_sample(
     """
     if variant not in ("waterfill", "reference"):
         raise ValueError(f"variant must be 'waterfill' or 'reference', got {variant!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    _check_count(samples, "samples")
     lv = torch.as_tensor(levels, dtype=torch.float64, device=x.device)
     if lv.dim() == 1:
         lv = lv[:, None].expand(-1, x.shape[0])
@@ -470,12 +476,7 @@ def diffusion_receive(
         raise ValueError(f"p0 must be > 0, got {p0}")
     if fading_grid not in ("time", "quantile"):
         raise ValueError(f"fading_grid must be 'time' or 'quantile', got {fading_grid!r}")
-    if (
-        isinstance(fading_samples, bool)
-        or not isinstance(fading_samples, int)
-        or fading_samples < 1
-    ):
-        raise ValueError(f"fading_samples must be an integer >= 1, got {fading_samples!r}")
+    _check_count(fading_samples, "fading_samples")
     B = f_tilde.shape[0]
     d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device).clamp(0.0, 1.0)
     if d64.numel() == B:

@@ -305,10 +305,10 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
     """Merge results documents of separate ``semcom eval`` runs into one.
 
     The runs must share the data set, channel and seed (so every scheme saw the same images,
-    and the same channel realisations where the sweeps also shared the ``--snr`` list and batch
-    size: an image's SNRs are drawn in one batch); ``ValueError`` names the first mismatch. Runs of the same
-    scheme/CBR in a later document replace earlier ones. ``meta`` keeps each source's meta
-    under ``sources``.
+    and the same channel realisations where the sweeps also shared the ``--snr`` list and
+    batch size: an image's SNRs are drawn in one batch); ``ValueError`` names the first
+    mismatch. Runs of the same scheme/CBR in a later document replace earlier ones. ``meta``
+    keeps each source's meta under ``sources``.
     """
     if not docs:
         raise ValueError("nothing to merge")
