@@ -537,8 +537,7 @@ def diffusion_receive(
         grid = grid.to(f_tilde.device)
         live = grid[-1] > 0
         grid[-1] = torch.where(live, torch.maximum(grid[-1], vmax), grid[-1])
-        variant: Literal["waterfill", "reference"] = fading  # type: ignore[assignment]
-        out = waterfill_sample(x, v, grid, net, generator, variant, fading_samples)
+        out = waterfill_sample(x, v, grid, net, generator, fading, fading_samples)  # type: ignore[arg-type]
     return _result(out / sqrt_p0, start, rule, d_el is not None, int(start.skip.sum()), calls[0])
 
 
