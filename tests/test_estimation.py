@@ -258,3 +258,130 @@ def test_export_estimator_and_link(est_run, tmp_path) -> None:
                                         mode="bilinear")  # fmt: skip
     t = link.transmit(x, Channel("awgn"), -30.0, _gen(4))
     assert torch.isfinite(t.images).all() and "snr_clamped" in t.info
+
+
+# ------------------------------------------- calibration of the head on whole latents
+def test_calibration_stage(est_run, tmp_path) -> None:
+    """``--calibrate RUN``: the CNN of RUN stays bit-identical, a new standardised head (feature
+    mean / std of the bank as buffers) is fitted, the architecture comes from RUN, the card
+    names RUN and its hash, and validation gets no worse; shipped, the card's command chains
+    both stages and the hours add up."""
+    import json
+
+    from semcom.cli import main as semcom_main
+    from semcom.diffusion.checkpoint import export_latent_model
+    from semcom.zoo import sha256_file
+
+    out = tmp_path / "cal"
+    rc = semcom_main(
+        ["train", "snr-estimator", "--codec", "vae", "--calibrate", str(est_run), "--draws", "4",
+         "--head-depth", "2", "--head-width", "24", "--width", "99", "--snr-range=-15:25",
+         "--batch-size", "16", "--epochs", "20", "--lr", "3e-3", "--quiet", "--seed", "0",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    before = load_snr_estimator(est_run, codec="vae")
+    after = load_snr_estimator(out, codec="vae")
+    c = after.config
+    assert (c.width, c.head_depth, c.head_width, c.feature_norm) == (16, 2, 24, True)
+    for name, p in before.named_parameters():
+        if not name.startswith("head."):
+            assert torch.equal(p, dict(after.named_parameters())[name]), name
+    assert len(after.head) == 5 and not torch.equal(after.feat_std, torch.ones_like(after.feat_std))
+    card = json.loads((out / "card.json").read_text())
+    assert card["init"] == str(est_run) and card["config"]["calibrate"] == str(est_run)
+    assert card["init_sha256"] == sha256_file(est_run / "model.safetensors")
+    assert card["config"]["width"] == 16
+    init_card = json.loads((est_run / "card.json").read_text())
+    assert card["val_metrics"]["rmse_db"] <= init_card["val_metrics"]["rmse_db"] + 0.2, (
+        card["val_metrics"], init_card["val_metrics"])  # fmt: skip
+
+    zoo = tmp_path / "zoo"
+    path = export_latent_model(out, "est-cal", "snr-estimator", "estimator_config", zoo_dir=zoo)
+    zc = json.loads(path.read_text())
+    assert zc["command"] == f"{init_card['command']} && {card['command']}"
+    assert zc["continued_from"]["sha256"] == card["init_sha256"]
+    assert zc["hours"] == pytest.approx(init_card["hours"] + card["hours"], abs=1e-4)
+    assert zc["stage_hours"] == card["hours"]
+    shipped = load_snr_estimator(path.with_suffix(".safetensors"), codec="vae")
+    x = _smooth_latents(2, 9)[0][None]
+    assert abs(float(shipped(x) - after(x))) < 0.05  # fp16 copy: same estimate (ln units)
+    # an init whose weights changed since is not claimed as the first stage
+    (est_run / "model.safetensors").rename(tmp_path / "moved.safetensors")
+    try:
+        path = export_latent_model(out, "est-cal2", "snr-estimator", "estimator_config",
+                                   zoo_dir=zoo)  # fmt: skip
+        zc = json.loads(path.read_text())
+        assert "continued_from" not in zc and zc["init"]["ref"] == str(est_run)
+        assert zc["command"] == card["command"]
+    finally:
+        (tmp_path / "moved.safetensors").rename(est_run / "model.safetensors")
+
+
+def test_estimator_feats_input_and_head_options() -> None:
+    torch.manual_seed(0)
+    m = SNREstimator(SNREstimatorConfig(channels=CE, width=8, blocks=1, head_depth=3,
+                                        head_width=5, feature_norm=True)).eval()  # fmt: skip
+    x = torch.randn(3, CE, 9, 11, generator=_gen(1))
+    with torch.no_grad():
+        m.feat_mean.fill_(0.3)
+        m.feat_std.fill_(2.0)
+    feats = m.features(x)
+    assert feats.shape == (3, 16)
+    torch.testing.assert_close(m(feats=feats), m(x))
+    manual = m.head((feats - 0.3) / 2.0).squeeze(1)
+    torch.testing.assert_close(m(x), manual)
+    assert [type(layer).__name__ for layer in m.head].count("Linear") == 4
+    with pytest.raises(ValueError, match="latents or feats"):
+        m()
+    with pytest.raises(ValueError, match="depth >= 1"):
+        SNREstimator(SNREstimatorConfig(channels=CE, head_depth=0))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--draws", "0"], "--draws must be >= 1"),
+        (["--head-depth", "0"], "depth >= 1 and width >= 0 needed"),
+        (["--calibrate", "no-such-run"], "neither a zoo name"),
+    ],
+)
+def test_calibration_bad_options(argv, message, est_cache, tmp_path, capsys) -> None:
+    from semcom.cli import main as semcom_main
+
+    rc = semcom_main(["train", "snr-estimator", "--codec", "vae", *argv, "--epochs", "1",
+                      "--quiet", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_calibrate_refuses_other_codec(est_run, tmp_path, capsys) -> None:
+    from semcom.cli import main as semcom_main
+
+    rc = semcom_main(["train", "snr-estimator", "--codec", "deepjscc", "--cbr", "1/16",
+                      "--calibrate", str(est_run), "--epochs", "1", "--quiet",
+                      "--out", str(tmp_path / "r")])  # fmt: skip
+    assert rc == 2
+    assert "codec 'vae', not 'deepjscc'" in capsys.readouterr().err
+
+
+def test_calibration_resume_matches_uninterrupted(est_run, tmp_path) -> None:
+    """A calibration run stopped after its first epoch and resumed (options from its card)
+    ends at the weights of the uninterrupted run: the feature bank is rebuilt from the seed."""
+    from safetensors.torch import load_file
+
+    from semcom.cli import main as semcom_main
+
+    common = ["train", "snr-estimator", "--codec", "vae", "--calibrate", str(est_run),
+              "--draws", "4", "--head-depth", "2", "--snr-range=-15:25", "--batch-size", "16",
+              "--epochs", "2", "--quiet", "--seed", "3"]  # fmt: skip
+    assert semcom_main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert semcom_main([*common, "--max-steps", "6", "--out", str(tmp_path / "b")]) == 0
+    assert semcom_main(["train", "snr-estimator", "--resume", str(tmp_path / "b"), "--quiet",
+                        "--max-steps", "1000"]) == 0  # fmt: skip
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and "feat_mean" in a
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

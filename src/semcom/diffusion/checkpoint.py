@@ -217,6 +217,7 @@ def export_latent_model(
         "history": rc.get("history", []),
         **run_provenance(rc, unfinished),
     }
+    _add_latent_lineage(card, rc)
     blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
     atomic_write_bytes(dest / f"{zoo_name}.safetensors", blob)
     card["sha256"] = hashlib.sha256(blob).hexdigest()
@@ -224,6 +225,46 @@ def export_latent_model(
     out = dest / f"{zoo_name}.json"
     atomic_write_json(out, card)
     return out
+
+
+def _add_latent_lineage(card: dict[str, Any], run_card: dict[str, Any]) -> None:
+    """Chain ``card`` after the stage its run started from (``--init``, e.g. an SNR estimator
+    trained on crops before its head was calibrated on whole latents).
+
+    When the init is a run folder with its ``card.json`` (or a zoo entry) whose weights still
+    hash to ``init_sha256``, the card's command becomes ``<its command> && <this command>``,
+    hours add up (``stage_hours`` keeps this stage's) and ``continued_from`` summarises it;
+    otherwise only ``init`` (reference and hash) is recorded.
+    """
+    from ..zoo import list_checkpoints, sha256_file
+
+    init, sha = run_card.get("init"), run_card.get("init_sha256")
+    if not init:
+        return
+    prev: dict[str, Any] | None = None
+    p = Path(init)
+    if p.is_dir() and (p / "card.json").is_file() and (p / "model.safetensors").is_file():
+        if sha256_file(p / "model.safetensors") == sha:
+            prev = json.loads((p / "card.json").read_text())
+    else:
+        for e in list_checkpoints():
+            if e.name == init and sha256_file(e.weights) == sha:
+                prev = e.card
+    if prev is None:
+        card["init"] = {"ref": init, "sha256": sha}
+        return
+    card["continued_from"] = {
+        "ref": init,
+        "sha256": sha,
+        "command": prev.get("command", ""),
+        "hours": prev.get("hours", 0.0),
+        "epochs": prev.get("epochs", prev.get("epoch")),
+        "steps": prev.get("steps", prev.get("step")),
+        "val_metrics": prev.get("val_metrics", {}),
+    }
+    card["command"] = f"{prev.get('command', '')} && {card['command']}"
+    card["stage_hours"] = card["hours"]
+    card["hours"] = round(card["hours"] + prev.get("hours", 0.0), 5)
 
 
 def validation_test(run_card: dict[str, Any]) -> dict[str, Any]:

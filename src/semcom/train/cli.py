@@ -98,6 +98,16 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "latent (no pilots, no noise power). Used by --snr-source learned.",
     )
     _add_latent_task_args(e, width=32, epochs=10, width_help="CNN width")
+    e.add_argument(
+        "--calibrate",
+        default=None,
+        metavar="RUN",
+        help="calibration stage: keep the CNN of this estimator (run folder, file or zoo name) "
+        "and fit a new standardised head on whole training latents (--crop is then unused)",
+    )
+    e.add_argument("--draws", type=int, default=2, help="noisy copies per latent (--calibrate)")
+    e.add_argument("--head-depth", type=int, default=1, help="hidden layers of the head")
+    e.add_argument("--head-width", type=int, default=0, help="their width (0: --width)")
     _add_trainer_args(e, batch_size=32)
     e.set_defaults(func=cmd_train_snr_estimator)
     return t
@@ -321,6 +331,8 @@ def cmd_train_snr_estimator(args: argparse.Namespace) -> int:
     from .snr_estimator import SNREstimatorTask, SNREstimatorTaskConfig
 
     config = _latent_task_config(SNREstimatorTaskConfig, args)
+    config.calibrate, config.draws = args.calibrate, args.draws
+    config.head_depth, config.head_width = args.head_depth, args.head_width
     return _fit(SNREstimatorTask(config), asdict(config), args)
 
 

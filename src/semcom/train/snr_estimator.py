@@ -5,6 +5,11 @@ the unit-power latents). Per crop an SNR is drawn uniform in dB over ``snr_range
 normalised received latent ``sqrt(a) f + sqrt(1-a) n`` (``a = gamma/(1+gamma)``) is formed and
 the network's logit is regressed on ``ln gamma`` (:mod:`semcom.estimation.learned`).
 Validation: RMSE of the estimate in dB on whole held-out latents at a few SNRs.
+
+Calibration stage (``--calibrate RUN``): the CNN of RUN is kept frozen and a new, standardised
+head is fitted on a bank of pooled features of *whole* training latents (``draws`` noisy copies
+of each, SNR uniform in dB, drawn once from the seed), so the head sees the feature statistics a
+receiver sees (:mod:`semcom.estimation.learned`).
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..diffusion.latents import unit_power
 from ..estimation.learned import DB_PER_NEPER, SNREstimator, SNREstimatorConfig
@@ -30,6 +36,13 @@ class SNREstimatorTaskConfig(LatentTaskConfig):
     val_snrs: list[float] = field(default_factory=lambda: [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0])
     width: int = 32
     blocks: int = 3
+    #: calibration stage: keep the CNN of this estimator (run folder, file or zoo name; its
+    #: architecture replaces width/blocks) and fit a new head on whole latents
+    calibrate: str | None = None
+    #: noisy copies of each whole training latent in the calibration bank
+    draws: int = 2
+    head_depth: int = 1
+    head_width: int = 0
 
 
 def received(f: Tensor, snr_db: Tensor, generator: torch.Generator) -> Tensor:
@@ -47,17 +60,91 @@ class SNREstimatorTask(DenoiserTask):
 
     def __init__(self, config: SNREstimatorTaskConfig) -> None:  # type: ignore[override]
         super().__init__(config)  # type: ignore[arg-type]
+        if config.draws < 1:
+            raise ValueError(f"--draws must be >= 1, got {config.draws}")
+        self.init_info: dict[str, Any] = {}
+        self._cnn: SNREstimator | None = None
+        self._bank: tuple[Tensor, Tensor] | None = None
+        if config.calibrate:
+            self._cnn = self._read_cnn(config)
+        # the head is validated here (before anything is written)
+        SNREstimator(self._model_config(channels=1))
 
-    def build_model(self) -> nn.Module:
-        self._load()
+    def _read_cnn(self, config: SNREstimatorTaskConfig) -> SNREstimator:
+        """Load ``--calibrate`` and take its CNN's architecture into ``config`` (true card)."""
+        from ..estimation.learned import load_snr_estimator
+        from ..zoo import resolve_weights, sha256_file
+
+        ref = resolve_weights(config.calibrate)  # type: ignore[arg-type]
+        model = load_snr_estimator(ref, codec=config.codec)
+        config.width, config.blocks = model.config.width, model.config.blocks
+        f = Path(ref) / "model.safetensors" if Path(ref).is_dir() else Path(ref)
+        self.init_info = {"init": str(config.calibrate), "init_sha256": sha256_file(f)}
+        return model
+
+    def _model_config(self, channels: int) -> SNREstimatorConfig:
         c = self.config
-        cfg = SNREstimatorConfig(
-            channels=self._train[0].shape[0],  # type: ignore[index]
+        return SNREstimatorConfig(
+            channels=channels,
             width=c.width,
             blocks=c.blocks,
             snr_range=tuple(c.snr_range),  # type: ignore[arg-type]
+            head_depth=c.head_depth,
+            head_width=c.head_width,
+            feature_norm=bool(c.calibrate),
         )
-        return SNREstimator(cfg)
+
+    def build_model(self) -> nn.Module:
+        self._load()
+        model = SNREstimator(self._model_config(self._train[0].shape[0]))  # type: ignore[index]
+        if self._cnn is None:
+            return model
+        if self._cnn.config.channels != model.config.channels:
+            raise ValueError(
+                f"--calibrate {self.config.calibrate!r} reads {self._cnn.config.channels}-channel "
+                f"latents, these have {model.config.channels}"
+            )
+        model.stem.load_state_dict(self._cnn.stem.state_dict())
+        model.blocks.load_state_dict(self._cnn.blocks.state_dict())
+        model.stem.requires_grad_(False)
+        model.blocks.requires_grad_(False)
+        feats, _ = self._feature_bank(model)
+        model.feat_mean.copy_(feats.mean(0))
+        model.feat_std.copy_(feats.std(0).clamp_min(1e-6))
+        return model
+
+    @torch.no_grad()
+    def _feature_bank(self, model: SNREstimator) -> tuple[Tensor, Tensor]:
+        """Pooled features ``[N, 2 width]`` of ``draws`` noisy copies of every whole training
+        latent and their targets ``ln gamma`` ``[N]`` (deterministic in the seed)."""
+        if self._bank is None:
+            c = self.config
+            lo, hi = c.snr_range
+            g = torch.Generator().manual_seed(c.seed + 777)
+            feats, targets = [], []
+            lats = self._train  # type: ignore[assignment]
+            from tqdm import tqdm
+
+            for _ in range(c.draws):
+                for x0 in tqdm(lats, desc="calibration features", leave=False, disable=None):
+                    snr = lo + (hi - lo) * torch.rand(1, generator=g)
+                    feats.append(model.features(received(unit_power(x0.unsqueeze(0)), snr, g)))
+                    targets.append(snr / DB_PER_NEPER)
+            self._bank = (torch.cat(feats), torch.cat(targets).float())
+        return self._bank
+
+    def train_dataset(self) -> Dataset:
+        if not self.config.calibrate:
+            return super().train_dataset()
+        self._load()
+        assert self._bank is not None, "build_model() first"
+        feats, targets = self._bank
+        return list(zip(feats, targets, strict=True))  # type: ignore[return-value]
+
+    def collate(self, items: list) -> Tensor | tuple[Tensor, Tensor]:
+        if not self.config.calibrate:
+            return torch.stack(items)
+        return torch.stack([f for f, _ in items]), torch.stack([t for _, t in items])
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
         assert isinstance(model, SNREstimator)
@@ -70,12 +157,18 @@ class SNREstimatorTask(DenoiserTask):
         }
 
     def loss(
-        self, model: nn.Module, batch: Tensor, generator: torch.Generator
+        self, model: nn.Module, batch: Tensor | tuple[Tensor, Tensor], generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
-        lo, hi = self.config.snr_range
-        snr = lo + (hi - lo) * torch.rand(batch.shape[0], generator=generator, device=batch.device)
-        logit = model(received(batch, snr, generator))
-        loss = (logit - snr / DB_PER_NEPER).pow(2).mean()
+        if isinstance(batch, tuple):  # calibration: a batch of the feature bank
+            feats, target = batch
+            loss = (model(feats=feats) - target).pow(2).mean()
+        else:
+            lo, hi = self.config.snr_range
+            snr = lo + (hi - lo) * torch.rand(
+                batch.shape[0], generator=generator, device=batch.device
+            )
+            logit = model(received(batch, snr, generator))
+            loss = (logit - snr / DB_PER_NEPER).pow(2).mean()
         val = float(loss.detach())
         return loss, {"loss": val, "rmse_db": DB_PER_NEPER * math.sqrt(val)}
 
@@ -102,5 +195,6 @@ class SNREstimatorTask(DenoiserTask):
     def card(self) -> dict[str, Any]:
         card = super().card()
         card["model"] = "snr-estimator"
+        card.update(self.init_info)
         card["model_config"] = asdict(self.config)
         return card
