@@ -92,6 +92,13 @@ def atomic_write_json(path: str | os.PathLike[str], obj: object, indent: int = 2
     atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
 
 
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The weights file of a checkpoint reference: a run folder's ``model.safetensors``, a
+    file as is (existence is not checked)."""
+    p = Path(path)
+    return p / "model.safetensors" if p.is_dir() else p
+
+
 # Downloads for users with internet: rel path -> function(dest) that writes the file.
 _DOWNLOADS: dict[str, Callable[[Path], None]] = {}
 

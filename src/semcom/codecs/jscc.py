@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..channels import Channel, as_snr_tensor, equalize, format_cbr, pack, unpad_like
+from ..paths import checkpoint_file
 from .base import Codec, crop_to
 
 #: Default hidden width. The paper's network is w = 32 (16/32/32/32 filters); w = 64
@@ -362,9 +363,7 @@ def load_jscc(
     """
     from safetensors import safe_open
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.safetensors"
+    p = checkpoint_file(path)
     if not p.is_file():
         raise FileNotFoundError(f"JSCC checkpoint {str(p)!r} not found")
     try:

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_bytes, atomic_write_json
+from ..paths import atomic_write_bytes, atomic_write_json, checkpoint_file
 from .denoiser import DenoiserConfig, LatentUNet
 
 
@@ -29,9 +29,7 @@ def read_checkpoint(
     ``path`` is a ``model.safetensors`` or a run folder; ``config_key`` is the metadata entry
     holding the architecture JSON (``denoiser_config``, ``estimator_config``).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.safetensors"
+    p = checkpoint_file(path)
     if not p.is_file():
         raise ValueError(f"{task} checkpoint {str(p)!r} not found")
     try:
@@ -57,9 +55,7 @@ def check_codec_weights(path: str | Path, what: str, codec_module: torch.nn.Modu
     """Refuse a latent model trained on the latents of other weights of the same codec (a
     retrained DeepJSCC of the same name and CBR). Checkpoints without a recorded fingerprint
     (trained before it was recorded) pass."""
-    p = Path(path)
-    p = p / "model.safetensors" if p.is_dir() else p
-    with safe_open(str(p), framework="pt") as f:
+    with safe_open(str(checkpoint_file(path)), framework="pt") as f:
         recorded = (f.metadata() or {}).get("codec_fingerprint", "")
     if recorded and recorded != (now := codec_fingerprint(codec_module)):
         raise ValueError(

@@ -54,6 +54,13 @@ class SNREstimatorConfig:
     #: standardise the pooled features before the head (buffers ``feat_mean``, ``feat_std``)
     feature_norm: bool = False
 
+    def __post_init__(self) -> None:
+        if self.head_depth < 1 or self.head_width < 0:
+            raise ValueError(
+                f"SNR estimator head: depth >= 1 and width >= 0 needed, got "
+                f"{self.head_depth} and {self.head_width}"
+            )
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -92,11 +99,6 @@ class SNREstimator(nn.Module):
         self.blocks = nn.Sequential(*[_ResBlock(w) for _ in range(config.blocks)])
         # mean and log standard deviation of each feature over the image -> logit (the log
         # makes the SNR, a ratio of energies, a linear function of the features)
-        if config.head_depth < 1 or config.head_width < 0:
-            raise ValueError(
-                f"SNR estimator head: depth >= 1 and width >= 0 needed, got "
-                f"{config.head_depth} and {config.head_width}"
-            )
         n, hw = 2 * w, config.head_width or w
         layers: list[nn.Module] = []
         for _ in range(config.head_depth):

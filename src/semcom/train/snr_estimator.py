@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..diffusion.latents import unit_power
 from ..estimation.learned import DB_PER_NEPER, SNREstimator, SNREstimatorConfig
+from ..paths import checkpoint_file
 from .denoiser import DenoiserTask, LatentTaskConfig
 
 
@@ -67,8 +67,7 @@ class SNREstimatorTask(DenoiserTask):
         self._bank: tuple[Tensor, Tensor] | None = None
         if config.calibrate:
             self._cnn = self._read_cnn(config)
-        # the head is validated here (before anything is written)
-        SNREstimator(self._model_config(channels=1))
+        self._model_config(channels=1)  # validates the head options before anything is written
 
     def _read_cnn(self, config: SNREstimatorTaskConfig) -> SNREstimator:
         """Load ``--calibrate`` and take its CNN's architecture into ``config`` (true card)."""
@@ -78,8 +77,10 @@ class SNREstimatorTask(DenoiserTask):
         ref = resolve_weights(config.calibrate)  # type: ignore[arg-type]
         model = load_snr_estimator(ref, codec=config.codec)
         config.width, config.blocks = model.config.width, model.config.blocks
-        f = Path(ref) / "model.safetensors" if Path(ref).is_dir() else Path(ref)
-        self.init_info = {"init": str(config.calibrate), "init_sha256": sha256_file(f)}
+        self.init_info = {
+            "init": str(config.calibrate),
+            "init_sha256": sha256_file(checkpoint_file(ref)),
+        }
         return model
 
     def _model_config(self, channels: int) -> SNREstimatorConfig:
@@ -108,7 +109,8 @@ class SNREstimatorTask(DenoiserTask):
         model.blocks.load_state_dict(self._cnn.blocks.state_dict())
         model.stem.requires_grad_(False)
         model.blocks.requires_grad_(False)
-        feats, _ = self._feature_bank(model)
+        self._bank = self._feature_bank(model)
+        feats = self._bank[0]
         model.feat_mean.copy_(feats.mean(0))
         model.feat_std.copy_(feats.std(0).clamp_min(1e-6))
         return model
@@ -117,21 +119,18 @@ class SNREstimatorTask(DenoiserTask):
     def _feature_bank(self, model: SNREstimator) -> tuple[Tensor, Tensor]:
         """Pooled features ``[N, 2 width]`` of ``draws`` noisy copies of every whole training
         latent and their targets ``ln gamma`` ``[N]`` (deterministic in the seed)."""
-        if self._bank is None:
-            c = self.config
-            lo, hi = c.snr_range
-            g = torch.Generator().manual_seed(c.seed + 777)
-            feats, targets = [], []
-            lats = self._train  # type: ignore[assignment]
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            for _ in range(c.draws):
-                for x0 in tqdm(lats, desc="calibration features", leave=False, disable=None):
-                    snr = lo + (hi - lo) * torch.rand(1, generator=g)
-                    feats.append(model.features(received(unit_power(x0.unsqueeze(0)), snr, g)))
-                    targets.append(snr / DB_PER_NEPER)
-            self._bank = (torch.cat(feats), torch.cat(targets).float())
-        return self._bank
+        c = self.config
+        lo, hi = c.snr_range
+        g = torch.Generator().manual_seed(c.seed + 777)
+        feats, targets = [], []
+        for _ in range(c.draws):
+            for x0 in tqdm(self._train, desc="calibration features", leave=False, disable=None):
+                snr = lo + (hi - lo) * torch.rand(1, generator=g)
+                feats.append(model.features(received(unit_power(x0.unsqueeze(0)), snr, g)))
+                targets.append(snr / DB_PER_NEPER)
+        return torch.cat(feats), torch.cat(targets).float()
 
     def train_dataset(self) -> Dataset:
         if not self.config.calibrate:

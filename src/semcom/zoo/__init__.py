@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_bytes, atomic_write_json
+from ..paths import atomic_write_bytes, atomic_write_json, checkpoint_file
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
@@ -389,7 +389,7 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
     init, fp = run_card.get("init"), run_card.get("init_fingerprint")
     if not init:
         return
-    f = Path(init) / "model.safetensors" if Path(init).is_dir() else Path(init)
+    f = checkpoint_file(init)
     init_sha = sha256_file(f) if f.is_file() else None
     prev: dict[str, Any] | None = None
     for e in list_checkpoints(dest):
