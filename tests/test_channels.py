@@ -249,3 +249,5 @@ def test_cbr_convention():
     with pytest.raises(ValueError):
         parse_cbr("one sixteenth")
     assert format_cbr(409.6 / 49152) == "1/120"
+    # a near miss is not printed as a fraction: 16384 data + 16 side symbols for 256 x 256 RGB
+    assert format_cbr(16400 / 196608) == "0.08341" and format_cbr(17408 / 196608) == "17/192"

@@ -530,6 +530,21 @@ def test_eval_scores_the_learned_snr_estimate(tmp_path, capsys):
     assert "snr_est_rmse_db" not in run and "SNR estimate" not in text
 
 
+def test_estimated_snr_under_fast_fading_is_refused(inputs, tmp_path, capsys):
+    """A per-image SNR estimate would throw away the per-symbol noise levels of fast fading:
+    refused in one line before anything runs (transmit and eval)."""
+    for source in ("moment", "learned"):
+        line = run_err(
+            capsys, "transmit", str(inputs["small"]), "--scheme", "vae+dm", "--channel",
+            "rayleigh-fast", "--snr-source", source, "--out", str(tmp_path / source),
+        )  # fmt: skip
+        assert f"--snr-source {source}" in line and "rayleigh-fast" in line
+        assert not (tmp_path / source).exists()
+    line = run_err(capsys, *EVAL, "--channel", "rayleigh-fast", "--snr-source", "moment",
+                   "--out", str(tmp_path / "r.json"))  # fmt: skip
+    assert "--snr-source known" in line and not (tmp_path / "r.json").exists()
+
+
 def test_transmit_shows_the_snr_estimate_error(inputs, tmp_path, capsys):
     """semcom transmit: a receiver that estimates the SNR reports its error per image (table
     column and JSON key), one with the known SNR reports none."""

@@ -266,6 +266,12 @@ def test_ddm_third_party_variant_is_not_a_root():
     assert ddm_t_from_noise_ratio(s2).item() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_ddm_t_from_noise_ratio_limits():
+    # s^2 -> inf (no signal) and NaN start from pure noise, t* = 1; s^2 = 0 is clean
+    t = ddm_t_from_noise_ratio(torch.tensor([math.inf, math.nan, 0.0, 1e300], dtype=F64))
+    assert t.tolist()[:3] == [1.0, 1.0, 0.0] and t[3].item() == pytest.approx(1.0)
+
+
 def test_vp_discrete_matches_continuous_target():
     snr_db = torch.linspace(-30, 35, 261, dtype=F64)
     k = db_to_linear(snr_db)
@@ -388,6 +394,20 @@ def test_oracle_vp_discrete_and_ddm_every_step_exact():
                 assert torch.allclose(lv, ddm.level(ddm.t_from_level(lv)))
 
 
+def test_vp_grid_with_more_steps_than_t_star_calls_once_per_distinct_level():
+    """round(j t*/K) repeats indices when K > t*: the repeats are no-ops and cost no call."""
+    g = gen(6)
+    x0 = torch.randn(2, 3, 4, 4, generator=g, dtype=F64)
+    eps = torch.randn(2, 3, 4, 4, generator=g, dtype=F64)
+    t_star = torch.tensor([2, 2])
+    v = view(LINEAR.level(t_star), x0)
+    oracle = Oracle(x0)
+    out = ddim_discrete((1 - v).sqrt() * x0 + v.sqrt() * eps, t_star, oracle, LINEAR, steps=5)
+    assert torch.allclose(out, x0, atol=1e-10)
+    assert len(oracle.calls) == 2  # levels at t = 2 and t = 1; t = 0 is clean
+    assert [int(LINEAR.index_from_level(lv[0])) for _, lv in oracle.calls] == [2, 1]
+
+
 def test_ddm_deterministic_equals_ddim_on_mapped_grid():
     """The DDM reverse step is DDIM in VP coordinates (same eps_hat), for any denoiser."""
     ddm = DDMSchedule()
@@ -462,6 +482,28 @@ def test_waterfill_oracle_exact(variant, steps):
         r = (gin - (1 - v).sqrt() * x0) / v.sqrt()
         var = r.pow(2).flatten(1).mean(1)
         assert torch.allclose(var, torch.ones(2, dtype=F64), atol=6 * math.sqrt(2 / 1024))
+
+
+@pytest.mark.parametrize("variant", ["waterfill", "reference"])
+def test_waterfill_feeds_dead_elements_as_noise(variant):
+    """Elements with no signal (level 1, e.g. |h| = 0) are 0 after the equaliser; the sampler's
+    model wants pure noise there: the network sees unit noise at them, not zeros."""
+    g = gen(22)
+    x0 = torch.randn(2, 4, 32, 32, generator=g, dtype=F64)
+    nu = torch.randn(2, 4, 32, 32, generator=g, dtype=F64)
+    b = torch.rand(2, 4, 32, 32, generator=g, dtype=F64) * 0.6
+    dead = torch.rand(b.shape, generator=g) < 0.2
+    b[dead] = 1.0
+    x = torch.where(dead, 0.0, (1 - b).sqrt() * x0 + b.sqrt() * nu)
+    oracle = Oracle(x0)
+    out = fast_fading_sample(x, b, oracle, steps=4, generator=gen(2), variant=variant)
+    assert torch.allclose(out, x0, atol=1e-10)
+    n_dead = int(dead.sum())
+    for gin, lv in oracle.calls[:1]:  # the first input is at level 1: pure noise everywhere
+        v = view(lv, gin)
+        assert torch.all(v == 1.0)
+        r = gin[dead]
+        assert r.pow(2).mean().item() == pytest.approx(1.0, abs=6 * math.sqrt(2 / n_dead))
 
 
 def test_waterfill_invariant_mid_run():

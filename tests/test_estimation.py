@@ -90,9 +90,9 @@ def test_link_scores_the_snr_estimate_and_tells_the_decoder(channel: str, identi
     known = AnalogLink(codec).transmit(x, Channel(channel), snr, _gen(11))
     assert known.snr_error_db is None
     assert torch.equal(codec.told[-1], snr.float())
-    # fast fading: no single equivalent SNR per image, nothing to score
-    fast = link.transmit(x, Channel("rayleigh-fast"), snr, _gen(11))
-    assert fast.snr_error_db is None
+    # fast fading: a noise level per symbol, which a per-image estimate would discard: refused
+    with pytest.raises(ValueError, match="per symbol"):
+        link.transmit(x, Channel("rayleigh-fast"), snr, _gen(11))
 
 
 # ------------------------------------------------------------- learned estimator (eq. 21)

@@ -175,6 +175,13 @@ def _add_metrics_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _channel(args: argparse.Namespace) -> Channel:
+    source = getattr(args, "snr_source", None) or "known"
+    if args.channel == "rayleigh-fast" and source != "known":
+        raise CLIError(
+            f"--snr-source {source} gives one SNR per image; under rayleigh-fast the diffusion "
+            "receiver needs each symbol's noise level, which comes from the CSI and N0 "
+            "(--snr-source known, with --csi perfect or estimated)"
+        )
     return Channel(args.channel, csi=args.csi, pilots=args.pilots)
 
 

@@ -124,7 +124,9 @@ class AnalogLink:
             true equivalent SNR), ``"moment"`` (estimated from the received power with known
             N0, per image) or ``"learned"`` (pilot-free, from the received latent by
             ``estimator``); see :mod:`semcom.estimation`. The equaliser still uses the CSI. An
-            SNR-adaptive decoder (ADJSCC) is told the estimate, not the true SNR.
+            SNR-adaptive decoder (ADJSCC) is told the estimate, not the true SNR. The
+            estimates are per image: a channel with a noise level per symbol (fast fading)
+            needs ``"known"`` (ValueError otherwise).
         estimator: a :class:`~semcom.estimation.learned.SNREstimator` (``snr_source="learned"``).
     """
 
@@ -209,6 +211,12 @@ class AnalogLink:
             f_tilde = unpad_like(eq.f_tilde, packed)
             if self.snr_source == "known":
                 d = unpad_like(eq.d, packed)
+            elif eq.d.shape[-1] != 1:
+                raise ValueError(
+                    f"snr_source={self.snr_source!r} gives one SNR per image, but this channel "
+                    "has a noise level per symbol (fast fading): use snr_source='known' "
+                    "(levels from the CSI and N0)"
+                )
             else:
                 from .estimation import level_from_gamma, moment_snr
 
@@ -221,8 +229,7 @@ class AnalogLink:
                 # the receiver does not know the SNR: its decoder is told the estimate too
                 est_db = (10.0 * torch.log10(gamma.double())).clamp(-100.0, 100.0).reshape(b)
                 dec_snr = est_db.float()
-                if eq.d.shape[-1] == 1:  # one equivalent SNR per image: score the estimate
-                    snr_error = est_db - eq.snr_db.double().reshape(b)
+                snr_error = est_db - eq.snr_db.double().reshape(b)  # score the estimate
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
             if self.codec.needs_scale:

@@ -68,9 +68,11 @@ def cbr_report(
 
 
 def format_cbr(cbr: float, max_denominator: int = 1000) -> str:
-    """Print a CBR as a fraction when it is one (``0.0625 -> '1/16'``), else as a decimal."""
+    """Print a CBR as a fraction when it is exactly one with a denominator up to
+    ``max_denominator`` (``0.0625 -> '1/16'``; float rounding aside), else as a decimal
+    (``16400/196608 -> '0.08341'``, not the near miss ``'83/995'``)."""
     fr = Fraction(cbr).limit_denominator(max_denominator)
-    if fr.numerator and abs(float(fr) - cbr) <= 1e-4 * cbr:
+    if fr.numerator and abs(float(fr) - cbr) <= 1e-9 * cbr:
         return f"{fr.numerator}/{fr.denominator}"
     return f"{cbr:.4g}"
 

@@ -204,7 +204,8 @@ def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
 def ddm_t_from_noise_ratio(s2: Tensor | float) -> Tensor:
     """Remark 2 (math.md §1.2 eq. 30): ``t* = 2 s^2 / (2 s^2 + 1 + sqrt(1 + 4 s^2))`` with
     ``s^2 = sigma^2 / P_s`` (received signal normalised to the training power). float64."""
-    s2 = torch.as_tensor(s2, dtype=torch.float64).nan_to_num(nan=math.inf).clamp_min(0.0)
+    s2 = torch.as_tensor(s2, dtype=torch.float64)
+    s2 = s2.nan_to_num(nan=math.inf, posinf=math.inf).clamp_min(0.0)
     t = 2.0 * s2 / (2.0 * s2 + 1.0 + (1.0 + 4.0 * s2).sqrt())
     return torch.where(torch.isinf(s2), torch.ones_like(t), t)
 

@@ -107,13 +107,14 @@ def ddim_update(
 def ddim_sample(x: Tensor, levels: Tensor, denoise: Denoiser) -> Tensor:
     """Run DDIM over a level grid ``levels`` [K+1] or [K+1, B] (``levels[K]`` = level of
     ``x``). Returns the state at ``levels[0]`` (the x0 estimate when ``levels[0] = 0``).
-    One network call per step with a positive start level."""
+    One network call per step that lowers a positive level for some image (a repeated level,
+    e.g. of a rounded discrete grid with K > t*, is a no-op and costs no call)."""
     lv = torch.as_tensor(levels, dtype=torch.float64, device=x.device)
     if lv.dim() == 1:
         lv = lv[:, None].expand(-1, x.shape[0])
     for j in range(lv.shape[0] - 1, 0, -1):
         lt, ls = lv[j], lv[j - 1]
-        if not bool((lt > 0).any()):
+        if not bool(((lt > 0) & (lt != ls)).any()):
             continue
         x0 = denoise(x, _per_image(lt, x))
         x = ddim_update(x, x0, lt, ls)
@@ -330,7 +331,15 @@ def _waterfill_once(
     variant: str,
 ) -> Tensor:
     """One run of :func:`waterfill_sample` (``bb``: element levels [B, ...]; ``lv``: grid
-    [K+1, B]); neither input is modified."""
+    [K+1, B]); neither input is modified.
+
+    Elements at level 1 carry no signal; the equaliser sets them to 0 (its LMMSE estimate,
+    e.g. for |h| = 0), but the sampler's model wants ``x_i = nu_i`` there: they get fresh
+    N(0, 1) noise (drawn only when there are any, so other runs' noise is unchanged)."""
+    dead = bb >= 1.0
+    if bool(dead.any()):
+        nu = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = torch.where(dead, nu, x)
     for j in range(lv.shape[0] - 1, 0, -1):
         lt, ls = lv[j], lv[j - 1]
         if not bool((lt > 0).any()):
@@ -507,7 +516,13 @@ def diffusion_receive(
         t = start.t.to(torch.float64) * t_factor
         if rule == "vp":
             t = t.round().clamp(0, _sched(schedule, DDPMSchedule).T).long()
-        start = replace(start, t=t.clamp_min(0), alpha=start.alpha * alpha_factor)
+            level = _sched(schedule, DDPMSchedule).level(t)
+        else:
+            t = t.clamp(0.0, 1.0)
+            level = (DDMSchedule().level(t) if rule == "ddm"
+                     else _sched(schedule, SigmoidSchedule).S(t))  # fmt: skip
+        # the reported level and skip follow the perturbed start
+        start = replace(start, t=t, level=level, skip=t == 0, alpha=start.alpha * alpha_factor)
     if d_el is None:
         x = _view(start.alpha, f_tilde).to(f_tilde.dtype) * f_tilde
         if bool(start.skip.all()):
