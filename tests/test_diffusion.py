@@ -370,14 +370,18 @@ def test_oracle_vp_discrete_and_ddm_every_step_exact():
     g = gen(5)
     x0 = torch.randn(2, 3, 8, 8, generator=g, dtype=F64) * 1.7
     eps = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
-    t_star = torch.tensor([731, 40])
-    v = view(LINEAR.level(t_star), x0)
-    oracle = Oracle(x0)
-    out = ddim_discrete((1 - v).sqrt() * x0 + v.sqrt() * eps, t_star, oracle, LINEAR, steps=7)
-    assert torch.allclose(out, x0, atol=1e-10)
-    for x, lv in oracle.calls:
-        w = view(lv, x)
-        assert torch.allclose(x, (1 - w).sqrt() * x0 + w.sqrt() * eps, atol=1e-10)
+    # (t*, K, network calls): with K > t* round(j t*/K) repeats indices; the repeats are
+    # no-ops and cost no call (t* = 2: levels at t = 2 and 1, t = 0 is clean)
+    for t_star, steps, calls in (([731, 40], 7, 7), ([2, 2], 5, 2)):
+        t_star = torch.tensor(t_star)
+        v = view(LINEAR.level(t_star), x0)
+        oracle = Oracle(x0)
+        xt = (1 - v).sqrt() * x0 + v.sqrt() * eps
+        out = ddim_discrete(xt, t_star, oracle, LINEAR, steps=steps)
+        assert torch.allclose(out, x0, atol=1e-10) and len(oracle.calls) == calls
+        for x, lv in oracle.calls:
+            w = view(lv, x)
+            assert torch.allclose(x, (1 - w).sqrt() * x0 + w.sqrt() * eps, atol=1e-10)
     # DDM form: denoiser sees x_t / c_t = sqrt(1-v) x0 + sqrt(v) eps
     ddm = DDMSchedule()
     t = torch.tensor([0.83, 0.2], dtype=F64)
@@ -392,20 +396,6 @@ def test_oracle_vp_discrete_and_ddm_every_step_exact():
                 w = view(lv, x)
                 assert torch.allclose(x, (1 - w).sqrt() * x0 + w.sqrt() * eps, atol=1e-10)
                 assert torch.allclose(lv, ddm.level(ddm.t_from_level(lv)))
-
-
-def test_vp_grid_with_more_steps_than_t_star_calls_once_per_distinct_level():
-    """round(j t*/K) repeats indices when K > t*: the repeats are no-ops and cost no call."""
-    g = gen(6)
-    x0 = torch.randn(2, 3, 4, 4, generator=g, dtype=F64)
-    eps = torch.randn(2, 3, 4, 4, generator=g, dtype=F64)
-    t_star = torch.tensor([2, 2])
-    v = view(LINEAR.level(t_star), x0)
-    oracle = Oracle(x0)
-    out = ddim_discrete((1 - v).sqrt() * x0 + v.sqrt() * eps, t_star, oracle, LINEAR, steps=5)
-    assert torch.allclose(out, x0, atol=1e-10)
-    assert len(oracle.calls) == 2  # levels at t = 2 and t = 1; t = 0 is clean
-    assert [int(LINEAR.index_from_level(lv[0])) for _, lv in oracle.calls] == [2, 1]
 
 
 def test_ddm_deterministic_equals_ddim_on_mapped_grid():
