@@ -452,6 +452,10 @@ def test_eval_sharded_over_torchrun_matches_single_process(tmp_path, capsys):
         assert a["n_images"] == b["n_images"] == 3
         assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-9)
     assert not list(tmp_path.glob("*.partial*"))
+    # the recorded command says how it was launched
+    assert one["meta"]["processes"] == 1 and one["meta"]["command"].startswith("semcom eval ")
+    assert two["meta"]["processes"] == 2
+    assert two["meta"]["command"].startswith("torchrun --nproc_per_node=2 -m semcom.cli eval ")
 
 
 @pytest.mark.parametrize("adaptive", [False, True])

@@ -475,8 +475,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     wanted = set(indices)
     rows = sorted((r for r in rows if r["image"] in wanted), key=lambda r: (r["run"], r["image"]))
     runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics, weights)
+    launcher = ["torchrun", f"--nproc_per_node={world}", "-m", "semcom.cli"] if world > 1 else []
     meta = {
-        "command": " ".join(["semcom", *args.argv]),
+        "command": " ".join([*(launcher or ["semcom"]), *args.argv]),
+        "processes": world,
         "seed": args.seed,
         "crop": args.crop,
         "spread": bool(args.spread),
