@@ -61,21 +61,21 @@ def main() -> None:
             c = z.shape[1]
             flat = z.reshape(c, -1)
             ev = torch.linalg.eigvalsh(flat @ flat.T / flat.shape[1])
-            floors.append((ev / ev.mean())[:3])
+            floors.append(float(ev[0] / ev.mean()))
             size = tuple(x.shape[-2:])
-            clean = image_noise(codec.decode(z * 1.0, size))
+            clean = image_noise(codec.decode(z, size))
             row = []
             for snr in SNRS_DB:
                 n0 = 10.0 ** (-snr / 10.0)
                 noisy = z + math.sqrt(n0) * torch.randn(z.shape, generator=g)
                 row.append(math.log(image_noise(codec.decode(noisy, size)) / clean))
             ratios.append(row)
-    fl = torch.stack(floors)
+    fl = torch.tensor(floors)
     r = torch.tensor(ratios) * 100.0
     print(f"{args.dataset}, {len(idx)} images")
     print(
         "smallest channel-covariance eigenvalues / mean: "
-        f"{fl[:, 0].min():.3f} ... {fl[:, 0].max():.3f} (median {fl[:, 0].median():.3f}); "
+        f"{fl.min():.3f} ... {fl.max():.3f} (median {fl.median():.3f}); "
         "white noise at 15 / 20 dB adds 0.032 / 0.010"
     )
     print("decoded-image noise vs clean, % (mean +- std over images):")

@@ -515,8 +515,9 @@ def diffusion_receive(
             raise ValueError("t_factor/alpha_factor apply to per-image noise levels only")
         t = start.t.to(torch.float64) * t_factor
         if rule == "vp":
-            t = t.round().clamp(0, _sched(schedule, DDPMSchedule).T).long()
-            level = _sched(schedule, DDPMSchedule).level(t)
+            table = _sched(schedule, DDPMSchedule)
+            t = t.round().clamp(0, table.T).long()
+            level = table.level(t)
         else:
             t = t.clamp(0.0, 1.0)
             level = (DDMSchedule().level(t) if rule == "ddm"
