@@ -547,6 +547,20 @@ def test_receiver_per_element_oracle(rule, variant, grid):
         assert ((r * f.flatten(1)).mean(1).abs() < 6 / n_el**0.5).all()
 
 
+def test_per_element_vp_reports_start_from_noise():
+    """Per-element VP levels start at the smallest table step at or above the largest element
+    level: when that is the top of the table the image starts from pure noise, and the report
+    says so."""
+    g = gen(32)
+    d = torch.rand(2, 2, 8, 8, generator=g, dtype=F64) * 0.5 + 0.01
+    d[0, 0, 0, 0] = 0.9999594  # between the table's last two levels: the ceiling is the top
+    f, _, ft = received(2, d.shape[1:], d, 7)
+    res = diffusion_receive(ft, d, Oracle(f), rule="vp", steps=2, generator=g)
+    assert res.start.t.tolist()[0] == 1000
+    assert res.start.start_from_noise.tolist() == [True, False]
+    assert res.info["n_start_from_noise"] == 1
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     steps=st.integers(1, 12),

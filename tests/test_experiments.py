@@ -59,7 +59,8 @@ def test_matched_step_and_scaling_are_optimal_for_gaussian_latents(rule, snr_db,
 
 @pytest.mark.parametrize("rule", ["continuous", "vp", "ddm"])
 def test_perturbed_start_reports_its_own_level(rule):
-    """With t_factor the reported start (t, level, skip) is the perturbed one, not the matched."""
+    """With t_factor the reported start (t, level, skip, start from noise) is the perturbed one,
+    not the matched."""
     x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
     d = torch.tensor([0.3, 0.6], dtype=torch.float64)
     den = gaussian_denoiser(1.0)
@@ -68,7 +69,9 @@ def test_perturbed_start_reports_its_own_level(rule):
     assert torch.all(res.start.level < matched.level) and torch.all(res.start.level > 0)
     assert torch.allclose(res.start.t.double(), (matched.t.double() * 0.5).round()
                           if rule == "vp" else matched.t * 0.5)  # fmt: skip
-    assert not bool(res.start.skip.any())
+    assert not bool(res.start.skip.any()) and res.info["n_start_from_noise"] == 0
+    top = diffusion_receive(x, d, den, rule=rule, t_factor=100.0)  # clamped to the top
+    assert bool(top.start.start_from_noise.all()) and top.info["n_start_from_noise"] == 2
     zero = diffusion_receive(x, d, den, rule=rule, t_factor=0.0)
     assert bool(zero.start.skip.all()) and torch.all(zero.start.level == 0)
     assert zero.info["network_calls"] == 0 and zero.info["n_skip"] == 2

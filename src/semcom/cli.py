@@ -95,6 +95,13 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         default=None,
         help="CBR (e.g. 1/16) for schemes with variants, repeatable",
     )
+    p.add_argument(
+        "--codec",
+        default=None,
+        metavar="REF",
+        help="deepjscc/adjscc (and their +dm) only: this codec checkpoint (a zoo name, a run "
+        "folder or a .safetensors file) instead of the shipped one for --cbr",
+    )
     g = p.add_argument_group("diffusion receivers (schemes ending in +dm)")
     g.add_argument(
         "--matching",
@@ -198,9 +205,14 @@ def _device(name: str) -> torch.device:
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
-    from .schemes import fixed_cbr, get_scheme, run_name
+    from .schemes import fixed_cbr, get_scheme, list_schemes, run_name
 
     names = args.scheme or ["vae"]
+    if getattr(args, "codec", None) and not any(
+        "codec_path" in s.options for s in list_schemes() if s.name in names
+    ):
+        takes = ", ".join(s.name for s in list_schemes() if "codec_path" in s.options)
+        raise CLIError(f"--codec applies to the schemes {takes}; none of them was asked")
     cbrs = [parse_cbr(c) for c in args.cbr] if args.cbr else [None]
     options = {
         "matching": getattr(args, "matching", None),
@@ -213,6 +225,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "denoiser_path": getattr(args, "denoiser", None),
         "snr_source": getattr(args, "snr_source", None),
         "estimator_path": getattr(args, "snr_estimator", None),
+        "codec_path": getattr(args, "codec", None),
     }
     out = []
     for name in names:
@@ -233,6 +246,8 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         for cbr in name_cbrs:
             scheme = get_scheme(name, cbr, device, **options)
             fixed = getattr(scheme, "fixed_cbr", cbr is None)
+            if cbr is None and not fixed:  # --codec without --cbr: the checkpoint's CBR
+                cbr = getattr(getattr(scheme, "codec", None), "cbr", None)
             key = RunKey(run_name(name, **options), None if fixed else cbr)
             if key not in [k for k, _ in out]:
                 out.append((key, scheme))
@@ -502,9 +517,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ demo
-#: Schemes shown by ``semcom demo`` when available, in order.
-#: receiver options that change results (part of the resume header of 'semcom eval').
+#: scheme options that change results (part of the resume header of 'semcom eval').
 RECEIVER_OPTIONS = (
+    "codec",
     "matching",
     "steps",
     "fading",

@@ -57,7 +57,8 @@ def list_schemes() -> list[SchemeSpec]:
     return sorted(_REGISTRY.values(), key=lambda s: s.name)
 
 
-#: receiver options named in run labels (paths to checkpoints are recorded in the meta block).
+#: options named in run labels (paths to latent models are recorded in the meta block; the codec
+#: is named, as given: a variant of a scheme's codec is another curve).
 LABELLED_OPTIONS = (
     "matching",
     "steps",
@@ -67,7 +68,10 @@ LABELLED_OPTIONS = (
     "dm_stop",
     "dm_decoder",
     "snr_source",
+    "codec_path",
 )
+#: the name an option has in a run label, where it differs from the option's.
+LABEL_NAMES = {"codec_path": "codec"}
 
 
 def fixed_cbr(name: str) -> float | None:
@@ -85,7 +89,7 @@ def run_name(name: str, **options) -> str:
     if spec is None:
         return name
     kw = [
-        f"{k}={options[k]}"
+        f"{LABEL_NAMES.get(k, k)}={options[k]}"
         for k in LABELLED_OPTIONS
         if options.get(k) is not None and k in spec.options
     ]

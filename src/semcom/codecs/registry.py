@@ -28,10 +28,13 @@ register_scheme(
 
 
 def _jscc_factory(model: str):
-    def factory(cbr: float | None, device: torch.device) -> AnalogLink:
+    def factory(
+        cbr: float | None, device: torch.device, codec_path: str | None = None
+    ) -> AnalogLink:
         from ..zoo import load_codec
 
-        return AnalogLink(load_codec(model, cbr, device), name=model, fixed_cbr=False)
+        codec = load_codec(model, cbr, device, ref=codec_path)
+        return AnalogLink(codec, name=model, fixed_cbr=False)
 
     return factory
 
@@ -46,8 +49,14 @@ def _shipped(model: str) -> tuple[float, ...] | None:
 
 
 for _model, _desc in (
-    ("deepjscc", "DeepJSCC (Bourtsoulatze 2019) CNN, zoo checkpoint per CBR, LMMSE receiver"),
-    ("adjscc", "ADJSCC (Xu 2021) SNR-adaptive CNN, zoo checkpoint per CBR, LMMSE receiver"),
+    (
+        "deepjscc",
+        "DeepJSCC (Bourtsoulatze 2019) CNN, zoo checkpoint per CBR or --codec, LMMSE receiver",
+    ),
+    (
+        "adjscc",
+        "ADJSCC (Xu 2021) SNR-adaptive CNN, zoo checkpoint per CBR or --codec, LMMSE receiver",
+    ),
 ):
     register_scheme(
         SchemeSpec(
@@ -56,5 +65,6 @@ for _model, _desc in (
             factory=_jscc_factory(_model),
             cbrs=_shipped(_model),
             requires=f"a shipped {_model} checkpoint (see 'semcom zoo list')",
+            options=("codec_path",),
         )
     )

@@ -60,7 +60,8 @@ def check_codec_weights(path: str | Path, what: str, codec_module: torch.nn.Modu
     if recorded and recorded != (now := codec_fingerprint(codec_module)):
         raise ValueError(
             f"{what} {str(path)!r} was trained on latents of codec weights {recorded}, but this "
-            f"codec's weights are {now}: retrain it on this codec ('semcom train ...')"
+            f"codec's weights are {now}: retrain it on this codec ('semcom train ...') or give one "
+            "trained on it"
         )
 
 

@@ -51,8 +51,10 @@ def build_dm_link(
     denoiser_path: str | None = None,
     snr_source: str = "known",
     estimator_path: str | None = None,
+    codec_path: str | None = None,
 ) -> AnalogLink:
-    """Codec ``base`` + its shipped (or the given) denoiser as a scheme named ``base+dm``."""
+    """Codec ``base`` (shipped, or ``codec_path``) + its shipped (or the given) denoiser as a
+    scheme named ``base+dm``."""
     from ..channels import format_cbr
     from .checkpoint import check_codec_weights
 
@@ -81,23 +83,27 @@ def build_dm_link(
 
         if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
             raise ValueError(f"scheme 'vae+dm' has a fixed CBR of 1/12 (got --cbr {cbr:.4g})")
+        if codec_path is not None:
+            raise ValueError("scheme 'vae+dm' runs the pretrained TAEF2: --codec does not apply")
         codec = load_taef2(device)
         cbr_key = None
     else:
         from ..zoo import load_codec
 
-        codec = load_codec(base, cbr, device)
+        codec = load_codec(base, cbr, device, ref=codec_path)
         cbr_key = format_cbr(codec.cbr)
     den_path = denoiser_file(codec, base, denoiser_path)
+    if codec_path is not None:  # the denoiser's codec first (a decoder tuned behind it needs it)
+        check_codec_weights(den_path, "denoiser", codec)
     if base != "vae":
-        from ..zoo import find_checkpoint
+        from ..zoo import codec_snr_train
 
         if dm_decoder == "auto":
             tuned = tuned_decoder(codec, base, den_path, device)
         if tuned is None and dm_stop == "auto" and matching == "continuous":
             # a decoder trained at one SNR gets latents at that SNR
             try:
-                stop_snr_db = float(find_checkpoint(base, codec.cbr).snr_train)
+                stop_snr_db = float(codec_snr_train(base, codec.cbr, codec_path))
             except ValueError:  # an SNR range (ADJSCC): its decoder adapts, denoise fully
                 stop_snr_db = None
     receiver = dm_receiver(
@@ -223,6 +229,7 @@ for _base, _desc in (
                 "denoiser_path",
                 "snr_source",
                 "estimator_path",
-            ),
+            )
+            + (() if _base == "vae" else ("codec_path",)),
         )
     )

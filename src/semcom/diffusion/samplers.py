@@ -517,13 +517,15 @@ def diffusion_receive(
         if rule == "vp":
             table = _sched(schedule, DDPMSchedule)
             t = t.round().clamp(0, table.T).long()
-            level = table.level(t)
+            level, top = table.level(t), t == table.T
         else:
             t = t.clamp(0.0, 1.0)
             level = (DDMSchedule().level(t) if rule == "ddm"
                      else _sched(schedule, SigmoidSchedule).S(t))  # fmt: skip
-        # the reported level and skip follow the perturbed start
-        start = replace(start, t=t, level=level, skip=t == 0, alpha=start.alpha * alpha_factor)
+            top = t == 1.0
+        # the reported level, skip and start from noise follow the perturbed start
+        start = replace(start, t=t, level=level, skip=t == 0, start_from_noise=top,
+                        alpha=start.alpha * alpha_factor)  # fmt: skip
     if d_el is None:
         x = _view(start.alpha, f_tilde).to(f_tilde.dtype) * f_tilde
         if bool(start.skip.all()):
@@ -544,7 +546,8 @@ def diffusion_receive(
         elif rule == "vp":
             sched = _sched(schedule, DDPMSchedule)
             t_top = sched.index_from_level(vmax, mode="ceil")
-            start = replace(start, t=t_top, level=sched.level(t_top), skip=t_top == 0)
+            start = replace(start, t=t_top, level=sched.level(t_top), skip=t_top == 0,
+                            start_from_noise=t_top == sched.T)  # fmt: skip
             grid = ddpm_grid(t_top, steps, sched)
         elif rule == "ddm":
             grid = DDMSchedule().level(ddm_grid(start.t, steps))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
+from .jscc import LOSSES
 
 # Options that may change when resuming (everything else must match the checkpoint's card).
 _RESUME_FREE = {
@@ -73,7 +74,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     j.add_argument("--dm-steps", type=int, default=1, help="--behind-dm: receiver steps K")
     j.add_argument(
-        "--loss", choices=("mse", "psnr"), default="mse",
+        "--loss", choices=LOSSES, default="mse",
         help="mse (default) or psnr: minus the mean per-image PSNR (weighs every training SNR "
         "alike in dB)",
     )  # fmt: skip
@@ -119,6 +120,13 @@ def _add_latent_task_args(
     """Options of the tasks trained on cached clean latents of a frozen codec."""
     p.add_argument("--codec", default="vae", help="vae (TAEF2) or a zoo codec: deepjscc, adjscc")
     p.add_argument("--cbr", default=None, help="CBR of the zoo codec (e.g. 1/16)")
+    p.add_argument(
+        "--codec-weights",
+        default=None,
+        metavar="REF",
+        help="deepjscc/adjscc: this checkpoint (zoo name, run folder or .safetensors) instead of "
+        "the shipped one for --cbr (a codec you trained; eval it with --codec REF)",
+    )
     p.add_argument("--data", default="bsds500-train", help="named training data set")
     p.add_argument("--val-data", default="bsds500-val", help="named validation data set")
     p.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
@@ -150,6 +158,7 @@ def _latent_task_config(cls, args: argparse.Namespace):
         repeats=args.repeats,
         snr_range=(lo, hi),
         encode_snrs=args.encode_snr,
+        codec_weights=args.codec_weights,
         width=args.width,
         seed=args.seed,
     )

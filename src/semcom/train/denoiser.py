@@ -52,6 +52,9 @@ class LatentTaskConfig:
     #: the SNR the transmitter was told, so the training set is the mixture over these. None:
     #: the codec's training range in 5 dB steps. Must stay None for other codecs.
     encode_snrs: list[float] | None = None
+    #: the codec's checkpoint (zoo name, run folder or .safetensors) instead of the shipped one
+    #: for ``codec`` at ``cbr`` (a codec you trained yourself). None: the shipped one.
+    codec_weights: str | None = None
 
 
 @dataclass
@@ -81,30 +84,35 @@ def latent_cache_path(
     return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}.safetensors"
 
 
-def default_encode_snrs(codec: str, cbr: str | None, model: Codec) -> list[float] | None:
+def default_encode_snrs(
+    codec: str, cbr: str | None, model: Codec, ref: str | None = None
+) -> list[float] | None:
     """Encoder SNRs (dB) of the training latents: None for a codec that ignores the SNR,
-    else its zoo training range ``lo:hi`` in 5 dB steps (both ends included)."""
+    else its training range ``lo:hi`` (zoo or ``ref``'s card) in 5 dB steps (both ends
+    included)."""
     if not getattr(model, "snr_adaptive", False):
         return None
-    from ..channels import parse_cbr
-    from ..zoo import find_checkpoint
+    from ..zoo import codec_snr_train
     from .jscc import parse_snr_train
 
-    lo_f, hi_f = parse_snr_train(find_checkpoint(codec, parse_cbr(cbr) if cbr else None).snr_train)
+    lo_f, hi_f = parse_snr_train(codec_snr_train(codec, model.cbr, ref))
     n = math.floor((hi_f - lo_f) / 5.0 + 1e-9) + 1
     return [lo_f + 5.0 * i for i in range(n)] + ([hi_f] if lo_f + 5.0 * (n - 1) < hi_f else [])
 
 
-def codec_for(name: str, cbr: str | None, device: str = "cpu"):
-    """The frozen codec whose latents the denoiser models."""
+def codec_for(name: str, cbr: str | None, device: str = "cpu", ref: str | None = None):
+    """The frozen codec whose latents the denoiser models: the shipped ``name`` at ``cbr``,
+    or the checkpoint ``ref`` (zoo name, run folder, file) of a JSCC codec."""
     if name == "vae":
+        if ref is not None:
+            raise ValueError("--codec vae is the pretrained TAEF2: --codec-weights does not apply")
         from ..codecs.taef2 import load_taef2
 
         return load_taef2(device)
     from ..channels import parse_cbr
     from ..zoo import load_codec
 
-    return load_codec(name, parse_cbr(cbr) if cbr else None, device)
+    return load_codec(name, parse_cbr(cbr) if cbr else None, device, ref=ref)
 
 
 def get_latents(
@@ -165,9 +173,14 @@ class DenoiserTask:
     def _load(self) -> None:
         if self._train is None:
             c = self.config
-            model = codec_for(c.codec, c.cbr)  # built and fingerprinted once for both sets
+            # built and fingerprinted once for both sets
+            model = codec_for(c.codec, c.cbr, ref=c.codec_weights)
+            if c.cbr is None and c.codec != "vae":  # the card names the CBR it was trained at
+                from ..channels import format_cbr
+
+                c.cbr = format_cbr(model.cbr)
             if c.encode_snrs is None:
-                c.encode_snrs = default_encode_snrs(c.codec, c.cbr, model)
+                c.encode_snrs = default_encode_snrs(c.codec, c.cbr, model, c.codec_weights)
             snrs = c.encode_snrs
             self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model, snrs)
             val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs)

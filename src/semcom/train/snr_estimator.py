@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..diffusion.latents import unit_power
 from ..estimation.learned import DB_PER_NEPER, SNREstimator, SNREstimatorConfig
-from ..paths import checkpoint_file
 from .denoiser import DenoiserTask, LatentTaskConfig
 
 
@@ -79,7 +78,7 @@ class SNREstimatorTask(DenoiserTask):
         config.width, config.blocks = model.config.width, model.config.blocks
         self.init_info = {
             "init": str(config.calibrate),
-            "init_sha256": sha256_file(checkpoint_file(ref)),
+            "init_sha256": sha256_file(ref),
         }
         return model
 

@@ -177,9 +177,9 @@ def find_dm_decoder(
     return None
 
 
-def resolve_weights(ref: str | Path) -> str:
+def resolve_weights(ref: str | Path, zoo_dir: str | Path | None = None) -> str:
     """A checkpoint reference -> its weights file: a zoo name (``semcom zoo list``) or a path."""
-    for e in list_checkpoints():
+    for e in list_checkpoints(zoo_dir):
         if e.name == str(ref):
             return str(e.weights)
     if Path(ref).exists():
@@ -199,19 +199,58 @@ def load_codec(
     device: str | torch.device = "cpu",
     channel: str | None = None,
     zoo_dir: str | Path | None = None,
+    ref: str | Path | None = None,
 ):
-    """Load the shipped ``model`` codec (``deepjscc`` | ``adjscc``) for ``cbr``, in eval mode."""
+    """Load the ``model`` codec (``deepjscc`` | ``adjscc``) in eval mode: the shipped one for
+    ``cbr``, or ``ref`` (a zoo name, a run folder or a ``.safetensors`` file; ``cbr``, when
+    given, must then be the checkpoint's: ValueError naming both otherwise)."""
+    from ..channels import format_cbr
     from ..codecs.jscc import channels_for_cbr, load_jscc
 
+    if ref is not None:
+        codec = load_jscc(resolve_weights(ref, zoo_dir), model=model, device=device)
+        if cbr is not None and abs(codec.cbr - cbr) > 1e-3 * cbr + 1e-6:
+            raise ValueError(
+                f"codec {str(ref)!r} has CBR {format_cbr(codec.cbr)}, but --cbr "
+                f"{format_cbr(cbr)} was given (leave --cbr out or give its CBR)"
+            )
+        return codec
     e = find_checkpoint(model, cbr, channel, zoo_dir)
     return load_jscc(e.weights, model=model, c=channels_for_cbr(e.cbr), device=device)
 
 
+def codec_snr_train(
+    model: str, cbr: float, ref: str | Path | None = None, zoo_dir: str | Path | None = None
+) -> str:
+    """The training SNR (``"10"`` or a range ``"-5:20"``) of the codec :func:`load_codec` loads
+    for the same arguments, from its card (zoo card, or the run folder's ``card.json``)."""
+    if ref is None:
+        return find_checkpoint(model, cbr, zoo_dir=zoo_dir).snr_train
+    for e in list_checkpoints(zoo_dir):
+        if e.name == str(ref):
+            return e.snr_train
+    p = Path(ref)  # the card beside the weights, as load_jscc reads it
+    if p.is_dir():
+        card = p / "card.json"
+    elif p.name == "model.safetensors":
+        card = p.with_name("card.json")
+    else:
+        card = p.with_suffix(".json")
+    try:
+        c = json.loads(card.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"codec {str(ref)!r}: cannot read its card {str(card)!r}: {err}") from err
+    snr = c.get("snr_train", (c.get("config") or {}).get("snr_train"))
+    if snr is None:
+        raise ValueError(f"codec {str(ref)!r}: its card {str(card)!r} has no training SNR")
+    return str(snr)
+
+
 # ------------------------------------------------------------------------------- export
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes (a run folder: of its ``model.safetensors``)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(checkpoint_file(path), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -546,6 +585,7 @@ __all__ = [
     "ZooEntry",
     "add_zoo_parser",
     "check_export",
+    "codec_snr_train",
     "export_to_zoo",
     "find_checkpoint",
     "format_table",

@@ -1,0 +1,169 @@
+"""Choosing a codec checkpoint other than the shipped default: ``--codec REF`` on eval (a zoo
+name, a run folder or a file) and ``--codec-weights REF`` on the latent-model trainers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from semcom.channels import Channel
+from semcom.cli import main
+from semcom.diffusion.registry import build_dm_link
+from semcom.fingerprint import codec_fingerprint
+from semcom.schemes import get_scheme, list_schemes
+from semcom.zoo import codec_snr_train, list_checkpoints, load_codec, sha256_file
+
+
+def _run_folder(tmp_path: Path, entry: str, snr_train: str, nudge: float = 0.0) -> Path:
+    """A run folder holding the zoo entry ``entry``'s weights (one weight moved by ``nudge``)
+    and a card saying it was trained at ``snr_train``."""
+    (e,) = [c for c in list_checkpoints() if c.name == entry]
+    run = tmp_path / f"run-{entry}-{nudge}"
+    run.mkdir()
+    state = load_file(str(e.weights))
+    if nudge:
+        k = next(iter(state))
+        state[k] = state[k].clone()
+        state[k].view(-1)[0] += nudge
+    save_file(state, str(run / "model.safetensors"))
+    card = {"model_config": e.card["model_config"], "cbr": e.cbr, "snr_train": snr_train}
+    (run / "card.json").write_text(json.dumps(card))
+    return run
+
+
+def test_load_codec_ref_checks_model_and_cbr(tmp_path):
+    run = _run_folder(tmp_path, "deepjscc-c8-cifar10-awgn10", "7")
+    shipped = load_codec("deepjscc", 1 / 12)
+    for ref in (run, run / "model.safetensors", "deepjscc-c8-cifar10-awgn10"):
+        codec = load_codec("deepjscc", None, ref=ref)
+        assert abs(codec.cbr - 1 / 12) < 1e-9
+        assert codec_fingerprint(codec) == codec_fingerprint(shipped)
+    assert load_codec("deepjscc", 1 / 12, ref=run).c == 8  # its own CBR may be given
+    with pytest.raises(ValueError, match=r"CBR 1/12, but --cbr 1/16"):
+        load_codec("deepjscc", 1 / 16, ref=run)
+    with pytest.raises(ValueError, match="model is 'deepjscc' in the file but 'adjscc'"):
+        load_codec("adjscc", None, ref=run)
+    with pytest.raises(ValueError, match="neither a zoo name"):
+        load_codec("deepjscc", None, ref=tmp_path / "missing")
+    # the training SNR comes from the chosen checkpoint's card, not the shipped one's
+    assert codec_snr_train("deepjscc", 1 / 12, run) == "7"
+    assert codec_snr_train("deepjscc", 1 / 12, "deepjscc-c8-cifar10-awgn10") == "10"
+    assert codec_snr_train("deepjscc", 1 / 12) == "10"
+    (run / "card.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read its card"):
+        codec_snr_train("deepjscc", 1 / 12, run)
+
+
+def test_schemes_run_the_chosen_codec(tmp_path):
+    """deepjscc with ``codec_path`` = a copy of the shipped weights transmits exactly as the
+    shipped scheme; deepjscc+dm stops at the copy's own training SNR; a codec of other weights
+    is refused by the shipped denoiser (its latents are not the denoiser's); vae+dm takes none."""
+    same = _run_folder(tmp_path, "deepjscc-c6-bsds-awgn10", "5")
+    other = _run_folder(tmp_path, "deepjscc-c6-bsds-awgn10", "10", nudge=1e-2)
+    img = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    snr = torch.tensor([3.0])
+    a = get_scheme("deepjscc", None, codec_path=str(same))
+    b = get_scheme("deepjscc", 1 / 16)
+    ya = a.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(1)).images
+    yb = b.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(1)).images
+    assert torch.equal(ya, yb)
+    yo = get_scheme("deepjscc", None, codec_path=str(other)).transmit(
+        img, Channel("awgn"), snr, torch.Generator().manual_seed(1)
+    )
+    assert not torch.equal(yo.images, yb)
+    assert get_scheme("deepjscc+dm", None, codec_path=str(same)).receiver.stop_snr_db == 5.0
+    with pytest.raises(ValueError, match=r"codec weights 111ed5e4f24a.*give one trained on it"):
+        get_scheme("deepjscc+dm", None, codec_path=str(other))
+    (vae_dm,) = [s for s in list_schemes() if s.name == "vae+dm"]
+    assert "codec_path" not in vae_dm.options
+    with pytest.raises(ValueError, match="does not apply"):
+        build_dm_link("vae", None, torch.device("cpu"), codec_path=str(same))
+
+
+def test_eval_codec_option_labels_the_curve(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    common = ["--dataset", "kodak", "--limit", "1", "--crop", "64", "--snr", "10"]
+    common += ["--metrics", "psnr", "--out", str(out), "--quiet"]
+    assert main(["eval", "--scheme", "deepjscc", "--cbr", "1/16", *common]) == 0
+    plain = json.loads(out.read_text())["runs"][0]
+    out.unlink()
+    rc = main(["eval", "--scheme", "deepjscc", "--codec", "deepjscc-c6-bsds-awgn10", *common])
+    assert rc == 0
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["scheme"] == "deepjscc[codec=deepjscc-c6-bsds-awgn10]"
+    assert run["cbr_str"] == "1/16" and run["psnr"] == plain["psnr"]
+    assert run["weights"] == plain["weights"]
+    capsys.readouterr()
+    assert main(["eval", "--scheme", "vae", "--codec", "deepjscc-c6-bsds-awgn10", *common]) == 2
+    assert "--codec applies to the schemes adjscc, adjscc+dm" in capsys.readouterr().err
+
+
+def test_latent_tasks_train_on_the_chosen_codec(tmp_path, monkeypatch):
+    """``codec_weights`` makes the denoiser task encode with that checkpoint: its latents, its
+    fingerprint in the metadata, its CBR in the config; the TAEF2 takes no weights."""
+    from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
+    from semcom.train.denoiser import DenoiserTask, DenoiserTaskConfig, codec_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 32, 32, generator=g) for _ in range(2)]
+    monkeypatch.setattr("semcom.data.get_dataset", lambda name: images)
+    other = _run_folder(tmp_path, "deepjscc-c6-bsds-awgn10", "10", nudge=1e-2)
+    codec = load_codec("deepjscc", None, ref=other)
+    task = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", codec_weights=str(other)))
+    task._load()
+    assert task.config.cbr == "1/16"
+    assert (
+        task.codec_fp
+        == codec_fingerprint(codec)
+        != codec_fingerprint(load_codec("deepjscc", 1 / 16))
+    )
+    with torch.inference_mode():
+        torch.testing.assert_close(task._val[0], codec.encode(images[0][None])[0])
+    meta = task.model_metadata(
+        LatentUNet(DenoiserConfig(channels=6, width=8, mults=(1,), blocks=1))
+    )
+    assert meta["codec_fingerprint"] == codec_fingerprint(codec) and meta["cbr"] == "1/16"
+    with pytest.raises(ValueError, match="does not apply"):
+        codec_for("vae", None, ref=str(other))
+    shutil.rmtree(other)
+
+
+def test_train_denoiser_on_a_chosen_codec_resumes_and_serves_it(tmp_path, monkeypatch):
+    """``semcom train denoiser --codec deepjscc --codec-weights RUN`` (on cached latents of
+    that codec) records the codec's fingerprint and CBR, resumes from its card alone, and the
+    receiver takes it for ``--codec RUN``, not for the shipped codec."""
+    from semcom.diffusion.latents import save_latents
+    from semcom.train.denoiser import latent_cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    other = _run_folder(tmp_path, "deepjscc-c6-bsds-awgn10", "10", nudge=1e-2)
+    fp = codec_fingerprint(load_codec("deepjscc", None, ref=other))
+    g = torch.Generator().manual_seed(0)
+    for data, n in (("bsds500-train", 4), ("bsds500-val", 2)):
+        lat = [torch.randn(6, 8, 12, generator=g) for _ in range(n)]
+        save_latents(lat, latent_cache_path("deepjscc", "1/16", data, fp), {"codec": "deepjscc"})
+    out = tmp_path / "den"
+    argv = ["train", "denoiser", "--codec", "deepjscc", "--codec-weights", str(other),
+            "--crop", "4", "--repeats", "1", "--width", "16", "--batch-size", "2",
+            "--max-steps", "2", "--epochs", "1", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["config"]["codec_weights"] == str(other) and card["config"]["cbr"] == "1/16"
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["codec_fingerprint"] == fp
+    resume = ["train", "denoiser", "--resume", str(out), "--epochs", "2", "--max-steps", "4"]
+    assert main([*resume, "--quiet"]) == 0
+    assert json.loads((out / "card.json").read_text())["step"] == 4
+    # a run folder is a denoiser reference (its weights are hashed to find a tuned decoder)
+    assert sha256_file(out) == sha256_file(out / "model.safetensors")
+    link = get_scheme("deepjscc+dm", None, codec_path=str(other), denoiser_path=str(out))
+    assert link.receiver is not None
+    with pytest.raises(ValueError, match=f"codec weights {fp}"):
+        get_scheme("deepjscc+dm", 1 / 16, denoiser_path=str(out))
