@@ -167,3 +167,22 @@ def test_train_denoiser_on_a_chosen_codec_resumes_and_serves_it(tmp_path, monkey
     assert link.receiver is not None
     with pytest.raises(ValueError, match=f"codec weights {fp}"):
         get_scheme("deepjscc+dm", 1 / 16, denoiser_path=str(out))
+
+
+def test_a_variant_at_the_same_cbr_is_chosen_by_name_only(tmp_path):
+    """Two entries at one model, CBR and channel: the base name stays the default, the variant
+    (``<name>-long``) loads by name."""
+    from semcom.zoo import find_checkpoint
+
+    (base,) = [e for e in list_checkpoints() if e.name == "deepjscc-c6-bsds-awgn10"]
+    for name, nudge in (("dj", 0.0), ("dj-long", 1e-2)):
+        state = load_file(str(base.weights))
+        k = next(iter(state))
+        state[k].view(-1)[0] += nudge
+        save_file(state, str(tmp_path / f"{name}.safetensors"))
+        (tmp_path / f"{name}.json").write_text(json.dumps({**base.card, "name": name}))
+    assert find_checkpoint("deepjscc", 1 / 16, zoo_dir=tmp_path).name == "dj"
+    default = load_codec("deepjscc", 1 / 16, zoo_dir=tmp_path)
+    variant = load_codec("deepjscc", 1 / 16, zoo_dir=tmp_path, ref="dj-long")
+    assert codec_fingerprint(default) == codec_fingerprint(load_codec("deepjscc", 1 / 16))
+    assert codec_fingerprint(variant) != codec_fingerprint(default)

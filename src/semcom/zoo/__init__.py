@@ -126,8 +126,11 @@ def find_checkpoint(
 ) -> ZooEntry:
     """The zoo entry for ``model`` at ``cbr`` (and training ``channel``).
 
-    ``cbr=None`` is allowed when exactly one CBR is shipped. Raises ValueError listing the
-    shipped CBRs when nothing matches (or saying that none are shipped yet).
+    ``cbr=None`` is allowed when exactly one CBR is shipped. Several entries at one CBR: the
+    AWGN-trained one first, then the first by name (a variant ``<name>-long`` sorts after its
+    base ``<name>``, which stays the default; variants are chosen by name, ``--codec NAME``).
+    Raises ValueError listing the shipped CBRs when nothing matches (or saying that none are
+    shipped yet).
     """
     from ..channels import format_cbr
 
