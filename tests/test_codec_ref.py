@@ -172,7 +172,7 @@ def test_train_denoiser_on_a_chosen_codec_resumes_and_serves_it(tmp_path, monkey
 def test_a_variant_at_the_same_cbr_is_chosen_by_name_only(tmp_path):
     """Two entries at one model, CBR and channel: the base name stays the default, the variant
     (``<name>-long``) loads by name."""
-    from semcom.zoo import find_checkpoint
+    from semcom.zoo import find_checkpoint, format_table
 
     (base,) = [e for e in list_checkpoints() if e.name == "deepjscc-c6-bsds-awgn10"]
     for name, nudge in (("dj", 0.0), ("dj-long", 1e-2)):
@@ -182,6 +182,10 @@ def test_a_variant_at_the_same_cbr_is_chosen_by_name_only(tmp_path):
         save_file(state, str(tmp_path / f"{name}.safetensors"))
         (tmp_path / f"{name}.json").write_text(json.dumps({**base.card, "name": name}))
     assert find_checkpoint("deepjscc", 1 / 16, zoo_dir=tmp_path).name == "dj"
+    table = format_table(list_checkpoints(tmp_path)).splitlines()
+    assert table[1].startswith("dj ") and table[2].startswith("dj-long *")
+    assert table[-1].startswith("* a variant") and "--codec NAME" in table[-1]
+    assert "*" not in format_table(list_checkpoints(tmp_path)[:1])
     default = load_codec("deepjscc", 1 / 16, zoo_dir=tmp_path)
     variant = load_codec("deepjscc", 1 / 16, zoo_dir=tmp_path, ref="dj-long")
     assert codec_fingerprint(default) == codec_fingerprint(load_codec("deepjscc", 1 / 16))

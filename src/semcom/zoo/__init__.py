@@ -159,9 +159,22 @@ def find_checkpoint(
         raise ValueError(
             f"no {model} checkpoint for CBR {format_cbr(cbr)}; shipped CBRs: {listing}"
         )
-    # Prefer AWGN-trained models when the channel is not given, then by name.
-    match.sort(key=lambda e: (e.channel != "awgn", e.name))
+    match.sort(key=_preference)
     return match[0]
+
+
+def _preference(e: ZooEntry) -> tuple[bool, str]:
+    """Order among codec entries at one CBR: AWGN-trained first, then by name."""
+    return (e.channel != "awgn", e.name)
+
+
+def _variants(entries: list[ZooEntry]) -> set[str]:
+    """Names of the codec entries that are not their CBR's default (loaded by name only)."""
+    groups: dict[tuple[str, float], list[ZooEntry]] = {}
+    for e in entries:
+        if e.model in ("deepjscc", "adjscc") and not e.card.get("decoder_behind_dm"):
+            groups.setdefault((e.model, round(e.cbr, 6)), []).append(e)
+    return {e.name for g in groups.values() for e in sorted(g, key=_preference)[1:]}
 
 
 def find_dm_decoder(
@@ -483,9 +496,10 @@ def format_table(entries: list[ZooEntry]) -> str:
         "hours",
         "hardware",
     ]
+    variants = _variants(entries)
     rows = [
         [
-            e.name,
+            e.name + (" *" if e.name in variants else ""),
             e.model,
             format_cbr(e.cbr),
             e.channel,
@@ -500,6 +514,8 @@ def format_table(entries: list[ZooEntry]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    if variants:
+        lines.append("* a variant: not its CBR's default; run it with --codec NAME")
     return "\n".join(lines)
 
 
