@@ -624,13 +624,13 @@ def test_adaptive_codec_latents_mix_encoder_snrs(tmp_path, monkeypatch):
         get_latents("adjscc", "1/24", "toy", False, adj)
     with pytest.raises(ValueError, match="ignores the SNR"):
         get_latents("deepjscc", "1/24", "toy", False, dj, [0.0])
-    assert default_encode_snrs("deepjscc", "1/24", dj) is None
+    assert default_encode_snrs("deepjscc", dj) is None
 
 
 def test_default_encode_snrs_from_the_zoo_range():
     """The shipped ADJSCC (trained on -5:20 dB) is encoded at -5, 0, ..., 20 dB."""
     from semcom.train.denoiser import codec_for, default_encode_snrs
 
-    assert default_encode_snrs("adjscc", "1/16", codec_for("adjscc", "1/16")) == [
+    assert default_encode_snrs("adjscc", codec_for("adjscc", "1/16")) == [
         -5.0, 0.0, 5.0, 10.0, 15.0, 20.0
     ]  # fmt: skip

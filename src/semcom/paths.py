@@ -99,6 +99,13 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     return p / "model.safetensors" if p.is_dir() else p
 
 
+def card_file(path: str | os.PathLike[str]) -> Path:
+    """The model card beside a checkpoint reference: a run's ``card.json``, or ``<name>.json``
+    beside ``<name>.safetensors`` (a zoo entry); existence is not checked."""
+    p = checkpoint_file(path)
+    return p.with_name("card.json") if p.name == "model.safetensors" else p.with_suffix(".json")
+
+
 # Downloads for users with internet: rel path -> function(dest) that writes the file.
 _DOWNLOADS: dict[str, Callable[[Path], None]] = {}
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..channels import Channel, as_snr_tensor, equalize, format_cbr, pack, unpad_like
-from ..paths import checkpoint_file
+from ..paths import card_file, checkpoint_file
 from .base import Codec, crop_to
 
 #: Default hidden width. The paper's network is w = 32 (16/32/32/32 filters); w = 64
@@ -373,7 +373,7 @@ def load_jscc(
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise ValueError(f"corrupt or unreadable checkpoint {str(p)!r}: {e}") from e
     arch: dict[str, object] = {}
-    card = p.with_name("card.json") if p.name == "model.safetensors" else p.with_suffix(".json")
+    card = card_file(p)
     if card.is_file():
         try:
             arch.update(json.loads(card.read_text()).get("model_config", {}))

@@ -84,9 +84,7 @@ def latent_cache_path(
     return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}.safetensors"
 
 
-def default_encode_snrs(
-    codec: str, cbr: str | None, model: Codec, ref: str | None = None
-) -> list[float] | None:
+def default_encode_snrs(codec: str, model: Codec, ref: str | None = None) -> list[float] | None:
     """Encoder SNRs (dB) of the training latents: None for a codec that ignores the SNR,
     else its training range ``lo:hi`` (zoo or ``ref``'s card) in 5 dB steps (both ends
     included)."""
@@ -180,7 +178,7 @@ class DenoiserTask:
 
                 c.cbr = format_cbr(model.cbr)
             if c.encode_snrs is None:
-                c.encode_snrs = default_encode_snrs(c.codec, c.cbr, model, c.codec_weights)
+                c.encode_snrs = default_encode_snrs(c.codec, model, c.codec_weights)
             snrs = c.encode_snrs
             self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model, snrs)
             val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs)

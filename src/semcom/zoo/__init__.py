@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_bytes, atomic_write_json, checkpoint_file
+from ..paths import atomic_write_bytes, atomic_write_json, card_file, checkpoint_file
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
@@ -163,6 +163,11 @@ def find_checkpoint(
     return match[0]
 
 
+def _same_cbr(have: float, want: float) -> bool:
+    """``have`` is the CBR ``want`` (within rounding of the CBR's printed form)."""
+    return abs(have - want) <= 1e-3 * want + 1e-6
+
+
 def _preference(e: ZooEntry) -> tuple[bool, str]:
     """Order among codec entries at one CBR: AWGN-trained first, then by name."""
     return (e.channel != "awgn", e.name)
@@ -186,7 +191,7 @@ def find_dm_decoder(
         info = e.card.get("decoder_behind_dm") or {}
         if (
             e.model == model
-            and abs(e.cbr - cbr) <= 1e-3 * cbr + 1e-6
+            and _same_cbr(e.cbr, cbr)
             and info.get("denoiser_sha256") == denoiser_sha256
         ):
             return e
@@ -225,7 +230,7 @@ def load_codec(
 
     if ref is not None:
         codec = load_jscc(resolve_weights(ref, zoo_dir), model=model, device=device)
-        if cbr is not None and abs(codec.cbr - cbr) > 1e-3 * cbr + 1e-6:
+        if cbr is not None and not _same_cbr(codec.cbr, cbr):
             raise ValueError(
                 f"codec {str(ref)!r} has CBR {format_cbr(codec.cbr)}, but --cbr "
                 f"{format_cbr(cbr)} was given (leave --cbr out or give its CBR)"
@@ -242,16 +247,7 @@ def codec_snr_train(
     for the same arguments, from its card (zoo card, or the run folder's ``card.json``)."""
     if ref is None:
         return find_checkpoint(model, cbr, zoo_dir=zoo_dir).snr_train
-    for e in list_checkpoints(zoo_dir):
-        if e.name == str(ref):
-            return e.snr_train
-    p = Path(ref)  # the card beside the weights, as load_jscc reads it
-    if p.is_dir():
-        card = p / "card.json"
-    elif p.name == "model.safetensors":
-        card = p.with_name("card.json")
-    else:
-        card = p.with_suffix(".json")
+    card = card_file(resolve_weights(ref, zoo_dir))  # a zoo card or a run's, as load_jscc reads
     try:
         c = json.loads(card.read_text())
     except (OSError, json.JSONDecodeError) as err:
