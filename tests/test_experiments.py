@@ -191,6 +191,56 @@ def test_trained_on_reads_the_zoo_cards():
 
     assert trained_on("vae+dm") == "codec: pretrained TAEF2 (frozen); denoiser: bsds500-train"
     assert trained_on("deepjscc", 1 / 6) == "codec: cifar10-train"
+    # a curve run with --codec names that checkpoint's data, not the shipped default's
+    long = "deepjscc-c6-bsds-awgn10-long"
+    assert trained_on(f"deepjscc[codec={long}]") == "codec: bsds500-train"
+    assert trained_on("vae+dm[steps=2]", denoiser_ref="denoiser-deepjscc-c6-bsds") == (
+        "codec: pretrained TAEF2 (frozen); denoiser: bsds500-train"
+    )
+    assert trained_on("deepjscc[codec=/no/such/run]") == (
+        "codec: unknown (no readable card for '/no/such/run')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("label", "ref"),
+    [
+        ("deepjscc", None),
+        ("deepjscc+dm[steps=2]", None),
+        ("deepjscc[codec=RUN]", "RUN"),
+        ("deepjscc+dm[steps=2,codec=/a,b=c/run]", "/a,b=c/run"),  # runs to the bracket
+    ],
+)
+def test_codec_option_of_a_run_label(label, ref):
+    from semcom.eval.experiments import _codec_option
+
+    assert _codec_option(label) == ref
+
+
+def test_ood_gain_of_a_codec_variant_is_against_the_same_variant():
+    """``pool+dm[codec=X]`` is measured against ``pool[codec=X]``, not the plain ``pool``."""
+    from semcom.channels import Channel
+    from semcom.eval.experiments import ood_experiment
+    from semcom.eval.sweep import RunKey
+
+    class MaxPool(Pool):  # another codec of the same scheme
+        def _encode(self, x, snr_db):
+            return torch.nn.functional.max_pool2d(x, 2) - 0.5
+
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    rx = DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0, name="dm")
+    schemes = [
+        (RunKey("pool", None), AnalogLink(Pool(), name="pool")),
+        (RunKey("pool[codec=X]", None), AnalogLink(MaxPool(), name="pool")),
+        (RunKey("pool+dm[codec=X]", None), AnalogLink(MaxPool(), rx, name="pool+dm")),
+    ]
+    doc = ood_experiment(
+        schemes, {"a": imgs[:1], "b": imgs[1:]}, Channel("awgn"), [0.0],
+        metrics=("psnr",), progress=False,
+    )  # fmt: skip
+    assert list(doc["dm_gain"]) == ["pool+dm[codec=X]"]
+    for name in ("a", "b"):  # exact Gaussian denoiser, same noise: no gain over its own codec
+        assert doc["dm_gain"]["pool+dm[codec=X]"][name]["psnr"] == pytest.approx([0], abs=1e-4)
 
 
 def test_cli_experiment_ood(weights_root, data_root, tmp_path, capsys):

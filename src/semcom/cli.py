@@ -807,6 +807,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
         metrics=args.metrics if "psnr" in args.metrics else ["psnr", *args.metrics],
         device=device,
         progress=not args.quiet,
+        denoiser_ref=args.denoiser,
     )
     doc.update(crop=args.crop, command="semcom " + shlex.join(args.argv))
     out = Path(args.out)

@@ -189,21 +189,34 @@ def plot_perturb(doc: dict, out: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ ood
-def trained_on(scheme: str, cbr: float | None = None) -> str:
-    """Training data of the shipped checkpoints behind ``scheme`` (from the zoo cards), e.g.
-    ``"codec: bsds500-train; denoiser: bsds500-train"``."""
-    from ..zoo import find_checkpoint, list_checkpoints
+def trained_on(label: str, cbr: float | None = None, denoiser_ref: str | None = None) -> str:
+    """Training data of the checkpoints behind the curve ``label`` (a scheme name or run label,
+    e.g. ``deepjscc+dm[codec=RUN]``), from their cards, e.g. ``"codec: bsds500-train;
+    denoiser: bsds500-train"``: the codec the label names (``codec=``) or the shipped one,
+    the denoiser ``denoiser_ref`` (``--denoiser``) or the zoo's for that codec."""
+    from ..zoo import find_checkpoint, list_checkpoints, read_card, trained_data
 
-    base, dm = (scheme[:-3], True) if scheme.endswith("+dm") else (scheme, False)
+    def data_of(ref: str) -> str:  # called after the sweep: an unreadable card loses nothing
+        try:
+            return trained_data(read_card(ref)[1])
+        except ValueError:
+            return f"unknown (no readable card for {ref!r})"
+
+    base, ref = _base_name(label), _codec_option(label)
+    base, dm = (base[:-3], True) if base.endswith("+dm") else (base, False)
     parts = []
     if base == "vae":
         parts.append("codec: pretrained TAEF2 (frozen)")
+    elif ref is not None:
+        parts.append(f"codec: {data_of(ref)}")
     else:
         try:
             parts.append(f"codec: {find_checkpoint(base, cbr).data}")
         except ValueError:
             return "unknown (not a zoo scheme)"
-    if dm:
+    if dm and denoiser_ref is not None:
+        parts.append(f"denoiser: {data_of(denoiser_ref)}")
+    elif dm:
         dens = [
             e
             for e in list_checkpoints()
@@ -218,6 +231,17 @@ def _base_name(label: str) -> str:
     return label.split("[", 1)[0]
 
 
+def _codec_option(label: str) -> str | None:
+    """The codec reference of a run label (``"deepjscc+dm[steps=2,codec=RUN]"`` -> ``"RUN"``),
+    or None. ``codec`` is the last labelled option (``schemes.LABELLED_OPTIONS``), so the
+    reference runs to the closing bracket whatever characters it holds."""
+    _, sep, opts = label.partition("[")
+    if not sep or not opts.endswith("]"):
+        return None
+    i = ("," + opts).find(",codec=")
+    return opts[i + len("codec=") : -1] if i >= 0 else None
+
+
 def ood_experiment(
     schemes: Sequence[tuple[RunKey, object]],
     test_sets: dict[str, Sequence[Tensor]],
@@ -228,6 +252,7 @@ def ood_experiment(
     metrics: Sequence[str] = ("psnr", "lpips"),
     device: str | torch.device = "cpu",
     progress: bool = True,
+    denoiser_ref: str | None = None,
 ) -> dict:
     """Every scheme on two test sets (in-distribution first, then out-of-distribution).
 
@@ -236,6 +261,8 @@ def ood_experiment(
         test_sets: ordered ``{dataset name: [3, H, W] images in [0, 1]}``, exactly two
             entries, in-distribution first.
         snrs: SNR grid (dB); ``metrics``: names from :mod:`semcom.metrics`.
+        denoiser_ref: the ``--denoiser`` the ``+dm`` schemes were built with (its card names
+            its training data in ``trained_on``); None: the zoo's.
 
     Returns:
         ``{"experiment": "ood", "in": name, "out": name, "snr_db", "sets": {name: [runs]},
@@ -283,7 +310,8 @@ def ood_experiment(
     for k in keys:
         if not _base_name(k.scheme).endswith("+dm"):
             continue
-        codec = _base_name(k.scheme)[:-3]
+        ref = _codec_option(k.scheme)  # deepjscc+dm[codec=X] is measured against deepjscc[codec=X]
+        codec = _base_name(k.scheme)[:-3] + ("" if ref is None else f"[codec={ref}]")
         base = next((b for b in keys if b.scheme == codec and b.cbr == k.cbr), None)
         if base is None:
             continue
@@ -299,7 +327,7 @@ def ood_experiment(
         "seed": seed,
         "channel": repr(channel),
         "n_images": {name: len(images) for name, images in test_sets.items()},
-        "trained_on": {k.label: trained_on(_base_name(k.scheme), k.cbr) for k in keys},
+        "trained_on": {k.label: trained_on(k.scheme, k.cbr, denoiser_ref) for k in keys},
         "sets": sets,
         "drop": drop,
         "dm_gain": dm_gain,

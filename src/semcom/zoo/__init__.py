@@ -154,7 +154,7 @@ def find_checkpoint(
         if len(cbrs) > 1:
             raise ValueError(f"{model}: give a CBR; shipped: {listing}")
         cbr = cbrs[0]
-    match = [e for e in cands if abs(e.cbr - cbr) <= 1e-3 * max(cbr, 1e-3) + 1e-6]
+    match = [e for e in cands if _same_cbr(e.cbr, cbr)]
     if not match:
         raise ValueError(
             f"no {model} checkpoint for CBR {format_cbr(cbr)}; shipped CBRs: {listing}"
@@ -247,15 +247,30 @@ def codec_snr_train(
     for the same arguments, from its card (zoo card, or the run folder's ``card.json``)."""
     if ref is None:
         return find_checkpoint(model, cbr, zoo_dir=zoo_dir).snr_train
-    card = card_file(resolve_weights(ref, zoo_dir))  # a zoo card or a run's, as load_jscc reads
-    try:
-        c = json.loads(card.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"codec {str(ref)!r}: cannot read its card {str(card)!r}: {err}") from err
+    card, c = read_card(ref, zoo_dir)
     snr = c.get("snr_train", (c.get("config") or {}).get("snr_train"))
     if snr is None:
         raise ValueError(f"codec {str(ref)!r}: its card {str(card)!r} has no training SNR")
     return str(snr)
+
+
+def read_card(ref: str | Path, zoo_dir: str | Path | None = None) -> tuple[Path, dict]:
+    """``(path, contents)`` of the card of a checkpoint reference (zoo name, run folder or
+    ``.safetensors``): the zoo card, or the run's ``card.json``, as :func:`load_jscc` reads it.
+    An unreadable card is a :class:`ValueError` naming it."""
+    card = card_file(resolve_weights(ref, zoo_dir))
+    try:
+        return card, json.loads(card.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(ref)!r}: cannot read its card {str(card)!r}: {err}") from err
+
+
+def trained_data(card: dict) -> str:
+    """The training set named by a checkpoint card (zoo or run card), or ``"unknown"``."""
+    data = card.get("data") or (card.get("config") or {}).get("data")
+    if isinstance(data, dict):
+        data = data.get("train")
+    return str(data) if data else "unknown"
 
 
 # ------------------------------------------------------------------------------- export
@@ -606,6 +621,8 @@ __all__ = [
     "format_table",
     "list_checkpoints",
     "load_codec",
+    "read_card",
     "run_provenance",
     "shipped_cbrs",
+    "trained_data",
 ]
