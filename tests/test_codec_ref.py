@@ -16,7 +16,14 @@ from semcom.cli import main
 from semcom.diffusion.registry import build_dm_link
 from semcom.fingerprint import codec_fingerprint
 from semcom.schemes import get_scheme, list_schemes
-from semcom.zoo import codec_snr_train, list_checkpoints, load_codec, sha256_file
+from semcom.zoo import (
+    codec_snr_train,
+    list_checkpoints,
+    load_codec,
+    read_card,
+    sha256_file,
+    trained_data,
+)
 
 
 def _run_folder(tmp_path: Path, entry: str, snr_train: str, nudge: float = 0.0) -> Path:
@@ -54,6 +61,10 @@ def test_load_codec_ref_checks_model_and_cbr(tmp_path):
     assert codec_snr_train("deepjscc", 1 / 12, run) == "7"
     assert codec_snr_train("deepjscc", 1 / 12, "deepjscc-c8-cifar10-awgn10") == "10"
     assert codec_snr_train("deepjscc", 1 / 12) == "10"
+    # the training data a card names: a zoo card's data block, a run card's config, else unknown
+    assert trained_data(read_card("deepjscc-c8-cifar10-awgn10")[1]) == "cifar10-train"
+    assert trained_data(read_card(run)[1]) == "unknown"
+    assert trained_data({"config": {"data": "my-set"}}) == "my-set"
     (run / "card.json").write_text("{")
     with pytest.raises(ValueError, match="cannot read its card"):
         codec_snr_train("deepjscc", 1 / 12, run)
