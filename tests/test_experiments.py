@@ -191,6 +191,9 @@ def test_trained_on_reads_the_zoo_cards():
 
     assert trained_on("vae+dm") == "codec: pretrained TAEF2 (frozen); denoiser: bsds500-train"
     assert trained_on("deepjscc", 1 / 6) == "codec: cifar10-train"
+    # the denoiser the scheme would load: shipped for DeepJSCC at 1/16, none at 1/6
+    assert trained_on("deepjscc+dm", 1 / 16).endswith("denoiser: bsds500-train")
+    assert trained_on("deepjscc+dm", 1 / 6) == "codec: cifar10-train; denoiser: unknown"
     # a curve run with --codec names that checkpoint's data, not the shipped default's
     long = "deepjscc-c6-bsds-awgn10-long"
     assert trained_on(f"deepjscc[codec={long}]") == "codec: bsds500-train"

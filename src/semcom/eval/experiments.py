@@ -194,7 +194,9 @@ def trained_on(label: str, cbr: float | None = None, denoiser_ref: str | None = 
     e.g. ``deepjscc+dm[codec=RUN]``), from their cards, e.g. ``"codec: bsds500-train;
     denoiser: bsds500-train"``: the codec the label names (``codec=``) or the shipped one,
     the denoiser ``denoiser_ref`` (``--denoiser``) or the zoo's for that codec."""
-    from ..zoo import find_checkpoint, list_checkpoints, read_card, trained_data
+    from ..channels import format_cbr
+    from ..diffusion.checkpoint import find_denoiser
+    from ..zoo import find_checkpoint, read_card, trained_data
 
     def data_of(ref: str) -> str:  # called after the sweep: an unreadable card loses nothing
         try:
@@ -216,13 +218,12 @@ def trained_on(label: str, cbr: float | None = None, denoiser_ref: str | None = 
             return "unknown (not a zoo scheme)"
     if dm and denoiser_ref is not None:
         parts.append(f"denoiser: {data_of(denoiser_ref)}")
-    elif dm:
-        dens = [
-            e
-            for e in list_checkpoints()
-            if e.model == "denoiser" and (e.card.get("codec") or {}).get("name") == base
-        ]
-        parts.append(f"denoiser: {dens[0].data if dens else 'unknown'}")
+    elif dm:  # the shipped denoiser the scheme loads (diffusion.registry.denoiser_file)
+        try:
+            cbr_key = None if base == "vae" or cbr is None else format_cbr(cbr)
+            parts.append(f"denoiser: {find_denoiser(base, cbr_key).data}")
+        except ValueError:
+            parts.append("denoiser: unknown")
     return "; ".join(parts)
 
 
