@@ -202,6 +202,7 @@ class SigmoidSchedule:
         self.start, self.end, self.tau = float(start), float(end), float(tau)
         self._lo = _sig(self.start / self.tau)
         self._hi = _sig(self.end / self.tau)
+        self._hi_c = _sig(-self.end / self.tau)  # 1 - sig(e/tau), exact where sig(e/tau) ~ 1
 
     def __repr__(self) -> str:
         return f"SigmoidSchedule(start={self.start}, end={self.end}, tau={self.tau})"
@@ -214,7 +215,13 @@ class SigmoidSchedule:
         t64, dt = _as64(t)
         t64 = t64.clamp(0.0, 1.0)
         x = (t64 * (self.end - self.start) + self.start) / self.tau
-        s = (torch.sigmoid(x) - self._lo) / (self._hi - self._lo)
+        den = self._hi - self._lo
+        # upper half from the complement, 1 - S = [sig(-x) - sig(-e/tau)] / den: sig(x) near 1
+        # keeps only ~1e-16 absolute resolution (it rounds to 1 for x > ~37), which flattened
+        # the top of steep schedules (end/tau ~ 35) into equal values
+        lower = (torch.sigmoid(x) - self._lo) / den
+        upper = 1.0 - (torch.sigmoid(-x) - self._hi_c) / den
+        s = torch.where(lower < 0.5, lower, upper)
         s = torch.where(t64 <= 0, 0.0, torch.where(t64 >= 1, 1.0, s))  # exact endpoints
         return s.clamp(0.0, 1.0).to(dt)
 
@@ -226,8 +233,11 @@ class SigmoidSchedule:
         result in ``[0, 1]``."""
         v64, dt = _as64(v)
         v64 = v64.clamp(0.0, 1.0)
-        p = v64 * (self._hi - self._lo) + self._lo  # in [sig(g/tau), sig(e/tau)] subset (0, 1)
-        t = (self.tau * torch.logit(p) - self.start) / (self.end - self.start)
+        den = self._hi - self._lo
+        p = v64 * den + self._lo  # in [sig(g/tau), sig(e/tau)] subset (0, 1)
+        q = (1.0 - v64) * den + self._hi_c  # 1 - p, exact where p ~ 1 (the upper half)
+        logit = torch.where(v64 < 0.5, torch.logit(p), torch.log1p(-q) - torch.log(q))
+        t = (self.tau * logit - self.start) / (self.end - self.start)
         t = torch.where(v64 <= 0, 0.0, torch.where(v64 >= 1, 1.0, t))  # exact endpoints
         return t.clamp(0.0, 1.0).to(dt)
 
