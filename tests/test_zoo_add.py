@@ -128,3 +128,25 @@ def test_latent_model_card_test_comes_from_validation():
     t = validation_test({"val_metrics": {"rmse_db@-5dB": 0.8, "rmse_db@20dB": 1.3}})
     assert t["snr_db"] == [-5.0, 20.0] and t["rmse_db"] == [0.8, 1.3]
     assert validation_test({"val_metrics": {"loss": 1.0}}) == {}
+
+
+def test_zoo_card_without_a_field_is_named(zoo):
+    """A hand-edited zoo card that lost a field (or whose ``data`` names no training set) is a
+    ValueError naming the card, not an entry with ``data=None``; a valid one lists."""
+    from semcom.zoo import list_checkpoints
+
+    data = {"train": "cifar10-train", "test": "cifar10-test"}
+    card = {"name": "x", "model": "deepjscc", "cbr": 1 / 12, "channel": "awgn",
+            "snr_train": "10", "data": data}  # fmt: skip
+    (zoo / "x.json").write_text(json.dumps(card))
+    assert [e.data for e in list_checkpoints(zoo)] == ["cifar10-train"]
+    for data in ({"test": "cifar10-test"}, ""):
+        (zoo / "x.json").write_text(json.dumps({**card, "data": data}))
+        with pytest.raises(ValueError, match=r"x\.json.*lacks a field.*no training set"):
+            list_checkpoints(zoo)
+    (zoo / "x.json").write_text(json.dumps({k: v for k, v in card.items() if k != "model"}))
+    with pytest.raises(ValueError, match=r"lacks a field.*'model'"):
+        list_checkpoints(zoo)
+    (zoo / "x.json").write_text("{")
+    with pytest.raises(ValueError, match="corrupt zoo card"):
+        list_checkpoints(zoo)

@@ -84,13 +84,16 @@ def _entry(path: Path) -> ZooEntry:
         raise ValueError(f"corrupt zoo card {str(path)!r}: {e}") from e
     try:
         ch = card["channel"]
+        data = _train_name(card["data"])
+        if data is None:
+            raise KeyError("data: no training set named")
         return ZooEntry(
             name=card["name"],
             model=card["model"],
             cbr=float(card["cbr"]),
             channel=ch["name"] if isinstance(ch, dict) else str(ch),
             snr_train=str(card["snr_train"]),
-            data=card["data"]["train"] if isinstance(card["data"], dict) else str(card["data"]),
+            data=data,
             test=dict(card.get("test") or {}),
             command=card.get("command", ""),
             hours=float(card.get("hours", 0.0)),
@@ -134,12 +137,7 @@ def find_checkpoint(
     """
     from ..channels import format_cbr
 
-    # decoders trained behind a diffusion receiver are found by find_dm_decoder only
-    cands = [
-        e
-        for e in list_checkpoints(zoo_dir)
-        if e.model == model and not e.card.get("decoder_behind_dm")
-    ]
+    cands = [e for e in _codec_entries(list_checkpoints(zoo_dir)) if e.model == model]
     if channel is not None:
         cands = [e for e in cands if e.channel == channel]
     if not cands:
@@ -173,11 +171,17 @@ def _preference(e: ZooEntry) -> tuple[bool, str]:
     return (e.channel != "awgn", e.name)
 
 
+def _codec_entries(entries: list[ZooEntry]) -> list[ZooEntry]:
+    """The entries :func:`find_checkpoint` chooses from: every checkpoint but the decoders
+    trained behind a diffusion receiver (found by :func:`find_dm_decoder` only)."""
+    return [e for e in entries if not e.card.get("decoder_behind_dm")]
+
+
 def _variants(entries: list[ZooEntry]) -> set[str]:
     """Names of the codec entries that are not their CBR's default (loaded by name only)."""
     groups: dict[tuple[str, float], list[ZooEntry]] = {}
-    for e in entries:
-        if e.model in ("deepjscc", "adjscc") and not e.card.get("decoder_behind_dm"):
+    for e in _codec_entries(entries):
+        if e.model in ("deepjscc", "adjscc"):
             groups.setdefault((e.model, round(e.cbr, 6)), []).append(e)
     return {e.name for g in groups.values() for e in sorted(g, key=_preference)[1:]}
 
@@ -268,9 +272,16 @@ def read_card(ref: str | Path, zoo_dir: str | Path | None = None) -> tuple[Path,
 def trained_data(card: dict) -> str:
     """The training set named by a checkpoint card (zoo or run card), or ``"unknown"``."""
     data = card.get("data") or (card.get("config") or {}).get("data")
+    name = _train_name(data) if data else None
+    return name or "unknown"
+
+
+def _train_name(data: object) -> str | None:
+    """A card's ``data`` field (a name, or ``{"train": name, ...}``) -> the training set's
+    name, or None when it names none."""
     if isinstance(data, dict):
         data = data.get("train")
-    return str(data) if data else "unknown"
+    return str(data) if data else None
 
 
 # ------------------------------------------------------------------------------- export
