@@ -607,6 +607,30 @@ def test_missing_data_root_names_variable(monkeypatch, tmp_path):
         get_dataset("kodak")
 
 
+def test_resources_resolve_env_then_cache(monkeypatch, tmp_path):
+    """``$SEMCOM_WEIGHTS`` / ``$SEMCOM_DATA`` first, then the user cache; a miss names every
+    path tried (and, for weights without a download, the variable)."""
+    from semcom.paths import data_path, weights_path
+
+    env, cache = tmp_path / "env", tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("SEMCOM_WEIGHTS", str(env))
+    monkeypatch.setenv("SEMCOM_DATA", str(env))
+    for kind in ("weights", "data"):
+        (cache / "semcom" / kind).mkdir(parents=True)
+        (cache / "semcom" / kind / "a.bin").write_bytes(b"cache")
+    assert weights_path("a.bin", download=False) == cache / "semcom" / "weights" / "a.bin"
+    assert data_path("a.bin") == cache / "semcom" / "data" / "a.bin"
+    env.mkdir()
+    (env / "a.bin").write_bytes(b"env")
+    assert weights_path("a.bin", download=False) == env / "a.bin"
+    assert data_path("a.bin") == env / "a.bin"
+    with pytest.raises(MissingResourceError, match=r"SEMCOM_WEIGHTS.*tried: .*env/b\.bin, .*xdg"):
+        weights_path("b.bin", download=False)
+    with pytest.raises(MissingResourceError, match=r"SEMCOM_DATA.*tried: .*env/b\.bin, .*xdg"):
+        data_path("b.bin")
+
+
 def test_samples_without_data_root(monkeypatch, tmp_path):
     monkeypatch.delenv("SEMCOM_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

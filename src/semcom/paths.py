@@ -39,17 +39,26 @@ def _root(var: str, kind: str) -> tuple[Path | None, Path]:
     return (Path(env).expanduser() if env else None), cache_dir(kind)
 
 
-def data_path(rel: str) -> Path:
-    """Resolve a data folder/file ``rel`` under ``$SEMCOM_DATA`` (or the cache)."""
-    env_root, cache = _root(DATA_VAR, "data")
+def _first_existing(rel: str, *roots: Path | None) -> tuple[Path | None, list[str]]:
+    """``root / rel`` for the first of ``roots`` (None skipped) where it exists, or None, and
+    the paths tried before it."""
     tried = []
-    for root in (env_root, cache):
+    for root in roots:
         if root is None:
             continue
         p = root / rel
         if p.exists():
-            return p
+            return p, tried
         tried.append(str(p))
+    return None, tried
+
+
+def data_path(rel: str) -> Path:
+    """Resolve a data folder/file ``rel`` under ``$SEMCOM_DATA`` (or the cache)."""
+    env_root, cache = _root(DATA_VAR, "data")
+    found, tried = _first_existing(rel, env_root, cache)
+    if found is not None:
+        return found
     hint = (
         f"set {DATA_VAR} to the folder that contains '{rel}'"
         if env_root is None
@@ -129,14 +138,9 @@ def download_url(url: str, dest: Path) -> None:
 def weights_path(rel: str, download: bool = True) -> Path:
     """Resolve a weight file ``rel`` under ``$SEMCOM_WEIGHTS`` (or cache, or download)."""
     env_root, cache = _root(WEIGHTS_VAR, "weights")
-    tried = []
-    for root in (env_root, cache):
-        if root is None:
-            continue
-        p = root / rel
-        if p.exists():
-            return p
-        tried.append(str(p))
+    found, tried = _first_existing(rel, env_root, cache)
+    if found is not None:
+        return found
     fetch = _DOWNLOADS.get(rel)
     if download and fetch is not None:
         dest = cache / rel
