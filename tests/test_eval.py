@@ -400,6 +400,31 @@ def test_merge_results_combines_and_checks(tmp_path):
     assert main(["merge", str(pa), str(pc), "--out", str(out)]) == 2
 
 
+def test_merge_warns_when_the_noise_was_drawn_differently():
+    """Same data, channel and seed but another --snr list or batch split: the curves saw other
+    noise, which merge says (once, naming each file's batches); same plans merge silently, also
+    from a merged document (whose sources hold the batch size)."""
+    import warnings
+
+    from semcom.eval.sweep import merge_results
+
+    def doc(snrs, batch, scheme="vae"):
+        d = _doc([{"scheme": scheme, "cbr": None, "snr_db": snrs, "psnr": [20.0] * len(snrs)}])
+        d["meta"]["batch_size"] = batch
+        return d
+
+    full = [-10, -5, 0, 5, 10, 15, 20]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = merge_results([doc(full, 8), doc(full, 8, "vae+dm")], ["a", "b"])
+        merge_results([m, doc(full, 8, "jpeg")], ["m", "c"])  # a merged source: paired
+        merge_results([doc(full, 8), doc(full, 16, "x")])  # one batch either way
+    for other, batch, shown in ((full, 4, "-10 -5 0 5 | 10 15 20 dB"), ([-10], 8, "b: -10 dB")):
+        with pytest.warns(UserWarning, match="not paired") as rec:
+            merge_results([doc(full, 8), doc(other, batch, "x")], ["a", "b"])
+        assert len(rec) == 1 and shown in str(rec[0].message)
+
+
 def test_results_table(tmp_path, capsys):
     from semcom.cli import main
 

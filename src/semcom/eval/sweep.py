@@ -301,14 +301,33 @@ def results_document(
     }
 
 
+def _noise_plans(doc: dict) -> set[tuple[tuple[float, ...], ...]]:
+    """How a results document's sweeps drew their noise: per run, its SNRs in the batches they
+    were sent in (``meta.batch_size``; one batch when unknown, e.g. a merged document whose
+    sources did not record it)."""
+    meta = doc.get("meta", {})
+    sizes = {src.get("batch_size") for src in meta.get("sources", [meta])}
+    size = sizes.pop() if len(sizes) == 1 else None
+    plans = set()
+    for run in doc.get("runs", []):
+        snrs = tuple(float(s) for s in run.get("snr_db", []))
+        step = size if isinstance(size, int) and size > 0 else max(len(snrs), 1)
+        plans.add(tuple(snrs[i : i + step] for i in range(0, len(snrs), step)))
+    return plans
+
+
+def _describe_plan(plan: tuple[tuple[float, ...], ...]) -> str:
+    return " | ".join(" ".join(f"{s:g}" for s in chunk) for chunk in plan) + " dB"
+
+
 def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> dict:
     """Merge results documents of separate ``semcom eval`` runs into one.
 
     The runs must share the data set, channel and seed (so every scheme saw the same images,
     and the same channel realisations where the sweeps also shared the ``--snr`` list and
-    batch size: an image's SNRs are drawn in one batch); ``ValueError`` names the first
-    mismatch. Runs of the same scheme/CBR in a later document replace earlier ones. ``meta``
-    keeps each source's meta under ``sources``.
+    batch size: an image's SNRs are drawn in one batch; a warning says when they did not);
+    ``ValueError`` names the first mismatch. Runs of the same scheme/CBR in a later document
+    replace earlier ones. ``meta`` keeps each source's meta under ``sources``.
     """
     if not docs:
         raise ValueError("nothing to merge")
@@ -321,6 +340,18 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
         s0, s1 = first.get("meta", {}).get("seed"), doc.get("meta", {}).get("seed")
         if s0 != s1:
             raise ValueError(f"{name}: seed {s1} differs from {s0}")
+    plans = {n: _noise_plans(d) for d, n in zip(docs, names, strict=True)}
+    if len(set().union(*plans.values())) > 1:
+        listing = "; ".join(
+            f"{n}: " + ", ".join(_describe_plan(p) for p in sorted(ps, key=str))
+            for n, ps in plans.items()
+        )
+        warnings.warn(
+            "the merged sweeps drew their channel noise differently (an image's SNRs are drawn "
+            f"batch by batch): {listing}. Curves from different lists are not paired; rerun "
+            "with one --snr list and --batch-size to compare them on the same noise",
+            stacklevel=2,
+        )
     runs: dict[tuple, dict] = {}
     for doc in docs:
         for run in doc["runs"]:
