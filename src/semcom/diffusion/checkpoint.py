@@ -162,6 +162,14 @@ def find_latent_model(
     return cands[0]
 
 
+def latent_cbr_key(base: str, cbr: float | None) -> str | None:
+    """The CBR under which latent models (denoiser, SNR estimator) of codec ``base`` are filed:
+    the printed CBR of a JSCC codec; None for TAEF2 (``vae``, one latent size) or unknown."""
+    from ..channels import format_cbr
+
+    return None if base == "vae" or cbr is None else format_cbr(cbr)
+
+
 def find_denoiser(codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None):
     """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none)."""
     return find_latent_model("denoiser", codec, cbr, zoo_dir)

@@ -55,8 +55,7 @@ def build_dm_link(
 ) -> AnalogLink:
     """Codec ``base`` (shipped, or ``codec_path``) + its shipped (or the given) denoiser as a
     scheme named ``base+dm``."""
-    from ..channels import format_cbr
-    from .checkpoint import check_codec_weights
+    from .checkpoint import check_codec_weights, latent_cbr_key
 
     if matching not in MATCHING_RULES:
         raise ValueError(f"--matching must be one of {', '.join(MATCHING_RULES)}, got {matching!r}")
@@ -86,12 +85,11 @@ def build_dm_link(
         if codec_path is not None:
             raise ValueError("scheme 'vae+dm' runs the pretrained TAEF2: --codec does not apply")
         codec = load_taef2(device)
-        cbr_key = None
     else:
         from ..zoo import load_codec
 
         codec = load_codec(base, cbr, device, ref=codec_path)
-        cbr_key = format_cbr(codec.cbr)
+    cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
     den_path = denoiser_file(codec, base, denoiser_path)
     if codec_path is not None:  # the denoiser's codec first (a decoder tuned behind it needs it)
         check_codec_weights(den_path, "denoiser", codec)
@@ -164,12 +162,11 @@ def tuned_decoder(codec, base: str, denoiser_path: str, device):
 
 def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
     """``denoiser_path``, or the weights of the shipped denoiser for ``codec`` (named ``base``)."""
-    from ..channels import format_cbr
-    from .checkpoint import find_denoiser
+    from .checkpoint import find_denoiser, latent_cbr_key
 
     if denoiser_path:
         return str(denoiser_path)
-    return str(find_denoiser(base, None if base == "vae" else format_cbr(codec.cbr)).weights)
+    return str(find_denoiser(base, latent_cbr_key(base, getattr(codec, "cbr", None))).weights)
 
 
 def dm_receiver(
@@ -184,12 +181,11 @@ def dm_receiver(
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
     ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
     ``fading_samples``, ``stop_snr_db``, ``skip_snr_db``."""
-    from ..channels import format_cbr
-    from .checkpoint import check_codec_weights, load_denoiser
+    from .checkpoint import check_codec_weights, latent_cbr_key, load_denoiser
     from .samplers import DiffusionReceiver
 
     channels = codec.latent_shape(96, 96)[0]  # type: ignore[operator]
-    cbr_key = None if base == "vae" else format_cbr(codec.cbr)  # type: ignore[arg-type]
+    cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
     path = denoiser_file(codec, base, denoiser_path)
     den = load_denoiser(
         path, codec=base, cbr=cbr_key, latent_channels=channels, device=torch.device(device)

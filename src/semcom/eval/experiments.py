@@ -194,8 +194,7 @@ def trained_on(label: str, cbr: float | None = None, denoiser_ref: str | None = 
     e.g. ``deepjscc+dm[codec=RUN]``), from their cards, e.g. ``"codec: bsds500-train;
     denoiser: bsds500-train"``: the codec the label names (``codec=``) or the shipped one,
     the denoiser ``denoiser_ref`` (``--denoiser``) or the zoo's for that codec."""
-    from ..channels import format_cbr
-    from ..diffusion.checkpoint import find_denoiser
+    from ..diffusion.checkpoint import find_denoiser, latent_cbr_key
     from ..zoo import find_checkpoint, read_card, trained_data
 
     def data_of(ref: str) -> str:  # called after the sweep: an unreadable card loses nothing
@@ -220,8 +219,7 @@ def trained_on(label: str, cbr: float | None = None, denoiser_ref: str | None = 
         parts.append(f"denoiser: {data_of(denoiser_ref)}")
     elif dm:  # the shipped denoiser the scheme loads (diffusion.registry.denoiser_file)
         try:
-            cbr_key = None if base == "vae" or cbr is None else format_cbr(cbr)
-            parts.append(f"denoiser: {find_denoiser(base, cbr_key).data}")
+            parts.append(f"denoiser: {find_denoiser(base, latent_cbr_key(base, cbr)).data}")
         except ValueError:
             parts.append("denoiser: unknown")
     return "; ".join(parts)
