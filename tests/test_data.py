@@ -384,6 +384,40 @@ def test_every_atomic_writer_uses_the_umask_and_leaves_no_temp(tmp_path):
     assert len(list(tmp_path.iterdir())) == 5
 
 
+def test_atomic_write_files_is_all_or_nothing(tmp_path, monkeypatch):
+    """semcom.paths.atomic_write_files (checkpoints, zoo entries): a failure while writing any
+    file leaves every destination as it was; on success the renames run in the given order."""
+    import semcom.paths as paths
+
+    a, b, c = tmp_path / "model.safetensors", tmp_path / "state.pt", tmp_path / "card.json"
+    for p in (a, b, c):
+        p.write_bytes(b"old " + p.name.encode())
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):  # the third file's write fails (e.g. disk full)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(paths.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        paths.atomic_write_files({a: b"new a", b: b"new b", c: b"new c"})
+    assert [p.read_bytes() for p in (a, b, c)] == [b"old model.safetensors", b"old state.pt",
+                                                    b"old card.json"]  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["card.json", "model.safetensors", "state.pt"]
+    monkeypatch.setattr(paths.os, "fsync", real_fsync)
+    order = []
+    real_replace = os.replace
+    monkeypatch.setattr(paths.os, "replace", lambda s, d: (order.append(Path(d).name),
+                                                           real_replace(s, d)))  # fmt: skip
+    paths.atomic_write_files({a: b"new a", b: b"new b", c: b"new c"})
+    assert order == ["model.safetensors", "state.pt", "card.json"]
+    assert [p.read_bytes() for p in (a, b, c)] == [b"new a", b"new b", b"new c"]
+    assert sorted(os.listdir(tmp_path)) == ["card.json", "model.safetensors", "state.pt"]
+
+
 def test_save_errors(tmp_path):
     with pytest.raises(ValueError, match="single image"):
         save_image(torch.rand(2, 3, 4, 4), tmp_path / "a.png")

@@ -100,7 +100,7 @@ def test_training_reduces_loss(data_root, tmp_path):
     assert math.isfinite(metrics["psnr"])
 
 
-def test_resume_is_exact(data_root, tmp_path):
+def test_resume_is_exact(data_root, tmp_path, capsys):
     """A run stopped after epoch 1 (or mid-epoch) and resumed equals an uninterrupted run."""
     task = _task()
     Trainer(task, _cfg(tmp_path / "full")).fit()
@@ -131,6 +131,25 @@ def test_resume_is_exact(data_root, tmp_path):
     assert len(card["history"]) == 2 and "psnr@7.5dB" in card["val_metrics"]
     state = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
     assert state["step"] == 8 and "optimizer" in state and "rng" in state
+    # resuming a finished run trains nothing, says so, and leaves the checkpoint as it was
+    capsys.readouterr()
+    Trainer(_task(), _cfg(tmp_path / "a")).fit(resume=tmp_path / "a")
+    assert "nothing to train" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "card.json").read_text()) == card
+    for k, v in _weights(tmp_path / "a").items():
+        torch.testing.assert_close(v, ref[k], atol=1e-6, rtol=0)
+
+
+def test_plain_cuda_device_gets_an_index(data_root, tmp_path, monkeypatch):
+    """``--device cuda`` (no index) trains on the first GPU: torch.cuda.set_device refuses a
+    device without an index, so the trainer fills it in (checked without a GPU)."""
+    got = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: got.append(d))
+    tr = Trainer(_task(val_data="none"), _cfg(tmp_path / "r", device="cuda"))
+    assert got == [torch.device("cuda", 0)] and tr.device == torch.device("cuda", 0)
+    Trainer(_task(val_data="none"), _cfg(tmp_path / "r", device="cuda:1"))
+    assert got[-1] == torch.device("cuda", 1)
 
 
 def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
@@ -209,6 +228,19 @@ def test_export_to_zoo_and_scheme(data_root, tmp_path, monkeypatch):
         get_scheme("deepjscc", 1 / 6)
     with pytest.raises(ValueError, match="no adjscc checkpoints shipped yet"):
         get_scheme("adjscc", 1 / 12)
+    # a repeated test SNR is measured once (its PSNR was summed twice)
+    twice = zoo.export_to_zoo(run, "t2", test_data="cifar10-test", test_limit=8, test_snrs=[10, 10])
+    once = zoo.export_to_zoo(run, "t1", test_data="cifar10-test", test_limit=8, test_snrs=[10])
+    t2, t1 = (json.loads(p.read_text())["test"] for p in (twice, once))
+    assert t2["snr_db"] == [10] and t2["psnr"] == t1["psnr"] and 10 < t1["psnr"][0] < 40
+    # card and weights of different checkpoints (a run writing one now) are refused and the
+    # entry is left as it was
+    entry = (zdir / "t1.safetensors").read_bytes(), once.read_text()
+    rc = json.loads((run / "card.json").read_text())
+    (run / "card.json").write_text(json.dumps({**rc, "step": rc["step"] - 1}))
+    with pytest.raises(ValueError, match=r"card.json \(step 3\) and model.safetensors \(step 4\)"):
+        zoo.export_to_zoo(run, "t1", replace=True)
+    assert ((zdir / "t1.safetensors").read_bytes(), once.read_text()) == entry
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ import json
 import os
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 DATA_VAR = "SEMCOM_DATA"
@@ -90,15 +90,34 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (:func:`atomic_path`), synced to disk first."""
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    atomic_write_files({path: data})
+
+
+def atomic_write_files(files: Mapping[str | os.PathLike[str], bytes]) -> None:
+    """Write several files as one update: each is written and synced under a temporary name
+    first (:func:`atomic_path`), and only when all are on disk are they renamed into place,
+    in the mapping's order. A failure while writing (disk full, an error, Ctrl-C) leaves every
+    destination as it was; only a crash between the renames themselves can split the set."""
+    items = list(files.items())
+    with ExitStack() as stack:
+        # entered last to first, so the stack's exits (the renames) run first to last
+        tmps = [stack.enter_context(atomic_path(p)) for p, _ in reversed(items)][::-1]
+        for tmp, (_, data) in zip(tmps, items, strict=True):
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def json_bytes(obj: object, indent: int = 2) -> bytes:
+    """``obj`` as indented JSON text with a final newline (NaN / Infinity as Python's json
+    writes them), the form of every card and results file."""
+    return (json.dumps(obj, indent=indent) + "\n").encode()
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: object, indent: int = 2) -> None:
-    """Write ``obj`` as indented JSON atomically (NaN / Infinity as Python's json writes them)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+    """Write ``obj`` as indented JSON (:func:`json_bytes`) atomically."""
+    atomic_write_bytes(path, json_bytes(obj, indent))
 
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:

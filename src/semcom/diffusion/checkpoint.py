@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_bytes, atomic_write_json, checkpoint_file
+from ..paths import atomic_write_files, checkpoint_file, json_bytes
 from .denoiser import DenoiserConfig, LatentUNet
 
 
@@ -195,13 +195,14 @@ def export_latent_model(
     from safetensors.torch import save
 
     from ..channels import format_cbr, parse_cbr
-    from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, run_provenance
+    from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, check_same_checkpoint, run_provenance
 
     run = Path(run_dir)
     dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     weights, meta = read_checkpoint(run, task, config_key)
     rc = json.loads((run / "card.json").read_text())
     unfinished = check_export(rc, run, dest, zoo_name, replace, allow_unfinished)
+    check_same_checkpoint(rc, meta, run)
     codec = dict(rc["codec"])
     if meta.get("codec_fingerprint"):
         codec["fingerprint"] = meta["codec_fingerprint"]
@@ -224,11 +225,10 @@ def export_latent_model(
     }
     _add_latent_lineage(card, rc)
     blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
-    atomic_write_bytes(dest / f"{zoo_name}.safetensors", blob)
     card["sha256"] = hashlib.sha256(blob).hexdigest()
     card["dtype"] = "float16"
     out = dest / f"{zoo_name}.json"
-    atomic_write_json(out, card)
+    atomic_write_files({dest / f"{zoo_name}.safetensors": blob, out: json_bytes(card)})
     return out
 
 

@@ -32,6 +32,7 @@ import os
 import platform
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -44,7 +45,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from ..paths import atomic_write_bytes, atomic_write_json
+from ..paths import atomic_write_files, json_bytes
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "step", "constant")
@@ -358,7 +359,9 @@ class Trainer:
         if self.device.type == "cuda":
             if not torch.cuda.is_available():
                 raise ValueError("device cuda requested but no CUDA device is available")
-            if self.world > 1:
+            if self.world > 1 or self.device.index is None:
+                # DDP: one GPU per process; plain "cuda": the first visible one (set_device
+                # refuses a device without an index)
                 self.device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.out)
@@ -441,10 +444,15 @@ class Trainer:
             },
             buf,
         )
-        # model and state first, card (the "commit" record) last; each rename is atomic.
-        atomic_write_bytes(self.out / "model.safetensors", self._model_bytes(model, progress))
-        atomic_write_bytes(self.out / "state.pt", buf.getvalue())
-        atomic_write_json(self.out / "card.json", self._card(progress))
+        # all three written and synced before any replaces the last checkpoint's; the card
+        # (the "commit" record) renamed last
+        atomic_write_files(
+            {
+                self.out / "model.safetensors": self._model_bytes(model, progress),
+                self.out / "state.pt": buf.getvalue(),
+                self.out / "card.json": json_bytes(self._card(progress)),
+            }
+        )
 
     def _load_checkpoint(
         self, run: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
@@ -544,6 +552,16 @@ class Trainer:
             self._resumes = [*before.get("resumed_with", []), cfg.command]
         if prog.batch_in_epoch >= steps_per_epoch:
             prog.epoch, prog.batch_in_epoch = prog.epoch + 1, 0
+        at_max = cfg.max_steps is not None and prog.step >= cfg.max_steps
+        if resume is not None and self.is_main and (prog.epoch >= cfg.epochs or at_max):
+            print(
+                f"nothing to train: {str(resume)!r} is at epoch {prog.epoch} of {cfg.epochs}, "
+                f"step {prog.step}"
+                + (f" of --max-steps {cfg.max_steps}" if at_max else "")
+                + "; give a larger --epochs or --max-steps to continue it",
+                file=sys.stderr,
+                flush=True,
+            )
         ddp = model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel

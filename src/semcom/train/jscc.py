@@ -342,12 +342,12 @@ def evaluate_codec(
     was_training = codec.training
     codec.eval()
     link = AnalogLink(codec, receiver)
-    sums = dict.fromkeys(snrs, 0.0)
+    sums = dict.fromkeys((float(s) for s in snrs), 0.0)  # a repeated SNR is measured once
     n = 0
     dev = next(codec.parameters()).device
     for i, x in enumerate(loader):
         x = x.to(dev)
-        for s in snrs:
+        for s in sums:
             g = torch.Generator(device=dev).manual_seed(seed * 100_003 + i)
             out = link.transmit(x, channel, s, g).images
             sums[s] += float(psnr(out, x).sum())

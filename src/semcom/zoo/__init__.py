@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_bytes, atomic_write_json, card_file, checkpoint_file
+from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
@@ -332,6 +332,8 @@ def export_to_zoo(
     if run_card.get("task") != "jscc":
         raise ValueError(f"{str(run)!r} is not a JSCC run (task {run_card.get('task')!r})")
     unfinished = check_export(run_card, run, dest, zoo_name, replace, allow_unfinished)
+    data = weights.read_bytes()  # read once: what is tested, hashed and shipped
+    check_same_checkpoint(run_card, _safetensors_metadata(data), run)
     codec = load_jscc(weights, device=device)
     behind = run_card.get("decoder_behind_dm")
     test: dict[str, Any] = {}
@@ -348,7 +350,7 @@ def export_to_zoo(
         loader = DataLoader(
             ds, batch_size=batch_size if same_size else 1, collate_fn=collate_images
         )
-        snrs = list(test_snrs or run_card["config"].get("val_snrs") or [10.0])
+        snrs = list(dict.fromkeys(test_snrs or run_card["config"].get("val_snrs") or [10.0]))
         ch = run_card["channel"]
         receiver = None
         if behind:  # the decoder is tested behind the receiver it was trained behind
@@ -384,14 +386,40 @@ def export_to_zoo(
         "data": run_card["data"],
         "test": test,
         **run_provenance(run_card, unfinished),
-        "sha256": sha256_file(weights),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
     if not behind:  # a --behind-dm decoder's --init is its frozen encoder, not its lineage
         _add_lineage(card, run_card, dest)
-    atomic_write_bytes(dest / f"{zoo_name}.safetensors", weights.read_bytes())
+    if sha256_file(weights) != card["sha256"]:
+        raise ValueError(
+            f"{str(weights)!r} changed during the export (is the run still writing "
+            "checkpoints?): nothing was written; export it again"
+        )
     out = dest / f"{zoo_name}.json"
-    atomic_write_json(out, card)
+    atomic_write_files({dest / f"{zoo_name}.safetensors": data, out: json_bytes(card)})
     return out
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's bytes (its header: an 8-byte little-endian
+    length, then JSON); ``{}`` when unreadable (the loader then says why)."""
+    try:
+        n = int.from_bytes(data[:8], "little")
+        return dict(json.loads(data[8 : 8 + n]).get("__metadata__") or {})
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+def check_same_checkpoint(run_card: dict[str, Any], meta: dict[str, str], run: Path) -> None:
+    """Refuse a run whose ``card.json`` and weights (safetensors metadata ``meta``) belong to
+    different checkpoints: a run writing one right now, or one stopped between their renames."""
+    step = meta.get("step")
+    if step is not None and "step" in run_card and int(step) != int(run_card["step"]):
+        raise ValueError(
+            f"{str(run)!r}: card.json (step {run_card['step']}) and model.safetensors (step "
+            f"{step}) are from different checkpoints: wait until the run has written its "
+            "checkpoint, or resume it ('--resume') to write a whole one"
+        )
 
 
 def check_export(
