@@ -360,6 +360,33 @@ def test_eval_refuses_other_sweeps_partial(vae, tmp_path, capsys):
     assert "different sweep" in line
 
 
+def test_eval_partial_of_another_limit(vae, tmp_path, capsys, monkeypatch):
+    """A partial sweep resumes under another --limit (the rows do not depend on it), except
+    with a separation baseline: its fallback image is the mean of the selected images."""
+    import semcom.eval.sweep as sweep
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    def partial_header(schemes, limit):
+        out = tmp_path / f"{schemes[-1]}{limit}.json"
+        argv = ["eval", *[w for s in schemes for w in ("--scheme", s)], "--cbr", "1/12",
+                "--dataset", "samples", "--crop", "32", "--snr", "0", "--metrics", "psnr",
+                "--limit", str(limit), "--quiet", "--out", str(out)]  # fmt: skip
+        with monkeypatch.context() as m:
+            m.setattr(sweep, "safe_metrics", crash)
+            assert main(argv) == 130
+        capsys.readouterr()
+        return json.loads(out.with_name(out.name + ".partial.jsonl").read_text().splitlines()[0])
+
+    a, b = partial_header(["jpeg+capacity"], 2), partial_header(["jpeg+capacity"], 3)
+    assert a["fallback_mean_images"] == 2 and b["fallback_mean_images"] == 3
+    assert {k: v for k, v in a.items() if k != "fallback_mean_images"} == {
+        k: v for k, v in b.items() if k != "fallback_mean_images"
+    }
+    assert partial_header(["vae"], 2) == partial_header(["vae"], 3)  # no fallback: resumable
+
+
 def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SEMCOM_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -418,6 +445,9 @@ def test_helpers():
         "y",
         "x_3",
     ]
+    # a made-up name never takes another file's own: a, a_2 (x/a.png), then a_2.png -> a_2_2
+    assert cli._unique_stems(["x/a.png", "y/a.png", "a_2.png"]) == ["a", "a_2", "a_2_2"]
+    assert cli._unique_stems(["a_2.png", "x/a.png", "y/a.png"]) == ["a_2", "a", "a_3"]
     assert cli._json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {
         "a": [None, 1.0],
         "b": None,

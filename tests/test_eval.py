@@ -390,6 +390,15 @@ def test_merge_results_combines_and_checks(tmp_path):
         merge_results([a, _doc([], seed=1)], ["a", "b"])
     with pytest.raises(ValueError, match="channel"):
         merge_results([a, _doc([], channel="rayleigh-slow")], ["a", "b"])
+    # images spread over the set are other images than its first n: the data set block says
+    # so (older files: their meta), and merge refuses to pair them
+    spread_new, spread_old = _doc([]), _doc([])
+    spread_new["dataset"] = {**spread_new["dataset"], "spread": True}
+    spread_old["meta"]["spread"] = True
+    for other in (spread_new, spread_old):
+        with pytest.raises(ValueError, match="dataset"):
+            merge_results([a, other], ["a", "b"])
+    assert merge_results([spread_old, spread_new])["dataset"]["n_images"] == 2
     pa, pb, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
     pa.write_text(json.dumps(a))
     pb.write_text(json.dumps(b))

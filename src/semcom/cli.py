@@ -293,13 +293,16 @@ def _json_safe(obj: object) -> object:
 
 def _unique_stems(paths: Sequence[str | Path]) -> list[str]:
     """File stems, made unique (``a``, ``a_2``, ...) so outputs never overwrite each other."""
-    seen: dict[str, int] = {}
-    out = []
+    out: list[str] = []
+    taken: set[str] = set()
     for p in paths:
         stem = Path(p).stem or "image"
-        k = seen.get(stem, 0) + 1
-        seen[stem] = k
-        out.append(stem if k == 1 else f"{stem}_{k}")
+        name, k = stem, 1
+        while name in taken:  # also past a later file's own name, e.g. a, a, a_2
+            k += 1
+            name = f"{stem}_{k}"
+        taken.add(name)
+        out.append(name)
     return out
 
 
@@ -422,9 +425,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
     device = _device(args.device)
-    rank, world = _eval_ranks(device)
-    if world > 1 and device.type == "cuda":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "cuda":
+        # one GPU per process, current before NCCL starts (its collectives use the current one)
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    rank, world = _eval_ranks(device)
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
     crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
@@ -435,7 +440,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         indices = list(range(n))
     schemes = _build_schemes(args, device)
-    if any(hasattr(sch, "fallback_image") for _, sch in schemes):
+    fallback = any(hasattr(sch, "fallback_image") for _, sch in schemes)
+    if fallback:
         # separation baselines show the data set's mean colour when decoding fails (as peers)
         mean = torch.stack([ds[i].mean(dim=(1, 2)) for i in indices]).mean(0).view(3, 1, 1)
         for _, sch in schemes:
@@ -455,6 +461,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "metrics": list(args.metrics),
         "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
         "weights": weights,
+        # that mean is over the selected images: under another --limit it is another image
+        **({"fallback_mean_images": n} if fallback else {}),
     }
     if world > 1:  # under torchrun: shard images over ranks, one partial file per rank
         header["world_size"] = world
@@ -501,7 +509,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "device": str(device),
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop)
+    doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop, spread=args.spread)
     atomic_write_json(out, doc, indent=1)
     partial.unlink(missing_ok=True)
     if not args.quiet:

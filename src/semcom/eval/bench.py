@@ -40,14 +40,15 @@ def bench_schemes(
     rows = []
     for label, scheme in schemes:
         x0 = images[0].unsqueeze(0)
-        scheme.transmit(x0, channel, float(snrs[0]), torch.Generator().manual_seed(seed))  # warm-up
+        dev = x0.device  # the generators live where the noise is drawn
+        scheme.transmit(x0, channel, float(snrs[0]), torch.Generator(dev).manual_seed(seed))
         for snr in snrs:
             acc = dict.fromkeys(STAGES, 0.0)
             n = 0
             t0 = time.perf_counter()
             for _ in range(repeats):
                 for i, img in enumerate(images):
-                    g = torch.Generator().manual_seed(seed + i)
+                    g = torch.Generator(dev).manual_seed(seed + i)
                     tx = scheme.transmit(img.unsqueeze(0), channel, float(snr), g)
                     for k in STAGES:
                         acc[k] += tx.seconds.get(k, 0.0)

@@ -3,7 +3,8 @@
 Each image ``i`` is sent once per scheme with its SNRs in batches of ``batch_size`` and a
 generator seeded from ``(seed, i)``: every scheme sees the same channel draws for image
 ``i`` at each SNR, and results do not depend on ``--limit``, the order of images or
-sharding. (They do depend on the SNR grid and the batch size, which decide how the
+sharding (except a separation baseline's rows where it falls back to the mean colour of the
+selected images). (They do depend on the SNR grid and the batch size, which decide how the
 generator's numbers are spread over the batch; with ``batch_size >= len(snrs)`` a sweep
 reproduces ``semcom transmit`` with the same seed exactly.) Per-image metrics are appended
 to a partial file so an interrupted sweep resumes where it stopped.
@@ -273,14 +274,19 @@ def results_document(
     channel: Channel,
     meta: dict,
     crop: int | None = None,
+    spread: bool = False,
 ) -> dict:
     """The results JSON of design.md §3 (plus a ``meta`` block for reproducibility).
 
-    ``crop`` (centre crop size, if the images were cropped) is recorded in the data set block.
+    ``crop`` (centre crop size, if the images were cropped) and ``spread`` (the images are
+    spread evenly over the set, not its first ``n_images``) are recorded in the data set block,
+    so :func:`merge_results` refuses to pair sweeps over other images.
     """
     ds: dict = {"name": dataset, "n_images": n_images}
     if crop:
         ds["crop"] = crop
+    if spread:
+        ds["spread"] = True
     ch = {"name": channel.name, "csi": channel.csi}
     if channel.csi == "estimated":
         ch["pilots"] = channel.pilots
@@ -320,6 +326,15 @@ def _describe_plan(plan: tuple[tuple[float, ...], ...]) -> str:
     return " | ".join(" ".join(f"{s:g}" for s in chunk) for chunk in plan) + " dB"
 
 
+def _block(doc: dict, key: str) -> dict | None:
+    """A results document's ``dataset`` or ``channel`` block as compared by :func:`merge_results`;
+    files written before the data set block recorded ``spread`` have it in ``meta``."""
+    block = doc.get(key)
+    if key == "dataset" and isinstance(block, dict) and doc.get("meta", {}).get("spread"):
+        block = {**block, "spread": True}
+    return block
+
+
 def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> dict:
     """Merge results documents of separate ``semcom eval`` runs into one.
 
@@ -335,8 +350,10 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
     first = docs[0]
     for doc, name in zip(docs[1:], names[1:], strict=True):
         for key in ("dataset", "channel"):
-            if doc.get(key) != first.get(key):
-                raise ValueError(f"{name}: {key} {doc.get(key)} differs from {first.get(key)}")
+            if _block(doc, key) != _block(first, key):
+                raise ValueError(
+                    f"{name}: {key} {_block(doc, key)} differs from {_block(first, key)}"
+                )
         s0, s1 = first.get("meta", {}).get("seed"), doc.get("meta", {}).get("seed")
         if s0 != s1:
             raise ValueError(f"{name}: seed {s1} differs from {s0}")
