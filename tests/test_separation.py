@@ -206,6 +206,19 @@ def test_cbr_report_is_the_requested_cbr(channel, hw, cbr):
         assert rep.source_values == 3 * hw[0] * hw[1]
 
 
+def test_a_budget_below_the_pilots_sends_nothing():
+    """8x8 at CBR 1/16 is 12 channel uses, fewer than the 16 pilots of estimated CSI: nothing is
+    sent (the receiver shows the fallback) and nothing is charged, never more than the budget."""
+    ch = Channel("rayleigh-slow", "estimated")
+    assert ch.pilot_symbols(1) == 16 and ch.pilot_symbols(0) == 0
+    for scheme in (
+        CapacityScheme("jpeg", cbr=1 / 16),
+        LDPCScheme("jpeg", mcs="qpsk-1/2", cbr=1 / 16),
+    ):
+        rep = scheme.cbr(8, 8, ch)
+        assert (rep.data_symbols, rep.pilot_symbols, rep.channel_uses) == (0, 0, 0)
+
+
 def test_registry_names_and_cbr():
     s = get_scheme("jpeg+ldpc")
     assert isinstance(s, LDPCScheme) and s.envelope and s.cbr_value == 1 / 16

@@ -144,8 +144,11 @@ class Channel:
         return 1
 
     def pilot_symbols(self, n_symbols: int) -> int:
-        """Pilot channel uses per image for ``n_symbols`` data symbols (0 for perfect CSI)."""
-        return 0 if self.csi == "perfect" else self.pilots * self.n_blocks(n_symbols)
+        """Pilot channel uses per image for ``n_symbols`` data symbols (0 for perfect CSI, and
+        when no data is sent: a budget too small for the pilots sends nothing)."""
+        if self.csi == "perfect" or n_symbols <= 0:
+            return 0
+        return self.pilots * self.n_blocks(n_symbols)
 
     # --------------------------------------------------------------- sampling
     def sample(
