@@ -90,6 +90,9 @@ def test_link_scores_the_snr_estimate_and_tells_the_decoder(channel: str, identi
     known = AnalogLink(codec).transmit(x, Channel(channel), snr, _gen(11))
     assert known.snr_error_db is None
     assert torch.equal(codec.told[-1], snr.float())
+    # a noiseless link (SNR +inf): estimated +inf, both clamped to 100 dB, error 0 (not NaN)
+    inf = link.transmit(x[:1], Channel(channel), float("inf"), _gen(11)).snr_error_db
+    assert inf is not None and inf.tolist() == [0.0]
     # fast fading: a noise level per symbol, which a per-image estimate would discard: refused
     with pytest.raises(ValueError, match="per symbol"):
         link.transmit(x, Channel("rayleigh-fast"), snr, _gen(11))
