@@ -157,7 +157,8 @@ def test_train_denoiser_on_a_chosen_codec_resumes_and_serves_it(tmp_path, monkey
     g = torch.Generator().manual_seed(0)
     for data, n in (("bsds500-train", 4), ("bsds500-val", 2)):
         lat = [torch.randn(6, 8, 12, generator=g) for _ in range(n)]
-        save_latents(lat, latent_cache_path("deepjscc", "1/16", data, fp), {"codec": "deepjscc"})
+        path = latent_cache_path("deepjscc", "1/16", data, fp, flips=data == "bsds500-train")
+        save_latents(lat, path, {"codec": "deepjscc"})
     out = tmp_path / "den"
     argv = ["train", "denoiser", "--codec", "deepjscc", "--codec-weights", str(other),
             "--crop", "4", "--repeats", "1", "--width", "16", "--batch-size", "2",

@@ -55,12 +55,13 @@ def _structured_latents(n: int, seed: int) -> list[torch.Tensor]:
     return out
 
 
-def vae_cache_path(data: str):
+def vae_cache_path(data: str, flips: bool = True):
     """The cache file of the TAEF2 latents of ``data`` (keyed by the weights' fingerprint)."""
     from semcom.fingerprint import codec_fingerprint
     from semcom.train.denoiser import codec_for
 
-    return latent_cache_path("vae", None, data, codec_fingerprint(codec_for("vae", None)))
+    fp = codec_fingerprint(codec_for("vae", None))
+    return latent_cache_path("vae", None, data, fp, flips=flips)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,9 @@ def latent_cache(weights_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root))
         save_latents(_structured_latents(6, 0), vae_cache_path("bsds500-train"), {"codec": "vae"})
-        save_latents(_structured_latents(3, 1), vae_cache_path("bsds500-val"), {"codec": "vae"})
+        save_latents(
+            _structured_latents(3, 1), vae_cache_path("bsds500-val", False), {"codec": "vae"}
+        )
         assert str(vae_cache_path("bsds500-train")).startswith(str(root))
         yield root
 
@@ -576,6 +579,19 @@ def test_cli_plot(tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_latent_task_cbr_has_one_spelling():
+    """--cbr 0.0625 or 2/32 is 1/16 in the card and metadata, where the receivers look it up."""
+    from semcom.train.denoiser import DenoiserTaskConfig
+    from semcom.train.snr_estimator import SNREstimatorTaskConfig
+
+    for cbr in ("0.0625", "2/32", "1/16"):
+        assert DenoiserTaskConfig(codec="deepjscc", cbr=cbr).cbr == "1/16"
+        assert SNREstimatorTaskConfig(codec="adjscc", cbr=cbr).cbr == "1/16"
+    assert DenoiserTaskConfig(codec="deepjscc").cbr is None  # filled from the codec on load
+    with pytest.raises(ValueError):
+        DenoiserTaskConfig(codec="deepjscc", cbr="fast")
+
+
 def test_latent_cache_is_keyed_by_codec_weights():
     """A retrained codec (same name and CBR, new weights) never gets the old latents."""
     from semcom.fingerprint import codec_fingerprint
@@ -613,9 +629,16 @@ def test_adaptive_codec_latents_mix_encoder_snrs(tmp_path, monkeypatch):
                 want = adj.encode(x[None], torch.tensor([snr]))[0]
                 torch.testing.assert_close(lat[2 * i + j], want)
     assert not torch.allclose(lat[0], lat[1])  # the SNR changes the latent
-    path = latent_cache_path("adjscc", "1/24", "toy", fp, [-5.0, 20.0])
+    path = latent_cache_path("adjscc", "1/24", "toy", fp, [-5.0, 20.0], flips=False)
     assert path.is_file() and "snr-5_20" in path.name
-    assert path != latent_cache_path("adjscc", "1/24", "toy", fp)
+    # a training set (with mirrored copies) and a validation set (without) never share a cache
+    assert not latent_cache_path("adjscc", "1/24", "toy", fp, [-5.0, 20.0]).exists()
+    flipped, _ = get_latents("adjscc", "1/24", "toy", True, adj, [-5.0, 20.0])
+    assert (
+        len(flipped) == 12
+        and len(get_latents("adjscc", "1/24", "toy", False, adj, [-5.0, 20.0])[0]) == 6
+    )
+    assert path != latent_cache_path("adjscc", "1/24", "toy", fp, flips=False)
     again, _ = get_latents("adjscc", "1/24", "toy", False, adj, [-5.0, 20.0])  # from the cache
     torch.testing.assert_close(
         torch.cat([t.flatten() for t in again]), torch.cat([t.flatten() for t in lat])

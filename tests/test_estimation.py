@@ -134,7 +134,11 @@ def est_cache(weights_root, tmp_path_factory):
         save_latents(
             _smooth_latents(24, 0), latent_cache_path("vae", None, "bsds500-train", fp), {}
         )
-        save_latents(_smooth_latents(8, 1), latent_cache_path("vae", None, "bsds500-val", fp), {})
+        save_latents(
+            _smooth_latents(8, 1),
+            latent_cache_path("vae", None, "bsds500-val", fp, flips=False),
+            {},
+        )
         yield root
 
 
@@ -367,6 +371,29 @@ def test_calibrate_refuses_other_codec(est_run, tmp_path, capsys) -> None:
                       "--out", str(tmp_path / "r")])  # fmt: skip
     assert rc == 2
     assert "codec 'vae', not 'deepjscc'" in capsys.readouterr().err
+
+
+def test_calibrate_refuses_a_cnn_of_other_codec_weights(est_run, tmp_path, capsys) -> None:
+    """The CNN's features were learnt on one codec's latents: calibrating it on the latents of
+    other weights of the same codec (a retrained or longer-trained one) is refused."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from semcom.cli import main as semcom_main
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(est_run / "card.json", other / "card.json")
+    with safe_open(str(est_run / "model.safetensors"), framework="pt") as f:
+        meta = {**f.metadata(), "codec_fingerprint": "0123456789ab"}
+        weights = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(weights, str(other / "model.safetensors"), meta)
+    rc = semcom_main(["train", "snr-estimator", "--codec", "vae", "--calibrate", str(other),
+                      "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert rc == 2
+    assert "codec weights 0123456789ab" in capsys.readouterr().err
 
 
 def test_calibration_resume_matches_uninterrupted(est_run, tmp_path) -> None:

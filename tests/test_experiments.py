@@ -149,6 +149,29 @@ def test_cli_experiment_perturb(weights_root, tmp_path, capsys):
     assert rc == 2
 
 
+@pytest.mark.parametrize("base", ["deepjscc", "adjscc"])
+def test_perturb_runs_the_whole_reverse_process(base, data_root, tmp_path, capsys):
+    """The shipped JSCC receivers stop at the decoder's SNR (deepjscc+dm) or feed a decoder
+    trained behind them (adjscc+dm), which would hide t* and alpha: perturb refuses them as
+    built for eval and the CLI builds them denoising to the clean latent, own decoder."""
+    from semcom.cli import main
+    from semcom.diffusion.registry import build_dm_link
+
+    x = [torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))]
+    with pytest.raises(ValueError, match="dm_stop='clean'"):
+        perturb_experiment(build_dm_link(base, 1 / 16, torch.device("cpu")), x, progress=False)
+    link = build_dm_link(base, 1 / 16, torch.device("cpu"), dm_stop="clean", dm_decoder="base")
+    doc = perturb_experiment(link, x, (0.0, 5.0), (-0.5, 0.0, 0.5), progress=False)
+    for p in ("t", "alpha"):  # every perturbation changes the result
+        for row in doc[p]["latent_mse"]:
+            assert len(set(row)) == 3, (p, row)
+    out = tmp_path / "p.json"
+    assert main(["experiment", "perturb", "--scheme", f"{base}+dm", "--cbr", "1/16",
+                 "--dataset", "samples", "--limit", "1", "--crop", "32", "--snr", "0",
+                 "--deltas", "0.2", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+
+
 # ============================================================================== ood (§V-C)
 def test_ood_experiment_structure_and_same_noise(tmp_path):
     """Two test sets, the same schemes, seed and SNRs: the drop is in - out per SNR, the

@@ -768,6 +768,9 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     if args.scheme and len(args.scheme) > 1:
         raise CLIError("experiment perturb takes one --scheme")
     args.scheme = args.scheme or ["vae+dm"]
+    # t* and alpha are studied on the whole reverse process, decoded by the codec's own decoder
+    args.dm_stop = args.dm_stop or "clean"
+    args.dm_decoder = args.dm_decoder or "base"
     deltas = tuple(args.deltas) if args.deltas else DEFAULT_DELTAS
     if 0.0 not in deltas:
         deltas = tuple(sorted((*deltas, 0.0)))

@@ -51,13 +51,14 @@ def read_denoiser(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     return read_checkpoint(path, "denoiser", "denoiser_config")
 
 
-def check_codec_weights(path: str | Path, what: str, codec_module: torch.nn.Module) -> None:
+def check_codec_weights(path: str | Path, what: str, codec: torch.nn.Module | str) -> None:
     """Refuse a latent model trained on the latents of other weights of the same codec (a
-    retrained DeepJSCC of the same name and CBR). Checkpoints without a recorded fingerprint
-    (trained before it was recorded) pass."""
+    retrained DeepJSCC of the same name and CBR); ``codec``: the codec or its fingerprint.
+    Checkpoints without a recorded fingerprint (trained before it was recorded) pass."""
     with safe_open(str(checkpoint_file(path)), framework="pt") as f:
         recorded = (f.metadata() or {}).get("codec_fingerprint", "")
-    if recorded and recorded != (now := codec_fingerprint(codec_module)):
+    now = codec if isinstance(codec, str) else codec_fingerprint(codec)
+    if recorded and recorded != now:
         raise ValueError(
             f"{what} {str(path)!r} was trained on latents of codec weights {recorded}, but this "
             f"codec's weights are {now}: retrain it on this codec ('semcom train ...') or give one "

@@ -83,9 +83,17 @@ def perturb_experiment(
     rx = link.receiver
     if not isinstance(rx, DiffusionReceiver):
         raise ValueError(f"scheme {link.name!r} has no diffusion receiver to perturb")
+    codec = link.codec
+    if rx.stop_snr_db is not None or rx.skip_snr_db is not None or getattr(codec, "dm_side", 0):
+        # t* and alpha act on the whole reverse process; a receiver that stops at or skips
+        # from an SNR, or a decoder reading its LMMSE side input, would hide or ignore them
+        raise ValueError(
+            f"perturb needs scheme {link.name!r} to denoise every image to the clean latent and "
+            "decode it with the codec's own decoder: build it with dm_stop='clean' and "
+            "dm_decoder='base' (--dm-stop clean --dm-decoder base)"
+        )
     if any(1 + dl <= 0 for dl in deltas):
         raise ValueError(f"every delta must be > -1 (factor 1 + delta > 0), got {list(deltas)}")
-    codec = link.codec
     S, D = len(snrs), len(deltas)
 
     def zeros(*shape: int) -> Tensor:
@@ -99,6 +107,8 @@ def perturb_experiment(
         for i, x in enumerate(images):
             clean = _CleanImage(codec, x, snrs[0])
             for s, snr in enumerate(snrs):
+                if s and codec.snr_adaptive:  # its encoder is told the SNR (ADJSCC)
+                    clean = _CleanImage(codec, x, snr)
                 d = float(level_from_snr(db_to_linear(snr)))
                 noise = _noise_like(clean.f, image_seed(seed, i) + s)
                 f_tilde = math.sqrt(1 - d) * clean.f + math.sqrt(d) * noise

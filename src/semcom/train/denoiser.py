@@ -56,6 +56,13 @@ class LatentTaskConfig:
     #: for ``codec`` at ``cbr`` (a codec you trained yourself). None: the shipped one.
     codec_weights: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.cbr is not None and self.codec != "vae":
+            from ..channels import format_cbr, parse_cbr
+
+            # one spelling (0.0625, 2/32 -> 1/16): latent models are filed and found under it
+            self.cbr = format_cbr(parse_cbr(self.cbr))
+
 
 @dataclass
 class DenoiserTaskConfig(LatentTaskConfig):
@@ -73,14 +80,18 @@ def latent_cache_path(
     data: str,
     fingerprint: str,
     snrs: Sequence[float] | None = None,
+    flips: bool = True,
 ) -> Path:
     """Where the clean latents of ``codec`` on ``data`` are cached; ``fingerprint``
     (:func:`~semcom.fingerprint.codec_fingerprint`) ties them to the codec's weights,
     so a retrained codec of the same name and CBR gets fresh latents; ``snrs``: the encoder
-    SNRs of an SNR-adaptive codec."""
+    SNRs of an SNR-adaptive codec; ``flips``: with mirrored copies (training sets) or
+    without (validation sets), two caches of one data set."""
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
     if snrs:
         tag += "-snr" + "_".join(f"{s:g}" for s in snrs)
+    if not flips:
+        tag += "-noflip"
     return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}.safetensors"
 
 
@@ -133,7 +144,7 @@ def get_latents(
     if snrs and not adaptive:
         raise ValueError(f"{codec} ignores the SNR: --encode-snr applies to ADJSCC only")
     fp = codec_fingerprint(model)
-    path = latent_cache_path(codec, cbr, data, fp, snrs)
+    path = latent_cache_path(codec, cbr, data, fp, snrs, flips)
     if path.is_file():
         return load_latents(path), fp
     from ..data import get_dataset

@@ -74,6 +74,7 @@ class SNREstimatorTask(DenoiserTask):
         from ..zoo import resolve_weights, sha256_file
 
         ref = resolve_weights(config.calibrate)  # type: ignore[arg-type]
+        self._cnn_ref = ref
         model = load_snr_estimator(ref, codec=config.codec)
         config.width, config.blocks = model.config.width, model.config.blocks
         self.init_info = {
@@ -104,6 +105,10 @@ class SNREstimatorTask(DenoiserTask):
                 f"--calibrate {self.config.calibrate!r} reads {self._cnn.config.channels}-channel "
                 f"latents, these have {model.config.channels}"
             )
+        from ..diffusion.checkpoint import check_codec_weights
+
+        # its features were learnt on one codec's latents: calibrated on those only
+        check_codec_weights(self._cnn_ref, "--calibrate estimator", self.codec_fp)
         model.stem.load_state_dict(self._cnn.stem.state_dict())
         model.blocks.load_state_dict(self._cnn.blocks.state_dict())
         model.stem.requires_grad_(False)
