@@ -362,6 +362,12 @@ def test_load_denoiser_checks(cli_run, tmp_path):
         load_denoiser(jscc)
     with pytest.raises(ValueError, match="not found"):
         load_denoiser(tmp_path / "missing.safetensors")
+    from semcom.diffusion.registry import build_dm_link
+
+    with pytest.raises(ValueError, match=r"denoiser checkpoint .*missing.* not found"):
+        build_dm_link(
+            "deepjscc", 1 / 16, torch.device("cpu"), denoiser_path=str(tmp_path / "missing")
+        )
     # weights that do not match the stored config
     sd.pop("out.bias")
     meta = read_denoiser(cli_run)[1]

@@ -165,6 +165,11 @@ def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
     from .checkpoint import find_denoiser, latent_cbr_key
 
     if denoiser_path:
+        from ..paths import checkpoint_file
+
+        weights = checkpoint_file(denoiser_path)
+        if not weights.is_file():  # said before anything reads or hashes it
+            raise ValueError(f"denoiser checkpoint {str(weights)!r} not found")
         return str(denoiser_path)
     return str(find_denoiser(base, latent_cbr_key(base, getattr(codec, "cbr", None))).weights)
 
