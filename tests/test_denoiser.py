@@ -579,6 +579,11 @@ def test_cli_plot(tmp_path, capsys):
     capsys.readouterr()
     assert semcom_main(["plot", str(bad), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a semcom results file" in capsys.readouterr().err
+    bad.write_text(json.dumps({"runs": [{"psnr": [20.0]}]}))  # a run without scheme / SNRs
+    for cmd in (["plot", str(bad), "--out", str(tmp_path / "x.png")], ["table", str(bad)],
+                ["merge", str(bad), str(res), "--out", str(tmp_path / "m.json")]):  # fmt: skip
+        assert semcom_main(cmd) == 2
+        assert "run 0 has no 'scheme' and 'snr_db'" in capsys.readouterr().err
     # no run has the metric
     rc = semcom_main(["plot", str(res), "--metric", "lpips", "--out", str(tmp_path / "y.png")])
     assert rc == 2

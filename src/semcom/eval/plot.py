@@ -38,6 +38,9 @@ def load_results(path: str | os.PathLike[str]) -> dict:
         raise ValueError(f"{p}: not a results JSON file ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise ValueError(f"{p}: not a semcom results file (no 'runs' list)")
+    for i, run in enumerate(doc["runs"]):
+        if not isinstance(run, dict) or "scheme" not in run or "snr_db" not in run:
+            raise ValueError(f"{p}: run {i} has no 'scheme' and 'snr_db' (not a results file?)")
     return doc
 
 
