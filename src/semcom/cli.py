@@ -415,6 +415,11 @@ def _eval_ranks(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def _partial_file(out: Path, rank: int, world: int) -> Path:
+    """The partial results of one process of a sweep writing ``out`` (one per torchrun rank)."""
+    return out.with_name(f"{out.name}.partial" + (f".rank{rank}" if world > 1 else "") + ".jsonl")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .eval.sweep import (
@@ -466,9 +471,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     }
     if world > 1:  # under torchrun: shard images over ranks, one partial file per rank
         header["world_size"] = world
-        partial = out.with_name(f"{out.name}.partial.rank{rank}.jsonl")
-    else:
-        partial = out.with_name(out.name + ".partial.jsonl")
+    partial = _partial_file(out, rank, world)
     names = list(getattr(ds, "names", None) or [str(i) for i in range(len(ds))])
     t0 = time.perf_counter()
     rows = evaluate(
@@ -491,9 +494,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         gathered: list = [None] * world
         dist.all_gather_object(gathered, rows)
         dist.destroy_process_group()
-        if rank != 0:  # rank 0 writes the JSON and then removes its own partial file
-            partial.unlink(missing_ok=True)
-            return 0
+        if rank != 0:  # rank 0 writes the JSON, then removes the partial files (until then
+            return 0  # they are every rank's finished work, should rank 0 fail)
         rows = [r for part in gathered for r in part]
     wanted = set(indices)
     rows = sorted((r for r in rows if r["image"] in wanted), key=lambda r: (r["run"], r["image"]))
@@ -511,7 +513,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     }
     doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop, spread=args.spread)
     atomic_write_json(out, doc, indent=1)
-    partial.unlink(missing_ok=True)
+    for r in range(world):  # the shards' files too (on a shared file system)
+        _partial_file(out, r, world).unlink(missing_ok=True)
     if not args.quiet:
         for run in runs:
             print(f"{run['scheme']} CBR {run['cbr_str']} ({run['n_images']} images)")
