@@ -398,7 +398,10 @@ def test_merge_results_combines_and_checks(tmp_path):
     for other in (spread_new, spread_old):
         with pytest.raises(ValueError, match="dataset"):
             merge_results([a, other], ["a", "b"])
-    assert merge_results([spread_old, spread_new])["dataset"]["n_images"] == 2
+    both = merge_results([spread_old, spread_new])
+    assert both["dataset"] == {**a["dataset"], "spread": True}  # kept for a later merge
+    with pytest.raises(ValueError, match="dataset"):
+        merge_results([both, a])
     pa, pb, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
     pa.write_text(json.dumps(a))
     pb.write_text(json.dumps(b))

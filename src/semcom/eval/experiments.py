@@ -84,7 +84,7 @@ def perturb_experiment(
     if not isinstance(rx, DiffusionReceiver):
         raise ValueError(f"scheme {link.name!r} has no diffusion receiver to perturb")
     codec = link.codec
-    if rx.stop_snr_db is not None or rx.skip_snr_db is not None or getattr(codec, "dm_side", 0):
+    if rx.stop_snr_db is not None or rx.skip_snr_db is not None or getattr(codec, "dm_side", False):
         # t* and alpha act on the whole reverse process; a receiver that stops at or skips
         # from an SNR, or a decoder reading its LMMSE side input, would hide or ignore them
         raise ValueError(

@@ -350,10 +350,8 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
     first = docs[0]
     for doc, name in zip(docs[1:], names[1:], strict=True):
         for key in ("dataset", "channel"):
-            if _block(doc, key) != _block(first, key):
-                raise ValueError(
-                    f"{name}: {key} {_block(doc, key)} differs from {_block(first, key)}"
-                )
+            if (theirs := _block(doc, key)) != (ours := _block(first, key)):
+                raise ValueError(f"{name}: {key} {theirs} differs from {ours}")
         s0, s1 = first.get("meta", {}).get("seed"), doc.get("meta", {}).get("seed")
         if s0 != s1:
             raise ValueError(f"{name}: seed {s1} differs from {s0}")
@@ -374,6 +372,7 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
         for run in doc["runs"]:
             runs[(run["scheme"], run.get("cbr"))] = run
     merged = {k: v for k, v in first.items() if k not in ("runs", "meta")}
+    merged["dataset"] = _block(first, "dataset")  # spread recorded where a later merge looks
     merged["runs"] = list(runs.values())
     merged["meta"] = {
         "seed": first.get("meta", {}).get("seed"),
