@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -398,6 +399,15 @@ def test_merge_results_combines_and_checks(tmp_path):
     for other in (spread_new, spread_old):
         with pytest.raises(ValueError, match="dataset"):
             merge_results([a, other], ["a", "b"])
+    # a curve replaced by one of the same label that ran other networks (another --denoiser)
+    w1 = _doc([{"scheme": "vae+dm", "cbr": None, "snr_db": [0], "psnr": [20.0],
+                "weights": {"codec": "aaa", "denoiser": "bbb"}}])  # fmt: skip
+    w2 = _doc([{**w1["runs"][0], "weights": {"codec": "aaa", "denoiser": "ccc"}}])
+    with pytest.warns(UserWarning, match="ran other networks"):
+        merge_results([w1, w2], ["w1", "w2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        merge_results([w1, w1], ["w1", "w1 again"])  # the same networks: no warning
     both = merge_results([spread_old, spread_new])
     assert both["dataset"] == {**a["dataset"], "spread": True}  # kept for a later merge
     with pytest.raises(ValueError, match="dataset"):

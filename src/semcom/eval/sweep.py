@@ -342,7 +342,8 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
     and the same channel realisations where the sweeps also shared the ``--snr`` list and
     batch size: an image's SNRs are drawn in one batch; a warning says when they did not);
     ``ValueError`` names the first mismatch. Runs of the same scheme/CBR in a later document
-    replace earlier ones. ``meta`` keeps each source's meta under ``sources``.
+    replace earlier ones (a warning says when they ran other networks). ``meta`` keeps each
+    source's meta under ``sources``.
     """
     if not docs:
         raise ValueError("nothing to merge")
@@ -368,9 +369,18 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
             stacklevel=2,
         )
     runs: dict[tuple, dict] = {}
-    for doc in docs:
+    for doc, name in zip(docs, names, strict=True):
         for run in doc["runs"]:
-            runs[(run["scheme"], run.get("cbr"))] = run
+            key = (run["scheme"], run.get("cbr"))
+            old = runs.get(key, {}).get("weights")
+            if old and run.get("weights") and old != run["weights"]:
+                # e.g. another --denoiser, which the label does not name
+                warnings.warn(
+                    f"{name}: curve {run['scheme']!r} ran other networks ({run['weights']}) than "
+                    f"the one it replaces ({old}); label one with an option or keep them apart",
+                    stacklevel=2,
+                )
+            runs[key] = run
     merged = {k: v for k, v in first.items() if k not in ("runs", "meta")}
     merged["dataset"] = _block(first, "dataset")  # spread recorded where a later merge looks
     merged["runs"] = list(runs.values())
