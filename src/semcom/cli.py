@@ -402,17 +402,21 @@ def cmd_transmit(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ eval
-def _eval_ranks(device: torch.device) -> tuple[int, int]:
-    """(rank, world size): under ``torchrun`` (``WORLD_SIZE`` > 1) join the process group
-    (gloo on CPU, nccl on CUDA) so images can be sharded; otherwise (0, 1)."""
+def _eval_ranks(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device): under ``torchrun`` (``WORLD_SIZE`` > 1) join the process
+    group (gloo on CPU, nccl on CUDA, each rank on its own GPU, made current before NCCL starts:
+    its collectives use the current one) so images can be sharded; otherwise (0, 1, device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1
+        return 0, 1, device
     import torch.distributed as dist
 
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world
+    return dist.get_rank(), world, device
 
 
 def _partial_file(out: Path, rank: int, world: int) -> Path:
@@ -429,12 +433,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         summarize,
     )
 
-    device = _device(args.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "cuda":
-        # one GPU per process, current before NCCL starts (its collectives use the current one)
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    rank, world = _eval_ranks(device)
+    rank, world, device = _eval_ranks(_device(args.device))
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
     crop = {"crop": args.crop, "random_crop": False} if args.crop else {}

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..codecs.base import Codec
+from ..diffusion.checkpoint import latent_cbr_key
 from ..diffusion.denoiser import DenoiserConfig, LatentUNet
 from ..diffusion.latents import (
     LatentCrops,
@@ -58,10 +59,10 @@ class LatentTaskConfig:
 
     def __post_init__(self) -> None:
         if self.cbr is not None and self.codec != "vae":
-            from ..channels import format_cbr, parse_cbr
+            from ..channels import parse_cbr
 
             # one spelling (0.0625, 2/32 -> 1/16): latent models are filed and found under it
-            self.cbr = format_cbr(parse_cbr(self.cbr))
+            self.cbr = latent_cbr_key(self.codec, parse_cbr(self.cbr))
 
 
 @dataclass
@@ -184,10 +185,8 @@ class DenoiserTask:
             c = self.config
             # built and fingerprinted once for both sets
             model = codec_for(c.codec, c.cbr, ref=c.codec_weights)
-            if c.cbr is None and c.codec != "vae":  # the card names the CBR it was trained at
-                from ..channels import format_cbr
-
-                c.cbr = format_cbr(model.cbr)
+            if c.cbr is None:  # the card names the CBR it was trained at (TAEF2: none)
+                c.cbr = latent_cbr_key(c.codec, getattr(model, "cbr", None))
             if c.encode_snrs is None:
                 c.encode_snrs = default_encode_snrs(c.codec, model, c.codec_weights)
             snrs = c.encode_snrs

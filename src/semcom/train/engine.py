@@ -552,12 +552,15 @@ class Trainer:
             self._resumes = [*before.get("resumed_with", []), cfg.command]
         if prog.batch_in_epoch >= steps_per_epoch:
             prog.epoch, prog.batch_in_epoch = prog.epoch + 1, 0
-        at_max = cfg.max_steps is not None and prog.step >= cfg.max_steps
-        if resume is not None and self.is_main and (prog.epoch >= cfg.epochs or at_max):
+
+        def at_max_steps() -> bool:
+            return cfg.max_steps is not None and prog.step >= cfg.max_steps
+
+        if resume is not None and self.is_main and (prog.epoch >= cfg.epochs or at_max_steps()):
             print(
                 f"nothing to train: {str(resume)!r} is at epoch {prog.epoch} of {cfg.epochs}, "
                 f"step {prog.step}"
-                + (f" of --max-steps {cfg.max_steps}" if at_max else "")
+                + (f" of --max-steps {cfg.max_steps}" if at_max_steps() else "")
                 + "; give a larger --epochs or --max-steps to continue it",
                 file=sys.stderr,
                 flush=True,
@@ -587,8 +590,7 @@ class Trainer:
             return hours0 + (time.perf_counter() - t_start) / 3600.0
 
         def stop_now() -> bool:
-            done = cfg.max_steps is not None and prog.step >= cfg.max_steps
-            return done or (stop_at_step is not None and prog.step >= stop_at_step)
+            return at_max_steps() or (stop_at_step is not None and prog.step >= stop_at_step)
 
         while prog.epoch < cfg.epochs and not stop_now():
             epoch = prog.epoch
