@@ -20,6 +20,7 @@ from semcom.channels import (
     real_to_complex,
     unpack,
 )
+from semcom.channels.cbr import SCALAR_SIDE_SYMBOLS
 
 
 def gen(seed: int) -> torch.Generator:
@@ -251,3 +252,27 @@ def test_cbr_convention():
     assert format_cbr(409.6 / 49152) == "1/120"
     # a near miss is not printed as a fraction: 16384 data + 16 side symbols for 256 x 256 RGB
     assert format_cbr(16400 / 196608) == "0.08341" and format_cbr(17408 / 196608) == "17/192"
+
+
+@pytest.mark.parametrize("needs_scale", [False, True])
+@pytest.mark.parametrize(
+    ("channel", "pilots"),
+    [(Channel("awgn"), 0), (Channel("rayleigh-slow", csi="estimated", pilots=16), 16)],
+)
+def test_link_charges_pilots_and_side_information(identity_codec, needs_scale, channel, pilots):
+    """A link's CBR counts every channel use it spends: data, the channel's pilots (estimated
+    CSI) and the codec's side information (the latent RMS of codecs that need it), and each
+    transmission reports that same budget."""
+    from semcom.link import AnalogLink
+
+    codec = identity_codec()
+    codec.needs_scale = needs_scale
+    link = AnalogLink(codec)
+    h, w = 8, 6
+    side = SCALAR_SIDE_SYMBOLS if needs_scale else 0
+    rep = link.cbr(h, w, channel)
+    data = math.ceil(3 * h * w / 2)  # the identity latent: 3HW reals in complex symbols
+    assert (rep.data_symbols, rep.pilot_symbols, rep.side_symbols) == (data, pilots, side)
+    assert rep.cbr == (data + pilots + side) / (3 * h * w)
+    tx = link.transmit(torch.rand(2, 3, h, w, generator=gen(5)), channel, 10.0, gen(6))
+    assert tx.cbr == rep

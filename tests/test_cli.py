@@ -387,6 +387,25 @@ def test_eval_partial_of_another_limit(vae, tmp_path, capsys, monkeypatch):
     assert partial_header(["vae"], 2) == partial_header(["vae"], 3)  # no fallback: resumable
 
 
+def test_fallback_is_the_mean_image_or_the_mean_colour():
+    """Separation baselines fall back to the mean of the evaluated images: per pixel when they
+    share one size (peers' "data set mean image"), else per colour channel."""
+    import torch
+
+    from semcom.cli import _mean_image
+
+    g = torch.Generator().manual_seed(0)
+    same = [torch.rand(3, 4, 6, generator=g) for _ in range(5)]
+    mean, kind = _mean_image(same, [0, 2, 4])
+    assert kind == "mean image" and mean.shape == (3, 4, 6)
+    torch.testing.assert_close(mean, (same[0] + same[2] + same[4]) / 3)
+    mixed = [*same[:2], torch.rand(3, 6, 4, generator=g)]
+    mean, kind = _mean_image(mixed, [0, 1, 2])
+    assert kind == "mean colour" and mean.shape == (3, 1, 1)
+    expect = torch.stack([x.mean(dim=(1, 2)) for x in mixed]).mean(0)
+    torch.testing.assert_close(mean.flatten(), expect)
+
+
 def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SEMCOM_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -163,6 +163,10 @@ def test_summarize_means_per_image_values():
     assert run["psnr"] == pytest.approx([11.5, 23.0])  # mean of per-image values
     assert run["seconds_per_image"] == pytest.approx([0.5, 1.5])
     assert run["info"] == {"deep_fades": 6}
+    # images of other sizes spend other budgets: the run reports their mean, not the first's
+    rows[1]["cbr"] = 1 / 6
+    run = summarize(rows, [RunKey("vae", None)], [0.0, 5.0], ["psnr"])[0]
+    assert run["cbr"] == pytest.approx((3 / 12 + 1 / 6) / 4) and run["cbr_str"] == "5/48"
 
 
 def test_results_document_fields():

@@ -424,6 +424,22 @@ def _partial_file(out: Path, rank: int, world: int) -> Path:
     return out.with_name(f"{out.name}.partial" + (f".rank{rank}" if world > 1 else "") + ".jsonl")
 
 
+def _mean_image(ds, indices: Sequence[int]) -> tuple[torch.Tensor, str]:
+    """The fallback of the separation baselines: the per-pixel mean ``[3, H, W]`` of the
+    images ``indices`` of ``ds`` when they share one size ("mean image", e.g. CIFAR-10),
+    else their mean colour ``[3, 1, 1]`` ("mean colour": Kodak mixes landscape and portrait)."""
+    total, colour, shapes = None, torch.zeros(3, dtype=torch.float64), set()
+    for i in indices:
+        x = ds[i].double()
+        shapes.add(tuple(x.shape))
+        colour += x.mean(dim=(1, 2))
+        if len(shapes) == 1:
+            total = x if total is None else total + x
+    if len(shapes) == 1 and total is not None:
+        return (total / len(indices)).float(), "mean image"
+    return (colour / len(indices)).float().view(3, 1, 1), "mean colour"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .eval.sweep import (
@@ -445,9 +461,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         indices = list(range(n))
     schemes = _build_schemes(args, device)
     fallback = any(hasattr(sch, "fallback_image") for _, sch in schemes)
+    fallback_kind = None
     if fallback:
-        # separation baselines show the data set's mean colour when decoding fails (as peers)
-        mean = torch.stack([ds[i].mean(dim=(1, 2)) for i in indices]).mean(0).view(3, 1, 1)
+        # separation baselines show the data set's mean image when decoding fails (as peers)
+        mean, fallback_kind = _mean_image(ds, indices)
         for _, sch in schemes:
             if hasattr(sch, "fallback_image"):
                 sch.fallback_image = mean.to(device)
@@ -466,7 +483,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
         "weights": weights,
         # that mean is over the selected images: under another --limit it is another image
-        **({"fallback_mean_images": n} if fallback else {}),
+        **({"fallback_mean_images": n, "fallback": fallback_kind} if fallback else {}),
     }
     if world > 1:  # under torchrun: shard images over ranks, one partial file per rank
         header["world_size"] = world

@@ -55,8 +55,10 @@ def equalize(y: Tensor, state: ChannelState) -> Equalized:
 
     Uses ``state.h_hat`` (the true ``h`` for perfect CSI) and ``state.no``; with estimated
     CSI the estimation-error variance ``state.h_err`` counts as noise (``N0 + h_err``: with
-    ``y = h_hat z + (n + (h - h_hat) z)`` the second term is uncorrelated noise for an LMMSE
-    estimate), so ``d`` stays the true noise level of ``f_tilde``. Never produces NaN:
+    ``y = h_hat z + (n + (h - h_hat) z)`` the second term is uncorrelated with ``h_hat`` for
+    an LMMSE estimate), so ``d`` is the noise level of ``f_tilde`` on average over the
+    estimation error (for one image it is off by that image's error; with AWGN's LS estimate
+    the error is also correlated with the estimate). Never produces NaN:
     ``N0 = 0`` gives ``d = 0`` (zero-forcing), a deep fade gives ``d = 1`` and a zero output
     for that symbol (counted in ``deep_fades``).
     """

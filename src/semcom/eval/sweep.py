@@ -155,10 +155,14 @@ def summarize(
         mine = [r for r in rows if r["run"] == key.label]
         if not mine:
             continue
+        # images of other sizes can spend other budgets (padding, side information over
+        # fewer pixels): the run's CBR is then their mean
+        cbrs = [r["cbr"] for r in mine]
+        cbr = cbrs[0] if len(set(cbrs)) == 1 else _mean(cbrs)
         run: dict = {
             "scheme": key.scheme,
-            "cbr": mine[0]["cbr"],
-            "cbr_str": format_cbr(mine[0]["cbr"]),
+            "cbr": cbr,
+            "cbr_str": format_cbr(cbr),
             "n_images": len(mine),
             "snr_db": list(snrs),
         }
