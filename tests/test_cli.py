@@ -392,18 +392,20 @@ def test_fallback_is_the_mean_image_or_the_mean_colour():
     share one size (peers' "data set mean image"), else per colour channel."""
     import torch
 
-    from semcom.cli import _mean_image
+    from semcom.separation.common import mean_fallback
 
     g = torch.Generator().manual_seed(0)
     same = [torch.rand(3, 4, 6, generator=g) for _ in range(5)]
-    mean, kind = _mean_image(same, [0, 2, 4])
+    mean, kind = mean_fallback(same[i] for i in [0, 2, 4])
     assert kind == "mean image" and mean.shape == (3, 4, 6)
     torch.testing.assert_close(mean, (same[0] + same[2] + same[4]) / 3)
     mixed = [*same[:2], torch.rand(3, 6, 4, generator=g)]
-    mean, kind = _mean_image(mixed, [0, 1, 2])
+    mean, kind = mean_fallback(mixed)
     assert kind == "mean colour" and mean.shape == (3, 1, 1)
     expect = torch.stack([x.mean(dim=(1, 2)) for x in mixed]).mean(0)
     torch.testing.assert_close(mean.flatten(), expect)
+    with pytest.raises(ValueError, match="no images"):
+        mean_fallback([])
 
 
 def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):

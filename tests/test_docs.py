@@ -5,6 +5,8 @@ renamed option would silently break the recipes)."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import re
 import shlex
@@ -71,11 +73,16 @@ README_COMMANDS = _readme_commands()
 RECORDED = _recorded_commands()
 
 
+@functools.cache
+def _parser_and_schemes() -> tuple[argparse.ArgumentParser, frozenset[str]]:
+    return build_parser(), frozenset(s.name for s in list_schemes())
+
+
 def _check(command: str) -> None:
     words = shlex.split(command)
     assert words[0] == "semcom"
-    args = build_parser().parse_args(words[1:])  # SystemExit(2) on an unknown or bad option
-    known = {s.name for s in list_schemes()}
+    parser, known = _parser_and_schemes()
+    args = parser.parse_args(words[1:])  # SystemExit(2) on an unknown or bad option
     unknown = [s for s in getattr(args, "scheme", None) or [] if s not in known]
     assert not unknown, f"unregistered scheme(s) {unknown} in: {command}"
 

@@ -424,22 +424,6 @@ def _partial_file(out: Path, rank: int, world: int) -> Path:
     return out.with_name(f"{out.name}.partial" + (f".rank{rank}" if world > 1 else "") + ".jsonl")
 
 
-def _mean_image(ds, indices: Sequence[int]) -> tuple[torch.Tensor, str]:
-    """The fallback of the separation baselines: the per-pixel mean ``[3, H, W]`` of the
-    images ``indices`` of ``ds`` when they share one size ("mean image", e.g. CIFAR-10),
-    else their mean colour ``[3, 1, 1]`` ("mean colour": Kodak mixes landscape and portrait)."""
-    total, colour, shapes = None, torch.zeros(3, dtype=torch.float64), set()
-    for i in indices:
-        x = ds[i].double()
-        shapes.add(tuple(x.shape))
-        colour += x.mean(dim=(1, 2))
-        if len(shapes) == 1:
-            total = x if total is None else total + x
-    if len(shapes) == 1 and total is not None:
-        return (total / len(indices)).float(), "mean image"
-    return (colour / len(indices)).float().view(3, 1, 1), "mean colour"
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .eval.sweep import (
@@ -448,6 +432,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scheme_weights,
         summarize,
     )
+    from .separation.common import mean_fallback
 
     rank, world, device = _eval_ranks(_device(args.device))
     channel = _channel(args)
@@ -464,7 +449,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     fallback_kind = None
     if fallback:
         # separation baselines show the data set's mean image when decoding fails (as peers)
-        mean, fallback_kind = _mean_image(ds, indices)
+        mean, fallback_kind = mean_fallback(ds[i] for i in indices)
         for _, sch in schemes:
             if hasattr(sch, "fallback_image"):
                 sch.fallback_image = mean.to(device)

@@ -9,11 +9,14 @@ image file carries its own header (see :mod:`.source`).
 Fallback: when nothing can be decoded (budget too small for any file, or any LDPC block
 error) the receiver outputs :attr:`SeparationScheme.fallback_image` -- by default a
 constant mid-grey 0.5; evaluation code may set it to the data set's mean image
-(``[3, h, w]`` tensor, resized bilinearly to the image size, or ``[3, 1, 1]``/a float).
+(:func:`mean_fallback`; a ``[3, h, w]`` tensor, resized bilinearly to the image size, or
+``[3, 1, 1]``/a float).
 Fallbacks are counted in ``Transmission.info["fallbacks"]``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -78,11 +81,32 @@ def check_images(images: Tensor) -> None:
         raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
 
 
+def mean_fallback(images: Iterable[Tensor]) -> tuple[Tensor, str]:
+    """A fallback image for :attr:`SeparationScheme.fallback_image`: the per-pixel mean
+    ``[3, H, W]`` of ``images`` (each ``[3, H, W]`` in [0, 1]) when they share one size
+    ("mean image", peers' convention, e.g. CIFAR-10), else their mean colour ``[3, 1, 1]``
+    ("mean colour": Kodak mixes landscape and portrait)."""
+    total, colour, shapes, n = None, torch.zeros(3, dtype=torch.float64), set(), 0
+    for img in images:
+        x = img.double()
+        shapes.add(tuple(x.shape))
+        colour += x.mean(dim=(1, 2))
+        n += 1
+        if len(shapes) == 1:
+            total = x if total is None else total + x
+    if n == 0:
+        raise ValueError("mean_fallback: no images")
+    if len(shapes) == 1 and total is not None:
+        return (total / n).float(), "mean image"
+    return (colour / n).float().view(3, 1, 1), "mean colour"
+
+
 __all__ = [
     "DEFAULT_CBR",
     "budget_report",
     "check_images",
     "data_symbols",
     "fallback_for",
+    "mean_fallback",
     "total_channel_uses",
 ]
