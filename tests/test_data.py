@@ -16,6 +16,7 @@ from semcom.data import (
     SKIMAGE_SAMPLES,
     ImageFolder,
     ImageReadError,
+    RepeatedCrops,
     SampleImages,
     collate_images,
     get_dataset,
@@ -485,6 +486,54 @@ def test_random_crops_seeded(folder):
     assert not all(torch.equal(x, other_seed[i]) for i, x in enumerate(a))
     with pytest.raises(ValueError):
         ds.set_epoch(-1)
+
+
+def _window_of(x: torch.Tensor, full: torch.Tensor) -> bool:
+    h, w = x.shape[-2:]
+    return any(
+        torch.equal(full[:, t : t + h, s : s + w], x)
+        or torch.equal(full[:, t : t + h, s : s + w].flip(-1), x)
+        for t in range(full.shape[1] - h + 1)
+        for s in range(full.shape[2] - w + 1)
+    )
+
+
+def test_repeated_crops(folder):
+    ds = ImageFolder(folder, crop=8, flip=True, seed=3)
+    # repeats=1 is the data set itself, item for item, in every epoch
+    one = RepeatedCrops(ds, 1)
+    for epoch in (0, 2):
+        one.set_epoch(epoch)
+        assert len(one) == 3 and all(torch.equal(one[i], ds[i]) for i in range(3))
+    rep = RepeatedCrops(ds, 4)
+    rep.set_epoch(0)
+    assert len(rep) == 12 and ds.epoch == 0
+    items = [rep[i] for i in range(12)]
+    assert all(torch.equal(items[i], ds[i]) for i in range(3))  # repeat 0: the plain items
+    for k, name in enumerate(ds.names):  # every repeat is a window of its own image ...
+        full = load_image(folder / name)
+        assert all(_window_of(items[k + 3 * r], full) for r in range(4))
+    # ... with its own draw (b.png is 40 x 50: 4 crops of 8 x 8 practically never coincide)
+    assert len({items[1 + 3 * r].numpy().tobytes() for r in range(4)}) == 4
+    assert torch.equal(rep[-1], items[11])  # negative indices, deterministic
+    rep.set_epoch(1)  # forwarded: fresh crops
+    assert ds.epoch == 1 and not torch.equal(rep[4], items[4])
+    with pytest.raises(IndexError):
+        rep[12]
+    with pytest.raises(ValueError, match="repeats"):
+        RepeatedCrops(ds, 0)
+    with pytest.raises(TypeError, match="ImageDataset"):
+        RepeatedCrops(torch.utils.data.TensorDataset(torch.zeros(2)), 2)
+
+
+def test_repeated_crops_through_subsets(folder):
+    ds = ImageFolder(folder, crop=8, seed=0)
+    sub = torch.utils.data.Subset(torch.utils.data.Subset(ds, [2, 0, 1]), [1, 2])  # a.jpg, b.png
+    rep = RepeatedCrops(sub, 2)
+    assert len(rep) == 4
+    assert torch.equal(rep[0], ds[0]) and torch.equal(rep[1], ds[1])
+    assert _window_of(rep[2], load_image(folder / "a.jpg"))
+    assert _window_of(rep[3], load_image(folder / "b.png"))
 
 
 def test_crop_is_a_window_of_the_image(folder):

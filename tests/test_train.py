@@ -179,6 +179,7 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     assert codec.width == W
     card = json.loads((out / "card.json").read_text())
     assert card["command"].startswith("semcom train jscc") and card["config"]["loss"] == "psnr"
+    assert card["config"]["repeats"] == 1 and card["step"] == 2  # 8 images, batches of 4
     # resuming with a different CBR is refused, naming the option
     bad = [*args[:5], "1/12", *args[6:], "--resume", str(out)]
     assert main(bad) == 2
@@ -201,6 +202,14 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     out.rename(moved)
     assert semcom_main(["train", "jscc", "--resume", str(moved), "--epochs", "3", "--quiet"]) == 0
     assert json.loads((moved / "card.json").read_text())["epoch"] == 3 and not out.exists()
+    # --repeats 3: three crops of every image per epoch, three times the steps
+    rep = tmp_path / "rep"
+    assert main([*args[:-3], "--repeats", "3", "--out", str(rep), "--quiet"]) == 0
+    card = json.loads((rep / "card.json").read_text())
+    assert card["config"]["repeats"] == 3 and card["step"] == 6 and card["epoch"] == 1
+    assert card["data"]["n_train"] == 8 and card["data"]["repeats"] == 3  # images, not crops
+    assert main([*args[:-3], "--repeats", "0", "--out", str(tmp_path / "r0")]) == 2
+    assert "--repeats must be >= 1" in capsys.readouterr().err
     # a run of another task is refused by name
     assert main(["train", "denoiser", "--resume", str(moved)]) == 2
     assert "is a 'train jscc' run, not 'denoiser'" in capsys.readouterr().err

@@ -78,6 +78,7 @@ def test_continuation_and_warm_start_carry_their_lineage(data_root, tmp_path, zo
     assert cont["continued_from"]["zoo_name"] == "dj"
     assert cont["continued_from"]["sha256"] == first["sha256"] != cont["sha256"]
     assert cont["hours"] == pytest.approx(first["hours"] + cont["stage_hours"], abs=1e-4)
+    assert cont["hardware"] == first["hardware"] == cont["stage_hardware"]  # the same machine
     # ADJSCC warm-started from the run folder (not the name): matched by the file's SHA-256
     _train(c, "--model", "adjscc", "--snr-train=-5:20", "--epochs", "1", "--init", str(b))
     assert sha256_file(b / "model.safetensors") == cont["sha256"]
@@ -86,6 +87,19 @@ def test_continuation_and_warm_start_carry_their_lineage(data_root, tmp_path, zo
     assert adj["warm_start_from"]["zoo_name"] == "dj" and "continued_from" not in adj
     assert adj["command"].count(" && ") == 2 and adj["command"].endswith(str(c))
     assert adj["hours"] == pytest.approx(cont["hours"] + adj["stage_hours"], abs=1e-4)
+
+
+def test_chain_hardware_names_each_device_once():
+    from semcom.zoo import chain_hardware
+
+    cpu1 = "1 x CPU x86_64 (2 cores, 1 threads/process), torch 2.13.0+cpu"
+    cpu2 = "1 x CPU x86_64 (2 cores, 2 threads/process), torch 2.13.0+cpu"
+    gpu = "1 x NVIDIA H200, torch 2.11.0+cu130"
+    assert chain_hardware(cpu1, cpu2) == cpu1  # another thread count: the same device
+    both = chain_hardware(cpu1, gpu)
+    assert both == f"{cpu1}, then {gpu}"
+    assert chain_hardware(both, gpu) == both  # a second GPU stage
+    assert chain_hardware(both, cpu2) == f"{both}, then {cpu2}"  # back on the CPU
 
 
 def test_init_entry_replaced_since_is_not_claimed_as_lineage(data_root, tmp_path, zoo):

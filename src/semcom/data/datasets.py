@@ -40,6 +40,7 @@ __all__ = [
     "SKIMAGE_SAMPLES",
     "ImageDataset",
     "ImageFolder",
+    "RepeatedCrops",
     "SampleImages",
     "collate_images",
     "get_dataset",
@@ -293,6 +294,52 @@ class SampleImages(ImageDataset):
             raise TypeError(f"skimage sample {self.names[index]!r} is {a.dtype}, expected uint8")
         x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
         return x.float() / 255.0
+
+
+class RepeatedCrops(Dataset):
+    """``repeats`` random crops/flips of every image of ``dataset`` per epoch.
+
+    ``dataset`` is an :class:`ImageDataset` or a chain of :class:`~torch.utils.data.Subset`
+    over one. Item ``i`` is image ``i % n`` (``n = len(dataset)``) drawn with its own
+    randomness: repeat ``r = i // n`` of base item ``k`` is transformed as base item
+    ``k + r * N`` (``N`` the base data set's size, :meth:`ImageDataset.transform`), so
+    ``repeats=1`` gives exactly the items of ``dataset`` and every (image, repeat, epoch) has
+    its own crop. A longer epoch for fast devices: fewer validations, checkpoints and
+    DataLoader restarts per optimizer step.
+    """
+
+    def __init__(self, dataset: Dataset, repeats: int) -> None:
+        if int(repeats) < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        chain: list[Sequence[int]] = []  # Subset indices, outermost first
+        base = dataset
+        while isinstance(base, Subset):
+            chain.append(base.indices)
+            base = base.dataset
+        if not isinstance(base, ImageDataset):
+            raise TypeError(f"RepeatedCrops needs an ImageDataset, got {type(base).__name__}")
+        self.dataset = dataset
+        self.base = base
+        self.repeats = int(repeats)
+        self._chain = chain
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.repeats  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops/flips of epoch ``epoch`` (see :meth:`ImageDataset.set_epoch`)."""
+        self.base.set_epoch(epoch)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        i = operator.index(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {index} out of range ({len(self)} items)")
+        r, k = divmod(i, len(self.dataset))  # type: ignore[arg-type]
+        for indices in self._chain:
+            k = int(indices[k])
+        return self.base.transform(self.base._read(k), k + r * len(self.base))
 
 
 # name -> (folders relative to the data root, or None for the bundled samples; description)

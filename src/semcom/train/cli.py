@@ -58,6 +58,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     j.add_argument("--val-limit", type=int, default=1000, help="max validation images")
     j.add_argument("--limit", type=int, default=None, help="train on N random images")
     j.add_argument(
+        "--repeats", type=int, default=1,
+        help="random crops of every training image per epoch (longer epochs for a GPU)",
+    )  # fmt: skip
+    j.add_argument(
         "--init",
         default=None,
         help="start from a zoo name or a checkpoint (for --model adjscc also a deepjscc: "
@@ -271,6 +275,7 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
         val_limit=args.val_limit,
         val_snrs=list(args.val_snr or []),
         limit=args.limit,
+        repeats=args.repeats,
         seed=args.seed,
         init=args.init,
         behind_dm=args.behind_dm,

@@ -33,7 +33,7 @@ from ..codecs.jscc import (
     channels_for_cbr,
     jscc_metadata,
 )
-from ..data import collate_images, get_dataset, split_dataset
+from ..data import RepeatedCrops, collate_images, get_dataset, split_dataset
 from ..fingerprint import codec_fingerprint
 
 
@@ -94,6 +94,8 @@ class JSCCConfig:
         val_limit: use at most this many validation images.
         val_snrs: validation SNRs (default :func:`default_val_snrs`).
         limit: use a seeded random subset of this many training images.
+        repeats: random crops of every training image per epoch (:class:`RepeatedCrops`;
+            1: one pass over the images; more: longer epochs, for fast devices).
         seed: data split / subset seed (the trainer's global seed).
         init: start from these weights: a zoo name (``semcom zoo list``) or a checkpoint
             (``.safetensors`` or run folder) of the same architecture, or for an
@@ -125,6 +127,7 @@ class JSCCConfig:
     val_limit: int | None = 1000
     val_snrs: list[float] = field(default_factory=list)
     limit: int | None = None
+    repeats: int = 1
     seed: int = 0
     init: str | None = None
     behind_dm: bool = False
@@ -145,6 +148,8 @@ class JSCCConfig:
             raise ValueError("--behind-dm trains a decoder for a trained encoder: give --init")
         if self.denoiser and not self.behind_dm:
             raise ValueError("--denoiser applies with --behind-dm only")
+        if int(self.repeats) < 1:
+            raise ValueError(f"--repeats must be >= 1, got {self.repeats}")
         if int(self.dm_steps) < 1:
             raise ValueError(f"--dm-steps must be >= 1, got {self.dm_steps}")
 
@@ -247,6 +252,8 @@ class JSCCTask:
             g = torch.Generator().manual_seed(cfg.seed + 1)
             keep = sorted(torch.randperm(n, generator=g)[: min(cfg.limit, n)].tolist())
             train_part = Subset(train_part, keep)
+        if cfg.repeats > 1:
+            train_part = RepeatedCrops(train_part, cfg.repeats)
         if val is not None and cfg.val_limit is not None:
             n = len(val)  # type: ignore[arg-type]
             val = Subset(val, list(range(min(n, cfg.val_limit))))
@@ -290,6 +297,13 @@ class JSCCTask:
             receiver=self._receiver_on(dev),
         )
 
+    def _n_train_images(self) -> int:
+        """Training images (not crops: a ``--repeats`` epoch holds ``repeats`` of each)."""
+        train = self.train_dataset()
+        if isinstance(train, RepeatedCrops):
+            train = train.dataset
+        return len(train)  # type: ignore[arg-type]
+
     def card(self) -> dict[str, Any]:
         cfg = self.config
         return {
@@ -305,7 +319,8 @@ class JSCCTask:
                 "crop": cfg.crop,
                 "val": cfg.val_data,
                 "limit": cfg.limit,
-                "n_train": len(self.train_dataset()),  # type: ignore[arg-type]
+                "n_train": self._n_train_images(),
+                "repeats": cfg.repeats,
             },
         }
 

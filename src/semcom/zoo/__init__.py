@@ -526,6 +526,23 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
     card["command"] = f"{prev['command']} && {own}"
     card["stage_hours"] = card["hours"]
     card["hours"] = round(card["hours"] + prev["hours"], 5)
+    card["stage_hardware"] = card.get("hardware", "unknown")
+    card["hardware"] = chain_hardware(prev.get("hardware", "unknown"), card["stage_hardware"])
+
+
+def _device_kind(hardware: str) -> str:
+    """The device of a ``hardware`` string (``"1 x CPU x86_64 (2 cores, 1 threads/process),
+    torch 2.13.0+cpu"`` -> ``"1 x CPU x86_64"``): the part that thread counts do not change."""
+    return re.sub(r"\s*\(.*?\)", "", hardware.split(", torch")[0]).strip()
+
+
+def chain_hardware(before: str, stage: str) -> str:
+    """The ``hardware`` of a chain of stages: ``before`` (the chain so far), then ``stage``
+    when it ran on another device (``"CPU ..., then 1 x NVIDIA H200, ..."``), else ``before``."""
+    last = before.rsplit(", then ", 1)[-1]
+    if _device_kind(last) == _device_kind(stage):
+        return before
+    return f"{before}, then {stage}"
 
 
 # ---------------------------------------------------------------------------------- CLI
