@@ -18,6 +18,7 @@ from semcom.data import (
     ImageReadError,
     RepeatedCrops,
     SampleImages,
+    cache_images,
     collate_images,
     get_dataset,
     list_datasets,
@@ -534,6 +535,40 @@ def test_repeated_crops_through_subsets(folder):
     assert torch.equal(rep[0], ds[0]) and torch.equal(rep[1], ds[1])
     assert _window_of(rep[2], load_image(folder / "a.jpg"))
     assert _window_of(rep[3], load_image(folder / "b.png"))
+
+
+def test_cache_keeps_every_item(folder, monkeypatch):
+    plain = ImageFolder(folder, crop=8, flip=True, seed=1)
+    cached = ImageFolder(folder, crop=8, flip=True, seed=1)
+    assert cached.cache() is cached and cached.n_cached == 3
+    reads = []
+    monkeypatch.setattr(cached, "_read", lambda i: reads.append(i))  # no file is read again
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        assert all(torch.equal(plain[i], cached[i]) for i in range(3))
+    rep_plain, rep_cached = RepeatedCrops(plain, 3), RepeatedCrops(cached, 3)
+    assert all(torch.equal(rep_plain[i], rep_cached[i]) for i in range(9))
+    assert reads == []
+    # whole images: equal, and never the cached tensor itself
+    whole = ImageFolder(folder).cache()
+    x = whole[1]
+    assert torch.equal(x, load_image(folder / "b.png"))
+    x.zero_()
+    assert torch.equal(whole[1], load_image(folder / "b.png"))
+    with pytest.raises(IndexError):
+        whole.cache([5])
+
+
+def test_cache_images_decodes_only_the_selected_images(folder):
+    ds = ImageFolder(folder, crop=8)
+    sub = torch.utils.data.Subset(torch.utils.data.Subset(ds, [2, 0, 1]), [1, 2])  # a, b
+    assert cache_images(RepeatedCrops(sub, 4)) == 2
+    assert sorted(ds._cached) == [0, 1] and ds.n_cached == 2
+    ds.cache([1, 2])  # adds the missing one only
+    assert ds.n_cached == 3
+    with pytest.raises(TypeError, match="ImageDataset"):
+        cache_images(torch.utils.data.TensorDataset(torch.zeros(2)))
 
 
 def test_crop_is_a_window_of_the_image(folder):

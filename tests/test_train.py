@@ -180,6 +180,12 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     card = json.loads((out / "card.json").read_text())
     assert card["command"].startswith("semcom train jscc") and card["config"]["loss"] == "psnr"
     assert card["config"]["repeats"] == 1 and card["step"] == 2  # 8 images, batches of 4
+    # --cache-images: the same items, hence the same weights, bit for bit
+    cached = tmp_path / "cached"
+    assert main([*args[:-3], "--cache-images", "--out", str(cached), "--quiet"]) == 0
+    a, b = load_file(out / "model.safetensors"), load_file(cached / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((cached / "card.json").read_text())["config"]["cache_images"] is True
     # resuming with a different CBR is refused, naming the option
     bad = [*args[:5], "1/12", *args[6:], "--resume", str(out)]
     assert main(bad) == 2
@@ -190,12 +196,18 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     assert main([*shlex.split(card["command"])[1:], "--resume", str(out), "--epochs", "1"]) == 0
     # ... and so does --resume alone: the options come from the card (cbr 1/6, width W, loss
     # psnr, 8 images, not the defaults), options given now override the ones that may change
-    assert main(["train", "jscc", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    # (--cache-images, which does not change the result, may be switched on)
+    assert (
+        main(["train", "jscc", "--resume", str(out), "--epochs", "2", "--cache-images", "--quiet"])
+        == 0
+    )
     card = json.loads((out / "card.json").read_text())
     assert card["epoch"] == 2 and card["train"]["epochs"] == 2
     assert card["config"]["loss"] == "psnr" and card["config"]["width"] == W
     assert card["command"].startswith("semcom train jscc --model deepjscc")  # the start
-    assert card["resumed_with"][-1] == f"semcom train jscc --resume {out} --epochs 2 --quiet"
+    assert card["resumed_with"][-1] == (
+        f"semcom train jscc --resume {out} --epochs 2 --cache-images --quiet"
+    )
     # a moved run folder resumes where it is now (the card's --out is not reused); the same
     # through the `semcom` entry point
     moved = tmp_path / "moved"

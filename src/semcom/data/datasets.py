@@ -42,6 +42,7 @@ __all__ = [
     "ImageFolder",
     "RepeatedCrops",
     "SampleImages",
+    "cache_images",
     "collate_images",
     "get_dataset",
     "list_datasets",
@@ -128,6 +129,7 @@ class ImageDataset(Dataset):
         self.pad_mode = pad_mode
         self.name = name
         self.epoch = 0
+        self._cached: dict[int, torch.Tensor] = {}
 
     # -- to implement -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -137,6 +139,33 @@ class ImageDataset(Dataset):
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------
+    def cache(self, indices: Iterable[int] | None = None, progress: bool = False) -> ImageDataset:
+        """Decode images once (``indices``, default all) and keep them in memory (float32:
+        12 bytes per pixel, e.g. 0.74 GB for all of bsds500-train). Items are unchanged, bit
+        for bit; reading a cached one no longer decodes a file. Call it before creating
+        DataLoader workers (they then share the decoded images). Returns ``self``."""
+        todo = sorted({self._index(i) for i in (range(len(self)) if indices is None else indices)})
+        todo = [i for i in todo if i not in self._cached]
+        if progress and todo:
+            from tqdm import tqdm
+
+            todo = tqdm(todo, desc=f"decoding {self.name}", leave=False)
+        for i in todo:
+            self._cached[i] = self._read(i)
+        return self
+
+    @property
+    def n_cached(self) -> int:
+        """How many images :meth:`cache` holds."""
+        return len(self._cached)
+
+    def image(self, index: int) -> torch.Tensor:
+        """The whole image of item ``index`` ``[3, H, W]`` (from the cache when it holds it;
+        never the cached tensor itself)."""
+        i = self._index(index)
+        x = self._cached.get(i)
+        return self._read(i) if x is None else x.clone()
+
     def set_epoch(self, epoch: int) -> None:
         """Select the crops/flips of epoch ``epoch`` (items depend on (seed, epoch, index))."""
         if int(epoch) < 0:
@@ -158,7 +187,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index) -> torch.Tensor:
         i = self._index(index)
-        return self.transform(self._read(i), i)
+        return self.transform(self.image(i), i)
 
     def transform(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Pad / crop / flip ``x`` as item ``index`` of the current epoch."""
@@ -339,7 +368,26 @@ class RepeatedCrops(Dataset):
         r, k = divmod(i, len(self.dataset))  # type: ignore[arg-type]
         for indices in self._chain:
             k = int(indices[k])
-        return self.base.transform(self.base._read(k), k + r * len(self.base))
+        return self.base.transform(self.base.image(k), k + r * len(self.base))
+
+
+def cache_images(ds: Dataset, progress: bool = False) -> int:
+    """Decode the images that ``ds`` uses once and keep them in memory
+    (:meth:`ImageDataset.cache`): ``ds`` is an :class:`ImageDataset`, possibly under
+    :class:`~torch.utils.data.Subset` / :class:`RepeatedCrops` wrappers, of which only the
+    images the wrappers select are decoded. Returns how many images were cached."""
+    indices: list[int] | None = None
+    while not isinstance(ds, ImageDataset):
+        if isinstance(ds, RepeatedCrops):
+            ds = ds.dataset
+        elif isinstance(ds, Subset):
+            sub = [int(i) for i in ds.indices]
+            indices = sub if indices is None else [sub[i] for i in indices]
+            ds = ds.dataset
+        else:
+            raise TypeError(f"cache_images needs an ImageDataset, got {type(ds).__name__}")
+    ds.cache(indices, progress=progress)
+    return len(ds) if indices is None else len(set(indices))
 
 
 # name -> (folders relative to the data root, or None for the bundled samples; description)

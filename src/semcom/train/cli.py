@@ -21,7 +21,7 @@ from .jscc import LOSSES
 # Options that may change when resuming (everything else must match the checkpoint's card).
 _RESUME_FREE = {
     "epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
-    "ckpt_every", "val_batch_size", "extra",
+    "ckpt_every", "val_batch_size", "extra", "cache_images",
 }  # fmt: skip
 
 
@@ -60,6 +60,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     j.add_argument(
         "--repeats", type=int, default=1,
         help="random crops of every training image per epoch (longer epochs for a GPU)",
+    )  # fmt: skip
+    j.add_argument(
+        "--cache-images", action="store_true",
+        help="decode the images once and keep them in memory (12 bytes per pixel; same "
+        "items, 10x faster loading: for a GPU that waits on its data)",
     )  # fmt: skip
     j.add_argument(
         "--init",
@@ -276,6 +281,7 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
         val_snrs=list(args.val_snr or []),
         limit=args.limit,
         repeats=args.repeats,
+        cache_images=args.cache_images,
         seed=args.seed,
         init=args.init,
         behind_dm=args.behind_dm,

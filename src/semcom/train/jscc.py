@@ -33,7 +33,7 @@ from ..codecs.jscc import (
     channels_for_cbr,
     jscc_metadata,
 )
-from ..data import RepeatedCrops, collate_images, get_dataset, split_dataset
+from ..data import RepeatedCrops, cache_images, collate_images, get_dataset, split_dataset
 from ..fingerprint import codec_fingerprint
 
 
@@ -96,6 +96,8 @@ class JSCCConfig:
         limit: use a seeded random subset of this many training images.
         repeats: random crops of every training image per epoch (:class:`RepeatedCrops`;
             1: one pass over the images; more: longer epochs, for fast devices).
+        cache_images: decode the training and validation images once and keep them in
+            memory (:meth:`ImageDataset.cache`); the items, hence the run, are unchanged.
         seed: data split / subset seed (the trainer's global seed).
         init: start from these weights: a zoo name (``semcom zoo list``) or a checkpoint
             (``.safetensors`` or run folder) of the same architecture, or for an
@@ -128,6 +130,7 @@ class JSCCConfig:
     val_snrs: list[float] = field(default_factory=list)
     limit: int | None = None
     repeats: int = 1
+    cache_images: bool = False
     seed: int = 0
     init: str | None = None
     behind_dm: bool = False
@@ -257,6 +260,10 @@ class JSCCTask:
         if val is not None and cfg.val_limit is not None:
             n = len(val)  # type: ignore[arg-type]
             val = Subset(val, list(range(min(n, cfg.val_limit))))
+        if cfg.cache_images:  # the images in use only
+            cache_images(train_part)
+            if val is not None:
+                cache_images(val)
         self._split = (train_part, val)
         return self._split
 
