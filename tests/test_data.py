@@ -567,6 +567,11 @@ def test_cache_images_decodes_only_the_selected_images(folder):
     assert sorted(ds._cached) == [0, 1] and ds.n_cached == 2
     ds.cache([1, 2])  # adds the missing one only
     assert ds.n_cached == 3
+    other = ImageFolder(folder, crop=8)  # a Subset of repeats: item 4 of 2 x 3 is image 1
+    assert cache_images(torch.utils.data.Subset(RepeatedCrops(other, 2), [4])) == 1
+    assert sorted(other._cached) == [1]
+    with pytest.raises(TypeError, match="ImageDataset"):
+        RepeatedCrops(RepeatedCrops(other, 2), 2)
     with pytest.raises(TypeError, match="ImageDataset"):
         cache_images(torch.utils.data.TensorDataset(torch.zeros(2)))
 

@@ -340,17 +340,9 @@ class RepeatedCrops(Dataset):
     def __init__(self, dataset: Dataset, repeats: int) -> None:
         if int(repeats) < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
-        chain: list[Sequence[int]] = []  # Subset indices, outermost first
-        base = dataset
-        while isinstance(base, Subset):
-            chain.append(base.indices)
-            base = base.dataset
-        if not isinstance(base, ImageDataset):
-            raise TypeError(f"RepeatedCrops needs an ImageDataset, got {type(base).__name__}")
+        self.base, self._indices = _image_base(dataset, "RepeatedCrops", through_repeats=False)
         self.dataset = dataset
-        self.base = base
         self.repeats = int(repeats)
-        self._chain = chain
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats  # type: ignore[arg-type]
@@ -366,9 +358,30 @@ class RepeatedCrops(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"index {index} out of range ({len(self)} items)")
         r, k = divmod(i, len(self.dataset))  # type: ignore[arg-type]
-        for indices in self._chain:
-            k = int(indices[k])
+        if self._indices is not None:
+            k = self._indices[k]
         return self.base.transform(self.base.image(k), k + r * len(self.base))
+
+
+def _image_base(
+    ds: Dataset, who: str, through_repeats: bool = True
+) -> tuple[ImageDataset, list[int] | None]:
+    """The :class:`ImageDataset` under ``ds``'s :class:`~torch.utils.data.Subset` (and, with
+    ``through_repeats``, :class:`RepeatedCrops`) wrappers and the image (base index) of each
+    item of ``ds`` (None: all, in order)."""
+    indices: list[int] | None = None
+    while not isinstance(ds, ImageDataset):
+        if isinstance(ds, RepeatedCrops) and through_repeats:
+            n = len(ds.dataset)  # type: ignore[arg-type]
+            indices = None if indices is None else [i % n for i in indices]
+            ds = ds.dataset
+        elif isinstance(ds, Subset):
+            sub = [int(i) for i in ds.indices]
+            indices = sub if indices is None else [sub[i] for i in indices]
+            ds = ds.dataset
+        else:
+            raise TypeError(f"{who} needs an ImageDataset, got {type(ds).__name__}")
+    return ds, indices
 
 
 def cache_images(ds: Dataset, progress: bool = False) -> int:
@@ -376,18 +389,9 @@ def cache_images(ds: Dataset, progress: bool = False) -> int:
     (:meth:`ImageDataset.cache`): ``ds`` is an :class:`ImageDataset`, possibly under
     :class:`~torch.utils.data.Subset` / :class:`RepeatedCrops` wrappers, of which only the
     images the wrappers select are decoded. Returns how many images were cached."""
-    indices: list[int] | None = None
-    while not isinstance(ds, ImageDataset):
-        if isinstance(ds, RepeatedCrops):
-            ds = ds.dataset
-        elif isinstance(ds, Subset):
-            sub = [int(i) for i in ds.indices]
-            indices = sub if indices is None else [sub[i] for i in indices]
-            ds = ds.dataset
-        else:
-            raise TypeError(f"cache_images needs an ImageDataset, got {type(ds).__name__}")
-    ds.cache(indices, progress=progress)
-    return len(ds) if indices is None else len(set(indices))
+    base, indices = _image_base(ds, "cache_images")
+    base.cache(indices, progress=progress)
+    return len(base) if indices is None else len(set(indices))
 
 
 # name -> (folders relative to the data root, or None for the bundled samples; description)

@@ -63,8 +63,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )  # fmt: skip
     j.add_argument(
         "--cache-images", action="store_true",
-        help="decode the images once and keep them in memory (12 bytes per pixel; same "
-        "items, 10x faster loading: for a GPU that waits on its data)",
+        help="decode the images in use once and keep them in memory (12 bytes per pixel; "
+        "the same items, faster loading: for a GPU that waits on its data)",
     )  # fmt: skip
     j.add_argument(
         "--init",
