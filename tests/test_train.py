@@ -170,6 +170,12 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
 
     assert main(["train", "jscc", "--cbr", "1/10", "--out", str(tmp_path / "x")]) == 2
     assert "nearest valid CBRs" in capsys.readouterr().err
+    # a misspelt or absent device: one clear line, exit 2
+    assert main(["train", "jscc", "--device", "cdua", "--out", str(tmp_path / "x")]) == 2
+    assert "invalid --device 'cdua'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "jscc", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
+        assert "no CUDA device is available" in capsys.readouterr().err
     out = tmp_path / "cli"
     args = ["train", "jscc", "--model", "deepjscc", "--cbr", "1/6", "--width", str(W),
             "--limit", "8", "--val-data", "cifar10-test", "--val-limit", "4", "--epochs", "1",

@@ -355,7 +355,10 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(cfg.device)
+        try:
+            self.device = torch.device(cfg.device)
+        except RuntimeError as e:  # a misspelt device: one line, not a traceback
+            raise ValueError(f"invalid --device {cfg.device!r}: {e}") from e
         if self.device.type == "cuda":
             if not torch.cuda.is_available():
                 raise ValueError("device cuda requested but no CUDA device is available")
