@@ -361,8 +361,8 @@ def test_eval_refuses_other_sweeps_partial(vae, tmp_path, capsys):
 
 
 def test_eval_partial_of_another_limit(vae, tmp_path, capsys, monkeypatch):
-    """A partial sweep resumes under another --limit (the rows do not depend on it), except
-    with a separation baseline: its fallback image is the mean of the selected images."""
+    """A partial sweep resumes under another --limit (the rows do not depend on it), also
+    with a separation baseline: its fallback image is the mean of the whole data set."""
     import semcom.eval.sweep as sweep
 
     def crash(*a, **k):
@@ -380,15 +380,12 @@ def test_eval_partial_of_another_limit(vae, tmp_path, capsys, monkeypatch):
         return json.loads(out.with_name(out.name + ".partial.jsonl").read_text().splitlines()[0])
 
     a, b = partial_header(["jpeg+capacity"], 2), partial_header(["jpeg+capacity"], 3)
-    assert a["fallback_mean_images"] == 2 and b["fallback_mean_images"] == 3
-    assert {k: v for k, v in a.items() if k != "fallback_mean_images"} == {
-        k: v for k, v in b.items() if k != "fallback_mean_images"
-    }
+    assert a == b and a["fallback_mean_images"] == 6 and a["fallback"] == "mean image"
     assert partial_header(["vae"], 2) == partial_header(["vae"], 3)  # no fallback: resumable
 
 
 def test_fallback_is_the_mean_image_or_the_mean_colour():
-    """Separation baselines fall back to the mean of the evaluated images: per pixel when they
+    """Separation baselines fall back to the mean of the data set's images: per pixel when they
     share one size (peers' "data set mean image"), else per colour channel."""
     import torch
 
@@ -406,6 +403,30 @@ def test_fallback_is_the_mean_image_or_the_mean_colour():
     torch.testing.assert_close(mean.flatten(), expect)
     with pytest.raises(ValueError, match="no images"):
         mean_fallback([])
+
+
+def test_eval_fallback_is_the_whole_data_sets_mean(tmp_path, capsys):
+    """Under --limit the fallback is still the mean of every image of the data set (as
+    cropped), so an image's result does not depend on how many others are evaluated."""
+    from semcom.data import get_dataset
+    from semcom.metrics.psnr import psnr
+    from semcom.separation.common import mean_fallback
+
+    out = tmp_path / "fb.json"
+    argv = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/12", "--dataset", "samples",
+            "--crop", "32", "--snr", "-20", "--metrics", "psnr", "--limit", "1", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["info"]["fallbacks"] == 1  # -20 dB: no JPEG fits
+    ds = get_dataset("samples", crop=32, random_crop=False)
+    mean, kind = mean_fallback(ds[i] for i in range(len(ds)))  # all 6, not the 1 evaluated
+    assert kind == "mean image"
+    expect = float(psnr(mean.unsqueeze(0), ds[0].unsqueeze(0)))
+    assert run["psnr"][0] == pytest.approx(expect, abs=1e-4)
+    alone = float(psnr(mean_fallback([ds[0]])[0].unsqueeze(0), ds[0].unsqueeze(0)))
+    assert abs(alone - expect) > 1  # the mean of the evaluated image alone would differ
 
 
 def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):

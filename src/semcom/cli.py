@@ -448,8 +448,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     fallback = any(hasattr(sch, "fallback_image") for _, sch in schemes)
     fallback_kind = None
     if fallback:
-        # separation baselines show the data set's mean image when decoding fails (as peers)
-        mean, fallback_kind = mean_fallback(ds[i] for i in indices)
+        # separation baselines show the data set's mean image when decoding fails (as peers):
+        # over the whole data set (as cropped), so --limit / --spread do not change it
+        mean, fallback_kind = mean_fallback(ds[i] for i in range(len(ds)))
         for _, sch in schemes:
             if hasattr(sch, "fallback_image"):
                 sch.fallback_image = mean.to(device)
@@ -467,8 +468,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "metrics": list(args.metrics),
         "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
         "weights": weights,
-        # that mean is over the selected images: under another --limit it is another image
-        **({"fallback_mean_images": n, "fallback": fallback_kind} if fallback else {}),
+        **({"fallback_mean_images": len(ds), "fallback": fallback_kind} if fallback else {}),
     }
     if world > 1:  # under torchrun: shard images over ranks, one partial file per rank
         header["world_size"] = world
