@@ -668,3 +668,26 @@ def test_default_encode_snrs_from_the_zoo_range():
     assert default_encode_snrs("adjscc", codec_for("adjscc", "1/16")) == [
         -5.0, 0.0, 5.0, 10.0, 15.0, 20.0
     ]  # fmt: skip
+
+
+def test_quiet_hides_the_latent_encoding_bar(tmp_path, monkeypatch):
+    """--quiet also silences the progress bar of encoding the training latents."""
+    import semcom.train.denoiser as den
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # encode, not read a cache
+    seen = []
+    real = den.encode_images
+
+    def spy(*a, **k):
+        seen.append(k.get("progress", True))
+        return real(*a, **k)
+
+    monkeypatch.setattr(den, "encode_images", spy)
+    base = ["train", "denoiser", "--codec", "deepjscc", "--cbr", "1/16", "--data", "samples",
+            "--val-data", "samples", "--crop", "4", "--width", "16", "--batch-size", "4",
+            "--max-steps", "1", "--epochs", "1"]  # fmt: skip
+    assert semcom_main([*base, "--quiet", "--out", str(tmp_path / "q")]) == 0
+    assert seen == [False, False]  # training and validation latents
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
+    assert semcom_main([*base, "--out", str(tmp_path / "v")]) == 0
+    assert seen[2:] == [True, True]

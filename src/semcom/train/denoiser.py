@@ -132,12 +132,14 @@ def get_latents(
     flips: bool,
     model: Codec | None = None,
     snrs: Sequence[float] | None = None,
+    progress: bool = True,
 ) -> tuple[list[Tensor], str]:
     """Clean latents of ``data`` through ``codec`` (encoded once, then read from the cache)
     and the codec's weight fingerprint (:func:`~semcom.fingerprint.codec_fingerprint`).
     ``model``: the codec already built by :func:`codec_for` (built here when None). ``snrs``:
     encoder SNRs (dB) of an SNR-adaptive codec; every image is encoded at each, image-major
-    (image 0 at every SNR, then image 1, ...), so any prefix mixes the SNRs."""
+    (image 0 at every SNR, then image 1, ...), so any prefix mixes the SNRs. ``progress``: a
+    progress bar while encoding."""
     model = model if model is not None else codec_for(codec, cbr)
     adaptive = bool(getattr(model, "snr_adaptive", False))
     if adaptive and not snrs:
@@ -153,11 +155,13 @@ def get_latents(
     dataset = get_dataset(data)
     meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
     if snrs:
-        per_snr = [encode_images(model, dataset, flips=flips, snr_db=s) for s in snrs]
+        per_snr = [
+            encode_images(model, dataset, flips=flips, snr_db=s, progress=progress) for s in snrs
+        ]
         lat = [t for group in zip(*per_snr, strict=True) for t in group]
         meta["encode_snrs"] = json.dumps(list(snrs))
     else:
-        lat = encode_images(model, dataset, flips=flips)
+        lat = encode_images(model, dataset, flips=flips, progress=progress)
     save_latents(lat, path, meta)
     return lat, fp
 
@@ -172,6 +176,8 @@ class DenoiserTask:
     """:class:`semcom.train.engine.Task` training a :class:`LatentUNet` on clean latents."""
 
     name = "denoiser"
+    #: progress bars while preparing data (the trainer sets it from ``--quiet``)
+    progress = True
 
     def __init__(self, config: DenoiserTaskConfig) -> None:
         self.config = config
@@ -190,8 +196,9 @@ class DenoiserTask:
             if c.encode_snrs is None:
                 c.encode_snrs = default_encode_snrs(c.codec, model, c.codec_weights)
             snrs = c.encode_snrs
-            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model, snrs)
-            val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs)
+            bar = self.progress
+            self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model, snrs, bar)
+            val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs, bar)
             self._val = val[: c.val_limit]
             self.p0 = measure_p0(self._train)
 

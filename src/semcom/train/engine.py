@@ -63,6 +63,8 @@ class Task(Protocol):
 
     name: str
     config: Any
+    # optional ``progress: bool`` attribute: set from ``TrainConfig.progress`` before
+    # ``build_model`` (progress bars while the task prepares its data)
 
     def build_model(self) -> nn.Module:
         """A freshly initialised model (called after seeding; same on every rank)."""
@@ -531,6 +533,8 @@ class Trainer:
         self._git = git_commit() if self.is_main else "unknown"
         seed_everything(cfg.seed)
         task = self.task
+        if hasattr(task, "progress"):  # data preparation (e.g. encoding latents) shows bars too
+            task.progress = cfg.progress and self.is_main
         model = task.build_model().to(self.device)
         train_ds = task.train_dataset()
         val_ds = task.val_dataset()
