@@ -691,3 +691,20 @@ def test_quiet_hides_the_latent_encoding_bar(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
     assert semcom_main([*base, "--out", str(tmp_path / "v")]) == 0
     assert seen[2:] == [True, True]
+
+
+def test_a_codec_variant_finds_its_own_shipped_denoiser():
+    """Two shipped denoisers for DeepJSCC 1/16: each codec's weights pick the one trained on
+    them (by fingerprint); without a fingerprint, or for unknown weights, the first one."""
+    from semcom.codecs.jscc import load_jscc
+    from semcom.diffusion.checkpoint import find_denoiser
+    from semcom.diffusion.registry import denoiser_file
+    from semcom.zoo import resolve_weights
+
+    default = load_jscc(resolve_weights("deepjscc-c6-bsds-awgn10"))
+    variant = load_jscc(resolve_weights("deepjscc-c6-bsds-awgn10-long"))
+    assert Path(denoiser_file(default, "deepjscc", None)).stem == "denoiser-deepjscc-c6-bsds"
+    assert Path(denoiser_file(variant, "deepjscc", None)).stem == "denoiser-deepjscc-c6-bsds-long"
+    assert find_denoiser("deepjscc", "1/16").name == "denoiser-deepjscc-c6-bsds"
+    other = find_denoiser("deepjscc", "1/16", fingerprint="000000000000")
+    assert other.name == "denoiser-deepjscc-c6-bsds"

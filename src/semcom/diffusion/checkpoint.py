@@ -143,9 +143,17 @@ def load_latent_model(
 
 
 def find_latent_model(
-    model: str, codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None
+    model: str,
+    codec: str,
+    cbr: str | None = None,
+    zoo_dir: str | Path | None = None,
+    fingerprint: str | None = None,
 ):
-    """The shipped zoo entry of a latent model (``denoiser``, ``snr-estimator``) for ``codec``."""
+    """The shipped zoo entry of a latent model (``denoiser``, ``snr-estimator``) for ``codec``.
+
+    ``fingerprint``: the codec weights' (:func:`~semcom.fingerprint.codec_fingerprint`); the
+    entry trained on those weights is preferred (a codec variant finds its own), else the
+    first one (whose weight check then names the mismatch)."""
     from ..zoo import list_checkpoints
 
     cands = [
@@ -160,6 +168,9 @@ def find_latent_model(
             f"no {model} for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " is "
             f"shipped; train one with 'semcom train {model}' (see 'semcom zoo list')"
         )
+    for e in cands if fingerprint is not None else ():
+        if e.card.get("codec", {}).get("fingerprint") == fingerprint:
+            return e
     return cands[0]
 
 
@@ -171,9 +182,15 @@ def latent_cbr_key(base: str, cbr: float | None) -> str | None:
     return None if base == "vae" or cbr is None else format_cbr(cbr)
 
 
-def find_denoiser(codec: str, cbr: str | None = None, zoo_dir: str | Path | None = None):
-    """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none)."""
-    return find_latent_model("denoiser", codec, cbr, zoo_dir)
+def find_denoiser(
+    codec: str,
+    cbr: str | None = None,
+    zoo_dir: str | Path | None = None,
+    fingerprint: str | None = None,
+):
+    """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none; see
+    :func:`find_latent_model` for ``fingerprint``)."""
+    return find_latent_model("denoiser", codec, cbr, zoo_dir, fingerprint)
 
 
 def export_latent_model(

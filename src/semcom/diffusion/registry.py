@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
 
@@ -122,7 +123,12 @@ def build_dm_link(
         from ..estimation.learned import load_snr_estimator
         from .checkpoint import find_latent_model
 
-        est_path = estimator_path or find_latent_model("snr-estimator", base, cbr_key).weights
+        est_path = (
+            estimator_path
+            or find_latent_model(
+                "snr-estimator", base, cbr_key, fingerprint=codec_fingerprint(codec)
+            ).weights
+        )
         estimator = load_snr_estimator(
             est_path, codec=base, latent_channels=codec.latent_shape(8, 8)[0], device=device
         )
@@ -171,7 +177,8 @@ def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
         if not weights.is_file():  # said before anything reads or hashes it
             raise ValueError(f"denoiser checkpoint {str(weights)!r} not found")
         return str(denoiser_path)
-    return str(find_denoiser(base, latent_cbr_key(base, getattr(codec, "cbr", None))).weights)
+    cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
+    return str(find_denoiser(base, cbr_key, fingerprint=codec_fingerprint(codec)).weights)
 
 
 def dm_receiver(
