@@ -22,6 +22,7 @@ import torch
 
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
+from .devices import parse_device
 from .metrics import METRICS
 from .paths import MissingResourceError, atomic_path, atomic_write_json
 
@@ -192,16 +193,6 @@ def _channel(args: argparse.Namespace) -> Channel:
     return Channel(args.channel, csi=args.csi, pilots=args.pilots)
 
 
-def _device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise CLIError(f"invalid --device {name!r}: {e}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda requested but no CUDA device is available")
-    return dev
-
-
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
@@ -321,7 +312,7 @@ def _transmit_images(
     from .eval.grid import Tile, make_grid
     from .eval.sweep import image_seed, safe_metrics
 
-    device = _device(args.device)
+    device = parse_device(args.device)
     channel = _channel(args)
     schemes = _build_schemes(args, device)
     out.mkdir(parents=True, exist_ok=True)
@@ -434,7 +425,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from .separation.common import mean_fallback
 
-    rank, world, device = _eval_ranks(_device(args.device))
+    rank, world, device = _eval_ranks(parse_device(args.device))
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
     crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
@@ -743,7 +734,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .eval.bench import bench_schemes, format_bench
 
-    device = _device(args.device)
+    device = parse_device(args.device)
     ds = get_dataset(args.dataset)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
@@ -768,7 +759,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
         plot_perturb,
     )
 
-    device = _device(args.device)
+    device = parse_device(args.device)
     if args.scheme and len(args.scheme) > 1:
         raise CLIError("experiment perturb takes one --scheme")
     args.scheme = args.scheme or ["vae+dm"]
@@ -804,7 +795,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .eval.experiments import ood_experiment, plot_ood
 
-    device = _device(args.device)
+    device = parse_device(args.device)
     if args.in_data == args.out_data:
         raise CLIError("--in-data and --out-data must differ")
     args.scheme = args.scheme or ["vae", "vae+dm"]

@@ -168,9 +168,10 @@ def find_latent_model(
             f"no {model} for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " is "
             f"shipped; train one with 'semcom train {model}' (see 'semcom zoo list')"
         )
-    for e in cands if fingerprint is not None else ():
-        if e.card.get("codec", {}).get("fingerprint") == fingerprint:
-            return e
+    if fingerprint is not None:
+        for e in cands:
+            if e.card.get("codec", {}).get("fingerprint") == fingerprint:
+                return e
     return cands[0]
 
 

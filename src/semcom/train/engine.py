@@ -45,6 +45,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from ..devices import parse_device
 from ..paths import atomic_write_files, json_bytes
 
 STATE_VERSION = 1
@@ -357,13 +358,8 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        try:
-            self.device = torch.device(cfg.device)
-        except RuntimeError as e:  # a misspelt device: one line, not a traceback
-            raise ValueError(f"invalid --device {cfg.device!r}: {e}") from e
+        self.device = parse_device(cfg.device)
         if self.device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError("device cuda requested but no CUDA device is available")
             if self.world > 1 or self.device.index is None:
                 # DDP: one GPU per process; plain "cuda": the first visible one (set_device
                 # refuses a device without an index)
