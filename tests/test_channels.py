@@ -157,6 +157,41 @@ def test_estimated_csi_counts_pilots_and_is_close():
     assert Channel("awgn").pilot_symbols(2500) == 0
 
 
+def test_fast_fading_coherence_blocks():
+    """``coherence=L``: one Rayleigh gain per block of L symbols (the last block cut short),
+    independent CN(0, 1) across blocks; estimated CSI is one LMMSE estimate per block from its
+    own pilots, with error variance s2 / (1 + s2), s2 = N0 / pilots."""
+    m, L = 20_005, 10  # 2001 blocks, the last of 5 symbols
+    p = pack(torch.randn(4, 2 * m, generator=gen(33)))
+    _y, state = Channel("rayleigh-fast", csi="estimated", pilots=4, coherence=L)(p.z, 0.0, gen(34))
+    assert state.h.shape == (4, m) and state.pilot_symbols == 4 * 2001
+    blocks = torch.nn.functional.pad(state.h, (0, 2001 * L - m)).reshape(4, 2001, L)
+    assert torch.equal(blocks[:, :-1], blocks[:, :-1, :1].expand(-1, -1, L))
+    assert torch.equal(state.h[:, -5:], state.h[:, -5:-4].expand(-1, 5))
+    g = state.h[:, ::L]  # [4, 2001] the block gains
+    assert abs(g.abs().pow(2).mean().item() - 1) < 0.05  # E|h|^2 = 1
+    assert abs(g.mean().item()) < 0.05  # zero mean
+    assert (g[:, 1:] * g[:, :-1].conj()).mean().abs().item() < 0.05  # independent blocks
+    hb = state.h_hat[:, ::L]
+    assert torch.equal(state.h_hat[:, : L * 2000].reshape(4, 2000, L)[..., -1], hb[:, :2000])
+    s2 = 1.0 / 4
+    err = (hb - g).abs().pow(2).mean().item()
+    assert abs(err / (s2 / (1 + s2)) - 1) < 0.1
+
+
+def test_awgn_estimated_csi_is_least_squares():
+    """AWGN with ``csi="estimated"``: the gain (1) is estimated by LS from the pilots, with
+    error variance N0 / pilots and no shrinkage (no fading prior), and the pilots are charged."""
+    p = pack(torch.randn(20_000, 8, generator=gen(35)))
+    _y, state = Channel("awgn", csi="estimated", pilots=8)(p.z, 3.0, gen(36))
+    s2 = 10 ** (-3.0 / 10) / 8
+    torch.testing.assert_close(state.h_err, torch.full((20_000,), s2), rtol=1e-5, atol=0)
+    assert state.pilot_symbols == 8
+    e = state.h_hat[:, 0] - 1
+    assert abs(e.abs().pow(2).mean().item() / s2 - 1) < 0.05
+    assert abs(e.mean().item()) < 0.01  # unbiased (LS), not shrunk towards 0
+
+
 @pytest.mark.parametrize(
     ("name", "b", "n", "pilots", "snr_db"),
     [("rayleigh-fast", 1, 2_000_000, 1, 0.0), ("rayleigh-slow", 4000, 500, 2, -3.0)],
@@ -276,3 +311,19 @@ def test_link_charges_pilots_and_side_information(identity_codec, needs_scale, c
     assert rep.cbr == (data + pilots + side) / (3 * h * w)
     tx = link.transmit(torch.rand(2, 3, h, w, generator=gen(5)), channel, 10.0, gen(6))
     assert tx.cbr == rep
+
+
+def test_link_restores_each_latents_scale(identity_codec):
+    """A codec that ``needs_scale`` gets each image's latent RMS back (the side information
+    the CBR charges): over a noiseless link the identity codec returns every image exactly,
+    whatever its power; without the rescaling it would get the unit-power latent."""
+    from semcom.link import AnalogLink
+
+    codec = identity_codec()
+    x = torch.rand(2, 3, 8, 6, generator=gen(7)) * torch.tensor([0.3, 0.9]).view(2, 1, 1, 1)
+    codec.needs_scale = True
+    tx = AnalogLink(codec).transmit(x, Channel("awgn"), float("inf"), gen(8))
+    assert torch.allclose(tx.images, x, atol=1e-5)
+    codec.needs_scale = False  # the control: the scale is lost
+    tx = AnalogLink(codec).transmit(x, Channel("awgn"), float("inf"), gen(8))
+    assert not torch.allclose(tx.images, x, atol=1e-2)

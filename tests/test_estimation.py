@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -157,6 +158,40 @@ def est_run(est_cache, tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("size", [(81, 121), (128, 192)])
+def test_scale_stats_white_noise_floor_is_independent_of_the_size(size) -> None:
+    """White noise keeps 1/s^2 of its power in s x s block means, at every latent size (an
+    odd-sized BSDS latent and a Kodak one alike; a size-dependent floor biases the estimator
+    across data sets); the stats ignore the input scale and are higher for spatially correlated
+    latents; a latent smaller than s uses a block of its own size."""
+    from semcom.estimation.learned import SCALES, scale_stats
+
+    h, w = size
+    noise = torch.randn(16, CE, h, w, generator=_gen(21))
+    got = scale_stats(noise).mean(0)
+    want = torch.tensor([-2 * math.log(s) for s in SCALES])
+    # relative error of the power of n white block means: about sqrt(2 / n)
+    n = [16 * CE * (h // s) * (w // s) for s in SCALES]
+    tol = torch.tensor([4 * math.sqrt(2 / k) for k in n])
+    assert ((got - want).abs() <= tol).all(), (got, want)
+    torch.testing.assert_close(scale_stats(7.0 * noise), scale_stats(noise), rtol=1e-4, atol=1e-4)
+    coarse = torch.randn(4, CE, h // 8 + 1, w // 8 + 1, generator=_gen(22))
+    smooth = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear")
+    assert (scale_stats(smooth).mean(0) > want + 3 * tol).all()
+    tiny = scale_stats(torch.randn(2, CE, 5, 7, generator=_gen(24)))
+    assert tiny.shape == (2, len(SCALES)) and torch.isfinite(tiny).all()
+
+
+def test_estimator_with_scale_stats_reads_them_and_old_configs_do_not() -> None:
+    cfg = SNREstimatorConfig(channels=CE, width=8, blocks=1, scale_stats=True, feature_norm=True)
+    m = SNREstimator(cfg).eval()
+    x = torch.randn(2, CE, 20, 24, generator=_gen(23))
+    assert cfg.n_features == 2 * 8 + 4 and m.features(x).shape == (2, 20)
+    assert m.feat_mean.shape == (20,) and m(x).shape == (2,)
+    old = SNREstimatorConfig.from_dict({"channels": CE, "width": 8, "blocks": 1})
+    assert not old.scale_stats and old.n_features == 16
+
+
 def test_estimator_logit_is_log_snr_and_scale_invariant() -> None:
     torch.manual_seed(0)
     m = SNREstimator(SNREstimatorConfig(channels=CE, width=8, blocks=1)).eval()
@@ -195,7 +230,6 @@ def test_estimator_clamps_out_of_range_and_nan() -> None:
 def test_trained_estimator_accuracy(est_run) -> None:
     """A few epochs on smooth latents: RMSE over -10..20 dB well below the 8.7 dB of a
     constant guess; the loaded checkpoint reproduces the run's validation."""
-    import json
 
     card = json.loads((est_run / "card.json").read_text())
     assert card["task"] == "snr-estimator" and card["model"] == "snr-estimator"
@@ -232,7 +266,8 @@ def test_load_estimator_checks(est_run, tmp_path) -> None:
 
 
 def test_export_estimator_and_link(est_run, tmp_path) -> None:
-    """Zoo export round trip; a link with the learned SNR source stays close to known SNR."""
+    """Zoo export round trip (fp16, same estimates); a link with the learned SNR source needs
+    an estimator, and its estimate follows the SNR within the trained range."""
     from semcom.codecs.base import Codec
     from semcom.diffusion.checkpoint import export_latent_model, find_latent_model
     from semcom.link import AnalogLink
@@ -265,6 +300,19 @@ def test_export_estimator_and_link(est_run, tmp_path) -> None:
                                         mode="bilinear")  # fmt: skip
     t = link.transmit(x, Channel("awgn"), -30.0, _gen(4))
     assert torch.isfinite(t.images).all() and "snr_clamped" in t.info
+    # the fp16 export estimates what the run's model estimates
+    lat = _smooth_latents(1, 9)[0][None]
+    run_model = load_snr_estimator(est_run, codec="vae")
+    assert abs(float(m(lat)) - float(run_model(lat))) < 0.01  # logit: 0.04 dB
+    # through the link (a codec it was not trained on) the estimate still follows the SNR,
+    # stays in the trained range and is scored against the true SNR
+    est = []
+    for snr in (-30.0, 0.0, 10.0):
+        t = link.transmit(x, Channel("awgn"), snr, _gen(5))
+        assert t.snr_error_db is not None and t.snr_error_db.shape == (2,)
+        est.append(snr + t.snr_error_db)
+    assert (est[0] < est[1]).all() and (est[1] < est[2]).all()
+    assert (est[0] >= m.config.snr_range[0] - 1e-9).all()
 
 
 # ------------------------------------------- calibration of the head on whole latents
@@ -273,7 +321,6 @@ def test_calibration_stage(est_run, tmp_path) -> None:
     mean / std of the bank as buffers) is fitted, the architecture comes from RUN, the card
     names RUN and its hash, and validation gets no worse; shipped, the card's command chains
     both stages and the hours add up."""
-    import json
 
     from semcom.cli import main as semcom_main
     from semcom.diffusion.checkpoint import export_latent_model
@@ -415,3 +462,25 @@ def test_calibration_resume_matches_uninterrupted(est_run, tmp_path) -> None:
     assert a.keys() == b.keys() and "feat_mean" in a
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_latent_tasks_train_without_validation(est_cache, tmp_path, monkeypatch) -> None:
+    """``--val-data none`` (quick runs of the latent tasks): no validation set is encoded or
+    scored, the run trains and its card has no validation metrics."""
+    from semcom.cli import main as semcom_main
+    from semcom.train import denoiser
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(est_cache))
+    real = denoiser.get_latents
+
+    def only_train(codec, cbr, data, *a, **k):
+        assert data != "none", "validation latents were requested"
+        return real(codec, cbr, data, *a, **k)
+
+    monkeypatch.setattr(denoiser, "get_latents", only_train)
+    out = tmp_path / "r"
+    argv = ["train", "snr-estimator", "--codec", "vae", "--crop", "8", "--width", "8",
+            "--val-data", "none", "--epochs", "1", "--quiet", "--out", str(out)]  # fmt: skip
+    assert semcom_main(argv) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["epoch"] == 1 and not card.get("val_metrics")

@@ -301,8 +301,19 @@ def test_evaluate_lazy_loading():
 
 
 def test_evaluate_batches(tmp_path):
-    rows = _run(snrs=[0.0, 5.0, 10.0], batch_size=2)
-    assert len(rows[0]["psnr"]) == 3 and len(rows[0]["seconds"]) == 3
+    """SNRs go out in chunks of ``batch_size`` (one transmission per chunk and image), each
+    value lands at its SNR, and a chunk draws what a sweep of only its SNRs draws."""
+    scheme = NoisyScheme()
+    rows = _run(snrs=[0.0, 5.0, 10.0], batch_size=2, scheme=scheme)
+    assert scheme.calls == 2 * 3  # two chunks for each of the 3 images
+    for r in rows:
+        assert len(r["psnr"]) == 3 and len(r["seconds"]) == 3
+        assert r["psnr"][0] < r["psnr"][1] < r["psnr"][2]  # the noise falls with the SNR
+    first = {r["image"]: r["psnr"] for r in _run(snrs=[0.0, 5.0], batch_size=2)}
+    assert {r["image"]: r["psnr"][:2] for r in rows} == first
+    whole = NoisyScheme()
+    _run(snrs=[0.0, 5.0, 10.0], batch_size=8, scheme=whole)
+    assert whole.calls == 3
 
 
 def test_evaluate_resumes_after_interruption(tmp_path):
@@ -364,8 +375,12 @@ def test_make_grid_wrong_number_of_tiles():
 
 
 def test_make_grid_all_empty_row():
+    """A row with no tiles at all keeps a square, white gap of the tile width."""
     grid = make_grid([("a", [None])], ["x"], tile_width=32)
-    assert grid.size[0] > 32 and not math.isnan(grid.size[1])
+    pad, label_w, header_h = 6, 110, 22
+    assert grid.size == (label_w + 32 + 2 * pad, header_h + 32 + 4 + pad + pad)
+    a = np.asarray(grid)
+    assert (a[header_h : header_h + 32, label_w + pad : label_w + pad + 32] == 255).all()
 
 
 def _doc(runs, seed=0, channel="awgn"):
@@ -476,6 +491,9 @@ def test_results_table(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # argparse rejects an unknown metric
         main(["table", str(pa), "--metrics", "bogus"])
     assert e.value.code == 2
+    # a known metric that no run has: an error, not an empty table
+    assert main(["table", str(pb), "--metrics", "psnr", "ssim"]) == 2
+    assert "no run in the given files has metric 'ssim'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -545,3 +563,53 @@ def test_link_encodes_an_expanded_image_once(adaptive):
     assert codec.batches == ([3, 3] if adaptive else [1, 3])
     torch.testing.assert_close(a.images, b.images, atol=1e-6, rtol=0)
     assert (a.images[0] - a.images[2]).abs().max() > 1e-3  # rows differ by their SNR
+
+
+# ------------------------------------------------------------------ bench
+class _Timed(NoisyScheme):
+    """Reports fixed stage times per call (seconds for the batch of one image)."""
+
+    def __init__(self, decode: float, denoise: float = 0.0):
+        super().__init__()
+        self.stages = {"encode": 0.5, "channel": 0.25, "denoise": denoise, "decode": decode}
+
+    def transmit(self, images, channel, snr_db, generator=None):
+        tx = super().transmit(images, channel, snr_db, generator)
+        return Transmission(images=tx.images, cbr=tx.cbr, seconds=dict(self.stages))
+
+
+def test_bench_times_every_stage_and_ratio_to_the_plain_decoder():
+    """``semcom bench``: one warm-up call per scheme, then each image once per SNR and
+    repeat; the stage means are the schemes' own stage times, and the table gives each
+    receiver's (denoise + decode) time over the reference's decoder at the same SNR."""
+    from semcom.eval.bench import bench_schemes, format_bench
+
+    plain, dm = _Timed(decode=1.0), _Timed(decode=1.0, denoise=2.0)
+    rows = bench_schemes(
+        [("plain", plain), ("dm", dm)], _images(2), Channel("awgn"), [0.0, 15.0], repeats=2
+    )
+    assert plain.calls == dm.calls == 1 + 2 * 2 * 2  # warm-up + SNRs x repeats x images
+    assert [(r["scheme"], r["snr_db"]) for r in rows] == [
+        ("plain", 0.0), ("plain", 15.0), ("dm", 0.0), ("dm", 15.0)
+    ]  # fmt: skip
+    for r in rows:
+        want = plain.stages if r["scheme"] == "plain" else dm.stages
+        assert {k: r[k] for k in want} == pytest.approx(want)
+        assert r["images_per_s"] == pytest.approx(1 / r["total"])
+    table = format_bench(rows, reference="plain").splitlines()
+    assert table[0].split()[-1] == "rx/plain-decode"
+    assert [float(line.split()[-1]) for line in table[1:]] == [1.0, 1.0, 3.0, 3.0]
+
+
+def test_bench_cli(tmp_path, capsys):
+    from semcom.cli import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--scheme", "deepjscc", "--cbr", "1/16", "--dataset", "samples",
+               "--limit", "1", "--snr", "10", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    (row,) = json.loads(out.read_text())
+    assert row["scheme"] == "deepjscc@1/16" and row["snr_db"] == 10.0
+    assert "1 samples images, awgn" in text and "rx/deepjscc@1/16-decode" in text
+    assert row["total"] > 0 and row["decode"] > 0 and row["denoise"] >= 0

@@ -47,6 +47,20 @@ def test_parse_snr_train():
             parse_snr_train(bad)
 
 
+def test_training_snr_is_uniform_in_db_over_the_range():
+    """``--snr-train=-5:20`` draws each image's SNR uniform in dB over [-5, 20] (mean 7.5,
+    variance 25^2 / 12, flat histogram); a single value is used as is."""
+    n = 40_000
+    snr = _task().sample_snr(n, torch.Generator().manual_seed(3), "cpu")
+    assert snr.shape == (n,) and snr.min() >= -5 and snr.max() <= 20
+    assert abs(snr.mean().item() - 7.5) < 0.15
+    assert abs(snr.var().item() / (25**2 / 12) - 1) < 0.03
+    counts = torch.histc(snr.float(), bins=5, min=-5, max=20)
+    assert (counts - n / 5).abs().max() < 0.04 * n / 5
+    fixed = _task(snr_train="10").sample_snr(5, torch.Generator().manual_seed(3), "cpu")
+    assert fixed.tolist() == [10.0] * 5
+
+
 def test_reconstruction_losses_known_values_and_weighting():
     from semcom.train.jscc import reconstruction_loss
 
@@ -145,11 +159,27 @@ def test_plain_cuda_device_gets_an_index(data_root, tmp_path, monkeypatch):
     device without an index, so the trainer fills it in (checked without a GPU)."""
     got = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: got.append(d))
     tr = Trainer(_task(val_data="none"), _cfg(tmp_path / "r", device="cuda"))
     assert got == [torch.device("cuda", 0)] and tr.device == torch.device("cuda", 0)
     Trainer(_task(val_data="none"), _cfg(tmp_path / "r", device="cuda:1"))
     assert got[-1] == torch.device("cuda", 1)
+
+
+def test_a_run_is_never_trained_over(data_root, tmp_path):
+    """A new run into a folder that holds one is refused before any work (its checkpoint and
+    card stay as they were); ``--resume`` of that folder continues it."""
+    run = tmp_path / "r"
+    task = _task(val_data="none")
+    Trainer(task, _cfg(run, epochs=1)).fit()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for other_resume in (None, tmp_path / "elsewhere"):
+        with pytest.raises(ValueError, match=r"already holds a run .*--resume"):
+            Trainer(task, _cfg(run, epochs=2)).fit(resume=other_resume)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
+    assert json.loads((run / "card.json").read_text())["epoch"] == 2
 
 
 def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
@@ -161,6 +191,24 @@ def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
     (run / "state.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="corrupt"):
         Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
+
+
+@pytest.mark.parametrize("name", ["meta", "mps", "xpu", "cuda:99"])
+def test_parse_device_refuses_devices_this_machine_lacks(name):
+    """Every command checks ``--device`` up front: a device type torch knows but this machine
+    lacks (or ``meta``, which computes nothing) is one ValueError, not a traceback mid-run."""
+    from semcom.devices import parse_device
+
+    has = {
+        "mps": torch.backends.mps.is_available(),
+        "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(),
+        "cuda:99": torch.cuda.device_count() > 99,
+    }
+    if has.get(name):
+        pytest.skip(f"this machine has {name}")
+    with pytest.raises(ValueError, match="device"):
+        parse_device(name)
+    assert parse_device("cpu") == torch.device("cpu")
 
 
 def test_cli_errors_and_run(data_root, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 Data flows like the physical link: transmitter (codec encoder, power normalisation)
 -> channel (AWGN / Rayleigh, on Sionna) -> receiver (equalise, estimate SNR, step-match,
-diffusion denoise, decode). See ``docs/conventions.md`` for the conventions every module
+diffusion denoise, decode). See "Conventions" in the README for the conventions every module
 follows.
 """
 

@@ -42,13 +42,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ------------------------------------------------------------- argument types
+#: largest |SNR| in dB a command accepts (N0 = 10^(-SNR/10) stays far from float32 overflow)
+SNR_LIMIT_DB = 150.0
+
+
 def _snr_value(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"invalid SNR {text!r}: expected a number of dB")
+    if not (math.isfinite(v) and abs(v) <= SNR_LIMIT_DB):
+        raise argparse.ArgumentTypeError(
+            f"invalid SNR {text!r}: expected a number of dB within +-{SNR_LIMIT_DB:g}"
+        )
     return v
 
 
@@ -193,17 +199,20 @@ def _channel(args: argparse.Namespace) -> Channel:
     return Channel(args.channel, csi=args.csi, pilots=args.pilots)
 
 
+#: scheme options whose command-line flag has another name
+OPTION_FLAGS = {
+    "denoiser_path": "denoiser",
+    "estimator_path": "snr_estimator",
+    "codec_path": "codec",
+}
+
+
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
     from .schemes import fixed_cbr, get_scheme, list_schemes, run_name
 
     names = args.scheme or ["vae"]
-    if getattr(args, "codec", None) and not any(
-        "codec_path" in s.options for s in list_schemes() if s.name in names
-    ):
-        takes = ", ".join(s.name for s in list_schemes() if "codec_path" in s.options)
-        raise CLIError(f"--codec applies to the schemes {takes}; none of them was asked")
     cbrs = [parse_cbr(c) for c in args.cbr] if args.cbr else [None]
     options = {
         "matching": getattr(args, "matching", None),
@@ -218,6 +227,14 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "estimator_path": getattr(args, "snr_estimator", None),
         "codec_path": getattr(args, "codec", None),
     }
+    for key, value in options.items():
+        # an option none of the asked schemes takes would silently change nothing
+        if value is not None and not any(
+            key in s.options for s in list_schemes() if s.name in names
+        ):
+            flag = "--" + OPTION_FLAGS.get(key, key).replace("_", "-")
+            takes = ", ".join(s.name for s in list_schemes() if key in s.options)
+            raise CLIError(f"{flag} applies to the schemes {takes}; none of them was asked")
     out = []
     for name in names:
         fixed = fixed_cbr(name)
@@ -227,7 +244,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
             # CBR (asked alone at another CBR, the scheme's error says so)
             asked = any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs)
             if asked or len(names) > 1:
-                if not asked:
+                if not asked and getattr(args, "cbr_given", True):  # the demo sets its own
                     print(
                         f"semcom: note: {name} has a fixed CBR of {format_cbr(fixed)}; "
                         "--cbr applies to the other schemes",
@@ -246,10 +263,27 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
 
 
 def _snr_list(args: argparse.Namespace, default: Sequence[float]) -> list[float]:
-    snrs = list(args.snr) if args.snr else list(default)
-    if not all(math.isfinite(s) for s in snrs):
-        raise CLIError("--snr values must be finite numbers (dB)")
-    return [float(s) for s in snrs]
+    """The ``--snr`` grid in dB (``default`` if none given; each value checked by argparse),
+    each value once, in order."""
+    snrs = [float(s) for s in (args.snr if args.snr else default)]
+    unique = list(dict.fromkeys(snrs))
+    if len(unique) < len(snrs):
+        print("semcom: note: repeated --snr values are sent once", file=sys.stderr)
+    return unique
+
+
+def _output_file(path: str, option: str = "--out") -> Path:
+    """``path`` checked before any work: not a folder, its folder created and writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"{option} {path!r} is a folder: give a file name inside it")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{option} {path!r}: cannot create its folder: {e.strerror}") from e
+    if not os.access(p.parent, os.W_OK):
+        raise CLIError(f"{option} {path!r}: its folder is not writable")
+    return p
 
 
 def _fmt(col: str, v: object) -> str:
@@ -426,6 +460,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .separation.common import mean_fallback
 
     rank, world, device = _eval_ranks(parse_device(args.device))
+    _output_file(args.out)
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
     crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
@@ -544,6 +579,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .schemes import fixed_cbr, get_scheme
 
+    t0 = time.perf_counter()  # the whole demo: loading the networks included
     ds = get_dataset("samples")
     n = min(args.limit, len(ds))
     images = [(ds.names[i], _fit(ds[i], args.size)) for i in range(n)]
@@ -557,10 +593,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.scheme.append(name)
     if not args.scheme:
         raise CLIError("no scheme is available for the demo")
-    args.cbr = [DEMO_CBR]
+    args.cbr, args.cbr_given = [DEMO_CBR], False
     snrs = _snr_list(args, [-5, 0, 5, 10])
     out = Path(args.out)
-    t0 = time.perf_counter()
     rows, grids = _transmit_images(images, args, out, snrs, tile_width=192)
     table = _table(rows, args.metrics)
     (out / "table.txt").write_text(table + "\n")
@@ -735,6 +770,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .eval.bench import bench_schemes, format_bench
 
     device = parse_device(args.device)
+    if args.json:
+        _output_file(args.json, "--json")
     ds = get_dataset(args.dataset)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
@@ -760,6 +797,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     )
 
     device = parse_device(args.device)
+    _output_file(args.out)
     if args.scheme and len(args.scheme) > 1:
         raise CLIError("experiment perturb takes one --scheme")
     args.scheme = args.scheme or ["vae+dm"]
@@ -796,6 +834,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     from .eval.experiments import ood_experiment, plot_ood
 
     device = parse_device(args.device)
+    _output_file(args.out)
     if args.in_data == args.out_data:
         raise CLIError("--in-data and --out-data must differ")
     args.scheme = args.scheme or ["vae", "vae+dm"]
@@ -836,7 +875,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .eval.sweep import merge_results
 
     doc = merge_results([load_results(f) for f in args.results], args.results)
-    atomic_write_json(args.out, doc, indent=1)
+    atomic_write_json(_output_file(args.out), doc, indent=1)
     print(f"wrote {args.out} ({len(doc['runs'])} runs)")
     return 0
 

@@ -1,6 +1,6 @@
 """Real latent <-> complex channel symbols, with per-image power normalisation.
 
-Conventions (docs/conventions.md, design.md §2):
+Conventions (README "Conventions", design.md §2):
 
 * a latent ``[B, ...]`` is flattened per image to a real block ``v`` of length ``L``
   (zero-padded to even length);

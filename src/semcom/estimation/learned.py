@@ -37,6 +37,27 @@ import torch
 from torch import Tensor, nn
 
 DB_PER_NEPER = 10.0 / math.log(10.0)  # 10*log10(x) = DB_PER_NEPER * ln(x)
+#: block sizes (latent pixels) of :func:`scale_stats`
+SCALES = (2, 4, 8, 16)
+
+
+def scale_stats(f_tilde: Tensor, scales: tuple[int, ...] = SCALES) -> Tensor:
+    """Log power ratios ``[B, len(scales)]``: power of the latent averaged over s x s blocks
+    over its power, averaged over channels, for each block size s.
+
+    White noise keeps exactly ``1/s^2`` of its power, a spatially correlated latent much more,
+    so the ratios read the signal share from longer-range structure than a small CNN sees.
+    The blocks are exactly s x s whatever the latent's size (the rows and columns past the last
+    whole block are left out), so that the noise floor does not depend on the image size; a
+    latent smaller than s uses the block of its own size. ``f_tilde``: ``[B, C, h, w]``.
+    """
+    x = f_tilde.float()
+    p = x.pow(2).mean(dim=(2, 3)).clamp_min(1e-12)  # [B, C]
+    out = []
+    for s in scales:
+        q = nn.functional.avg_pool2d(x, (min(s, x.shape[2]), min(s, x.shape[3])))
+        out.append(torch.log(q.pow(2).mean(dim=(2, 3)) / p + 1e-6).mean(dim=1))
+    return torch.stack(out, dim=1)
 
 
 @dataclass
@@ -53,6 +74,9 @@ class SNREstimatorConfig:
     head_width: int = 0
     #: standardise the pooled features before the head (buffers ``feat_mean``, ``feat_std``)
     feature_norm: bool = False
+    #: also feed the head the multi-scale power ratios of :func:`scale_stats` (longer-range
+    #: structure than the CNN's 15x15 receptive field; none in older checkpoints)
+    scale_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.head_depth < 1 or self.head_width < 0:
@@ -60,6 +84,11 @@ class SNREstimatorConfig:
                 f"SNR estimator head: depth >= 1 and width >= 0 needed, got "
                 f"{self.head_depth} and {self.head_width}"
             )
+
+    @property
+    def n_features(self) -> int:
+        """Length of the pooled feature vector the head reads."""
+        return 2 * self.width + (len(SCALES) if self.scale_stats else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,19 +128,19 @@ class SNREstimator(nn.Module):
         self.blocks = nn.Sequential(*[_ResBlock(w) for _ in range(config.blocks)])
         # mean and log standard deviation of each feature over the image -> logit (the log
         # makes the SNR, a ratio of energies, a linear function of the features)
-        n, hw = 2 * w, config.head_width or w
+        n, hw = config.n_features, config.head_width or w
         layers: list[nn.Module] = []
         for _ in range(config.head_depth):
             layers += [nn.Linear(n, hw), nn.LeakyReLU(0.1)]
             n = hw
         self.head = nn.Sequential(*layers, nn.Linear(n, 1))
         if config.feature_norm:
-            self.register_buffer("feat_mean", torch.zeros(2 * w))
-            self.register_buffer("feat_std", torch.ones(2 * w))
+            self.register_buffer("feat_mean", torch.zeros(config.n_features))
+            self.register_buffer("feat_std", torch.ones(config.n_features))
 
     def forward(self, f_tilde: Tensor | None = None, *, feats: Tensor | None = None) -> Tensor:
         """Logit ``[B]`` (= ln gamma_hat) of latents ``f_tilde`` ``[B, C, h, w]``, or of their
-        pooled features ``feats`` ``[B, 2 width]`` (:meth:`features`; the calibration stage
+        pooled features ``feats`` ``[B, n_features]`` (:meth:`features`; the calibration stage
         trains the head on a bank of them)."""
         if feats is None:
             if f_tilde is None:
@@ -122,8 +151,9 @@ class SNREstimator(nn.Module):
         return self.head(feats).squeeze(1)
 
     def features(self, f_tilde: Tensor) -> Tensor:
-        """Pooled features ``[B, 2 width]``: mean and log standard deviation over the latent of
-        each CNN feature map (the input is RMS-normalised first)."""
+        """Pooled features ``[B, n_features]``: mean and log standard deviation over the latent
+        of each CNN feature map (the input is RMS-normalised first), then the
+        :func:`scale_stats` if configured."""
         if f_tilde.dim() != 4 or f_tilde.shape[1] != self.config.channels:
             raise ValueError(
                 f"SNR estimator expects latents [B, {self.config.channels}, h, w], "
@@ -133,7 +163,10 @@ class SNREstimator(nn.Module):
         rms = x.pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).sqrt()
         h = self.blocks(torch.nn.functional.leaky_relu(self.stem(x / rms), 0.1))
         std = h.pow(2).mean(dim=(2, 3)) - h.mean(dim=(2, 3)).pow(2)
-        return torch.cat([h.mean(dim=(2, 3)), 0.5 * torch.log(std.clamp_min(0) + 1e-6)], dim=1)
+        feats = [h.mean(dim=(2, 3)), 0.5 * torch.log(std.clamp_min(0) + 1e-6)]
+        if self.config.scale_stats:
+            feats.append(scale_stats(x))
+        return torch.cat(feats, dim=1)
 
     @torch.no_grad()
     def estimate(self, f_tilde: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,4 +196,11 @@ def load_snr_estimator(
     )  # fmt: skip
 
 
-__all__ = ["DB_PER_NEPER", "SNREstimator", "SNREstimatorConfig", "load_snr_estimator"]
+__all__ = [
+    "DB_PER_NEPER",
+    "SCALES",
+    "SNREstimator",
+    "SNREstimatorConfig",
+    "load_snr_estimator",
+    "scale_stats",
+]

@@ -133,4 +133,7 @@ def results_table(
                 cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
                 cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
                 lines.append("| " + " | ".join([run["scheme"], cbr, m, *cells]) + " |")
+    missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
+    if missing:
+        raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
     return "\n".join(lines)

@@ -118,6 +118,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     e.add_argument("--draws", type=int, default=2, help="noisy copies per latent (--calibrate)")
     e.add_argument("--head-depth", type=int, default=1, help="hidden layers of the head")
     e.add_argument("--head-width", type=int, default=0, help="their width (0: --width)")
+    e.add_argument(
+        "--scale-stats",
+        action="store_true",
+        help="the head also reads the latent's power kept by 2/4/8/16-pixel block means "
+        "(longer-range structure than the CNN sees; helps at -10 dB)",
+    )
     _add_trainer_args(e, batch_size=32)
     e.set_defaults(func=cmd_train_snr_estimator)
     return t
@@ -137,7 +143,7 @@ def _add_latent_task_args(
         "the shipped one for --cbr (a codec you trained; eval it with --codec REF)",
     )
     p.add_argument("--data", default="bsds500-train", help="named training data set")
-    p.add_argument("--val-data", default="bsds500-val", help="named validation data set")
+    p.add_argument("--val-data", default="bsds500-val", help="named validation data set, or none")
     p.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
     p.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
     p.add_argument("--snr-range", default="-20:40", help="training SNR range lo:hi in dB")
@@ -353,6 +359,7 @@ def cmd_train_snr_estimator(args: argparse.Namespace) -> int:
     config = _latent_task_config(SNREstimatorTaskConfig, args)
     config.calibrate, config.draws = args.calibrate, args.draws
     config.head_depth, config.head_width = args.head_depth, args.head_width
+    config.scale_stats = args.scale_stats
     return _fit(SNREstimatorTask(config), asdict(config), args)
 
 

@@ -198,8 +198,11 @@ class DenoiserTask:
             snrs = c.encode_snrs
             bar = self.progress
             self._train, self.codec_fp = get_latents(c.codec, c.cbr, c.data, True, model, snrs, bar)
-            val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs, bar)
-            self._val = val[: c.val_limit]
+            if c.val_data == "none":  # no validation (quick runs)
+                self._val = []
+            else:
+                val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs, bar)
+                self._val = val[: c.val_limit]
             self.p0 = measure_p0(self._train)
 
     def build_model(self) -> nn.Module:
@@ -228,7 +231,9 @@ class DenoiserTask:
 
     def val_dataset(self) -> Dataset | None:
         self._load()
-        return [unit_power(t.unsqueeze(0))[0] for t in self._val]  # type: ignore[return-value,union-attr]
+        if not self._val:  # --val-data none
+            return None
+        return [unit_power(t.unsqueeze(0))[0] for t in self._val]  # type: ignore[return-value]
 
     def collate(self, items: list) -> Tensor:
         return torch.stack(items)

@@ -522,6 +522,14 @@ class Trainer:
 
     def _fit(self, resume: str | Path | None, stop_at_step: int | None) -> dict:
         cfg = self.cfg
+        files = ("state.pt", "model.safetensors", "card.json")
+        held = [n for n in files if (self.out / n).exists()]
+        if held and (resume is None or Path(resume).resolve() != self.out.resolve()):
+            # never train over a run (hours lost): it is continued with --resume, or kept
+            raise ValueError(
+                f"{str(self.out)!r} already holds a run ({', '.join(held)}): continue it with "
+                f"--resume {self.out}, or give another --out"
+            )
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         elif self.world > 1 and self.device.type == "cpu":

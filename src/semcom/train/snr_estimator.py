@@ -42,6 +42,8 @@ class SNREstimatorTaskConfig(LatentTaskConfig):
     draws: int = 2
     head_depth: int = 1
     head_width: int = 0
+    #: the head also reads the multi-scale power ratios (:func:`.learned.scale_stats`)
+    scale_stats: bool = False
 
 
 def received(f: Tensor, snr_db: Tensor, generator: torch.Generator) -> Tensor:
@@ -93,6 +95,7 @@ class SNREstimatorTask(DenoiserTask):
             head_depth=c.head_depth,
             head_width=c.head_width,
             feature_norm=bool(c.calibrate),
+            scale_stats=c.scale_stats,
         )
 
     def build_model(self) -> nn.Module:
@@ -121,7 +124,7 @@ class SNREstimatorTask(DenoiserTask):
 
     @torch.no_grad()
     def _feature_bank(self, model: SNREstimator) -> tuple[Tensor, Tensor]:
-        """Pooled features ``[N, 2 width]`` of ``draws`` noisy copies of every whole training
+        """Pooled features ``[N, n_features]`` of ``draws`` noisy copies of every whole training
         latent and their targets ``ln gamma`` ``[N]`` (deterministic in the seed)."""
         from tqdm import tqdm
 
