@@ -313,6 +313,25 @@ def test_link_charges_pilots_and_side_information(identity_codec, needs_scale, c
     assert tx.cbr == rep
 
 
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (torch.rand(3, 8, 8), r"\[B, 3, H, W\], got \(3, 8, 8\)"),
+        (torch.rand(1, 1, 8, 8), r"\[B, 3, H, W\]"),
+        (255 * torch.rand(1, 3, 8, 8), "divide by 255"),
+    ],
+)
+def test_schemes_refuse_what_they_cannot_send(identity_codec, images, match):
+    """Every scheme (analog link and separation) checks its input: not [B, 3, H, W] or not
+    in [0, 1] is one clear ValueError, not a shape error deep inside or a silent result."""
+    from semcom.link import AnalogLink
+    from semcom.separation.capacity import CapacityScheme
+
+    for scheme in (AnalogLink(identity_codec()), CapacityScheme("jpeg")):
+        with pytest.raises(ValueError, match=match):
+            scheme.transmit(images, Channel("awgn"), 10.0, gen(9))
+
+
 def test_link_restores_each_latents_scale(identity_codec):
     """A codec that ``needs_scale`` gets each image's latent RMS back (the side information
     the CBR charges): over a noiseless link the identity codec returns every image exactly,

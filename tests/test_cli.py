@@ -291,6 +291,13 @@ def test_outputs_checked_before_any_work(tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.glob("*.partial*"))
 
 
+def test_transmit_out_must_be_a_folder(inputs, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    line = run_err(capsys, "transmit", str(inputs["gray"]), "--out", str(afile))
+    assert "is a file: give a folder" in line and afile.read_text() == "keep me\n"
+
+
 def test_repeated_snrs_are_sent_once(vae, inputs, tmp_path, capsys):
     code = main(["transmit", str(inputs["gray"]), "--snr", "0", "10", "0", "--metrics",
                  "psnr", "--out", str(tmp_path / "o"), "--json"])  # fmt: skip

@@ -347,9 +347,14 @@ def _transmit_images(
     from .eval.sweep import image_seed, safe_metrics
 
     device = parse_device(args.device)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {str(out)!r} is a file: give a folder for the images")
     channel = _channel(args)
     schemes = _build_schemes(args, device)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # created once the options are known to be good
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"--out {str(out)!r}: cannot create it: {e.strerror}") from e
     rows, grids = [], []
     snr_t = torch.tensor(snrs, dtype=torch.float64, device=device)
     bar = tqdm(
@@ -707,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--metric", default="psnr", choices=list(METRIC_LABELS))
     pl.add_argument("--anchors", nargs="*", default=[], help="published curves (results/anchors)")
     pl.add_argument("--title", default=None)
-    pl.add_argument("--out", default="fig.png", help="output PNG")
+    pl.add_argument("--out", default="fig.png", help="output PNG (default ./fig.png)")
     pl.set_defaults(func=cmd_plot)
 
     ex = sub.add_parser("experiment", help="paper experiments (perturb, ood)")

@@ -100,6 +100,18 @@ class LMMSEReceiver:
         return (1.0 - d).sqrt() * f_tilde
 
 
+def check_images(images: Tensor) -> None:
+    """Refuse what no scheme can send: not ``[B, 3, H, W]``, or values outside [0, 1] (e.g.
+    8-bit images not divided by 255), with a message that says which."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
+    if images.numel() and (float(images.min()) < -0.01 or float(images.max()) > 1.01):
+        raise ValueError(
+            f"expected images with values in [0, 1], got {float(images.min()):g} to "
+            f"{float(images.max()):g} (8-bit images: divide by 255)"
+        )
+
+
 @contextmanager
 def _timed(seconds: dict[str, float], key: str, device: torch.device):
     if device.type == "cuda":
@@ -189,6 +201,7 @@ class AnalogLink:
         generator: torch.Generator | None = None,
     ) -> Transmission:
         """Send ``images`` [B, 3, H, W] in [0, 1] at ``snr_db`` (scalar or [B], dB)."""
+        check_images(images)
         dev = images.device
         b, _, h, w = images.shape
         snr = as_snr_tensor(snr_db, b, device=dev)
@@ -254,4 +267,4 @@ class AnalogLink:
         )
 
 
-__all__ = ["AnalogLink", "LMMSEReceiver", "Receiver", "Scheme", "Transmission"]
+__all__ = ["AnalogLink", "LMMSEReceiver", "Receiver", "Scheme", "Transmission", "check_images"]

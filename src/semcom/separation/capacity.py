@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from ..channels import CBRReport, Channel, as_snr_tensor
-from ..link import Transmission
-from .common import DEFAULT_CBR, budget_report, check_images, fallback_for
+from ..link import Transmission, check_images
+from .common import DEFAULT_CBR, budget_report, fallback_for
 from .source import EncoderCache, decode_tensor, get_format, to_uint8_hwc
 
 

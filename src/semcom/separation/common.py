@@ -76,11 +76,6 @@ def fallback_for(fallback: Tensor | float | None, height: int, width: int) -> Te
     return f.clamp(0, 1).contiguous()
 
 
-def check_images(images: Tensor) -> None:
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
-
-
 def mean_fallback(images: Iterable[Tensor]) -> tuple[Tensor, str]:
     """A fallback image for :attr:`SeparationScheme.fallback_image`: the per-pixel mean
     ``[3, H, W]`` of ``images`` (each ``[3, H, W]`` in [0, 1]) when they share one size
@@ -104,7 +99,6 @@ def mean_fallback(images: Iterable[Tensor]) -> tuple[Tensor, str]:
 __all__ = [
     "DEFAULT_CBR",
     "budget_report",
-    "check_images",
     "data_symbols",
     "fallback_for",
     "mean_fallback",

@@ -59,9 +59,9 @@ from sionna.phy.mapping import Constellation, Demapper, Mapper
 from torch import Tensor
 
 from ..channels import CBRReport, Channel, ChannelState, as_snr_tensor, equalize, real_to_complex
-from ..link import Transmission
+from ..link import Transmission, check_images
 from .capacity import sample_fading
-from .common import DEFAULT_CBR, budget_report, check_images, fallback_for
+from .common import DEFAULT_CBR, budget_report, fallback_for
 from .source import EncoderCache, decode_tensor, get_format, psnr_uint8, to_uint8_hwc
 
 #: Bits of the file-length header sent in front of the file.
