@@ -613,3 +613,16 @@ def test_bench_cli(tmp_path, capsys):
     assert row["scheme"] == "deepjscc@1/16" and row["snr_db"] == 10.0
     assert "1 samples images, awgn" in text and "rx/deepjscc@1/16-decode" in text
     assert row["total"] > 0 and row["decode"] > 0 and row["denoise"] >= 0
+
+
+def test_figure_titles_name_the_images_measured():
+    """A plot's default title says which images the curves were measured on, so a 4-crop run
+    is not read as a full-Kodak one next to published curves."""
+    from semcom.eval.plot import data_label
+
+    assert data_label({"name": "kodak", "n_images": 24}) == "kodak (24 images)"
+    assert (
+        data_label({"name": "kodak", "n_images": 4, "crop": 256, "spread": True})
+        == "kodak (4 images, 256x256 crops, spread)"
+    )
+    assert data_label({}) == "? (? images)"

@@ -44,6 +44,18 @@ def load_results(path: str | os.PathLike[str]) -> dict:
     return doc
 
 
+def data_label(dataset: dict) -> str:
+    """The images a results file was measured on, for a figure title: e.g. ``kodak (24
+    images)`` or ``kodak (4 images, 256x256 crops, spread)``."""
+    n = dataset.get("n_images")
+    parts = [f"{n} images" if n is not None else "? images"]
+    if dataset.get("crop"):
+        parts.append(f"{dataset['crop']}x{dataset['crop']} crops")
+    if dataset.get("spread"):
+        parts.append("spread")
+    return f"{dataset.get('name', '?')} ({', '.join(parts)})"
+
+
 def plot_results(
     files: Sequence[str | os.PathLike[str]],
     metric: str = "psnr",
@@ -66,11 +78,13 @@ def plot_results(
     fig, ax = plt.subplots(figsize=(7, 4.5))
     n = 0
     markers = "osD^v<>pX*h"
-    channels = set()
+    channels, data = set(), set()
     for group, style in ((files, "-"), (anchors, "--")):
         for f in group:
             doc = load_results(f)
             channels.add(doc.get("channel", {}).get("name", "?"))
+            if style == "-":  # what our runs saw (anchors carry the papers' own)
+                data.add(data_label(doc.get("dataset", {})))
             for run in doc["runs"]:
                 ys = run.get(metric)
                 if not ys:
@@ -93,7 +107,12 @@ def plot_results(
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.grid(True, alpha=0.3)
-    ax.set_title(title or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}")
+    ax.set_title(
+        title
+        or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}; "
+        f"data: {'; '.join(sorted(data))}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="best")
     return save_figure(fig, out)
 
