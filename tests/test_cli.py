@@ -265,7 +265,7 @@ def test_vae_fixed_cbr(vae, inputs, tmp_path, capsys):
     line = run_err(
         capsys, "transmit", str(inputs["small"]), "--cbr", "1/16", "--out", str(tmp_path)
     )
-    assert "1/12" in line
+    assert "fixed CBR of 1/12 (got --cbr 1/16)" in line  # as the user wrote it
     # next to schemes with variants, --cbr picks their variants and vae runs at its own CBR
     out = tmp_path / "mix"
     table = run_ok(capsys, "transmit", str(inputs["small"]), "--scheme", "vae", "--scheme",

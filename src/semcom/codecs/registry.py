@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..channels import format_cbr
 from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
 
@@ -12,7 +13,7 @@ def _vae(cbr: float | None, device: torch.device) -> AnalogLink:
     from .taef2 import load_taef2
 
     if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
-        raise ValueError(f"scheme 'vae' has a fixed CBR of 1/12 (got --cbr {cbr:.4g})")
+        raise ValueError(f"scheme 'vae' has a fixed CBR of 1/12 (got --cbr {format_cbr(cbr)})")
     return AnalogLink(load_taef2(device))
 
 
