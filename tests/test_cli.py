@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -259,6 +260,15 @@ def test_transmit_missing_file(tmp_path, capsys):
 def test_transmit_bad_options(inputs, tmp_path, capsys, argv, expect):
     line = run_err(capsys, "transmit", str(inputs["small"]), "--out", str(tmp_path), *argv)
     assert expect in line
+
+
+@pytest.mark.parametrize("scheme", ["vae", "vae+dm"])
+def test_taef2_schemes_refuse_another_cbr(scheme):
+    from semcom.schemes import get_scheme
+
+    msg = f"scheme '{scheme}' has a fixed CBR of 1/12 (got --cbr 1/16)"
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        get_scheme(scheme, 1 / 16)
 
 
 def test_vae_fixed_cbr(vae, inputs, tmp_path, capsys):

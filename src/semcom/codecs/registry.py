@@ -9,11 +9,16 @@ from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
 
 
+def check_vae_cbr(scheme: str, cbr: float | None) -> None:
+    """The TAEF2 schemes (``vae``, ``vae+dm``) send its whole latent: CBR 1/12 or none given."""
+    if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
+        raise ValueError(f"scheme {scheme!r} has a fixed CBR of 1/12 (got --cbr {format_cbr(cbr)})")
+
+
 def _vae(cbr: float | None, device: torch.device) -> AnalogLink:
     from .taef2 import load_taef2
 
-    if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
-        raise ValueError(f"scheme 'vae' has a fixed CBR of 1/12 (got --cbr {format_cbr(cbr)})")
+    check_vae_cbr("vae", cbr)
     return AnalogLink(load_taef2(device))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 
-from ..channels import format_cbr
 from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
@@ -80,12 +79,10 @@ def build_dm_link(
     stop_snr_db = None
     tuned = None
     if base == "vae":
+        from ..codecs.registry import check_vae_cbr
         from ..codecs.taef2 import load_taef2
 
-        if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
-            raise ValueError(
-                f"scheme 'vae+dm' has a fixed CBR of 1/12 (got --cbr {format_cbr(cbr)})"
-            )
+        check_vae_cbr("vae+dm", cbr)
         if codec_path is not None:
             raise ValueError("scheme 'vae+dm' runs the pretrained TAEF2: --codec does not apply")
         codec = load_taef2(device)
