@@ -6,6 +6,7 @@ Images are tiny (<= 64 px): the TAEF2 VAE is slow on CPU.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -173,6 +174,49 @@ def test_transmit_json_nan_is_null(vae, inputs, tmp_path, capsys):
     assert "warning" in err and "lpips" in err
 
 
+def test_eval_nan_metric_is_strict_json_and_read_back(tmp_path, capsys):
+    """A metric that cannot be computed (SSIM on 8 px crops) is written as null, never as bare
+    NaN (strict JSON parsers reject it), and table / plot / merge / resume read it as NaN."""
+    out = tmp_path / "r.json"
+    argv = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
+            "--crop", "8", "--snr", "10", "20", "--metrics", "psnr", "ssim", "--limit", "2",
+            "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "ssim not computed" in capsys.readouterr().err
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+
+    run = strict(out.read_text())["runs"][0]
+    assert run["ssim"] == [None, None]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in run["psnr"])
+    table = run_ok(capsys, "table", str(out), "--metrics", "psnr", "ssim")
+    assert "jpeg+capacity" in table and "nan" in table.lower()
+    merged = tmp_path / "m.json"
+    run_ok(capsys, "merge", str(out), "--out", str(merged))
+    assert strict(merged.read_text())["runs"][0]["ssim"] == [None, None]
+    run_ok(capsys, "plot", str(out), "--out", str(tmp_path / "p.png"))
+    # an interrupted sweep's partial rows hold null too, and resume reads them as NaN
+    from semcom.eval.sweep import PartialResults
+
+    p = tmp_path / "x.partial.jsonl"
+    PartialResults(p, {"k": 1}).add({"run": "a", "image": 0, "ssim": [float("nan"), 0.5]})
+    assert '"ssim": [null, 0.5]' in p.read_text()
+    again = PartialResults(p, {"k": 1}).rows[("a", 0)]["ssim"]
+    assert math.isnan(again[0]) and again[1] == 0.5
+
+
+def test_json_safe_nulls_non_finite_floats():
+    from semcom.paths import json_safe, json_text
+
+    assert json_safe({"a": [float("nan"), 1.0], "b": float("inf"), "c": (2, -float("inf"))}) == {
+        "a": [None, 1.0],
+        "b": None,
+        "c": [2, None],
+    }
+    assert json_text({"x": float("nan")}) == '{"x": null}'
+
+
 @pytest.mark.parametrize(
     "channel",
     [["--channel", "rayleigh-slow", "--csi", "estimated"], ["--channel", "rayleigh-fast"]],
@@ -247,6 +291,11 @@ def test_transmit_missing_file(tmp_path, capsys):
         (["--snr", "abc"], "invalid SNR 'abc'"),
         (["--snr", "nan"], "invalid SNR 'nan'"),
         (["--snr=-1000"], "within +-150"),  # N0 would overflow float32 (NaN metrics)
+        # negative fractions, exponents and -inf are values with their own message (argparse
+        # alone takes them for unknown options: "expected one argument")
+        (["--cbr", "-1/16"], "CBR must be positive, got '-1/16'"),
+        (["--snr", "-1e3"], "invalid SNR '-1e3'"),
+        (["--snr", "-inf"], "invalid SNR '-inf'"),
         (["--device", "meta"], "no such device"),
         # an option none of the asked schemes (here vae) takes would change nothing: refused
         (["--snr-source", "moment"], "--snr-source applies to the schemes"),
@@ -543,10 +592,6 @@ def test_helpers():
     # a made-up name never takes another file's own: a, a_2 (x/a.png), then a_2.png -> a_2_2
     assert cli._unique_stems(["x/a.png", "y/a.png", "a_2.png"]) == ["a", "a_2", "a_2_2"]
     assert cli._unique_stems(["a_2.png", "x/a.png", "y/a.png"]) == ["a_2", "a", "a_3"]
-    assert cli._json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {
-        "a": [None, 1.0],
-        "b": None,
-    }
 
 
 def test_run_names_carry_receiver_options():
@@ -685,3 +730,14 @@ def test_transmit_shows_the_snr_estimate_error(inputs, tmp_path, capsys):
     assert float(dm.split()[-1]) == pytest.approx(rows[0]["snr_error_db"], abs=1e-4)
     text = run_ok(capsys, *argv[:-2], "--out", str(tmp_path / "c"))
     assert "snr_error_db" not in text
+
+
+def test_get_scheme_refuses_a_misspelt_option():
+    """An option no scheme declares is a typo and raises; one declared by other schemes only
+    is ignored (one set of command-line options serves a mix of schemes)."""
+    from semcom.schemes import get_scheme
+
+    with pytest.raises(ValueError, match=r"unknown option\(s\) stpes for scheme 'vae\+dm'.*steps"):
+        get_scheme("vae+dm", stpes=4)
+    plain = get_scheme("vae", steps=4, matching="vp")  # diffusion options: not vae's, ignored
+    assert type(plain.receiver).__name__ == "LMMSEReceiver"

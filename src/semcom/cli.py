@@ -7,7 +7,6 @@ fix (a corrupt image, a missing data folder, a bad option) print one line and ex
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -24,7 +23,7 @@ from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
 from .devices import parse_device
 from .metrics import METRICS
-from .paths import MissingResourceError, atomic_path, atomic_write_json
+from .paths import MissingResourceError, atomic_path, atomic_write_json, json_text
 
 EXIT_USAGE = 2
 
@@ -33,8 +32,18 @@ class CLIError(Exception):
     """An error the user can fix; printed as one line, exit code 2."""
 
 
+#: what a negative value looks like on the command line: numbers, exponents, fractions, -inf
+NEGATIVE_VALUE = re.compile(r"^-(\d+|\d*\.\d+)([eE][-+]?\d+)?(/\d+)?$|^-inf$")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (``semcom transmit: error: ...``), exit 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1/16", "-1e3", "-inf" for unknown options ("--cbr: expected one
+        # argument"); read them as (negative) values so the option's own check names them
+        self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str):  # type: ignore[override]
         msg = " ".join(message.split())
@@ -305,17 +314,6 @@ def _table(rows: list[dict], metrics: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(obj: object) -> object:
-    """NaN/inf -> None so the output is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def _unique_stems(paths: Sequence[str | Path]) -> list[str]:
     """File stems, made unique (``a``, ``a_2``, ...) so outputs never overwrite each other."""
     out: list[str] = []
@@ -422,7 +420,7 @@ def cmd_transmit(args: argparse.Namespace) -> int:
     rows, grids = _transmit_images(images, args, out, snrs)
     if args.json:
         doc = {"results": rows, "grids": [str(g) for g in grids], "out": str(out)}
-        print(json.dumps(_json_safe(doc), indent=1))
+        print(json_text(doc, indent=1))
     else:
         print(_table(rows, args.metrics))
         for g in grids:
@@ -788,7 +786,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     print(format_bench(rows, reference=schemes[0][0]))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        atomic_write_json(args.json, rows, indent=1)
     return 0
 
 

@@ -13,6 +13,7 @@ to set and the path that was tried.
 from __future__ import annotations
 
 import json
+import math
 import os
 import urllib.request
 import uuid
@@ -109,10 +110,34 @@ def atomic_write_files(files: Mapping[str | os.PathLike[str], bytes]) -> None:
                 os.fsync(f.fileno())
 
 
+def json_safe(obj: object) -> object:
+    """``obj`` with every NaN / +-inf float replaced by None (``null``), recursively through
+    dicts, lists and tuples, so that it serialises as strict JSON (RFC 8259 has no NaN);
+    :func:`nan_for_null` reads such lists back."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def nan_for_null(values: list) -> list:
+    """A list of numbers read from JSON with each ``null`` (a value :func:`json_safe` wrote for
+    a metric that could not be computed) back as NaN."""
+    return [math.nan if v is None else v for v in values]
+
+
+def json_text(obj: object, indent: int | None = None) -> str:
+    """``obj`` as strict JSON text (:func:`json_safe`: NaN / inf as ``null``), no newline."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def json_bytes(obj: object, indent: int = 2) -> bytes:
-    """``obj`` as indented JSON text with a final newline (NaN / Infinity as Python's json
-    writes them), the form of every card and results file."""
-    return (json.dumps(obj, indent=indent) + "\n").encode()
+    """``obj`` as indented strict JSON text (:func:`json_text`) with a final newline, the form
+    of every card and results file."""
+    return (json_text(obj, indent) + "\n").encode()
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: object, indent: int = 2) -> None:

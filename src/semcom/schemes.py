@@ -102,12 +102,20 @@ def get_scheme(
     """Build scheme ``name`` (at ``cbr`` when it offers several) on ``device``.
 
     ``options`` (e.g. ``matching="vp", steps=4``) go to schemes that declare them in
-    :attr:`SchemeSpec.options`; options set to ``None`` or not declared are ignored, so one
-    set of command-line options can apply to a mix of schemes.
+    :attr:`SchemeSpec.options`; options set to ``None`` or declared by other schemes only are
+    ignored, so one set of command-line options can apply to a mix of schemes. A name no
+    scheme declares (a misspelling) raises ``ValueError``.
     """
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown scheme {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     spec = _REGISTRY[name]
+    known = {k for s in _REGISTRY.values() for k in s.options}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        takes = ", ".join(sorted(spec.options)) or "none"
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for scheme {name!r} (it takes: {takes})"
+        )
     kw = {k: v for k, v in options.items() if v is not None and k in spec.options}
     return spec.factory(cbr, torch.device(device), **kw)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+from ..paths import nan_for_null
+
 METRIC_LABELS = {
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
@@ -41,6 +43,10 @@ def load_results(path: str | os.PathLike[str]) -> dict:
     for i, run in enumerate(doc["runs"]):
         if not isinstance(run, dict) or "scheme" not in run or "snr_db" not in run:
             raise ValueError(f"{p}: run {i} has no 'scheme' and 'snr_db' (not a results file?)")
+        # a metric that could not be computed is written as null: NaN again for the readers
+        for k, v in run.items():
+            if k != "snr_db" and isinstance(v, list):
+                run[k] = nan_for_null(v)
     return doc
 
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..channels import Channel, format_cbr
 from ..link import Scheme
+from ..paths import json_text, nan_for_null
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 
@@ -66,7 +67,7 @@ class PartialResults:
         lines = text.splitlines()
         if not lines:  # new (or empty) file
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(header) + "\n")
+            path.write_text(json_text(header) + "\n")
             return
         try:
             old = json.loads(lines[0])
@@ -75,7 +76,7 @@ class PartialResults:
                 f"{path} is not a semcom partial-results file ({e}); "
                 "delete it or choose another --out"
             ) from e
-        new = json.loads(json.dumps(header))
+        new = json.loads(json_text(header))
         if old != new:
             keys = ", ".join(sorted(k for k in {*old, *new} if old.get(k) != new.get(k)))
             raise ValueError(
@@ -86,6 +87,8 @@ class PartialResults:
             try:
                 row = json.loads(line)
                 key = (row["run"], row["image"])
+                # a metric that could not be computed was written as null
+                row = {k: nan_for_null(v) if isinstance(v, list) else v for k, v in row.items()}
             except (json.JSONDecodeError, KeyError, TypeError):  # cut by an interruption
                 continue
             self.rows[key] = row
@@ -100,7 +103,7 @@ class PartialResults:
         self.rows[(row["run"], row["image"])] = row
         if self.path is not None:
             with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+                f.write(json_text(row) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
 

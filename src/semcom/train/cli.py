@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
+from ..paths import json_text
 from .jscc import LOSSES
 
 # Options that may change when resuming (everything else must match the checkpoint's card).
@@ -250,7 +251,7 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
     diffs = []
     for section, mine in (("config", config), ("train", train)):
         theirs = card.get(section, {})
-        for k, v in json.loads(json.dumps(mine)).items():  # as the card stores it (tuples: lists)
+        for k, v in json.loads(json_text(mine)).items():  # as the card stores it (tuples: lists)
             # None: a default the task resolved when the run started (e.g. encode_snrs)
             if k in _RESUME_FREE or k not in theirs or v is None:
                 continue
@@ -336,7 +337,7 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
             raise
         raise ValueError(str(e)) from e
     if metrics:
-        print(json.dumps({"out": str(out), **metrics}))
+        print(json_text({"out": str(out), **metrics}))
     return 0
 
 

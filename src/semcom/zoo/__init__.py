@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes
+from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes, json_text
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
@@ -590,7 +590,7 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     """``semcom zoo list``: print the shipped checkpoints (exit code 0)."""
     entries = list_checkpoints()
     if getattr(args, "json", False):
-        print(json.dumps([e.card for e in entries], indent=2))
+        print(json_text([e.card for e in entries], indent=2))
     else:
         print(format_table(entries))
         if entries and getattr(args, "verbose", False):
