@@ -319,6 +319,9 @@ def test_link_charges_pilots_and_side_information(identity_codec, needs_scale, c
         (torch.rand(3, 8, 8), r"\[B, 3, H, W\], got \(3, 8, 8\)"),
         (torch.rand(1, 1, 8, 8), r"\[B, 3, H, W\]"),
         (255 * torch.rand(1, 3, 8, 8), "divide by 255"),
+        (torch.ones(1, 3, 8, 8, dtype=torch.uint8), r"got torch.uint8 \(8-bit images"),
+        (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
+        (torch.rand(0, 3, 8, 8), "no images to send"),
     ],
 )
 def test_schemes_refuse_what_they_cannot_send(identity_codec, images, match):
@@ -330,6 +333,25 @@ def test_schemes_refuse_what_they_cannot_send(identity_codec, images, match):
     for scheme in (AnalogLink(identity_codec()), CapacityScheme("jpeg")):
         with pytest.raises(ValueError, match=match):
             scheme.transmit(images, Channel("awgn"), 10.0, gen(9))
+
+
+def test_link_takes_any_float_dtype_and_returns_plain_tensors(identity_codec):
+    """float64 / float16 images are sent as float32 ones (they failed deep in a convolution);
+    the reconstructions are ordinary float32 tensors a notebook can edit or differentiate
+    through (inference-mode tensors refuse both)."""
+    from semcom.link import AnalogLink
+
+    link = AnalogLink(identity_codec())
+    x = torch.rand(2, 3, 8, 6, generator=gen(10))
+    ref = link.transmit(x, Channel("awgn"), 5.0, gen(11)).images
+    for dtype in (torch.float64, torch.float16):
+        out = link.transmit(x.to(dtype), Channel("awgn"), 5.0, gen(11)).images
+        assert out.dtype == torch.float32
+        assert torch.allclose(out, ref, atol=2e-3 if dtype == torch.float16 else 1e-6)
+    ref[0, 0, 0, 0] = 0.5  # in place: no "inference tensor" error
+    w = torch.ones(1, requires_grad=True)
+    (ref * w).sum().backward()
+    assert w.grad is not None
 
 
 def test_link_restores_each_latents_scale(identity_codec):
@@ -346,3 +368,16 @@ def test_link_restores_each_latents_scale(identity_codec):
     codec.needs_scale = False  # the control: the scale is lost
     tx = AnalogLink(codec).transmit(x, Channel("awgn"), float("inf"), gen(8))
     assert not torch.allclose(tx.images, x, atol=1e-2)
+
+
+def test_equalize_refuses_real_symbols_and_snr_to_no_takes_numbers():
+    """Real symbols (``y.real`` by mistake) are refused (they were zero-padded silently);
+    ``snr_to_no`` takes a plain number as ``db_to_linear`` does."""
+    from semcom.channels.models import snr_to_no
+
+    z = pack(torch.randn(2, 4, 4, 4, generator=gen(30))).z
+    y, state = Channel("awgn")(z, 10.0, gen(31))
+    with pytest.raises(ValueError, match="complex symbols"):
+        equalize(y.real, state)
+    assert float(snr_to_no(10.0)) == pytest.approx(0.1)
+    assert float(snr_to_no(float("inf"))) == 0.0

@@ -616,7 +616,7 @@ def test_fading_samples_reaches_the_receiver(capsys):
 
     link = get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=3, steps=4)
     assert link.receiver.fading_samples == 3 and link.receiver.steps == 4
-    with pytest.raises(ValueError, match="fading-samples"):
+    with pytest.raises(ValueError, match="fading_samples must be an integer >= 1, got 0"):
         get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=0)
     with pytest.raises(SystemExit):
         main(["eval", "--scheme", "adjscc+dm", "--fading-samples", "0", "--out", "x.json"])
@@ -732,12 +732,14 @@ def test_transmit_shows_the_snr_estimate_error(inputs, tmp_path, capsys):
     assert "snr_error_db" not in text
 
 
-def test_get_scheme_refuses_a_misspelt_option():
-    """An option no scheme declares is a typo and raises; one declared by other schemes only
-    is ignored (one set of command-line options serves a mix of schemes)."""
+def test_get_scheme_refuses_an_option_the_scheme_does_not_take():
+    """A typo, or a receiver option given to a plain scheme, would change nothing: refused with
+    the options the scheme takes (the CLI hands each scheme only its own)."""
     from semcom.schemes import get_scheme
 
-    with pytest.raises(ValueError, match=r"unknown option\(s\) stpes for scheme 'vae\+dm'.*steps"):
+    with pytest.raises(ValueError, match=r"'vae\+dm' does not take option\(s\) stpes.*steps"):
         get_scheme("vae+dm", stpes=4)
-    plain = get_scheme("vae", steps=4, matching="vp")  # diffusion options: not vae's, ignored
-    assert type(plain.receiver).__name__ == "LMMSEReceiver"
+    with pytest.raises(ValueError, match=r"'vae' does not take option\(s\) snr_source, steps"):
+        get_scheme("vae", steps=4, snr_source="moment")
+    assert get_scheme("vae", steps=None).name == "vae"  # None: the default, always accepted
+    assert get_scheme("adjscc+dm", cbr=1 / 16).receiver.fading == "naive"  # the default

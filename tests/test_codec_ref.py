@@ -200,3 +200,34 @@ def test_a_variant_at_the_same_cbr_is_chosen_by_name_only(tmp_path):
     variant = load_codec("deepjscc", 1 / 16, zoo_dir=tmp_path, ref="dj-long")
     assert codec_fingerprint(default) == codec_fingerprint(load_codec("deepjscc", 1 / 16))
     assert codec_fingerprint(variant) != codec_fingerprint(default)
+
+
+def test_cbr_as_a_number_or_text_everywhere():
+    """1/16, "1/16" and "0.0625" name one CBR in every loader (a notebook passes either)."""
+    from semcom.diffusion.checkpoint import find_denoiser, load_denoiser
+    from semcom.zoo import load_codec
+
+    assert get_scheme("deepjscc", "1/16").codec.cbr == get_scheme("deepjscc", 1 / 16).codec.cbr
+    assert load_codec("deepjscc", "0.0625").cbr == 1 / 16
+    entry = find_denoiser("deepjscc", 1 / 16)
+    assert entry.name == find_denoiser("deepjscc", "1/16").name
+    load_denoiser(entry.weights, codec="deepjscc", cbr=1 / 16)  # a float is the same CBR
+    with pytest.raises(ValueError, match="at CBR 1/16, not 1/12"):
+        load_denoiser(entry.weights, codec="deepjscc", cbr=1 / 12)
+    with pytest.raises(ValueError, match="invalid CBR 'x'"):
+        get_scheme("deepjscc", "x")
+
+
+def test_fingerprint_of_networks_without_weights_names_the_class():
+    """Two codecs without parameters must not share one fingerprint (both were the SHA-256 of
+    nothing, so results and caches of one were credited to the other)."""
+
+    class A(torch.nn.Module):
+        pass
+
+    class B(torch.nn.Module):
+        pass
+
+    assert codec_fingerprint(A()) != codec_fingerprint(B())
+    assert codec_fingerprint(A()) == codec_fingerprint(A())
+    assert codec_fingerprint(A()) != "e3b0c44298fc"  # SHA-256 of empty input

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import example, given, settings
@@ -556,7 +557,7 @@ def test_per_element_vp_reports_start_from_noise():
     d = torch.rand(2, 2, 8, 8, generator=g, dtype=F64) * 0.5 + 0.01
     d[0, 0, 0, 0] = 0.9999594  # between the table's last two levels: the ceiling is the top
     f, _, ft = received(2, d.shape[1:], d, 7)
-    res = diffusion_receive(ft, d, Oracle(f), rule="vp", steps=2, generator=g)
+    res = diffusion_receive(ft, d, Oracle(f), rule="vp", steps=2, generator=g, fading="waterfill")
     assert res.start.t.tolist()[0] == 1000
     assert res.start.start_from_noise.tolist() == [True, False]
     assert res.info["n_start_from_noise"] == 1
@@ -752,7 +753,8 @@ def test_stop_at_decoder_snr_oracle(steps, p0):
     # per-element levels (fast fading): the stop is ignored, the oracle recovers the clean f
     de = torch.rand(ft.shape, generator=gen(42), dtype=F64) * 0.5 + 0.01
     f2, _, ft2 = received(4, (3, 8, 8), de, 43)
-    res = diffusion_receive(ft2, de, Oracle(math.sqrt(p0) * f2), p0=p0, steps=2, stop_snr_db=10.0)
+    oracle2 = Oracle(math.sqrt(p0) * f2)
+    res = diffusion_receive(ft2, de, oracle2, p0=p0, steps=2, stop_snr_db=10.0, fading="waterfill")
     assert res.per_element and torch.allclose(res.f_hat, f2, atol=1e-9)
 
 
@@ -779,3 +781,72 @@ def test_receiver_skips_the_network_above_skip_snr():
     sizes.clear()
     rec(ft[[1, 3]], d[[1, 3]])
     assert sizes == [] and rec.last is None  # all above: no call at all
+
+
+def test_default_fast_fading_receiver_is_naive():
+    """The receivers' default under per-element levels is naive matching (one call at the
+    per-image mean level): one-step water-filling starts every element from the largest level,
+    i.e. from noise (README "Fast Rayleigh fading"), and is opt-in."""
+    d = torch.rand(2, 3, 8, 8, generator=gen(50), dtype=F64) * 0.6 + 0.01
+    d[:, 0, 0, 0] = 0.999  # one element in a deep fade
+    f, _, ft = received(2, d.shape[1:], d, 51)
+    rec = DiffusionReceiver(gaussian_mmse(1.0))
+    out = rec(ft, d, gen(52))
+    assert rec.fading == "naive" and not rec.last.per_element
+    naive = diffusion_receive(ft, d, gaussian_mmse(1.0), fading="naive").f_hat
+    assert torch.equal(out, naive)
+    water = diffusion_receive(ft, d, gaussian_mmse(1.0), fading="waterfill", generator=gen(52))
+    assert water.per_element
+    # from the deep-fade level one water-filling step is far worse than the mean-level call
+    assert (water.f_hat - f).pow(2).mean() > 1.5 * (out - f).pow(2).mean()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_matching_refuses_db_and_nan(rule):
+    """A linear SNR is >= 0: a negative one (dB passed by mistake) or NaN would silently start
+    from noise; refused, with the conversion named. 0 and +inf stay valid (noise / skip)."""
+    with pytest.raises(ValueError, match=r"linear SNR must be >= 0, got -5: if it is in dB"):
+        match(torch.tensor([-5.0, 0.0]), rule)
+    with pytest.raises(ValueError, match="NaN"):
+        match(torch.tensor([float("nan")]), rule)
+    m = match(torch.tensor([0.0, math.inf], dtype=F64), rule)
+    assert m.start_from_noise.tolist() == [True, False] and m.skip.tolist() == [False, True]
+
+
+def test_receiver_refuses_bad_levels_and_options():
+    """Noise levels are the noise's share of the power, in [0, 1], one per image or per element:
+    NaN (was: treated as noiseless), an SNR passed as a level (was: clamped to 1) and a shape
+    that fits neither are refused; so are bad options, when the receiver is built."""
+    ft = torch.randn(3, 2, 4, 4, generator=gen(60), dtype=F64)
+    den = gaussian_mmse(1.0)
+    for d, msg in (
+        (torch.tensor([math.nan, 0.1, 0.1]), "NaN"),
+        (torch.tensor([10.0, 0.1, 0.1]), r"in \[0, 1\].*d = 1/\(1\+k\)"),
+        (torch.tensor([0.1, 0.2]), "fit neither one per image"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            diffusion_receive(ft, d, den)
+    assert diffusion_receive(ft, torch.tensor([1 + 1e-9, 0.0, 0.5]), den).f_hat.isfinite().all()
+    for kw, msg in (
+        ({"rule": "bogus"}, "rule must be one of"),
+        ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+        ({"steps": 2.5}, "steps must be an integer >= 1, got 2.5"),  # was truncated to 2
+        ({"fading": "x"}, "fading must be one of"),
+        ({"fading_samples": 0}, "fading_samples must be"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            DiffusionReceiver(den, **kw)  # at construction, not at the first call
+        with pytest.raises(ValueError, match=msg):
+            diffusion_receive(ft, torch.full((3,), 0.3), den, **kw)
+    assert DiffusionReceiver(den, steps=np.int64(3)).steps == 3  # numpy integers are integers
+
+
+def test_grids_and_schedules_refuse_non_integer_counts():
+    """0 steps gave a NaN grid and T=10.5 a linspace error deep inside: one ValueError each."""
+    for grid in (lambda: continuous_grid(torch.tensor([0.5]), 0), lambda: ddm_grid(0.5, 0)):
+        with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+            grid()
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        quantile_grid(torch.rand(1, 8), 0)
+    with pytest.raises(ValueError, match=r"T must be an integer >= 1, got 10\.5"):
+        DDPMSchedule(T=10.5)

@@ -115,3 +115,19 @@ def test_check_catches_a_renamed_option_and_an_unknown_scheme() -> None:
         _check("semcom eval --scheme vae --no-such-option 1 --out x.json")
     with pytest.raises(AssertionError, match="unregistered"):
         _check("semcom eval --scheme vea --snr 0 --out x.json")
+
+
+def _readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_readme_python_blocks_run(capsys) -> None:
+    """The README's Python API example runs as printed (a renamed function or argument, or a
+    changed default, would break the first thing a notebook user copies)."""
+    blocks = _readme_python_blocks()
+    assert blocks, "the README has no Python example"
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert re.search(r"\+5\.0 dB  CBR 0\.06\d+  PSNR \d\d\.\d\d dB", out), out

@@ -484,3 +484,16 @@ def test_latent_tasks_train_without_validation(est_cache, tmp_path, monkeypatch)
     assert semcom_main(argv) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["epoch"] == 1 and not card.get("val_metrics")
+
+
+def test_moment_estimator_takes_one_n0_for_all_and_refuses_bad_ones() -> None:
+    """One N0 for the batch (a number, as a notebook writes it) is the same as N0 per image;
+    a negative or mismatched N0 is one ValueError, not an attribute error."""
+    y = torch.randn(3, 500, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+    per_image = moment_snr(y, torch.full((3,), 0.1, dtype=torch.float64))
+    assert torch.equal(moment_snr(y, 0.1), per_image)
+    for bad in (-0.1, torch.tensor([0.1, 0.2])):
+        with pytest.raises(ValueError, match="N0 >= 0, one per image"):
+            moment_snr(y, bad)
+    # gamma < 0 never comes from an estimator; as a number it counts as no signal (d = 1)
+    assert float(level_from_gamma(-1.0)) == 1.0 and float(level_from_gamma(3.0)) == 0.25

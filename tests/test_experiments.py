@@ -83,7 +83,7 @@ def test_perturb_rejects_bad_factors():
         diffusion_receive(x, 0.5, gaussian_denoiser(1.0), alpha_factor=0.0)
     with pytest.raises(ValueError, match="per-image"):
         d = torch.rand(1, 2, 4, 4) * 0.5 + 0.1
-        diffusion_receive(x, d, gaussian_denoiser(1.0), t_factor=1.1)
+        diffusion_receive(x, d, gaussian_denoiser(1.0), t_factor=1.1, fading="waterfill")
 
 
 class Pool(Codec):

@@ -86,6 +86,25 @@ def test_psnr_clamps_inputs_outside_unit_range():
     assert quantize_8bit(torch.tensor([-5.0, 0.5 / 255, 1.5 / 255, 2.0])).tolist() == [0, 0, 2, 255]
 
 
+@pytest.mark.parametrize(
+    ("scale", "shift", "expect"),
+    [(255.0, 0.0, "divide by 255"), (2.0, -1.0, r"values in \[-0\.9"), (1.0, float("nan"), "NaN")],
+)
+def test_metrics_refuse_images_outside_unit_range(scale, shift, expect):
+    """0..255 or [-1, 1] images, or NaN, would score silently wrong (psnr of 0..255 images was
+    19-26 dB for one pair): every metric refuses them; a slight overshoot is clamped (above)."""
+    x = torch.rand(2, 3, 16, 16, generator=gen(20))
+    y = (x + 0.05 * torch.rand(x.shape, generator=gen(21))).clamp(0, 1)
+    bad = y * scale + shift
+    for name in ("psnr", "ssim"):
+        with pytest.raises(ValueError, match=expect):
+            metrics_mod.get_metric(name)(x, bad)
+    # one metric name is a name, not its letters
+    assert set(metrics_mod.compute_metrics(x, y, "psnr")) == {"psnr"}
+    # the same pair with its range declared is fine, and scores as in [0, 1]
+    assert torch.allclose(psnr(x * 255, y * 255, data_range=255.0), psnr(x, y))
+
+
 def test_psnr_matches_skimage_on_uint8():
     a = torch.randint(0, 256, (4, 3, 20, 30), generator=gen(3), dtype=torch.uint8)
     noise = torch.randint(-20, 21, a.shape, generator=gen(4))
@@ -293,6 +312,16 @@ def test_lpips_frozen_and_differentiable(lpips_alex, lpips_example):
     assert y.grad is not None and y.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in lpips_alex.parameters())
     assert not lpips_alex.training
+
+
+def test_lpips_float64_and_small_images(lpips_alex, lpips_example):
+    """float64 images score as float32 ones (were a dtype error deep in a convolution); images
+    too small for AlexNet's pooling get one ValueError naming the size."""
+    x, y = _ref_pairs(lpips_example)
+    d32 = lpips_alex(x[:1], y[:1])
+    assert torch.allclose(lpips_alex(x[:1].double(), y[:1].double()), d32, atol=1e-6)
+    with pytest.raises(ValueError, match="24x24 pixels are too small"):
+        lpips_alex(x[:1, :, :24, :24], y[:1, :, :24, :24])
 
 
 def test_dists_hanning_window_and_l2pool():

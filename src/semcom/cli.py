@@ -130,7 +130,11 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         "--fading",
         choices=["waterfill", "reference", "naive"],
         default=None,
-        help="fast-fading sampler variant (default waterfill)",
+        help=(
+            "fast-fading sampler variant (default naive: the per-image mean level; waterfill /"
+            " reference pay with --fading-grid quantile --steps 16, waterfill with"
+            " --fading-samples 8 too)"
+        ),
     )
     g.add_argument(
         "--fading-grid",
@@ -244,8 +248,11 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
             flag = "--" + OPTION_FLAGS.get(key, key).replace("_", "-")
             takes = ", ".join(s.name for s in list_schemes() if key in s.options)
             raise CLIError(f"{flag} applies to the schemes {takes}; none of them was asked")
+    takes = {s.name: s.options for s in list_schemes()}
     out = []
     for name in names:
+        # each scheme gets the options it takes (get_scheme refuses the others)
+        mine = {k: v for k, v in options.items() if k in takes.get(name, ())}
         fixed = fixed_cbr(name)
         name_cbrs = cbrs
         if fixed is not None and cbrs != [None]:
@@ -261,11 +268,11 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
                     )
                 name_cbrs = [None]
         for cbr in name_cbrs:
-            scheme = get_scheme(name, cbr, device, **options)
+            scheme = get_scheme(name, cbr, device, **mine)
             fixed = getattr(scheme, "fixed_cbr", cbr is None)
             if cbr is None and not fixed:  # --codec without --cbr: the checkpoint's CBR
                 cbr = getattr(getattr(scheme, "codec", None), "cbr", None)
-            key = RunKey(run_name(name, **options), None if fixed else cbr)
+            key = RunKey(run_name(name, **mine), None if fixed else cbr)
             if key not in [k for k, _ in out]:
                 out.append((key, scheme))
     return out

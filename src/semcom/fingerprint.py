@@ -14,9 +14,14 @@ import torch
 
 def codec_fingerprint(codec: torch.nn.Module) -> str:
     """12 hex digits of the SHA-256 of a network's weights (names, dtypes, shapes, values in
-    standard layout; independent of device placement and memory format)."""
+    standard layout; independent of device placement and memory format). A network without
+    any is named by its class (``module.QualName``), so two such codecs do not share one."""
     h = hashlib.sha256()
-    for name, t in sorted(codec.state_dict().items()):
+    state = codec.state_dict()
+    if not state:
+        cls = type(codec)
+        h.update(f"class:{cls.__module__}.{cls.__qualname__}".encode())
+    for name, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())

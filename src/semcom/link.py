@@ -13,6 +13,7 @@ time spent in each stage.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,14 +102,27 @@ class LMMSEReceiver:
 
 
 def check_images(images: Tensor) -> None:
-    """Refuse what no scheme can send: not ``[B, 3, H, W]``, or values outside [0, 1] (e.g.
-    8-bit images not divided by 255), with a message that says which."""
+    """Refuse what no scheme can send, with a message that says which: not a float tensor
+    ``[B, 3, H, W]`` with ``B >= 1``, NaN / inf values, or values outside [0, 1] (e.g. 8-bit
+    images not divided by 255)."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"expected images as a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
-    if images.numel() and (float(images.min()) < -0.01 or float(images.max()) > 1.01):
+    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"no images to send (shape {tuple(images.shape)})")
+    if not torch.is_floating_point(images):
         raise ValueError(
-            f"expected images with values in [0, 1], got {float(images.min()):g} to "
-            f"{float(images.max()):g} (8-bit images: divide by 255)"
+            f"expected float images in [0, 1], got {images.dtype} (8-bit images: "
+            "images.float() / 255)"
+        )
+    lo, hi = (float(v) for v in torch.aminmax(images.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("the images hold NaN or inf values")
+    if lo < -0.01 or hi > 1.01:
+        raise ValueError(
+            f"expected images with values in [0, 1], got {lo:g} to {hi:g} (8-bit images: "
+            "divide by 255)"
         )
 
 
@@ -192,7 +206,7 @@ class AnalogLink:
             side_symbols=self.side_symbols,
         )
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def transmit(
         self,
         images: Tensor,
@@ -200,8 +214,12 @@ class AnalogLink:
         snr_db: float | Tensor,
         generator: torch.Generator | None = None,
     ) -> Transmission:
-        """Send ``images`` [B, 3, H, W] in [0, 1] at ``snr_db`` (scalar or [B], dB)."""
+        """Send ``images`` [B, 3, H, W] in [0, 1] (any float dtype; computed in float32) at
+        ``snr_db`` (scalar or [B], dB). No gradients flow (``Transmission.images`` are plain
+        float32 tensors); train through :meth:`semcom.codecs.jscc.DeepJSCC.forward`."""
         check_images(images)
+        if images.dtype != torch.float32:
+            images = images.float()
         dev = images.device
         b, _, h, w = images.shape
         snr = as_snr_tensor(snr_db, b, device=dev)

@@ -97,25 +97,29 @@ def run_name(name: str, **options) -> str:
 
 
 def get_scheme(
-    name: str, cbr: float | None = None, device: str | torch.device = "cpu", **options
+    name: str, cbr: float | str | None = None, device: str | torch.device = "cpu", **options
 ) -> Scheme:
-    """Build scheme ``name`` (at ``cbr`` when it offers several) on ``device``.
+    """Build scheme ``name`` (at ``cbr``, e.g. ``1/16`` or ``"1/16"``, when it offers several)
+    on ``device``.
 
-    ``options`` (e.g. ``matching="vp", steps=4``) go to schemes that declare them in
-    :attr:`SchemeSpec.options`; options set to ``None`` or declared by other schemes only are
-    ignored, so one set of command-line options can apply to a mix of schemes. A name no
-    scheme declares (a misspelling) raises ``ValueError``.
+    ``options`` (e.g. ``matching="vp", steps=4``; a scheme's are listed in
+    ``SchemeSpec.options`` by :func:`list_schemes`) go to the scheme's factory; ``None`` means
+    the default. An option the scheme does not take raises ``ValueError`` (it would change
+    nothing: a typo, or a receiver option given to a plain scheme).
     """
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown scheme {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     spec = _REGISTRY[name]
-    known = {k for s in _REGISTRY.values() for k in s.options}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        takes = ", ".join(sorted(spec.options)) or "none"
+    kw = {k: v for k, v in options.items() if v is not None}
+    foreign = sorted(set(kw) - set(spec.options))
+    if foreign:
+        takes = ", ".join(sorted(spec.options)) or "no options"
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for scheme {name!r} (it takes: {takes})"
+            f"scheme {name!r} does not take option(s) {', '.join(foreign)} (it takes: {takes})"
         )
-    kw = {k: v for k, v in options.items() if v is not None and k in spec.options}
+    if cbr is not None:
+        from .channels import parse_cbr
+
+        cbr = parse_cbr(cbr)
     return spec.factory(cbr, torch.device(device), **kw)

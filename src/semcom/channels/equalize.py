@@ -62,6 +62,8 @@ def equalize(y: Tensor, state: ChannelState) -> Equalized:
     ``N0 = 0`` gives ``d = 0`` (zero-forcing), a deep fade gives ``d = 1`` and a zero output
     for that symbol (counted in ``deep_fades``).
     """
+    if not y.is_complex() or y.dim() != 2:
+        raise ValueError(f"equalize expects complex symbols [B, M], got {y.dtype} {tuple(y.shape)}")
     h = state.h_hat
     no = state.no.to(y.real.dtype)
     if state.h_err is not None:

@@ -43,9 +43,10 @@ class _GenerateFading(_SeededMixin, GenerateFlatFadingChannel):
     pass
 
 
-def snr_to_no(snr_db: Tensor) -> Tensor:
-    """Es/N0 in dB -> noise power N0 per complex symbol (linear), for Es = 1. +inf -> 0."""
-    return torch.pow(10.0, -snr_db / 10.0)
+def snr_to_no(snr_db: Tensor | float) -> Tensor:
+    """Es/N0 in dB (tensor or number) -> noise power N0 per complex symbol (linear), for
+    Es = 1. +inf -> 0."""
+    return torch.pow(10.0, -torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
 
 
 def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None) -> Tensor:
@@ -88,6 +89,12 @@ class ChannelState:
 
 class Channel:
     """A SISO channel with one of :data:`CHANNELS` fading models and a CSI mode.
+
+    ``channel(z, snr_db, generator) -> (y, state)``: ``z`` complex symbols [B, M] with
+    **unit average power per image** (``E|z|^2 = 1``, :func:`semcom.channels.mapping.pack`
+    normalises latents so), ``snr_db`` the Es/N0 in dB (scalar or [B]): the noise power per
+    complex symbol is ``N0 = 10^(-snr_db/10)`` whatever the input's power, so unnormalised
+    symbols get another SNR than asked. ``y = h z + n`` [B, M]; ``state`` the realisation.
 
     Args:
         name: ``"awgn"``, ``"rayleigh-slow"`` (one ``h`` per image) or ``"rayleigh-fast"``

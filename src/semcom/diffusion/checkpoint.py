@@ -88,7 +88,7 @@ def check_trained_on(
 def load_denoiser(
     path: str | Path,
     codec: str | None = None,
-    cbr: str | None = None,
+    cbr: float | str | None = None,
     latent_channels: int | None = None,
     device: str | torch.device = "cpu",
 ) -> LatentUNet:
@@ -114,7 +114,7 @@ def load_latent_model(
     model_cls,
     what: str,
     codec: str | None = None,
-    cbr: str | None = None,
+    cbr: float | str | None = None,
     latent_channels: int | None = None,
     device: str | torch.device = "cpu",
 ):
@@ -128,7 +128,7 @@ def load_latent_model(
     """
     weights, meta = read_checkpoint(path, task, config_key)
     cfg = config_cls.from_dict(json.loads(meta[config_key]))
-    check_trained_on(path, meta, what, codec, cbr)
+    check_trained_on(path, meta, what, codec, cbr_key(cbr))
     if latent_channels is not None and cfg.channels != latent_channels:
         raise ValueError(
             f"{what} {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
@@ -145,7 +145,7 @@ def load_latent_model(
 def find_latent_model(
     model: str,
     codec: str,
-    cbr: str | None = None,
+    cbr: float | str | None = None,
     zoo_dir: str | Path | None = None,
     fingerprint: str | None = None,
 ):
@@ -156,6 +156,7 @@ def find_latent_model(
     first one (whose weight check then names the mismatch)."""
     from ..zoo import list_checkpoints
 
+    cbr = cbr_key(cbr)
     cands = [
         e
         for e in list_checkpoints(zoo_dir)
@@ -175,6 +176,14 @@ def find_latent_model(
     return cands[0]
 
 
+def cbr_key(cbr: float | str | None) -> str | None:
+    """A CBR given as a number or text (``0.0625``, ``"0.0625"``, ``"1/16"``) in the one
+    spelling latent models are filed under (``"1/16"``); None stays None."""
+    from ..channels import format_cbr, parse_cbr
+
+    return None if cbr is None else format_cbr(parse_cbr(cbr))
+
+
 def latent_cbr_key(base: str, cbr: float | None) -> str | None:
     """The CBR under which latent models (denoiser, SNR estimator) of codec ``base`` are filed:
     the printed CBR of a JSCC codec; None for TAEF2 (``vae``, one latent size) or unknown."""
@@ -185,7 +194,7 @@ def latent_cbr_key(base: str, cbr: float | None) -> str | None:
 
 def find_denoiser(
     codec: str,
-    cbr: str | None = None,
+    cbr: float | str | None = None,
     zoo_dir: str | Path | None = None,
     fingerprint: str | None = None,
 ):

@@ -108,16 +108,34 @@ def snr_from_level(d: Tensor | float) -> Tensor:
 
 
 def level_from_snr(snr: Tensor | float) -> Tensor:
-    """Inverse of :func:`snr_from_level`: ``d = 1/(1+k)`` (k linear, clamped ``>= 0``)."""
-    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
+    """Inverse of :func:`snr_from_level`: ``d = 1/(1+k)`` (k linear, clamped ``>= 0``, NaN as
+    0; ``+inf`` gives exactly 0)."""
+    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0, posinf=math.inf)
+    k = k.clamp_min(0.0)
     return 1.0 / (1.0 + k)
 
 
+def check_linear_snr(snr: Tensor | float) -> Tensor:
+    """``snr`` as a float64 tensor, or ``ValueError`` if it holds NaN or a negative value (a
+    linear SNR is >= 0; a negative one is most likely in dB)."""
+    k = torch.as_tensor(snr, dtype=torch.float64)
+    if bool(torch.isnan(k).any()):
+        raise ValueError("the SNR holds NaN")
+    if bool((k < 0).any()):
+        raise ValueError(
+            f"a linear SNR must be >= 0, got {float(k.min()):g}: if it is in dB, convert it "
+            "with 10 ** (snr_db / 10)"
+        )
+    return k
+
+
 def target_level(snr: Tensor | float, p0: float = 1.0) -> Tensor:
-    """Exact matched VP noise variance ``v* = P0 / (k + P0)`` in ``[0, 1]`` (float64)."""
+    """Exact matched VP noise variance ``v* = P0 / (k + P0)`` in ``[0, 1]`` (float64).
+    ``snr``: linear SNR k >= 0, any shape (NaN or negative: ``ValueError``, see
+    :func:`check_linear_snr`); ``+inf`` gives 0."""
     if not p0 > 0:
         raise ValueError(f"p0 must be > 0, got {p0}")
-    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
+    k = check_linear_snr(snr)
     return (p0 / (k + p0)).clamp(0.0, 1.0)
 
 

@@ -20,10 +20,9 @@ import torch
 from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
+from .samplers import FADING_GRIDS, FADING_VARIANTS, check_receiver_options
+from .samplers import RULES as MATCHING_RULES
 
-MATCHING_RULES = ("continuous", "vp", "ddm")
-FADING_VARIANTS = ("waterfill", "reference", "naive")
-FADING_GRIDS = ("time", "quantile")
 #: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
 #: one SNR (DeepJSCC), else at the clean latent (with a decoder trained behind the receiver:
 #: not run at all from ``TUNED_SKIP_SNR_DB`` up); ``clean`` = always at the clean latent.
@@ -44,7 +43,7 @@ def build_dm_link(
     device: torch.device,
     matching: str = "continuous",
     steps: int = 1,
-    fading: str = "waterfill",
+    fading: str = "naive",
     fading_grid: str = "time",
     fading_samples: int = 1,
     dm_stop: str = "auto",
@@ -58,24 +57,17 @@ def build_dm_link(
     scheme named ``base+dm``."""
     from .checkpoint import check_codec_weights, latent_cbr_key
 
-    if matching not in MATCHING_RULES:
-        raise ValueError(f"--matching must be one of {', '.join(MATCHING_RULES)}, got {matching!r}")
-    if fading not in FADING_VARIANTS:
-        raise ValueError(f"fading must be one of {', '.join(FADING_VARIANTS)}, got {fading!r}")
-    if int(steps) < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}")
-    if fading_grid not in FADING_GRIDS:
-        raise ValueError(
-            f"--fading-grid must be one of {', '.join(FADING_GRIDS)}, got {fading_grid!r}"
-        )
-    if int(fading_samples) < 1:
-        raise ValueError(f"--fading-samples must be >= 1, got {fading_samples}")
-    if dm_stop not in DM_STOPS:
-        raise ValueError(f"--dm-stop must be one of {', '.join(DM_STOPS)}, got {dm_stop!r}")
-    if dm_decoder not in DM_DECODERS:
-        raise ValueError(
-            f"--dm-decoder must be one of {', '.join(DM_DECODERS)}, got {dm_decoder!r}"
-        )
+    def one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{name} ({flag}) must be one of {', '.join(allowed)}, got {value!r}")
+
+    one_of("matching", matching, MATCHING_RULES)
+    one_of("fading", fading, FADING_VARIANTS)
+    one_of("fading_grid", fading_grid, FADING_GRIDS)
+    one_of("dm_stop", dm_stop, DM_STOPS)
+    one_of("dm_decoder", dm_decoder, DM_DECODERS)
+    check_receiver_options(matching, steps, fading, fading_grid, fading_samples)  # the counts
     stop_snr_db = None
     tuned = None
     if base == "vae":

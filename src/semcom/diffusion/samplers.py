@@ -17,6 +17,7 @@ steps), DDM time ``t_j = j t*/K``. Images whose start level is 0 are left unchan
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -128,14 +129,14 @@ def continuous_grid(
     scalar; ``end = 0``: paper B's ``S(j m / K)`` down to the clean latent)."""
     sched = schedule or SigmoidSchedule()
     m64 = torch.as_tensor(m, dtype=torch.float64).reshape(-1).clamp(0.0, 1.0)
-    j = torch.arange(steps + 1, dtype=torch.float64, device=m64.device)[:, None]
+    j = torch.arange(_check_steps(steps) + 1, dtype=torch.float64, device=m64.device)[:, None]
     return sched.S(end + j * (m64[None, :] - end) / steps)
 
 
 def ddpm_grid(t_star: Tensor | int, steps: int, schedule: DDPMSchedule) -> Tensor:
     """Levels ``1 - abar_{t_j}``, ``t_j = round(j t*/K)`` -> [K+1, B] float64."""
     t64 = torch.as_tensor(t_star).reshape(-1).to(torch.float64).clamp(0, schedule.T)
-    j = torch.arange(steps + 1, dtype=torch.float64, device=t64.device)[:, None]
+    j = torch.arange(_check_steps(steps) + 1, dtype=torch.float64, device=t64.device)[:, None]
     idx = torch.round(j * t64[None, :] / steps).long()
     return schedule.level(idx)
 
@@ -144,7 +145,7 @@ def ddm_grid(t_star: Tensor | float, steps: int) -> Tensor:
     """DDM times ``t_j = j t*/K`` -> [K+1, B] float64 (map to levels with
     :meth:`DDMSchedule.level`)."""
     t64 = torch.as_tensor(t_star, dtype=torch.float64).reshape(-1).clamp(0.0, 1.0)
-    j = torch.arange(steps + 1, dtype=torch.float64, device=t64.device)[:, None]
+    j = torch.arange(_check_steps(steps) + 1, dtype=torch.float64, device=t64.device)[:, None]
     return j * t64[None, :] / steps
 
 
@@ -166,14 +167,63 @@ def quantile_grid(v: Tensor, steps: int) -> Tensor:
 
 
 def _check_steps(steps: int) -> int:
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    return int(steps)
+    return _check_count(steps, "steps")
+
+
+#: how far a noise level may stray outside [0, 1] by rounding before it is refused
+LEVEL_TOLERANCE = 1e-6
+
+
+def check_levels(d: Tensor | float, f_tilde: Tensor) -> Tensor:
+    """The noise levels ``d`` of ``f_tilde`` [B, C, h, w] as float64 clamped to [0, 1], or
+    ``ValueError``: NaN, a value outside [0, 1] (``d`` is the noise's share of the received
+    power, not an SNR), or a shape that is neither per image (B values) nor broadcastable to
+    ``f_tilde``'s."""
+    d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device)
+    if bool(torch.isnan(d64).any()):
+        raise ValueError("the noise levels d hold NaN")
+    if d64.numel() and bool(((d64 < -LEVEL_TOLERANCE) | (d64 > 1 + LEVEL_TOLERANCE)).any()):
+        raise ValueError(
+            f"noise levels d must be in [0, 1] (the noise's share of the received power), got "
+            f"{float(d64.min()):g} to {float(d64.max()):g}: from a linear SNR k, d = 1/(1+k) "
+            "(semcom.diffusion.level_from_snr)"
+        )
+    b = f_tilde.shape[0]
+    if d64.numel() != b:
+        try:
+            torch.broadcast_shapes(d64.shape, f_tilde.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"noise levels d of shape {tuple(d64.shape)} fit neither one per image ({b}) "
+                f"nor the received latent {tuple(f_tilde.shape)}"
+            ) from None
+    return d64.clamp(0.0, 1.0)
+
+
+#: matching rules, fast-fading variants and grids of the receivers (the Literal types above)
+RULES = ("continuous", "vp", "ddm")
+FADING_VARIANTS = ("waterfill", "reference", "naive")
+FADING_GRIDS = ("time", "quantile")
+
+
+def check_receiver_options(
+    rule: str, steps: int, fading: str, fading_grid: str, fading_samples: int
+) -> None:
+    """``ValueError`` naming the first receiver option that is not allowed."""
+    for name, value, allowed in (
+        ("rule", rule, RULES),
+        ("fading", fading, FADING_VARIANTS),
+        ("fading_grid", fading_grid, FADING_GRIDS),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    _check_count(steps, "steps")
+    _check_count(fading_samples, "fading_samples")
 
 
 def _check_count(n: int, name: str) -> int:
     """``n`` if it is an integer >= 1 (not a bool or a float), else ValueError naming it."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     return n
 
@@ -421,7 +471,7 @@ def diffusion_receive(
     rule: Rule = "continuous",
     steps: int = 1,
     schedule: DDPMSchedule | SigmoidSchedule | None = None,
-    fading: FadingVariant = "waterfill",
+    fading: FadingVariant = "naive",
     generator: torch.Generator | None = None,
     level_eps: float = DEFAULT_LEVEL_EPS,
     t_factor: float = 1.0,
@@ -452,7 +502,9 @@ def diffusion_receive(
         steps: number K of network calls (K = 1: one-step denoising).
         fading: for per-element ``d`` that varies within an image: ``"waterfill"``
             (Alg. 3 corrected), ``"reference"`` (DDIM from each element's own level), or
-            ``"naive"`` (replace d by its per-image mean, then the per-image path). The
+            ``"naive"`` (replace d by its per-image mean, then the per-image path; the
+            default: per-element variants need ``fading_grid="quantile"`` and many steps to
+            pay, and with ``steps=1`` they start from noise: README "Fast Rayleigh fading"). The
             per-element path maps each element exactly to VP form (``v_i``, ``alpha_i``
             as above) and runs on the rule's grid from the largest ``v_i`` (``"vp"``: the
             smallest table step with level ``>= max v_i``; ``"ddm"``: the DDM grid mapped to
@@ -476,18 +528,13 @@ def diffusion_receive(
             its training distribution. Per-element levels (fast fading) ignore it and run the
             per-element sampler to the clean latent.
     """
-    steps = _check_steps(steps)
+    check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
     if not (t_factor >= 0 and alpha_factor > 0):
         raise ValueError(f"need t_factor >= 0 and alpha_factor > 0, got {t_factor}, {alpha_factor}")
-    if fading not in ("waterfill", "reference", "naive"):
-        raise ValueError(f"fading must be 'waterfill', 'reference' or 'naive', got {fading!r}")
     if not p0 > 0:
         raise ValueError(f"p0 must be > 0, got {p0}")
-    if fading_grid not in ("time", "quantile"):
-        raise ValueError(f"fading_grid must be 'time' or 'quantile', got {fading_grid!r}")
-    _check_count(fading_samples, "fading_samples")
     B = f_tilde.shape[0]
-    d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device).clamp(0.0, 1.0)
+    d64 = check_levels(d, f_tilde)
     if d64.numel() == B:
         d_img, d_el = d64.reshape(B), None
     else:
@@ -633,7 +680,7 @@ class DiffusionReceiver:
         rule: Rule = "continuous",
         steps: int = 1,
         schedule: DDPMSchedule | SigmoidSchedule | None = None,
-        fading: FadingVariant = "waterfill",
+        fading: FadingVariant = "naive",
         level_eps: float = DEFAULT_LEVEL_EPS,
         name: str = "diffusion",
         t_factor: float = 1.0,
@@ -643,6 +690,7 @@ class DiffusionReceiver:
         skip_snr_db: float | None = None,
         fading_samples: int = 1,
     ):
+        check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
         self.denoise = denoise
         self.stop_snr_db = stop_snr_db
         self.skip_snr_db = skip_snr_db

@@ -21,6 +21,7 @@ outside the documented domain are **clamped** to it (never NaN).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
 import torch
@@ -66,8 +67,8 @@ class DDPMSchedule:
         cosine_s: float = 0.008,
         max_beta: float = 0.999,
     ):
-        if T < 1:
-            raise ValueError(f"T must be >= 1, got {T}")
+        if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
+            raise ValueError(f"T must be an integer >= 1, got {T!r}")
         self.kind = kind
         self.T = int(T)
         if kind == "linear":

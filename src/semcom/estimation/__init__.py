@@ -24,7 +24,7 @@ def moment_snr(y: Tensor, no: Tensor) -> Tensor:
 
     Args:
         y: received symbols, complex ``[B, M]`` (transmitted with ``E|z|^2 = 1``).
-        no: noise power per complex symbol ``N0``, ``[B]`` (linear; 0 allowed).
+        no: noise power per complex symbol ``N0``, ``[B]`` or one number (linear; 0 allowed).
 
     Returns:
         ``gamma_hat`` ``[B]`` (linear, >= 0; ``+inf`` where ``N0 = 0``).
@@ -32,14 +32,21 @@ def moment_snr(y: Tensor, no: Tensor) -> Tensor:
     if y.dim() != 2 or not torch.is_complex(y):
         raise ValueError(f"moment_snr: expected complex symbols [B, M], got {tuple(y.shape)}")
     p = y.abs().pow(2).mean(dim=-1).to(torch.float64)
-    no = no.to(p).reshape(-1)
+    no = torch.as_tensor(no, dtype=torch.float64, device=p.device).reshape(-1)
+    if no.numel() == 1:
+        no = no.expand(p.shape[0])
+    if no.numel() != p.shape[0] or bool((no < 0).any()) or bool(torch.isnan(no).any()):
+        raise ValueError(f"moment_snr: need N0 >= 0, one per image ({p.shape[0]}) or one for all")
     gamma = torch.where(no > 0, p / no.clamp_min(1e-300) - 1.0, torch.full_like(p, float("inf")))
     return gamma.clamp_min(0.0)
 
 
-def level_from_gamma(gamma: Tensor) -> Tensor:
-    """Noise level ``d = 1 / (1 + gamma)`` in (0, 1] (``gamma = +inf`` gives 0)."""
-    return 1.0 / (1.0 + gamma)
+def level_from_gamma(gamma: Tensor | float) -> Tensor:
+    """Noise level ``d = 1 / (1 + gamma)`` in (0, 1] of a linear SNR estimate ``gamma``
+    (``+inf`` gives 0; ``gamma < 0`` or NaN, which no estimator returns, count as 0: d = 1)."""
+    from ..diffusion.matching import level_from_snr
+
+    return level_from_snr(gamma)
 
 
 __all__ = ["SNR_SOURCES", "level_from_gamma", "moment_snr"]

@@ -73,16 +73,20 @@ def get_metric(name: str) -> Callable[[Tensor, Tensor], Tensor]:
     raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
 
 
-def compute_metrics(x: Tensor, y: Tensor, names: Sequence[str] = ("psnr",)) -> dict[str, Tensor]:
+def compute_metrics(
+    x: Tensor, y: Tensor, names: Sequence[str] | str = ("psnr",)
+) -> dict[str, Tensor]:
     """Compute several metrics between references ``x`` and reconstructions ``y``.
 
     Args:
         x, y: float images ``[B,3,H,W]`` in ``[0,1]`` (``y`` is clamped to ``[0,1]`` first).
-        names: metric names from :data:`METRICS`.
+        names: metric names from :data:`METRICS` (or one name).
 
     Returns:
         ``{name: tensor [B]}`` on the CPU, float64.
     """
+    if isinstance(names, str):  # one name, not its letters
+        names = [names]
     fns = {n: get_metric(n) for n in names}  # validate all names before computing anything
     y = y.clamp(0.0, 1.0)
     return {n: fn(x, y).detach().to("cpu", torch.float64) for n, fn in fns.items()}

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+#: how far (as a fraction of the data range) values may stray outside it: a decoder's
+#: overshoot is scored as its 8-bit (clamped) version; 0..255 or [-1, 1] images are refused
+RANGE_TOLERANCE = 0.1
 
-def check_pair(x: Tensor, y: Tensor, name: str, channels: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``x`` and ``y`` are float [B,C,H,W] tensors of equal shape."""
+
+def check_pair(
+    x: Tensor, y: Tensor, name: str, channels: int | None = None, data_range: float = 1.0
+) -> None:
+    """Raise ``ValueError`` unless ``x`` and ``y`` are float [B,C,H,W] tensors of equal shape
+    with finite values in ``[0, data_range]`` give or take :data:`RANGE_TOLERANCE` (8-bit
+    images not divided by 255, [-1, 1] images and NaN would give silently wrong scores)."""
     for arg, t in (("x", x), ("y", y)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(t).__name__}")
@@ -23,3 +33,16 @@ def check_pair(x: Tensor, y: Tensor, name: str, channels: int | None = None) -> 
         raise ValueError(f"{name}: expected {channels} channels, got shape {tuple(x.shape)}")
     if x.device != y.device:
         raise ValueError(f"{name}: x and y are on different devices ({x.device}, {y.device})")
+    for arg, t in (("x", x), ("y", y)):
+        if t.numel() == 0:
+            continue
+        lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{name}: {arg} holds NaN or inf values")
+        tol = RANGE_TOLERANCE * data_range
+        if lo < -tol or hi > data_range + tol:
+            hint = " (8-bit images: divide by 255)" if hi > 2 * data_range else ""
+            raise ValueError(
+                f"{name}: {arg} has values in [{lo:.4g}, {hi:.4g}], expected images in "
+                f"[0, {data_range:g}]{hint}"
+            )

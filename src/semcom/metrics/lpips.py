@@ -189,9 +189,18 @@ class LPIPS(nn.Module):
         """LPIPS distance per image; ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` -> ``[B]``."""
         check_pair(x, y, "LPIPS", channels=3)
         b = x.shape[0]
-        h = (torch.cat([x, y], dim=0) * 2.0 - 1.0 - self.shift) / self.scale
-        total = x.new_zeros(b)
-        for k, f in enumerate(self.net(h)):
+        h = (torch.cat([x, y], dim=0).to(self.shift.dtype) * 2.0 - 1.0 - self.shift) / self.scale
+        total = h.new_zeros(b)
+        try:
+            feats = self.net(h)
+        except RuntimeError as e:  # the pooling of the network needs a minimum size
+            if "too small" not in str(e):
+                raise
+            raise ValueError(
+                f"LPIPS: images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for the "
+                "network (use at least 32x32)"
+            ) from None
+        for k, f in enumerate(feats):
             f = normalize_channels(f)
             d = (f[:b] - f[b:]) ** 2
             total = total + getattr(self, f"lin{k}")(d).mean(dim=(1, 2, 3))

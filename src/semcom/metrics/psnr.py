@@ -47,7 +47,7 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, max_db: float = PSNR_MAX
     Returns:
         float32 tensor ``[B]``.
     """
-    check_pair(x, y, "psnr")
+    check_pair(x, y, "psnr", data_range=data_range)
     qx = quantize_8bit(x, data_range)
     qy = quantize_8bit(y, data_range)
     n = qx[0].numel()

@@ -78,8 +78,8 @@ def _ssim_cs(x: Tensor, y: Tensor, win: Tensor, data_range: float) -> tuple[Tens
     return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
 
 
-def _prepare(x: Tensor, y: Tensor, name: str) -> tuple[Tensor, Tensor]:
-    check_pair(x, y, name)
+def _prepare(x: Tensor, y: Tensor, name: str, data_range: float) -> tuple[Tensor, Tensor]:
+    check_pair(x, y, name, data_range=data_range)
     if min(x.shape[-2:]) < WIN_SIZE:
         raise ValueError(
             f"{name}: images must be at least {WIN_SIZE}x{WIN_SIZE} pixels "
@@ -101,7 +101,7 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     Returns:
         tensor ``[B]`` (channel average of the per-channel mean SSIM; may be negative).
     """
-    x, y = _prepare(x, y, "ssim")
+    x, y = _prepare(x, y, "ssim", data_range)
     win = _gaussian_window(WIN_SIZE, WIN_SIGMA, x.dtype, x.device)
     s, _ = _ssim_cs(x, y, win, data_range)
     return s.mean(1)
@@ -129,7 +129,7 @@ def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     Returns:
         tensor ``[B]`` in ``[0, 1]``.
     """
-    x, y = _prepare(x, y, "ms_ssim")
+    x, y = _prepare(x, y, "ms_ssim", data_range)
     levels = ms_ssim_levels(*x.shape[-2:])
     w = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
     w = w / w.sum()

@@ -137,6 +137,15 @@ def find_checkpoint(
     """
     from ..channels import format_cbr
 
+    if model == "vae":
+        raise ValueError(
+            "the vae codec is the pretrained TAEF2, not a zoo checkpoint: "
+            "semcom.codecs.taef2.load_taef2(device)"
+        )
+    from ..codecs.jscc import MODELS
+
+    if model not in MODELS:
+        raise ValueError(f"unknown codec model {model!r}; zoo codecs: {', '.join(MODELS)}")
     cands = [e for e in _codec_entries(list_checkpoints(zoo_dir)) if e.model == model]
     if channel is not None:
         cands = [e for e in cands if e.channel == channel]
@@ -220,7 +229,7 @@ def zoo_ref(path: str | Path) -> str:
 
 def load_codec(
     model: str,
-    cbr: float | None = None,
+    cbr: float | str | None = None,
     device: str | torch.device = "cpu",
     channel: str | None = None,
     zoo_dir: str | Path | None = None,
@@ -229,9 +238,10 @@ def load_codec(
     """Load the ``model`` codec (``deepjscc`` | ``adjscc``) in eval mode: the shipped one for
     ``cbr``, or ``ref`` (a zoo name, a run folder or a ``.safetensors`` file; ``cbr``, when
     given, must then be the checkpoint's: ValueError naming both otherwise)."""
-    from ..channels import format_cbr
+    from ..channels import format_cbr, parse_cbr
     from ..codecs.jscc import channels_for_cbr, load_jscc
 
+    cbr = None if cbr is None else parse_cbr(cbr)  # 1/16, "1/16" and "0.0625" alike
     if ref is not None:
         codec = load_jscc(resolve_weights(ref, zoo_dir), model=model, device=device)
         if cbr is not None and not _same_cbr(codec.cbr, cbr):
