@@ -626,3 +626,24 @@ def test_figure_titles_name_the_images_measured():
         == "kodak (4 images, 256x256 crops, spread)"
     )
     assert data_label({}) == "? (? images)"
+
+
+def test_evaluate_names_the_expected_argument_forms(identity_codec):
+    """A bare scheme, one image tensor or a scalar SNR: one TypeError saying what to pass
+    (they failed deep inside: cannot unpack, manual_seed expected a long, no len())."""
+    from semcom.channels import Channel
+    from semcom.link import AnalogLink
+
+    link = AnalogLink(identity_codec())
+    x = torch.rand(2, 3, 8, 8)
+    imgs = [(i, f"img{i}", t) for i, t in enumerate(x)]
+    pairs = [(RunKey("id", None), link)]
+    for args, msg in (
+        (([link], imgs, [0.0]), "RunKey, scheme"),
+        ((pairs, x, [0.0]), "triples"),
+        ((pairs, imgs, 10.0), "list of SNRs"),
+    ):
+        with pytest.raises(TypeError, match=msg):
+            evaluate(args[0], args[1], Channel("awgn"), args[2], metrics=["psnr"], progress=False)
+    rows = evaluate(pairs, imgs, Channel("awgn"), [10.0], metrics=["psnr"], progress=False)
+    assert len(rows) == 2 and len(rows[0]["psnr"]) == 1

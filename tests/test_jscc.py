@@ -76,6 +76,13 @@ def test_adjscc_depends_on_snr():
     with pytest.raises(ValueError, match="snr_db"):
         codec.encode(x)
     assert codec.snr_adaptive and not DeepJSCC(8, W).snr_adaptive
+    # roundtrip tells encoder and decoder the same SNR (it could not be told one before)
+    snr = torch.tensor([0.0, 0.0])
+    with torch.no_grad():
+        want = codec.decode(codec.encode(x, snr), (32, 32), snr)
+    assert torch.equal(codec.roundtrip(x, snr), want)
+    with pytest.raises(ValueError, match="snr_db"):
+        codec.roundtrip(x)
 
 
 def test_codec_does_not_normalise_but_pack_does():

@@ -35,8 +35,10 @@ class Codec(nn.Module):
     """Base class of image <-> latent codecs.
 
     Subclasses set ``name`` and ``multiple`` (the spatial size the encoder needs) and
-    implement :meth:`_encode` / :meth:`_decode` on padded images (see ``needs_scale``).
-    ``snr_db`` ([B] tensor, dB) is passed to SNR-adaptive codecs and ignored by the others.
+    implement :meth:`_encode` / :meth:`_decode` on padded images. ``snr_db`` ([B] tensor, dB)
+    is passed to SNR-adaptive codecs and ignored by the others. **Set ``needs_scale = True``
+    for any decoder not trained on unit-power latents** (a pretrained autoencoder): by
+    default the link hands the decoder the power-normalised latent.
     """
 
     name: str = "codec"
@@ -69,6 +71,7 @@ class Codec(nn.Module):
         return crop_to(self._decode(latent, snr_db), size).clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def roundtrip(self, x: Tensor) -> Tensor:
-        """Encode then decode without a channel (for sanity checks)."""
-        return self.decode(self.encode(x), tuple(x.shape[-2:]))
+    def roundtrip(self, x: Tensor, snr_db: Tensor | None = None) -> Tensor:
+        """Encode then decode without a channel (for sanity checks); ``snr_db`` [B] (dB) is
+        what an SNR-adaptive codec is told (required there)."""
+        return self.decode(self.encode(x, snr_db), tuple(x.shape[-2:]), snr_db)

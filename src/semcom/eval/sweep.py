@@ -185,6 +185,24 @@ def summarize(
     return runs
 
 
+def _check_evaluate_args(schemes, images, snrs) -> None:
+    """One ``TypeError`` naming the expected form for what :func:`evaluate` cannot iterate
+    (a bare scheme, an image tensor, a scalar SNR), instead of an unpacking error later."""
+    if isinstance(snrs, int | float) or (isinstance(snrs, torch.Tensor) and snrs.dim() == 0):
+        raise TypeError(f"snrs must be a list of SNRs in dB, got the number {float(snrs)}")
+    if isinstance(images, torch.Tensor):
+        raise TypeError(
+            "images must be (index, name, tensor) triples, e.g. "
+            "[(i, f'img{i}', x) for i, x in enumerate(batch)], not one tensor"
+        )
+    for pair in schemes:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], RunKey)):
+            raise TypeError(
+                "schemes must be (RunKey, scheme) pairs, e.g. [(RunKey('vae', None), scheme)], "
+                f"got {type(pair).__name__}"
+            )
+
+
 def evaluate(
     schemes: Sequence[tuple[RunKey, Scheme]],
     images: Sequence[tuple[int, str, torch.Tensor | None]] | Sequence,
@@ -214,6 +232,7 @@ def evaluate(
         header: identifies the sweep in the partial file.
     """
     device = torch.device(device)
+    _check_evaluate_args(schemes, images, snrs)
     store = PartialResults(partial, header or {})
     todo = [
         (idx, name, img, key, scheme)
