@@ -565,6 +565,10 @@ def test_schemes_and_datasets(capsys):
     out = run_ok(capsys, "schemes")
     rows = {ln.split()[0]: ln for ln in out.splitlines()}
     assert "1/12" in rows["vae"]
+    # a +dm receiver works out of the box at the CBRs of shipped denoisers, not at "any"
+    for name in ("deepjscc+dm", "adjscc+dm"):
+        assert rows[name].split()[1:3] == ["CBR", "1/16"], rows[name]
+    assert rows["jpeg+capacity"].split()[1:3] == ["CBR", "any"]
     out = run_ok(capsys, "datasets")
     names = [ln.split()[0] for ln in out.splitlines()]
     assert names[:1] == ["kodak"] and "samples" in names and "cifar10-test" in names

@@ -633,7 +633,8 @@ def cmd_schemes(args: argparse.Namespace) -> int:
     specs = list_schemes()
     width = max(len(s.name) for s in specs)
     for spec in specs:
-        cbrs = ", ".join(format_cbr(c) for c in spec.cbrs) if spec.cbrs else "any"
+        shown = spec.cbrs or spec.shown_cbrs
+        cbrs = ", ".join(format_cbr(c) for c in shown) if shown else "any"
         print(f"{spec.name:{width}s}  CBR {cbrs:10s} {spec.description}")
     return 0
 

@@ -25,7 +25,9 @@ class SchemeSpec:
         cbrs: the CBRs it offers (None: any CBR, or fixed by the codec).
         requires: human-readable requirements (weights, checkpoints) for error messages.
         options: names of keyword options the factory accepts (e.g. ``matching``, ``steps``
-            for diffusion receivers); :func:`get_scheme` passes only these.
+            for diffusion receivers); :func:`get_scheme` refuses others.
+        shown_cbrs: what ``semcom schemes`` lists as its CBRs when ``cbrs`` is None but not
+            every CBR works out of the box (a ``+dm`` receiver: the CBRs of shipped denoisers).
     """
 
     name: str
@@ -34,6 +36,7 @@ class SchemeSpec:
     cbrs: tuple[float, ...] | None = None
     requires: str = ""
     options: tuple[str, ...] = ()
+    shown_cbrs: tuple[float, ...] | None = None
 
 
 _REGISTRY: dict[str, SchemeSpec] = {}

@@ -206,10 +206,34 @@ def _factory(base: str):
     return factory
 
 
+def _denoiser_cbrs(base: str) -> tuple[float, ...] | None:
+    """CBRs at which the zoo ships a denoiser for ``base`` latents (None: none, or unreadable)."""
+    try:
+        from ..channels import parse_cbr
+        from ..zoo import list_checkpoints
+
+        found = {
+            parse_cbr(e.card["codec"]["cbr"])
+            for e in list_checkpoints()
+            if e.model == "denoiser" and e.card.get("codec", {}).get("name") == base
+        }
+    except (ValueError, KeyError, TypeError):  # a corrupt card: reported when the scheme is used
+        return None
+    return tuple(sorted(found, reverse=True)) or None
+
+
 for _base, _desc in (
     ("vae", "paper A: TAEF2 latent + step-matched diffusion denoiser (one model, all SNRs)"),
-    ("deepjscc", "paper B setting: DeepJSCC latent + step-matched diffusion denoiser"),
-    ("adjscc", "paper B setting: ADJSCC latent + step-matched diffusion denoiser"),
+    (
+        "deepjscc",
+        "paper B setting: DeepJSCC latent + step-matched diffusion denoiser (other CBRs: "
+        "train one, --denoiser)",
+    ),
+    (
+        "adjscc",
+        "paper B setting: ADJSCC latent + step-matched diffusion denoiser (other CBRs: "
+        "train one, --denoiser)",
+    ),
 ):
     register_scheme(
         SchemeSpec(
@@ -217,6 +241,7 @@ for _base, _desc in (
             description=_desc,
             factory=_factory(_base),
             cbrs=(1 / 12,) if _base == "vae" else None,
+            shown_cbrs=None if _base == "vae" else _denoiser_cbrs(_base),
             requires=f"a shipped denoiser for {_base} latents (see 'semcom zoo list')",
             options=(
                 "matching",
