@@ -26,6 +26,16 @@ def weights_root() -> Path:
     return _root("SEMCOM_WEIGHTS")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _schemes_from_the_shipped_zoo():
+    """Register the built-in schemes once, from the shipped zoo, before any test points the zoo
+    elsewhere: a test that swaps ``ZOO_DIR`` for a temporary zoo must not fix the CBRs of the
+    schemes for the rest of the session (tests then depended on their order)."""
+    from semcom.schemes import list_schemes
+
+    list_schemes()
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     # One thread: on 2-core CI machines 2 torch threads make small ops ~10-100x slower.

@@ -154,6 +154,43 @@ def test_resume_is_exact(data_root, tmp_path, capsys):
         torch.testing.assert_close(v, ref[k], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("renamed", [("model.safetensors",), ("model.safetensors", "state.pt")])
+def test_a_checkpoint_write_cut_between_its_renames_is_finished_on_resume(
+    data_root, tmp_path, renamed
+):
+    """SIGKILL between the renames of a checkpoint leaves the new weights next to the old state
+    (and card), with the new files complete as temporary files: resume finishes the write and
+    continues exactly (it refused before: "from different checkpoints", for good)."""
+    import shutil
+
+    task = _task(val_data="none")
+    Trainer(task, _cfg(tmp_path / "full", ckpt_every=1)).fit()
+    Trainer(task, _cfg(tmp_path / "new", ckpt_every=1)).fit(stop_at_step=3)
+    run = tmp_path / "torn"
+    Trainer(task, _cfg(run, ckpt_every=1)).fit(stop_at_step=2)
+    for name in ("model.safetensors", "state.pt", "card.json"):  # step 3, cut mid-commit
+        dest = run / name if name in renamed else run / f".{name}.0123456789ab.tmp"
+        shutil.copy(tmp_path / "new" / name, dest)
+    (run / ".model.safetensors.ffffffffffff.tmp").write_bytes(b"cut mid-write")  # never used
+    Trainer(_task(val_data="none"), _cfg(run, ckpt_every=1)).fit(resume=run)
+    assert sorted(p.name for p in run.iterdir()) == ["card.json", "model.safetensors", "state.pt"]
+    ref, got = _weights(tmp_path / "full"), _weights(run)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], atol=1e-6, rtol=0)
+    assert json.loads((run / "card.json").read_text())["step"] == 8
+
+
+def test_same_run_same_bytes(data_root, tmp_path):
+    """Two runs of one command and seed write byte-identical weights files (safetensors wrote
+    its metadata in hash order, so equal weights had different SHA-256s in the cards)."""
+    task = _task(val_data="none")
+    for run in ("a", "b"):
+        Trainer(task, _cfg(tmp_path / run, epochs=1)).fit()
+    a, b = ((tmp_path / r / "model.safetensors").read_bytes() for r in ("a", "b"))
+    assert a == b
+    assert _weights(tmp_path / "a").keys() == _weights(tmp_path / "b").keys()
+
+
 def test_plain_cuda_device_gets_an_index(data_root, tmp_path, monkeypatch):
     """``--device cuda`` (no index) trains on the first GPU: torch.cuda.set_device refuses a
     device without an index, so the trainer fills it in (checked without a GPU)."""
@@ -191,6 +228,55 @@ def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
     (run / "state.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="corrupt"):
         Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["--val-limit", "0"], "--val-limit must be >= 1, got 0"),  # recorded "psnr 0" before
+        (["--width", "0"], "--width must be >= 1, got 0"),  # silently became 64
+        (["--crop", "0"], "--crop must be >= 1"),
+        (["--val-snr", "nan"], "--val-snr must be finite"),  # failed after a whole epoch
+        (["--warmup", "-5"], "warmup steps must be >= 0"),
+        (["--ckpt-every", "-1"], "ckpt every must be >= 0"),  # checkpointed every step
+        (["--max-steps", "0"], "max steps must be >= 1"),  # exit 0, nothing written
+        (["--lr", "inf"], "lr must be a positive number"),  # diverged with a traceback
+        (["--threads", "-2"], "threads must be >= 0"),
+    ],
+)
+def test_train_refuses_bad_options_before_any_work(tmp_path, capsys, argv, msg):
+    from semcom.train.cli import main
+
+    out = tmp_path / "r"
+    base = ["train", "jscc", "--data", "samples", "--crop", "32", "--val-data", "none"]
+    assert main([*base, *argv, "--out", str(out)]) == 2
+    assert msg in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_diverged_training_is_one_message_and_keeps_the_checkpoint(
+    data_root, tmp_path, capsys, monkeypatch
+):
+    """A NaN loss stops the run with one line naming the step and what to do (was a
+    FloatingPointError traceback); the last checkpoint stays resumable."""
+    from semcom.cli import main
+
+    out = tmp_path / "r"
+    args = ["train", "jscc", "--data", "samples", "--crop", "32", "--val-data", "none",
+            "--width", str(W), "--batch-size", "2", "--epochs", "2", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main([*args, "--max-steps", "3"]) == 0
+    real = JSCCTask.loss
+
+    def nan_loss(self, model, batch, generator):
+        loss, logs = real(self, model, batch, generator)
+        return loss * float("nan"), logs
+
+    monkeypatch.setattr(JSCCTask, "loss", nan_loss)
+    assert main(["train", "jscc", "--resume", str(out), "--max-steps", "6", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged: the loss is nan at step 3" in err and "Traceback" not in err
+    assert json.loads((out / "card.json").read_text())["step"] == 3
 
 
 @pytest.mark.parametrize("name", ["meta", "mps", "xpu", "cuda:99"])

@@ -927,6 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"semcom: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except FloatingPointError as e:  # a training run that diverged: not a usage error
+        print(f"semcom: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("semcom: interrupted", file=sys.stderr)
         return 130

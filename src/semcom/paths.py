@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 DATA_VAR = "SEMCOM_DATA"
 WEIGHTS_VAR = "SEMCOM_WEIGHTS"
@@ -108,6 +109,20 @@ def atomic_write_files(files: Mapping[str | os.PathLike[str], bytes]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+
+
+def safetensors_bytes(tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save`` with a canonical header (keys sorted, no spaces): the library
+    writes its metadata in hash order, so identical weights gave files of different bytes
+    (and SHA-256s in the cards). Same tensors and metadata -> same bytes."""
+    from safetensors.torch import save
+
+    raw = save(dict(tensors), metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    text = header.encode()
+    text += b" " * (-len(text) % 8)  # the format allows space padding; keeps data aligned
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
 def json_safe(obj: object) -> object:

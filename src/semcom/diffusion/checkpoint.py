@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ..fingerprint import codec_fingerprint
-from ..paths import atomic_write_files, checkpoint_file, json_bytes
+from ..paths import atomic_write_files, checkpoint_file, json_bytes, safetensors_bytes
 from .denoiser import DenoiserConfig, LatentUNet
 
 
@@ -220,7 +220,6 @@ def export_latent_model(
     default ``test``: the run's last validation metrics per SNR). An existing entry is only
     overwritten with ``replace``, an unfinished run only shipped with ``allow_unfinished``.
     """
-    from safetensors.torch import save
 
     from ..channels import format_cbr, parse_cbr
     from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, check_same_checkpoint, run_provenance
@@ -252,7 +251,7 @@ def export_latent_model(
         **run_provenance(rc, unfinished),
     }
     _add_latent_lineage(card, rc)
-    blob = save({k: v.half() for k, v in weights.items()}, metadata=meta)
+    blob = safetensors_bytes({k: v.half() for k, v in weights.items()}, meta)
     card["sha256"] = hashlib.sha256(blob).hexdigest()
     card["dtype"] = "float16"
     out = dest / f"{zoo_name}.json"

@@ -275,7 +275,7 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
     config = JSCCConfig(
         model=args.model,
         cbr=args.cbr,
-        width=args.width or DEFAULT_WIDTH,
+        width=DEFAULT_WIDTH if args.width is None else args.width,
         channel=args.channel,
         csi=args.csi,
         snr_train=args.snr_train,

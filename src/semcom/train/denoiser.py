@@ -58,6 +58,11 @@ class LatentTaskConfig:
     codec_weights: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("crop", "repeats", "val_limit", "width"):  # width: the subclasses'
+            value = getattr(self, name, 1)
+            if value < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= 1, got {value}")
         if self.cbr is not None and self.codec != "vae":
             from ..channels import parse_cbr
 
@@ -257,14 +262,16 @@ class DenoiserTask:
         model.eval()
         out: dict[str, float] = {}
         g = torch.Generator().manual_seed(self.config.seed + 12345)
+        dev = next(model.parameters()).device
         for snr in self.config.val_snrs:
             v = float(level_for_snr(torch.tensor(snr), self.p0))
             gains = []
             for x0 in self._val:  # type: ignore[union-attr]
-                x0 = unit_power(x0.unsqueeze(0))
+                x0 = unit_power(x0.unsqueeze(0))  # noise drawn on the CPU: same on any device
                 x_t = math.sqrt(1 - v) * x0 + math.sqrt(v) * torch.randn(x0.shape, generator=g)
+                x0, x_t = x0.to(dev), x_t.to(dev)
                 lmmse = (x_t * math.sqrt(1 - v) * self.p0 / ((1 - v) * self.p0 + v) - x0).pow(2)
-                net = (model(x_t, torch.tensor([v])) - x0).pow(2)
+                net = (model(x_t, torch.tensor([v], device=dev)) - x0).pow(2)
                 gains.append(10 * math.log10(float(lmmse.mean()) / float(net.mean())))
             out[f"gain_db@{snr:g}dB"] = sum(gains) / len(gains)
         out["gain_db"] = sum(out.values()) / len(out)

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..devices import parse_device
-from ..paths import atomic_write_files, json_bytes
+from ..paths import atomic_write_files, json_bytes, safetensors_bytes
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "step", "constant")
@@ -155,11 +155,26 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
+        for name in ("warmup_steps", "ckpt_every", "num_workers", "threads", "step_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}"
+                )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max steps must be >= 1 (or none), got {self.max_steps}")
+        if self.val_batch_size < 1:
+            raise ValueError(f"validation batch size must be >= 1, got {self.val_batch_size}")
 
 
 # ------------------------------------------------------------------------------- helpers
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite (the run stops; its last checkpoint stays)."""
+
+
 def git_commit() -> str:
     """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
     try:
@@ -346,6 +361,47 @@ class _Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _file_step(path: Path) -> int | None:
+    """The training step a checkpoint file records (None if unreadable)."""
+    try:
+        if path.name.startswith(".model.safetensors") or path.name == "model.safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return int((f.metadata() or {})["step"])
+        if ".state.pt" in path.name or path.name == "state.pt":
+            return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+        return int(json.loads(path.read_text())["step"])
+    except Exception:
+        return None
+
+
+def finish_torn_checkpoint(run: str | Path) -> list[str]:
+    """Finish a checkpoint write cut between its renames (SIGKILL, power loss).
+
+    :meth:`Trainer.save_checkpoint` writes and syncs all three files under temporary names and
+    then renames them, ``model.safetensors`` first; killed between the renames, the run holds
+    the new weights next to the old ``state.pt`` / ``card.json``, with the new ones complete as
+    ``.state.pt.*.tmp`` / ``.card.json.*.tmp``. Those whose step is the weights' are renamed
+    into place (the write completed); leftover temporary files of the three are removed.
+    Returns the names completed (empty when the run was consistent)."""
+    run = Path(run)
+    step = _file_step(run / "model.safetensors")
+    done: list[str] = []
+    for name in ("state.pt", "card.json"):
+        tmps = sorted(run.glob(f".{name}.*.tmp"))
+        if step is not None and _file_step(run / name) != step:
+            for tmp in tmps:
+                if _file_step(tmp) == step:
+                    os.replace(tmp, run / name)
+                    done.append(name)
+                    break
+    for name in ("model.safetensors", "state.pt", "card.json"):
+        for tmp in run.glob(f".{name}.*.tmp"):  # a write cut before its renames: never used
+            tmp.unlink(missing_ok=True)
+    return done
+
+
 class Trainer:
     """Runs a :class:`Task` with a :class:`TrainConfig` (see the module docstring).
 
@@ -388,12 +444,10 @@ class Trainer:
 
     # ---------------------------------------------------------------------- ckpt I/O
     def _model_bytes(self, model: nn.Module, progress: _Progress) -> bytes:
-        from safetensors.torch import save
-
         meta = dict(self.task.model_metadata(model))
         meta.update({"step": str(progress.step), "epoch": str(progress.epoch)})
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        return save(state, metadata=meta)
+        return safetensors_bytes(state, meta)
 
     def _card(self, progress: _Progress) -> dict[str, Any]:
         cfg = asdict(self.cfg)
@@ -460,6 +514,9 @@ class Trainer:
     ) -> _Progress:
         from safetensors import safe_open
 
+        if self.is_main:
+            finish_torn_checkpoint(run)
+        self._barrier()  # the other processes read the files rank 0 completed
         wpath, spath = run / "model.safetensors", run / "state.pt"
         for p in (wpath, spath):
             if not p.is_file():
@@ -634,7 +691,11 @@ class Trainer:
                 g = step_generator(cfg.seed, self.rank, prog.step, self.device)
                 loss, logs = task.loss(ddp, batch, g)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {prog.step}")
+                    raise TrainingDiverged(
+                        f"training diverged: the loss is {loss.item()} at step {prog.step}; the "
+                        f"last checkpoint in {str(self.out)!r} is kept (try a lower --lr or "
+                        "--grad-clip, then --resume, or start again)"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:

@@ -155,6 +155,13 @@ class JSCCConfig:
             raise ValueError(f"--repeats must be >= 1, got {self.repeats}")
         if int(self.dm_steps) < 1:
             raise ValueError(f"--dm-steps must be >= 1, got {self.dm_steps}")
+        for name in ("width", "crop", "val_crop", "val_limit", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        if not all(math.isfinite(s) for s in self.val_snrs):
+            raise ValueError(f"--val-snr must be finite numbers of dB, got {self.val_snrs}")
 
 
 class JSCCTask:

@@ -184,13 +184,15 @@ class SNREstimatorTask(DenoiserTask):
         was = model.training
         model.eval()
         g = torch.Generator().manual_seed(self.config.seed + 12345)
+        dev = next(model.parameters()).device
         out: dict[str, float] = {}
         sq_all = []
         for snr in self.config.val_snrs:
             sq = []
             for x0 in self._val:  # type: ignore[union-attr]
-                f = unit_power(x0.unsqueeze(0))
-                gamma, _ = model.estimate(received(f, torch.tensor([snr]), g))
+                f = unit_power(x0.unsqueeze(0))  # noise drawn on the CPU: same on any device
+                y = received(f, torch.tensor([snr]), g).to(dev)
+                gamma, _ = model.estimate(y)
                 sq.append((10 * math.log10(float(gamma)) - snr) ** 2)
             out[f"rmse_db@{snr:g}dB"] = math.sqrt(sum(sq) / len(sq))
             sq_all += sq
