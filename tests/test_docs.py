@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from semcom.cli import build_parser
+from semcom.devices import command_args
 from semcom.schemes import list_schemes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def _recorded_commands() -> list[tuple[str, str]]:
     found = []
     for f in files:
         for s in _strings(json.loads(f.read_text())):
-            if s.startswith("semcom "):  # a card's lineage chains commands with &&
+            if s.startswith(("semcom ", "torchrun ")):  # lineage chains commands with &&
                 found += [(f.relative_to(ROOT).as_posix(), c.strip()) for c in s.split("&&")]
     return found
 
@@ -79,10 +80,10 @@ def _parser_and_schemes() -> tuple[argparse.ArgumentParser, frozenset[str]]:
 
 
 def _check(command: str) -> None:
-    words = shlex.split(command)
-    assert words[0] == "semcom"
+    words = command_args(command)  # semcom ... or torchrun ... -m semcom.cli ...
+    assert words is not None, command
     parser, known = _parser_and_schemes()
-    args = parser.parse_args(words[1:])  # SystemExit(2) on an unknown or bad option
+    args = parser.parse_args(words)  # SystemExit(2) on an unknown or bad option
     unknown = [s for s in getattr(args, "scheme", None) or [] if s not in known]
     assert not unknown, f"unregistered scheme(s) {unknown} in: {command}"
 

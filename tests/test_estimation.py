@@ -497,3 +497,34 @@ def test_moment_estimator_takes_one_n0_for_all_and_refuses_bad_ones() -> None:
             moment_snr(y, bad)
     # gamma < 0 never comes from an estimator; as a number it counts as no signal (d = 1)
     assert float(level_from_gamma(-1.0)) == 1.0 and float(level_from_gamma(3.0)) == 0.25
+
+
+def test_calibration_resume_refuses_a_changed_cnn(est_run, tmp_path, capsys) -> None:
+    """The head of a calibration run was fitted on its frozen CNN's features: resuming after
+    the calibrated run changed (retrained, resumed) is refused, not silently mixed."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from semcom.cli import main as semcom_main
+
+    src = tmp_path / "src"
+    shutil.copytree(est_run, src)
+    out = tmp_path / "cal"
+    assert semcom_main(["train", "snr-estimator", "--codec", "vae", "--calibrate", str(src),
+                        "--draws", "2", "--batch-size", "16", "--epochs", "2", "--max-steps", "2",
+                        "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    w = load_file(str(src / "model.safetensors"))
+    name = next(iter(w))
+    w[name] = w[name] + 1e-3
+    save_file(w, str(src / "model.safetensors"), metadata=dict(_metadata(est_run)))
+    capsys.readouterr()
+    assert semcom_main(["train", "snr-estimator", "--resume", str(out), "--quiet"]) == 2
+    assert "is no longer the checkpoint it started from" in capsys.readouterr().err
+
+
+def _metadata(run) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        return f.metadata() or {}

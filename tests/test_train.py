@@ -418,7 +418,34 @@ def test_ddp_two_processes(data_root, tmp_path):
     card = json.loads((out / "card.json").read_text())
     assert card["world_size"] == 2 and card["step"] == 2  # 16 images / (2 x 4) per step
     assert math.isfinite(card["val_metrics"]["psnr"])
+    # the recorded command reruns the run: with its launcher and process count (the global
+    # batch and the data order depend on it), and --resume reads it back
+    assert card["command"].startswith("torchrun --nproc_per_node=2 -m semcom.cli train jscc ")
+    from semcom.devices import command_args
+    from semcom.train.cli import resume_argv
+
+    assert command_args(card["command"])[:2] == ["train", "jscc"]
+    again = resume_argv(["train", "jscc", "--resume", str(out)], "jscc", str(out))
+    assert again[:4] == ["train", "jscc", "--model", "adjscc"] and again[-2:] == [
+        "--resume",
+        str(out),
+    ]
     from semcom.codecs.jscc import load_jscc
 
     load_jscc(out, model="adjscc", c=6)
     assert not list(out.glob("*.tmp"))
+
+
+def test_launch_command_and_its_inverse(monkeypatch):
+    from semcom.devices import command_args, launch_command
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launch_command(["eval", "--out", "a b.json"]) == "semcom eval --out 'a b.json'"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    cmd = launch_command(["train", "jscc"])
+    assert cmd == "torchrun --nnodes=2 --nproc_per_node=2 -m semcom.cli train jscc"
+    assert command_args(cmd) == ["train", "jscc"]
+    assert command_args("semcom eval --out 'a b.json'") == ["eval", "--out", "a b.json"]
+    assert command_args("python -m semcom.train.cli train denoiser") == ["train", "denoiser"]
+    assert command_args("ls -la") is None

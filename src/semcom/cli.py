@@ -10,7 +10,6 @@ import argparse
 import math
 import os
 import re
-import shlex
 import sys
 import time
 import warnings
@@ -21,7 +20,7 @@ import torch
 
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
-from .devices import parse_device
+from .devices import launch_command, parse_device
 from .metrics import METRICS
 from .paths import MissingResourceError, atomic_path, atomic_write_json, json_text
 
@@ -537,9 +536,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     wanted = set(indices)
     rows = sorted((r for r in rows if r["image"] in wanted), key=lambda r: (r["run"], r["image"]))
     runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics, weights)
-    launcher = ["torchrun", f"--nproc_per_node={world}", "-m", "semcom.cli"] if world > 1 else []
     meta = {
-        "command": " ".join([*(launcher or ["semcom"]), *args.argv]),
+        "command": launch_command(args.argv),
         "processes": world,
         "seed": args.seed,
         "crop": args.crop,
@@ -823,7 +821,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     images = [ds[i][None].to(device) for i in range(min(args.limit, len(ds)))]
     (_, link), *_ = _build_schemes(args, device)
     doc = perturb_experiment(link, images, args.snr, deltas, args.seed, progress=not args.quiet)
-    doc.update(dataset=args.dataset, crop=args.crop, command="semcom " + shlex.join(args.argv))
+    doc.update(dataset=args.dataset, crop=args.crop, command=launch_command(args.argv))
     out = Path(args.out)
     atomic_write_json(out, doc, indent=1)
     fig = plot_perturb(doc, out.with_suffix(".png"))
@@ -865,7 +863,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         denoiser_ref=args.denoiser,
     )
-    doc.update(crop=args.crop, command="semcom " + shlex.join(args.argv))
+    doc.update(crop=args.crop, command=launch_command(args.argv))
     out = Path(args.out)
     atomic_write_json(out, doc, indent=1)
     fig = plot_ood(doc, out.with_suffix(".png"))

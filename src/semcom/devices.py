@@ -1,8 +1,41 @@
-"""The ``--device`` option, checked the same way by every command (eval, transmit, bench, train)."""
+"""The ``--device`` option, checked the same way by every command (eval, transmit, bench, train),
+and the command line that reruns a process (with its ``torchrun`` launcher)."""
 
 from __future__ import annotations
 
+import os
+import shlex
+from collections.abc import Sequence
+
 import torch
+
+
+def launch_command(argv: Sequence[str]) -> str:
+    """The command line that reruns this process's ``semcom`` command ``argv``: ``semcom ARGS``,
+    or under ``torchrun`` (``WORLD_SIZE`` > 1) ``torchrun --nproc_per_node=N -m semcom.cli
+    ARGS`` (with ``--nnodes`` when several nodes ran), so the recorded command keeps the number
+    of processes, which sets the global batch and the data order."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    head = ["semcom"]
+    if world > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        nodes = [f"--nnodes={world // local}"] if local != world else []
+        head = ["torchrun", *nodes, f"--nproc_per_node={local}", "-m", "semcom.cli"]
+    return shlex.join([*head, *argv])
+
+
+def command_args(command: str) -> list[str] | None:
+    """The ``semcom`` arguments of a recorded command line (:func:`launch_command`'s inverse):
+    the words after ``semcom``, or after ``-m semcom.cli`` / ``-m semcom.train.cli`` of a
+    ``torchrun`` or ``python`` launcher; None for anything else."""
+    words = shlex.split(command)
+    if words[:1] == ["semcom"]:
+        return words[1:]
+    for mod in ("semcom.cli", "semcom.train.cli", "semcom"):
+        for i in range(len(words) - 1):
+            if words[i : i + 2] == ["-m", mod]:
+                return words[i + 2 :]
+    return None
 
 
 def parse_device(name: str) -> torch.device:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
+from ..devices import command_args, launch_command
 from ..paths import json_text
 from .jscc import LOSSES
 
@@ -218,12 +219,10 @@ def resume_argv(argv: Sequence[str], task: str, run: str) -> list[str] | None:
     or its command is missing or unreadable (:func:`_check_resume` then says why)."""
     try:
         card = json.loads((Path(run) / "card.json").read_text())
-        words = shlex.split(card["command"])
+        words = command_args(card["command"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if words[:1] == ["semcom"]:
-        words = words[1:]
-    if words[:1] != ["train"] or len(words) < 2:
+    if not words or words[:1] != ["train"] or len(words) < 2:
         return None
     if words[1] != task:
         raise ValueError(f"cannot resume: {str(run)!r} is a 'train {words[1]}' run, not {task!r}")
@@ -257,6 +256,21 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
                 continue
             if theirs[k] != v:
                 diffs.append(f"{k}: checkpoint {theirs[k]!r}, now {v!r}")
+    want, ref = card.get("init_sha256"), config.get("calibrate")
+    if want and ref:  # the frozen CNN a calibration trains its head on must be the same
+        from ..zoo import resolve_weights, sha256_file
+
+        try:
+            have = sha256_file(resolve_weights(ref))
+        except (ValueError, OSError):
+            have = None
+        if have != want:
+            raise ValueError(
+                f"cannot resume from {str(run)!r}: --calibrate {ref!r} is no longer the "
+                f"checkpoint it started from (sha256 {want[:12]}, now "
+                f"{have[:12] if have else 'missing'}); its head was fitted on that CNN's "
+                "features: start a new run"
+            )
     if diffs:
         raise ValueError(
             f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs) + ". "
@@ -324,7 +338,7 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
         num_workers=args.workers,
         progress=not args.quiet,
         threads=args.threads,
-        command="semcom " + shlex.join(argv) if argv and argv[0] == "train" else shlex.join(argv),
+        command=launch_command(argv) if argv and argv[0] == "train" else shlex.join(argv),
     )
     if args.resume:
         if not Path(args.resume).is_dir():
