@@ -173,7 +173,8 @@ def test_a_checkpoint_write_cut_between_its_renames_is_finished_on_resume(
         shutil.copy(tmp_path / "new" / name, dest)
     (run / ".model.safetensors.ffffffffffff.tmp").write_bytes(b"cut mid-write")  # never used
     Trainer(_task(val_data="none"), _cfg(run, ckpt_every=1)).fit(resume=run)
-    assert sorted(p.name for p in run.iterdir()) == ["card.json", "model.safetensors", "state.pt"]
+    left = sorted(p.name for p in run.iterdir())
+    assert left == [".lock", "card.json", "model.safetensors", "state.pt"]
     ref, got = _weights(tmp_path / "full"), _weights(run)
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], atol=1e-6, rtol=0)
@@ -217,6 +218,34 @@ def test_a_run_is_never_trained_over(data_root, tmp_path):
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
     assert json.loads((run / "card.json").read_text())["epoch"] == 2
+
+
+def test_two_processes_never_train_into_one_folder(data_root, tmp_path):
+    """While a run trains, a second process starting a run (or resuming it) in the same folder
+    is refused at once (both ran and overwrote each other's checkpoints); the lock goes with
+    the process, so the folder is resumable afterwards."""
+    import subprocess
+    import textwrap
+
+    run = tmp_path / "r"
+    holder = textwrap.dedent(f"""
+        import fcntl, pathlib, sys, time
+        p = pathlib.Path({str(run)!r}); p.mkdir()
+        f = open(p / ".lock", "a"); fcntl.flock(f, fcntl.LOCK_EX)
+        print("locked", flush=True); time.sleep(60)
+    """)  # a training process holding the folder (as Trainer._lock_out does)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        task = _task(val_data="none")
+        for resume in (None, run):
+            with pytest.raises(ValueError, match="another process is training in"):
+                Trainer(task, _cfg(run, epochs=1)).fit(resume=resume)
+    finally:
+        proc.kill()
+        proc.wait()
+    Trainer(task, _cfg(run, epochs=1)).fit()  # the holder is gone: the folder is free
+    assert json.loads((run / "card.json").read_text())["epoch"] == 1
 
 
 def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):

@@ -171,6 +171,10 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------- helpers
+#: the file a run folder's training process holds locked (see ``Trainer._lock_out``)
+LOCK_FILE = ".lock"
+
+
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite (the run stops; its last checkpoint stays)."""
 
@@ -425,6 +429,7 @@ class Trainer:
         # the card's command is the one that started the run; each --resume is added to
         # ``resumed_with`` (so a chained zoo command replays the run, not its last resume)
         self._command, self._resumes = cfg.command, []
+        self._lock = None  # the open OUT/.lock while training (rank 0)
 
     # -------------------------------------------------------------------------- ddp
     @property
@@ -574,19 +579,50 @@ class Trainer:
         try:
             return self._fit(resume, stop_at_step)
         finally:
+            if self._lock is not None:
+                self._lock.close()  # releases the lock
+                self._lock = None
             if created:
                 dist.destroy_process_group()
+
+    def _lock_out(self) -> None:
+        """Hold an exclusive lock on ``OUT/.lock`` while training (rank 0): a second process
+        training into, or resuming, the same folder at the same time is refused instead of
+        overwriting this run's checkpoints. Released when the process ends, however it ends
+        (``flock``; not available on Windows, where nothing is locked)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        f = open(self.out / LOCK_FILE, "a")  # held open for the whole run
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise ValueError(
+                f"another process is training in {str(self.out)!r} right now: wait for it to "
+                "end, or give another --out"
+            ) from None
+        self._lock = f
 
     def _fit(self, resume: str | Path | None, stop_at_step: int | None) -> dict:
         cfg = self.cfg
         files = ("state.pt", "model.safetensors", "card.json")
-        held = [n for n in files if (self.out / n).exists()]
-        if held and (resume is None or Path(resume).resolve() != self.out.resolve()):
-            # never train over a run (hours lost): it is continued with --resume, or kept
-            raise ValueError(
-                f"{str(self.out)!r} already holds a run ({', '.join(held)}): continue it with "
-                f"--resume {self.out}, or give another --out"
-            )
+
+        def refuse_a_run_there() -> None:
+            held = [n for n in files if (self.out / n).exists()]
+            if held and (resume is None or Path(resume).resolve() != self.out.resolve()):
+                # never train over a run (hours lost): it is continued with --resume, or kept
+                raise ValueError(
+                    f"{str(self.out)!r} already holds a run ({', '.join(held)}): continue it "
+                    f"with --resume {self.out}, or give another --out"
+                )
+
+        refuse_a_run_there()
+        if self.is_main:
+            self._lock_out()
+            refuse_a_run_there()  # a run that ended between the check and the lock
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         elif self.world > 1 and self.device.type == "cpu":
