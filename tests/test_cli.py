@@ -296,6 +296,8 @@ def test_transmit_missing_file(tmp_path, capsys):
         (["--cbr", "-1/16"], "CBR must be positive, got '-1/16'"),
         (["--snr", "-1e3"], "invalid SNR '-1e3'"),
         (["--snr", "-inf"], "invalid SNR '-inf'"),
+        # whole option names only: an abbreviation breaks once another option shares it
+        (["--metric", "psnr"], "unrecognized arguments: --metric"),
         (["--device", "meta"], "no such device"),
         # an option none of the asked schemes (here vae) takes would change nothing: refused
         (["--snr-source", "moment"], "--snr-source applies to the schemes"),

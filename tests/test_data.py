@@ -673,6 +673,8 @@ def test_split_deterministic_and_disjoint(folder):
     assert len(one) == 1
     _, nv = split_dataset(ds, n_val=7)
     assert len(nv) == 7
+    with pytest.raises(ValueError, match="leaves none to train on"):  # 0.99 of 6 rounds to 6
+        split_dataset(list(range(6)), val_fraction=0.99)
     with pytest.raises(ValueError):
         split_dataset(ds, val_fraction=1.5)
     with pytest.raises(ValueError):

@@ -360,6 +360,9 @@ def test_cli_errors_and_run(data_root, tmp_path, capsys):
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert "cbr" in err
+    # a changed seed is named once (it is in both the task's and the trainer's options)
+    assert main([*args[:-3], "--seed", "9", "--resume", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("seed: checkpoint 0, now 9") == 1
     assert "--resume reads the run's options from its card" in err
     # the run's own command plus --resume resumes it ...
     assert main([*shlex.split(card["command"])[1:], "--resume", str(out), "--epochs", "1"]) == 0

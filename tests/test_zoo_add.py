@@ -123,6 +123,9 @@ def test_add_rejects_bad_runs_and_names(tmp_path, zoo, capsys):
     (run / "card.json").write_text(json.dumps({"task": "eval"}))
     assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo)]) == 2
     assert "'eval' run" in capsys.readouterr().err
+    (run / "card.json").write_text(json.dumps({"a": 1}))  # some other program's card
+    assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo)]) == 2
+    assert "not a semcom run folder (its card names no task)" in capsys.readouterr().err
     (run / "card.json").write_text("{not json")
     assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo)]) == 2
     assert "corrupt run card" in capsys.readouterr().err

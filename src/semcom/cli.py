@@ -39,6 +39,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (``semcom transmit: error: ...``), exit 2."""
 
     def __init__(self, *args, **kwargs) -> None:
+        # whole option names only: an abbreviation (--ou) in a recorded command would break
+        # when a new option shares its prefix, and --resume could not strip it
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # argparse takes "-1/16", "-1e3", "-inf" for unknown options ("--cbr: expected one
         # argument"); read them as (negative) values so the option's own check names them

@@ -463,6 +463,10 @@ def split_dataset(
     n_val = int(n_val)
     if not 0 <= n_val <= n:
         raise ValueError(f"n_val must be in [0, {n}], got {n_val}")
+    if n_val == n and n > 0:
+        raise ValueError(
+            f"holding out {n_val} of {n} items leaves none to train on (a smaller fraction)"
+        )
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(n, generator=g)
     val_idx = sorted(perm[:n_val].tolist())

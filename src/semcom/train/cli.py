@@ -3,7 +3,7 @@
 Also runnable on its own (handy under ``torchrun``)::
 
     python -m semcom.train.cli train jscc --model deepjscc --cbr 1/6 --out runs/x
-    torchrun --nproc_per_node=2 -m semcom.train.cli train jscc ...
+    torchrun --nproc_per_node=2 -m semcom.cli train jscc ...   # as the run's card records it
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Train a DeepJSCC/ADJSCC codec through the same path as 'semcom eval' "
         "(per-image power normalisation, channel, MMSE equaliser). Use "
         "--snr-train=-5:20 (with '=') for a range. DDP: torchrun --nproc_per_node=N "
-        "-m semcom.train.cli train jscc ...",
+        "-m semcom.cli train jscc ...",
     )
     j.add_argument("--model", default="deepjscc", choices=["deepjscc", "adjscc"])
     j.add_argument("--cbr", default="1/6", help="CBR, c = 96*CBR channels (1/6, 1/12, 1/16)")
@@ -254,8 +254,9 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
             # None: a default the task resolved when the run started (e.g. encode_snrs)
             if k in _RESUME_FREE or k not in theirs or v is None:
                 continue
-            if theirs[k] != v:
-                diffs.append(f"{k}: checkpoint {theirs[k]!r}, now {v!r}")
+            diff = f"{k}: checkpoint {theirs[k]!r}, now {v!r}"
+            if theirs[k] != v and diff not in diffs:  # seed is in both sections
+                diffs.append(diff)
     want, ref = card.get("init_sha256"), config.get("calibrate")
     if want and ref:  # the frozen CNN a calibration trains its head on must be the same
         from ..zoo import resolve_weights, sha256_file
@@ -379,16 +380,11 @@ def cmd_train_snr_estimator(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m semcom.train.cli train jscc ...``."""
-    p = argparse.ArgumentParser(prog="semcom")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_train_parser(sub)
-    try:
-        args = parse_args(p, list(argv) if argv is not None else sys.argv[1:])
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"semcom: error: {e}", file=sys.stderr)
-        return 2
+    """Stand-alone entry: ``python -m semcom.train.cli train jscc ...`` (the ``semcom``
+    command itself: same parser, same error handling)."""
+    from ..cli import main as semcom_main
+
+    return semcom_main(argv)
 
 
 if __name__ == "__main__":

@@ -639,7 +639,8 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
 
         out = export_latent_model(run, args.name, task, _LATENT_TASKS[task], **flags)
     else:
-        raise ValueError(f"{str(run)!r} is a {task!r} run; the zoo takes jscc, denoiser and "
+        what = f"a {task!r} run" if task else "not a semcom run folder (its card names no task)"
+        raise ValueError(f"{str(run)!r} is {what}; the zoo takes jscc, denoiser and "
                          "snr-estimator runs")  # fmt: skip
     print(f"{out}: {_entry(out).summary()}")
     return 0
