@@ -519,7 +519,7 @@ class Trainer:
     ) -> _Progress:
         from safetensors import safe_open
 
-        if self.is_main:
+        if self.is_main and run.resolve() == self.out.resolve():  # locked by this process
             finish_torn_checkpoint(run)
         self._barrier()  # the other processes read the files rank 0 completed
         wpath, spath = run / "model.safetensors", run / "state.pt"
@@ -729,8 +729,8 @@ class Trainer:
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training diverged: the loss is {loss.item()} at step {prog.step}; the "
-                        f"last checkpoint in {str(self.out)!r} is kept (try a lower --lr or "
-                        "--grad-clip, then --resume, or start again)"
+                        f"last checkpoint in {str(self.out)!r} is kept (start again with a "
+                        "lower --lr)"
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
