@@ -220,6 +220,27 @@ def test_a_run_is_never_trained_over(data_root, tmp_path):
     assert json.loads((run / "card.json").read_text())["epoch"] == 2
 
 
+def test_resume_does_not_need_the_init_checkpoint(data_root, tmp_path):
+    """A run started with --init resumes after its --init checkpoint moved away (the checkpoint
+    holds every weight) to the uninterrupted run's weights, and its card keeps the lineage."""
+    Trainer(_task(val_data="none"), _cfg(tmp_path / "init", epochs=1)).fit()
+    task = _task(val_data="none", init=str(tmp_path / "init"))
+    Trainer(task, _cfg(tmp_path / "full")).fit()
+    Trainer(task, _cfg(tmp_path / "r")).fit(stop_at_step=3)
+    (tmp_path / "init").rename(tmp_path / "moved")
+    Trainer(_task(val_data="none", init=str(tmp_path / "init")), _cfg(tmp_path / "r")).fit(
+        resume=tmp_path / "r"
+    )
+    ref, got = _weights(tmp_path / "full"), _weights(tmp_path / "r")
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], atol=1e-6, rtol=0)
+    full = json.loads((tmp_path / "full" / "card.json").read_text())
+    card = json.loads((tmp_path / "r" / "card.json").read_text())
+    assert card["init"] == full["init"] and card["init_fingerprint"] == full["init_fingerprint"]
+    with pytest.raises(ValueError, match="neither a zoo name"):  # a new run still needs it
+        Trainer(_task(val_data="none", init=str(tmp_path / "init")), _cfg(tmp_path / "n")).fit()
+
+
 def test_two_processes_never_train_into_one_folder(data_root, tmp_path):
     """While a run trains, a second process starting a run (or resuming it) in the same folder
     is refused at once (both ran and overwrote each other's checkpoints); the lock goes with

@@ -632,6 +632,8 @@ class Trainer:
         task = self.task
         if hasattr(task, "progress"):  # data preparation (e.g. encoding latents) shows bars too
             task.progress = cfg.progress and self.is_main
+        if hasattr(task, "resume_from"):  # the checkpoint will hold every weight
+            task.resume_from = None if resume is None else Path(resume)
         model = task.build_model().to(self.device)
         train_ds = task.train_dataset()
         val_ds = task.val_dataset()

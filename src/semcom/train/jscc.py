@@ -14,8 +14,10 @@ between epochs and runs.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -175,6 +177,8 @@ class JSCCTask:
         self._split: tuple[Dataset, Dataset | None] | None = None
         self.receiver = None  # the frozen diffusion receiver of a --behind-dm run
         self.init_info: dict[str, Any] = {}
+        #: the run folder being resumed (set by the trainer): its checkpoint holds every weight
+        self.resume_from: Path | None = None
 
     # ---------------------------------------------------------------------- model
     def build_model(self) -> nn.Module:
@@ -187,9 +191,16 @@ class JSCCTask:
 
         # an adjscc may start from a deepjscc (the function-preserving warm start)
         warm = cfg.model == "adjscc" and not cfg.behind_dm
-        init = load_jscc(
-            resolve_weights(cfg.init), model=None if warm else cfg.model, c=cfg.c, width=cfg.width
-        )
+        try:
+            ref = resolve_weights(cfg.init)
+        except ValueError:
+            if self.resume_from is None or cfg.behind_dm:  # behind-dm: its receiver needs it
+                raise
+            # resumed: the checkpoint overwrites every weight; the lineage is in its card
+            card = json.loads((self.resume_from / "card.json").read_text())
+            self.init_info = {k: card[k] for k in ("init", "init_fingerprint") if k in card}
+            return model
+        init = load_jscc(ref, model=None if warm else cfg.model, c=cfg.c, width=cfg.width)
         if init.dm_side:
             raise ValueError(f"--init {cfg.init!r} is a decoder trained behind a receiver")
         if init.name != cfg.model:
