@@ -850,3 +850,12 @@ def test_grids_and_schedules_refuse_non_integer_counts():
         quantile_grid(torch.rand(1, 8), 0)
     with pytest.raises(ValueError, match=r"T must be an integer >= 1, got 10\.5"):
         DDPMSchedule(T=10.5)
+
+
+def test_vp_closed_form_constant_schedule():
+    """D = 0 (constant beta, or T = 1): t* ~ L / beta (was NaN, or a division by zero)."""
+    t = vp_closed_form_t(1.0, beta_start=0.01, beta_end=0.01, T=100)
+    assert float(t) == pytest.approx(math.log(2.0) / 0.01)  # L = ln(1 + P0/k) = ln 2
+    # the exact step (abar_t = 0.99^t reaches level 1/2 at t = 68.97) is within half a step
+    assert abs(float(t) - math.log(2.0) / -math.log(0.99)) < 0.5
+    assert float(vp_closed_form_t(1.0, T=1)) == 1.0  # L / beta_1 = 6931, clamped to [0, T]

@@ -195,10 +195,13 @@ def vp_closed_form_t(
     ``t* ~ [-(beta_1 - D/2) + sqrt((beta_1 - D/2)^2 + 2 D L)] / D`` with
     ``D = (beta_T - beta_1)/(T-1)``, ``L = ln(1 + P0/k)``. Continuous (float64), clamped to
     ``[0, T]``; k linear. Error <= ~2.3 steps over -30..35 dB; prefer :func:`match_vp`.
+    A constant schedule (``beta_end = beta_start``, or ``T = 1``) gives ``t* ~ L / beta_1``.
     """
     k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
     L = torch.log1p(p0 / k.clamp_min(1e-300))
-    D = (beta_end - beta_start) / (T - 1)
+    D = (beta_end - beta_start) / (T - 1) if T > 1 else 0.0
+    if D == 0.0:  # constant beta (or one step): sum_s beta_s = beta_1 t
+        return (L / beta_start).clamp(0.0, float(T))
     a = beta_start - D / 2
     t = (-a + (a * a + 2 * D * L).sqrt()) / D
     return t.clamp(0.0, float(T))
