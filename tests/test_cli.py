@@ -749,3 +749,13 @@ def test_get_scheme_refuses_an_option_the_scheme_does_not_take():
         get_scheme("vae", steps=4, snr_source="moment")
     assert get_scheme("vae", steps=None).name == "vae"  # None: the default, always accepted
     assert get_scheme("adjscc+dm", cbr=1 / 16).receiver.fading == "naive"  # the default
+
+
+def test_get_scheme_docstring_names_every_option():
+    """help(get_scheme) is where a notebook user looks for the options: every option a
+    registered scheme takes is named there."""
+    from semcom.schemes import get_scheme, list_schemes
+
+    doc = get_scheme.__doc__
+    missing = {o for s in list_schemes() for o in s.options if f"``{o}``" not in doc}
+    assert not missing, missing

@@ -108,7 +108,17 @@ def get_scheme(
     ``options`` (e.g. ``matching="vp", steps=4``; a scheme's are listed in
     ``SchemeSpec.options`` by :func:`list_schemes`) go to the scheme's factory; ``None`` means
     the default. An option the scheme does not take raises ``ValueError`` (it would change
-    nothing: a typo, or a receiver option given to a plain scheme).
+    nothing: a typo, or a receiver option given to a plain scheme). They are the CLI's flags
+    with underscores:
+
+    * ``deepjscc``, ``adjscc``: ``codec_path`` (zoo name, run folder or ``.safetensors``).
+    * ``vae+dm``, ``deepjscc+dm``, ``adjscc+dm``: ``matching`` (``continuous`` | ``vp`` |
+      ``ddm``), ``steps`` (int >= 1), ``fading`` (``naive`` | ``waterfill`` | ``reference``),
+      ``fading_grid`` (``time`` | ``quantile``), ``fading_samples`` (int >= 1), ``dm_stop``
+      (``auto`` | ``clean``), ``dm_decoder`` (``auto`` | ``base``), ``snr_source`` (``known`` |
+      ``moment`` | ``learned``), ``denoiser_path``, ``estimator_path``; the JSCC ones also
+      ``codec_path``.
+    * separation baselines (``jpeg+capacity``, ``webp+ldpc``, ...): none.
     """
     _load_builtin()
     if name not in _REGISTRY:
