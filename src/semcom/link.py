@@ -13,7 +13,6 @@ time spent in each stage.
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from .channels import (
 )
 from .codecs.base import Codec
 from .fingerprint import codec_fingerprint
+from .metrics._check import check_value_range
 
 
 @dataclass
@@ -116,14 +116,7 @@ def check_images(images: Tensor) -> None:
             f"expected float images in [0, 1], got {images.dtype} (8-bit images: "
             "images.float() / 255)"
         )
-    lo, hi = (float(v) for v in torch.aminmax(images.detach()))
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("the images hold NaN or inf values")
-    if lo < -0.01 or hi > 1.01:
-        raise ValueError(
-            f"expected images with values in [0, 1], got {lo:g} to {hi:g} (8-bit images: "
-            "divide by 255)"
-        )
+    check_value_range(images, "the image batch", 1.0, tolerance=0.01)
 
 
 @contextmanager

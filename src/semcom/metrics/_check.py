@@ -34,15 +34,20 @@ def check_pair(
     if x.device != y.device:
         raise ValueError(f"{name}: x and y are on different devices ({x.device}, {y.device})")
     for arg, t in (("x", x), ("y", y)):
-        if t.numel() == 0:
-            continue
-        lo, hi = (float(v) for v in torch.aminmax(t.detach()))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"{name}: {arg} holds NaN or inf values")
-        tol = RANGE_TOLERANCE * data_range
-        if lo < -tol or hi > data_range + tol:
-            hint = " (8-bit images: divide by 255)" if hi > 2 * data_range else ""
-            raise ValueError(
-                f"{name}: {arg} has values in [{lo:.4g}, {hi:.4g}], expected images in "
-                f"[0, {data_range:g}]{hint}"
-            )
+        check_value_range(t, f"{name}: {arg}", data_range, RANGE_TOLERANCE * data_range)
+
+
+def check_value_range(t: Tensor, what: str, high: float = 1.0, tolerance: float = 0.0) -> None:
+    """Raise ``ValueError`` naming ``what`` if image tensor ``t`` holds NaN / inf or values
+    outside ``[-tolerance, high + tolerance]`` (values far above ``high``: the hint to divide
+    8-bit images by 255). Shared by the metrics and :func:`semcom.link.check_images`."""
+    if t.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{what} holds NaN or inf values")
+    if lo < -tolerance or hi > high + tolerance:
+        hint = " (8-bit images: divide by 255)" if hi > 2 * high else ""
+        raise ValueError(
+            f"{what} has values in [{lo:.4g}, {hi:.4g}], expected images in [0, {high:g}]{hint}"
+        )
