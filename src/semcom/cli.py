@@ -100,6 +100,10 @@ def _add_channel_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") -> None:
+    from .diffusion.registry import DM_DECODERS, DM_STOPS
+    from .diffusion.samplers import FADING_GRIDS, FADING_VARIANTS, RULES
+    from .estimation import SNR_SOURCES
+
     p.add_argument(
         "--scheme",
         action="append",
@@ -123,14 +127,14 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
     g = p.add_argument_group("diffusion receivers (schemes ending in +dm)")
     g.add_argument(
         "--matching",
-        choices=["continuous", "vp", "ddm"],
+        choices=RULES,
         default=None,
         help="SNR -> step matching rule (default continuous, paper B eq. 19)",
     )
     g.add_argument("--steps", type=_positive_int, default=None, help="denoiser calls K (default 1)")
     g.add_argument(
         "--fading",
-        choices=["waterfill", "reference", "naive"],
+        choices=FADING_VARIANTS,
         default=None,
         help=(
             "fast-fading sampler variant (default naive: the per-image mean level; waterfill /"
@@ -140,7 +144,7 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
     )
     g.add_argument(
         "--fading-grid",
-        choices=["time", "quantile"],
+        choices=FADING_GRIDS,
         default=None,
         help="fast fading: level grid uniform in schedule time from the largest element "
         "level (time, paper B, default) or through the quantiles of the element levels",
@@ -156,7 +160,7 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
     )
     g.add_argument(
         "--dm-stop",
-        choices=["auto", "clean"],
+        choices=DM_STOPS,
         default=None,
         help="where the reverse process stops: auto (default) = at the training SNR of a JSCC "
         "decoder trained at one SNR (DeepJSCC; continuous matching, per-image SNR), else at the "
@@ -164,7 +168,7 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
     )
     g.add_argument(
         "--dm-decoder",
-        choices=["auto", "base"],
+        choices=DM_DECODERS,
         default=None,
         help="the decoder after the receiver: auto (default) = a decoder trained behind this "
         "denoiser when shipped ('semcom train jscc --behind-dm'), else the codec's own; "
@@ -172,7 +176,7 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
     )
     g.add_argument(
         "--snr-source",
-        choices=["known", "moment", "learned"],
+        choices=SNR_SOURCES,
         default=None,
         help="SNR the receiver uses: known, moment-estimated from the received power (noise "
         "power known), or learned (pilot-free CNN on the received latent)",

@@ -20,8 +20,8 @@ import torch
 from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
-from .samplers import FADING_GRIDS, FADING_VARIANTS, check_receiver_options
 from .samplers import RULES as MATCHING_RULES
+from .samplers import check_receiver_options
 
 #: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
 #: one SNR (DeepJSCC), else at the clean latent (with a decoder trained behind the receiver:
@@ -62,12 +62,10 @@ def build_dm_link(
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{name} ({flag}) must be one of {', '.join(allowed)}, got {value!r}")
 
-    one_of("matching", matching, MATCHING_RULES)
-    one_of("fading", fading, FADING_VARIANTS)
-    one_of("fading_grid", fading_grid, FADING_GRIDS)
+    one_of("matching", matching, MATCHING_RULES)  # the receiver calls it "rule"
     one_of("dm_stop", dm_stop, DM_STOPS)
     one_of("dm_decoder", dm_decoder, DM_DECODERS)
-    check_receiver_options(matching, steps, fading, fading_grid, fading_samples)  # the counts
+    check_receiver_options(matching, steps, fading, fading_grid, fading_samples)
     stop_snr_db = None
     tuned = None
     if base == "vae":

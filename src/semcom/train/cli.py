@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
+from ..codecs.jscc import MODELS
 from ..devices import command_args, launch_command
 from ..paths import json_text
+from .engine import SCHEDULES
 from .jscc import LOSSES
 
 # Options that may change when resuming (everything else must match the checkpoint's card).
@@ -39,7 +41,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--snr-train=-5:20 (with '=') for a range. DDP: torchrun --nproc_per_node=N "
         "-m semcom.cli train jscc ...",
     )
-    j.add_argument("--model", default="deepjscc", choices=["deepjscc", "adjscc"])
+    j.add_argument("--model", default="deepjscc", choices=list(MODELS))
     j.add_argument("--cbr", default="1/6", help="CBR, c = 96*CBR channels (1/6, 1/12, 1/16)")
     j.add_argument("--width", type=int, default=None, help="hidden width (default 64)")
     j.add_argument("--channel", default="awgn", choices=CHANNELS)
@@ -186,7 +188,7 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--batch-size", type=int, default=batch_size, help="per process")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
     p.add_argument("--warmup", type=int, default=0, help="warm-up iterations (cosine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default: the --resume folder)")
