@@ -246,15 +246,13 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "estimator_path": getattr(args, "snr_estimator", None),
         "codec_path": getattr(args, "codec", None),
     }
+    takes = {s.name: s.options for s in list_schemes()}
     for key, value in options.items():
         # an option none of the asked schemes takes would silently change nothing
-        if value is not None and not any(
-            key in s.options for s in list_schemes() if s.name in names
-        ):
+        if value is not None and not any(key in takes.get(n, ()) for n in names):
             flag = "--" + OPTION_FLAGS.get(key, key).replace("_", "-")
-            takes = ", ".join(s.name for s in list_schemes() if key in s.options)
-            raise CLIError(f"{flag} applies to the schemes {takes}; none of them was asked")
-    takes = {s.name: s.options for s in list_schemes()}
+            which = ", ".join(n for n, opts in takes.items() if key in opts)
+            raise CLIError(f"{flag} applies to the schemes {which}; none of them was asked")
     out = []
     for name in names:
         # each scheme gets the options it takes (get_scheme refuses the others)
