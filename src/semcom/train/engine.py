@@ -365,15 +365,16 @@ class _Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _file_step(path: Path) -> int | None:
-    """The training step a checkpoint file records (None if unreadable)."""
+def _file_step(path: Path, name: str) -> int | None:
+    """The training step that ``path``, a checkpoint file ``name`` (``model.safetensors``,
+    ``state.pt`` or ``card.json``, maybe under a temporary name), records; None if unreadable."""
     try:
-        if path.name.startswith(".model.safetensors") or path.name == "model.safetensors":
+        if name == "model.safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 return int((f.metadata() or {})["step"])
-        if ".state.pt" in path.name or path.name == "state.pt":
+        if name == "state.pt":
             return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
         return int(json.loads(path.read_text())["step"])
     except Exception:
@@ -390,16 +391,16 @@ def finish_torn_checkpoint(run: str | Path) -> list[str]:
     into place (the write completed); leftover temporary files of the three are removed.
     Returns the names completed (empty when the run was consistent)."""
     run = Path(run)
-    step = _file_step(run / "model.safetensors")
+    step = _file_step(run / "model.safetensors", "model.safetensors")
     done: list[str] = []
     for name in ("state.pt", "card.json"):
-        tmps = sorted(run.glob(f".{name}.*.tmp"))
-        if step is not None and _file_step(run / name) != step:
-            for tmp in tmps:
-                if _file_step(tmp) == step:
-                    os.replace(tmp, run / name)
-                    done.append(name)
-                    break
+        if step is None or _file_step(run / name, name) == step:
+            continue
+        for tmp in sorted(run.glob(f".{name}.*.tmp")):
+            if _file_step(tmp, name) == step:
+                os.replace(tmp, run / name)
+                done.append(name)
+                break
     for name in ("model.safetensors", "state.pt", "card.json"):
         for tmp in run.glob(f".{name}.*.tmp"):  # a write cut before its renames: never used
             tmp.unlink(missing_ok=True)
