@@ -173,6 +173,8 @@ class TrainConfig:
 # ------------------------------------------------------------------------------- helpers
 #: the file a run folder's training process holds locked (see ``Trainer._lock_out``)
 LOCK_FILE = ".lock"
+#: the files of a checkpoint, in the order :meth:`Trainer.save_checkpoint` renames them
+CHECKPOINT_FILES = ("model.safetensors", "state.pt", "card.json")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -391,9 +393,10 @@ def finish_torn_checkpoint(run: str | Path) -> list[str]:
     into place (the write completed); leftover temporary files of the three are removed.
     Returns the names completed (empty when the run was consistent)."""
     run = Path(run)
-    step = _file_step(run / "model.safetensors", "model.safetensors")
+    first, *rest = CHECKPOINT_FILES  # the weights are renamed first
+    step = _file_step(run / first, first)
     done: list[str] = []
-    for name in ("state.pt", "card.json"):
+    for name in rest:
         if step is None or _file_step(run / name, name) == step:
             continue
         for tmp in sorted(run.glob(f".{name}.*.tmp")):
@@ -401,7 +404,7 @@ def finish_torn_checkpoint(run: str | Path) -> list[str]:
                 os.replace(tmp, run / name)
                 done.append(name)
                 break
-    for name in ("model.safetensors", "state.pt", "card.json"):
+    for name in CHECKPOINT_FILES:
         for tmp in run.glob(f".{name}.*.tmp"):  # a write cut before its renames: never used
             tmp.unlink(missing_ok=True)
     return done
@@ -507,13 +510,12 @@ class Trainer:
         )
         # all three written and synced before any replaces the last checkpoint's; the card
         # (the "commit" record) renamed last
-        atomic_write_files(
-            {
-                self.out / "model.safetensors": self._model_bytes(model, progress),
-                self.out / "state.pt": buf.getvalue(),
-                self.out / "card.json": json_bytes(self._card(progress)),
-            }
+        data = (
+            self._model_bytes(model, progress),
+            buf.getvalue(),
+            json_bytes(self._card(progress)),
         )
+        atomic_write_files({self.out / n: b for n, b in zip(CHECKPOINT_FILES, data, strict=True)})
 
     def _load_checkpoint(
         self, run: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
@@ -609,10 +611,9 @@ class Trainer:
 
     def _fit(self, resume: str | Path | None, stop_at_step: int | None) -> dict:
         cfg = self.cfg
-        files = ("state.pt", "model.safetensors", "card.json")
 
         def refuse_a_run_there() -> None:
-            held = [n for n in files if (self.out / n).exists()]
+            held = [n for n in CHECKPOINT_FILES if (self.out / n).exists()]
             if held and (resume is None or Path(resume).resolve() != self.out.resolve()):
                 # never train over a run (hours lost): it is continued with --resume, or kept
                 raise ValueError(
