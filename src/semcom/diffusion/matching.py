@@ -163,8 +163,8 @@ def match_vp(
         p0: training-latent power per real element.
         p_y: received power per real element (1 for the normalised receiver input).
     """
-    target = target_level(snr, p0)
-    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
+    target = target_level(snr, p0)  # refuses NaN and negative SNRs
+    k = torch.as_tensor(snr, dtype=torch.float64)
     with torch.no_grad():
         lam = torch.log(k) - math.log(p0)  # -inf at k = 0, +inf at k = inf
     t = _nearest_log_snr(schedule.log_snrs.to(lam.device), lam)
