@@ -226,6 +226,20 @@ def test_seed_determinism(name):
     assert not torch.allclose(y1, y3)
 
 
+def test_used_channel_pickles_and_copies_with_the_same_draws():
+    """Sionna's blocks (built on first use) are not carried by a pickle or deepcopy (worker
+    processes): the copy rebuilds them and draws the same numbers from the same generator."""
+    import copy
+    import pickle
+
+    p = pack(torch.randn(2, 1000, generator=gen(15)))
+    ch = Channel("rayleigh-fast", csi="estimated", coherence=4)
+    y1, s1 = ch(p.z, 5.0, gen(42))
+    for other in (pickle.loads(pickle.dumps(ch)), copy.deepcopy(ch)):
+        y2, s2 = other(p.z, 5.0, gen(42))
+        assert torch.equal(y1, y2) and torch.equal(s1.h_hat, s2.h_hat)
+
+
 @pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
 def test_extreme_snrs(name):
     lat = torch.randn(2, 16, 4, 4, generator=gen(16))

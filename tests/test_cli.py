@@ -384,6 +384,24 @@ def test_errors_in_subprocess(inputs, tmp_path):
         assert "Traceback" not in r.stderr and "error:" in r.stderr
 
 
+def test_help_and_usage_errors_do_not_import_sionna(tmp_path):
+    """The parser and a usage error stay light: Sionna (with SciPy, Matplotlib and
+    torch._dynamo, ~2 s of imports) loads when a channel first sends something."""
+    code = (
+        "import sys\n"
+        "from semcom.cli import main\n"
+        "argv = ['eval', '--scheme', 'adjscc', '--dataset', 'kodak', '--out', 'r.json']\n"
+        "assert main(argv) == 2\n"
+        "heavy = ('sionna', 'scipy', 'matplotlib', 'torch._dynamo')\n"
+        "assert not [m for m in heavy if m in sys.modules], sys.modules.keys() & set(heavy)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert "give a CBR" in r.stderr
+
+
 # ------------------------------------------------------------------ eval
 EVAL = ["eval", "--scheme", "vae", "--dataset", "samples", "--crop", "48", "--snr", "0", "10"]
 

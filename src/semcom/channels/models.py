@@ -8,15 +8,20 @@ the SNR is Es/N0 in dB, one value per image ([B] tensor), noise ``CN(0, N0)`` wi
 Sampling the channel (:meth:`Channel.sample`) is separate from applying it
 (:meth:`Channel.apply`), as in Sionna; ``__call__`` does both. Every stochastic call takes
 a ``torch.Generator`` so results are reproducible.
+
+Sionna (which pulls in SciPy, Matplotlib and ``torch._dynamo``, ~2 s) is imported when a
+channel first sends something, not with this module: ``semcom --help`` and option errors
+stay fast.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any
 
 import torch
-from sionna.phy.channel import AWGN, ApplyFlatFadingChannel, GenerateFlatFadingChannel
 from torch import Tensor
 
 CHANNELS = ("awgn", "rayleigh-slow", "rayleigh-fast")
@@ -35,12 +40,17 @@ class _SeededMixin:
         return self._generator
 
 
-class _AWGN(_SeededMixin, AWGN):
-    pass
+@cache
+def _sionna_classes() -> tuple[type, type, type]:
+    """Sionna's AWGN and flat-fading generator drawing from our generator (seeded
+    subclasses), and its flat-fading apply block; imported on first use."""
+    from sionna.phy.channel import AWGN, ApplyFlatFadingChannel, GenerateFlatFadingChannel
 
-
-class _GenerateFading(_SeededMixin, GenerateFlatFadingChannel):
-    pass
+    seeded_awgn = type("_AWGN", (_SeededMixin, AWGN), {"__module__": __name__})
+    seeded_gen = type(
+        "_GenerateFading", (_SeededMixin, GenerateFlatFadingChannel), {"__module__": __name__}
+    )
+    return seeded_awgn, seeded_gen, ApplyFlatFadingChannel
 
 
 def snr_to_no(snr_db: Tensor | float) -> Tensor:
@@ -123,8 +133,13 @@ class Channel:
         if pilots < 1 or coherence < 1:
             raise ValueError("pilots and coherence must be >= 1")
         self.name, self.csi, self.pilots, self.coherence = name, csi, pilots, coherence
-        self._blocks: dict[tuple[str, str], tuple[_AWGN, _GenerateFading, ApplyFlatFadingChannel]]
+        # (device, precision) -> Sionna's (seeded AWGN, seeded fading generator, apply block)
+        self._blocks: dict[tuple[str, str], tuple[Any, Any, Any]]
         self._blocks = {}
+
+    def __getstate__(self) -> dict:
+        # Sionna's blocks are rebuilt on first use (pickling for workers, deepcopy)
+        return {**self.__dict__, "_blocks": {}}
 
     def __repr__(self) -> str:
         extra = f", pilots={self.pilots}" if self.csi == "estimated" else ""
@@ -136,10 +151,11 @@ class Channel:
         key = (str(device), precision)
         if key not in self._blocks:
             dev = "cpu" if device.type == "cpu" else str(device)
-            awgn = _AWGN(precision=precision, device=dev)
-            apply = ApplyFlatFadingChannel(precision=precision, device=dev)
+            seeded_awgn, seeded_gen, apply_fading = _sionna_classes()
+            awgn = seeded_awgn(precision=precision, device=dev)
+            apply = apply_fading(precision=precision, device=dev)
             apply._awgn = awgn  # its noise must come from our generator too
-            gen = _GenerateFading(1, 1, precision=precision, device=dev)
+            gen = seeded_gen(1, 1, precision=precision, device=dev)
             self._blocks[key] = (awgn, gen, apply)
         return self._blocks[key]
 
@@ -211,7 +227,7 @@ class Channel:
         state = self.sample(z, snr_db, generator)
         return self.apply(z, state, generator)
 
-    def _estimate(self, state: ChannelState, awgn: _AWGN) -> tuple[Tensor, Tensor]:
+    def _estimate(self, state: ChannelState, awgn: Any) -> tuple[Tensor, Tensor]:
         """Channel estimate and its error variance [B] from the pilots.
 
         With ``s2 = N0 / pilots`` the LS error variance: for Rayleigh gains (prior
@@ -225,7 +241,7 @@ class Channel:
         shrink = (1.0 / (1.0 + s2)).unsqueeze(-1)
         return h_ls * shrink.to(h_ls.dtype), s2 / (1.0 + s2)
 
-    def _ls_estimate(self, state: ChannelState, awgn: _AWGN) -> Tensor:
+    def _ls_estimate(self, state: ChannelState, awgn: Any) -> Tensor:
         """Least-squares gain estimate from ``pilots`` unit pilots per coherence block.
 
         Pilots ``p = 1`` see the block's gain: ``y_p = h + n_p``; the LS estimate is the mean

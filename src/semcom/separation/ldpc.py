@@ -51,11 +51,10 @@ import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
-from sionna.phy.mapping import Constellation, Demapper, Mapper
 from torch import Tensor
 
 from ..channels import CBRReport, Channel, ChannelState, as_snr_tensor, equalize, real_to_complex
@@ -63,6 +62,10 @@ from ..link import Transmission, check_images
 from .capacity import sample_fading
 from .common import DEFAULT_CBR, budget_report, fallback_for
 from .source import EncoderCache, decode_tensor, get_format, psnr_uint8, to_uint8_hwc
+
+if TYPE_CHECKING:  # Sionna is imported by the first code / modem built (see channels.models)
+    from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
+    from sionna.phy.mapping import Demapper, Mapper
 
 #: Bits of the file-length header sent in front of the file.
 HEADER_BITS = 32
@@ -214,6 +217,8 @@ class LDPCChain:
 
     def code(self, k: int, n: int) -> tuple[LDPC5GEncoder, LDPC5GDecoder]:
         if (k, n) not in self._codes:
+            from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
+
             enc = LDPC5GEncoder(k, n, precision="single", device=self._dev)
             dec = LDPC5GDecoder(
                 enc, num_iter=self.num_iter, hard_out=True, precision="single", device=self._dev
@@ -223,6 +228,8 @@ class LDPCChain:
 
     def modem(self, bits_per_symbol: int) -> tuple[Mapper, Demapper]:
         if bits_per_symbol not in self._maps:
+            from sionna.phy.mapping import Constellation, Demapper, Mapper
+
             kind = "pam" if bits_per_symbol == 1 else "qam"
             const = Constellation(kind, bits_per_symbol, precision="single", device=self._dev)
             self._maps[bits_per_symbol] = (
