@@ -436,6 +436,11 @@ def test_eval_results_json(vae, tmp_path, capsys):
     assert run["psnr"][1] > run["psnr"][0]
     assert run["lpips"][1] < run["lpips"][0]
     assert run["n_images"] == 2
+    # the per-image values behind each mean (6 significant digits), for 'table --ci' / 'compare'
+    per = run["per_image"]
+    assert len(per["images"]) == 2 and len(set(per["images"])) == 2
+    for m in ("psnr", "ssim", "ms_ssim", "lpips"):
+        assert [sum(v) / 2 for v in per[m]] == pytest.approx(run[m], rel=1e-5), m
     assert doc["meta"]["command"].startswith("semcom eval")
     assert not (tmp_path / "r.json.partial.jsonl").exists()
 

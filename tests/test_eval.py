@@ -163,6 +163,11 @@ def test_summarize_means_per_image_values():
     assert run["psnr"] == pytest.approx([11.5, 23.0])  # mean of per-image values
     assert run["seconds_per_image"] == pytest.approx([0.5, 1.5])
     assert run["info"] == {"deep_fades": 6}
+    # the per-image values behind the means, in image order (names: the index when unnamed)
+    assert run["per_image"] == {
+        "images": ["0", "1", "2", "3"],
+        "psnr": [[10.0, 11.0, 12.0, 13.0], [20.0, 22.0, 24.0, 26.0]],
+    }
     # images of other sizes spend other budgets: the run reports their mean, not the first's
     rows[1]["cbr"] = 1 / 6
     run = summarize(rows, [RunKey("vae", None)], [0.0, 5.0], ["psnr"])[0]
@@ -197,6 +202,20 @@ def test_atomic_write_json(tmp_path):
     assert os.listdir(p.parent) == ["r.json"]
 
 
+def test_indented_json_keeps_lists_of_values_on_one_line():
+    from semcom.paths import json_text
+
+    doc = {"runs": [{"snr_db": [0.0, 5.0], "per_image": {"psnr": [[1.5, math.nan], [2, 3]]}}],
+           "names": ["a", "b"], "empty": {}, "none": []}  # fmt: skip
+    text = json_text(doc, indent=1)
+    assert json.loads(text) == json.loads(json.dumps(doc).replace("NaN", "null"))
+    assert ' "names": ["a", "b"],' in text.splitlines()
+    assert '   "snr_db": [0.0, 5.0],' in text.splitlines()
+    assert "     [1.5, null]," in text.splitlines()  # one line per SNR, strict JSON
+    assert len(text.splitlines()) == 16
+    assert json_text(doc) == json.dumps(json.loads(text))  # no indent: one line
+
+
 # ------------------------------------------------------------------ metrics guard
 def test_safe_metrics_nan_for_too_small_images():
     x = torch.rand(2, 3, 8, 8)
@@ -220,6 +239,7 @@ def test_summarize_scores_snr_estimates_per_snr():
     (run,) = summarize(rows, [RunKey("x", None)], [0.0, 5.0], ["psnr"])
     assert run["snr_est_rmse_db"] == pytest.approx([math.sqrt(11 / 3), 0.5])
     assert run["snr_est_bias_db"] == pytest.approx([1.0, 0.5 / 3])
+    assert run["per_image"]["snr_error_db"] == [[1.0, -1.0, 3.0], [-0.5, 0.5, 0.5]]
     # one image without an estimate (known SNR): no score, not a score of the others
     rows[0] = {k: v for k, v in rows[0].items() if k != "snr_error_db"}
     (run,) = summarize(rows, [RunKey("x", None)], [0.0, 5.0], ["psnr"])

@@ -1,6 +1,7 @@
 """The ``semcom`` command line.
 
-Subcommands: ``transmit``, ``eval``, ``demo``, ``schemes``, ``datasets``. Errors a user can
+Subcommands: ``transmit``, ``eval``, ``demo``, ``schemes``, ``datasets``, ``bench``,
+``experiment``, ``merge``, ``table``, ``compare``, ``plot``, ``train``, ``zoo``. Errors a user can
 fix (a corrupt image, a missing data folder, a bad option) print one line and exit 2.
 """
 
@@ -75,6 +76,16 @@ def _cbr_value(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
     return text
+
+
+def _level_value(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r}: expected a number in (0, 1)")
+    return v
 
 
 def _positive_int(text: str) -> int:
@@ -194,6 +205,17 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         help="SNR-estimator checkpoint for --snr-source learned instead of the shipped one",
     )
     _add_metrics_arg(p)
+
+
+def _add_ci_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--ci",
+        nargs="?",
+        const=0.95,
+        type=_level_value,
+        metavar="LEVEL",
+        help=f"{what} (level 0.95 unless given)",
+    )
 
 
 def _add_metrics_arg(p: argparse.ArgumentParser) -> None:
@@ -653,6 +675,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .eval.plot import METRIC_LABELS
+    from .eval.stats import HIGHER_IS_BETTER
 
     p = _Parser(prog="semcom", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"semcom {__version__}")
@@ -721,6 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--metric", default="psnr", choices=list(METRIC_LABELS))
     pl.add_argument("--anchors", nargs="*", default=[], help="published curves (results/anchors)")
     pl.add_argument("--title", default=None)
+    _add_ci_arg(pl, "error bars: the t-interval of each mean over the images")
     pl.add_argument("--out", default="fig.png", help="output PNG (default ./fig.png)")
     pl.set_defaults(func=cmd_plot)
 
@@ -769,7 +793,26 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="print results JSON files as a Markdown table")
     tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     tb.add_argument("--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS))
+    _add_ci_arg(tb, "add ± the half-width of the t-interval of each mean over the images")
     tb.set_defaults(func=cmd_table)
+
+    cp = sub.add_parser(
+        "compare",
+        help="paired comparison of two runs (same images and channel draws) with confidence "
+        "intervals",
+        description="Compare run A with run B of results files per SNR: both means, their "
+        "difference over the same images (a paired t-interval: the runs of one sweep saw the "
+        "same channel draws) and whether it excludes 0. Runs are named scheme or scheme@CBR "
+        "(e.g. adjscc+dm@1/16), as 'semcom table' lists them.",
+    )
+    cp.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    cp.add_argument("--scheme", required=True, metavar="A", help="the run judged (scheme[@CBR])")
+    cp.add_argument("--against", required=True, metavar="B", help="the reference run")
+    cp.add_argument(
+        "--metrics", nargs="+", default=["psnr"], choices=list(HIGHER_IS_BETTER), metavar="M"
+    )
+    cp.add_argument("--level", type=_level_value, default=0.95, help="confidence level")
+    cp.set_defaults(func=cmd_compare)
 
     from .train.cli import add_train_parser
     from .zoo import add_zoo_parser
@@ -897,14 +940,30 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from .eval.plot import results_table
 
-    print(results_table(args.results, args.metrics))
+    print(results_table(args.results, args.metrics, ci=args.ci))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .eval.plot import load_results
+    from .eval.stats import compare_runs, comparison_table, find_run
+    from .eval.sweep import merge_results
+
+    docs = [(f, load_results(f)) for f in args.results]
+    file_a, doc_a, run_a = find_run(docs, args.scheme)
+    file_b, doc_b, run_b = find_run(docs, args.against)
+    if file_a != file_b:  # the checks of 'semcom merge': same images, channel and seed
+        merge_results([doc_a, doc_b], [file_a, file_b])
+    labels = (args.scheme, args.against)
+    rows = compare_runs(run_a, run_b, args.metrics, args.level, labels)
+    print(comparison_table(rows, labels, args.level))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .eval.plot import plot_results
 
-    out = plot_results(args.results, args.metric, args.out, args.anchors, args.title)
+    out = plot_results(args.results, args.metric, args.out, args.anchors, args.title, args.ci)
     print(f"wrote {out}")
     return 0
 

@@ -145,8 +145,26 @@ def nan_for_null(values: list) -> list:
 
 
 def json_text(obj: object, indent: int | None = None) -> str:
-    """``obj`` as strict JSON text (:func:`json_safe`: NaN / inf as ``null``), no newline."""
-    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+    """``obj`` as strict JSON text (:func:`json_safe`: NaN / inf as ``null``), no newline.
+
+    With ``indent``, objects and lists of containers are indented as ``json.dumps`` does, but
+    a list of plain values (numbers, strings, ``null``) stays on one line: a results file's
+    per-image values are a few lines, not one line per number."""
+    safe = json_safe(obj)
+    if indent is None:
+        return json.dumps(safe, allow_nan=False)
+    return _indented(safe, " " * indent, "")
+
+
+def _indented(obj: object, step: str, pad: str) -> str:
+    inner = pad + step
+    if isinstance(obj, dict) and obj:
+        items = (f"{inner}{json.dumps(k)}: {_indented(v, step, inner)}" for k, v in obj.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
+        items = (inner + _indented(v, step, inner) for v in obj)
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(obj, allow_nan=False)
 
 
 def json_bytes(obj: object, indent: int = 2) -> bytes:

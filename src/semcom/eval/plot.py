@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from fractions import Fraction
@@ -68,16 +69,21 @@ def plot_results(
     out: str | os.PathLike[str] = "fig.png",
     anchors: Sequence[str | os.PathLike[str]] = (),
     title: str | None = None,
+    ci: float | None = None,
 ) -> Path:
     """Draw every run of every file as ``metric`` vs SNR (one line per scheme/CBR) -> PNG.
 
     Anchor files (published curves in the same format) are drawn dashed, labelled with their
     source. Runs without ``metric`` are skipped; if nothing is left a ``ValueError`` is raised.
+    ``ci``: a confidence level: runs with per-image values get error bars of the t-interval of
+    each mean over the images (:func:`.stats.mean_interval`).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .stats import mean_interval
 
     if metric not in METRIC_LABELS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_LABELS)}")
@@ -105,12 +111,20 @@ def plot_results(
                 if style == "--":
                     label += " [published]"
                 xs, vals = zip(*pts, strict=True)
-                ax.plot(xs, vals, style, marker=markers[n % len(markers)], label=label, ms=4)
+                marker = markers[n % len(markers)]
+                per = dict(zip(run["snr_db"], run.get("per_image", {}).get(metric) or [],
+                               strict=False))  # fmt: skip
+                if ci is not None and per:
+                    yerr = [mean_interval(per[x], ci).half_width if x in per else 0 for x in xs]
+                    ax.errorbar(xs, vals, yerr=yerr, fmt=style, marker=marker, label=label, ms=4,
+                                capsize=2)  # fmt: skip
+                else:
+                    ax.plot(xs, vals, style, marker=marker, label=label, ms=4)
                 n += 1
     if n == 0:
         plt.close(fig)
         raise ValueError(f"no run in the given files has metric {metric!r}")
-    ax.set_xlabel("SNR (dB)")
+    ax.set_xlabel("SNR (dB)" + (f"; bars: {100 * ci:g} % t-interval over images" if ci else ""))
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.grid(True, alpha=0.3)
     ax.set_title(
@@ -136,10 +150,18 @@ def save_figure(fig, out: str | os.PathLike[str]) -> Path:
 
 
 def results_table(
-    files: Sequence[str | os.PathLike[str]], metrics: Sequence[str] = ("psnr",), digits: int = 2
+    files: Sequence[str | os.PathLike[str]],
+    metrics: Sequence[str] = ("psnr",),
+    digits: int = 2,
+    ci: float | None = None,
 ) -> str:
     """A Markdown table of every run of ``files``: one row per scheme/CBR and metric, one
-    column per SNR (the union of the files' SNR grids; ``-`` where a run has no value)."""
+    column per SNR (the union of the files' SNR grids; ``-`` where a run has no value).
+
+    ``ci``: a confidence level (e.g. 0.95): each mean gets ``± half-width`` of its t-interval
+    over the images (:func:`.stats.mean_interval`), where the run holds per-image values."""
+    from .stats import mean_interval
+
     for m in metrics:
         if m not in METRIC_LABELS:
             raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
@@ -156,9 +178,27 @@ def results_table(
                 by_snr = dict(zip(run["snr_db"], ys, strict=True))
                 nd = digits if m == "psnr" or m.endswith("_db") else 3
                 cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
+                per = run.get("per_image", {}).get(m)
+                if ci is not None and per:
+                    hws = dict(
+                        zip(
+                            run["snr_db"],
+                            (mean_interval(v, ci).half_width for v in per),
+                            strict=True,
+                        )
+                    )
+                    cells = [
+                        c if c == "-" or math.isnan(hws[s]) else f"{c} ± {hws[s]:.{nd}f}"
+                        for c, s in zip(cells, snrs, strict=True)
+                    ]
                 cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
                 lines.append("| " + " | ".join([run["scheme"], cbr, m, *cells]) + " |")
     missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
     if missing:
         raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
+    if ci is not None:
+        lines.append(
+            f"\n± : half-width of the {100 * ci:g} % t-interval of the mean over the images "
+            "(runs written without per-image values show the mean alone)"
+        )
     return "\n".join(lines)

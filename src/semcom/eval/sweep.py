@@ -136,6 +136,11 @@ def _mean(values: Iterable[float]) -> float:
     return float(sum(v) / len(v)) if v else float("nan")
 
 
+def _round6(v: float) -> float:
+    """A per-image value to 6 significant digits (results files stay small; NaN stays)."""
+    return float(f"{v:.6g}")
+
+
 def scheme_weights(schemes: Sequence[tuple[RunKey, Scheme]]) -> dict[str, dict[str, str]]:
     """Run label -> the fingerprints of the networks that scheme runs (``Scheme.weights()``;
     schemes without networks, e.g. the separation baselines, are left out)."""
@@ -151,11 +156,15 @@ def summarize(
 ) -> list[dict]:
     """Average per-image rows into one run dict per scheme/CBR (design.md §3 format).
 
+    Each run also keeps its ``per_image`` values: ``images`` (names, in image order) and per
+    metric (and ``snr_error_db`` where the receiver estimated the SNR) one list per SNR of one
+    value per image, for confidence intervals and paired comparisons (:mod:`.stats`).
+
     ``weights``: run label -> the fingerprints of the networks it ran (``Scheme.weights()``),
     recorded in the run as ``weights``."""
     runs = []
     for key in keys:
-        mine = [r for r in rows if r["run"] == key.label]
+        mine = sorted((r for r in rows if r["run"] == key.label), key=lambda r: r["image"])
         if not mine:
             continue
         # images of other sizes can spend other budgets (padding, side information over
@@ -181,6 +190,10 @@ def summarize(
             run["info"] = {k: sum(r.get("info", {}).get(k, 0) for r in mine) for k in info_keys}
         if weights and weights.get(key.label):
             run["weights"] = weights[key.label]
+        per_image: dict = {"images": [r.get("name", str(r["image"])) for r in mine]}
+        for m in [*metrics, *(["snr_error_db"] if "snr_est_rmse_db" in run else [])]:
+            per_image[m] = [[_round6(r[m][j]) for r in mine] for j in range(len(snrs))]
+        run["per_image"] = per_image
         runs.append(run)
     return runs
 

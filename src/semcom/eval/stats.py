@@ -1,0 +1,240 @@
+"""Confidence intervals over images and paired comparisons of two runs of a results file.
+
+A sweep scores each image once per SNR (one channel draw), so the spread of a run's mean comes
+from the images and their draws together; a t-interval over the per-image values
+(``per_image`` in a results run, :func:`semcom.eval.sweep.summarize`) covers both. Two schemes
+of one sweep saw the same images *and* the same channel draws (:func:`.sweep.image_seed`), so
+their difference is judged on per-image differences (a paired t-interval): much tighter than
+two separate intervals, because most of the spread is the image, which both share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..channels import parse_cbr
+from .sweep import RunKey
+
+#: metrics where a larger value is better (the others, LPIPS / DISTS, are distances)
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "ms_ssim": True,
+    "lpips": False,
+    "lpips_vgg": False,
+    "dists": False,
+}
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(p, df))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and the half-width of its two-sided confidence interval (NaN below 2 values)."""
+
+    mean: float
+    half_width: float
+    n: int
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+
+
+def mean_interval(values: Sequence[float | None], level: float = 0.95) -> Interval:
+    """Mean of ``values`` (``None`` / NaN left out) with its Student-t interval at ``level``."""
+    _check_level(level)
+    v = [float(x) for x in values if x is not None and not math.isnan(x)]
+    n = len(v)
+    if n == 0:
+        return Interval(math.nan, math.nan, 0)
+    mean = math.fsum(v) / n
+    if n < 2:
+        return Interval(mean, math.nan, n)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (n - 1))
+    return Interval(mean, t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n), n)
+
+
+def paired_interval(
+    a: Sequence[float | None], b: Sequence[float | None], level: float = 0.95
+) -> Interval:
+    """Mean of the differences ``a[i] - b[i]`` with its interval (pairs with a missing value
+    left out): the paired t-interval."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    diffs = [
+        float(x) - float(y)
+        for x, y in zip(a, b, strict=True)
+        if x is not None and y is not None and not (math.isnan(x) or math.isnan(y))
+    ]
+    return mean_interval(diffs, level)
+
+
+def run_label(run: dict) -> str:
+    """``scheme@CBR`` of a results run (``scheme`` when it has no CBR), as ``semcom eval``
+    names its curves (:class:`.sweep.RunKey`)."""
+    return RunKey(run["scheme"], run.get("cbr")).label
+
+
+def find_run(docs: Sequence[tuple[str, dict]], label: str) -> tuple[str, dict, dict]:
+    """The run named ``label`` (``scheme`` or ``scheme@CBR``, e.g. ``adjscc+dm@1/16``) in
+    ``(file name, results document)`` pairs -> ``(file name, document, run)``; the last file
+    holding it wins, as in ``semcom merge``. ``ValueError`` lists the runs when the label
+    names none or (without a CBR) several."""
+    scheme, _, cbr_text = label.partition("@")
+    cbr = float(parse_cbr(cbr_text)) if cbr_text else None
+    found: dict[tuple, tuple[str, dict, dict]] = {}
+    for name, doc in docs:
+        for run in doc["runs"]:
+            if run["scheme"] != scheme:
+                continue
+            if cbr is not None and (run.get("cbr") is None or abs(run["cbr"] - cbr) > 1e-9):
+                continue
+            found[(run["scheme"], run.get("cbr"))] = (name, doc, run)
+    if len(found) == 1:
+        return next(iter(found.values()))
+    have = sorted({run_label(r) for _, d in docs for r in d["runs"]})
+    if not found:
+        raise ValueError(f"no run {label!r} in the given files; they hold: {', '.join(have)}")
+    labels = sorted(run_label(r) for _, _, r in found.values())
+    raise ValueError(
+        f"{label!r} names several runs ({', '.join(labels)}): add the CBR, e.g. {labels[0]!r}"
+    )
+
+
+def _per_image(run: dict, label: str) -> dict:
+    per = run.get("per_image")
+    if not per:
+        raise ValueError(
+            f"run {label!r} has no per-image values (a results file written before they were "
+            "recorded, or merged from one): re-run its 'semcom eval' to compare it"
+        )
+    return per
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric at one SNR: both runs' means and the paired interval of ``a - b``."""
+
+    snr_db: float
+    metric: str
+    mean_a: float
+    mean_b: float
+    diff: Interval
+
+    @property
+    def verdict(self) -> str:
+        """``"a"`` / ``"b"`` when the interval of the difference excludes 0 in that run's
+        favour (direction from :data:`HIGHER_IS_BETTER`), else ``"tie"``."""
+        if math.isnan(self.diff.half_width):
+            return "tie"
+        higher = HIGHER_IS_BETTER.get(self.metric, True)
+        if self.diff.low > 0:
+            return "a" if higher else "b"
+        if self.diff.high < 0:
+            return "b" if higher else "a"
+        return "tie"
+
+
+def compare_runs(
+    run_a: dict,
+    run_b: dict,
+    metrics: Sequence[str],
+    level: float = 0.95,
+    labels: tuple[str, str] = ("a", "b"),
+) -> list[Comparison]:
+    """Paired comparison of two results runs over the SNRs both hold, per metric.
+
+    The runs must hold ``per_image`` values of the same images (by name, in any order);
+    ``ValueError`` says what is missing.
+    """
+    _check_level(level)
+    pa, pb = _per_image(run_a, labels[0]), _per_image(run_b, labels[1])
+    for label, per in zip(labels, (pa, pb), strict=True):
+        if len(set(per["images"])) != len(per["images"]):
+            raise ValueError(f"run {label!r} names an image twice: its images cannot be paired")
+    if sorted(pa["images"]) != sorted(pb["images"]):
+        only_a = sorted(set(pa["images"]) - set(pb["images"]))
+        only_b = sorted(set(pb["images"]) - set(pa["images"]))
+        raise ValueError(
+            f"{labels[0]} and {labels[1]} scored other images (only in {labels[0]}: "
+            f"{only_a[:3]}{'...' if len(only_a) > 3 else ''}; only in {labels[1]}: "
+            f"{only_b[:3]}{'...' if len(only_b) > 3 else ''}): compare runs over the same images"
+        )
+    order = [pb["images"].index(name) for name in pa["images"]]
+    out = []
+    for m in metrics:
+        if m not in pa or m not in pb:
+            miss = labels[0] if m not in pa else labels[1]
+            raise ValueError(f"run {miss!r} has no per-image {m!r}")
+        for j, snr in enumerate(run_a["snr_db"]):
+            if snr not in run_b["snr_db"]:
+                continue
+            a = pa[m][j]
+            b_all = pb[m][run_b["snr_db"].index(snr)]
+            b = [b_all[k] for k in order]
+            ma, mb = mean_interval(a).mean, mean_interval(b).mean
+            out.append(Comparison(float(snr), m, ma, mb, paired_interval(a, b, level)))
+    if not out:
+        raise ValueError(f"{labels[0]} and {labels[1]} share no SNR")
+    return out
+
+
+def comparison_table(
+    rows: Sequence[Comparison], labels: tuple[str, str], level: float = 0.95
+) -> str:
+    """Markdown table of :func:`compare_runs` rows: means, difference, its interval, verdict."""
+    pct = f"{100 * level:g} %"
+    a, b = labels
+    head = ["SNR (dB)", "metric", a, b, f"{a} − {b}", f"{pct} CI", "n", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        nd = 2 if r.metric == "psnr" else 4
+        ci = (
+            "-"
+            if math.isnan(r.diff.half_width)
+            else f"[{r.diff.low:+.{nd}f}, {r.diff.high:+.{nd}f}]"
+        )
+        verdict = {"a": f"{a} better", "b": f"{b} better", "tie": "tie"}[r.verdict]
+        cells = [
+            f"{r.snr_db:g}",
+            r.metric,
+            f"{r.mean_a:.{nd}f}",
+            f"{r.mean_b:.{nd}f}",
+            f"{r.diff.mean:+.{nd}f}",
+            ci,
+            str(r.diff.n),
+            verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "Comparison",
+    "Interval",
+    "compare_runs",
+    "comparison_table",
+    "find_run",
+    "mean_interval",
+    "paired_interval",
+    "run_label",
+    "t_quantile",
+]
