@@ -675,7 +675,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .eval.plot import METRIC_LABELS
-    from .eval.stats import HIGHER_IS_BETTER
+    from .metrics import HIGHER_IS_BETTER
 
     p = _Parser(prog="semcom", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"semcom {__version__}")

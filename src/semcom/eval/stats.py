@@ -15,17 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..channels import parse_cbr
+from ..metrics import HIGHER_IS_BETTER
 from .sweep import RunKey
-
-#: metrics where a larger value is better (the others, LPIPS / DISTS, are distances)
-HIGHER_IS_BETTER = {
-    "psnr": True,
-    "ssim": True,
-    "ms_ssim": True,
-    "lpips": False,
-    "lpips_vgg": False,
-    "dists": False,
-}
 
 
 def t_quantile(p: float, df: int) -> float:
@@ -227,7 +218,6 @@ def comparison_table(
 
 
 __all__ = [
-    "HIGHER_IS_BETTER",
     "Comparison",
     "Interval",
     "compare_runs",
