@@ -11,7 +11,12 @@ import torch
 
 from semcom.codecs.base import Codec
 from semcom.diffusion.samplers import DiffusionReceiver, diffusion_receive
-from semcom.eval.experiments import best_within_noise, perturb_experiment, plot_perturb
+from semcom.eval.experiments import (
+    best_within_noise,
+    better_than_matched,
+    perturb_experiment,
+    plot_perturb,
+)
 from semcom.link import AnalogLink
 
 
@@ -115,6 +120,10 @@ def test_perturb_experiment_on_gaussian_receiver(tmp_path):
         assert doc["t"]["latent_mse"][s][j0] == pytest.approx(doc["lmmse"]["latent_mse"][s])
         assert doc["t"]["psnr"][s][j0] == pytest.approx(doc["lmmse"]["psnr"][s])
     assert rx.t_factor == rx.alpha_factor == 1.0  # restored
+    # the per-image values behind every mean: [S][D][images], lmmse [S][images]
+    per = doc["per_image"]
+    assert len(per["t"]["psnr"][0][j0]) == 2 and len(per["lmmse"]["latent_mse"][1]) == 2
+    assert sum(per["alpha"]["psnr"][2][1]) / 2 == pytest.approx(doc["alpha"]["psnr"][2][1])
     # a receiver that is not diffusion-based is refused
     with pytest.raises(ValueError, match="no diffusion receiver"):
         perturb_experiment(AnalogLink(Pool()), images, progress=False)
@@ -285,3 +294,32 @@ def test_cli_experiment_ood(weights_root, data_root, tmp_path, capsys):
     rc = main(["experiment", "ood", "--in-data", "kodak", "--out-data", "kodak",
                "--out", str(tmp_path / "x.json")])  # fmt: skip
     assert rc == 2
+
+
+def test_better_than_matched_is_a_paired_verdict():
+    """A perturbation is better than the matched value only when its per-image gain is
+    consistent (paired t-interval excludes 0), not when its mean is higher by luck."""
+    g = torch.Generator().manual_seed(0)
+    images = 25.0 + 3.0 * torch.randn(6, generator=g, dtype=torch.float64)
+    matched = images.tolist()
+    steady = (images + 0.1 + 0.01 * torch.randn(6, generator=g, dtype=torch.float64)).tolist()
+    lucky = (images + 0.1 + 1.0 * torch.randn(6, generator=g, dtype=torch.float64)).tolist()
+    worse = (images - 0.5).tolist()
+    rows = [steady, matched, lucky, worse]
+    doc = {
+        "deltas": [-0.1, 0.0, 0.1, 0.2],
+        "t": {"psnr": [[sum(r) / 6 for r in rows]]},
+        "per_image": {"t": {"psnr": [rows]}},
+    }
+    assert better_than_matched(doc, "t", "psnr") == [[-0.1]]
+    assert best_within_noise(doc, "t", "psnr") == [False]
+    # the same values as a metric where lower is better (latent MSE): delta 0.2, 0.5 lower
+    doc_mse = {
+        "deltas": doc["deltas"],
+        "t": {"latent_mse": doc["t"]["psnr"]},
+        "per_image": {"t": {"latent_mse": [rows]}},
+    }
+    assert better_than_matched(doc_mse, "t", "latent_mse") == [[0.2]]
+    # a file without per-image values: the means against fixed tolerances (0.05 dB / 1 %)
+    old = {"deltas": doc["deltas"], "t": {"psnr": [[25.0, 25.0, 25.04, 25.06]]}}
+    assert better_than_matched(old, "t", "psnr") == [[0.2]]
