@@ -212,6 +212,11 @@ def test_ood_experiment_structure_and_same_noise(tmp_path):
         assert a != b  # the sets differ
     for name in ("smooth", "rough"):
         assert doc["dm_gain"]["pool+dm"][name]["psnr"] == pytest.approx([0, 0], abs=1e-4)
+        # the paired interval of each gain over the 2 images: t(0.975, 1) * sd / sqrt(2)
+        runs = {r["label"]: r["per_image"]["psnr"] for r in doc["sets"][name]}
+        for j, hw in enumerate(doc["dm_gain_ci"]["pool+dm"][name]["psnr"]):
+            d = [a - b for a, b in zip(runs["pool+dm"][j], runs["pool"][j])]  # noqa: B905
+            assert hw == pytest.approx(12.7062 * abs(d[0] - d[1]) / 2, rel=1e-3, abs=1e-9)
     assert doc["trained_on"]["pool"].startswith("unknown")
     assert plot_ood(doc, tmp_path / "o.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="two test sets"):

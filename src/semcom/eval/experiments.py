@@ -28,7 +28,7 @@ from ..diffusion.latents import unit_power
 from ..diffusion.matching import db_to_linear, level_from_snr
 from ..metrics import compute_metrics
 from .plot import METRIC_LABELS, save_figure
-from .stats import paired_interval
+from .stats import compare_runs, paired_interval
 from .sweep import RunKey, evaluate, image_seed, scheme_weights, summarize
 
 DEFAULT_DELTAS = (-0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5)
@@ -307,9 +307,10 @@ def ood_experiment(
     Returns:
         ``{"experiment": "ood", "in": name, "out": name, "snr_db", "sets": {name: [runs]},
         "drop": {label: {metric: [in - out per SNR]}}, "dm_gain": {label: {name:
-        {metric: [X+dm - X per SNR]}}}}`` (runs in the design.md §3 format; LPIPS drops
-        are out - in, so a positive drop is always a loss out of distribution; the LPIPS
-        gain stays X+dm - X, negative when the receiver helps).
+        {metric: [X+dm - X per SNR]}}}, "dm_gain_ci": the same shape, the half-width of each
+        gain's paired 95 % t-interval over the images}`` (runs in the design.md §3 format;
+        LPIPS drops are out - in, so a positive drop is always a loss out of distribution; the
+        LPIPS gain stays X+dm - X, negative when the receiver helps).
     """
     if len(test_sets) != 2:
         raise ValueError(f"need exactly two test sets (in, out), got {list(test_sets)}")
@@ -347,6 +348,7 @@ def ood_experiment(
         for lb in runs_in
     }
     dm_gain: dict[str, dict] = {}
+    dm_gain_ci: dict[str, dict] = {}
     for k in keys:
         if not _base_name(k.scheme).endswith("+dm"):
             continue
@@ -357,6 +359,10 @@ def ood_experiment(
             continue
         dm_gain[k.label] = {
             name: {m: diff(runs[k.label], runs[base.label], m) for m in metrics}
+            for name, runs in by_label.items()
+        }
+        dm_gain_ci[k.label] = {
+            name: _paired_half_widths(runs[k.label], runs[base.label], metrics)
             for name, runs in by_label.items()
         }
     return {
@@ -371,7 +377,15 @@ def ood_experiment(
         "sets": sets,
         "drop": drop,
         "dm_gain": dm_gain,
+        "dm_gain_ci": dm_gain_ci,
     }
+
+
+def _paired_half_widths(run: dict, base: dict, metrics: Sequence[str]) -> dict[str, list[float]]:
+    """Per metric and SNR: the half-width of the paired 95 % t-interval of ``run - base`` over
+    the images (:func:`.stats.compare_runs`)."""
+    rows = compare_runs(run, base, metrics)
+    return {m: [r.diff.half_width for r in rows if r.metric == m] for m in metrics}
 
 
 def plot_ood(doc: dict, out: str | Path, metric: str = "psnr") -> Path:
