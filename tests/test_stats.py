@@ -169,12 +169,13 @@ def test_compare_and_table_ci_commands(tmp_path, capsys):
     f.write_text(json.dumps(doc))
     assert main(["compare", str(f), "--scheme", "x+dm", "--against", "x"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| SNR (dB) | metric | x+dm | x | x+dm − x | 95 % CI | n |")
-    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert lines[:3] == [f"A = x+dm ({f})", f"B = x ({f})", ""]
+    assert lines[3] == "| SNR (dB) | metric | A | B | A − B | 95 % CI of A − B | n | verdict |"
+    cells = [c.strip() for c in lines[5].split("|")[1:-1]]
     d = paired_interval([21.0, 25.1, 29.9], [20.0, 24.0, 29.0])
     assert cells == ["0", "psnr", "25.33", "24.33", "+1.00",
-                     f"[{d.low:+.2f}, {d.high:+.2f}]", "3", "x+dm better"]  # fmt: skip
-    assert lines[3].endswith("| tie |")
+                     f"[{d.low:+.2f}, {d.high:+.2f}]", "3", "A better"]  # fmt: skip
+    assert lines[6].endswith("| tie |")
     assert main(["table", str(f), "--ci"]) == 0
     out = capsys.readouterr().out.splitlines()
     hw = mean_interval([20.0, 24.0, 29.0]).half_width

@@ -959,9 +959,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     file_b, doc_b, run_b = find_run(docs, args.against)
     if file_a != file_b:  # the checks of 'semcom merge': same images, channel and seed
         merge_results([doc_a, doc_b], [file_a, file_b])
-    labels = (args.scheme, args.against)
-    rows = compare_runs(run_a, run_b, args.metrics, args.level, labels)
-    print(comparison_table(rows, labels, args.level))
+    rows = compare_runs(run_a, run_b, args.metrics, args.level, (args.scheme, args.against))
+    named = (f"{args.scheme} ({file_a})", f"{args.against} ({file_b})")
+    print(comparison_table(rows, named, args.level))
     return 0
 
 

@@ -190,11 +190,12 @@ def compare_runs(
 def comparison_table(
     rows: Sequence[Comparison], labels: tuple[str, str], level: float = 0.95
 ) -> str:
-    """Markdown table of :func:`compare_runs` rows: means, difference, its interval, verdict."""
+    """Markdown table of :func:`compare_runs` rows: means, difference, its interval, verdict;
+    the runs are columns ``A`` and ``B``, named by ``labels`` in two lines above the table."""
     pct = f"{100 * level:g} %"
-    a, b = labels
-    head = ["SNR (dB)", "metric", a, b, f"{a} − {b}", f"{pct} CI", "n", "verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["SNR (dB)", "metric", "A", "B", "A − B", f"{pct} CI of A − B", "n", "verdict"]
+    lines = [f"A = {labels[0]}", f"B = {labels[1]}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         nd = 2 if r.metric == "psnr" else 4
         ci = (
@@ -202,7 +203,7 @@ def comparison_table(
             if math.isnan(r.diff.half_width)
             else f"[{r.diff.low:+.{nd}f}, {r.diff.high:+.{nd}f}]"
         )
-        verdict = {"a": f"{a} better", "b": f"{b} better", "tie": "tie"}[r.verdict]
+        verdict = {"a": "A better", "b": "B better", "tie": "tie"}[r.verdict]
         cells = [
             f"{r.snr_db:g}",
             r.metric,
