@@ -225,3 +225,28 @@ def test_plot_ci_draws_the_intervals(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_rms_interval_and_the_snr_estimate_columns(tmp_path, capsys):
+    from semcom.cli import main
+    from semcom.eval.stats import rms_interval
+
+    assert rms_interval([1.0, -1.0, 1.0, -1.0]) == (1.0, 1.0, 1.0)  # every square equal
+    ms = mean_interval([9.0, 16.0, 1.0])
+    rms, low, high = rms_interval([3.0, -4.0, None, 1.0])
+    assert rms == pytest.approx(math.sqrt(26 / 3))
+    assert (low, high) == pytest.approx((math.sqrt(max(ms.low, 0)), math.sqrt(ms.high)))
+    errs = [[1.0, -0.5, 0.5, -1.0], [0.2, 0.1, -0.1, 0.0]]
+    run = {"scheme": "x+dm", "cbr": None, "snr_db": [-10.0, 10.0],
+           "psnr": [20.0, 30.0],
+           "snr_est_rmse_db": [rms_interval(e)[0] for e in errs],
+           "snr_est_bias_db": [sum(e) / 4 for e in errs],
+           "per_image": {"images": ["a", "b", "c", "d"], "snr_error_db": errs}}  # fmt: skip
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(_doc([run])))
+    assert main(["table", str(f), "--metrics", "snr_est_rmse_db", "snr_est_bias_db", "--ci"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    _, lo, hi = rms_interval(errs[0])
+    assert lines[2].split("|")[4].strip() == f"0.79 [{lo:.2f}, {hi:.2f}]"
+    hw = mean_interval(errs[1]).half_width
+    assert lines[3].split("|")[5].strip() == f"0.05 ± {hw:.2f}"

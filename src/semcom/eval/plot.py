@@ -149,6 +149,32 @@ def save_figure(fig, out: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _with_intervals(
+    cells: list[str], snrs: Sequence[float], run: dict, metric: str, level: float, nd: int
+) -> list[str]:
+    """``cells`` (one per SNR of the table) with the interval of each mean over the images:
+    ``± half-width`` (t-interval); the SNR-estimate RMSE as ``[low, high]``
+    (:func:`.stats.rms_interval`), its bias ``±`` from the per-image errors."""
+    from .stats import mean_interval, rms_interval
+
+    per_image = run.get("per_image", {})
+    per = per_image.get("snr_error_db" if metric.startswith("snr_est") else metric)
+    if not per:
+        return cells
+    by_snr = dict(zip(run["snr_db"], per, strict=True))
+    out = []
+    for c, s in zip(cells, snrs, strict=True):
+        if c == "-":
+            out.append(c)
+        elif metric == "snr_est_rmse_db":
+            _, low, high = rms_interval(by_snr[s], level)
+            out.append(c if math.isnan(high) else f"{c} [{low:.{nd}f}, {high:.{nd}f}]")
+        else:
+            hw = mean_interval(by_snr[s], level).half_width
+            out.append(c if math.isnan(hw) else f"{c} ± {hw:.{nd}f}")
+    return out
+
+
 def results_table(
     files: Sequence[str | os.PathLike[str]],
     metrics: Sequence[str] = ("psnr",),
@@ -159,9 +185,8 @@ def results_table(
     column per SNR (the union of the files' SNR grids; ``-`` where a run has no value).
 
     ``ci``: a confidence level (e.g. 0.95): each mean gets ``± half-width`` of its t-interval
-    over the images (:func:`.stats.mean_interval`), where the run holds per-image values."""
-    from .stats import mean_interval
-
+    over the images (:func:`.stats.mean_interval`; the SNR-estimate RMSE gets ``[low,
+    high]``), where the run holds per-image values."""
     for m in metrics:
         if m not in METRIC_LABELS:
             raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
@@ -178,19 +203,8 @@ def results_table(
                 by_snr = dict(zip(run["snr_db"], ys, strict=True))
                 nd = digits if m == "psnr" or m.endswith("_db") else 3
                 cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
-                per = run.get("per_image", {}).get(m)
-                if ci is not None and per:
-                    hws = dict(
-                        zip(
-                            run["snr_db"],
-                            (mean_interval(v, ci).half_width for v in per),
-                            strict=True,
-                        )
-                    )
-                    cells = [
-                        c if c == "-" or math.isnan(hws[s]) else f"{c} ± {hws[s]:.{nd}f}"
-                        for c, s in zip(cells, snrs, strict=True)
-                    ]
+                if ci is not None:
+                    cells = _with_intervals(cells, snrs, run, m, ci, nd)
                 cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
                 lines.append("| " + " | ".join([run["scheme"], cbr, m, *cells]) + " |")
     missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
@@ -198,7 +212,8 @@ def results_table(
         raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
     if ci is not None:
         lines.append(
-            f"\n± : half-width of the {100 * ci:g} % t-interval of the mean over the images "
-            "(runs written without per-image values show the mean alone)"
+            f"\n± : half-width of the {100 * ci:g} % t-interval of the mean over the images; "
+            "[low, high]: the RMSE's interval (square roots of the mean square's); runs "
+            "written without per-image values show the mean alone"
         )
     return "\n".join(lines)

@@ -62,6 +62,13 @@ def mean_interval(values: Sequence[float | None], level: float = 0.95) -> Interv
     return Interval(mean, t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n), n)
 
 
+def rms_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[float, float, float]:
+    """Root mean square of ``values`` with an interval: the square roots of the t-interval of
+    the mean square (approximate: squares are skewed) -> ``(rms, low, high)``."""
+    iv = mean_interval([None if v is None else v * v for v in values], level)
+    return math.sqrt(iv.mean), math.sqrt(max(iv.low, 0.0)), math.sqrt(iv.high)
+
+
 def paired_interval(
     a: Sequence[float | None], b: Sequence[float | None], level: float = 0.95
 ) -> Interval:
@@ -226,6 +233,7 @@ __all__ = [
     "find_run",
     "mean_interval",
     "paired_interval",
+    "rms_interval",
     "run_label",
     "t_quantile",
 ]
