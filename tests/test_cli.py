@@ -445,6 +445,24 @@ def test_eval_results_json(vae, tmp_path, capsys):
     assert not (tmp_path / "r.json.partial.jsonl").exists()
 
 
+def test_eval_names_the_paired_comparison_it_allows(vae, tmp_path, capsys):
+    """A sweep of several schemes ends with the 'semcom compare' command of its last two runs
+    (quoted for the shell); that command runs on the file as printed."""
+    import shlex
+
+    out = tmp_path / "r.json"
+    text = run_ok(capsys, "eval", "--scheme", "vae", "--scheme", "jpeg+capacity", "--cbr",
+                  "1/12", "--dataset", "samples", "--crop", "48", "--limit", "2", "--snr", "0",
+                  "10", "--metrics", "psnr", "--out", str(out))  # fmt: skip
+    hint = text.strip().splitlines()[-1]
+    assert hint.startswith("compare two runs: semcom compare ")
+    argv = shlex.split(hint.split(": ", 1)[1])[1:]
+    assert argv[argv.index("--scheme") + 1] == "jpeg+capacity@1/12"
+    assert argv[argv.index("--against") + 1].startswith("vae@")  # its CBR at 48 px, with side info
+    table = run_ok(capsys, *argv)
+    assert "A = jpeg+capacity@1/12" in table and "| 10 | psnr |" in table
+
+
 @pytest.mark.slow
 def test_eval_resume_matches_uninterrupted(vae, tmp_path, capsys, monkeypatch):
     base = [*EVAL, "--limit", "2", "--metrics", "psnr", "ssim", "--quiet"]

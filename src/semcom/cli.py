@@ -586,6 +586,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     vals += f"  SNR estimate RMSE {run['snr_est_rmse_db'][j]:.2f} dB"
                 print(f"  SNR {s:6.1f} dB  {vals}  {run['seconds_per_image'][j]:.2f} s/img")
         print(f"wrote {out}")
+        if len(runs) > 1:  # the same images and channel draws: a paired comparison applies
+            from shlex import quote
+
+            from .eval.stats import run_label
+
+            a, b = (quote(run_label(r)) for r in runs[-1:-3:-1])
+            print(f"compare two runs: semcom compare {quote(str(out))} --scheme {a} --against {b}")
     return 0
 
 
