@@ -214,6 +214,9 @@ def test_indented_json_keeps_lists_of_values_on_one_line():
     assert "     [1.5, null]," in text.splitlines()  # one line per SNR, strict JSON
     assert len(text.splitlines()) == 16
     assert json_text(doc) == json.dumps(json.loads(text))  # no indent: one line
+    # keys json.dumps turns into strings stay valid JSON keys
+    odd = {1: [1], 2.5: {"a": [True]}, None: "x", False: []}
+    assert json.loads(json_text(odd, indent=2)) == json.loads(json.dumps(odd))
 
 
 # ------------------------------------------------------------------ metrics guard

@@ -156,10 +156,15 @@ def json_text(obj: object, indent: int | None = None) -> str:
     return _indented(safe, " " * indent, "")
 
 
+def _key(k: object) -> str:
+    """A dict key as ``json.dumps`` writes it (numbers, booleans and None become strings)."""
+    return json.dumps(k if isinstance(k, str) else next(iter(json.loads(json.dumps({k: 0})))))
+
+
 def _indented(obj: object, step: str, pad: str) -> str:
     inner = pad + step
     if isinstance(obj, dict) and obj:
-        items = (f"{inner}{json.dumps(k)}: {_indented(v, step, inner)}" for k, v in obj.items())
+        items = (f"{inner}{_key(k)}: {_indented(v, step, inner)}" for k, v in obj.items())
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
         items = (inner + _indented(v, step, inner) for v in obj)
