@@ -591,7 +591,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
             from .eval.stats import run_label
 
-            a, b = (quote(run_label(r)) for r in runs[-1:-3:-1])
+            a, b = quote(run_label(runs[-1])), quote(run_label(runs[-2]))
             print(f"compare two runs: semcom compare {quote(str(out))} --scheme {a} --against {b}")
     return 0
 

@@ -28,7 +28,7 @@ from ..diffusion.latents import unit_power
 from ..diffusion.matching import db_to_linear, level_from_snr
 from ..metrics import compute_metrics
 from .plot import METRIC_LABELS, save_figure
-from .stats import compare_runs, paired_interval
+from .stats import compare_runs, favoured, paired_interval
 from .sweep import RunKey, evaluate, image_seed, scheme_weights, summarize
 
 DEFAULT_DELTAS = (-0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5)
@@ -159,7 +159,6 @@ def better_than_matched(
     written before the per-image values were recorded (or of one image): beyond 1 % (MSE) /
     0.05 dB (PSNR) of the means."""
     j0 = doc["deltas"].index(0.0)
-    sign = 1.0 if metric == "psnr" else -1.0  # +: larger is better
     per = doc.get("per_image", {}).get(param, {}).get(metric)
     out = []
     for s, row in enumerate(doc[param][metric]):
@@ -169,7 +168,7 @@ def better_than_matched(
                 continue
             if per is not None and len(per[s][j0]) >= 2:
                 diff = paired_interval(per[s][j], per[s][j0], level)
-                beats = sign * diff.mean > 0 and not diff.low <= 0 <= diff.high
+                beats = favoured(diff, higher_is_better=metric == "psnr") == "a"
             elif metric == "psnr":
                 beats = row[j] > row[j0] + 0.05
             else:

@@ -83,7 +83,7 @@ def plot_results(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .stats import mean_interval
+    from .stats import mean_interval, per_snr
 
     if metric not in METRIC_LABELS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_LABELS)}")
@@ -112,8 +112,7 @@ def plot_results(
                     label += " [published]"
                 xs, vals = zip(*pts, strict=True)
                 marker = markers[n % len(markers)]
-                per = dict(zip(run["snr_db"], run.get("per_image", {}).get(metric) or [],
-                               strict=False))  # fmt: skip
+                per = per_snr(run, metric)
                 if ci is not None and per:
                     yerr = [mean_interval(per[x], ci).half_width if x in per else 0 for x in xs]
                     ax.errorbar(xs, vals, yerr=yerr, fmt=style, marker=marker, label=label, ms=4,
@@ -155,13 +154,11 @@ def _with_intervals(
     """``cells`` (one per SNR of the table) with the interval of each mean over the images:
     ``± half-width`` (t-interval); the SNR-estimate RMSE as ``[low, high]``
     (:func:`.stats.rms_interval`), its bias ``±`` from the per-image errors."""
-    from .stats import mean_interval, rms_interval
+    from .stats import mean_interval, per_snr, rms_interval
 
-    per_image = run.get("per_image", {})
-    per = per_image.get("snr_error_db" if metric.startswith("snr_est") else metric)
-    if not per:
+    by_snr = per_snr(run, "snr_error_db" if metric.startswith("snr_est") else metric)
+    if not by_snr:
         return cells
-    by_snr = dict(zip(run["snr_db"], per, strict=True))
     out = []
     for c, s in zip(cells, snrs, strict=True):
         if c == "-":

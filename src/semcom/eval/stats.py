@@ -138,16 +138,27 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """``"a"`` / ``"b"`` when the interval of the difference excludes 0 in that run's
-        favour (direction from :data:`HIGHER_IS_BETTER`), else ``"tie"``."""
-        if math.isnan(self.diff.half_width):
-            return "tie"
-        higher = HIGHER_IS_BETTER.get(self.metric, True)
-        if self.diff.low > 0:
-            return "a" if higher else "b"
-        if self.diff.high < 0:
-            return "b" if higher else "a"
+        """:func:`favoured` by the difference (direction from :data:`HIGHER_IS_BETTER`)."""
+        return favoured(self.diff, HIGHER_IS_BETTER.get(self.metric, True))
+
+
+def favoured(diff: Interval, higher_is_better: bool) -> str:
+    """Which side an interval of ``a - b`` favours: ``"a"`` / ``"b"`` when it excludes 0 in
+    that side's favour, else ``"tie"`` (also without an interval: fewer than 2 values)."""
+    if math.isnan(diff.half_width):
         return "tie"
+    if diff.low > 0:
+        return "a" if higher_is_better else "b"
+    if diff.high < 0:
+        return "b" if higher_is_better else "a"
+    return "tie"
+
+
+def per_snr(run: dict, key: str) -> dict[float, list]:
+    """A run's per-image values of ``key`` (a metric, or ``snr_error_db``) by SNR; empty when
+    the run holds none (written before they were recorded)."""
+    values = run.get("per_image", {}).get(key)
+    return dict(zip(run["snr_db"], values, strict=True)) if values else {}
 
 
 def compare_runs(
@@ -230,9 +241,11 @@ __all__ = [
     "Interval",
     "compare_runs",
     "comparison_table",
+    "favoured",
     "find_run",
     "mean_interval",
     "paired_interval",
+    "per_snr",
     "rms_interval",
     "run_label",
     "t_quantile",
