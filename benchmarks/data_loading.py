@@ -6,7 +6,7 @@
 Prints crops per second through a DataLoader (the training path: random crops + flips of
 a ``--repeats`` epoch, collated into batches) reading the files each time and reading the
 decoded images kept in memory, the time to fill that cache, and the ratio. A GPU run is
-bound by this when the loader cannot keep up with the device (README, Training).
+bound by this when the loader cannot keep up with the device (docs/training.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 Prints seconds per image (best of ``--repeats``) for each memory format and the ratio, and
 the largest output difference between the two (float rounding only). The codec uses
-channels-last since this was measured (README, Speed).
+channels-last since this was measured (docs/results.md, Speed).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ For ``--images`` images spread over the data set it prints
    image (mean and standard deviation over the images of the log ratio): the decoder turns
    latent noise into plausible texture, so the image does not reveal it either.
 
-README ("Pilot-free SNR estimation") quotes one run. CPU, about a minute for 20 images.
+docs/results.md ("Pilot-free SNR estimation") quotes one run. CPU, about a minute for 20 images.
 """
 
 from __future__ import annotations

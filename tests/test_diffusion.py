@@ -786,7 +786,7 @@ def test_receiver_skips_the_network_above_skip_snr():
 def test_default_fast_fading_receiver_is_naive():
     """The receivers' default under per-element levels is naive matching (one call at the
     per-image mean level): one-step water-filling starts every element from the largest level,
-    i.e. from noise (README "Fast Rayleigh fading"), and is opt-in."""
+    i.e. from noise (docs/results.md "Fast Rayleigh fading"), and is opt-in."""
     d = torch.rand(2, 3, 8, 8, generator=gen(50), dtype=F64) * 0.6 + 0.01
     d[:, 0, 0, 0] = 0.999  # one element in a deep fade
     f, _, ft = received(2, d.shape[1:], d, 51)

@@ -1,7 +1,7 @@
-"""The commands we publish still run: every ``semcom`` command in the README's code blocks, in
-the ``meta`` of every results file and in every zoo card parses with today's CLI and names
-only registered schemes (papers that do not reproduce are our users' first complaint; a
-renamed option would silently break the recipes)."""
+"""The commands we publish still run: every ``semcom`` command in the code blocks of the README
+and ``docs/*.md``, in the ``meta`` of every results file and in every zoo card parses with
+today's CLI and names only registered schemes (papers that do not reproduce are our users'
+first complaint; a renamed option would silently break the recipes)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,18 @@ from semcom.schemes import list_schemes
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "src" / "semcom" / "zoo" / "checkpoints"
+#: the pages we publish: the README and the pages it links to
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: README placeholders that stand for a choice of values (`naive|waterfill`, `[--steps K]`,
 #: `<variant>`): such lines document a family of commands and are not parsed
 _PLACEHOLDER = re.compile(r"[|<>\[\]]")
 
 
-def _readme_commands() -> list[str]:
-    """``semcom ...`` lines of the README's code blocks, continuation lines joined, comments
+def _page_commands() -> list[str]:
+    """``semcom ...`` lines of the code blocks of every page, continuation lines joined, comments
     dropped, shell variables of the same block (``C="..."``) expanded and ``...`` (the options
     of the previous command) removed."""
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in PAGES)
     out = []
     for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
         block = block.replace("\\\n", " ")
@@ -70,7 +72,7 @@ def _recorded_commands() -> list[tuple[str, str]]:
     return found
 
 
-README_COMMANDS = _readme_commands()
+PAGE_COMMANDS = _page_commands()
 RECORDED = _recorded_commands()
 
 
@@ -89,17 +91,17 @@ def _check(command: str) -> None:
 
 
 def test_commands_were_found() -> None:
-    # the extraction itself: a README or results layout change must not silently skip all
-    assert len(README_COMMANDS) >= 30
-    assert {c.split()[1] for c in README_COMMANDS} >= {"eval", "merge", "plot", "train", "bench"}
+    # the extraction itself: a pages or results layout change must not silently skip all
+    assert len(PAGE_COMMANDS) >= 30
+    assert {c.split()[1] for c in PAGE_COMMANDS} >= {"eval", "merge", "plot", "train", "bench"}
     assert len({f for f, _ in RECORDED if f.startswith("results/")}) >= 40
     assert any(f.startswith("src/semcom/zoo/") for f, _ in RECORDED)
 
 
 @pytest.mark.parametrize(
-    "command", [c for c in README_COMMANDS if not _PLACEHOLDER.search(c)], ids=lambda c: c[:60]
+    "command", [c for c in PAGE_COMMANDS if not _PLACEHOLDER.search(c)], ids=lambda c: c[:60]
 )
-def test_readme_command_parses(command: str) -> None:
+def test_page_command_parses(command: str) -> None:
     _check(command)
 
 
@@ -132,3 +134,53 @@ def test_readme_python_blocks_run(capsys) -> None:
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     assert re.search(r"\+5\.0 dB  CBR 0\.06\d+  PSNR \d\d\.\d\d dB", out), out
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _links(page: Path) -> list[str]:
+    """Targets of the page's Markdown links and images, code blocks and spans left out."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+def _dead_links(page: Path) -> list[str]:
+    """The page's relative links that name no file of the repository, or no heading of the
+    Markdown page they point into."""
+    dead = []
+    for target in _links(page):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.is_file():
+            dead.append(target)
+        elif anchor and dest.suffix == ".md":
+            heads = re.findall(r"^#+ (.+)$", dest.read_text(), re.M)
+            if anchor not in {_anchor(h) for h in heads}:
+                dead.append(target)
+    return dead
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_page_links_resolve(page: Path) -> None:
+    """Every relative link and image of a page names a file of the repository (and a heading of
+    the page it points into): moving a results figure or splitting a page must not leave dead
+    links behind."""
+    assert page.name != "README.md" or len(_links(page)) >= 3  # the README links its pages
+    assert _dead_links(page) == []
+
+
+def test_link_check_catches_a_dead_link(tmp_path: Path) -> None:
+    (tmp_path / "there.md").write_text("# Data and weights\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Top\n\n[gone](missing.png), [top](#top), [no](#nowhere), `[code](span.md)`,\n"
+        "[ok](there.md#data-and-weights), [bad](there.md#other), [web](https://x.org/a)\n"
+    )
+    assert _dead_links(page) == ["missing.png", "#nowhere", "there.md#other"]
+    assert _anchor("Speed (`semcom bench`, 2 images)") == "speed-semcom-bench-2-images"

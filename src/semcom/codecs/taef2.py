@@ -167,7 +167,8 @@ class TAEF2Codec(Codec):
         self.decoder = load_sequential(build_decoder(), dec_path)
         self.eval()
         self.requires_grad_(False)
-        # channels-last convolutions: 1.4-1.6x faster encode and decode on CPU (README, Speed)
+        # channels-last convolutions: 1.4-1.6x faster encode and decode on CPU
+        # (docs/results.md, Speed)
         self.to(memory_format=torch.channels_last)
 
     def _encode(self, x: Tensor, snr_db: Tensor | None) -> Tensor:

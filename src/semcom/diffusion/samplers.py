@@ -504,11 +504,11 @@ def diffusion_receive(
             (Alg. 3 corrected), ``"reference"`` (DDIM from each element's own level), or
             ``"naive"`` (replace d by its per-image mean, then the per-image path; the
             default: per-element variants need ``fading_grid="quantile"`` and many steps to
-            pay, and with ``steps=1`` they start from noise: README "Fast Rayleigh fading"). The
-            per-element path maps each element exactly to VP form (``v_i``, ``alpha_i``
-            as above) and runs on the rule's grid from the largest ``v_i`` (``"vp"``: the
-            smallest table step with level ``>= max v_i``; ``"ddm"``: the DDM grid mapped to
-            VP levels, which is equivalent by the scaling ``c_t``).
+            pay, and with ``steps=1`` they start from noise: docs/results.md, "Fast Rayleigh
+            fading"). The per-element path maps each element exactly to VP form (``v_i``,
+            ``alpha_i`` as above) and runs on the rule's grid from the largest ``v_i``
+            (``"vp"``: the smallest table step with level ``>= max v_i``; ``"ddm"``: the DDM
+            grid mapped to VP levels, which is equivalent by the scaling ``c_t``).
         generator: noise for water-filling.
         t_factor, alpha_factor: multiply the matched start time ``t*`` (clamped to the
             schedule's range) and the scaling ``alpha`` by these factors: the mismatch study
