@@ -684,7 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.plot import METRIC_LABELS
     from .metrics import HIGHER_IS_BETTER
 
-    p = _Parser(prog="semcom", description=__doc__.splitlines()[0])
+    p = _Parser(
+        prog="semcom",
+        description="Generative semantic communication: send images over simulated wireless "
+        "channels with JSCC codecs or a frozen VAE and clean the received latent with a "
+        "step-matched diffusion denoiser.",
+        epilog="'semcom COMMAND --help' describes each command; README.md and docs/ the rest.",
+    )
     p.add_argument("--version", action="version", version=f"semcom {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
