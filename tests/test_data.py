@@ -238,6 +238,12 @@ def test_exif_orientation_applied(tmp_path):
     img.save(tmp_path / "o.jpg", exif=exif, quality=100)
     x = load_image(tmp_path / "o.jpg")
     check_image(x, 6, 4)
+    # the pixels are the stored ones turned 90 degrees clockwise (JPEG at quality 100: a few
+    # levels of loss and chroma subsampling), not merely a transposed shape
+    stored = np.asarray(Image.open(tmp_path / "o.jpg").convert("RGB"), dtype=np.float64)
+    got = as_hwc(x) * 255
+    assert np.abs(got - np.rot90(stored, k=-1)).mean() < 1.0
+    assert np.abs(got - np.rot90(stored, k=1)).mean() > 20.0
 
 
 # -------------------------------------------------------------- load_image: errors

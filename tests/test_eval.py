@@ -106,8 +106,12 @@ def test_partial_results_header_mismatch_refused(tmp_path):
 
 def test_partial_results_tuple_header_equals_list(tmp_path):
     p = tmp_path / "r.partial.jsonl"
-    PartialResults(p, {"snr_db": (0.0, 1.0)})
-    PartialResults(p, {"snr_db": (0.0, 1.0)})  # JSON turns tuples into lists
+    first = PartialResults(p, {"snr_db": (0.0, 1.0)})
+    first.add({"run": "a", "image": 0, "psnr": [1.0, 2.0]})
+    again = PartialResults(p, {"snr_db": (0.0, 1.0)})  # JSON turns tuples into lists
+    assert list(again.rows) == [("a", 0)]  # accepted as the same sweep, its rows kept
+    with pytest.raises(ValueError):
+        PartialResults(p, {"snr_db": (0.0, 2.0)})
 
 
 def test_partial_results_cut_line_skipped(tmp_path):
