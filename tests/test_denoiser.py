@@ -31,6 +31,7 @@ from semcom.diffusion.latents import (
 from semcom.train.denoiser import (
     DenoiserTask,
     DenoiserTaskConfig,
+    check_crop,
     latent_cache_path,
     level_for_snr,
 )
@@ -218,6 +219,24 @@ def test_latent_crops():
     assert float(full[0].pow(2).mean()) == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(ValueError):
         LatentCrops([], crop=4)
+
+
+def test_crop_larger_than_every_latent_is_refused():
+    """``--crop`` counts latent pixels; a crop no training latent holds whole is image pixels
+    by mistake (the diffusion issue's ``--crop 256`` for TAEF2 would train on padding)."""
+    lat = [torch.randn(C, 41, 61), torch.randn(C, 61, 41), torch.randn(C, 8, 8)]
+    check_crop(lat, 41, "bsds500-train", "vae", 8)  # the largest crop some latent holds
+    with pytest.raises(ValueError, match=r"largest is 61x41.*256x256 image crops are --crop 32"):
+        check_crop(lat, 256, "bsds500-train", "vae", 8)
+    with pytest.raises(ValueError, match="--crop 42 is larger than every vae latent"):
+        check_crop(lat, 42, "bsds500-train", "vae", 8)
+    # the task checks before it builds its crops
+    task = DenoiserTask(DenoiserTaskConfig(crop=64))
+    task._train, task._val, task.codec_scale = lat, [], 4
+    with pytest.raises(ValueError, match=r"4x fewer than image pixels.*are --crop 16"):
+        task.train_dataset()
+    task.config.crop = 32
+    assert task.train_dataset()[0].shape == (C, 32, 32)
 
 
 def test_latent_crops_pad_small():

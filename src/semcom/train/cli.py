@@ -148,7 +148,13 @@ def _add_latent_task_args(
     )
     p.add_argument("--data", default="bsds500-train", help="named training data set")
     p.add_argument("--val-data", default="bsds500-val", help="named validation data set, or none")
-    p.add_argument("--crop", type=int, default=16, help="random latent crop (latent pixels)")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=16,
+        help="random training crop in latent pixels (image pixels / the codec's downsampling: "
+        "8 for vae, 4 for deepjscc/adjscc; 256x256 image crops of TAEF2 are --crop 32)",
+    )
     p.add_argument("--repeats", type=int, default=8, help="crops per latent per epoch")
     p.add_argument("--snr-range", default="-20:40", help="training SNR range lo:hi in dB")
     p.add_argument(

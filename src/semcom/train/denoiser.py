@@ -171,6 +171,20 @@ def get_latents(
     return lat, fp
 
 
+def check_crop(latents: Sequence[Tensor], crop: int, data: str, codec: str, scale: int) -> None:
+    """Refuse a training crop (latent pixels) that no latent of ``data`` holds whole: every
+    crop would be mostly padding, which almost always means image pixels were meant (``scale``:
+    the codec's downsampling, image pixels per latent pixel)."""
+    if any(t.shape[-2] >= crop and t.shape[-1] >= crop for t in latents):
+        return
+    h, w = max((t.shape[-2], t.shape[-1]) for t in latents)
+    raise ValueError(
+        f"--crop {crop} is larger than every {codec} latent of {data} (the largest is {h}x{w}): "
+        f"--crop counts latent pixels, {scale}x fewer than image pixels for this codec, so "
+        f"{crop}x{crop} image crops are --crop {max(1, crop // scale)}"
+    )
+
+
 def level_for_snr(snr_db: Tensor, p0: float) -> Tensor:
     """Matched VP noise variance ``v = P0 / (P0 + k)``, ``k = 10^(snr/10)`` (linear)."""
     k = torch.pow(10.0, snr_db / 10.0)
@@ -190,12 +204,14 @@ class DenoiserTask:
         self._val: list[Tensor] | None = None
         self.p0 = 1.0
         self.codec_fp = ""
+        self.codec_scale = 1  # image pixels per latent pixel
 
     def _load(self) -> None:
         if self._train is None:
             c = self.config
             # built and fingerprinted once for both sets
             model = codec_for(c.codec, c.cbr, ref=c.codec_weights)
+            self.codec_scale = int(getattr(model, "multiple", 1))
             if c.cbr is None:  # the card names the CBR it was trained at (TAEF2: none)
                 c.cbr = latent_cbr_key(c.codec, getattr(model, "cbr", None))
             if c.encode_snrs is None:
@@ -232,6 +248,7 @@ class DenoiserTask:
     def train_dataset(self) -> Dataset:
         self._load()
         c = self.config
+        check_crop(self._train, c.crop, c.data, c.codec, self.codec_scale)  # type: ignore[arg-type]
         return LatentCrops(self._train, c.crop, seed=c.seed, repeats=c.repeats)  # type: ignore[arg-type]
 
     def val_dataset(self) -> Dataset | None:
