@@ -179,12 +179,6 @@ def better_than_matched(
     return out
 
 
-def best_within_noise(doc: dict, param: str, metric: str = "latent_mse") -> list[bool]:
-    """Per SNR: is the matched value best or within noise (no delta beats it,
-    :func:`better_than_matched`)?"""
-    return [not b for b in better_than_matched(doc, param, metric)]
-
-
 def plot_perturb(doc: dict, out: str | Path) -> Path:
     """2x2 panels (t*, alpha) x (latent MSE change in dB, PSNR change in dB) against the
     perturbation in %, one line per SNR, relative to the matched value -> PNG ``out``."""
