@@ -189,15 +189,13 @@ def compare_runs(
     order = [pb["images"].index(name) for name in pa["images"]]
     out = []
     for m in metrics:
-        if m not in pa or m not in pb:
-            miss = labels[0] if m not in pa else labels[1]
-            raise ValueError(f"run {miss!r} has no per-image {m!r}")
-        for j, snr in enumerate(run_a["snr_db"]):
-            if snr not in run_b["snr_db"]:
+        by_a, by_b = per_snr(run_a, m), per_snr(run_b, m)
+        if not by_a or not by_b:
+            raise ValueError(f"run {labels[0] if not by_a else labels[1]!r} has no per-image {m!r}")
+        for snr, a in by_a.items():
+            if snr not in by_b:
                 continue
-            a = pa[m][j]
-            b_all = pb[m][run_b["snr_db"].index(snr)]
-            b = [b_all[k] for k in order]
+            b = [by_b[snr][k] for k in order]
             ma, mb = mean_interval(a).mean, mean_interval(b).mean
             out.append(Comparison(float(snr), m, ma, mb, paired_interval(a, b, level)))
     if not out:
