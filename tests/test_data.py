@@ -21,6 +21,7 @@ from semcom.data import (
     cache_images,
     collate_images,
     get_dataset,
+    image_size,
     list_datasets,
     load_image,
     load_images,
@@ -244,6 +245,37 @@ def test_exif_orientation_applied(tmp_path):
     got = as_hwc(x) * 255
     assert np.abs(got - np.rot90(stored, k=-1)).mean() < 1.0
     assert np.abs(got - np.rot90(stored, k=1)).mean() > 20.0
+
+
+def test_image_size_is_load_images_shape_from_the_header(tmp_path, monkeypatch):
+    Image.fromarray(rgb8(4, 6)).save(tmp_path / "a.png")
+    img = Image.fromarray(rgb8(4, 6))
+    exif = img.getexif()
+    exif[0x0112] = 6  # shown turned: 6 high, 4 wide
+    img.save(tmp_path / "b.jpg", exif=exif)
+    write_png16(tmp_path / "c.png", np.zeros((3, 5, 3)))
+    expected = [tuple(load_image(tmp_path / n).shape[-2:]) for n in ("a.png", "b.jpg", "c.png")]
+    assert expected == [(4, 6), (6, 4), (3, 5)]
+    assert [image_size(tmp_path / n) for n in ("a.png", "b.jpg", "c.png")] == expected
+    # from the headers alone: the data set never decodes a readable file for its sizes
+    ds = ImageFolder(tmp_path)
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path}")
+
+    monkeypatch.setattr("semcom.data.io.load_image", no_decoding)
+    monkeypatch.setattr("semcom.data.datasets.load_image", no_decoding)
+    assert [ds.image_size(i) for i in range(3)] == expected
+    monkeypatch.undo()
+    # an unreadable file fails like load_image, naming it
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match=r"bad\.png"):
+        image_size(tmp_path / "bad.png")
+    # the bundled photos (no files) and a cached item report their decoded shape
+    samples = SampleImages(names=["coins"])
+    assert samples.image_size(0) == tuple(samples.image(0).shape[-2:]) == (303, 384)
+    ds.cache([1])
+    assert ds.image_size(1) == (6, 4)
 
 
 # -------------------------------------------------------------- load_image: errors

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from semcom.train.engine import ResumableSampler, TrainConfig, Trainer
@@ -278,6 +280,38 @@ def test_resume_wrong_architecture_or_corrupt(data_root, tmp_path):
     (run / "state.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="corrupt"):
         Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
+
+
+def test_a_crop_no_training_image_holds_is_refused_and_padding_is_said(tmp_path, capsys):
+    """``train jscc --crop`` counts image pixels; a crop larger than every image would train on
+    padding (refused), one larger than some pads those (a warning that counts them)."""
+    import warnings
+
+    from semcom.data import ImageFolder
+    from semcom.train.cli import main
+    from semcom.train.jscc import check_image_crop
+
+    for i, (h, w) in enumerate([(40, 60), (20, 30), (50, 50)]):
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / f"{i}.png")
+    ds = ImageFolder(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_image_crop(ds, 20, "mine")  # every image holds it: silent
+    with pytest.warns(UserWarning, match=r"^1 of 3 images of mine are smaller than --crop 40: "):
+        check_image_crop(ds, 40, "mine")
+    with pytest.warns(UserWarning, match=r"^2 of 3 images of mine .* padded \(reflect\) to 45x45"):
+        check_image_crop(ds, 45, "mine")
+    with pytest.warns(UserWarning, match=r"^1 of 2 sampled images"):  # the first and the last
+        check_image_crop(ds, 45, "mine", sample=2)
+    with pytest.raises(ValueError, match=r"largest square crop one holds is 50, of a 50x50 image"):
+        check_image_crop(ds, 51, "mine")
+    # the command: one line, exit 2, and the same --out takes the corrected run
+    out = tmp_path / "run"
+    argv = ["train", "jscc", "--data", "samples", "--val-data", "none", "--out", str(out)]
+    assert main([*argv, "--crop", "600"]) == 2
+    assert "--crop 600 is larger than every image of samples" in capsys.readouterr().err
+    assert main([*argv, "--crop", "16", "--max-steps", "1", "--batch-size", "2", "--quiet"]) == 0
+    assert (out / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize(

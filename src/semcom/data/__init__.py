@@ -14,7 +14,7 @@ from semcom.data.datasets import (
     load_images,
     split_dataset,
 )
-from semcom.data.io import ImageReadError, load_image, save_image, to_uint8
+from semcom.data.io import ImageReadError, image_size, load_image, save_image, to_uint8
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -27,6 +27,7 @@ __all__ = [
     "cache_images",
     "collate_images",
     "get_dataset",
+    "image_size",
     "list_datasets",
     "load_image",
     "load_images",

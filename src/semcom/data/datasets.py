@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
-from semcom.data.io import PathLike, load_image
+from semcom.data.io import PathLike, image_size, load_image
 from semcom.paths import data_path
 
 __all__ = [
@@ -166,6 +166,17 @@ class ImageDataset(Dataset):
         x = self._cached.get(i)
         return self._read(i) if x is None else x.clone()
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of :meth:`image` ``(index)``, without decoding it where the data set can
+        read the size alone (files: their headers)."""
+        i = self._index(index)
+        x = self._cached.get(i)
+        return self._size(i) if x is None else (int(x.shape[-2]), int(x.shape[-1]))
+
+    def _size(self, index: int) -> tuple[int, int]:
+        h, w = self._read(index).shape[-2:]
+        return int(h), int(w)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the crops/flips of epoch ``epoch`` (items depend on (seed, epoch, index))."""
         if int(epoch) < 0:
@@ -284,6 +295,9 @@ class ImageFolder(ImageDataset):
 
     def _read(self, index: int) -> torch.Tensor:
         return load_image(self.paths[index])
+
+    def _size(self, index: int) -> tuple[int, int]:
+        return image_size(self.paths[index])
 
 
 class SampleImages(ImageDataset):

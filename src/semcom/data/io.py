@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..paths import atomic_path
 
-__all__ = ["ImageReadError", "load_image", "save_image", "to_uint8"]
+__all__ = ["ImageReadError", "image_size", "load_image", "save_image", "to_uint8"]
 
 PathLike = str | os.PathLike
 
@@ -136,6 +136,22 @@ def _to_float_rgb(img: Image.Image) -> np.ndarray:
     if mode != "RGB":
         img = img.convert("RGB")  # 1, L, P, CMYK, YCbCr, RGBX, HSV (raises if unsupported)
     return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(H, W)`` of the tensor :func:`load_image` returns for ``path``, from the file's
+    header (no pixel decoding; EXIF orientations 5-8 swap the sides as
+    :func:`PIL.ImageOps.exif_transpose` does). A file whose header cannot be read is
+    decoded in full, so it fails with :func:`load_image`'s :class:`ImageReadError`."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if img.getexif().get(0x0112) in (5, 6, 7, 8):  # transposed: sides swap
+                w, h = h, w
+            return int(h), int(w)
+    except Exception:
+        h, w = load_image(path).shape[-2:]
+        return int(h), int(w)
 
 
 def load_image(path: PathLike) -> torch.Tensor:

@@ -51,7 +51,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     j.add_argument("--val-snr", type=float, nargs="+", default=None, help="validation SNRs (dB)")
     j.add_argument("--data", default="cifar10-train", help="named training data set")
-    j.add_argument("--crop", type=int, default=None, help="random training crop size")
+    j.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="random training crop in image pixels (refused when no training image holds it "
+        "whole; smaller images are padded, with a warning)",
+    )
     j.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     j.add_argument(
         "--val-data",

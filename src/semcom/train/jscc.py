@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,14 @@ from ..codecs.jscc import (
     channels_for_cbr,
     jscc_metadata,
 )
-from ..data import RepeatedCrops, cache_images, collate_images, get_dataset, split_dataset
+from ..data import (
+    ImageDataset,
+    RepeatedCrops,
+    cache_images,
+    collate_images,
+    get_dataset,
+    split_dataset,
+)
 from ..fingerprint import codec_fingerprint
 
 
@@ -74,6 +82,31 @@ def reconstruction_loss(x_hat: Tensor, x: Tensor, kind: str) -> tuple[Tensor, di
     log_mse = 10 * torch.log10(per_image + 1e-10)
     loss = per_image.mean() if kind == "mse" else log_mse.mean()
     return loss, {"loss": float(loss.detach()), "psnr": -float(log_mse.detach().mean())}
+
+
+def check_image_crop(ds: ImageDataset, crop: int, data: str, sample: int = 2000) -> None:
+    """Refuse a training crop (image pixels, ``crop x crop``) that no image of ``data`` holds
+    whole, as every crop would be mostly padding; warn when some images are smaller (they are
+    padded to the crop, ``ds.pad_mode``). Looks at up to ``sample`` images spread evenly over
+    the data set, by their file headers."""
+    n = len(ds)
+    m = min(n, sample)
+    idx = sorted({round(k * (n - 1) / max(m - 1, 1)) for k in range(m)})
+    sizes = [ds.image_size(i) for i in idx]
+    small = sum(1 for h, w in sizes if h < crop or w < crop)
+    if small == len(sizes):
+        h, w = max(sizes, key=min)
+        raise ValueError(
+            f"--crop {crop} is larger than every image of {data} (the largest square crop one "
+            f"holds is {min(h, w)}, of a {h}x{w} image): every crop would be mostly padding"
+        )
+    if small:
+        of = f"{small} of {len(sizes)}" + (" sampled" if len(sizes) < n else "")
+        warnings.warn(
+            f"{of} images of {data} are smaller than --crop {crop}: they are padded "
+            f"({ds.pad_mode}) to {crop}x{crop}",
+            stacklevel=2,
+        )
 
 
 @dataclass
@@ -248,6 +281,8 @@ class JSCCTask:
             return self._split
         cfg = self.config
         train = get_dataset(cfg.data, crop=cfg.crop, random_crop=True, flip=cfg.flip, seed=cfg.seed)
+        if cfg.crop is not None:
+            check_image_crop(train, int(cfg.crop), cfg.data)
         val_name = cfg.val_data
         if val_name == "auto":
             val_name = "bsds500-val" if cfg.data == "bsds500-train" else "0.02"
