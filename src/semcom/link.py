@@ -253,8 +253,11 @@ class AnalogLink:
                 # the receiver does not know the SNR: its decoder is told the estimate too
                 est_db = (10.0 * torch.log10(gamma.double())).clamp(-100.0, 100.0).reshape(b)
                 dec_snr = est_db.float()
-                # score the estimate (on the same +-100 dB scale: a noiseless link scores 0)
-                snr_error = est_db - eq.snr_db.double().reshape(b).clamp(-100.0, 100.0)
+                # score the estimate against the true |h|^2/N0 (not the equaliser's d, which
+                # holds a pilot estimate of h with --csi estimated), on the same +-100 dB scale:
+                # a noiseless link scores 0
+                true_db = state.snr_eq_db.double().reshape(b).clamp(-100.0, 100.0)
+                snr_error = est_db - true_db
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
             if self.codec.needs_scale:
