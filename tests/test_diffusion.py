@@ -615,6 +615,28 @@ def test_waterfill_seeded_reproducible():
 
 
 @pytest.mark.parametrize("variant", ["waterfill", "reference"])
+def test_waterfill_repeated_levels_cost_no_call(variant):
+    """A grid that repeats levels (quantiles of few distinct element levels) runs exactly as
+    the grid without the repeats: same network calls, same noise draws, same result."""
+    g = gen(5)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
+    b = torch.where(torch.rand(2, 3, 8, 8, generator=g, dtype=F64) < 0.5, 0.3, 0.6).to(F64)
+    calls = []
+
+    def den(v, level):  # deterministic, not an oracle: any skipped or extra step would show
+        calls.append(level.clone())
+        return 0.8 * v
+
+    rep = torch.tensor([0.0, 0.3, 0.3, 0.3, 0.45, 0.6, 0.6, 0.6, 0.6], dtype=F64)
+    out = waterfill_sample(x, b, rep, den, gen(6), variant)
+    assert [c.tolist() for c in calls] == [[0.6, 0.6], [0.45, 0.45], [0.3, 0.3]]
+    calls.clear()
+    dedup = torch.tensor([0.0, 0.3, 0.45, 0.6], dtype=F64)
+    assert torch.equal(out, waterfill_sample(x, b, dedup, den, gen(6), variant))
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("variant", ["waterfill", "reference"])
 def test_waterfill_samples_average_of_runs(variant):
     """samples=N is the mean of N single runs drawn one after another from the generator;
     an oracle stays exact with N x K network calls."""

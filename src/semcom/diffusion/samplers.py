@@ -392,7 +392,10 @@ def _waterfill_once(
         x = torch.where(dead, nu, x)
     for j in range(lv.shape[0] - 1, 0, -1):
         lt, ls = lv[j], lv[j - 1]
-        if not bool((lt > 0).any()):
+        if not bool(((lt > 0) & (lt != ls)).any()):
+            # at 0 or a repeated level (a quantile grid of few distinct levels, a VP grid
+            # finer than the schedule): every element there is at B_t already, g = x and
+            # DDIM from B_t to B_t keeps it, so the step is skipped with no call and no draw
             continue
         bt, bs = _view(lt, x), _view(ls, x)
         g = inject_noise(x, bb, lt, generator)
