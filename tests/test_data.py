@@ -458,6 +458,49 @@ def test_atomic_write_files_is_all_or_nothing(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["card.json", "model.safetensors", "state.pt"]
 
 
+def test_atomic_write_files_holds_ctrl_c_during_its_renames(tmp_path, monkeypatch):
+    """Ctrl-C after the first rename used to remove the other files' finished temporary copies
+    (weights new, state old: a run no resume could repair). It is now held until every file is
+    renamed, then raised; a crash between renames leaves the rest complete as temporary files."""
+    import signal
+
+    import semcom.paths as paths
+
+    files = [tmp_path / n for n in ("model.safetensors", "state.pt", "card.json")]
+    for p in files:
+        p.write_bytes(b"old")
+    real_replace = os.replace
+    done = []
+
+    def replace_then_ctrl_c(src, dst):
+        real_replace(src, dst)
+        done.append(Path(dst).name)
+        if len(done) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(paths.os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        paths.atomic_write_files({p: b"new " + p.name.encode() for p in files})
+    assert done == ["model.safetensors", "state.pt", "card.json"]
+    assert [p.read_bytes() for p in files] == [b"new " + p.name.encode() for p in files]
+    assert sorted(os.listdir(tmp_path)) == ["card.json", "model.safetensors", "state.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+    def replace_then_crash(src, dst):
+        if Path(dst).name != "model.safetensors":
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(paths.os, "replace", replace_then_crash)
+    with pytest.raises(OSError, match="Input/output"):
+        paths.atomic_write_files({p: b"newer " + p.name.encode() for p in files})
+    assert [p.read_bytes() for p in files] == [b"newer model.safetensors", b"new state.pt",
+                                                b"new card.json"]  # fmt: skip
+    for name in ("state.pt", "card.json"):  # complete, for finish_torn_checkpoint
+        (tmp,) = tmp_path.glob(f".{name}.*.tmp")
+        assert tmp.read_bytes() == b"newer " + name.encode()
+
+
 def test_save_errors(tmp_path):
     with pytest.raises(ValueError, match="single image"):
         save_image(torch.rand(2, 3, 4, 4), tmp_path / "a.png")

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,25 +71,55 @@ def data_path(rel: str) -> Path:
     raise MissingResourceError(f"data '{rel}' not found ({hint}; tried: {', '.join(tried)})")
 
 
+def _temp_for(dest: Path) -> Path:
+    """A fresh temporary name next to ``dest`` (same folder: the rename stays atomic)."""
+    return dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _usual_mode(path: Path) -> None:
+    """Give ``path`` the usual mode, ``0o666`` less the umask (``tempfile.mkstemp`` and
+    safetensors create 0600)."""
+    mask = os.umask(0o022)  # read the umask (there is no getter)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path next to ``dest`` to write to; it replaces ``dest`` when the block ends
     without an error and is removed otherwise, so ``dest`` is never half-written and an old
     ``dest`` survives a failed write. The file gets the usual mode (``0o666`` less the umask),
-    whoever created it (``tempfile.mkstemp`` and safetensors create 0600). Missing parent
-    folders are created."""
+    whoever created it. Missing parent folders are created."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = _temp_for(dest)
     try:
         yield tmp
-        mask = os.umask(0o022)  # read the umask (there is no getter)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        _usual_mode(tmp)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def _signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs and deliver them, as they would
+    have been, when it ends. Only the main thread can change handlers; elsewhere, and for a
+    signal whose handler was not set from Python, the block runs unprotected."""
+    held: list[int] = []
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in signums:
+            if signal.getsignal(s) is not None:
+                old[s] = signal.signal(s, lambda n, _frame: held.append(n))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in held:
+            signal.raise_signal(s)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -97,18 +129,31 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_files(files: Mapping[str | os.PathLike[str], bytes]) -> None:
     """Write several files as one update: each is written and synced under a temporary name
-    first (:func:`atomic_path`), and only when all are on disk are they renamed into place,
-    in the mapping's order. A failure while writing (disk full, an error, Ctrl-C) leaves every
-    destination as it was; only a crash between the renames themselves can split the set."""
-    items = list(files.items())
-    with ExitStack() as stack:
-        # entered last to first, so the stack's exits (the renames) run first to last
-        tmps = [stack.enter_context(atomic_path(p)) for p, _ in reversed(items)][::-1]
-        for tmp, (_, data) in zip(tmps, items, strict=True):
-            with open(tmp, "xb") as f:
+    first, and only when all are on disk are they renamed into place, in the mapping's order.
+    A failure while writing (disk full, an error, Ctrl-C) removes the temporary files and
+    leaves every destination as it was. Ctrl-C and SIGTERM during the renames are held until
+    they are done; a crash between them (SIGKILL, power loss) leaves the set split, with the
+    files not yet renamed complete under their temporary names (which
+    :func:`semcom.train.engine.finish_torn_checkpoint` completes a checkpoint from)."""
+    items = [(Path(p), data) for p, data in files.items()]
+    tmps: list[Path] = []
+    try:
+        for dest, data in items:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(_temp_for(dest))
+            with open(tmps[-1], "xb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            _usual_mode(tmps[-1])
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+    # committed: from here on no temporary file is removed, whatever happens
+    with _signals_held():
+        for (dest, _), tmp in zip(items, tmps, strict=True):
+            os.replace(tmp, dest)
 
 
 def safetensors_bytes(tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> bytes:
