@@ -18,6 +18,7 @@ from semcom.eval.stats import (
     find_run,
     mean_interval,
     paired_interval,
+    run_label,
     t_quantile,
 )
 
@@ -155,6 +156,16 @@ def test_find_run_by_scheme_and_cbr():
         find_run(docs, "adjscc")
     with pytest.raises(ValueError, match=r"no run 'jpeg' .* hold: adjscc@1/12, adjscc@1/16, vae$"):
         find_run(docs, "jpeg")
+    # a CBR that is no small fraction (TAEF2: 16400 / 196608) is found by its printed label,
+    # which the "names several runs" hint and `semcom eval` show (it was refused before)
+    d3 = _doc([_run("vae", v, names, cbr=16400 / 196608), _run("vae", v, names, cbr=1 / 12)])
+    label = run_label(d3["runs"][0])
+    assert label == "vae@0.08341"
+    assert find_run([("d3.json", d3)], label)[2]["cbr"] == 16400 / 196608
+    assert find_run([("d3.json", d3)], "vae@0.0834119")[2]["cbr"] == 16400 / 196608
+    assert find_run([("d3.json", d3)], "vae@1/12")[2]["cbr"] == 1 / 12
+    with pytest.raises(ValueError, match=r"no run 'vae@0\.0834'"):
+        find_run([("d3.json", d3)], "vae@0.0834")
 
 
 def test_compare_and_table_ci_commands(tmp_path, capsys):

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..channels import parse_cbr
+from ..channels import format_cbr, parse_cbr
 from ..metrics import HIGHER_IS_BETTER
 from .sweep import RunKey
 
@@ -96,13 +96,14 @@ def find_run(docs: Sequence[tuple[str, dict]], label: str) -> tuple[str, dict, d
     holding it wins, as in ``semcom merge``. ``ValueError`` lists the runs when the label
     names none or (without a CBR) several."""
     scheme, _, cbr_text = label.partition("@")
-    cbr = float(parse_cbr(cbr_text)) if cbr_text else None
+    # a CBR as the labels print it: 4 significant digits when it is no small fraction
+    cbr = format_cbr(float(parse_cbr(cbr_text))) if cbr_text else None
     found: dict[tuple, tuple[str, dict, dict]] = {}
     for name, doc in docs:
         for run in doc["runs"]:
             if run["scheme"] != scheme:
                 continue
-            if cbr is not None and (run.get("cbr") is None or abs(run["cbr"] - cbr) > 1e-9):
+            if cbr is not None and (run.get("cbr") is None or format_cbr(run["cbr"]) != cbr):
                 continue
             found[(run["scheme"], run.get("cbr"))] = (name, doc, run)
     if len(found) == 1:
