@@ -314,6 +314,24 @@ def test_a_crop_no_training_image_holds_is_refused_and_padding_is_said(tmp_path,
     assert (out / "model.safetensors").exists()
 
 
+def test_validation_images_that_cannot_be_batched_are_refused_before_training(tmp_path, capsys):
+    """Whole validation images of different sizes (no --val-crop) failed in the first
+    validation, after a whole epoch, which was lost; now refused before any training."""
+    from semcom.train.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "jscc", "--data", "samples", "--batch-size", "1", "--width", "8"]
+    argv += ["--out", str(out)]  # whole images (no --crop): --val-crop defaults to none
+    assert main([*argv, "--val-data", "samples"]) == 2
+    err = capsys.readouterr().err
+    assert "validation images of samples differ in size (300x451, 303x384, 400x600, ...)" in err
+    assert "give --val-crop N" in err
+    assert main([*argv, "--val-data", "0.5"]) == 2  # a held-out part of a mixed set
+    assert "validation images of samples (held out) differ" in capsys.readouterr().err
+    quick = ["--max-steps", "1", "--quiet"]
+    assert main([*argv, "--val-data", "samples", "--val-limit", "1", *quick]) == 0  # one size
+
+
 @pytest.mark.parametrize(
     ("argv", "msg"),
     [

@@ -109,6 +109,26 @@ def check_image_crop(ds: ImageDataset, crop: int, data: str, sample: int = 2000)
         )
 
 
+def check_batchable(ds: Dataset, name: str) -> None:
+    """Refuse validation images (``ds``: an :class:`ImageDataset` or a :class:`Subset` of one)
+    of different sizes, read from their headers, before any training: they are validated in
+    batches, which failed only after the first epoch (and lost it)."""
+
+    def size(i: int) -> tuple[int, int]:
+        base = ds
+        while isinstance(base, Subset):  # a held-out part, --val-limit
+            base, i = base.dataset, int(base.indices[i])
+        return base.image_size(i)  # type: ignore[attr-defined]
+
+    sizes = sorted({size(i) for i in range(len(ds))})  # type: ignore[arg-type]
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h}x{w}" for h, w in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
+        raise ValueError(
+            f"the validation images of {name} differ in size ({shown}) and cannot be batched: "
+            "give --val-crop N (centre crops) or --val-data none"
+        )
+
+
 @dataclass
 class JSCCConfig:
     """Options of a JSCC training run (stored in ``card.json`` under ``config``).
@@ -313,6 +333,8 @@ class JSCCTask:
         if val is not None and cfg.val_limit is not None:
             n = len(val)  # type: ignore[arg-type]
             val = Subset(val, list(range(min(n, cfg.val_limit))))
+        if val is not None and val_crop is None:
+            check_batchable(val, val_name if frac is None else f"{cfg.data} (held out)")
         if cfg.cache_images:  # the images in use only
             cache_images(train_part)
             if val is not None:
