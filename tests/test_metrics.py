@@ -237,6 +237,16 @@ def test_ms_ssim_matches_pytorch_msssim_five_scales():
     assert torch.allclose(ms_ssim(x, y), ref, atol=1e-5)
     ref_ssim = pm.ssim(x, y, data_range=1.0, size_average=False)
     assert torch.allclose(ssim(x, y), ref_ssim, atol=1e-5)
+    # a dissimilar pair (MS-SSIM ~0.3-0.7), in float64: exactly the reference, whose five
+    # weights sum to 1.0001 (renormalising them, as before, moved it by up to 4e-5)
+    x64 = x.double()
+    z = (0.5 * x64 + 0.5 * torch.rand(x.shape, generator=gen(15), dtype=torch.float64)).clamp(0, 1)
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    win = (g / g.sum()).reshape(1, 1, 1, 11).repeat(3, 1, 1, 1)  # the reference's, in float64
+    ref = pm.ms_ssim(x64, z, data_range=1.0, size_average=False, win=win)
+    got = ms_ssim(x64, z)
+    assert ((got > 0.2) & (got < 0.8)).all(), got
+    torch.testing.assert_close(got, ref, atol=1e-9, rtol=0)
 
 
 def test_ms_ssim_odd_sizes_match_reference_downsampling():

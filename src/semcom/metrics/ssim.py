@@ -132,7 +132,8 @@ def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     x, y = _prepare(x, y, "ms_ssim", data_range)
     levels = ms_ssim_levels(*x.shape[-2:])
     w = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
-    w = w / w.sum()
+    if levels < len(MS_SSIM_WEIGHTS):  # fewer scales: renormalised (the five sum to 1.0001)
+        w = w / w.sum()
     win = _gaussian_window(WIN_SIZE, WIN_SIGMA, x.dtype, x.device)
     terms = []
     for i in range(levels):
