@@ -539,6 +539,24 @@ def test_deepjscc_dm_stops_at_the_decoder_training_snr():
         assert torch.equal(a.images, b.images) != called  # same noise: identical when skipped
     with pytest.raises(ValueError, match="dm-stop"):
         get_scheme("deepjscc+dm", 1 / 16, dm_stop="half")
+    # ADJSCC, trained over -5...20 dB, adapts: denoised fully
+    assert get_scheme("adjscc+dm", 1 / 16, dm_decoder="base").receiver.stop_snr_db is None
+
+
+def test_deepjscc_dm_without_a_codec_card_is_refused_not_denoised_fully(tmp_path):
+    """A bare copy of the shipped DeepJSCC weights (no card: no training SNR) lost the stop at
+    10 dB silently and gave the same weights another result; now refused, unless told."""
+    import shutil
+
+    from semcom.schemes import get_scheme
+    from semcom.zoo import ZOO_DIR
+
+    bare = tmp_path / "dj.safetensors"
+    shutil.copy(Path(ZOO_DIR) / "deepjscc-c6-bsds-awgn10.safetensors", bare)
+    with pytest.raises(ValueError, match=r"card.*deepjscc\+dm stops denoising.*--dm-stop clean"):
+        get_scheme("deepjscc+dm", 1 / 16, codec_path=str(bare))
+    told = get_scheme("deepjscc+dm", codec_path=str(bare), dm_stop="clean")
+    assert told.receiver.stop_snr_db is None
 
 
 def test_denoiser_of_other_codec_weights_refused(tmp_path):

@@ -90,11 +90,18 @@ def build_dm_link(
         if dm_decoder == "auto":
             tuned = tuned_decoder(codec, base, den_path, device)
         if tuned is None and dm_stop == "auto" and matching == "continuous":
-            # a decoder trained at one SNR gets latents at that SNR
+            # a decoder trained at one SNR gets latents at that SNR; one trained over a range
+            # (ADJSCC) adapts: denoise fully
+            from ..train.jscc import parse_snr_train
+
             try:
-                stop_snr_db = float(codec_snr_train(base, codec.cbr, codec_path))
-            except ValueError:  # an SNR range (ADJSCC): its decoder adapts, denoise fully
-                stop_snr_db = None
+                lo, hi = parse_snr_train(codec_snr_train(base, codec.cbr, codec_path))
+            except ValueError as e:  # e.g. a bare .safetensors: no card, no training SNR
+                raise ValueError(
+                    f"{e}; {base}+dm stops denoising at the SNR its codec was trained at "
+                    "(--dm-stop auto): give the codec its card, or --dm-stop clean"
+                ) from e
+            stop_snr_db = lo if lo == hi else None
     receiver = dm_receiver(
         codec,
         base,
