@@ -305,6 +305,8 @@ def test_transmit_missing_file(tmp_path, capsys):
         (["--metrics", "fid"], "invalid choice: 'fid'"),
         (["--channel", "rician"], "invalid choice: 'rician'"),
         (["--pilots", "0"], "positive integer"),
+        # pilots estimate the channel: with perfect CSI (the default) they changed nothing
+        (["--pilots", "64"], "--pilots applies to --csi estimated"),
         (["--device", "nonsense"], "invalid --device"),
     ],
 )
@@ -350,6 +352,26 @@ def test_outputs_checked_before_any_work(tmp_path, capsys, monkeypatch):
     line = run_err(capsys, "bench", "--scheme", "vae", "--json", str(folder))
     assert "--json" in line and "is a folder" in line
     assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
+    """bench drew every noise with seed 0 whatever --seed said, and took --metrics, which it
+    never computes."""
+    from semcom.eval import bench
+
+    seen = {}
+
+    def spy(schemes, images, channel, snrs, repeats=1, seed=0):
+        seen.update(seed=seed, snrs=list(snrs), images=len(images))
+        return []
+
+    monkeypatch.setattr(bench, "bench_schemes", spy)
+    monkeypatch.setattr(bench, "format_bench", lambda rows, reference: "")
+    run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--limit", "1",
+           "--snr", "3", "--seed", "7")  # fmt: skip
+    assert seen == {"seed": 7, "snrs": [3.0], "images": 1}
+    line = run_err(capsys, "bench", "--scheme", "jpeg+capacity", "--metrics", "psnr")
+    assert "unrecognized arguments: --metrics" in line
 
 
 def test_transmit_out_must_be_a_folder(inputs, tmp_path, capsys):

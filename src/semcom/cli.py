@@ -110,7 +110,9 @@ def _add_channel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
-def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") -> None:
+def _add_scheme_args(
+    p: argparse.ArgumentParser, default: str | None = "vae", metrics: bool = True
+) -> None:
     from .diffusion.registry import DM_DECODERS, DM_STOPS
     from .diffusion.samplers import FADING_GRIDS, FADING_VARIANTS, RULES
     from .estimation import SNR_SOURCES
@@ -204,7 +206,8 @@ def _add_scheme_args(p: argparse.ArgumentParser, default: str | None = "vae") ->
         metavar="PATH",
         help="SNR-estimator checkpoint for --snr-source learned instead of the shipped one",
     )
-    _add_metrics_arg(p)
+    if metrics:  # bench and experiment perturb compute their own
+        _add_metrics_arg(p)
 
 
 def _add_ci_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -230,6 +233,8 @@ def _add_metrics_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _channel(args: argparse.Namespace) -> Channel:
+    if args.pilots is not None and args.csi != "estimated":
+        raise CLIError("--pilots applies to --csi estimated (pilots estimate the channel)")
     source = getattr(args, "snr_source", None) or "known"
     if args.channel == "rayleigh-fast" and source != "known":
         raise CLIError(
@@ -739,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.set_defaults(func=cmd_datasets)
 
     b = sub.add_parser("bench", help="time encode/channel/denoise/decode per image per scheme")
-    _add_scheme_args(b)
+    _add_scheme_args(b, metrics=False)
     _add_channel_args(b)
     b.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     b.add_argument("--limit", type=_positive_int, default=2, help="number of images")
@@ -769,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Perturb t* and alpha of a diffusion scheme by (1 + delta) at a few SNRs on "
         "the same images and noise; writes a JSON and a figure.",
     )
-    _add_scheme_args(pe, default="vae+dm")
+    _add_scheme_args(pe, default="vae+dm", metrics=False)
     pe.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     pe.add_argument("--limit", type=_positive_int, default=4, help="number of images")
     pe.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
@@ -846,7 +851,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
     snrs = _snr_list(args, [0, 15])
-    rows = bench_schemes(schemes, images, _channel(args), snrs, repeats=args.repeats)
+    rows = bench_schemes(
+        schemes, images, _channel(args), snrs, repeats=args.repeats, seed=args.seed
+    )
     print(
         f"{len(images)} {args.dataset} images, {args.channel}, device {device}, "
         f"{torch.get_num_threads()} threads; seconds per image"
