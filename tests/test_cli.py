@@ -195,7 +195,17 @@ def test_eval_nan_metric_is_strict_json_and_read_back(tmp_path, capsys):
     merged = tmp_path / "m.json"
     run_ok(capsys, "merge", str(out), "--out", str(merged))
     assert strict(merged.read_text())["runs"][0]["ssim"] == [None, None]
-    run_ok(capsys, "plot", str(out), "--out", str(tmp_path / "p.png"))
+    assert run_ok(capsys, "plot", str(out), "--out", str(tmp_path / "p.png")).strip() == (
+        f"wrote {tmp_path / 'p.png'}"
+    )
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the file it says it wrote: no suffix was "wrote figA" with figA.png written (and a
+    # folder's name became one beside it); another suffix got a PNG or a JPEG by the suffix
+    for bad in ("figA", "p.jpg"):
+        assert "give a name ending in .png" in run_err(capsys, "plot", str(out), "--out", bad)
+    (tmp_path / "d.png").mkdir()
+    assert "is a folder" in run_err(capsys, "plot", str(out), "--out", str(tmp_path / "d.png"))
+    assert not list(Path.cwd().glob("figA*"))
     # an interrupted sweep's partial rows hold null too, and resume reads them as NaN
     from semcom.eval.sweep import PartialResults
 

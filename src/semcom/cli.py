@@ -988,6 +988,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from .eval.plot import plot_results
 
+    if Path(args.out).suffix.lower() != ".png":
+        raise CLIError(f"--out {args.out!r}: plot writes a PNG; give a name ending in .png")
+    _output_file(args.out)
     out = plot_results(args.results, args.metric, args.out, args.anchors, args.title, args.ci)
     print(f"wrote {out}")
     return 0

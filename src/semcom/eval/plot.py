@@ -137,14 +137,19 @@ def plot_results(
 
 
 def save_figure(fig, out: str | os.PathLike[str]) -> Path:
-    """Lay out, write ``fig`` as PNG to ``out`` (parents created, 120 dpi), close it."""
+    """Lay out, write ``fig`` as PNG to ``out`` exactly (atomically, parents created, 120 dpi;
+    whatever its suffix), close it."""
     import matplotlib.pyplot as plt
+
+    from ..paths import atomic_path
 
     fig.tight_layout()
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
