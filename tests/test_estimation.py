@@ -321,15 +321,25 @@ def test_export_estimator_and_link(est_run, tmp_path) -> None:
 
 
 # ------------------------------------------- calibration of the head on whole latents
-def test_calibration_stage(est_run, tmp_path) -> None:
+def test_calibration_stage(est_run, tmp_path, monkeypatch) -> None:
     """``--calibrate RUN``: the CNN of RUN stays bit-identical, a new standardised head (feature
     mean / std of the bank as buffers) is fitted, the architecture comes from RUN, the card
     names RUN and its hash, and validation gets no worse; shipped, the card's command chains
-    both stages and the hours add up."""
+    both stages and the hours add up. ``--quiet`` silences the feature bank's bar too."""
+    import tqdm as tqdm_module
 
     from semcom.cli import main as semcom_main
     from semcom.diffusion.checkpoint import export_latent_model
     from semcom.zoo import sha256_file
+
+    real_tqdm, bank_bars = tqdm_module.tqdm, []
+
+    def spy(*a, **k):
+        if k.get("desc") == "calibration features":
+            bank_bars.append(k.get("disable"))
+        return real_tqdm(*a, **k)
+
+    monkeypatch.setattr(tqdm_module, "tqdm", spy)
 
     out = tmp_path / "cal"
     rc = semcom_main(
@@ -339,6 +349,8 @@ def test_calibration_stage(est_run, tmp_path) -> None:
          "--out", str(out)]
     )  # fmt: skip
     assert rc == 0
+    assert bank_bars == [True] * 4  # one bar per draw, each disabled (it showed before)
+    monkeypatch.undo()
     before = load_snr_estimator(est_run, codec="vae")
     after = load_snr_estimator(out, codec="vae")
     c = after.config

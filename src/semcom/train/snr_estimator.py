@@ -133,7 +133,14 @@ class SNREstimatorTask(DenoiserTask):
         g = torch.Generator().manual_seed(c.seed + 777)
         feats, targets = [], []
         for _ in range(c.draws):
-            for x0 in tqdm(self._train, desc="calibration features", leave=False, disable=None):
+            # a bar on the main process unless --quiet (disable=None: and only on a terminal)
+            bar = tqdm(
+                self._train,
+                desc="calibration features",
+                leave=False,
+                disable=None if self.progress else True,
+            )
+            for x0 in bar:
                 snr = lo + (hi - lo) * torch.rand(1, generator=g)
                 feats.append(model.features(received(unit_power(x0.unsqueeze(0)), snr, g)))
                 targets.append(snr / DB_PER_NEPER)
