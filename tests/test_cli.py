@@ -756,6 +756,13 @@ def test_eval_records_weights_and_refuses_a_partial_of_other_weights(tmp_path, c
     capsys.readouterr()
     line = run_err(capsys, *argv, "--metrics", "psnr", "--out", str(out2))
     assert "different sweep" in line and "weights" in line
+    # a sweep begun on another device drew other noise (CUDA's generator is not the CPU's)
+    assert header["device"] == "cpu"
+    header["weights"]["deepjscc@1/16"]["codec"] = fp
+    header["device"] = "cuda"
+    partial.write_text(json.dumps(header) + "\n")
+    line = run_err(capsys, *argv, "--metrics", "psnr", "--out", str(out2))
+    assert "(settings differ: device)" in line
 
 
 def test_eval_scores_the_learned_snr_estimate(tmp_path, capsys):

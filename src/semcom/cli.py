@@ -532,6 +532,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "snr_db": snrs,
         "seed": args.seed,
         "batch_size": args.batch_size,
+        # the noise is drawn by a generator on the device: CPU and CUDA draw differently
+        "device": device.type,
         "metrics": list(args.metrics),
         "receiver": {k: getattr(args, k, None) for k in RECEIVER_OPTIONS},
         "weights": weights,
