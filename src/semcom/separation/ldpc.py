@@ -39,10 +39,11 @@ other MCSs were tried.
 Modes. A fixed MCS (``mcs="16qam-3/4"``), or ``mcs=None``: the **envelope**, a genie-aided
 best-MCS upper envelope (best PSNR per image and noise draw over the whole
 :data:`MCS_TABLE`, all MCSs seeing the same fading, knowing which decode): more optimistic
-than peers' best MCS per SNR over curves averaged over the images. It is computed exactly but lazily: the
-file each MCS would carry is known at the transmitter, so MCSs are tried in decreasing
-order of their file's PSNR (ties: lowest spectral efficiency first) and the first one that
-decodes is the best; an MCS whose file is not better than the fallback image is not tried.
+than peers' best MCS per SNR over curves averaged over the images. It is computed exactly
+but lazily: the file each MCS would carry is known at the transmitter, so MCSs are tried in
+decreasing order of their file's PSNR (ties: lowest spectral efficiency first) and the first
+one that decodes is the best; an MCS whose file is not better than the fallback image is not
+tried.
 """
 
 from __future__ import annotations
