@@ -269,6 +269,29 @@ def test_deep_fade_gives_no_nan():
     assert eq.d[0, 1] == 1 and eq.d[0, 1 + 4] == 1
 
 
+def test_link_counts_deep_fades_per_image(identity_codec):
+    """A link whose channel erases some symbols (|h| = 0) decodes without NaN and counts the
+    erased symbols per image (Transmission.counts, said by `transmit -v`)."""
+    from dataclasses import replace
+
+    from semcom.link import AnalogLink, describe_counts
+
+    class Erasing(Channel):
+        def __call__(self, z, snr_db, generator=None):
+            y, state = super().__call__(z, snr_db, generator)
+            h = state.h.clone()
+            h[1, :5] = 0  # five symbols of the second image
+            return y, replace(state, h=h, h_hat=h)
+
+    x = torch.rand(2, 3, 8, 8, generator=gen(5))
+    tx = AnalogLink(identity_codec()).transmit(x, Erasing("rayleigh-fast"), 10.0, gen(6))
+    assert torch.isfinite(tx.images).all()
+    assert tx.counts["deep_fades"].tolist() == [0, 5] and tx.info["deep_fades"] == 5
+    assert describe_counts({"deep_fades": 5}) == (
+        "5 symbols in deep fades (|h|^2 below the equaliser's floor: erased)"
+    )
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="unknown channel"):
         Channel("rician")

@@ -438,6 +438,37 @@ def test_help_and_usage_errors_do_not_import_sionna(tmp_path):
 EVAL = ["eval", "--scheme", "vae", "--dataset", "samples", "--crop", "48", "--snr", "0", "10"]
 
 
+def test_eval_says_what_the_receiver_clamped(tmp_path, capsys):
+    """The issues' bad input (an SNR outside the schedule's range) is counted per SNR in the
+    results file and said under its SNR with -v; without -v one line says there is some."""
+    argv = ["eval", "--scheme", "vae+dm", "--dataset", "samples", "--crop", "48", "--limit", "2"]
+    argv += ["--snr", "-60", "0", "60", "--metrics", "psnr", "--out", str(tmp_path / "r.json")]
+    text = run_ok(capsys, *argv, "-v")
+    lines = text.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("SNR  -60.0 dB"))
+    assert lines[i + 1].strip() == (
+        "clamped: SNR below the diffusion schedule: t* = T, started from noise (2 of 2)"
+    )
+    assert "clamped" not in lines[i + 2]  # 0 dB: nothing
+    assert "SNR above the diffusion schedule: t* = 0, denoiser skipped (2 of 2)" in text
+    (run,) = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert run["counts"]["step_clamped_low"] == [2, 0, 0]
+    assert run["counts"]["step_clamped_high"] == [0, 0, 2]
+    quiet = run_ok(capsys, *argv[:-1], str(tmp_path / "q.json"))
+    assert "clamped:" not in quiet and "the receiver clamped some inputs: -v says where" in quiet
+
+
+def test_transmit_says_what_the_receiver_clamped(inputs, tmp_path, capsys):
+    argv = ["transmit", str(inputs["small"]), "--scheme", "vae+dm", "--snr", "-60", "0"]
+    argv += ["--metrics", "psnr", "--out", str(tmp_path)]
+    text = run_ok(capsys, *argv, "-v")
+    assert "small vae+dm SNR -60 dB: clamped: SNR below the diffusion schedule" in text
+    assert "SNR 0 dB: clamped" not in text
+    assert "-v says where" in run_ok(capsys, *argv)
+    rows = json.loads(run_ok(capsys, *argv, "--json"))["results"]
+    assert [r.get("counts") for r in rows] == [{"step_clamped_low": 1}, None]
+
+
 def _strip_volatile(doc):
     doc = json.loads(json.dumps(doc))
     doc.pop("meta")

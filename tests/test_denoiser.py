@@ -473,6 +473,37 @@ def test_vae_dm_untrained_equals_lmmse(vae_pair):
     assert (c.images - a.images).abs().max() > 1e-3
 
 
+def test_transmission_counts_what_the_receiver_clamped(vae_pair):
+    """Per image (here one image at three SNRs), what the diffusion receiver clamped: an SNR
+    below the schedule starts from noise, one above it skips the denoiser, and the tuned
+    ADJSCC receiver's own skip from 10 dB up is no clamp."""
+    from semcom.channels import Channel
+    from semcom.link import describe_counts
+    from semcom.schemes import get_scheme
+
+    dm, _ = vae_pair
+    img = _image().expand(3, -1, -1, -1)
+    snr = torch.tensor([-60.0, 0.0, 60.0], dtype=torch.float64)
+    tx = dm.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(7))
+    assert {k: v.tolist() for k, v in tx.counts.items()} == {
+        "deep_fades": [0, 0, 0],
+        "step_clamped_high": [0, 0, 1],
+        "step_clamped_low": [1, 0, 0],
+    }
+    assert describe_counts({"step_clamped_low": 1}) == (
+        "SNR below the diffusion schedule: t* = T, started from noise"
+    )
+    total = {k: int(v.sum()) for k, v in tx.counts.items()}
+    assert describe_counts(total, of=3) == (
+        "SNR above the diffusion schedule: t* = 0, denoiser skipped (1 of 3); "
+        "SNR below the diffusion schedule: t* = T, started from noise (1 of 3)"
+    )
+    tuned = get_scheme("adjscc+dm", 1 / 16)  # skips the network from 10 dB up, by design
+    tx = tuned.transmit(img, Channel("awgn"), snr, torch.Generator().manual_seed(7))
+    assert tx.counts["step_clamped_low"].tolist() == [1, 0, 0]
+    assert tx.counts["step_clamped_high"].tolist() == [0, 0, 0]
+
+
 @pytest.mark.parametrize("p0", [0.5, 1.7])
 def test_vae_dm_units_with_p0(vae_pair, p0):
     """Untrained denoiser with P0 != 1 (receiver told the same P0): the alpha / 1/sqrt(P0)

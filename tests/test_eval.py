@@ -145,6 +145,19 @@ def test_partial_results_none_path():
 
 
 # ------------------------------------------------------------------ summarize / document
+def test_summarize_sums_clamp_counts_per_snr():
+    """``counts`` (what the receiver clamped, per image and SNR) become per-SNR sums over the
+    images; a row without them (resumed from an older partial file) counts 0."""
+    rows = [
+        {"run": "x", "image": i, "cbr": 0.1, "psnr": [1.0, 2.0], "seconds": [0, 0],
+         "counts": {"step_clamped_low": [1, 0], "deep_fades": [i, 2 * i]}}
+        for i in range(3)
+    ]  # fmt: skip
+    rows.append({"run": "x", "image": 3, "cbr": 0.1, "psnr": [1.0, 2.0], "seconds": [0, 0]})
+    (run,) = summarize(rows, [RunKey("x", None)], [-60.0, 0.0], ["psnr"])
+    assert run["counts"] == {"deep_fades": [3, 6], "step_clamped_low": [3, 0]}
+
+
 def test_summarize_means_per_image_values():
     rows = [
         {
@@ -167,6 +180,7 @@ def test_summarize_means_per_image_values():
     assert run["psnr"] == pytest.approx([11.5, 23.0])  # mean of per-image values
     assert run["seconds_per_image"] == pytest.approx([0.5, 1.5])
     assert run["info"] == {"deep_fades": 6}
+    assert "counts" not in run  # no receiver reported any
     # the per-image values behind the means, in image order (names: the index when unnamed)
     assert run["per_image"] == {
         "images": ["0", "1", "2", "3"],

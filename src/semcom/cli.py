@@ -22,6 +22,7 @@ import torch
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
 from .devices import launch_command, parse_device
+from .link import describe_counts
 from .metrics import METRICS
 from .paths import MissingResourceError, atomic_path, atomic_write_json, json_text
 
@@ -208,6 +209,17 @@ def _add_scheme_args(
     )
     if metrics:  # bench and experiment perturb compute their own
         _add_metrics_arg(p)
+
+
+def _add_verbose_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say, per SNR, what the receiver clamped: deep fades, SNR estimates outside the "
+        "estimator's range, SNRs outside the diffusion schedule (counted in the output either "
+        "way)",
+    )
 
 
 def _add_ci_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -420,6 +432,9 @@ def _transmit_images(
                 row.update({m: float(vals[m][j]) for m in args.metrics})
                 if tx.snr_error_db is not None:  # estimate - true equivalent SNR (dB)
                     row["snr_error_db"] = float(tx.snr_error_db[j])
+                counts = {k: int(v[j]) for k, v in tx.counts.items() if int(v[j])}
+                if counts:  # what the receiver clamped
+                    row["counts"] = counts
                 rows.append(row)
                 cap = [f"PSNR {row['psnr']:.2f} dB"] if "psnr" in row else []
                 cap = [c for c in cap if "nan" not in c]
@@ -461,6 +476,13 @@ def cmd_transmit(args: argparse.Namespace) -> int:
         print(json_text(doc, indent=1))
     else:
         print(_table(rows, args.metrics))
+        clamped = [r for r in rows if r.get("counts")]
+        if clamped and args.verbose:
+            for r in clamped:
+                said = describe_counts(r["counts"])
+                print(f"{r['image']} {r['scheme']} SNR {r['snr_db']:g} dB: clamped: {said}")
+        elif clamped:
+            print(f"(the receiver clamped some inputs in {len(clamped)} rows: -v says where)")
         for g in grids:
             print(f"grid: {g}")
         print(f"reconstructions in {out}/")
@@ -585,6 +607,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for r in range(world):  # the shards' files too (on a shared file system)
         _partial_file(out, r, world).unlink(missing_ok=True)
     if not args.quiet:
+        clamped = False
         for run in runs:
             print(f"{run['scheme']} CBR {run['cbr_str']} ({run['n_images']} images)")
             for j, s in enumerate(snrs):
@@ -592,6 +615,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 if "snr_est_rmse_db" in run:  # the receiver estimated the SNR
                     vals += f"  SNR estimate RMSE {run['snr_est_rmse_db'][j]:.2f} dB"
                 print(f"  SNR {s:6.1f} dB  {vals}  {run['seconds_per_image'][j]:.2f} s/img")
+                said = describe_counts(
+                    {k: v[j] for k, v in run.get("counts", {}).items()}, run["n_images"]
+                )
+                clamped = clamped or bool(said)
+                if said and args.verbose:
+                    print(f"    clamped: {said}")
+        if clamped and not args.verbose:
+            print("(the receiver clamped some inputs: -v says where; 'counts' in the file)")
         print(f"wrote {out}")
         if len(runs) > 1:  # the same images and channel draws: a paired comparison applies
             from shlex import quote
@@ -707,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(t)
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_verbose_arg(t)
     t.set_defaults(func=cmd_transmit)
 
     e = sub.add_parser("eval", help="SNR sweep on a dataset -> results JSON")
@@ -730,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--batch-size", type=_positive_int, default=8, help="SNRs per batch")
     e.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_verbose_arg(e)
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="transmit the embedded sample photos (no arguments needed)")

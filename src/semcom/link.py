@@ -50,6 +50,12 @@ class Transmission:
         snr_error_db: when the receiver estimated the SNR (``snr_source`` moment/learned) on
             a channel with one equivalent SNR per image (AWGN, slow fading): estimate minus
             the true equivalent SNR, dB, [B] (estimates clamped to +-100 dB); else None.
+        counts: what the receiver clamped, per image (int64 [B] each, on the CPU):
+            ``deep_fades`` (symbols with |h|^2 below the equaliser's floor, treated as lost),
+            ``snr_clamped`` (1: the SNR estimate lay outside the estimator's range; with an
+            estimated SNR), ``step_clamped_high`` / ``step_clamped_low`` (1: the SNR lay
+            above / below the diffusion schedule's range: the denoiser skipped / started
+            from noise; diffusion receivers). :func:`describe_counts` words them.
     """
 
     images: Tensor
@@ -57,6 +63,7 @@ class Transmission:
     seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
     snr_error_db: Tensor | None = None
+    counts: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Scheme(Protocol):
@@ -229,6 +236,7 @@ class AnalogLink:
             y, state = channel(packed.z, snr, generator)
             eq: Equalized = equalize(y, state)
         info: dict[str, object] = {"deep_fades": int(eq.deep_fades.sum())}
+        counts = {"deep_fades": eq.deep_fades.reshape(b).long().cpu()}
         dec_snr = snr.float()  # the SNR the decoder is told (SNR-adaptive codecs)
         snr_error = None
         with _timed(secs, "denoise", dev):
@@ -249,6 +257,7 @@ class AnalogLink:
                 else:
                     gamma, clamped = self.estimator.estimate(f_tilde)
                     info["snr_clamped"] = int(clamped.sum())
+                    counts["snr_clamped"] = clamped.reshape(b).long().cpu()
                 d = level_from_gamma(gamma).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
                 # the receiver does not know the SNR: its decoder is told the estimate too
                 est_db = (10.0 * torch.log10(gamma.double())).clamp(-100.0, 100.0).reshape(b)
@@ -272,13 +281,47 @@ class AnalogLink:
         last = getattr(self.receiver, "last", None)
         if last is not None:  # diffusion receivers: skipped / clamped steps, network calls
             info.update({k: v for k, v in last.info.items() if isinstance(v, int | float)})
+        counts.update(getattr(self.receiver, "counts", {}))
         return Transmission(
             images=out,
             cbr=self.cbr(h, w, channel),
             seconds=secs,
             info=info,
             snr_error_db=snr_error,
+            counts=counts,
         )
 
 
-__all__ = ["AnalogLink", "LMMSEReceiver", "Receiver", "Scheme", "Transmission", "check_images"]
+#: what each :attr:`Transmission.counts` key counts, for verbose reports
+COUNT_WORDS = {
+    "deep_fades": "symbols in deep fades (|h|^2 below the equaliser's floor: erased)",
+    "snr_clamped": "SNR estimate outside the estimator's range, clamped to it",
+    "step_clamped_high": "SNR above the diffusion schedule: t* = 0, denoiser skipped",
+    "step_clamped_low": "SNR below the diffusion schedule: t* = T, started from noise",
+}
+
+
+def describe_counts(counts: dict[str, int], of: int = 1) -> str:
+    """The non-zero ``counts`` (sums of :attr:`Transmission.counts` over ``of`` images) in
+    words, ``"; "``-separated, e.g. ``"SNR estimate outside the estimator's range, clamped to
+    it (2 of 24)"``; ``""`` when all are 0."""
+    parts = []
+    for key, words in COUNT_WORDS.items():
+        n = int(counts.get(key, 0))
+        if n and key == "deep_fades":
+            parts.append(f"{n} {words}")
+        elif n:
+            parts.append(words + (f" ({n} of {of})" if of != 1 else ""))
+    return "; ".join(parts)
+
+
+__all__ = [
+    "COUNT_WORDS",
+    "AnalogLink",
+    "LMMSEReceiver",
+    "Receiver",
+    "Scheme",
+    "Transmission",
+    "check_images",
+    "describe_counts",
+]

@@ -703,12 +703,17 @@ class DiffusionReceiver:
         self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
         self.name = name
         self.last: ReceiveResult | None = None
+        #: per image of the last call, int64 [B]: ``step_clamped_high`` (the SNR lay above
+        #: the schedule's range: t* = 0, the denoiser skipped) and ``step_clamped_low`` (below
+        #: it: t* = T, started from noise), for verbose reports
+        self.counts: dict[str, Tensor] = {}
 
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         d = torch.as_tensor(d, device=f_tilde.device)
-        if self.skip_snr_db is not None and d.numel() == f_tilde.shape[0]:
+        n = f_tilde.shape[0]
+        if self.skip_snr_db is not None and d.numel() == n:
             snr_db = 10.0 * torch.log10(snr_from_level(d.reshape(-1)))
             high = snr_db >= self.skip_snr_db - 1e-6  # an SNR given as 10 dB may come back 9.99..
             if bool(high.any()):
@@ -718,8 +723,24 @@ class DiffusionReceiver:
                 if low.numel():
                     out[low] = self._receive(f_tilde[low], d[low], generator)
                     self.last.info["n_skip_snr"] = int(high.sum())  # type: ignore[union-attr]
+                self.counts = self._clamp_counts(n, low)
                 return out
-        return self._receive(f_tilde, d, generator)
+        out = self._receive(f_tilde, d, generator)
+        self.counts = self._clamp_counts(n, torch.arange(n))
+        return out
+
+    def _clamp_counts(self, n: int, rows: Tensor) -> dict[str, Tensor]:
+        """:attr:`counts` of a call on ``n`` images, the receiver run on ``rows`` of them."""
+        high = torch.zeros(n, dtype=torch.long)
+        low = torch.zeros(n, dtype=torch.long)
+        if self.last is not None:
+            start = self.last.start
+            m = start.clamped.shape[0]  # per image, or per element under fast fading
+            clamped = start.clamped.reshape(m, -1).any(1).cpu()
+            noise = start.start_from_noise.reshape(m, -1).any(1).cpu()
+            high[rows.cpu()] = (clamped & ~noise).long()
+            low[rows.cpu()] = (clamped & noise).long()
+        return {"step_clamped_high": high, "step_clamped_low": low}
 
     def _receive(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
         self.last = diffusion_receive(

@@ -147,6 +147,12 @@ def scheme_weights(schemes: Sequence[tuple[RunKey, Scheme]]) -> dict[str, dict[s
     return {k.label: sch.weights() for k, sch in schemes if hasattr(sch, "weights")}
 
 
+def _count(row: dict, key: str, j: int) -> int:
+    """The row's count ``key`` at its ``j``-th SNR (0 where it has none)."""
+    values = row.get("counts", {}).get(key)
+    return int(values[j]) if values and j < len(values) else 0
+
+
 def summarize(
     rows: Sequence[dict],
     keys: Sequence[RunKey],
@@ -158,7 +164,9 @@ def summarize(
 
     Each run also keeps its ``per_image`` values: ``images`` (names, in image order) and per
     metric (and ``snr_error_db`` where the receiver estimated the SNR) one list per SNR of one
-    value per image, for confidence intervals and paired comparisons (:mod:`.stats`).
+    value per image, for confidence intervals and paired comparisons (:mod:`.stats`), and, where
+    the receiver reports them, ``counts``: what it clamped per SNR, summed over the images
+    (:attr:`semcom.link.Transmission.counts`).
 
     ``weights``: run label -> the fingerprints of the networks it ran (``Scheme.weights()``),
     recorded in the run as ``weights``."""
@@ -188,6 +196,12 @@ def summarize(
         info_keys = sorted({k for r in mine for k in r.get("info", {})})
         if info_keys:
             run["info"] = {k: sum(r.get("info", {}).get(k, 0) for r in mine) for k in info_keys}
+        count_keys = sorted({k for r in mine for k in r.get("counts", {})})
+        if count_keys:  # per SNR, summed over the images (a row resumed from before: 0)
+            run["counts"] = {
+                k: [sum(_count(r, k, j) for r in mine) for j in range(len(snrs))]
+                for k in count_keys
+            }
         if weights and weights.get(key.label):
             run["weights"] = weights[key.label]
         per_image: dict = {"images": [r.get("name", str(r["image"])) for r in mine]}
@@ -273,6 +287,7 @@ def evaluate(
         seconds: list[float] = []
         snr_err: list[float] = []
         info: dict[str, float] = {}
+        counts: dict[str, list[int]] = {}  # what the receiver clamped, per SNR
         for start in range(0, len(snrs), batch_size):
             chunk = torch.tensor(snrs[start : start + batch_size], dtype=torch.float64)
             xb = x.expand(len(chunk), -1, -1, -1)
@@ -288,6 +303,8 @@ def evaluate(
             for k, v in tx.info.items():
                 if isinstance(v, int | float):
                     info[k] = info.get(k, 0) + v
+            for k, c in tx.counts.items():  # one image at len(chunk) SNRs: one value per SNR
+                counts.setdefault(k, [0] * start).extend(int(n) for n in c)
         store.add(
             {
                 "run": key.label,
@@ -298,6 +315,7 @@ def evaluate(
                 "seconds": seconds,
                 "info": info,
                 **({"snr_error_db": snr_err} if len(snr_err) == len(snrs) else {}),
+                **({"counts": counts} if counts else {}),
             }
         )
         bar.set_postfix_str(f"{key.label} {name}")
