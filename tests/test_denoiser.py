@@ -9,6 +9,7 @@ import math
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -692,6 +693,7 @@ def test_adaptive_codec_latents_mix_encoder_snrs(tmp_path, monkeypatch):
     image-major, cached under a name carrying the SNRs; a codec that ignores the SNR (or an
     adaptive one without SNRs) is refused."""
     from semcom.codecs.jscc import ADJSCC, DeepJSCC
+    from semcom.data import dataset_signature
     from semcom.train.denoiser import default_encode_snrs, get_latents
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -710,6 +712,7 @@ def test_adaptive_codec_latents_mix_encoder_snrs(tmp_path, monkeypatch):
     assert not torch.allclose(lat[0], lat[1])  # the SNR changes the latent
     path = latent_cache_path("adjscc", "1/24", "toy", fp, [-5.0, 20.0], flips=False)
     assert path.is_file() and "snr-5_20" in path.name
+    assert path.stem.endswith(dataset_signature(images))  # a plain list: its length
     # a training set (with mirrored copies) and a validation set (without) never share a cache
     assert not latent_cache_path("adjscc", "1/24", "toy", fp, [-5.0, 20.0]).exists()
     flipped, _ = get_latents("adjscc", "1/24", "toy", True, adj, [-5.0, 20.0])
@@ -727,6 +730,37 @@ def test_adaptive_codec_latents_mix_encoder_snrs(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="ignores the SNR"):
         get_latents("deepjscc", "1/24", "toy", False, dj, [0.0])
     assert default_encode_snrs("deepjscc", dj) is None
+
+
+def test_latent_cache_follows_the_data_sets_files(tmp_path, monkeypatch):
+    """The cache was keyed by the data set's name only: a copy with an image added (an
+    incomplete download completed, another SEMCOM_DATA) was served the old latents."""
+    from PIL import Image
+
+    from semcom.codecs.jscc import DeepJSCC
+    from semcom.train.denoiser import get_latents
+
+    folder = tmp_path / "data" / "kodak"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("SEMCOM_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+
+    def add(name: str, size: int = 16) -> None:
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+
+    add("a.png")
+    add("b.png")
+    torch.manual_seed(0)
+    dj = DeepJSCC(c=4, width=8).eval()
+    assert len(get_latents("deepjscc", "1/24", "kodak", False, dj)[0]) == 2
+    add("c.png")
+    assert len(get_latents("deepjscc", "1/24", "kodak", False, dj)[0]) == 3
+    first = get_latents("deepjscc", "1/24", "kodak", False, dj)[0][0]
+    add("a.png", 32)  # replaced by another image (of another size)
+    assert get_latents("deepjscc", "1/24", "kodak", False, dj)[0][0].shape != first.shape
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3  # one per version
 
 
 def test_default_encode_snrs_from_the_zoo_range():

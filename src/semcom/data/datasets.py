@@ -422,6 +422,25 @@ _NAMED: dict[str, tuple[tuple[str, ...] | None, str]] = {
 }
 
 
+def dataset_signature(ds: Dataset) -> str:
+    """12 hex digits naming what ``ds`` reads, for caches of values computed from it: an
+    :class:`ImageFolder`'s file names and byte sizes, the :class:`SampleImages`' names (with
+    scikit-image's version), else the item count. A copy of the data with a file added,
+    removed or replaced by one of another size gets another signature."""
+    import hashlib
+
+    if isinstance(ds, ImageFolder):
+        files = zip(ds.names, ds.paths, strict=True)
+        text = "".join(f"{n}\t{p.stat().st_size}\n" for n, p in files)
+    elif isinstance(ds, SampleImages):
+        import skimage
+
+        text = f"skimage {skimage.__version__}\n" + "\n".join(ds.names)
+    else:
+        text = f"{type(ds).__name__} of {len(ds)}"  # type: ignore[arg-type]
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def list_datasets() -> dict[str, str]:
     """Named data sets and a one-line description of each."""
     return {k: v[1] for k, v in _NAMED.items()}

@@ -92,13 +92,18 @@ def latent_cache_path(
     (:func:`~semcom.fingerprint.codec_fingerprint`) ties them to the codec's weights,
     so a retrained codec of the same name and CBR gets fresh latents; ``snrs``: the encoder
     SNRs of an SNR-adaptive codec; ``flips``: with mirrored copies (training sets) or
-    without (validation sets), two caches of one data set."""
+    without (validation sets), two caches of one data set. The data set is opened for its
+    :func:`~semcom.data.dataset_signature`, which ties them to its files: another copy of
+    ``data`` (files added, removed or changed) gets fresh latents."""
+    from ..data import dataset_signature, get_dataset
+
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
     if snrs:
         tag += "-snr" + "_".join(f"{s:g}" for s in snrs)
     if not flips:
         tag += "-noflip"
-    return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}.safetensors"
+    sig = dataset_signature(get_dataset(data))
+    return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}-{sig}.safetensors"
 
 
 def default_encode_snrs(codec: str, model: Codec, ref: str | None = None) -> list[float] | None:
