@@ -479,12 +479,17 @@ def test_atomic_write_files_holds_ctrl_c_during_its_renames(tmp_path, monkeypatc
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(paths.os, "replace", replace_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        paths.atomic_write_files({p: b"new " + p.name.encode() for p in files})
+    # Python's own Ctrl-C handler (a job a shell starts in the background ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            paths.atomic_write_files({p: b"new " + p.name.encode() for p in files})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert done == ["model.safetensors", "state.pt", "card.json"]
     assert [p.read_bytes() for p in files] == [b"new " + p.name.encode() for p in files]
     assert sorted(os.listdir(tmp_path)) == ["card.json", "model.safetensors", "state.pt"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
     def replace_then_crash(src, dst):
         if Path(dst).name != "model.safetensors":

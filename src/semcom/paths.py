@@ -106,12 +106,13 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 def _signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs and deliver them, as they would
     have been, when it ends. Only the main thread can change handlers; elsewhere, and for a
-    signal whose handler was not set from Python, the block runs unprotected."""
+    signal whose handler was not set from Python, the block runs unprotected; an ignored
+    signal stays ignored."""
     held: list[int] = []
     old: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for s in signums:
-            if signal.getsignal(s) is not None:
+            if signal.getsignal(s) not in (None, signal.SIG_IGN):  # ignored: nothing to hold
                 old[s] = signal.signal(s, lambda n, _frame: held.append(n))
     try:
         yield
