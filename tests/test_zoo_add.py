@@ -89,6 +89,39 @@ def test_continuation_and_warm_start_carry_their_lineage(data_root, tmp_path, zo
     assert adj["hours"] == pytest.approx(cont["hours"] + adj["stage_hours"], abs=1e-4)
 
 
+def test_lineage_survives_quoted_paths_and_another_working_directory(
+    data_root, tmp_path, zoo, monkeypatch, capsys
+):
+    """Run folders with a space: the chained command stays one a shell can parse (it held an
+    unclosed quote); a relative --init is recorded absolute, so 'zoo add' from elsewhere still
+    finds the lineage (it was dropped silently), and an init it cannot find is said."""
+    import shlex
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    _train("my runs/a", "--model", "deepjscc", "--epochs", "1")
+    assert semcom_main(["zoo", "add", "my runs/a", "dj", "--zoo-dir", str(zoo)]) == 0
+    _train("my runs/b", "--model", "deepjscc", "--epochs", "1", "--seed", "3", "--init", "dj")
+    assert semcom_main(["zoo", "add", "my runs/b", "dj2", "--zoo-dir", str(zoo)]) == 0
+    stage1, stage2 = (shlex.split(c) for c in _card(zoo, "dj2")["command"].split(" && "))
+    assert stage1[stage1.index("--out") + 1] == "my runs/a"
+    assert stage2[stage2.index("--init") + 1] == "my runs/a"  # the chain replays into it
+    _train("my runs/c", "--model", "adjscc", "--snr-train=-5:20", "--epochs", "1",
+           "--init", "my runs/b")  # fmt: skip
+    _train("my runs/d", "--model", "adjscc", "--snr-train=-5:20", "--epochs", "1",
+           "--init", "my runs/b")  # fmt: skip
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert semcom_main(["zoo", "add", "../my runs/c", "adj", "--zoo-dir", str(zoo)]) == 0
+    assert _card(zoo, "adj")["warm_start_from"]["zoo_name"] == "dj2"
+    shutil.rmtree(tmp_path / "my runs" / "b")
+    capsys.readouterr()
+    assert semcom_main(["zoo", "add", "../my runs/d", "adj2", "--zoo-dir", str(zoo)]) == 0
+    err = capsys.readouterr().err
+    assert f"--init '{tmp_path / 'my runs' / 'b'}', neither a zoo entry nor a file" in err
+    assert "warm_start_from" not in _card(zoo, "adj2")
+
+
 def test_chain_hardware_names_each_device_once():
     from semcom.zoo import chain_hardware
 

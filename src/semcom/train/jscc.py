@@ -240,7 +240,7 @@ class JSCCTask:
         if not cfg.init:
             return model
         from ..codecs.jscc import load_jscc
-        from ..zoo import resolve_weights
+        from ..zoo import init_ref, resolve_weights
 
         # an adjscc may start from a deepjscc (the function-preserving warm start)
         warm = cfg.model == "adjscc" and not cfg.behind_dm
@@ -263,7 +263,7 @@ class JSCCTask:
             # a --behind-dm decoder starts as the plain one (its side branch is zero)
             missing, _ = model.load_state_dict(init.state_dict(), strict=False)
             assert all(k.startswith("dec_side.") for k in missing), missing
-        self.init_info = {"init": str(cfg.init), "init_fingerprint": codec_fingerprint(init)}
+        self.init_info = {"init": init_ref(cfg.init), "init_fingerprint": codec_fingerprint(init)}
         if cfg.behind_dm:
             from ..diffusion.registry import TUNED_SKIP_SNR_DB, denoiser_file, dm_receiver
             from ..zoo import sha256_file, zoo_ref

@@ -73,14 +73,14 @@ class SNREstimatorTask(DenoiserTask):
     def _read_cnn(self, config: SNREstimatorTaskConfig) -> SNREstimator:
         """Load ``--calibrate`` and take its CNN's architecture into ``config`` (true card)."""
         from ..estimation.learned import load_snr_estimator
-        from ..zoo import resolve_weights, sha256_file
+        from ..zoo import init_ref, resolve_weights, sha256_file
 
         ref = resolve_weights(config.calibrate)  # type: ignore[arg-type]
         self._cnn_ref = ref
         model = load_snr_estimator(ref, codec=config.codec)
         config.width, config.blocks = model.config.width, model.config.blocks
         self.init_info = {
-            "init": str(config.calibrate),
+            "init": init_ref(config.calibrate),  # type: ignore[arg-type]
             "init_sha256": sha256_file(ref),
         }
         return model

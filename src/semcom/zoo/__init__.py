@@ -19,6 +19,8 @@ import argparse
 import hashlib
 import json
 import re
+import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,15 @@ def resolve_weights(ref: str | Path, zoo_dir: str | Path | None = None) -> str:
     if Path(ref).exists():
         return str(ref)
     raise ValueError(f"{str(ref)!r} is neither a zoo name ('semcom zoo list') nor a file")
+
+
+def init_ref(ref: str | Path, zoo_dir: str | Path | None = None) -> str:
+    """How a run's card records the checkpoint it started from: a zoo name as it is, a path
+    made absolute (a relative one would point elsewhere from another working directory, where
+    ``zoo add`` may run)."""
+    if any(e.name == str(ref) for e in list_checkpoints(zoo_dir)):
+        return str(ref)
+    return str(Path(ref).resolve())
 
 
 def zoo_ref(path: str | Path) -> str:
@@ -487,9 +498,26 @@ def run_provenance(run_card: dict[str, Any], unfinished: str | None = None) -> d
 
 
 def _last_out(command: str) -> str | None:
-    """The last ``--out DIR`` of a (chained) training command, or None."""
-    outs = re.findall(r"--out[ =](\S+)", command)
-    return outs[-1] if outs else None
+    """The last ``--out DIR`` (or ``--out=DIR``) of a (chained) training command, or None."""
+    words, out = shlex.split(command), None
+    for i, w in enumerate(words):
+        if w == "--out" and i + 1 < len(words):
+            out = words[i + 1]
+        elif w.startswith("--out="):
+            out = w.removeprefix("--out=")
+    return out
+
+
+def _with_init(command: str, init: str, new: str) -> str:
+    """``command`` (one shell command, as :func:`shlex.join` writes it) with the value ``init``
+    of ``--init`` (or ``--init=``) replaced by ``new``, quoted again."""
+    words = shlex.split(command)
+    for i, w in enumerate(words):
+        if w == "--init" and i + 1 < len(words) and words[i + 1] == init:
+            words[i + 1] = new
+        elif w == f"--init={init}":
+            words[i] = f"--init={new}"
+    return shlex.join(words)
 
 
 def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> None:
@@ -506,8 +534,15 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
         return
     f = checkpoint_file(init)
     init_sha = sha256_file(f) if f.is_file() else None
+    entries = list_checkpoints(dest)
+    if init_sha is None and all(e.name != init for e in entries):
+        warnings.warn(
+            f"the run started from --init {init!r}, neither a zoo entry nor a file from here: "
+            "the card records it without its lineage (run 'zoo add' where the run was trained)",
+            stacklevel=2,
+        )
     prev: dict[str, Any] | None = None
-    for e in list_checkpoints(dest):
+    for e in entries:
         if e.model in ("deepjscc", "adjscc") and "decoder_behind_dm" not in e.card:
             if e.name == init or (init_sha is not None and e.card.get("sha256") == init_sha):
                 if codec_fingerprint(load_jscc(e.weights)) == fp:
@@ -519,7 +554,7 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
     own = card["command"]
     prev_out = _last_out(prev["command"])
     if prev_out is not None and init == prev["name"]:  # the chain names the stage's own output
-        own = re.sub(rf"--init[ =]{re.escape(init)}(?=\s|$)", f"--init {prev_out}", own)
+        own = _with_init(own, init, prev_out)
     key = "continued_from" if prev["model"] == card["model"] else "warm_start_from"
     card[key] = {
         "zoo_name": prev["name"],
