@@ -410,6 +410,20 @@ def test_make_grid_size_and_content():
     assert no_title.height == grid.height - header_h
 
 
+def test_make_grid_label_column_fits_the_longest_label():
+    """'jpeg+ldpc:16qam-3/4@1/16' (178 px at 14 pt) was cut to 'jpeg+ldpc:16qam' by the
+    first row's original tile, drawn over the fixed 110 px label column."""
+    red = torch.zeros(3, 10, 20)
+    red[0] = 1
+    label = "jpeg+ldpc:16qam-3/4@1/16\nCBR 1/16"
+    grid = make_grid([(label, [Tile(red), Tile(red)])], ["original", "SNR 0 dB"], tile_width=40)
+    a = np.asarray(grid)
+    ink = np.nonzero((a[22:42] < 128).all(axis=2).any(axis=0))[0]  # the label's dark columns
+    first_tile_x = grid.width - 2 * (40 + 6) - 6 + 6
+    assert ink.max() < first_tile_x - 6 and ink.max() > 150  # whole, and wider than 110 px
+    assert tuple(a[22 + 5, first_tile_x + 5]) == (255, 0, 0)
+
+
 def test_make_grid_wrong_number_of_tiles():
     with pytest.raises(ValueError, match="2 tiles for 3 columns"):
         make_grid([("a", [None, None])], ["x", "y", "z"])

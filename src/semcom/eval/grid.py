@@ -41,7 +41,8 @@ def make_grid(
     tile_width: int = 256,
     title: str = "",
 ) -> Image.Image:
-    """Compose a grid: one row per label, one column per header; ``None`` leaves a gap.
+    """Compose a grid: one row per label (a column at least 110 px wide, wider for a longer
+    label), one column per header; ``None`` leaves a gap.
 
     Args:
         rows: ``(row_label, tiles)`` with ``len(tiles) == len(col_headers)``.
@@ -51,7 +52,11 @@ def make_grid(
     """
     font = _font(14)
     small = _font(12)
-    pad, label_w, header_h, line_h = 6, 110, 22, 15
+    pad, header_h, line_h = 6, 22, 15
+    # the label column fits the widest label (a long one was covered by the first tile)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widest = max((measure.multiline_textbbox((0, 0), r[0], font=font)[2] for r in rows), default=0)
+    label_w = max(110, widest + 2 * pad)
     n_cols = len(col_headers)
     heights = []
     n_lines = 0
