@@ -269,6 +269,19 @@ def test_deep_fade_gives_no_nan():
     assert eq.d[0, 1] == 1 and eq.d[0, 1 + 4] == 1
 
 
+def test_deep_fade_of_a_whole_image_under_slow_fading():
+    """One gain per image: |h| = 0 erases all of its symbols (counted: M each)."""
+    from dataclasses import replace
+
+    p = pack(torch.randn(2, 20, generator=gen(18)))
+    y, state = Channel("rayleigh-slow")(p.z, 10.0, gen(4))
+    h = state.h.clone()
+    h[1] = 0
+    eq = equalize(y, replace(state, h=h, h_hat=h))
+    assert eq.deep_fades.tolist() == [0, 10]
+    assert (eq.d[1] == 1).all() and (eq.d[0] < 1).all() and torch.isfinite(eq.f_tilde).all()
+
+
 def test_link_counts_deep_fades_per_image(identity_codec):
     """A link whose channel erases some symbols (|h| = 0) decodes without NaN and counts the
     erased symbols per image (Transmission.counts, said by `transmit -v`)."""
@@ -324,6 +337,10 @@ def test_cbr_convention():
     assert format_cbr(409.6 / 49152) == "1/120"
     # a near miss is not printed as a fraction: 16384 data + 16 side symbols for 256 x 256 RGB
     assert format_cbr(16400 / 196608) == "0.08341" and format_cbr(17408 / 196608) == "17/192"
+    # an odd number of real values: the last complex symbol carries one (75 reals -> 38 uses),
+    # as many as pack sends
+    assert cbr_report((3, 5, 5), (5, 5)).data_symbols == 38
+    assert pack(torch.randn(1, 3, 5, 5)).n_symbols == 38 == pack(torch.randn(1, 75)).z.shape[-1]
 
 
 @pytest.mark.parametrize("needs_scale", [False, True])

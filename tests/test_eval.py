@@ -158,6 +158,23 @@ def test_summarize_sums_clamp_counts_per_snr():
     assert run["counts"] == {"deep_fades": [3, 6], "step_clamped_low": [3, 0]}
 
 
+def test_evaluate_records_counts_per_snr_across_batches():
+    """A count a receiver reports only from the second SNR batch on is 0 at the first."""
+
+    class Clamping(NoisyScheme):
+        def transmit(self, images, channel, snr_db, generator=None):
+            tx = super().transmit(images, channel, snr_db, generator)
+            snr = torch.as_tensor(snr_db).reshape(-1)
+            if bool((snr > 5).all()):
+                tx.counts = {"snr_clamped": (snr > 5).long()}
+            return tx
+
+    rows = _run(images=_images(2), snrs=(0.0, 10.0), scheme=Clamping(), batch_size=1)
+    assert [r["counts"] for r in rows] == [{"snr_clamped": [0, 1]}] * 2
+    (run,) = summarize(rows, [RunKey("noisy", None)], [0.0, 10.0], ["psnr"])
+    assert run["counts"] == {"snr_clamped": [0, 2]}
+
+
 def test_summarize_means_per_image_values():
     rows = [
         {
