@@ -366,20 +366,20 @@ def test_outputs_checked_before_any_work(tmp_path, capsys, monkeypatch):
 
 def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
     """bench drew every noise with seed 0 whatever --seed said, and took --metrics, which it
-    never computes."""
+    never computes; it takes --crop as eval does (it had none: whole images only)."""
     from semcom.eval import bench
 
     seen = {}
 
     def spy(schemes, images, channel, snrs, repeats=1, seed=0):
-        seen.update(seed=seed, snrs=list(snrs), images=len(images))
+        seen.update(seed=seed, snrs=list(snrs), images=[tuple(x.shape) for x in images])
         return []
 
     monkeypatch.setattr(bench, "bench_schemes", spy)
     monkeypatch.setattr(bench, "format_bench", lambda rows, reference: "")
     run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--limit", "1",
-           "--snr", "3", "--seed", "7")  # fmt: skip
-    assert seen == {"seed": 7, "snrs": [3.0], "images": 1}
+           "--snr", "3", "--seed", "7", "--crop", "24")  # fmt: skip
+    assert seen == {"seed": 7, "snrs": [3.0], "images": [(3, 24, 24)]}  # a crop, as eval takes
     line = run_err(capsys, "bench", "--scheme", "jpeg+capacity", "--metrics", "psnr")
     assert "unrecognized arguments: --metrics" in line
 

@@ -783,6 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(b)
     b.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     b.add_argument("--limit", type=_positive_int, default=2, help="number of images")
+    b.add_argument(
+        "--crop", type=_positive_int, default=None, metavar="N", help="centre crop (as eval)"
+    )
     b.add_argument("--repeats", type=_positive_int, default=1, help="passes over the images")
     b.add_argument("--json", default=None, help="also write the rows to this JSON file")
     b.set_defaults(func=cmd_bench)
@@ -882,15 +885,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     if args.json:
         _output_file(args.json, "--json")
-    ds = get_dataset(args.dataset)
+    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    ds = get_dataset(args.dataset, **crop)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
     snrs = _snr_list(args, [0, 15])
     rows = bench_schemes(
         schemes, images, _channel(args), snrs, repeats=args.repeats, seed=args.seed
     )
+    size = f" (centre {args.crop}x{args.crop})" if args.crop else ""
     print(
-        f"{len(images)} {args.dataset} images, {args.channel}, device {device}, "
+        f"{len(images)} {args.dataset} images{size}, {args.channel}, device {device}, "
         f"{torch.get_num_threads()} threads; seconds per image"
     )
     print(format_bench(rows, reference=schemes[0][0]))
