@@ -295,7 +295,8 @@ def test_transmit_missing_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [
-        (["--scheme", "nope"], "unknown scheme 'nope'"),
+        (["--scheme", "nope"], "unknown scheme 'nope'; available: "),
+        (["--scheme", "deepjsc"], "unknown scheme 'deepjsc'; did you mean 'deepjscc'"),
         (["--cbr", "abc"], "invalid CBR 'abc'"),
         (["--cbr", "-1"], "CBR"),
         (["--snr", "abc"], "invalid SNR 'abc'"),

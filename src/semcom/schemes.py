@@ -122,7 +122,13 @@ def get_scheme(
     """
     _load_builtin()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown scheme {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValueError(
+            f"unknown scheme {name!r}; {hint}available: {', '.join(sorted(_REGISTRY))}"
+        )
     spec = _REGISTRY[name]
     kw = {k: v for k, v in options.items() if v is not None}
     foreign = sorted(set(kw) - set(spec.options))
