@@ -643,6 +643,14 @@ def test_cli_plot(tmp_path, capsys):
     anchors = REPO / "results" / "anchors" / "kodak-awgn.json"
     rc = semcom_main(["plot", str(res), "--anchors", str(anchors), "--out", str(png2)])
     assert rc == 0 and png2.stat().st_size > 1000
+    assert "warning" not in capsys.readouterr().err  # anchors carry the papers' own data
+    # files evaluated on other images (here other crops) are drawn, with a warning
+    cropped = tmp_path / "c.json"
+    cropped.write_text(json.dumps({**doc, "dataset": {"name": "kodak", "n_images": 2, "crop": 64}}))
+    assert semcom_main(["plot", str(res), str(cropped), "--out", str(png2)]) == 0
+    err = capsys.readouterr().err
+    assert "semcom: warning: the files were evaluated on different images" in err
+    assert "64x64 crops" in err
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hello": 1}))
     capsys.readouterr()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
+import warnings
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -123,13 +125,22 @@ def plot_results(
     if n == 0:
         plt.close(fig)
         raise ValueError(f"no run in the given files has metric {metric!r}")
+    if len(data) > 1:  # drawn together, yet not on the same images
+        warnings.warn(
+            f"the files were evaluated on different images ({'; '.join(sorted(data))}): their "
+            "curves are not comparable point by point",
+            stacklevel=2,
+        )
     ax.set_xlabel("SNR (dB)" + (f"; bars: {100 * ci:g} % t-interval over images" if ci else ""))
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.grid(True, alpha=0.3)
     ax.set_title(
-        title
-        or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}; "
-        f"data: {'; '.join(sorted(data))}",
+        textwrap.fill(
+            title
+            or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}; "
+            f"data: {'; '.join(sorted(data))}",
+            100,
+        ),
         fontsize=9,
     )
     ax.legend(fontsize=7, loc="best")
