@@ -46,6 +46,11 @@ def test_add_tests_lists_and_never_overwrites_silently(data_root, tmp_path, zoo,
     assert (zoo / "dj-tiny.safetensors").read_bytes() == before
     assert semcom_main(["zoo", "list"]) == 0
     assert "dj-tiny" in capsys.readouterr().out
+    (tmp_path / "other").mkdir()  # a zoo folder of one's own is listed as zoo add wrote it
+    assert semcom_main(["zoo", "list", "--zoo-dir", str(tmp_path / "other")]) == 0
+    assert "dj-tiny" not in capsys.readouterr().out
+    assert semcom_main(["zoo", "list", "--zoo-dir", str(zoo), "--json"]) == 0
+    assert '"name": "dj-tiny"' in capsys.readouterr().out
 
 
 def test_unfinished_run_is_refused_unless_allowed(data_root, tmp_path, zoo, capsys):

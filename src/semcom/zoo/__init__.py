@@ -633,7 +633,7 @@ def format_table(entries: list[ZooEntry]) -> str:
 
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     """``semcom zoo list``: print the shipped checkpoints (exit code 0)."""
-    entries = list_checkpoints()
+    entries = list_checkpoints(getattr(args, "zoo_dir", None))
     if getattr(args, "json", False):
         print(json_text([e.card for e in entries], indent=2))
     else:
@@ -688,6 +688,7 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     zl = zsub.add_parser("list", help="list shipped checkpoints")
     zl.add_argument("--json", action="store_true", help="print the cards as JSON")
     zl.add_argument("-v", "--verbose", action="store_true", help="also print training commands")
+    zl.add_argument("--zoo-dir", help=f"zoo folder (default: {ZOO_DIR})")
     zl.set_defaults(func=cmd_zoo_list)
     za = zsub.add_parser(
         "add",
