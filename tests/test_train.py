@@ -151,6 +151,13 @@ def test_resume_is_exact(data_root, tmp_path, capsys):
     capsys.readouterr()
     Trainer(_task(), _cfg(tmp_path / "a")).fit(resume=tmp_path / "a")
     assert "nothing to train" in capsys.readouterr().err
+    # a run stopped by --max-steps mid-epoch says so (it ended silently, bar at 3/4)
+    assert Trainer(task, _cfg(tmp_path / "c", max_steps=3)).fit() == {}
+    err = capsys.readouterr().err
+    assert "stopped at step 3 (--max-steps 3) in epoch 1 of 2, not validated" in err
+    Trainer(_task(), _cfg(tmp_path / "c", max_steps=3)).fit(resume=tmp_path / "c")
+    err = capsys.readouterr().err
+    assert "has finished 0 of 2 epochs, at step 3 of --max-steps 3" in err
     assert json.loads((tmp_path / "a" / "card.json").read_text()) == card
     for k, v in _weights(tmp_path / "a").items():
         torch.testing.assert_close(v, ref[k], atol=1e-6, rtol=0)

@@ -666,8 +666,8 @@ class Trainer:
 
         if resume is not None and self.is_main and (prog.epoch >= cfg.epochs or at_max_steps()):
             print(
-                f"nothing to train: {str(resume)!r} is at epoch {prog.epoch} of {cfg.epochs}, "
-                f"step {prog.step}"
+                f"nothing to train: {str(resume)!r} has finished {prog.epoch} of {cfg.epochs} "
+                f"epochs, at step {prog.step}"
                 + (f" of --max-steps {cfg.max_steps}" if at_max_steps() else "")
                 + "; give a larger --epochs or --max-steps to continue it",
                 file=sys.stderr,
@@ -778,6 +778,14 @@ class Trainer:
                 if not (cfg.ckpt_every and prog.step % cfg.ckpt_every == 0):
                     self.save_checkpoint(model, opt, sched, prog)
                 self._barrier()
+                if self.is_main and at_max_steps():
+                    print(
+                        f"stopped at step {prog.step} (--max-steps {cfg.max_steps}) in epoch "
+                        f"{prog.epoch + 1} of {cfg.epochs}, not validated; the checkpoint in "
+                        f"{str(cfg.out)!r} continues with --resume and a larger --max-steps",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         self.model = model
         return metrics
 
