@@ -321,6 +321,19 @@ def test_a_crop_no_training_image_holds_is_refused_and_padding_is_said(tmp_path,
     assert (out / "model.safetensors").exists()
 
 
+def test_a_negative_snr_range_needs_no_equals_sign():
+    """``--snr-train -5:20`` failed with argparse's bare "expected one argument"."""
+    from semcom.cli import build_parser
+    from semcom.train.cli import join_range_values, parse_args
+
+    argv = ["train", "jscc", "--snr-train", "-5:20", "--out", "r"]
+    assert join_range_values(argv) == ["train", "jscc", "--snr-train=-5:20", "--out", "r"]
+    assert parse_args(build_parser(), argv).snr_train == "-5:20"
+    lat = ["train", "denoiser", "--snr-range", "-20:40", "--seed", "-1"]
+    assert join_range_values(lat)[2:] == ["--snr-range=-20:40", "--seed", "-1"]
+    assert join_range_values(["--snr-train", "10", "--x"]) == ["--snr-train", "10", "--x"]
+
+
 def test_validation_images_that_cannot_be_batched_are_refused_before_training(tmp_path, capsys):
     """Whole validation images of different sizes (no --val-crop) failed in the first
     validation, after a whole epoch, which was lost; now refused before any training."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -37,8 +38,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "jscc",
         help="train DeepJSCC / ADJSCC on the differentiable link",
         description="Train a DeepJSCC/ADJSCC codec through the same path as 'semcom eval' "
-        "(per-image power normalisation, channel, MMSE equaliser). Use "
-        "--snr-train=-5:20 (with '=') for a range. DDP: torchrun --nproc_per_node=N "
+        "(per-image power normalisation, channel, MMSE equaliser). A training SNR range: "
+        "--snr-train -5:20 (uniform per image). DDP: torchrun --nproc_per_node=N "
         "-m semcom.cli train jscc ...",
     )
     j.add_argument("--model", default="deepjscc", choices=list(MODELS))
@@ -213,10 +214,34 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+#: options whose value may be a negative SNR range (``-5:20``), which argparse takes for an
+#: option unless written with ``=``
+_RANGE_OPTIONS = ("--snr-train", "--snr-range")
+_NEGATIVE_RANGE = re.compile(r"-\d[\d.]*(:-?\d[\d.]*)?")
+
+
+def join_range_values(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--snr-train -5:20`` written as ``--snr-train=-5:20`` (also
+    ``--snr-range``), which is what argparse needs for a value that starts with ``-``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in _RANGE_OPTIONS and _NEGATIVE_RANGE.fullmatch(value):
+            out.append(f"{argv[i]}={value}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """``parser.parse_args(argv)``; for ``train ... --resume RUN`` the run's own options
     (:func:`resume_argv`) come first. ``args.argv`` is ``argv`` as given (the command the
-    card records)."""
+    card records), with ``--snr-train -5:20`` joined as ``--snr-train=-5:20``
+    (:func:`join_range_values`)."""
+    argv = join_range_values(argv)
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "train" and args.resume:
         full = resume_argv(argv, args.train_command, args.resume)
