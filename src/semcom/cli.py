@@ -816,7 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     pe.add_argument("--limit", type=_positive_int, default=4, help="number of images")
     pe.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
-    pe.add_argument("--snr", type=float, nargs="+", default=[-10.0, 0.0, 10.0], help="SNRs, dB")
+    pe.add_argument(
+        "--snr", type=_snr_value, nargs="+", default=[-10.0, 0.0, 10.0], help="SNRs, dB"
+    )
     pe.add_argument(
         "--deltas",
         type=float,
