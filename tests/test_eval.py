@@ -391,7 +391,7 @@ def test_first_call_setup_is_not_charged_to_the_first_image():
     assert [r["psnr"] for r in rows] == [r["psnr"] for r in _run()]
 
 
-def test_evaluate_resumes_after_interruption(tmp_path):
+def test_evaluate_resumes_after_interruption(tmp_path, capsys):
     partial = tmp_path / "r.json.partial.jsonl"
     header = {"sweep": 1}
     reference = _run()
@@ -407,8 +407,10 @@ def test_evaluate_resumes_after_interruption(tmp_path):
     assert len(partial.read_text().splitlines()) == 3  # header + 2 images
 
     resumed_scheme = NoisyScheme()
-    rows = _run(scheme=resumed_scheme, partial=partial, header=header)
+    capsys.readouterr()
+    rows = _run(scheme=resumed_scheme, partial=partial, header=header, progress=True)
     assert resumed_scheme.calls == 1 + 1  # the warm-up, then only the missing image
+    assert f"resuming {partial}: 2 of 3 (image, scheme) results kept" in capsys.readouterr().err
     got = {r["image"]: r["psnr"] for r in rows}
     assert got == {r["image"]: r["psnr"] for r in reference}
     with pytest.raises(ValueError, match="different sweep"):

@@ -267,6 +267,13 @@ def evaluate(
         for key, scheme in schemes
         if not store.has(key.label, idx)
     ]
+    done = len(images) * len(schemes) - len(todo)
+    if done and progress:
+        print(
+            f"semcom: note: resuming {partial}: {done} of {done + len(todo)} (image, scheme) "
+            "results kept from the interrupted run",
+            file=sys.stderr,
+        )
     bar = tqdm(
         total=len(todo),
         desc="eval",
