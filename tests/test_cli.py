@@ -459,6 +459,16 @@ def test_eval_says_what_the_receiver_clamped(tmp_path, capsys):
     assert "clamped:" not in quiet and "the receiver clamped some inputs: -v says where" in quiet
 
 
+def test_transmit_notes_a_gray_input(inputs, tmp_path, capsys):
+    """A gray file is sent as RGB and may come back tinted: said once, for that file only."""
+    argv = ["transmit", str(inputs["gray"]), str(inputs["small"]), "--scheme", "jpeg+capacity"]
+    assert main([*argv, "--cbr", "1/16", "--snr", "10", "--metrics", "psnr", "--out",
+                 str(tmp_path)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"semcom: note: {inputs['gray']}: gray, sent as RGB" in err
+    assert str(inputs["small"]) not in err
+
+
 def test_transmit_says_what_the_receiver_clamped(inputs, tmp_path, capsys):
     argv = ["transmit", str(inputs["small"]), "--scheme", "vae+dm", "--snr", "-60", "0"]
     argv += ["--metrics", "psnr", "--out", str(tmp_path)]

@@ -460,6 +460,11 @@ def _transmit_images(
     return rows, grids
 
 
+def _is_gray(x: torch.Tensor) -> bool:
+    """A ``[3, H, W]`` image whose three channels are equal."""
+    return bool(torch.equal(x[0], x[1]) and torch.equal(x[1], x[2]))
+
+
 def cmd_transmit(args: argparse.Namespace) -> int:
     from .data import load_image
 
@@ -471,6 +476,13 @@ def cmd_transmit(args: argparse.Namespace) -> int:
     ]
     out = Path(args.out)
     rows, grids = _transmit_images(images, args, out, snrs)
+    gray = [p for p, (_, x) in zip(args.images, images, strict=True) if _is_gray(x)]
+    if gray:  # the schemes code colour: a gray image may come back tinted
+        print(
+            f"semcom: note: {', '.join(gray)}: gray, sent as RGB (three equal channels); the "
+            "reconstructions are colour images",
+            file=sys.stderr,
+        )
     if args.json:
         doc = {"results": rows, "grids": [str(g) for g in grids], "out": str(out)}
         print(json_text(doc, indent=1))
