@@ -460,6 +460,11 @@ def _transmit_images(
     return rows, grids
 
 
+def _centre_crop(args: argparse.Namespace) -> dict:
+    """``get_dataset`` keywords of ``--crop N``: centre N x N crops ({} without it)."""
+    return {"crop": args.crop, "random_crop": False} if args.crop else {}
+
+
 def _is_gray(x: torch.Tensor) -> bool:
     """A ``[3, H, W]`` image whose three channels are equal."""
     return bool(torch.equal(x[0], x[1]) and torch.equal(x[1], x[2]))
@@ -538,7 +543,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _output_file(args.out)
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
-    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     if args.spread:  # n images evenly spaced over the set (class-sorted sets: all classes)
@@ -899,7 +904,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     if args.json:
         _output_file(args.json, "--json")
-    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
@@ -938,7 +943,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     deltas = tuple(args.deltas) if args.deltas else DEFAULT_DELTAS
     if 0.0 not in deltas:
         deltas = tuple(sorted((*deltas, 0.0)))
-    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
     images = [ds[i][None].to(device) for i in range(min(args.limit, len(ds)))]
     (_, link), *_ = _build_schemes(args, device)
@@ -974,7 +979,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     if args.in_data == args.out_data:
         raise CLIError("--in-data and --out-data must differ")
     args.scheme = args.scheme or ["vae", "vae+dm"]
-    crop = {"crop": args.crop, "random_crop": False} if args.crop else {}
+    crop = _centre_crop(args)
     sets = {}
     for name in (args.in_data, args.out_data):
         ds = get_dataset(name, **crop)
