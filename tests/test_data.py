@@ -22,6 +22,7 @@ from semcom.data import (
     collate_images,
     get_dataset,
     image_size,
+    image_sizes,
     list_datasets,
     load_image,
     load_images,
@@ -266,6 +267,10 @@ def test_image_size_is_load_images_shape_from_the_header(tmp_path, monkeypatch):
     monkeypatch.setattr("semcom.data.io.load_image", no_decoding)
     monkeypatch.setattr("semcom.data.datasets.load_image", no_decoding)
     assert [ds.image_size(i) for i in range(3)] == expected
+    # through the wrappers training uses (a held-out part, repeated crops)
+    sub = torch.utils.data.Subset(ds, [2, 0])
+    assert image_sizes(sub) == [expected[2], expected[0]]
+    assert image_sizes(RepeatedCrops(torch.utils.data.Subset(sub, [1]), 2)) == [expected[0]]
     monkeypatch.undo()
     # an unreadable file fails like load_image, naming it
     (tmp_path / "bad.png").write_bytes(b"not an image")

@@ -44,7 +44,9 @@ __all__ = [
     "SampleImages",
     "cache_images",
     "collate_images",
+    "dataset_signature",
     "get_dataset",
+    "image_sizes",
     "list_datasets",
     "load_images",
     "split_dataset",
@@ -396,6 +398,15 @@ def _image_base(
         else:
             raise TypeError(f"{who} needs an ImageDataset, got {type(ds).__name__}")
     return ds, indices
+
+
+def image_sizes(ds: Dataset) -> list[tuple[int, int]]:
+    """``(H, W)`` of the images ``ds`` draws from (an :class:`ImageDataset`, or
+    :class:`~torch.utils.data.Subset` / :class:`RepeatedCrops` wrappers of one: one entry per
+    image, in the order of :func:`_image_base`), read from the files' headers where it can
+    (:meth:`ImageDataset.image_size`)."""
+    base, indices = _image_base(ds, "image_sizes")
+    return [base.image_size(i) for i in (range(len(base)) if indices is None else indices)]
 
 
 def cache_images(ds: Dataset, progress: bool = False) -> int:

@@ -42,6 +42,7 @@ from ..data import (
     cache_images,
     collate_images,
     get_dataset,
+    image_sizes,
     split_dataset,
 )
 from ..fingerprint import codec_fingerprint
@@ -110,17 +111,11 @@ def check_image_crop(ds: ImageDataset, crop: int, data: str, sample: int = 2000)
 
 
 def check_batchable(ds: Dataset, name: str) -> None:
-    """Refuse validation images (``ds``: an :class:`ImageDataset` or a :class:`Subset` of one)
-    of different sizes, read from their headers, before any training: they are validated in
-    batches, which failed only after the first epoch (and lost it)."""
-
-    def size(i: int) -> tuple[int, int]:
-        base = ds
-        while isinstance(base, Subset):  # a held-out part, --val-limit
-            base, i = base.dataset, int(base.indices[i])
-        return base.image_size(i)  # type: ignore[attr-defined]
-
-    sizes = sorted({size(i) for i in range(len(ds))})  # type: ignore[arg-type]
+    """Refuse validation images (``ds``: an :class:`ImageDataset` or a :class:`Subset` of one:
+    a held-out part, ``--val-limit``) of different sizes, read from their headers, before any
+    training: they are validated in batches, which failed only after the first epoch (and lost
+    it)."""
+    sizes = sorted(set(image_sizes(ds)))
     if len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for h, w in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
         raise ValueError(
