@@ -87,14 +87,15 @@ def latent_cache_path(
     fingerprint: str,
     snrs: Sequence[float] | None = None,
     flips: bool = True,
+    dataset: Dataset | None = None,
 ) -> Path:
     """Where the clean latents of ``codec`` on ``data`` are cached; ``fingerprint``
     (:func:`~semcom.fingerprint.codec_fingerprint`) ties them to the codec's weights,
     so a retrained codec of the same name and CBR gets fresh latents; ``snrs``: the encoder
     SNRs of an SNR-adaptive codec; ``flips``: with mirrored copies (training sets) or
-    without (validation sets), two caches of one data set. The data set is opened for its
-    :func:`~semcom.data.dataset_signature`, which ties them to its files: another copy of
-    ``data`` (files added, removed or changed) gets fresh latents."""
+    without (validation sets), two caches of one data set. The data set (``dataset``, else
+    opened here) gives its :func:`~semcom.data.dataset_signature`, which ties them to its
+    files: another copy of ``data`` (files added, removed or changed) gets fresh latents."""
     from ..data import dataset_signature, get_dataset
 
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
@@ -102,7 +103,7 @@ def latent_cache_path(
         tag += "-snr" + "_".join(f"{s:g}" for s in snrs)
     if not flips:
         tag += "-noflip"
-    sig = dataset_signature(get_dataset(data))
+    sig = dataset_signature(dataset if dataset is not None else get_dataset(data))
     return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}-{sig}.safetensors"
 
 
@@ -157,12 +158,12 @@ def get_latents(
     if snrs and not adaptive:
         raise ValueError(f"{codec} ignores the SNR: --encode-snr applies to ADJSCC only")
     fp = codec_fingerprint(model)
-    path = latent_cache_path(codec, cbr, data, fp, snrs, flips)
-    if path.is_file():
-        return load_latents(path), fp
     from ..data import get_dataset
 
-    dataset = get_dataset(data)
+    dataset = get_dataset(data)  # opened once: for the cache's key and, on a miss, encoding
+    path = latent_cache_path(codec, cbr, data, fp, snrs, flips, dataset)
+    if path.is_file():
+        return load_latents(path), fp
     meta = {"codec": codec, "cbr": str(cbr), "data": data, "flips": str(flips), "fingerprint": fp}
     if snrs:
         per_snr = [
