@@ -435,3 +435,50 @@ def test_equalize_refuses_real_symbols_and_snr_to_no_takes_numbers():
         equalize(y.real, state)
     assert float(snr_to_no(10.0)) == pytest.approx(0.1)
     assert float(snr_to_no(float("inf"))) == 0.0
+
+
+@pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
+@pytest.mark.parametrize("csi", ["perfect", "estimated"])
+def test_decoder_snr_is_the_equalised_snr(name, csi):
+    """An SNR-adaptive decoder is told the SNR of the latent it reads: with one gain per image
+    the equaliser's ``(1 - d) / d`` (= |h_hat|^2 / (N0 + h_err)), exactly the nominal SNR on
+    AWGN with perfect CSI and |h|^2 times it on slow fading; the nominal (mean) SNR when the
+    gain changes per symbol (fast fading)."""
+    from semcom.channels import decoder_snr_db
+
+    snr = torch.tensor([-10.0, 0.0, 7.5, 20.0], dtype=torch.float64)
+    p = pack(torch.randn(4, 64, generator=gen(21)))
+    y, state = Channel(name, csi=csi, pilots=4)(p.z, snr, gen(22))
+    told = decoder_snr_db(snr, state)
+    assert told.dtype == torch.float64 and told.shape == (4,)
+    if name == "rayleigh-fast":
+        assert torch.equal(told, snr)
+        return
+    eq_db = equalize(y, state).snr_db[:, 0].double()
+    torch.testing.assert_close(told, eq_db, atol=1e-4, rtol=0)
+    if csi == "perfect":
+        want = snr + 10 * torch.log10(state.h[:, 0].abs().double() ** 2)
+        assert torch.equal(told, want)
+        if name == "awgn":
+            assert torch.equal(told, snr)
+        else:  # one fade per image: not the nominal SNR
+            assert (told - snr).abs().min() > 1e-3
+
+
+def test_decoder_snr_of_deep_fades_and_noiseless_links_is_finite():
+    """|h| = 0 (the equaliser erases the image) tells the decoder the lower bound, a
+    noiseless link the upper one: never NaN or an infinity the codec would refuse."""
+    from dataclasses import replace
+
+    from semcom.channels import DECODER_SNR_RANGE_DB, decoder_snr_db
+
+    p = pack(torch.randn(3, 20, generator=gen(23)))
+    for snr in (torch.tensor([5.0, 5.0, 5.0]), torch.full((3,), math.inf)):
+        _, state = Channel("rayleigh-slow")(p.z, snr, gen(24))
+        h = state.h.clone()
+        h[1] = 0
+        for s in (replace(state, h=h, h_hat=h), replace(state, h=h, h_hat=h, h_err=state.no)):
+            told = decoder_snr_db(snr.double(), s)
+            assert torch.isfinite(told).all() and told[1] == DECODER_SNR_RANGE_DB[0]
+        if math.isinf(snr[0]):
+            assert told[0] == DECODER_SNR_RANGE_DB[1]

@@ -92,10 +92,14 @@ def test_link_scores_the_snr_estimate_and_tells_the_decoder(
     assert torch.all(err.abs() < 1.0) and torch.all(err != 0)
     if channel == "awgn":
         assert torch.allclose(told, snr, atol=1.0)
-    # the known SNR is not scored and the decoder is told the nominal SNR
+    # the known SNR is not scored; the decoder is told the SNR of the latent it reads:
+    # exactly the nominal one on AWGN, |h|^2 times it on slow fading (perfect CSI)
     known = AnalogLink(codec).transmit(x, Channel(channel), snr, _gen(11))
     assert known.snr_error_db is None
-    assert torch.equal(codec.told[-1], snr.float())
+    h = Channel(channel)(pack(x.reshape(3, -1)).z, snr, _gen(11))[1].h[:, 0]
+    assert torch.equal(codec.told[-1], (snr + 10 * torch.log10(h.abs().double() ** 2)).float())
+    if channel == "awgn":
+        assert torch.equal(codec.told[-1], snr.float())
     # a noiseless link (SNR +inf): estimated +inf, both clamped to 100 dB, error 0 (not NaN)
     inf = link.transmit(x[:1], Channel(channel), float("inf"), _gen(11)).snr_error_db
     assert inf is not None and inf.tolist() == [0.0]

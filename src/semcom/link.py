@@ -28,6 +28,7 @@ from .channels import (
     Equalized,
     as_snr_tensor,
     cbr_report,
+    decoder_snr_db,
     equalize,
     pack,
     unpad_like,
@@ -237,7 +238,8 @@ class AnalogLink:
             eq: Equalized = equalize(y, state)
         info: dict[str, object] = {"deep_fades": int(eq.deep_fades.sum())}
         counts = {"deep_fades": eq.deep_fades.reshape(b).long().cpu()}
-        dec_snr = snr.float()  # the SNR the decoder is told (SNR-adaptive codecs)
+        # the SNR an SNR-adaptive decoder is told: of the equalised latent (|h|^2 SNR)
+        dec_snr = decoder_snr_db(snr, state).float()
         snr_error = None
         with _timed(secs, "denoise", dev):
             f_tilde = unpad_like(eq.f_tilde, packed)

@@ -9,7 +9,7 @@ from .cbr import (
     parse_cbr,
     symbols_for_reals,
 )
-from .equalize import DEEP_FADE, Equalized, equalize
+from .equalize import DECODER_SNR_RANGE_DB, DEEP_FADE, Equalized, decoder_snr_db, equalize
 from .mapping import (
     PackedLatent,
     complex_to_real,
@@ -25,6 +25,7 @@ from .models import CHANNELS, CSI_MODES, Channel, ChannelState, as_snr_tensor, s
 __all__ = [
     "CHANNELS",
     "CSI_MODES",
+    "DECODER_SNR_RANGE_DB",
     "DEEP_FADE",
     "SCALAR_SIDE_SYMBOLS",
     "CBRReport",
@@ -35,6 +36,7 @@ __all__ = [
     "as_snr_tensor",
     "cbr_report",
     "complex_to_real",
+    "decoder_snr_db",
     "equalize",
     "format_cbr",
     "normalize_power",

@@ -50,6 +50,38 @@ class Equalized:
         return (1.0 - self.d).sqrt() * self.f_tilde
 
 
+#: the SNR an SNR-adaptive decoder is told is kept within this range (dB): a deep fade
+#: (|h_hat| = 0, -inf dB) or a noiseless link (+inf dB) reaches the decoder as its bound
+DECODER_SNR_RANGE_DB = (-100.0, 100.0)
+
+
+def decoder_snr_db(snr_db: Tensor, state: ChannelState) -> Tensor:
+    """The SNR (dB, float64 [B]) the receiver tells an SNR-adaptive decoder (ADJSCC).
+
+    With one gain per image (AWGN, slow fading) it is the equalised SNR of the latent the
+    decoder reads, as the receiver's CSI implies it: ``|h_hat|^2 / (N0 + h_err)`` in dB,
+    i.e. ``snr_db + 10 log10 |h_hat|^2`` without an estimation error, so exactly ``snr_db``
+    for AWGN with perfect CSI (``h_hat = 1``) and ``snr_db + 10 log10 |h|^2`` for slow
+    fading with perfect CSI. With a gain per symbol (fast fading) one number cannot describe
+    the latent: the nominal ``snr_db`` (the mean SNR; the per-element levels reach the
+    diffusion receiver). A deep fade (``|h_hat|^2 <`` :data:`DEEP_FADE`, which the
+    equaliser zeroes) gives the lower bound. ``snr_db``: Es/N0 [B] in dB. Clamped to
+    :data:`DECODER_SNR_RANGE_DB`.
+    """
+    snr = snr_db.double().reshape(-1)
+    lo, hi = DECODER_SNR_RANGE_DB
+    if state.h_hat.shape[-1] != 1:
+        return snr.clamp(lo, hi)
+    g = state.h_hat[:, 0].abs().double().pow(2)
+    fade = g < DEEP_FADE
+    g_safe = torch.where(fade, torch.ones_like(g), g)
+    out = snr + 10.0 * torch.log10(g_safe)
+    if state.h_err is not None:  # the estimation error counts as noise, as in equalize
+        noise = state.no.double().reshape(-1) + state.h_err.double().reshape(-1)
+        out = torch.where(noise > 0, 10.0 * torch.log10(g_safe / noise.clamp_min(1e-300)), out)
+    return torch.where(fade, torch.full_like(out, lo), out).clamp(lo, hi)
+
+
 def equalize(y: Tensor, state: ChannelState) -> Equalized:
     """MMSE-equalise and normalise received symbols ``y`` [B, M] with the receiver's CSI.
 

@@ -32,7 +32,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..channels import Channel, as_snr_tensor, equalize, format_cbr, pack, unpad_like
+from ..channels import (
+    Channel,
+    as_snr_tensor,
+    decoder_snr_db,
+    equalize,
+    format_cbr,
+    pack,
+    unpad_like,
+)
 from ..paths import card_file, checkpoint_file
 from .base import Codec, crop_to
 
@@ -89,12 +97,25 @@ def received_latent(
     equalise + normalise -> ``(f_tilde, d)``: the normalised received latent [B, C, h, w]
     (unit power) and its noise level (per image [B, 1, 1, 1] or per element). ``snr_db`` is
     a scalar or [B] tensor in dB (``inf`` = noiseless)."""
+    f_tilde, d, _ = _received(latent, channel, snr_db, generator)
+    return f_tilde, d
+
+
+def _received(
+    latent: Tensor,
+    channel: Channel,
+    snr_db: float | Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`received_latent` plus the SNR its decoder is told ([B] float32, dB,
+    :func:`~semcom.channels.decoder_snr_db`: |h|^2 SNR under slow fading)."""
     b = latent.shape[0]
     snr = as_snr_tensor(snr_db, b, device=latent.device)
     packed = pack(latent)
     y, state = channel(packed.z, snr, generator)
     eq = equalize(y, state)
-    return unpad_like(eq.f_tilde, packed), unpad_like(eq.d, packed)
+    dec_snr = decoder_snr_db(snr, state).float()
+    return unpad_like(eq.f_tilde, packed), unpad_like(eq.d, packed), dec_snr
 
 
 def differentiable_link(
@@ -261,18 +282,18 @@ class DeepJSCC(Codec):
         ``dm_side`` decoder reads the LMMSE estimate and the receiver's output).
         """
         snr = as_snr_tensor(snr_db, x.shape[0], device=x.device)
-        snr_f = snr.float()
         size = (x.shape[-2], x.shape[-1])
         if receiver is None:
-            latent = self.encode(x, snr_f)
-            return self.decode(differentiable_link(latent, channel, snr, generator), size, snr_f)
+            latent = self.encode(x, snr.float())
+            f_tilde, d, dec_snr = _received(latent, channel, snr, generator)
+            return self.decode((1.0 - d).sqrt() * f_tilde, size, dec_snr)
         with torch.no_grad():
-            latent = self.encode(x, snr_f)
-            f_tilde, d = received_latent(latent, channel, snr, generator)
+            latent = self.encode(x, snr.float())
+            f_tilde, d, dec_snr = _received(latent, channel, snr, generator)
             f_hat = receiver(f_tilde, d, generator)
         if self.dm_side:
-            return self.decode((1.0 - d).sqrt() * f_tilde, size, snr_f, side=f_hat)
-        return self.decode(f_hat, size, snr_f)
+            return self.decode((1.0 - d).sqrt() * f_tilde, size, dec_snr, side=f_hat)
+        return self.decode(f_hat, size, dec_snr)
 
 
 class ADJSCC(DeepJSCC):
