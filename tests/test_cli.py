@@ -881,3 +881,31 @@ def test_get_scheme_docstring_names_every_option():
     doc = get_scheme.__doc__
     missing = {o for s in list_schemes() for o in s.options if f"``{o}``" not in doc}
     assert not missing, missing
+
+
+def test_results_are_not_overwritten_by_another_command(tmp_path, capsys):
+    """``--out`` of a measuring command never replaces another command's results unless
+    ``--force`` (hours of measurements lost to a reused name); a re-run of the very command a
+    file records replaces it (reproducing a shipped results file needs no flag)."""
+    out = tmp_path / "r.json"
+    base = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
+            "--crop", "16", "--metrics", "psnr", "--limit", "1", "--quiet", "--out", str(out)]  # fmt: skip
+    run_ok(capsys, *base, "--snr", "10")
+    first = out.read_text()
+    line = run_err(capsys, *base, "--snr", "20")
+    assert "already holds the results of `semcom eval --scheme jpeg+capacity" in line
+    assert "--snr 10`" in line and "--force" in line
+    assert out.read_text() == first  # untouched
+    run_ok(capsys, *base, "--snr", "10")  # the same command again: a reproduction
+    assert json.loads(out.read_text())["meta"]["command"] == json.loads(first)["meta"]["command"]
+    run_ok(capsys, *base, "--snr", "20", "--force")
+    assert json.loads(out.read_text())["runs"][0]["snr_db"] == [20.0]
+    # a file semcom did not write, and the experiments, before any work
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes")
+    line = run_err(capsys, *base[:-1], str(notes), "--snr", "10")
+    assert "holds a file that is not semcom's results" in line
+    assert notes.read_text() == "my notes"
+    for exp in (["experiment", "ood"], ["experiment", "perturb"]):
+        line = run_err(capsys, *exp, "--out", str(out))
+        assert "already holds the results of `semcom eval" in line

@@ -8,6 +8,7 @@ fix (a corrupt image, a missing data folder, a bad option) print one line and ex
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -345,6 +346,37 @@ def _output_file(path: str, option: str = "--out") -> Path:
     return p
 
 
+
+def _recorded_command(path: Path) -> str | None:
+    """The command a semcom results JSON records (``meta.command`` of ``eval``, ``command``
+    of the experiments); None when ``path`` is not such a file."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    meta = doc.get("meta")
+    cmd = meta.get("command") if isinstance(meta, dict) else doc.get("command")
+    return cmd if isinstance(cmd, str) else None
+
+
+def _results_file(args: argparse.Namespace) -> Path:
+    """``--out`` of a command that measures (``eval``, ``experiment perturb`` / ``ood``),
+    checked before any work as :func:`_output_file`. An existing file is replaced only by a
+    re-run of the command it records (reproducing it) or with ``--force``: the results of
+    another command, maybe hours of measurements, are never overwritten by accident."""
+    p = _output_file(args.out)
+    if args.force or not p.exists():
+        return p
+    recorded = _recorded_command(p)
+    if recorded is not None and recorded == launch_command(args.argv):
+        return p
+    held = f"the results of `{recorded}`" if recorded else "a file that is not semcom's results"
+    raise CLIError(
+        f"--out {args.out!r} already holds {held}: give another --out, or --force to replace it"
+    )
+
 def _fmt(col: str, v: object) -> str:
     if col == "snr_db" and isinstance(v, float):
         return f"{v:g}"
@@ -540,7 +572,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .separation.common import mean_fallback
 
     rank, world, device = _eval_ranks(parse_device(args.device))
-    _output_file(args.out)
+    _results_file(args)
     channel = _channel(args)
     snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
     crop = _centre_crop(args)
@@ -763,6 +795,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(e)
     e.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     e.add_argument("--out", required=True, help="results JSON path")
+    e.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out that holds other results (a re-run of the command it "
+        "records replaces it without --force)",
+    )
     e.add_argument("--limit", type=_positive_int, default=None, help="use the first N images")
     e.add_argument(
         "--spread",
@@ -846,6 +884,12 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--seed", type=int, default=0)
     pe.add_argument("--device", default="cpu")
     pe.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
+    pe.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out that holds other results (a re-run of the command it "
+        "records replaces it without --force)",
+    )
     pe.add_argument("--quiet", action="store_true", help="no progress bar")
     pe.set_defaults(func=cmd_experiment_perturb)
     po = exsub.add_parser(
@@ -862,6 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--limit", type=_positive_int, default=8, help="images per test set")
     po.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
     po.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
+    po.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out that holds other results (a re-run of the command it "
+        "records replaces it without --force)",
+    )
     po.add_argument("--quiet", action="store_true", help="no progress bar")
     po.set_defaults(func=cmd_experiment_ood)
 
@@ -933,7 +983,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     )
 
     device = parse_device(args.device)
-    _output_file(args.out)
+    _results_file(args)
     if args.scheme and len(args.scheme) > 1:
         raise CLIError("experiment perturb takes one --scheme")
     args.scheme = args.scheme or ["vae+dm"]
@@ -975,7 +1025,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     from .eval.experiments import ood_experiment, plot_ood
 
     device = parse_device(args.device)
-    _output_file(args.out)
+    _results_file(args)
     if args.in_data == args.out_data:
         raise CLIError("--in-data and --out-data must differ")
     args.scheme = args.scheme or ["vae", "vae+dm"]
