@@ -889,7 +889,8 @@ def test_results_are_not_overwritten_by_another_command(tmp_path, capsys):
     file records replaces it (reproducing a shipped results file needs no flag)."""
     out = tmp_path / "r.json"
     base = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
-            "--crop", "16", "--metrics", "psnr", "--limit", "1", "--quiet", "--out", str(out)]  # fmt: skip
+            "--crop", "16", "--metrics", "psnr", "--limit", "1", "--quiet",
+            "--out", str(out)]  # fmt: skip
     run_ok(capsys, *base, "--snr", "10")
     first = out.read_text()
     line = run_err(capsys, *base, "--snr", "20")

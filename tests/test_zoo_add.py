@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -205,3 +206,37 @@ def test_zoo_card_without_a_field_is_named(zoo):
     (zoo / "x.json").write_text("{")
     with pytest.raises(ValueError, match="corrupt zoo card"):
         list_checkpoints(zoo)
+
+
+def test_user_zoo_from_the_environment(data_root, tmp_path, monkeypatch, capsys):
+    """``$SEMCOM_ZOO``: ``zoo add`` writes there instead of the package folder, its entries are
+    listed (marked) and found by name, a shipped default stays the default of its CBR, and a
+    name in two zoo folders is refused rather than picked by order."""
+    import shutil
+
+    from semcom import zoo as zoo_mod
+
+    mine, other = tmp_path / "my-zoo", tmp_path / "other-zoo"
+    monkeypatch.setenv("SEMCOM_ZOO", f"{mine}{os.pathsep}{other}")
+    run = tmp_path / "a"
+    _train(run, "--model", "deepjscc", "--epochs", "1")
+    shipped = zoo_mod.find_checkpoint("deepjscc", 1 / 12)
+    assert shipped.shipped and shipped.cbr == pytest.approx(1 / 12, rel=1e-3)
+    assert semcom_main(["zoo", "add", str(run), "aaa-mine"]) == 0  # sorts before the shipped
+    assert (mine / "aaa-mine.json").is_file() and (mine / "aaa-mine.safetensors").is_file()
+    assert not (zoo_mod.ZOO_DIR / "aaa-mine.json").exists()
+    capsys.readouterr()
+    assert semcom_main(["zoo", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "aaa-mine *" in listing and f"+ not shipped: in {mine}" in listing  # a variant
+    assert zoo_mod.find_checkpoint("deepjscc", 1 / 12).name == shipped.name  # still default
+    assert zoo_mod.resolve_weights("aaa-mine") == str(mine / "aaa-mine.safetensors")
+    assert zoo_mod.load_codec("deepjscc", "1/12", ref="aaa-mine").width == W
+    # a shipped name cannot be taken by a user entry (which would --codec NAME load?)
+    assert semcom_main(["zoo", "add", str(run), shipped.name]) == 2
+    assert "give the new entry another name" in capsys.readouterr().err
+    other.mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(mine / f"aaa-mine{suffix}", other / f"aaa-mine{suffix}")
+    with pytest.raises(ValueError, match=r"'aaa-mine' is in .*my-zoo.* and .*other-zoo"):
+        zoo_mod.list_checkpoints()

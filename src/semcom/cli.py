@@ -346,7 +346,6 @@ def _output_file(path: str, option: str = "--out") -> Path:
     return p
 
 
-
 def _recorded_command(path: Path) -> str | None:
     """The command a semcom results JSON records (``meta.command`` of ``eval``, ``command``
     of the experiments); None when ``path`` is not such a file."""
@@ -376,6 +375,7 @@ def _results_file(args: argparse.Namespace) -> Path:
     raise CLIError(
         f"--out {args.out!r} already holds {held}: give another --out, or --force to replace it"
     )
+
 
 def _fmt(col: str, v: object) -> str:
     if col == "snr_db" and isinstance(v, float):

@@ -222,10 +222,16 @@ def export_latent_model(
     """
 
     from ..channels import format_cbr, parse_cbr
-    from ..zoo import CARD_FORMAT, ZOO_DIR, check_export, check_same_checkpoint, run_provenance
+    from ..zoo import (
+        CARD_FORMAT,
+        check_export,
+        check_same_checkpoint,
+        default_zoo_dir,
+        run_provenance,
+    )
 
     run = Path(run_dir)
-    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    dest = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     weights, meta = read_checkpoint(run, task, config_key)
     rc = json.loads((run / "card.json").read_text())
     unfinished = check_export(rc, run, dest, zoo_name, replace, allow_unfinished)

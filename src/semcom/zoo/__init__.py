@@ -8,6 +8,14 @@ Each entry is a pair in ``semcom/zoo/checkpoints/`` (package data):
   ``channel``, ``snr_train``, ``data``, ``test`` (data set, SNRs, PSNR), ``command``
   (how it was trained), ``hours``, ``hardware``, ``seed``, ``git_commit``, ``sha256``.
 
+Your own entries go to a *user zoo*: the folders named in ``SEMCOM_ZOO`` (``os.pathsep``
+separated) are searched after the shipped one, and ``semcom zoo add`` writes into the first of
+them (without it: into the shipped folder, for a checkout that ships models). A user entry is
+found by its name (``--codec NAME``, ``--denoiser NAME``) and by the fingerprint of the codec it
+was trained on (a denoiser, SNR estimator or decoder for your codec); it is a scheme's default
+only at a CBR nothing shipped serves (a shipped entry stays its CBR's default); a name in two
+zoo folders is refused.
+
 ``semcom zoo list`` prints them; :func:`load_codec` loads the codec for a model and CBR
 (used by the ``deepjscc`` / ``adjscc`` schemes); ``semcom zoo add RUN NAME`` (:func:`export_to_zoo`
 for JSCC runs) turns a finished run folder into a zoo entry.
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shlex
 import warnings
@@ -32,6 +41,28 @@ from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes, 
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
+#: environment variable naming the user zoo folders (``os.pathsep`` separated)
+ZOO_ENV = "SEMCOM_ZOO"
+
+
+def user_zoo_dirs() -> list[Path]:
+    """The user zoo folders named in ``$SEMCOM_ZOO`` (in order; [] when unset)."""
+    return [Path(p).expanduser() for p in os.environ.get(ZOO_ENV, "").split(os.pathsep) if p]
+
+
+def zoo_dirs(zoo_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for zoo entries: ``zoo_dir`` alone when given, else the shipped
+    zoo followed by the user zoo folders (:func:`user_zoo_dirs`)."""
+    if zoo_dir is not None:
+        return [Path(zoo_dir)]
+    return [Path(ZOO_DIR), *user_zoo_dirs()]
+
+
+def default_zoo_dir() -> Path:
+    """Where ``semcom zoo add`` writes without ``--zoo-dir``: the first user zoo folder, or
+    the shipped zoo when ``$SEMCOM_ZOO`` is unset (a checkout shipping a model)."""
+    users = user_zoo_dirs()
+    return users[0] if users else Path(ZOO_DIR)
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,11 @@ class ZooEntry:
     hardware: str
     weights: Path
     card: dict[str, Any] = field(repr=False)
+
+    @property
+    def shipped(self) -> bool:
+        """Whether the entry ships with semcom (else it is in a user zoo folder)."""
+        return self.weights.parent.resolve() == Path(ZOO_DIR).resolve()
 
     @property
     def test_psnr(self) -> float | None:
@@ -108,12 +144,24 @@ def _entry(path: Path) -> ZooEntry:
 
 
 def list_checkpoints(zoo_dir: str | Path | None = None) -> list[ZooEntry]:
-    """All shipped checkpoints (sorted by model, CBR, name); [] when none are shipped."""
-    d = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
-    if not d.is_dir():
-        return []
-    entries = [_entry(p) for p in sorted(d.glob("*.json"))]
-    return sorted(entries, key=lambda e: (e.model, -e.cbr, e.name))
+    """All zoo entries: those of each folder of :func:`zoo_dirs` sorted by model, CBR and
+    name, the shipped ones first ([] when there are none). Raises ValueError when a name is
+    in two folders (which one ``--codec NAME`` meant would depend on the order)."""
+    out: list[ZooEntry] = []
+    seen: dict[str, Path] = {}
+    for d in zoo_dirs(zoo_dir):
+        if not d.is_dir():
+            continue
+        entries = [_entry(p) for p in sorted(d.glob("*.json"))]
+        for e in sorted(entries, key=lambda e: (e.model, -e.cbr, e.name)):
+            if e.name in seen:
+                raise ValueError(
+                    f"zoo entry {e.name!r} is in {str(seen[e.name])!r} and {str(d)!r} "
+                    f"(${ZOO_ENV}): rename one of them"
+                )
+            seen[e.name] = d
+            out.append(e)
+    return out
 
 
 def shipped_cbrs(model: str, zoo_dir: str | Path | None = None) -> tuple[float, ...]:
@@ -177,9 +225,10 @@ def _same_cbr(have: float, want: float) -> bool:
     return abs(have - want) <= 1e-3 * want + 1e-6
 
 
-def _preference(e: ZooEntry) -> tuple[bool, str]:
-    """Order among codec entries at one CBR: AWGN-trained first, then by name."""
-    return (e.channel != "awgn", e.name)
+def _preference(e: ZooEntry) -> tuple[bool, bool, str]:
+    """Order among codec entries at one CBR: shipped first (a user entry does not displace
+    the shipped default; it is loaded by name), then AWGN-trained, then by name."""
+    return (not e.shipped, e.channel != "awgn", e.name)
 
 
 def _codec_entries(entries: list[ZooEntry]) -> list[ZooEntry]:
@@ -343,7 +392,7 @@ def export_to_zoo(
     from ..channels import Channel, format_cbr
     from ..codecs.jscc import load_jscc
 
-    dest = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
+    dest = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     run = Path(run_dir)
     card_path, weights = run / "card.json", run / "model.safetensors"
     for p in (card_path, weights):
@@ -462,6 +511,11 @@ def check_export(
         raise FileExistsError(
             f"zoo entry {zoo_name!r} exists in {str(dest)!r}: pass --replace to overwrite it"
         )
+    for d in zoo_dirs():
+        if d.resolve() != dest.resolve() and (d / f"{zoo_name}.json").exists():
+            raise FileExistsError(
+                f"zoo entry {zoo_name!r} exists in {str(d)!r}: give the new entry another name"
+            )
     train = run_card.get("train", {})
     epoch, epochs = int(run_card.get("epoch", 0)), int(train.get("epochs", 0))
     max_steps = train.get("max_steps")
@@ -611,7 +665,7 @@ def format_table(entries: list[ZooEntry]) -> str:
     variants = _variants(entries)
     rows = [
         [
-            e.name + (" *" if e.name in variants else ""),
+            e.name + (" *" if e.name in variants else "") + ("" if e.shipped else " +"),
             e.model,
             format_cbr(e.cbr),
             e.channel,
@@ -628,11 +682,14 @@ def format_table(entries: list[ZooEntry]) -> str:
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     if variants:
         lines.append("* a variant: not its CBR's default; run it with --codec NAME")
+    users = sorted({str(e.weights.parent) for e in entries if not e.shipped})
+    if users:
+        lines.append(f"+ not shipped: in {', '.join(users)}")
     return "\n".join(lines)
 
 
 def cmd_zoo_list(args: argparse.Namespace) -> int:
-    """``semcom zoo list``: print the shipped checkpoints (exit code 0)."""
+    """``semcom zoo list``: print the zoo's checkpoints, shipped and user (exit code 0)."""
     entries = list_checkpoints(getattr(args, "zoo_dir", None))
     if getattr(args, "json", False):
         print(json_text([e.card for e in entries], indent=2))
@@ -658,7 +715,7 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
         task = json.loads(card_path.read_text()).get("task")
     except json.JSONDecodeError as e:
         raise ValueError(f"corrupt run card {str(card_path)!r}: {e}") from e
-    dest = Path(args.zoo_dir) if args.zoo_dir else ZOO_DIR
+    dest = Path(args.zoo_dir) if args.zoo_dir else default_zoo_dir()
     flags = dict(zoo_dir=dest, replace=args.replace, allow_unfinished=args.allow_unfinished)
     if task == "jscc":
         out = export_to_zoo(
@@ -688,7 +745,7 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     zl = zsub.add_parser("list", help="list shipped checkpoints")
     zl.add_argument("--json", action="store_true", help="print the cards as JSON")
     zl.add_argument("-v", "--verbose", action="store_true", help="also print training commands")
-    zl.add_argument("--zoo-dir", help=f"zoo folder (default: {ZOO_DIR})")
+    zl.add_argument("--zoo-dir", help=f"list this folder only (default: {ZOO_DIR} and ${ZOO_ENV})")
     zl.set_defaults(func=cmd_zoo_list)
     za = zsub.add_parser(
         "add",
@@ -704,7 +761,10 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     za.add_argument("--test-snr", type=float, nargs="+", help="JSCC: test SNRs in dB "
                     "(default: the run's validation SNRs)")  # fmt: skip
     za.add_argument("--device", default="cpu", help="device for the test (default: cpu)")
-    za.add_argument("--zoo-dir", help=f"zoo folder (default: {ZOO_DIR})")
+    za.add_argument(
+        "--zoo-dir",
+        help=f"zoo folder (default: the first folder in ${ZOO_ENV}, else {ZOO_DIR})",
+    )
     za.add_argument("--replace", action="store_true", help="overwrite an existing entry")
     za.add_argument("--allow-unfinished", action="store_true",
                     help="ship a run that stopped before the end of its schedule (the card "
@@ -715,10 +775,12 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 __all__ = [
     "ZOO_DIR",
+    "ZOO_ENV",
     "ZooEntry",
     "add_zoo_parser",
     "check_export",
     "codec_snr_train",
+    "default_zoo_dir",
     "export_to_zoo",
     "find_checkpoint",
     "format_table",
@@ -728,4 +790,6 @@ __all__ = [
     "run_provenance",
     "shipped_cbrs",
     "trained_data",
+    "user_zoo_dirs",
+    "zoo_dirs",
 ]
