@@ -186,7 +186,7 @@ def test_compare_and_table_ci_commands(tmp_path, capsys):
     d = paired_interval([21.0, 25.1, 29.9], [20.0, 24.0, 29.0])
     assert cells == ["0", "psnr", "25.33", "24.33", "+1.00",
                      f"[{d.low:+.2f}, {d.high:+.2f}]", "3", "A better"]  # fmt: skip
-    assert lines[6].endswith("| tie |")
+    assert lines[6].endswith("| not significant |")
     assert main(["table", str(f), "--ci"]) == 0
     out = capsys.readouterr().out.splitlines()
     hw = mean_interval([20.0, 24.0, 29.0]).half_width

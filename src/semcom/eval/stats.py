@@ -220,7 +220,8 @@ def comparison_table(
             if math.isnan(r.diff.half_width)
             else f"[{r.diff.low:+.{nd}f}, {r.diff.high:+.{nd}f}]"
         )
-        verdict = {"a": "A better", "b": "B better", "tie": "tie"}[r.verdict]
+        # "tie" means the interval holds 0, not that the means are equal: say so
+        verdict = {"a": "A better", "b": "B better", "tie": "not significant"}[r.verdict]
         cells = [
             f"{r.snr_db:g}",
             r.metric,
