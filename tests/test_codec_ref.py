@@ -110,6 +110,7 @@ def test_eval_codec_option_labels_the_curve(tmp_path, capsys):
     assert run["cbr_str"] == "1/16" and run["psnr"] == plain["psnr"]
     assert run["weights"] == plain["weights"]
     capsys.readouterr()
+    out.unlink()  # (an existing results file of another command is refused first)
     assert main(["eval", "--scheme", "vae", "--codec", "deepjscc-c6-bsds-awgn10", *common]) == 2
     assert "--codec applies to the schemes adjscc, adjscc+dm" in capsys.readouterr().err
 

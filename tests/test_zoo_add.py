@@ -221,14 +221,14 @@ def test_user_zoo_from_the_environment(data_root, tmp_path, monkeypatch, capsys)
     run = tmp_path / "a"
     _train(run, "--model", "deepjscc", "--epochs", "1")
     shipped = zoo_mod.find_checkpoint("deepjscc", 1 / 12)
-    assert shipped.shipped and shipped.cbr == pytest.approx(1 / 12, rel=1e-3)
+    assert not shipped.user and shipped.cbr == pytest.approx(1 / 12, rel=1e-3)
     assert semcom_main(["zoo", "add", str(run), "aaa-mine"]) == 0  # sorts before the shipped
     assert (mine / "aaa-mine.json").is_file() and (mine / "aaa-mine.safetensors").is_file()
     assert not (zoo_mod.ZOO_DIR / "aaa-mine.json").exists()
     capsys.readouterr()
     assert semcom_main(["zoo", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "aaa-mine *" in listing and f"+ not shipped: in {mine}" in listing  # a variant
+    assert "aaa-mine * +" in listing and f"+ yours: in {mine} ($SEMCOM_ZOO)" in listing
     assert zoo_mod.find_checkpoint("deepjscc", 1 / 12).name == shipped.name  # still default
     assert zoo_mod.resolve_weights("aaa-mine") == str(mine / "aaa-mine.safetensors")
     assert zoo_mod.load_codec("deepjscc", "1/12", ref="aaa-mine").width == W

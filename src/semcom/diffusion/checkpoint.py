@@ -166,8 +166,9 @@ def find_latent_model(
     ]
     if not cands:
         raise ValueError(
-            f"no {model} for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " is "
-            f"shipped; train one with 'semcom train {model}' (see 'semcom zoo list')"
+            f"no {model} for codec {codec!r}" + (f" at CBR {cbr}" if cbr else "") + " in the "
+            f"zoo; train one with 'semcom train {model}' and add it with 'semcom zoo add RUN "
+            "NAME' (see 'semcom zoo list')"
         )
     if fingerprint is not None:
         for e in cands:

@@ -83,9 +83,10 @@ class ZooEntry:
     card: dict[str, Any] = field(repr=False)
 
     @property
-    def shipped(self) -> bool:
-        """Whether the entry ships with semcom (else it is in a user zoo folder)."""
-        return self.weights.parent.resolve() == Path(ZOO_DIR).resolve()
+    def user(self) -> bool:
+        """Whether the entry is in a user zoo folder (``$SEMCOM_ZOO``), not shipped."""
+        here = self.weights.parent.resolve()
+        return any(here == d.resolve() for d in user_zoo_dirs())
 
     @property
     def test_psnr(self) -> float | None:
@@ -228,7 +229,7 @@ def _same_cbr(have: float, want: float) -> bool:
 def _preference(e: ZooEntry) -> tuple[bool, bool, str]:
     """Order among codec entries at one CBR: shipped first (a user entry does not displace
     the shipped default; it is loaded by name), then AWGN-trained, then by name."""
-    return (not e.shipped, e.channel != "awgn", e.name)
+    return (e.user, e.channel != "awgn", e.name)
 
 
 def _codec_entries(entries: list[ZooEntry]) -> list[ZooEntry]:
@@ -665,7 +666,7 @@ def format_table(entries: list[ZooEntry]) -> str:
     variants = _variants(entries)
     rows = [
         [
-            e.name + (" *" if e.name in variants else "") + ("" if e.shipped else " +"),
+            e.name + (" *" if e.name in variants else "") + (" +" if e.user else ""),
             e.model,
             format_cbr(e.cbr),
             e.channel,
@@ -682,9 +683,9 @@ def format_table(entries: list[ZooEntry]) -> str:
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     if variants:
         lines.append("* a variant: not its CBR's default; run it with --codec NAME")
-    users = sorted({str(e.weights.parent) for e in entries if not e.shipped})
+    users = sorted({str(e.weights.parent) for e in entries if e.user})
     if users:
-        lines.append(f"+ not shipped: in {', '.join(users)}")
+        lines.append(f"+ yours: in {', '.join(users)} (${ZOO_ENV})")
     return "\n".join(lines)
 
 
