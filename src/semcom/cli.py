@@ -377,6 +377,16 @@ def _results_file(args: argparse.Namespace) -> Path:
     )
 
 
+def _add_force_arg(p: argparse.ArgumentParser) -> None:
+    """``--force`` of the commands whose ``--out`` is checked by :func:`_results_file`."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out that holds other results (a re-run of the command it "
+        "records replaces it without --force)",
+    )
+
+
 def _fmt(col: str, v: object) -> str:
     if col == "snr_db" and isinstance(v, float):
         return f"{v:g}"
@@ -795,12 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(e)
     e.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     e.add_argument("--out", required=True, help="results JSON path")
-    e.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing --out that holds other results (a re-run of the command it "
-        "records replaces it without --force)",
-    )
+    _add_force_arg(e)
     e.add_argument("--limit", type=_positive_int, default=None, help="use the first N images")
     e.add_argument(
         "--spread",
@@ -884,12 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--seed", type=int, default=0)
     pe.add_argument("--device", default="cpu")
     pe.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
-    pe.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing --out that holds other results (a re-run of the command it "
-        "records replaces it without --force)",
-    )
+    _add_force_arg(pe)
     pe.add_argument("--quiet", action="store_true", help="no progress bar")
     pe.set_defaults(func=cmd_experiment_perturb)
     po = exsub.add_parser(
@@ -906,12 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--limit", type=_positive_int, default=8, help="images per test set")
     po.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
     po.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
-    po.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing --out that holds other results (a re-run of the command it "
-        "records replaces it without --force)",
-    )
+    _add_force_arg(po)
     po.add_argument("--quiet", action="store_true", help="no progress bar")
     po.set_defaults(func=cmd_experiment_ood)
 
