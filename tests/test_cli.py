@@ -381,6 +381,10 @@ def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
     run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--limit", "1",
            "--snr", "3", "--seed", "7", "--crop", "24")  # fmt: skip
     assert seen == {"seed": 7, "snrs": [3.0], "images": [(3, 24, 24)]}  # a crop, as eval takes
+    # --json alone prints the rows as JSON instead of the table (as transmit --json does)
+    monkeypatch.setattr(bench, "bench_schemes", lambda *a, **k: [{"scheme": "x", "total": 1.5}])
+    out = run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--json")
+    assert json.loads(out) == [{"scheme": "x", "total": 1.5}]
     line = run_err(capsys, "bench", "--scheme", "jpeg+capacity", "--metrics", "psnr")
     assert "unrecognized arguments: --metrics" in line
 

@@ -847,7 +847,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop", type=_positive_int, default=None, metavar="N", help="centre crop (as eval)"
     )
     b.add_argument("--repeats", type=_positive_int, default=1, help="passes over the images")
-    b.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    b.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="also write the rows to this JSON file; without PATH print JSON instead of the "
+        "table (as transmit --json)",
+    )
     b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("merge", help="merge results JSON files of the same data set/channel/seed")
@@ -947,7 +955,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .eval.bench import bench_schemes, format_bench
 
     device = parse_device(args.device)
-    if args.json:
+    to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
+    if args.json and not to_stdout:
         _output_file(args.json, "--json")
     crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
@@ -957,6 +966,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = bench_schemes(
         schemes, images, _channel(args), snrs, repeats=args.repeats, seed=args.seed
     )
+    if to_stdout:
+        print(json_text(rows, indent=1))
+        return 0
     size = f" (centre {args.crop}x{args.crop})" if args.crop else ""
     print(
         f"{len(images)} {args.dataset} images{size}, {args.channel}, device {device}, "
