@@ -105,6 +105,43 @@ def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
         build_dm_link("adjscc", 1 / 16, torch.device("cpu"), dm_decoder="other")
 
 
+@pytest.mark.slow
+def test_dm_decoder_of_ones_own_is_taken_by_reference(tiny_zoo, monkeypatch, tmp_path):
+    """``--dm-decoder REF``: a decoder trained behind this denoiser, given as a run folder (the
+    zoo one would be chosen by ``auto`` first); refused when it is a plain codec, was trained
+    behind another denoiser, or the scheme is vae+dm."""
+    import shutil
+
+    from semcom.diffusion.registry import build_dm_link
+
+    zoo, runs = tiny_zoo
+    monkeypatch.setattr("semcom.zoo.ZOO_DIR", zoo)
+    cpu = torch.device("cpu")
+    mine = tmp_path / "mine"
+    shutil.copytree(runs / "ft", mine)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(mine / "model.safetensors"), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    raw = load_file(str(mine / "model.safetensors"))
+    key = next(k for k in raw if k.startswith("dec"))
+    raw[key] = raw[key] + 0.5  # one's own decoder: other weights than the zoo's one
+    save_file(raw, str(mine / "model.safetensors"), metadata=meta)
+    zoo_dec = build_dm_link("adjscc", 1 / 16, cpu).codec.state_dict()[key]
+    got = build_dm_link("adjscc", 1 / 16, cpu, dm_decoder=str(mine)).codec.state_dict()[key]
+    assert torch.equal(got, raw[key].to(got.dtype)) and not torch.equal(got, zoo_dec)
+    with pytest.raises(ValueError, match="not a decoder trained behind a diffusion receiver"):
+        build_dm_link("adjscc", 1 / 16, cpu, dm_decoder=str(runs / "base"))
+    card = json.loads((mine / "card.json").read_text())
+    card["decoder_behind_dm"]["denoiser_sha256"] = "0" * 64
+    (mine / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="trained behind the denoiser 'denoiser-adjscc-tiny', not"):
+        build_dm_link("adjscc", 1 / 16, cpu, dm_decoder=str(mine))
+    with pytest.raises(ValueError, match=r"vae\+dm.*auto\|base"):
+        build_dm_link("vae", None, cpu, dm_decoder=str(mine))
+
+
 def test_behind_dm_needs_init():
     from semcom.train.jscc import JSCCConfig
 

@@ -183,11 +183,12 @@ def _add_scheme_args(
     )
     g.add_argument(
         "--dm-decoder",
-        choices=DM_DECODERS,
         default=None,
+        metavar="{" + ",".join(DM_DECODERS) + "} or REF",
         help="the decoder after the receiver: auto (default) = a decoder trained behind this "
-        "denoiser when shipped ('semcom train jscc --behind-dm'), else the codec's own; "
-        "base = the codec's own",
+        "denoiser when in the zoo ('semcom train jscc --behind-dm'), else the codec's own; "
+        "base = the codec's own; REF = such a decoder of yours (zoo name, run folder or "
+        ".safetensors)",
     )
     g.add_argument(
         "--snr-source",

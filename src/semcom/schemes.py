@@ -115,9 +115,9 @@ def get_scheme(
     * ``vae+dm``, ``deepjscc+dm``, ``adjscc+dm``: ``matching`` (``continuous`` | ``vp`` |
       ``ddm``), ``steps`` (int >= 1), ``fading`` (``naive`` | ``waterfill`` | ``reference``),
       ``fading_grid`` (``time`` | ``quantile``), ``fading_samples`` (int >= 1), ``dm_stop``
-      (``auto`` | ``clean``), ``dm_decoder`` (``auto`` | ``base``), ``snr_source`` (``known`` |
-      ``moment`` | ``learned``), ``denoiser_path``, ``estimator_path``; the JSCC ones also
-      ``codec_path``.
+      (``auto`` | ``clean``), ``dm_decoder`` (``auto`` | ``base`` | a checkpoint reference),
+      ``snr_source`` (``known`` | ``moment`` | ``learned``), ``denoiser_path``,
+      ``estimator_path``; the JSCC ones also ``codec_path``.
     * separation baselines (``jpeg+capacity``, ``webp+ldpc``, ...): none.
     """
     _load_builtin()

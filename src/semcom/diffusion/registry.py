@@ -8,7 +8,8 @@ flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
 ``fading_grid`` in {time, quantile} and ``fading_samples`` >= 1 (water-filling runs averaged),
 ``dm_stop`` in {auto, clean} (``auto``: stop the
 reverse process at the training SNR of a decoder trained at one SNR), ``dm_decoder`` in
-{auto, base} (``auto``: a decoder trained behind this receiver when shipped), ``snr_source`` in
+{auto, base} or a checkpoint (``auto``: a decoder trained behind this receiver when in the zoo;
+a zoo name, run folder or ``.safetensors`` of one trained behind this denoiser), ``snr_source`` in
 {known, moment, learned} (:mod:`semcom.estimation`; ``estimator_path`` overrides the shipped
 learned estimator).
 """
@@ -27,8 +28,9 @@ from .samplers import check_receiver_options
 #: one SNR (DeepJSCC), else at the clean latent (with a decoder trained behind the receiver:
 #: not run at all from ``TUNED_SKIP_SNR_DB`` up); ``clean`` = always at the clean latent.
 DM_STOPS = ("auto", "clean")
-#: the decoder after the receiver: ``auto`` = one trained behind this denoiser when shipped
-#: (``semcom train jscc --behind-dm``), else the codec's own; ``base`` = the codec's own.
+#: the decoder after the receiver: ``auto`` = one trained behind this denoiser when in the zoo
+#: (``semcom train jscc --behind-dm``), else the codec's own; ``base`` = the codec's own; any
+#: other value names such a decoder (zoo name, run folder or ``.safetensors``).
 DM_DECODERS = ("auto", "base")
 #: with a decoder trained behind the receiver and ``dm_stop="auto"``, images at or above this SNR
 #: skip the denoiser (its decoder reads the LMMSE latent twice); ``semcom train jscc --behind-dm``
@@ -64,12 +66,14 @@ def build_dm_link(
 
     one_of("matching", matching, MATCHING_RULES)  # the receiver calls it "rule"
     one_of("dm_stop", dm_stop, DM_STOPS)
-    one_of("dm_decoder", dm_decoder, DM_DECODERS)
     check_receiver_options(matching, steps, fading, fading_grid, fading_samples)
     stop_snr_db = None
     tuned = None
     if base == "vae":
         from ..codecs.registry import check_vae_cbr
+
+        if dm_decoder not in DM_DECODERS:
+            raise ValueError("scheme 'vae+dm' runs the TAEF2 decoder: --dm-decoder takes auto|base")
         from ..codecs.taef2 import load_taef2
 
         check_vae_cbr("vae+dm", cbr)
@@ -87,8 +91,9 @@ def build_dm_link(
     if base != "vae":
         from ..zoo import codec_snr_train
 
-        if dm_decoder == "auto":
-            tuned = tuned_decoder(codec, base, den_path, device)
+        if dm_decoder != "base":
+            ref = None if dm_decoder == "auto" else dm_decoder
+            tuned = tuned_decoder(codec, base, den_path, device, ref)
         if tuned is None and dm_stop == "auto" and matching == "continuous":
             # a decoder trained at one SNR gets latents at that SNR; one trained over a range
             # (ADJSCC) adapts: denoise fully
@@ -142,23 +147,45 @@ def build_dm_link(
     )
 
 
-def tuned_decoder(codec, base: str, denoiser_path: str, device):
-    """The shipped codec whose decoder was trained behind the receiver with the denoiser at
-    ``denoiser_path``, with ``codec``'s encoder; None when there is none."""
+def tuned_decoder(codec, base: str, denoiser_path: str, device, ref: str | None = None):
+    """The codec whose decoder was trained behind the receiver with the denoiser at
+    ``denoiser_path``, with ``codec``'s encoder: ``ref`` (a zoo name, run folder or
+    ``.safetensors`` with its card), else the zoo's (None when there is none). ValueError when
+    ``ref`` is no such decoder, was trained behind another denoiser or another encoder."""
     from ..channels import format_cbr
     from ..codecs.jscc import load_jscc
-    from ..zoo import find_dm_decoder, sha256_file
+    from ..zoo import find_dm_decoder, read_card, resolve_weights, sha256_file
 
-    entry = find_dm_decoder(base, codec.cbr, sha256_file(denoiser_path))
-    if entry is None:
-        return None
-    tuned = load_jscc(entry.weights, model=base, c=codec.c, width=codec.width, device=device)
+    sha = sha256_file(denoiser_path)
+    if ref is None:
+        entry = find_dm_decoder(base, codec.cbr, sha)
+        if entry is None:
+            return None
+        weights, name = entry.weights, f"zoo decoder {entry.name!r}"
+    else:
+        try:
+            _, card = read_card(ref)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--dm-decoder {ref!r}: {e}") from e
+        behind = card.get("decoder_behind_dm") or {}
+        if not behind:
+            raise ValueError(
+                f"--dm-decoder {ref!r} is not a decoder trained behind a diffusion receiver "
+                "('semcom train jscc --behind-dm'; its card says so)"
+            )
+        if behind.get("denoiser_sha256") != sha:
+            raise ValueError(
+                f"--dm-decoder {ref!r} was trained behind the denoiser "
+                f"{behind.get('denoiser', '?')!r}, not the one this receiver runs "
+                f"({str(denoiser_path)!r}): pass that one with --denoiser"
+            )
+        weights, name = resolve_weights(ref), f"--dm-decoder {ref!r}"
+    tuned = load_jscc(weights, model=base, c=codec.c, width=codec.width, device=device)
     ours, theirs = codec.state_dict(), tuned.state_dict()
     if any(not torch.equal(ours[k], theirs[k]) for k in ours if k.startswith("enc")):
         raise ValueError(
-            f"zoo decoder {entry.name!r} was trained behind another encoder than the shipped "
-            f"{base} at CBR {format_cbr(codec.cbr)}; retrain it with 'semcom train jscc "
-            "--behind-dm'"
+            f"{name} was trained behind another encoder than the {base} codec in use at CBR "
+            f"{format_cbr(codec.cbr)}; retrain it with 'semcom train jscc --behind-dm'"
         )
     return tuned
 
