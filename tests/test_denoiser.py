@@ -818,3 +818,29 @@ def test_a_codec_variant_finds_its_own_shipped_denoiser():
     assert find_denoiser("deepjscc", "1/16").name == "denoiser-deepjscc-c6-bsds"
     other = find_denoiser("deepjscc", "1/16", fingerprint="000000000000")
     assert other.name == "denoiser-deepjscc-c6-bsds"
+
+
+def test_denoiser_and_estimator_options_take_zoo_names():
+    """``--denoiser`` / ``--snr-estimator`` take a zoo name as ``--codec`` does (they took only
+    paths: a name was 'not found'), a path as before."""
+    from semcom.diffusion.registry import build_dm_link
+    from semcom.zoo import find_checkpoint
+
+    cpu = torch.device("cpu")
+    named = build_dm_link(
+        "deepjscc",
+        1 / 16,
+        cpu,
+        denoiser_path="denoiser-deepjscc-c6-bsds",
+        snr_source="learned",
+        estimator_path="snr-estimator-deepjscc-c6-bsds",
+    )
+    default = build_dm_link("deepjscc", 1 / 16, cpu, snr_source="learned")
+    assert named.weights() == default.weights()  # the same checkpoints, by fingerprint
+    path = str(find_checkpoint("deepjscc", 1 / 16).weights).replace(
+        "deepjscc-c6-bsds-awgn10", "denoiser-deepjscc-c6-bsds"
+    )
+    by_path = build_dm_link("deepjscc", 1 / 16, cpu, denoiser_path=path)
+    assert by_path.weights()["denoiser"] == default.weights()["denoiser"]
+    with pytest.raises(ValueError, match="SNR estimator checkpoint 'no-such' not found"):
+        build_dm_link("deepjscc", 1 / 16, cpu, snr_source="learned", estimator_path="no-such")

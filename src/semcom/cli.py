@@ -200,14 +200,16 @@ def _add_scheme_args(
     g.add_argument(
         "--denoiser",
         default=None,
-        metavar="PATH",
-        help="denoiser checkpoint (run folder or model.safetensors) instead of the shipped one",
+        metavar="REF",
+        help="denoiser checkpoint (zoo name, run folder or .safetensors) instead of the zoo's "
+        "one for the codec",
     )
     g.add_argument(
         "--snr-estimator",
         default=None,
-        metavar="PATH",
-        help="SNR-estimator checkpoint for --snr-source learned instead of the shipped one",
+        metavar="REF",
+        help="SNR-estimator checkpoint for --snr-source learned (zoo name, run folder or "
+        ".safetensors) instead of the zoo's one for the codec",
     )
     if metrics:  # bench and experiment perturb compute their own
         _add_metrics_arg(p)

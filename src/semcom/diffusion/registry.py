@@ -126,8 +126,9 @@ def build_dm_link(
         from .checkpoint import find_latent_model
 
         est_path = (
-            estimator_path
-            or find_latent_model(
+            _latent_model_file(estimator_path, "SNR estimator")
+            if estimator_path
+            else find_latent_model(
                 "snr-estimator", base, cbr_key, fingerprint=codec_fingerprint(codec)
             ).weights
         )
@@ -190,17 +191,33 @@ def tuned_decoder(codec, base: str, denoiser_path: str, device, ref: str | None 
     return tuned
 
 
+def _latent_model_file(ref: str, what: str) -> str:
+    """A denoiser or SNR estimator given by the user: a zoo name (``semcom zoo list``, user zoo
+    included), a run folder or a ``.safetensors``; ValueError naming it when there is none,
+    before anything reads or hashes it."""
+    from ..paths import checkpoint_file
+    from ..zoo import resolve_weights
+
+    try:
+        path = resolve_weights(ref)
+    except ValueError:  # neither a name nor a file: said below, naming what was looked for
+        path = str(ref)
+    weights = checkpoint_file(path)
+    if not weights.is_file():
+        raise ValueError(
+            f"{what} checkpoint {str(weights)!r} not found (give a zoo name, a run folder or a "
+            ".safetensors)"
+        )
+    return path
+
+
 def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
-    """``denoiser_path``, or the weights of the shipped denoiser for ``codec`` (named ``base``)."""
+    """``denoiser_path`` (a zoo name, run folder or ``.safetensors``), or the weights of the
+    zoo's denoiser for ``codec`` (named ``base``)."""
     from .checkpoint import find_denoiser, latent_cbr_key
 
     if denoiser_path:
-        from ..paths import checkpoint_file
-
-        weights = checkpoint_file(denoiser_path)
-        if not weights.is_file():  # said before anything reads or hashes it
-            raise ValueError(f"denoiser checkpoint {str(weights)!r} not found")
-        return str(denoiser_path)
+        return _latent_model_file(denoiser_path, "denoiser")
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
     return str(find_denoiser(base, cbr_key, fingerprint=codec_fingerprint(codec)).weights)
 
