@@ -232,6 +232,11 @@ def test_user_zoo_from_the_environment(data_root, tmp_path, monkeypatch, capsys)
     assert zoo_mod.find_checkpoint("deepjscc", 1 / 12).name == shipped.name  # still default
     assert zoo_mod.resolve_weights("aaa-mine") == str(mine / "aaa-mine.safetensors")
     assert zoo_mod.load_codec("deepjscc", "1/12", ref="aaa-mine").width == W
+    # continuing a shipped entry: the user entry chains after it (lineage across folders)
+    _train(tmp_path / "b", "--model", "deepjscc", "--epochs", "1", "--width", "64",
+           "--init", shipped.name)  # fmt: skip
+    assert semcom_main(["zoo", "add", str(tmp_path / "b"), "mine-cont"]) == 0
+    assert _card(mine, "mine-cont")["continued_from"]["zoo_name"] == shipped.name
     # a shipped name cannot be taken by a user entry (which would --codec NAME load?)
     assert semcom_main(["zoo", "add", str(run), shipped.name]) == 2
     assert "give the new entry another name" in capsys.readouterr().err

@@ -576,7 +576,8 @@ def _with_init(command: str, init: str, new: str) -> str:
 
 
 def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> None:
-    """Chain ``card`` after the zoo entry of ``dest`` its run started from (``--init``), if any.
+    """Chain ``card`` after the zoo entry its run started from (``--init``), if any: one of
+    ``dest``, else of the zoo folders (:func:`zoo_dirs`).
 
     The entry is matched by name or by the SHA-256 of the ``--init`` file, and accepted only if
     its weights are still those the run started from (``init_fingerprint``). Otherwise the card
@@ -589,7 +590,10 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
         return
     f = checkpoint_file(init)
     init_sha = sha256_file(f) if f.is_file() else None
+    # the destination's entries, then the other zoo folders' (a user zoo entry continuing a
+    # shipped one chains after it)
     entries = list_checkpoints(dest)
+    entries += [e for e in list_checkpoints() if e.weights.parent.resolve() != dest.resolve()]
     if init_sha is None and all(e.name != init for e in entries):
         warnings.warn(
             f"the run started from --init {init!r}, neither a zoo entry nor a file from here: "
