@@ -844,3 +844,23 @@ def test_denoiser_and_estimator_options_take_zoo_names():
     assert by_path.weights()["denoiser"] == default.weights()["denoiser"]
     with pytest.raises(ValueError, match="SNR estimator checkpoint 'no-such' not found"):
         build_dm_link("deepjscc", 1 / 16, cpu, snr_source="learned", estimator_path="no-such")
+
+
+def test_shipped_adjscc_dm_keeps_its_decoder_beside_the_long_variant():
+    """Two zoo decoders trained behind the shipped ADJSCC denoiser: ``auto`` keeps the one the
+    results files were made with, the ``-long`` variant is taken by name only."""
+    from semcom.codecs.jscc import load_jscc
+    from semcom.diffusion.registry import build_dm_link
+    from semcom.fingerprint import codec_fingerprint
+    from semcom.zoo import resolve_weights
+
+    cpu = torch.device("cpu")
+
+    def fp(ref):
+        return codec_fingerprint(load_jscc(resolve_weights(ref)))
+
+    auto = build_dm_link("adjscc", 1 / 16, cpu).codec
+    assert codec_fingerprint(auto) == fp("adjscc-c6-bsds-awgn-5-20-dmdec")
+    name = "adjscc-c6-bsds-awgn-5-20-dmdec-long"
+    long = build_dm_link("adjscc", 1 / 16, cpu, dm_decoder=name).codec
+    assert codec_fingerprint(long) == fp(name) != codec_fingerprint(auto)
