@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .channels import (
+    DECODER_SNR_RANGE_DB,
     SCALAR_SIDE_SYMBOLS,
     CBRReport,
     Channel,
@@ -262,12 +263,13 @@ class AnalogLink:
                     counts["snr_clamped"] = clamped.reshape(b).long().cpu()
                 d = level_from_gamma(gamma).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
                 # the receiver does not know the SNR: its decoder is told the estimate too
-                est_db = (10.0 * torch.log10(gamma.double())).clamp(-100.0, 100.0).reshape(b)
+                est_db = 10.0 * torch.log10(gamma.double()).reshape(b)
+                est_db = est_db.clamp(*DECODER_SNR_RANGE_DB)
                 dec_snr = est_db.float()
                 # score the estimate against the true |h|^2/N0 (not the equaliser's d, which
                 # holds a pilot estimate of h with --csi estimated), on the same +-100 dB scale:
                 # a noiseless link scores 0
-                true_db = state.snr_eq_db.double().reshape(b).clamp(-100.0, 100.0)
+                true_db = state.snr_eq_db.double().reshape(b).clamp(*DECODER_SNR_RANGE_DB)
                 snr_error = est_db - true_db
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
