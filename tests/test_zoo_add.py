@@ -240,6 +240,14 @@ def test_user_zoo_from_the_environment(data_root, tmp_path, monkeypatch, capsys)
     # a shipped name cannot be taken by a user entry (which would --codec NAME load?)
     assert semcom_main(["zoo", "add", str(run), shipped.name]) == 2
     assert "give the new entry another name" in capsys.readouterr().err
+    # a zoo folder that is a file: said as such, nothing written
+    (tmp_path / "a-file").write_text("keep")
+    monkeypatch.setenv("SEMCOM_ZOO", str(tmp_path / "a-file"))
+    assert semcom_main(["zoo", "add", str(run), "in-a-file"]) == 2
+    err = capsys.readouterr().err
+    assert f"zoo folder {str(tmp_path / 'a-file')!r} is a file" in err
+    assert (tmp_path / "a-file").read_text() == "keep"
+    monkeypatch.setenv("SEMCOM_ZOO", f"{mine}{os.pathsep}{other}")
     other.mkdir()
     for suffix in (".json", ".safetensors"):
         shutil.copy(mine / f"aaa-mine{suffix}", other / f"aaa-mine{suffix}")

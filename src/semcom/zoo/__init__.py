@@ -508,6 +508,8 @@ def check_export(
     """
     if not zoo_name or any(ch in zoo_name for ch in "/\\ ") or zoo_name.startswith("."):
         raise ValueError(f"invalid zoo name {zoo_name!r} (use letters, digits, - and _)")
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"zoo folder {str(dest)!r} is a file (--zoo-dir, or ${ZOO_ENV})")
     if (dest / f"{zoo_name}.json").exists() and not replace:
         raise FileExistsError(
             f"zoo entry {zoo_name!r} exists in {str(dest)!r}: pass --replace to overwrite it"
