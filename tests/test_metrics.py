@@ -324,14 +324,26 @@ def test_lpips_frozen_and_differentiable(lpips_alex, lpips_example):
     assert not lpips_alex.training
 
 
-def test_lpips_float64_and_small_images(lpips_alex, lpips_example):
+def test_lpips_float64_and_small_images(lpips_alex, lpips_vgg, lpips_example):
     """float64 images score as float32 ones (were a dtype error deep in a convolution); images
-    too small for AlexNet's pooling get one ValueError naming the size."""
+    too small for a trunk's pooling get one ValueError naming the size and the smallest that
+    works, down to 1x1 (AlexNet's first convolution raised a raw RuntimeError below 9x9), and
+    the smallest named size does work."""
     x, y = _ref_pairs(lpips_example)
     d32 = lpips_alex(x[:1], y[:1])
     assert torch.allclose(lpips_alex(x[:1].double(), y[:1].double()), d32, atol=1e-6)
-    with pytest.raises(ValueError, match="24x24 pixels are too small"):
-        lpips_alex(x[:1, :, :24, :24], y[:1, :, :24, :24])
+    for net, smallest in ((lpips_alex, 31), (lpips_vgg, 16)):
+        for side in (1, 4, smallest - 1):
+            with pytest.raises(
+                ValueError,
+                match=f"{side}x{side} pixels are too small.*at least {smallest}x{smallest}",
+            ):
+                net(x[:1, :, :side, :side], y[:1, :, :side, :side])
+        d = net(x[:1, :, :smallest, :smallest], y[:1, :, :smallest, :smallest])
+        assert d.shape == (1,) and torch.isfinite(d).all() and float(d) > 0
+        # one side too small is enough
+        with pytest.raises(ValueError, match="too small"):
+            net(x[:1, :, :64, : smallest - 1], y[:1, :, :64, : smallest - 1])
 
 
 def test_dists_hanning_window_and_l2pool():

@@ -155,12 +155,17 @@ def normalize_channels(f: Tensor, eps: float = 1e-10) -> Tensor:
     return f / (torch.sqrt(torch.sum(f * f, dim=1, keepdim=True)) + eps)
 
 
+#: the smallest image side (pixels) each LPIPS trunk's poolings accept
+LPIPS_MIN_SIZE: dict[str, int] = {"alex": 31, "vgg": 16}
+
+
 class LPIPS(nn.Module):
     """LPIPS v0.1 distance with a frozen AlexNet (``net="alex"``) or VGG16 (``"vgg"``) trunk.
 
     ``forward(x, y)``: float images ``[B,3,H,W]`` in ``[0,1]`` -> distances ``[B]`` (0 for
     identical images; larger is more different). Gradients flow to the inputs, never to the
-    weights (frozen, eval mode). AlexNet needs ``H, W >= 31`` or so; VGG16 ``>= 16``.
+    weights (frozen, eval mode). Images need ``H, W >= min_size``: 31 for AlexNet (its
+    stride-4 11×11 convolution and two 3×3 poolings), 16 for VGG16 (four 2×2 poolings).
     """
 
     shift: Tensor
@@ -170,6 +175,7 @@ class LPIPS(nn.Module):
         super().__init__()
         self.net_name = _canonical_net(net)
         self.net = AlexTrunk() if self.net_name == "alex" else VGG16Trunk()
+        self.min_size = LPIPS_MIN_SIZE[self.net_name]
         for k, c in enumerate(self.net.channels):
             setattr(self, f"lin{k}", nn.Conv2d(c, 1, kernel_size=1, bias=False))
         self.register_buffer(
@@ -188,18 +194,15 @@ class LPIPS(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """LPIPS distance per image; ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` -> ``[B]``."""
         check_pair(x, y, "LPIPS", channels=3)
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"LPIPS: images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for the "
+                f"{self.net_name} network (use at least {self.min_size}x{self.min_size})"
+            )
         b = x.shape[0]
         h = (torch.cat([x, y], dim=0).to(self.shift.dtype) * 2.0 - 1.0 - self.shift) / self.scale
         total = h.new_zeros(b)
-        try:
-            feats = self.net(h)
-        except RuntimeError as e:  # the pooling of the network needs a minimum size
-            if "too small" not in str(e):
-                raise
-            raise ValueError(
-                f"LPIPS: images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for the "
-                "network (use at least 32x32)"
-            ) from None
+        feats = self.net(h)
         for k, f in enumerate(feats):
             f = normalize_channels(f)
             d = (f[:b] - f[b:]) ** 2
