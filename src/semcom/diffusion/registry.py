@@ -71,11 +71,10 @@ def build_dm_link(
     tuned = None
     if base == "vae":
         from ..codecs.registry import check_vae_cbr
+        from ..codecs.taef2 import load_taef2
 
         if dm_decoder not in DM_DECODERS:
             raise ValueError("scheme 'vae+dm' runs the TAEF2 decoder: --dm-decoder takes auto|base")
-        from ..codecs.taef2 import load_taef2
-
         check_vae_cbr("vae+dm", cbr)
         if codec_path is not None:
             raise ValueError("scheme 'vae+dm' runs the pretrained TAEF2: --codec does not apply")
