@@ -668,7 +668,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     atomic_write_json(out, doc, indent=1)
     for r in range(world):  # the shards' files too (on a shared file system)
         _partial_file(out, r, world).unlink(missing_ok=True)
-    if not args.quiet:
+    if not args.quiet and getattr(args, "summary", True):  # reproduce prints its own
         clamped = False
         for run in runs:
             print(f"{run['scheme']} CBR {run['cbr_str']} ({run['n_images']} images)")
@@ -694,6 +694,122 @@ def cmd_eval(args: argparse.Namespace) -> int:
             a, b = quote(run_label(runs[-1])), quote(run_label(runs[-2]))
             print(f"compare two runs: semcom compare {quote(str(out))} --scheme {a} --against {b}")
     return 0
+
+
+def _rerun_recorded(
+    parser: argparse.ArgumentParser,
+    source: str,
+    recorded: list[str],
+    args: argparse.Namespace,
+    folder: Path,
+) -> dict:
+    """Re-run one recorded ``semcom eval`` (``--limit``: its first images) into ``folder``;
+    its results document."""
+    import shlex
+
+    from .eval.plot import load_results
+    from .train.cli import parse_args
+
+    try:  # the recorded command as it was given, checked by today's parser
+        was = parse_args(parser, recorded)
+    except SystemExit:
+        raise CLIError(f"{source}: its recorded command no longer parses (above)") from None
+    extra, which = [], "all its images"
+    if args.limit is not None:
+        if was.spread:
+            raise CLIError(
+                f"{source} spreads its images over the data set (--spread): fewer of them are "
+                "other images, so reproduce it whole (no --limit)"
+            )
+        n = args.limit if was.limit is None else min(args.limit, was.limit)
+        extra, which = ["--limit", str(n)], f"its first {n} images"
+    if not args.quiet:
+        print(f"{source}: re-running `semcom {shlex.join(recorded)}` on {which}", file=sys.stderr)
+    out = folder / Path(source).name
+    ns = parse_args(parser, [*recorded, *extra, "--out", str(out), "--force"])
+    ns.quiet, ns.summary = args.quiet, False  # a progress bar, not eval's summary
+    ns.func(ns)
+    return load_results(out)
+
+
+def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
+    """Re-run the ``semcom eval`` commands results file ``name`` records (its own, or the
+    sources' of a merged file), compare and print; True when all is within the tolerances."""
+    import tempfile
+
+    from .eval.plot import load_results
+    from .eval.reproduce import (
+        compare_results,
+        format_checks,
+        recorded_eval_commands,
+        weight_changes,
+    )
+
+    command = _recorded_command(Path(name))
+    if command is not None and not command.startswith(("semcom eval", "torchrun")):
+        raise CLIError(  # an experiment's file: its own command re-runs it
+            f"{name} records `{command}`: reproduce re-runs 'semcom eval' files; run that "
+            "command again to reproduce this one"
+        )
+    stored = load_results(name)
+    commands = recorded_eval_commands(stored, name)
+    if args.limit is not None:  # a subset compares per image: runs without them are left out
+        whole = [r for r in stored["runs"] if not r.get("per_image")]
+        if len(whole) == len(stored["runs"]):
+            raise CLIError(
+                f"{name} keeps no per-image values (a file written before they were recorded):"
+                " only its means compare, so reproduce it whole (no --limit)"
+            )
+        for r in whole:
+            print(f"  {name}: {r['scheme']} keeps no per-image values: not compared (no --limit)")
+        stored = {**stored, "runs": [r for r in stored["runs"] if r.get("per_image")]}
+    parser = build_parser()
+    t0 = time.perf_counter()
+    fresh_runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (source, recorded) in enumerate(commands):
+            folder = Path(args.keep or tmp) / (str(k) if len(commands) > 1 else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            fresh_runs += _rerun_recorded(parser, source, recorded, args, folder)["runs"]
+    fresh = {"runs": fresh_runs}  # a later source's run replaces an earlier one, as in merge
+    try:
+        checks = compare_results(stored, fresh, args.tolerance_db, args.tolerance)
+    except ValueError as e:
+        raise CLIError(f"{name}: {e}") from None
+    n_new = fresh_runs[-1]["n_images"] if fresh_runs else 0
+    n_old = stored["runs"][0]["n_images"] if stored["runs"] else 0
+    runs = f", {len(commands)} recorded commands" if len(commands) > 1 else ""
+    print(f"{name}: {n_new} of {n_old} images re-run{runs} ({time.perf_counter() - t0:.0f} s)")
+    print(format_checks(checks))
+    for change in weight_changes(stored, fresh):
+        print(f"  network fingerprints: {change}")
+    bad = sum(not c.ok for c in checks)
+    print(f"{name}: " + (f"{bad} of {len(checks)} differ" if bad else "reproduced"))
+    return not bad
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    for flag, value in (("--tolerance-db", args.tolerance_db), ("--tolerance", args.tolerance)):
+        if not value >= 0:  # NaN too
+            raise CLIError(f"{flag} must be >= 0, got {value}")
+    if args.keep and Path(args.keep).exists() and not Path(args.keep).is_dir():
+        raise CLIError(f"--keep {args.keep!r} is a file: give a folder for the re-runs")
+    differ, errors = [], []
+    for name in args.results:  # a file that cannot be re-run is said and skipped
+        try:
+            if not _reproduce_one(name, args):
+                differ.append(name)
+        except (CLIError, MissingResourceError, ValueError, OSError) as e:
+            errors.append(name)
+            print(f"semcom: error: {' '.join(str(e).split())}", file=sys.stderr)
+    if len(args.results) > 1:
+        done = len(args.results) - len(differ) - len(errors)
+        print(
+            f"{done} of {len(args.results)} files reproduced"
+            + (f", {len(differ)} differ ({', '.join(differ)})" if differ else "")
+            + (f", {len(errors)} could not be re-run ({', '.join(errors)})" if errors else "")
+        )
+    return EXIT_USAGE if errors else (1 if differ else 0)
 
 
 # ------------------------------------------------------------------------ demo
@@ -782,6 +898,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .eval.plot import METRIC_LABELS
+    from .eval.reproduce import TOLERANCE, TOLERANCE_DB
     from .metrics import HIGHER_IS_BETTER
 
     p = _Parser(
@@ -860,6 +977,33 @@ def build_parser() -> argparse.ArgumentParser:
         "table (as transmit --json)",
     )
     b.set_defaults(func=cmd_bench)
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="re-run the 'semcom eval' a results file records and compare the numbers",
+        description="Re-run the command each results file records (meta.command; a merged "
+        "file: its sources' commands) and compare "
+        "every image's value per SNR and metric with the stored ones (or, for files without "
+        "per-image values, the means). eval seeds each image's noise by its index, so --limit N "
+        "checks the first N images of a long sweep exactly. Exit status 1 when a value differs "
+        "by more than the tolerance.",
+    )
+    rp.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    rp.add_argument(
+        "--limit", type=_positive_int, default=None, help="re-run only the first N images"
+    )
+    rp.add_argument(
+        "--tolerance-db", type=float, default=TOLERANCE_DB, metavar="DB",
+        help=f"largest difference allowed in dB-valued metrics (PSNR, SNR errors; default "
+        f"{TOLERANCE_DB:g})",
+    )  # fmt: skip
+    rp.add_argument(
+        "--tolerance", type=float, default=TOLERANCE, metavar="X",
+        help=f"largest difference allowed in the other metrics (default {TOLERANCE:g})",
+    )  # fmt: skip
+    rp.add_argument("--keep", default=None, metavar="DIR", help="keep the re-runs' files in DIR")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.set_defaults(func=cmd_reproduce)
 
     m = sub.add_parser("merge", help="merge results JSON files of the same data set/channel/seed")
     m.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")

@@ -1,0 +1,189 @@
+"""Check that a results file still comes out of the code: re-run its recorded ``semcom eval``
+and compare the numbers (``semcom reproduce``).
+
+Every results file records the command that made it (``meta.command``), the fingerprints of
+the networks each curve ran (``weights``) and each image's value per SNR and metric
+(``per_image``, 6 significant digits). ``eval`` seeds each image's noise by its index in the
+data set (:func:`.sweep.image_seed`), so the first N images of a re-run with ``--limit N`` see
+the same channel draws as in the full run: a few images check a long sweep. The comparison
+is per image (or, for a file without per-image values re-run whole, per mean), so a
+difference is pinned to its run, metric, SNR and image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .stats import run_label
+
+#: default tolerances: dB-valued metrics (PSNR, ``*_db``) and the rest (SSIM, LPIPS, ...),
+#: absolute; the stored per-image values carry 6 significant digits
+TOLERANCE_DB = 0.01
+TOLERANCE = 1e-4
+#: run entries that are the run's metrics (lists of one mean per SNR)
+_NOT_METRICS = {"snr_db", "seconds_per_image"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One run's metric against the re-run: the largest absolute difference over the SNRs and
+    images compared (``where``: its SNR and image), and whether it is within ``tolerance``."""
+
+    run: str
+    metric: str
+    compared: int
+    max_diff: float
+    where: str
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_diff <= self.tolerance
+
+
+def tolerance_for(metric: str, tol_db: float = TOLERANCE_DB, tol: float = TOLERANCE) -> float:
+    """The tolerance of ``metric``: ``tol_db`` for dB values (``psnr``, ``*_db``), else ``tol``."""
+    return tol_db if metric == "psnr" or metric.endswith("_db") else tol
+
+
+def recorded_eval_commands(doc: dict, name: str) -> list[tuple[str, list[str]]]:
+    """``(file, semcom arguments)`` of each ``semcom eval`` that made the results document
+    ``doc``: its own command, or for a file of ``semcom merge`` its sources' commands in merge
+    order (recursively; a later source's run replaces an earlier one of the same label).
+    ``ValueError`` naming the file when one is not an ``eval`` command."""
+    from ..devices import command_args
+
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    sources = meta.get("sources")
+    if isinstance(sources, list):
+        out = []
+        for source in sources:
+            if not isinstance(source, dict):
+                raise ValueError(f"{name}: a source in meta.sources is not a record: {source!r}")
+            out += recorded_eval_commands({"meta": source}, str(source.get("file", "?")))
+        if not out:
+            raise ValueError(f"{name} was merged from no recorded sources: nothing to re-run")
+        return out
+    command = meta.get("command")
+    args = command_args(command) if isinstance(command, str) else None
+    if not args or args[0] != "eval":
+        what = f"`{command}`" if isinstance(command, str) else "no command"
+        raise ValueError(f"{name} records {what}, not a `semcom eval` run: nothing to re-run")
+    return [(name, args)]
+
+
+def _same(a: float | None, b: float | None) -> float:
+    """|a - b|, 0 when both are missing or NaN (a metric that could not be computed), inf
+    when only one is."""
+    na = a is None or math.isnan(a)
+    nb = b is None or math.isnan(b)
+    if na or nb:
+        return 0.0 if na and nb else math.inf
+    return abs(float(a) - float(b))  # type: ignore[arg-type]
+
+
+def compare_results(
+    stored: dict,
+    fresh: dict,
+    tol_db: float = TOLERANCE_DB,
+    tol: float = TOLERANCE,
+) -> list[Check]:
+    """Compare every run of the ``stored`` results document with the ``fresh`` re-run.
+
+    Per image where the stored run has per-image values (the re-run's images, found by name,
+    may be the first few only), else per mean, which needs a re-run of every image. Runs are
+    matched by label (``scheme@CBR``). ``ValueError`` when a run is missing from the re-run,
+    the SNR lists differ, or a file without per-image values was re-run on fewer images."""
+    fresh_runs = {run_label(r): r for r in fresh["runs"]}
+    checks = []
+    for run in stored["runs"]:
+        label = run_label(run)
+        new = fresh_runs.get(label)
+        if new is None:
+            raise ValueError(f"the re-run has no run {label!r} (it has {', '.join(fresh_runs)})")
+        if [float(s) for s in run["snr_db"]] != [float(s) for s in new["snr_db"]]:
+            raise ValueError(f"{label}: the re-run's SNRs {new['snr_db']} are not {run['snr_db']}")
+        snrs = [f"{float(s):g} dB" for s in run["snr_db"]]
+        per, per_new = run.get("per_image"), new.get("per_image")
+        if per and per_new:
+            index = {n: i for i, n in enumerate(per["images"])}
+            missing = [n for n in per_new["images"] if n not in index]
+            if missing:
+                raise ValueError(f"{label}: the re-run scored images the file has not: {missing}")
+            for metric in (k for k in per if k != "images"):
+                if metric not in per_new:
+                    raise ValueError(f"{label}: the re-run has no per-image {metric!r}")
+                worst, where, n = 0.0, "", 0
+                for j, snr in enumerate(snrs):
+                    for k, image in enumerate(per_new["images"]):
+                        d = _same(per[metric][j][index[image]], per_new[metric][j][k])
+                        n += 1
+                        if d > worst or not where:
+                            worst, where = d, f"{snr}, {image}"
+                checks.append(
+                    Check(label, metric, n, worst, where, tolerance_for(metric, tol_db, tol))
+                )
+            continue
+        if int(new["n_images"]) != int(run["n_images"]):
+            raise ValueError(
+                f"{label} has no per-image values (a file written before they were recorded): "
+                f"only its means can be compared, so re-run all {run['n_images']} images "
+                "(no --limit)"
+            )
+        for metric, values in run.items():
+            if metric in _NOT_METRICS or not isinstance(values, list) or metric not in new:
+                continue
+            diffs = [_same(a, b) for a, b in zip(values, new[metric], strict=True)]
+            j = max(range(len(diffs)), key=diffs.__getitem__)
+            checks.append(
+                Check(
+                    label, metric, len(diffs), diffs[j], f"{snrs[j]}, mean",
+                    tolerance_for(metric, tol_db, tol),
+                )
+            )  # fmt: skip
+    return checks
+
+
+def weight_changes(stored: dict, fresh: dict) -> list[str]:
+    """``run: network old -> new`` for every network fingerprint (``weights``) that differs
+    between the stored runs and the re-run (a retrained checkpoint explains a difference);
+    ``run: network new (the file records none)`` for a file written before curves recorded
+    their fingerprints."""
+    fresh_runs = {run_label(r): r for r in fresh["runs"]}
+    out = []
+    for run in stored["runs"]:
+        label = run_label(run)
+        old, new = run.get("weights") or {}, (fresh_runs.get(label) or {}).get("weights") or {}
+        for net in sorted(set(old) | set(new)):
+            if not old:
+                out.append(f"{label}: {net} {new[net]} (the file records none)")
+            elif old.get(net) != new.get(net):
+                out.append(f"{label}: {net} {old.get(net, 'none')} -> {new.get(net, 'none')}")
+    return out
+
+
+def format_checks(checks: Sequence[Check]) -> str:
+    """The checks as an aligned table: run, metric, values compared, largest difference,
+    where, verdict."""
+    rows = [["run", "metric", "values", "max |diff|", "at", "verdict"]]
+    for c in checks:
+        verdict = "same" if c.max_diff == 0 else ("ok" if c.ok else f"DIFFERS (> {c.tolerance:g})")
+        where = c.where if c.max_diff else ""  # every value equal: no place to name
+        rows.append([c.run, c.metric, str(c.compared), f"{c.max_diff:.6g}", where, verdict])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+__all__ = [
+    "TOLERANCE",
+    "TOLERANCE_DB",
+    "Check",
+    "compare_results",
+    "format_checks",
+    "recorded_eval_commands",
+    "tolerance_for",
+    "weight_changes",
+]
