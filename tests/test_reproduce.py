@@ -13,6 +13,7 @@ from semcom.cli import main
 from semcom.eval.reproduce import (
     TOLERANCE,
     TOLERANCE_DB,
+    compare_documents,
     compare_results,
     format_checks,
     recorded_eval_commands,
@@ -165,6 +166,39 @@ def test_recorded_commands():
             recorded_eval_commands({"runs": [], "meta": meta}, "b.json")
 
 
+def test_an_experiment_file_is_compared_number_by_number():
+    stored = {
+        "experiment": "perturb", "scheme": "vae+dm", "snr_db": [-10.0, 0.0], "deltas": [-0.5, 0.0],
+        "t": {"psnr": [[17.0, 18.0], [22.0, 22.7]], "latent_mse": [[0.9, 0.8], [0.5, 0.4]]},
+        "per_image": {"t": {"psnr": [[[17.0], [18.0]], [[22.0], [22.7]]]}},
+        "command": "semcom experiment perturb --out p.json",
+    }  # fmt: skip
+    fresh = copy.deepcopy(stored)
+    fresh["command"] = "semcom experiment perturb --out /tmp/x/p.json"  # provenance: ignored
+    checks = {(c.run, c.metric): c for c in compare_documents(stored, fresh)}
+    assert set(checks) == {
+        ("(settings)", "-"), ("snr_db", "snr_db"), ("t", "psnr"), ("t", "latent_mse"),
+        ("per_image", "psnr"),
+    }  # fmt: skip
+    assert all(c.ok and c.max_diff == 0 for c in checks.values())
+    assert checks[("t", "psnr")].compared == 4 and checks[("(settings)", "-")].compared == 4
+    fresh["t"]["psnr"][1][0] += 0.02  # over the dB tolerance
+    fresh["t"]["latent_mse"][0][1] += 5e-5  # under the other one
+    checks = {(c.run, c.metric): c for c in compare_documents(stored, fresh)}
+    assert not checks[("t", "psnr")].ok and checks[("t", "psnr")].where == "t/psnr/1/0"
+    assert checks[("t", "latent_mse")].ok and checks[("t", "latent_mse")].max_diff > 0
+    fresh = copy.deepcopy(stored)
+    fresh["scheme"] = "vae"  # another text: infinitely different
+    bad = [c for c in compare_documents(stored, fresh) if not c.ok]
+    assert [(c.run, c.where, c.max_diff) for c in bad] == [("(settings)", "scheme", math.inf)]
+    fresh = copy.deepcopy(stored)
+    fresh["t"]["counts"] = [1.0]  # an entry a newer format added: not compared
+    assert all(c.ok for c in compare_documents(stored, fresh))
+    del fresh["t"]["latent_mse"][1]  # a value the re-run lacks
+    bad = [c for c in compare_documents(stored, fresh) if not c.ok]
+    assert [(c.where, c.max_diff) for c in bad] == [("t/latent_mse/1/0", math.inf)]
+
+
 # ------------------------------------------------------------------ the command, end to end
 EVAL = ["eval", "--scheme", "deepjscc", "--cbr", "1/16", "--dataset", "samples", "--crop", "64",
         "--limit", "2", "--snr", "0", "10", "--metrics", "psnr", "ssim", "--quiet"]  # fmt: skip
@@ -258,11 +292,23 @@ def test_reproduce_says_what_it_cannot_rerun_and_goes_on(sweep, tmp_path, capsys
     assert "--tolerance must be >= 0" in capsys.readouterr().err
 
 
-def test_reproduce_refuses_an_experiment_file(tmp_path, capsys):
-    f = tmp_path / "p.json"
-    f.write_text(json.dumps({"command": "semcom experiment perturb --out p.json", "rows": []}))
-    assert main(["reproduce", str(f)]) == 2
-    assert "run that command again" in capsys.readouterr().err
+def test_reproduce_reruns_an_experiment_whole(tmp_path, data_root, weights_root, capsys):
+    out = tmp_path / "ood.json"
+    assert main(["experiment", "ood", "--scheme", "vae", "--in-data", "bsds500-val",
+                 "--out-data", "kodak", "--limit", "1", "--crop", "32", "--snr", "0",
+                 "--metrics", "psnr", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["reproduce", str(out), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert f"{out}: reproduced" in cap.out and "dm_gain" not in cap.out  # no X+dm: no gain
+    assert "drop" in cap.out and "mean over SNRs" not in cap.out  # its verdicts stay out
+    doc = json.loads(out.read_text())
+    doc["drop"]["vae"]["psnr"][0] += 0.5
+    out.write_text(json.dumps(doc))
+    assert main(["reproduce", str(out), "--quiet"]) == 1
+    assert "drop/vae/psnr/0" in capsys.readouterr().out
+    assert main(["reproduce", str(out), "--limit", "1"]) == 2
+    assert "reproduce it whole (no --limit)" in capsys.readouterr().err
 
 
 def test_reproduce_a_file_without_per_image_values_whole(sweep, capsys):

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
-from .devices import launch_command, parse_device
+from .devices import command_args, launch_command, parse_device
 from .link import describe_counts
 from .metrics import METRICS
 from .paths import MissingResourceError, atomic_path, atomic_write_json, json_text
@@ -746,11 +746,9 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     )
 
     command = _recorded_command(Path(name))
-    if command is not None and not command.startswith(("semcom eval", "torchrun")):
-        raise CLIError(  # an experiment's file: its own command re-runs it
-            f"{name} records `{command}`: reproduce re-runs 'semcom eval' files; run that "
-            "command again to reproduce this one"
-        )
+    words = command_args(command) if command else None
+    if words and words[0] == "experiment":
+        return _reproduce_experiment(name, words, args)
     stored = load_results(name)
     commands = recorded_eval_commands(stored, name)
     if args.limit is not None:  # a subset compares per image: runs without them are left out
@@ -783,6 +781,46 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     print(format_checks(checks))
     for change in weight_changes(stored, fresh):
         print(f"  network fingerprints: {change}")
+    bad = sum(not c.ok for c in checks)
+    print(f"{name}: " + (f"{bad} of {len(checks)} differ" if bad else "reproduced"))
+    return not bad
+
+
+def _reproduce_experiment(name: str, recorded: list[str], args: argparse.Namespace) -> bool:
+    """Re-run the ``semcom experiment`` results file ``name`` records (whole: its numbers are
+    means over its images), compare every number and print; True when all are within the
+    tolerances."""
+    import contextlib
+    import io
+    import shlex
+    import tempfile
+
+    from .eval.reproduce import compare_documents, format_checks
+    from .train.cli import parse_args
+
+    if args.limit is not None:
+        raise CLIError(
+            f"{name} holds an experiment's means over its images: reproduce it whole (no --limit)"
+        )
+    stored = json.loads(Path(name).read_text())
+    parser = build_parser()
+    if not args.quiet:
+        print(f"{name}: re-running `semcom {shlex.join(recorded)}`", file=sys.stderr)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.keep or tmp) / Path(name).name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ns = parse_args(parser, [*recorded, "--out", str(out), "--force"])
+        except SystemExit:
+            raise CLIError(f"{name}: its recorded command no longer parses (above)") from None
+        ns.quiet = args.quiet
+        with contextlib.redirect_stdout(io.StringIO()):  # its verdicts: the table says
+            ns.func(ns)
+        fresh = json.loads(out.read_text())
+    checks = compare_documents(stored, fresh, args.tolerance_db, args.tolerance)
+    print(f"{name}: re-run ({time.perf_counter() - t0:.0f} s)")
+    print(format_checks(checks))
     bad = sum(not c.ok for c in checks)
     print(f"{name}: " + (f"{bad} of {len(checks)} differ" if bad else "reproduced"))
     return not bad
@@ -980,15 +1018,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "reproduce",
-        help="re-run the 'semcom eval' a results file records and compare the numbers",
+        help="re-run the command a results file records and compare the numbers",
         description="Re-run the command each results file records (meta.command; a merged "
-        "file: its sources' commands) and compare "
-        "every image's value per SNR and metric with the stored ones (or, for files without "
-        "per-image values, the means). eval seeds each image's noise by its index, so --limit N "
-        "checks the first N images of a long sweep exactly. Exit status 1 when a value differs "
-        "by more than the tolerance.",
+        "file: its sources' commands) and compare every image's value per SNR and metric with "
+        "the stored ones (or, for files without per-image values, the means; for 'semcom "
+        "experiment' files, every number of a whole re-run). eval seeds each image's noise by "
+        "its index, so --limit N checks the first N images of a long sweep exactly. Exit status "
+        "1 when a value differs by more than the tolerance.",
     )
-    rp.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    rp.add_argument(
+        "results", nargs="+", help="results JSON files from 'semcom eval', 'merge', 'experiment'"
+    )
     rp.add_argument(
         "--limit", type=_positive_int, default=None, help="re-run only the first N images"
     )

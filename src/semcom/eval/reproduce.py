@@ -24,6 +24,8 @@ TOLERANCE_DB = 0.01
 TOLERANCE = 1e-4
 #: run entries that are the run's metrics (lists of one mean per SNR)
 _NOT_METRICS = {"snr_db", "seconds_per_image"}
+#: metric names on the paths of an experiment's values (their tolerance's unit)
+_METRIC_KEYS = {"psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists", "latent_mse"}
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,53 @@ def compare_results(
     return checks
 
 
+#: entries of an experiment's file that are not results (timing, provenance)
+_NOT_RESULTS = {"command", "meta", "date", "wall_seconds", "seconds_per_image"}
+
+
+def _leaves(doc: object, path: tuple[str, ...] = ()):
+    """``(path, value)`` of every number or string in a JSON document, entries of
+    :data:`_NOT_RESULTS` left out."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k not in _NOT_RESULTS:
+                yield from _leaves(v, (*path, str(k)))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _leaves(v, (*path, str(i)))
+    else:
+        yield path, doc
+
+
+def compare_documents(
+    stored: dict, fresh: dict, tol_db: float = TOLERANCE_DB, tol: float = TOLERANCE
+) -> list[Check]:
+    """Compare every number of an experiment's results file (``semcom experiment perturb`` /
+    ``ood``) with its re-run, one check per top-level entry and metric (the first metric name
+    on a value's path sets its tolerance, dB for ``psnr`` and ``*_db``; values under no metric,
+    the experiment's settings, are one check). A text that differs, or a value the file holds
+    and the re-run lacks, counts as an infinite difference at its path; entries only the
+    re-run has (added to the format since the file was written) are not compared."""
+    old, new = dict(_leaves(stored)), dict(_leaves(fresh))
+    groups: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    for path, a in old.items():  # what the file holds (a newer format may add entries)
+        b = new.get(path)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+        if numbers:
+            d = _same(float(a), float(b))  # type: ignore[arg-type]
+        else:
+            d = 0.0 if a == b and path in old and path in new else math.inf
+        metric = next((k for k in path if k in _METRIC_KEYS or k.endswith("_db")), "-")
+        entry = path[0] if metric != "-" else "(settings)"  # names, counts, SNRs, deltas, ...
+        groups.setdefault((entry, metric), []).append((d, "/".join(path)))
+    checks = []
+    for (entry, metric), diffs in groups.items():
+        worst, where = max(diffs, key=lambda x: x[0])
+        tolerance = tol if metric == "-" else tolerance_for(metric, tol_db, tol)
+        checks.append(Check(entry, metric, len(diffs), worst, where, tolerance))
+    return checks
+
+
 def weight_changes(stored: dict, fresh: dict) -> list[str]:
     """``run: network old -> new`` for every network fingerprint (``weights``) that differs
     between the stored runs and the re-run (a retrained checkpoint explains a difference);
@@ -181,6 +230,7 @@ __all__ = [
     "TOLERANCE",
     "TOLERANCE_DB",
     "Check",
+    "compare_documents",
     "compare_results",
     "format_checks",
     "recorded_eval_commands",
