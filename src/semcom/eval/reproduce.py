@@ -1,13 +1,15 @@
-"""Check that a results file still comes out of the code: re-run its recorded ``semcom eval``
-and compare the numbers (``semcom reproduce``).
+"""Check that a results file still comes out of the code: re-run the command it records and
+compare the numbers (``semcom reproduce``).
 
-Every results file records the command that made it (``meta.command``), the fingerprints of
-the networks each curve ran (``weights``) and each image's value per SNR and metric
-(``per_image``, 6 significant digits). ``eval`` seeds each image's noise by its index in the
-data set (:func:`.sweep.image_seed`), so the first N images of a re-run with ``--limit N`` see
-the same channel draws as in the full run: a few images check a long sweep. The comparison
-is per image (or, for a file without per-image values re-run whole, per mean), so a
-difference is pinned to its run, metric, SNR and image.
+Every ``eval`` results file records the command that made it (``meta.command``; a merged file
+its sources' under ``meta.sources``), the fingerprints of the networks each curve ran
+(``weights``) and each image's value per SNR and metric (``per_image``, 6 significant digits).
+``eval`` seeds each image's noise by its index in the data set (:func:`.sweep.image_seed`), so
+the first N images of a re-run with ``--limit N`` see the same channel draws as in the full
+run: a few images check a long sweep. The comparison is per image (or, for a file without
+per-image values re-run whole, per mean), so a difference is pinned to its run, metric, SNR
+and image. ``experiment`` files (perturb, ood) are compared number by number
+(:func:`compare_documents`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ _METRIC_KEYS = {"psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists", "laten
 
 @dataclass(frozen=True)
 class Check:
-    """One run's metric against the re-run: the largest absolute difference over the SNRs and
-    images compared (``where``: its SNR and image), and whether it is within ``tolerance``."""
+    """One run's metric (an experiment's entry's) against the re-run: the largest absolute
+    difference over the values compared (``where``: its SNR and image, or its path), and
+    whether it is within ``tolerance``."""
 
     run: str
     metric: str
@@ -183,7 +186,7 @@ def compare_documents(
         if numbers:
             d = _same(float(a), float(b))  # type: ignore[arg-type]
         else:
-            d = 0.0 if a == b and path in old and path in new else math.inf
+            d = 0.0 if path in new and a == b else math.inf
         metric = next((k for k in path if k in _METRIC_KEYS or k.endswith("_db")), "-")
         entry = path[0] if metric != "-" else "(settings)"  # names, counts, SNRs, deltas, ...
         groups.setdefault((entry, metric), []).append((d, "/".join(path)))
