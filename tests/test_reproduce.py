@@ -227,7 +227,7 @@ def test_reproduce_reruns_the_recorded_command(sweep, tmp_path, capsys):
     assert main(["reproduce", str(sweep), "--limit", "1", "--quiet", *keep]) == 0
     assert "1 of 2 images re-run" in capsys.readouterr().out
     kept = json.loads((tmp_path / "k" / "r.json").read_text())
-    assert kept["runs"][0]["n_images"] == 1
+    assert kept["runs"][0]["n_images"] == 1 and kept["meta"]["command"].endswith("--limit 1")
     assert kept["runs"][0]["per_image"]["psnr"][0][0] == pytest.approx(
         json.loads(sweep.read_text())["runs"][0]["per_image"]["psnr"][0][0], abs=1e-4
     )

@@ -696,40 +696,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rerun_recorded(
+def _run_recorded(
     parser: argparse.ArgumentParser,
     source: str,
     recorded: list[str],
     args: argparse.Namespace,
-    folder: Path,
-) -> dict:
-    """Re-run one recorded ``semcom eval`` (``--limit``: its first images) into ``folder``;
-    its results document."""
+    out: Path,
+) -> None:
+    """Run the command ``recorded`` (``semcom`` arguments of results file ``source``) again,
+    writing ``out``; with ``args.limit``, on the first images only (``eval``). Its own summary
+    is left out: reproduce prints the comparison."""
+    import contextlib
+    import io
     import shlex
 
-    from .eval.plot import load_results
     from .train.cli import parse_args
 
     try:  # the recorded command as it was given, checked by today's parser
-        was = parse_args(parser, recorded)
+        ns = parse_args(parser, [*recorded, "--out", str(out), "--force"])
     except SystemExit:
         raise CLIError(f"{source}: its recorded command no longer parses (above)") from None
-    extra, which = [], "all its images"
+    which = ""
     if args.limit is not None:
-        if was.spread:
+        if ns.spread:
             raise CLIError(
                 f"{source} spreads its images over the data set (--spread): fewer of them are "
                 "other images, so reproduce it whole (no --limit)"
             )
-        n = args.limit if was.limit is None else min(args.limit, was.limit)
-        extra, which = ["--limit", str(n)], f"its first {n} images"
+        ns.limit = args.limit if ns.limit is None else min(args.limit, ns.limit)
+        ns.argv = [*ns.argv, "--limit", str(ns.limit)]  # what a kept file records
+        which = f" on its first {ns.limit} images"
     if not args.quiet:
-        print(f"{source}: re-running `semcom {shlex.join(recorded)}` on {which}", file=sys.stderr)
-    out = folder / Path(source).name
-    ns = parse_args(parser, [*recorded, *extra, "--out", str(out), "--force"])
-    ns.quiet, ns.summary = args.quiet, False  # a progress bar, not eval's summary
-    ns.func(ns)
-    return load_results(out)
+        print(f"{source}: re-running `semcom {shlex.join(recorded)}`{which}", file=sys.stderr)
+    ns.quiet, ns.summary = args.quiet, False
+    with contextlib.redirect_stdout(io.StringIO()):
+        ns.func(ns)
+
+
+def _verdict(name: str, checks: Sequence, notes: Sequence[str] = ()) -> bool:
+    """Print the comparison's table, ``notes`` and the file's verdict; True when every check
+    is within its tolerance."""
+    from .eval.reproduce import format_checks
+
+    print(format_checks(checks))
+    for note in notes:
+        print(f"  {note}")
+    bad = sum(not c.ok for c in checks)
+    print(f"{name}: " + (f"{bad} of {len(checks)} differ" if bad else "reproduced"))
+    return not bad
 
 
 def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
@@ -738,12 +752,7 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     import tempfile
 
     from .eval.plot import load_results
-    from .eval.reproduce import (
-        compare_results,
-        format_checks,
-        recorded_eval_commands,
-        weight_changes,
-    )
+    from .eval.reproduce import compare_results, recorded_eval_commands, weight_changes
 
     command = _recorded_command(Path(name))
     words = command_args(command) if command else None
@@ -766,9 +775,10 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     fresh_runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, (source, recorded) in enumerate(commands):
-            folder = Path(args.keep or tmp) / (str(k) if len(commands) > 1 else "")
-            folder.mkdir(parents=True, exist_ok=True)
-            fresh_runs += _rerun_recorded(parser, source, recorded, args, folder)["runs"]
+            out = Path(args.keep or tmp) / (str(k) if len(commands) > 1 else "") / Path(source).name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _run_recorded(parser, source, recorded, args, out)
+            fresh_runs += load_results(out)["runs"]
     fresh = {"runs": fresh_runs}  # a later source's run replaces an earlier one, as in merge
     try:
         checks = compare_results(stored, fresh, args.tolerance_db, args.tolerance)
@@ -778,52 +788,32 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     n_old = stored["runs"][0]["n_images"] if stored["runs"] else 0
     runs = f", {len(commands)} recorded commands" if len(commands) > 1 else ""
     print(f"{name}: {n_new} of {n_old} images re-run{runs} ({time.perf_counter() - t0:.0f} s)")
-    print(format_checks(checks))
-    for change in weight_changes(stored, fresh):
-        print(f"  network fingerprints: {change}")
-    bad = sum(not c.ok for c in checks)
-    print(f"{name}: " + (f"{bad} of {len(checks)} differ" if bad else "reproduced"))
-    return not bad
+    changes = [f"network fingerprints: {c}" for c in weight_changes(stored, fresh)]
+    return _verdict(name, checks, changes)
 
 
 def _reproduce_experiment(name: str, recorded: list[str], args: argparse.Namespace) -> bool:
     """Re-run the ``semcom experiment`` results file ``name`` records (whole: its numbers are
     means over its images), compare every number and print; True when all are within the
     tolerances."""
-    import contextlib
-    import io
-    import shlex
     import tempfile
 
-    from .eval.reproduce import compare_documents, format_checks
-    from .train.cli import parse_args
+    from .eval.reproduce import compare_documents
 
     if args.limit is not None:
         raise CLIError(
             f"{name} holds an experiment's means over its images: reproduce it whole (no --limit)"
         )
     stored = json.loads(Path(name).read_text())
-    parser = build_parser()
-    if not args.quiet:
-        print(f"{name}: re-running `semcom {shlex.join(recorded)}`", file=sys.stderr)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep or tmp) / Path(name).name
         out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            ns = parse_args(parser, [*recorded, "--out", str(out), "--force"])
-        except SystemExit:
-            raise CLIError(f"{name}: its recorded command no longer parses (above)") from None
-        ns.quiet = args.quiet
-        with contextlib.redirect_stdout(io.StringIO()):  # its verdicts: the table says
-            ns.func(ns)
+        _run_recorded(build_parser(), name, recorded, args, out)
         fresh = json.loads(out.read_text())
     checks = compare_documents(stored, fresh, args.tolerance_db, args.tolerance)
     print(f"{name}: re-run ({time.perf_counter() - t0:.0f} s)")
-    print(format_checks(checks))
-    bad = sum(not c.ok for c in checks)
-    print(f"{name}: " + (f"{bad} of {len(checks)} differ" if bad else "reproduced"))
-    return not bad
+    return _verdict(name, checks)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
