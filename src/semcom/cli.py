@@ -400,13 +400,9 @@ def _table(rows: list[dict], metrics: Sequence[str]) -> str:
     cols = ["image", "scheme", "cbr", "snr_db", *metrics]
     if any("snr_error_db" in r for r in rows):  # a receiver estimated the SNR
         cols.append("snr_error_db")
-    body = [[_fmt(c, r.get(c, "-")) for c in cols] for r in rows]
-    widths = [
-        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
-    ]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)).rstrip() for b in body]
-    return "\n".join(lines)
+    from .eval.text import aligned
+
+    return aligned([cols, *([_fmt(c, r.get(c, "-")) for c in cols] for r in rows)])
 
 
 def _unique_stems(paths: Sequence[str | Path]) -> list[str]:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .stats import run_label
+from .text import aligned
 
 #: default tolerances: dB-valued metrics (PSNR, ``*_db``) and the rest (SSIM, LPIPS, ...),
 #: absolute; the stored per-image values carry 6 significant digits
@@ -224,9 +225,7 @@ def format_checks(checks: Sequence[Check]) -> str:
         verdict = "same" if c.max_diff == 0 else ("ok" if c.ok else f"DIFFERS (> {c.tolerance:g})")
         where = c.where if c.max_diff else ""  # every value equal: no place to name
         rows.append([c.run, c.metric, str(c.compared), f"{c.max_diff:.6g}", where, verdict])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
-    return "\n".join(line.rstrip() for line in lines)
+    return aligned(rows)
 
 
 __all__ = [
