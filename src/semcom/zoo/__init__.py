@@ -263,11 +263,16 @@ def find_dm_decoder(
     return None
 
 
+def _named(ref: str | Path, zoo_dir: str | Path | None = None) -> ZooEntry | None:
+    """The zoo entry called ``ref``, or None when ``ref`` names none."""
+    return next((e for e in list_checkpoints(zoo_dir) if e.name == str(ref)), None)
+
+
 def resolve_weights(ref: str | Path, zoo_dir: str | Path | None = None) -> str:
     """A checkpoint reference -> its weights file: a zoo name (``semcom zoo list``) or a path."""
-    for e in list_checkpoints(zoo_dir):
-        if e.name == str(ref):
-            return str(e.weights)
+    entry = _named(ref, zoo_dir)
+    if entry is not None:
+        return str(entry.weights)
     if Path(ref).exists():
         return str(ref)
     raise ValueError(f"{str(ref)!r} is neither a zoo name ('semcom zoo list') nor a file")
@@ -277,9 +282,7 @@ def init_ref(ref: str | Path, zoo_dir: str | Path | None = None) -> str:
     """How a run's card records the checkpoint it started from: a zoo name as it is, a path
     made absolute (a relative one would point elsewhere from another working directory, where
     ``zoo add`` may run)."""
-    if any(e.name == str(ref) for e in list_checkpoints(zoo_dir)):
-        return str(ref)
-    return str(Path(ref).resolve())
+    return str(ref) if _named(ref, zoo_dir) is not None else str(Path(ref).resolve())
 
 
 def zoo_ref(path: str | Path) -> str:
@@ -655,6 +658,7 @@ def chain_hardware(before: str, stage: str) -> str:
 def format_table(entries: list[ZooEntry]) -> str:
     """The ``semcom zoo list`` table (or a line saying nothing is shipped)."""
     from ..channels import format_cbr
+    from ..eval.text import aligned
 
     if not entries:
         return "no checkpoints shipped yet (train with 'semcom train jscc', then 'semcom zoo add')"
@@ -684,9 +688,7 @@ def format_table(entries: list[ZooEntry]) -> str:
         ]
         for e in entries
     ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    lines = [aligned([cols, *rows])]
     if variants:
         lines.append("* a variant: not its CBR's default; run it with --codec NAME")
     users = sorted({str(e.weights.parent) for e in entries if e.user})
