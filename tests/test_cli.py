@@ -581,6 +581,9 @@ def test_eval_refuses_other_sweeps_partial(vae, tmp_path, capsys):
     (tmp_path / "r.json.partial.jsonl").write_text('{"dataset": "kodak"}\n')
     line = run_err(capsys, *EVAL, "--limit", "1", "--out", str(out))
     assert "different sweep" in line
+    # --force starts the partial file afresh (and only then): the sweep runs
+    run_ok(capsys, *EVAL, "--limit", "1", "--out", str(out), "--force")
+    assert json.loads(out.read_text())["runs"] and not (tmp_path / "r.json.partial.jsonl").exists()
 
 
 def test_eval_partial_of_another_limit(vae, tmp_path, capsys, monkeypatch):
@@ -903,6 +906,16 @@ def test_results_are_not_overwritten_by_another_command(tmp_path, capsys):
     assert out.read_text() == first  # untouched
     run_ok(capsys, *base, "--snr", "10")  # the same command again: a reproduction
     assert json.loads(out.read_text())["meta"]["command"] == json.loads(first)["meta"]["command"]
+    # ... also with its options in another order, another spelling of --out's path and other
+    # output noise; one option that changes the measurement (--seed) is another command
+    other_path = os.path.relpath(out)
+    same = ["eval", "--dataset", "samples", "--scheme", "jpeg+capacity", "--cbr", "1/2",
+            "--limit", "1", "--crop", "16", "--snr", "10", "--metrics", "psnr", "-v",
+            "--out", other_path]  # fmt: skip
+    run_ok(capsys, *same)
+    assert json.loads(out.read_text())["meta"]["command"].endswith(f"--out {other_path}")
+    assert "already holds" in run_err(capsys, *same, "--seed", "1")
+    run_ok(capsys, *base, "--snr", "10")
     run_ok(capsys, *base, "--snr", "20", "--force")
     assert json.loads(out.read_text())["runs"][0]["snr_db"] == [20.0]
     # a file semcom did not write, and the experiments, before any work

@@ -372,7 +372,7 @@ def _results_file(args: argparse.Namespace) -> Path:
     if args.force or not p.exists():
         return p
     recorded = _recorded_command(p)
-    if recorded is not None and recorded == launch_command(args.argv):
+    if recorded is not None and _same_measurement(recorded, args):
         return p
     held = f"the results of `{recorded}`" if recorded else "a file that is not semcom's results"
     raise CLIError(
@@ -380,13 +380,40 @@ def _results_file(args: argparse.Namespace) -> Path:
     )
 
 
+# options that do not change what a command measures: a re-run differing only in them is
+# the recorded command again (the file it wrote is the one at hand, whatever --out says)
+_PRESENTATION = frozenset({"out", "force", "quiet", "verbose", "threads", "argv", "func", "summary"})
+
+
+def _same_measurement(recorded: str, args: argparse.Namespace) -> bool:
+    """True when the command line ``recorded`` (a results file's) parses to the options of
+    ``args`` but for :data:`_PRESENTATION` (order, spelling, ``--out``'s path, output noise)."""
+    import contextlib
+    import io
+
+    from .train.cli import parse_args
+
+    words = command_args(recorded)
+    if not words:
+        return False
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            old = vars(parse_args(build_parser(), words))
+    except SystemExit:  # no longer parses: not today's command
+        return False
+    new = vars(args)
+    keys = ({*old} | {*new}) - _PRESENTATION
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
 def _add_force_arg(p: argparse.ArgumentParser) -> None:
     """``--force`` of the commands whose ``--out`` is checked by :func:`_results_file`."""
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace an existing --out that holds other results (a re-run of the command it "
-        "records replaces it without --force)",
+        help="replace an existing --out that holds other results, and for eval a partial "
+        "file left by another sweep (a re-run of the command the file records, whatever the "
+        "order of its options, replaces it without --force)",
     )
 
 
@@ -637,6 +664,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         partial=partial,
         header=header,
         progress=not args.quiet and rank == 0,
+        replace_partial=args.force,  # --force: another sweep's partial file goes too
     )
     if world > 1:
         import torch.distributed as dist

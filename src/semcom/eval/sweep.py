@@ -55,28 +55,31 @@ class PartialResults:
     """Append-only JSON-lines file of per-image results, for resuming sweeps.
 
     The first line is the sweep's ``header`` (its settings); an existing file with another
-    header is refused (:class:`ValueError`). A last line cut by an interruption is skipped.
+    header is refused (:class:`ValueError`), or started afresh with ``replace``. A last line
+    cut by an interruption is skipped.
     """
 
-    def __init__(self, path: Path | None, header: dict):
+    def __init__(self, path: Path | None, header: dict, replace: bool = False):
         self.path = path
         self.rows: dict[tuple[str, int], dict] = {}
         if path is None:
             return
         text = path.read_text() if path.exists() else ""
         lines = text.splitlines()
-        if not lines:  # new (or empty) file
+        try:
+            old = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError as e:
+            if not replace:
+                raise ValueError(
+                    f"{path} is not a semcom partial-results file ({e}); "
+                    "delete it or choose another --out"
+                ) from e
+            old = None
+        new = json.loads(json_text(header))
+        if old is None or (replace and old != new):  # new, empty, or another sweep's: start
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json_text(header) + "\n")
             return
-        try:
-            old = json.loads(lines[0])
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{path} is not a semcom partial-results file ({e}); "
-                "delete it or choose another --out"
-            ) from e
-        new = json.loads(json_text(header))
         if old != new:
             keys = ", ".join(sorted(k for k in {*old, *new} if old.get(k) != new.get(k)))
             raise ValueError(
@@ -244,6 +247,7 @@ def evaluate(
     partial: Path | None = None,
     header: dict | None = None,
     progress: bool = True,
+    replace_partial: bool = False,
 ) -> list[dict]:
     """Send every image through every scheme at every SNR; return per-image rows.
 
@@ -257,10 +261,11 @@ def evaluate(
         batch_size: most SNRs sent in one batch.
         partial: JSON-lines file for resuming (None: no resume).
         header: identifies the sweep in the partial file.
+        replace_partial: start ``partial`` afresh when it holds another sweep (else an error).
     """
     device = torch.device(device)
     _check_evaluate_args(schemes, images, snrs)
-    store = PartialResults(partial, header or {})
+    store = PartialResults(partial, header or {}, replace=replace_partial)
     todo = [
         (idx, name, img, key, scheme)
         for idx, name, img in images
