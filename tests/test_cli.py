@@ -576,6 +576,38 @@ def test_eval_resume_matches_uninterrupted(vae, tmp_path, capsys, monkeypatch):
     )
 
 
+def test_merge_plot_bench_never_replace_a_file_they_did_not_write(tmp_path, capsys):
+    """merge / plot / bench --json given an input photo (or any file of another kind) as their
+    output refuse before any work and leave it alone; their own earlier outputs are replaced,
+    and --force replaces anything."""
+    r = tmp_path / "r.json"
+    run_ok(capsys, "eval", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
+           "--crop", "16", "--metrics", "psnr", "--limit", "1", "--snr", "10", "--quiet",
+           "--out", str(r))  # fmt: skip
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(photo)
+    before = photo.read_bytes()
+    bench = ["bench", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
+             "--crop", "16", "--limit", "1", "--snr", "10"]  # fmt: skip
+    for argv, what in (
+        (["merge", str(r), "--out", str(photo)], "is not a results JSON"),
+        (["plot", str(r), "--out", str(photo)], "is not a figure"),
+        ([*bench, "--json", str(photo)], "is not a 'semcom bench' JSON"),
+    ):
+        line = run_err(capsys, *argv)
+        assert what in line and "--force" in line
+        assert photo.read_bytes() == before
+    for argv in (
+        ["merge", str(r), "--out", str(tmp_path / "m.json")],
+        ["plot", str(r), "--out", str(tmp_path / "f.png")],
+        [*bench, "--json", str(tmp_path / "b.json")],
+    ):
+        run_ok(capsys, *argv)
+        run_ok(capsys, *argv)  # its own output again: replaced without --force
+    run_ok(capsys, "merge", str(r), "--out", str(photo), "--force")
+    assert json.loads(photo.read_text())["runs"]
+
+
 def test_eval_refuses_other_sweeps_partial(vae, tmp_path, capsys):
     out = tmp_path / "r.json"
     (tmp_path / "r.json.partial.jsonl").write_text('{"dataset": "kodak"}\n')

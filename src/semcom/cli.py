@@ -349,13 +349,54 @@ def _output_file(path: str, option: str = "--out") -> Path:
     return p
 
 
+def _json_of(path: Path) -> object:
+    """``path``'s JSON, or None when it is not a readable JSON file."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _is_results(path: Path) -> bool:
+    """A semcom results JSON (``eval``, ``merge`` or ``experiment``)."""
+    doc = _json_of(path)
+    return isinstance(doc, dict) and (
+        isinstance(doc.get("runs"), list) or _recorded_command(path) is not None
+    )
+
+
+def _is_bench(path: Path) -> bool:
+    """A JSON file ``semcom bench --json PATH`` wrote (a list of rows)."""
+    doc = _json_of(path)
+    return isinstance(doc, list) and all(isinstance(r, dict) and "total" in r for r in doc)
+
+
+def _is_figure(path: Path) -> bool:
+    """A PNG that matplotlib wrote (every semcom figure)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return "matplotlib" in str(im.info.get("Software", "")).lower()
+    except OSError:
+        return False
+
+
+def _replaceable(path: Path, option: str, force: bool, ours, what: str) -> Path:
+    """``path`` (checked by :func:`_output_file`), refused when it exists and ``ours(path)``
+    says it is not ``what`` (e.g. an input photo given as ``--out``), unless ``force``."""
+    if path.exists() and not force and not ours(path):
+        raise CLIError(
+            f"{option} {str(path)!r} already exists and is not {what}: give another name, "
+            "or --force to replace it"
+        )
+    return path
+
+
 def _recorded_command(path: Path) -> str | None:
     """The command a semcom results JSON records (``meta.command`` of ``eval``, ``command``
     of the experiments); None when ``path`` is not such a file."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    doc = _json_of(path)
     if not isinstance(doc, dict):
         return None
     meta = doc.get("meta")
@@ -382,7 +423,9 @@ def _results_file(args: argparse.Namespace) -> Path:
 
 # options that do not change what a command measures: a re-run differing only in them is
 # the recorded command again (the file it wrote is the one at hand, whatever --out says)
-_PRESENTATION = frozenset({"out", "force", "quiet", "verbose", "threads", "argv", "func", "summary"})
+_PRESENTATION = frozenset(
+    {"out", "force", "quiet", "verbose", "threads", "argv", "func", "summary"}
+)
 
 
 def _same_measurement(recorded: str, args: argparse.Namespace) -> bool:
@@ -414,6 +457,15 @@ def _add_force_arg(p: argparse.ArgumentParser) -> None:
         help="replace an existing --out that holds other results, and for eval a partial "
         "file left by another sweep (a re-run of the command the file records, whatever the "
         "order of its options, replaces it without --force)",
+    )
+
+
+def _add_replace_arg(p: argparse.ArgumentParser, option: str) -> None:
+    """``--force`` of the commands that write a file semcom can recognise as its own."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace an existing {option} that this command did not write (e.g. a photo)",
     )
 
 
@@ -1028,6 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the rows to this JSON file; without PATH print JSON instead of the "
         "table (as transmit --json)",
     )
+    _add_replace_arg(b, "--json PATH")
     b.set_defaults(func=cmd_bench)
 
     rp = sub.add_parser(
@@ -1062,6 +1115,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge results JSON files of the same data set/channel/seed")
     m.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     m.add_argument("--out", required=True, help="merged results JSON")
+    _add_replace_arg(m, "--out")
     m.set_defaults(func=cmd_merge)
 
     pl = sub.add_parser("plot", help="draw results JSON files against SNR -> PNG")
@@ -1071,6 +1125,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--title", default=None)
     _add_ci_arg(pl, "error bars: the t-interval of each mean over the images")
     pl.add_argument("--out", default="fig.png", help="output PNG (default ./fig.png)")
+    _add_replace_arg(pl, "--out")
     pl.set_defaults(func=cmd_plot)
 
     ex = sub.add_parser("experiment", help="paper experiments (perturb, ood)")
@@ -1158,7 +1213,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
     if args.json and not to_stdout:
-        _output_file(args.json, "--json")
+        out = _output_file(args.json, "--json")
+        _replaceable(out, "--json", args.force, _is_bench, "a 'semcom bench' JSON")
     crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
@@ -1273,8 +1329,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .eval.plot import load_results
     from .eval.sweep import merge_results
 
+    out = _replaceable(_output_file(args.out), "--out", args.force, _is_results, "a results JSON")
     doc = merge_results([load_results(f) for f in args.results], args.results)
-    atomic_write_json(_output_file(args.out), doc, indent=1)
+    atomic_write_json(out, doc, indent=1)
     print(f"wrote {args.out} ({len(doc['runs'])} runs)")
     return 0
 
@@ -1307,7 +1364,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if Path(args.out).suffix.lower() != ".png":
         raise CLIError(f"--out {args.out!r}: plot writes a PNG; give a name ending in .png")
-    _output_file(args.out)
+    _replaceable(_output_file(args.out), "--out", args.force, _is_figure, "a figure")
     out = plot_results(args.results, args.metric, args.out, args.anchors, args.title, args.ci)
     print(f"wrote {out}")
     return 0
