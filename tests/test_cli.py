@@ -319,11 +319,30 @@ def test_transmit_missing_file(tmp_path, capsys):
         # pilots estimate the channel: with perfect CSI (the default) they changed nothing
         (["--pilots", "64"], "--pilots applies to --csi estimated"),
         (["--device", "nonsense"], "invalid --device"),
+        # the fast-fading samplers on a channel with one level per image: a mislabelled copy
+        # of the plain receiver
+        (["--scheme", "vae+dm", "--fading", "waterfill"], "--fading applies to --channel rayl"),
+        (
+            ["--scheme", "vae+dm", "--channel", "rayleigh-slow", "--fading-samples", "4"],
+            "--fading-samples applies to --channel rayleigh-fast",
+        ),
     ],
 )
 def test_transmit_bad_options(inputs, tmp_path, capsys, argv, expect):
     line = run_err(capsys, "transmit", str(inputs["small"]), "--out", str(tmp_path), *argv)
     assert expect in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["--scheme", "vae"], "give a '+dm' scheme (vae+dm, deepjscc+dm, adjscc+dm), not 'vae'"),
+        (["--fading", "waterfill"], "--fading applies to --channel rayleigh-fast"),  # no channel
+    ],
+)
+def test_perturb_bad_options(tmp_path, capsys, argv, expect):
+    line = run_err(capsys, "experiment", "perturb", *argv, "--out", str(tmp_path / "p.json"))
+    assert expect in line and not (tmp_path / "p.json").exists()
 
 
 @pytest.mark.parametrize("scheme", ["vae", "vae+dm"])

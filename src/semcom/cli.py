@@ -290,6 +290,14 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "codec_path": getattr(args, "codec", None),
     }
     takes = {s.name: s.options for s in list_schemes()}
+    fast = getattr(args, "channel", None) == "rayleigh-fast"
+    for key in ("fading", "fading_grid", "fading_samples"):
+        if options[key] is not None and not fast:  # one level per image: nothing to choose
+            where = f"--channel {args.channel}" if hasattr(args, "channel") else "no channel"
+            raise CLIError(
+                f"--{key.replace('_', '-')} applies to --channel rayleigh-fast (a noise level "
+                f"per symbol); with {where} every element has the image's level"
+            )
     for key, value in options.items():
         # an option none of the asked schemes takes would silently change nothing
         if value is not None and not any(key in takes.get(n, ()) for n in names):
@@ -1251,6 +1259,11 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     if args.scheme and len(args.scheme) > 1:
         raise CLIError("experiment perturb takes one --scheme")
     args.scheme = args.scheme or ["vae+dm"]
+    if not args.scheme[0].endswith("+dm"):
+        raise CLIError(
+            f"experiment perturb studies a diffusion receiver's matched step and scaling: give "
+            f"a '+dm' scheme (vae+dm, deepjscc+dm, adjscc+dm), not {args.scheme[0]!r}"
+        )
     # t* and alpha are studied on the whole reverse process, decoded by the codec's own decoder
     args.dm_stop = args.dm_stop or "clean"
     args.dm_decoder = args.dm_decoder or "base"
