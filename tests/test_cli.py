@@ -333,6 +333,20 @@ def test_transmit_bad_options(inputs, tmp_path, capsys, argv, expect):
     assert expect in line
 
 
+def test_eval_spread_needs_limit_and_metrics_count_once(tmp_path, capsys):
+    base = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
+            "--crop", "16", "--snr", "10", "--quiet"]  # fmt: skip
+    line = run_err(capsys, *base, "--spread", "--out", str(tmp_path / "s.json"))
+    assert "--spread spreads --limit N images" in line and not (tmp_path / "s.json").exists()
+    # a metric named twice is one column of transmit's table
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (16, 16), (90, 120, 40)).save(photo)
+    table = run_ok(capsys, "transmit", str(photo), "--scheme", "jpeg+capacity", "--cbr", "1/2",
+                   "--snr", "10", "--metrics", "psnr", "ssim", "psnr",
+                   "--out", str(tmp_path / "t"))  # fmt: skip
+    assert table.splitlines()[0].split() == ["image", "scheme", "cbr", "snr_db", "psnr", "ssim"]
+
+
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [

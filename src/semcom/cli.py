@@ -667,6 +667,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from .separation.common import mean_fallback
 
+    if args.spread and args.limit is None:
+        raise CLIError("--spread spreads --limit N images over the data set: give --limit")
     rank, world, device = _eval_ranks(parse_device(args.device))
     _results_file(args)
     channel = _channel(args)

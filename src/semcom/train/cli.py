@@ -240,12 +240,14 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     """``parser.parse_args(argv)``; for ``train ... --resume RUN`` the run's own options
     (:func:`resume_argv`) come first. ``args.argv`` is ``argv`` as given (the command the
     card records), with ``--snr-train -5:20`` joined as ``--snr-train=-5:20``
-    (:func:`join_range_values`)."""
+    (:func:`join_range_values`); a metric named twice in ``--metrics`` counts once."""
     argv = join_range_values(argv)
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "train" and args.resume:
         full = resume_argv(argv, args.train_command, args.resume)
         args = parser.parse_args(full) if full is not None else args
+    if isinstance(getattr(args, "metrics", None), list):  # each metric once (one column)
+        args.metrics = list(dict.fromkeys(args.metrics))
     args.argv = argv
     return args
 
