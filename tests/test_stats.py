@@ -16,6 +16,7 @@ from semcom.eval.stats import (
     Interval,
     compare_runs,
     find_run,
+    find_runs,
     mean_interval,
     paired_interval,
     run_label,
@@ -152,7 +153,7 @@ def test_find_run_by_scheme_and_cbr():
     docs = [("d1.json", d1), ("d2.json", d2)]
     assert find_run(docs, "adjscc@1/12")[2]["cbr"] == 1 / 12
     assert find_run(docs, "vae")[0] == "d2.json"
-    with pytest.raises(ValueError, match=r"several runs .*add the CBR, e\.g\. 'adjscc@1/12'"):
+    with pytest.raises(ValueError, match=r"several runs .*give the CBR .*'adjscc@1/12'"):
         find_run(docs, "adjscc")
     with pytest.raises(ValueError, match=r"no run 'jpeg' .* hold: adjscc@1/12, adjscc@1/16, vae$"):
         find_run(docs, "jpeg")
@@ -164,8 +165,18 @@ def test_find_run_by_scheme_and_cbr():
     assert find_run([("d3.json", d3)], label)[2]["cbr"] == 16400 / 196608
     assert find_run([("d3.json", d3)], "vae@0.0834119")[2]["cbr"] == 16400 / 196608
     assert find_run([("d3.json", d3)], "vae@1/12")[2]["cbr"] == 1 / 12
-    with pytest.raises(ValueError, match=r"no run 'vae@0\.0834'"):
+    # no run prints as 0.0834: the runs within 2 % of it are two, named
+    with pytest.raises(
+        ValueError, match=r"'vae@0\.0834' names several runs \(vae@0\.08341, vae@1/12"
+    ):
         find_run([("d3.json", d3)], "vae@0.0834")
+    # a nominal CBR finds the one run near it (TAEF2 at "1/12"), not a far one
+    d4 = _doc([_run("vae", v, names, cbr=0.08335), _run("adjscc", v, names, cbr=1 / 16)])
+    assert find_run([("d4.json", d4)], "vae@1/12")[2]["cbr"] == 0.08335
+    with pytest.raises(ValueError, match=r"no run 'adjscc@1/12'"):
+        find_run([("d4.json", d4)], "adjscc@1/12")
+    # one run in two files: every file holding it, in order
+    assert [f for f, _, _ in find_runs([("a", d4), ("b", d2), ("c", d4)], "vae@1/12")] == ["a", "c"]
 
 
 def test_compare_and_table_ci_commands(tmp_path, capsys):
@@ -204,6 +215,33 @@ def test_compare_and_table_ci_commands(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["table", str(f), "--ci", "95"])
     assert e.value.code == 2
+
+
+def test_compare_picks_one_sweep_and_says_so(tmp_path, capsys):
+    """Runs held by several files: the last file holding both is used (same draws), and a
+    note names the files; runs from two sweeps of other --snr lists warn that the draws differ
+    (the paired interval over the images still holds)."""
+    from semcom.cli import main
+
+    names = ["i0", "i1", "i2"]
+    v = [[20.0, 24.0, 29.0], [30.0, 31.0, 32.0]]
+    one = _doc([_run("x", v, names), _run("x+dm", [[21.0, 25.0, 30.0], [30.0, 31.0, 33.0]], names)])
+    two = _doc([_run("x", v, names), _run("x+dm", [[26.0, 30.0, 35.0], [35.0, 36.0, 38.0]], names)])
+    only = _doc([_run("x", v, names)])
+    fa, fb, fc = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    for f, d in ((fa, one), (fb, two), (fc, only)):
+        f.write_text(json.dumps(d))
+    assert main(["compare", str(fa), str(fb), str(fc), "--scheme", "x+dm", "--against", "x"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [f"A = x+dm ({fb})", f"B = x ({fb})"]  # b: holds both
+    assert "note: several of the files" in err and str(fc) in err
+    late = _doc([_run("y", [[1.0, 2.0, 3.0]], names, snrs=(10.0,))])
+    fd = tmp_path / "d.json"
+    fd.write_text(json.dumps(late))
+    assert main(["compare", str(fa), str(fd), "--scheme", "y", "--against", "x"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the two runs saw the same images but not the same channel draws" in err
+    assert "still holds" in err and "merged" not in err
 
 
 def test_plot_ci_draws_the_intervals(tmp_path, monkeypatch):

@@ -1360,14 +1360,32 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .eval.plot import load_results
-    from .eval.stats import compare_runs, comparison_table, find_run
-    from .eval.sweep import merge_results
+    from .eval.stats import compare_runs, comparison_table, find_runs
+    from .eval.sweep import check_mergeable
 
     docs = [(f, load_results(f)) for f in args.results]
-    file_a, doc_a, run_a = find_run(docs, args.scheme)
-    file_b, doc_b, run_b = find_run(docs, args.against)
+    found_a, found_b = find_runs(docs, args.scheme), find_runs(docs, args.against)
+    # both runs from one file (the last holding both) saw the same draws; else each's last
+    both = [f for f, _, _ in found_a if f in {g for g, _, _ in found_b}]
+    pick = (lambda found: next(x for x in found if x[0] == both[-1])) if both else (lambda f: f[-1])
+    (file_a, doc_a, run_a), (file_b, doc_b, run_b) = pick(found_a), pick(found_b)
+    if len(found_a) > 1 or len(found_b) > 1:
+        held = sorted({f for f, _, _ in found_a + found_b})
+        print(
+            f"semcom: note: several of the files ({', '.join(held)}) hold these runs; comparing "
+            f"{args.scheme} from {file_a} and {args.against} from {file_b} (give one file to "
+            "choose)",
+            file=sys.stderr,
+        )
     if file_a != file_b:  # the checks of 'semcom merge': same images, channel and seed
-        merge_results([doc_a, doc_b], [file_a, file_b])
+        differ = check_mergeable([doc_a, doc_b], [file_a, file_b])
+        if differ:
+            warnings.warn(
+                f"the two runs saw the same images but not the same channel draws ({differ}): "
+                "the paired interval still holds over the images, only wider than for two runs "
+                "of one sweep",
+                stacklevel=1,
+            )
     rows = compare_runs(run_a, run_b, args.metrics, args.level, (args.scheme, args.against))
     named = (f"{args.scheme} ({file_a})", f"{args.against} ({file_b})")
     print(comparison_table(rows, named, args.level))

@@ -409,6 +409,31 @@ def _block(doc: dict, key: str) -> dict | None:
     return block
 
 
+def check_mergeable(docs: Sequence[dict], names: Sequence[str]) -> str | None:
+    """``ValueError`` naming the first results document whose data set, channel or seed differs
+    from the first one's; else None when every run drew the same channel noise, or a listing of
+    how each file's sweeps drew it (an image's SNRs are drawn batch by batch, so other ``--snr``
+    lists or batch sizes give other draws: the images are shared, the draws are not)."""
+    first = docs[0]
+    for doc, name in zip(docs[1:], names[1:], strict=True):
+        for key in ("dataset", "channel"):
+            if (theirs := _block(doc, key)) != (ours := _block(first, key)):
+                raise ValueError(f"{name}: {key} {theirs} differs from {ours}")
+        s0, s1 = first.get("meta", {}).get("seed"), doc.get("meta", {}).get("seed")
+        if s0 != s1:
+            raise ValueError(f"{name}: seed {s1} differs from {s0}")
+    plans = {n: _noise_plans(d) for d, n in zip(docs, names, strict=True)}
+    if len(set().union(*plans.values())) <= 1:
+        return None
+    return (
+        "; ".join(
+            f"{n}: " + ", ".join(_describe_plan(p) for p in sorted(ps, key=str))
+            for n, ps in plans.items()
+        )
+        + " (SNRs per batch)"
+    )
+
+
 def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> dict:
     """Merge results documents of separate ``semcom eval`` runs into one.
 
@@ -422,24 +447,12 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
     if not docs:
         raise ValueError("nothing to merge")
     names = list(names) if names is not None else [f"#{i}" for i in range(len(docs))]
-    first = docs[0]
-    for doc, name in zip(docs[1:], names[1:], strict=True):
-        for key in ("dataset", "channel"):
-            if (theirs := _block(doc, key)) != (ours := _block(first, key)):
-                raise ValueError(f"{name}: {key} {theirs} differs from {ours}")
-        s0, s1 = first.get("meta", {}).get("seed"), doc.get("meta", {}).get("seed")
-        if s0 != s1:
-            raise ValueError(f"{name}: seed {s1} differs from {s0}")
-    plans = {n: _noise_plans(d) for d, n in zip(docs, names, strict=True)}
-    if len(set().union(*plans.values())) > 1:
-        listing = "; ".join(
-            f"{n}: " + ", ".join(_describe_plan(p) for p in sorted(ps, key=str))
-            for n, ps in plans.items()
-        )
+    first, differ = docs[0], check_mergeable(docs, names)
+    if differ:
         warnings.warn(
-            "the merged sweeps drew their channel noise differently (an image's SNRs are drawn "
-            f"batch by batch): {listing}. Curves from different lists are not paired; rerun "
-            "with one --snr list and --batch-size to compare them on the same noise",
+            f"the merged sweeps drew their channel noise differently: {differ}. Curves from "
+            "different lists are not paired; rerun with one --snr list and --batch-size to "
+            "compare them on the same noise",
             stacklevel=2,
         )
     runs: dict[tuple, dict] = {}
