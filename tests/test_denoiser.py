@@ -656,6 +656,15 @@ def test_cli_plot(tmp_path, capsys):
     capsys.readouterr()
     assert semcom_main(["plot", str(bad), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a semcom results file" in capsys.readouterr().err
+    # an experiment's file is named as one, with its figure; a PNG given as input is named
+    exp = tmp_path / "p.json"
+    exp.write_text(json.dumps({"experiment": "perturb", "t": {}}))
+    assert semcom_main(["table", str(exp)]) == 2
+    err = capsys.readouterr().err
+    assert "a 'semcom experiment perturb' file, not an eval sweep: its figure is" in err
+    assert str(tmp_path / "p.png") in err
+    assert semcom_main(["plot", str(png), "--out", str(tmp_path / "x.png")]) == 2
+    assert f"{png}: not a results JSON file" in capsys.readouterr().err
     bad.write_text(json.dumps({"runs": [{"psnr": [20.0]}]}))  # a run without scheme / SNRs
     for cmd in (["plot", str(bad), "--out", str(tmp_path / "x.png")], ["table", str(bad)],
                 ["merge", str(bad), str(res), "--out", str(tmp_path / "m.json")]):  # fmt: skip

@@ -568,11 +568,13 @@ def test_results_table(tmp_path, capsys):
     pb.write_text(json.dumps(b))
     assert main(["table", str(pa), str(pb), "--metrics", "psnr", "lpips"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| scheme | CBR | metric | 0 dB | 5 dB | 10 dB |"
-    assert lines[2] == "| vae | 1/12 | psnr | 20.00 | - | 25.12 |"
-    assert lines[3] == "| vae | 1/12 | lpips | 0.412 | - | 0.200 |"
-    assert lines[4] == "| jpeg+capacity | 1/12 | psnr | - | 22.00 | - |"
+    assert lines[0] == "| file | scheme | CBR | metric | 0 dB | 5 dB | 10 dB |"
+    assert lines[2] == "| a.json | vae | 1/12 | psnr | 20.00 | - | 25.12 |"
+    assert lines[3] == "| a.json | vae | 1/12 | lpips | 0.412 | - | 0.200 |"
+    assert lines[4] == "| b.json | jpeg+capacity | 1/12 | psnr | - | 22.00 | - |"
     assert len(lines) == 5  # no lpips row for a run without lpips
+    assert main(["table", str(pa)]) == 0  # one file: no file column
+    assert capsys.readouterr().out.splitlines()[2] == "| vae | 1/12 | psnr | 20.00 | 25.12 |"
     c = _doc([{"scheme": "vae+dm", "cbr": 1 / 12, "snr_db": [0], "psnr": [21.0],
                "snr_est_rmse_db": [0.7349]}])  # fmt: skip
     pc = tmp_path / "c.json"

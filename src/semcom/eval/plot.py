@@ -39,8 +39,14 @@ def load_results(path: str | os.PathLike[str]) -> dict:
         doc = json.loads(p.read_text())
     except FileNotFoundError:
         raise ValueError(f"{p}: no such results file") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{p}: not a results JSON file ({e})") from None
+    if isinstance(doc, dict) and doc.get("experiment") and not isinstance(doc.get("runs"), list):
+        figure = p.with_suffix(".png")
+        raise ValueError(
+            f"{p}: a 'semcom experiment {doc['experiment']}' file, not an eval sweep: its figure "
+            f"is {figure}" + ("" if figure.exists() else " (not found)")
+        )
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise ValueError(f"{p}: not a semcom results file (no 'runs' list)")
     for i, run in enumerate(doc["runs"]):
@@ -194,8 +200,9 @@ def results_table(
     digits: int = 2,
     ci: float | None = None,
 ) -> str:
-    """A Markdown table of every run of ``files``: one row per scheme/CBR and metric, one
-    column per SNR (the union of the files' SNR grids; ``-`` where a run has no value).
+    """A Markdown table of every run of ``files``: one row per scheme/CBR and metric (led by
+    the file's name when there are several), one column per SNR (the union of the files' SNR
+    grids; ``-`` where a run has no value).
 
     ``ci``: a confidence level (e.g. 0.95): each mean gets ``± half-width`` of its t-interval
     over the images (:func:`.stats.mean_interval`; the SNR-estimate RMSE gets ``[low,
@@ -206,8 +213,11 @@ def results_table(
     docs = [load_results(f) for f in files]
     snrs = sorted({s for d in docs for r in d["runs"] for s in r["snr_db"]})
     head = ["scheme", "CBR", "metric", *[f"{s:g} dB" for s in snrs]]
+    several = len(files) > 1  # a file column tells the files' runs apart
+    if several:
+        head.insert(0, "file")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for doc in docs:
+    for name, doc in zip(files, docs, strict=True):
         for run in doc["runs"]:
             for m in metrics:
                 ys = run.get(m)
@@ -219,7 +229,8 @@ def results_table(
                 if ci is not None:
                     cells = _with_intervals(cells, snrs, run, m, ci, nd)
                 cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
-                lines.append("| " + " | ".join([run["scheme"], cbr, m, *cells]) + " |")
+                first = [Path(name).name] if several else []
+                lines.append("| " + " | ".join([*first, run["scheme"], cbr, m, *cells]) + " |")
     missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
     if missing:
         raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
