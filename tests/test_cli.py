@@ -410,14 +410,19 @@ def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
         return []
 
     monkeypatch.setattr(bench, "bench_schemes", spy)
-    monkeypatch.setattr(bench, "format_bench", lambda rows, reference: "")
+    monkeypatch.setattr(bench, "format_bench", lambda rows: "")
     run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--limit", "1",
            "--snr", "3", "--seed", "7", "--crop", "24")  # fmt: skip
     assert seen == {"seed": 7, "snrs": [3.0], "images": [(3, 24, 24)]}  # a crop, as eval takes
-    # --json alone prints the rows as JSON instead of the table (as transmit --json does)
-    monkeypatch.setattr(bench, "bench_schemes", lambda *a, **k: [{"scheme": "x", "total": 1.5}])
+    # --json alone prints the settings and rows as JSON instead of the table (as transmit's)
+    row = {"scheme": "jpeg+capacity@1/16", "snr_db": 0.0, "denoise": 0.5, "decode": 1.0,
+           "total": 1.5}  # fmt: skip
+    monkeypatch.setattr(bench, "bench_schemes", lambda *a, **k: [dict(row)])
     out = run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--json")
-    assert json.loads(out) == [{"scheme": "x", "total": 1.5}]
+    out = json.loads(out)
+    assert out["rows"] == [{**row, "rx_ratio": 1.5, "reference": "jpeg+capacity@1/16"}]
+    assert out["settings"]["images"] == 2 and out["settings"]["dataset"] == "kodak"
+    assert out["settings"]["command"].startswith("semcom bench --scheme jpeg+capacity")
     line = run_err(capsys, "bench", "--scheme", "jpeg+capacity", "--metrics", "psnr")
     assert "unrecognized arguments: --metrics" in line
 

@@ -675,7 +675,7 @@ def test_bench_times_every_stage_and_ratio_to_the_plain_decoder():
     """``semcom bench``: one warm-up call per scheme, then each image once per SNR and
     repeat; the stage means are the schemes' own stage times, and the table gives each
     receiver's (denoise + decode) time over the reference's decoder at the same SNR."""
-    from semcom.eval.bench import bench_schemes, format_bench
+    from semcom.eval.bench import add_ratios, bench_schemes, format_bench
 
     plain, dm = _Timed(decode=1.0), _Timed(decode=1.0, denoise=2.0)
     rows = bench_schemes(
@@ -689,7 +689,10 @@ def test_bench_times_every_stage_and_ratio_to_the_plain_decoder():
         want = plain.stages if r["scheme"] == "plain" else dm.stages
         assert {k: r[k] for k in want} == pytest.approx(want)
         assert r["images_per_s"] == pytest.approx(1 / r["total"])
-    table = format_bench(rows, reference="plain").splitlines()
+    assert "rx_ratio" not in format_bench(rows)  # no ratio column without a reference
+    add_ratios(rows, "plain")
+    assert [r["rx_ratio"] for r in rows] == pytest.approx([1.0, 1.0, 3.0, 3.0])
+    table = format_bench(rows).splitlines()
     assert table[0].split()[-1] == "rx/plain-decode"
     assert [float(line.split()[-1]) for line in table[1:]] == [1.0, 1.0, 3.0, 3.0]
 
@@ -702,8 +705,11 @@ def test_bench_cli(tmp_path, capsys):
                "--limit", "1", "--snr", "10", "--json", str(out)])  # fmt: skip
     assert rc == 0
     text = capsys.readouterr().out
-    (row,) = json.loads(out.read_text())
+    doc = json.loads(out.read_text())
+    (row,) = doc["rows"]
     assert row["scheme"] == "deepjscc@1/16" and row["snr_db"] == 10.0
+    assert row["rx_ratio"] == pytest.approx(1.0, abs=0.1) and row["reference"] == "deepjscc@1/16"
+    assert doc["settings"]["dataset"] == "samples" and doc["settings"]["images"] == 1
     assert "1 samples images, awgn" in text and "rx/deepjscc@1/16-decode" in text
     assert row["total"] > 0 and row["decode"] > 0 and row["denoise"] >= 0
 

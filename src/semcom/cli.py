@@ -374,9 +374,10 @@ def _is_results(path: Path) -> bool:
 
 
 def _is_bench(path: Path) -> bool:
-    """A JSON file ``semcom bench --json PATH`` wrote (a list of rows)."""
+    """A JSON file ``semcom bench --json PATH`` wrote (its rows, in a list before 2026-11-30)."""
     doc = _json_of(path)
-    return isinstance(doc, list) and all(isinstance(r, dict) and "total" in r for r in doc)
+    rows = doc.get("rows") if isinstance(doc, dict) and "settings" in doc else doc
+    return isinstance(rows, list) and all(isinstance(r, dict) and "total" in r for r in rows)
 
 
 def _is_figure(path: Path) -> bool:
@@ -1218,7 +1219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .data import get_dataset
-    from .eval.bench import bench_schemes, format_bench
+    from .eval.bench import add_ratios, bench_schemes, format_bench
 
     device = parse_device(args.device)
     to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
@@ -1233,17 +1234,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = bench_schemes(
         schemes, images, _channel(args), snrs, repeats=args.repeats, seed=args.seed
     )
+    add_ratios(rows, schemes[0][0])
+    settings = {
+        "images": len(images),
+        "dataset": args.dataset,
+        "crop": args.crop,
+        "channel": args.channel,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "seconds": "per image",
+        "command": launch_command(args.argv),
+    }
+    doc = {"settings": settings, "rows": rows}
     if to_stdout:
-        print(json_text(rows, indent=1))
+        print(json_text(doc, indent=1))
         return 0
     size = f" (centre {args.crop}x{args.crop})" if args.crop else ""
     print(
         f"{len(images)} {args.dataset} images{size}, {args.channel}, device {device}, "
         f"{torch.get_num_threads()} threads; seconds per image"
     )
-    print(format_bench(rows, reference=schemes[0][0]))
+    print(format_bench(rows))
     if args.json:
-        atomic_write_json(args.json, rows, indent=1)
+        atomic_write_json(args.json, doc, indent=1)
     return 0
 
 

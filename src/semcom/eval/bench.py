@@ -62,21 +62,31 @@ def bench_schemes(
     return rows
 
 
-def format_bench(rows: list[dict], reference: str | None = None) -> str:
-    """A table of :func:`bench_schemes` rows; with ``reference`` (a scheme label) add the ratio
-    of each receiver (denoise + decode) to the reference's plain decoder at the same SNR."""
+def add_ratios(rows: list[dict], reference: str) -> list[dict]:
+    """Add to each :func:`bench_schemes` row ``rx_ratio``: its receiver's time (denoise +
+    decode) over the plain decoder's of scheme ``reference`` at the same SNR (NaN where that
+    scheme has no row), and ``reference``. Returns ``rows``."""
     ref = {r["snr_db"]: r["decode"] for r in rows if r["scheme"] == reference}
+    for r in rows:
+        dec = ref.get(r["snr_db"])
+        r["rx_ratio"] = (r["denoise"] + r["decode"]) / dec if dec else float("nan")
+        r["reference"] = reference
+    return rows
+
+
+def format_bench(rows: list[dict]) -> str:
+    """A table of :func:`bench_schemes` rows, with the receiver ratio column when the rows
+    carry it (:func:`add_ratios`)."""
     cols = ["scheme", "snr_db", *STAGES, "total", "images_per_s"]
-    if ref:
-        cols.append(f"rx/{reference}-decode")
+    ratio = bool(rows) and "rx_ratio" in rows[0]
+    if ratio:
+        cols.append(f"rx/{rows[0]['reference']}-decode")
     lines = ["  ".join(f"{c:>12s}" for c in cols)]
     for r in rows:
         vals = [f"{r['scheme']:>12s}", f"{r['snr_db']:12g}"]
         vals += [f"{r[k]:12.4f}" for k in (*STAGES, "total")]
         vals.append(f"{r['images_per_s']:12.2f}")
-        if ref:
-            dec = ref.get(r["snr_db"])
-            ratio = (r["denoise"] + r["decode"]) / dec if dec else float("nan")
-            vals.append(f"{ratio:12.2f}")
+        if ratio:
+            vals.append(f"{r['rx_ratio']:12.2f}")
         lines.append("  ".join(vals))
     return "\n".join(lines)
