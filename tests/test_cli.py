@@ -946,6 +946,10 @@ def test_get_scheme_refuses_an_option_the_scheme_does_not_take():
         get_scheme("vae+dm", stpes=4)
     with pytest.raises(ValueError, match=r"'vae' does not take option\(s\) snr_source, steps"):
         get_scheme("vae", steps=4, snr_source="moment")
+    # the CLI's name of a path option points to get_scheme's
+    with pytest.raises(ValueError, match=r"codec, snr_estimator .*snr_estimator is estimator_path, "
+                       "codec is codec_path"):  # fmt: skip
+        get_scheme("deepjscc+dm", "1/16", snr_estimator="x", codec="y")
     assert get_scheme("vae", steps=None).name == "vae"  # None: the default, always accepted
     assert get_scheme("adjscc+dm", cbr=1 / 16).receiver.fading == "naive"  # the default
 

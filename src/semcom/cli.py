@@ -262,17 +262,10 @@ def _channel(args: argparse.Namespace) -> Channel:
 
 
 #: scheme options whose command-line flag has another name
-OPTION_FLAGS = {
-    "denoiser_path": "denoiser",
-    "estimator_path": "snr_estimator",
-    "codec_path": "codec",
-}
-
-
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
-    from .schemes import fixed_cbr, get_scheme, list_schemes, run_name
+    from .schemes import OPTION_FLAGS, fixed_cbr, get_scheme, list_schemes, run_name
 
     names = args.scheme or ["vae"]
     cbrs = [parse_cbr(c) for c in args.cbr] if args.cbr else [None]

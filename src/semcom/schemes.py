@@ -99,6 +99,14 @@ def run_name(name: str, **options) -> str:
     return f"{name}[{','.join(kw)}]" if kw else name
 
 
+# get_scheme option -> the CLI flag that sets it (underscored), where the two differ
+OPTION_FLAGS = {
+    "denoiser_path": "denoiser",
+    "estimator_path": "snr_estimator",
+    "codec_path": "codec",
+}
+
+
 def get_scheme(
     name: str, cbr: float | str | None = None, device: str | torch.device = "cpu", **options
 ) -> Scheme:
@@ -134,6 +142,11 @@ def get_scheme(
     foreign = sorted(set(kw) - set(spec.options))
     if foreign:
         takes = ", ".join(sorted(spec.options)) or "no options"
+        # the three options named otherwise than their CLI flags
+        renamed = [
+            f"{k} is {o}" for o, k in OPTION_FLAGS.items() if k in foreign and o in spec.options
+        ]
+        takes += "; " + ", ".join(renamed) if renamed else ""
         raise ValueError(
             f"scheme {name!r} does not take option(s) {', '.join(foreign)} (it takes: {takes})"
         )
