@@ -427,6 +427,23 @@ def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
     assert "unrecognized arguments: --metrics" in line
 
 
+def test_help_shows_each_commands_defaults(capsys):
+    """--help says what an option left out does: each command's own --snr grid and the other
+    values (not flags, nor options without a default)."""
+    for argv, shown in (
+        (["eval"], ["SNR grid, dB (Es/N0) (default: -10 -5 0 5 10 15 20)", "(default: kodak)"]),
+        (["transmit"], ["(Es/N0) (default: 0)", "same noise) (default: 0)"]),
+        (["bench"], ["(default: 0 15)", "number of images (default: 2)"]),
+        (["table"], ["(default: psnr)"]),
+    ):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for want in shown:
+            assert want in text, (argv, want)
+        assert "(default: None)" not in text and "(default: False)" not in text
+
+
 def test_transmit_out_must_be_a_folder(inputs, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("keep me\n")

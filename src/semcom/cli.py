@@ -38,13 +38,37 @@ class CLIError(Exception):
 NEGATIVE_VALUE = re.compile(r"^-(\d+|\d*\.\d+)([eE][-+]?\d+)?(/\d+)?$|^-inf$")
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default (values only: not for flags, ``None`` or an
+    option whose help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        value = action.default
+        if (
+            not action.option_strings
+            or any(value is v for v in (None, False, True, argparse.SUPPRESS))
+            or "default" in text
+            or isinstance(action, argparse._HelpAction | argparse._VersionAction)
+        ):
+            return action.help
+        shown = (
+            " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+            if (isinstance(value, list | tuple))
+            else (f"{value:g}" if isinstance(value, float) else str(value))
+        )
+        return f"{text} (default: {shown})".lstrip() if shown else action.help
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (``semcom transmit: error: ...``), exit 2."""
+    """argparse with one-line usage errors (``semcom transmit: error: ...``), exit 2, and
+    help that shows the defaults."""
 
     def __init__(self, *args, **kwargs) -> None:
         # whole option names only: an abbreviation (--ou) in a recorded command would break
         # when a new option shares its prefix, and --resume could not strip it
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
         # argparse takes "-1/16", "-1e3", "-inf" for unknown options ("--cbr: expected one
         # argument"); read them as (negative) values so the option's own check names them
@@ -101,13 +125,17 @@ def _positive_int(text: str) -> int:
 
 
 # --------------------------------------------------------------------- helpers
-def _add_channel_args(p: argparse.ArgumentParser) -> None:
+def _add_channel_args(p: argparse.ArgumentParser, snrs: Sequence[float]) -> None:
+    """The channel options; ``snrs``: the command's default ``--snr`` grid in dB."""
     p.add_argument("--channel", default="awgn", choices=CHANNELS, help="channel model")
     p.add_argument("--csi", default="perfect", choices=CSI_MODES, help="receiver CSI")
     p.add_argument(
         "--pilots", type=_positive_int, default=None, help="pilots per block (estimated CSI)"
     )
-    p.add_argument("--snr", type=_snr_value, nargs="+", default=None, help="SNR grid, dB (Es/N0)")
+    p.add_argument(
+        "--snr", type=_snr_value, nargs="+", default=[float(x) for x in snrs],
+        help="SNR grid, dB (Es/N0)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="channel seed (same seed, same noise)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
@@ -326,10 +354,9 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
     return out
 
 
-def _snr_list(args: argparse.Namespace, default: Sequence[float]) -> list[float]:
-    """The ``--snr`` grid in dB (``default`` if none given; each value checked by argparse),
-    each value once, in order."""
-    snrs = [float(s) for s in (args.snr if args.snr else default)]
+def _snr_list(args: argparse.Namespace) -> list[float]:
+    """The ``--snr`` grid in dB (each value checked by argparse), each value once, in order."""
+    snrs = [float(s) for s in args.snr]
     unique = list(dict.fromkeys(snrs))
     if len(unique) < len(snrs):
         print("semcom: note: repeated --snr values are sent once", file=sys.stderr)
@@ -595,7 +622,7 @@ def _is_gray(x: torch.Tensor) -> bool:
 def cmd_transmit(args: argparse.Namespace) -> int:
     from .data import load_image
 
-    snrs = _snr_list(args, [0.0])
+    snrs = _snr_list(args)
     # read every input first: a bad file fails before any work
     images = [
         (stem, load_image(p))
@@ -666,7 +693,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rank, world, device = _eval_ranks(parse_device(args.device))
     _results_file(args)
     channel = _channel(args)
-    snrs = _snr_list(args, [-10, -5, 0, 5, 10, 15, 20])
+    snrs = _snr_list(args)
     crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
@@ -960,7 +987,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.scheme:
         raise CLIError("no scheme is available for the demo")
     args.cbr, args.cbr_given = [DEMO_CBR], False
-    snrs = _snr_list(args, [-5, 0, 5, 10])
+    snrs = _snr_list(args)
     out = Path(args.out)
     rows, grids = _transmit_images(images, args, out, snrs, tile_width=192)
     table = _table(rows, args.metrics)
@@ -1022,7 +1049,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transmit", help="send images over a channel, write PNGs + a grid")
     t.add_argument("images", nargs="+", help="image files (PNG/JPEG/BMP/TIFF/WebP/...)")
     _add_scheme_args(t)
-    _add_channel_args(t)
+    _add_channel_args(t, (0,))
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_verbose_arg(t)
@@ -1030,7 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="SNR sweep on a dataset -> results JSON")
     _add_scheme_args(e)
-    _add_channel_args(e)
+    _add_channel_args(e, (-10, -5, 0, 5, 10, 15, 20))
     e.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     e.add_argument("--out", required=True, help="results JSON path")
     _add_force_arg(e)
@@ -1054,7 +1081,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="transmit the embedded sample photos (no arguments needed)")
-    _add_channel_args(d)
+    _add_channel_args(d, (-5, 0, 5, 10))
     d.add_argument("--out", default="semcom-demo", help="output folder (default ./semcom-demo)")
     d.add_argument("--limit", type=_positive_int, default=4, help="number of sample photos")
     d.add_argument("--size", type=_positive_int, default=256, help="downscale photos to this size")
@@ -1068,7 +1095,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time encode/channel/denoise/decode per image per scheme")
     _add_scheme_args(b, metrics=False)
-    _add_channel_args(b)
+    _add_channel_args(b, (0, 15))
     b.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     b.add_argument("--limit", type=_positive_int, default=2, help="number of images")
     b.add_argument(
@@ -1168,7 +1195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "SNRs; writes a JSON (curves, drop, X+dm gain on each set) and a figure.",
     )
     _add_scheme_args(po, default="vae and vae+dm")
-    _add_channel_args(po)
+    _add_channel_args(po, (-10, -5, 0, 5, 10, 15, 20))
     po.add_argument("--in-data", default="bsds500-val", help="in-distribution test set")
     po.add_argument("--out-data", default="kodak", help="out-of-distribution test set")
     po.add_argument("--limit", type=_positive_int, default=8, help="images per test set")
@@ -1180,7 +1207,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tb = sub.add_parser("table", help="print results JSON files as a Markdown table")
     tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
-    tb.add_argument("--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS))
+    tb.add_argument(
+        "--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
+        help=f"a row per run and metric, from {' '.join(METRIC_LABELS)}",
+    )  # fmt: skip
     _add_ci_arg(tb, "add ± the half-width of the t-interval of each mean over the images")
     tb.set_defaults(func=cmd_table)
 
@@ -1197,7 +1227,12 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--scheme", required=True, metavar="A", help="the run judged (scheme[@CBR])")
     cp.add_argument("--against", required=True, metavar="B", help="the reference run")
     cp.add_argument(
-        "--metrics", nargs="+", default=["psnr"], choices=list(HIGHER_IS_BETTER), metavar="M"
+        "--metrics",
+        nargs="+",
+        default=["psnr"],
+        choices=list(HIGHER_IS_BETTER),
+        metavar="M",
+        help=f"the metrics to compare, from {' '.join(HIGHER_IS_BETTER)}",
     )
     cp.add_argument("--level", type=_level_value, default=0.95, help="confidence level")
     cp.set_defaults(func=cmd_compare)
@@ -1223,7 +1258,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ds = get_dataset(args.dataset, **crop)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
-    snrs = _snr_list(args, [0, 15])
+    snrs = _snr_list(args)
     rows = bench_schemes(
         schemes, images, _channel(args), snrs, repeats=args.repeats, seed=args.seed
     )
@@ -1324,7 +1359,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
         _build_schemes(args, device),
         sets,
         _channel(args),
-        _snr_list(args, [-10, -5, 0, 5, 10, 15, 20]),
+        _snr_list(args),
         seed=args.seed,
         metrics=args.metrics if "psnr" in args.metrics else ["psnr", *args.metrics],
         device=device,
