@@ -444,6 +444,28 @@ def test_help_shows_each_commands_defaults(capsys):
         assert "(default: None)" not in text and "(default: False)" not in text
 
 
+def test_transmit_notes_transparency_and_an_earlier_runs_files(tmp_path, capsys):
+    """A transparent input is said to be composited over white (an opaque RGBA is not); files
+    of an earlier run left beside this run's outputs are counted in a note."""
+    clear, opaque = tmp_path / "clear.png", tmp_path / "opaque.png"
+    Image.new("RGBA", (16, 16), (200, 10, 10, 128)).save(clear)
+    Image.new("RGBA", (16, 16), (200, 10, 10, 255)).save(opaque)
+    out = tmp_path / "o"
+    base = ["transmit", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--snr", "10",
+            "--out", str(out)]  # fmt: skip
+    assert main([*base, str(clear), str(opaque)]) == 0
+    err = capsys.readouterr().err
+    assert f"{clear}: transparent pixels, sent composited over white" in err
+    assert str(opaque) not in err and "earlier run" not in err
+    old = sorted(out.iterdir())
+    for f in old:
+        os.utime(f, (f.stat().st_atime - 3600, f.stat().st_mtime - 3600))
+    assert main([*base, str(opaque)]) == 0
+    err = capsys.readouterr().err
+    kept = [f for f in old if "clear" in f.name]
+    assert kept and f"also holds {len(kept)} files of an earlier run (kept)" in err
+
+
 def test_transmit_out_must_be_a_folder(inputs, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("keep me\n")

@@ -620,7 +620,7 @@ def _is_gray(x: torch.Tensor) -> bool:
 
 
 def cmd_transmit(args: argparse.Namespace) -> int:
-    from .data import load_image
+    from .data.io import is_transparent, load_image
 
     snrs = _snr_list(args)
     # read every input first: a bad file fails before any work
@@ -629,12 +629,25 @@ def cmd_transmit(args: argparse.Namespace) -> int:
         for stem, p in zip(_unique_stems(args.images), args.images, strict=True)
     ]
     out = Path(args.out)
+    start = time.time()
     rows, grids = _transmit_images(images, args, out, snrs)
     gray = [p for p, (_, x) in zip(args.images, images, strict=True) if _is_gray(x)]
     if gray:  # the schemes code colour: a gray image may come back tinted
         print(
             f"semcom: note: {', '.join(gray)}: gray, sent as RGB (three equal channels); the "
             "reconstructions are colour images",
+            file=sys.stderr,
+        )
+    clear = [p for p in args.images if is_transparent(p)]
+    if clear:
+        print(
+            f"semcom: note: {', '.join(clear)}: transparent pixels, sent composited over white",
+            file=sys.stderr,
+        )
+    older = [f for f in out.iterdir() if f.is_file() and f.stat().st_mtime < start - 1]
+    if older:  # an earlier run's outputs (other schemes or SNRs) beside this one's
+        print(
+            f"semcom: note: {out}/ also holds {len(older)} files of an earlier run (kept)",
             file=sys.stderr,
         )
     if args.json:

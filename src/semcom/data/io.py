@@ -37,7 +37,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..paths import atomic_path
 
-__all__ = ["ImageReadError", "image_size", "load_image", "save_image", "to_uint8"]
+__all__ = [
+    "ImageReadError",
+    "image_size",
+    "is_transparent",
+    "load_image",
+    "save_image",
+    "to_uint8",
+]
 
 PathLike = str | os.PathLike
 
@@ -194,6 +201,18 @@ def load_image(path: PathLike) -> torch.Tensor:
             path, f"corrupt, truncated or unsupported image ({type(e).__name__}: {e})"
         ) from e
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def is_transparent(path: PathLike) -> bool:
+    """True when the image at ``path`` has a pixel that is not opaque (which
+    :func:`load_image` composites over white); False for opaque or unreadable files."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in _ALPHA_MODES and "transparency" not in img.info:
+                return False
+            return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    except Exception:  # unreadable: load_image says why
+        return False
 
 
 def to_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
