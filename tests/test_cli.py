@@ -796,15 +796,32 @@ def test_demo(vae, tmp_path, capsys):
 
 def test_schemes_and_datasets(capsys):
     out = run_ok(capsys, "schemes")
-    rows = {ln.split()[0]: ln for ln in out.splitlines()}
+    lines = out.splitlines()
+    rows = {ln.split()[0]: ln for ln in lines}
     assert "1/12" in rows["vae"]
     # a +dm receiver works out of the box at the CBRs of shipped denoisers, not at "any"
     for name in ("deepjscc+dm", "adjscc+dm"):
-        assert rows[name].split()[1:3] == ["CBR", "1/16"], rows[name]
-    assert rows["jpeg+capacity"].split()[1:3] == ["CBR", "any"]
+        assert rows[name].split()[1] == "1/16", rows[name]
+    assert rows["jpeg+capacity"].split()[1] == "any"
+    # columns: the description starts at one offset, also after a list of CBRs
+    start = lines[0].index("what")
+    assert rows["deepjscc"][start - 2 : start + 8] == "  DeepJSCC", rows["deepjscc"]
+    assert all(ln[start - 1] == " " and ln[start] != " " for ln in lines)
     out = run_ok(capsys, "datasets")
     names = [ln.split()[0] for ln in out.splitlines()]
     assert names[:1] == ["kodak"] and "samples" in names and "cifar10-test" in names
+
+
+def test_leftover_words_are_reported_by_their_command(capsys):
+    """A word no option takes is reported by the subcommand given it (its own --help named),
+    with a hint when it looks like a second value of a repeatable option."""
+    line = run_err(capsys, "transmit", "x.png", "--cbr", "1/16", "1/12", "--out", "o")
+    assert line.startswith("semcom transmit: error: unrecognized arguments: 1/12; ")
+    assert "--cbr 1/16 --cbr 1/12" in line and "(see 'semcom transmit --help')" in line
+    line = run_err(capsys, "zoo", "list", "extra")
+    want = "semcom zoo list: error: unrecognized arguments: extra (see 'semcom zoo list --help')"
+    assert line == want
+    assert "required: {list,add}" in run_err(capsys, "zoo")
 
 
 def test_usage_errors(capsys):

@@ -78,6 +78,29 @@ class _Parser(argparse.ArgumentParser):
         msg = " ".join(message.split())
         self.exit(EXIT_USAGE, f"{self.prog}: error: {msg} (see '{self.prog} --help')\n")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but words left over are reported by the (sub)command that was
+        given them (``semcom transmit: error: ...``, its own --help named), with a hint when
+        they look like a second value of a one-value option (``--cbr 1/16 1/12``)."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser: argparse.ArgumentParser = self
+            while True:  # down to the deepest subcommand given
+                subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+                chosen = getattr(ns, subs[0].dest, None) if subs else None
+                if chosen not in (subs[0].choices if subs else {}):
+                    break
+                parser = subs[0].choices[chosen]
+            hint = ""
+            repeatable = "--scheme" in parser._option_string_actions
+            if repeatable and (not extras[0].startswith("-") or NEGATIVE_VALUE.match(extras[0])):
+                hint = (
+                    "; an option takes its values right after it, and repeatable ones "
+                    "(--scheme, --cbr) one value each: --cbr 1/16 --cbr 1/12"
+                )
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return ns
+
 
 # ------------------------------------------------------------- argument types
 #: largest |SNR| in dB a command accepts (N0 = 10^(-SNR/10) stays far from float32 overflow)
@@ -1024,14 +1047,15 @@ def _fit(img: torch.Tensor, size: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- list commands
 def cmd_schemes(args: argparse.Namespace) -> int:
+    from .eval.text import aligned
     from .schemes import list_schemes
 
-    specs = list_schemes()
-    width = max(len(s.name) for s in specs)
-    for spec in specs:
+    rows = []
+    for spec in list_schemes():
         shown = spec.cbrs or spec.shown_cbrs
         cbrs = ", ".join(format_cbr(c) for c in shown) if shown else "any"
-        print(f"{spec.name:{width}s}  CBR {cbrs:10s} {spec.description}")
+        rows.append([spec.name, cbrs, spec.description])
+    print(aligned([["scheme", "CBR", "what"], *rows]))
     return 0
 
 
@@ -1173,7 +1197,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
 
     ex = sub.add_parser("experiment", help="paper experiments (perturb, ood)")
-    exsub = ex.add_subparsers(dest="experiment", required=True, parser_class=_Parser)
+    exsub = ex.add_subparsers(
+        dest="experiment", required=True, parser_class=_Parser, metavar="{perturb,ood}"
+    )
     pe = exsub.add_parser(
         "perturb",
         help="paper A §V-D: perturb the matched step t* and the scaling alpha",

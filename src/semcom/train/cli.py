@@ -33,7 +33,9 @@ _RESUME_FREE = {
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train`` (with sub-subcommand ``jscc``) to a ``semcom`` subparsers object."""
     t = subparsers.add_parser("train", help="train models (jscc, denoiser, snr-estimator)")
-    tsub = t.add_subparsers(dest="train_command", required=True)
+    tsub = t.add_subparsers(
+        dest="train_command", required=True, metavar="{jscc,denoiser,snr-estimator}"
+    )
     j = tsub.add_parser(
         "jscc",
         help="train DeepJSCC / ADJSCC on the differentiable link",

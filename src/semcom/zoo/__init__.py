@@ -750,7 +750,7 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
 def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``zoo`` (``list``, ``add``) to a ``semcom`` subparsers object."""
     z = subparsers.add_parser("zoo", help="shipped checkpoints")
-    zsub = z.add_subparsers(dest="zoo_command", required=True)
+    zsub = z.add_subparsers(dest="zoo_command", required=True, metavar="{list,add}")
     zl = zsub.add_parser("list", help="list shipped checkpoints")
     zl.add_argument("--json", action="store_true", help="print the cards as JSON")
     zl.add_argument("-v", "--verbose", action="store_true", help="also print training commands")
