@@ -501,24 +501,18 @@ def _same_measurement(recorded: str, args: argparse.Namespace) -> bool:
     return all(old.get(k) == new.get(k) for k in keys)
 
 
-def _add_force_arg(p: argparse.ArgumentParser) -> None:
-    """``--force`` of the commands whose ``--out`` is checked by :func:`_results_file`."""
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing --out that holds other results, and for eval a partial "
-        "file left by another sweep (a re-run of the command the file records, whatever the "
-        "order of its options, replaces it without --force)",
+def _add_force_arg(p: argparse.ArgumentParser, option: str | None = None) -> None:
+    """``--force``: of the measuring commands (``option`` None), whose ``--out`` is checked by
+    :func:`_results_file`; else of a command writing ``option``, checked by
+    :func:`_replaceable`."""
+    help_text = (
+        "replace an existing --out that holds other results, and for eval a partial file left "
+        "by another sweep (a re-run of the command the file records, whatever the order of its "
+        "options, replaces it without --force)"
+        if option is None
+        else f"replace an existing {option} that this command did not write (e.g. a photo)"
     )
-
-
-def _add_replace_arg(p: argparse.ArgumentParser, option: str) -> None:
-    """``--force`` of the commands that write a file semcom can recognise as its own."""
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help=f"replace an existing {option} that this command did not write (e.g. a photo)",
-    )
+    p.add_argument("--force", action="store_true", help=help_text)
 
 
 def _fmt(col: str, v: object) -> str:
@@ -1148,7 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the rows to this JSON file; without PATH print JSON instead of the "
         "table (as transmit --json)",
     )
-    _add_replace_arg(b, "--json PATH")
+    _add_force_arg(b, "--json PATH")
     b.set_defaults(func=cmd_bench)
 
     rp = sub.add_parser(
@@ -1183,7 +1177,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge results JSON files of the same data set/channel/seed")
     m.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     m.add_argument("--out", required=True, help="merged results JSON")
-    _add_replace_arg(m, "--out")
+    _add_force_arg(m, "--out")
     m.set_defaults(func=cmd_merge)
 
     pl = sub.add_parser("plot", help="draw results JSON files against SNR -> PNG")
@@ -1193,7 +1187,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--title", default=None)
     _add_ci_arg(pl, "error bars: the t-interval of each mean over the images")
     pl.add_argument("--out", default="fig.png", help="output PNG (default ./fig.png)")
-    _add_replace_arg(pl, "--out")
+    _add_force_arg(pl, "--out")
     pl.set_defaults(func=cmd_plot)
 
     ex = sub.add_parser("experiment", help="paper experiments (perturb, ood)")
