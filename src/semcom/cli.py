@@ -312,7 +312,6 @@ def _channel(args: argparse.Namespace) -> Channel:
     return Channel(args.channel, csi=args.csi, pilots=args.pilots)
 
 
-#: scheme options whose command-line flag has another name
 def _build_schemes(args: argparse.Namespace, device: torch.device):
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from .eval.sweep import RunKey
@@ -434,9 +433,11 @@ def _is_figure(path: Path) -> bool:
         return False
 
 
-def _replaceable(path: Path, option: str, force: bool, ours, what: str) -> Path:
-    """``path`` (checked by :func:`_output_file`), refused when it exists and ``ours(path)``
-    says it is not ``what`` (e.g. an input photo given as ``--out``), unless ``force``."""
+def _replaceable(name: str, option: str, force: bool, ours, what: str) -> Path:
+    """Output file ``name`` checked as by :func:`_output_file`, and refused when it exists
+    and ``ours(path)`` says it is not ``what`` (e.g. an input photo given as ``--out``),
+    unless ``force``."""
+    path = _output_file(name, option)
     if path.exists() and not force and not ours(path):
         raise CLIError(
             f"{option} {str(path)!r} already exists and is not {what}: give another name, "
@@ -1285,8 +1286,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
     if args.json and not to_stdout:
-        out = _output_file(args.json, "--json")
-        _replaceable(out, "--json", args.force, _is_bench, "a 'semcom bench' JSON")
+        _replaceable(args.json, "--json", args.force, _is_bench, "a 'semcom bench' JSON")
     crop = _centre_crop(args)
     ds = get_dataset(args.dataset, **crop)
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
@@ -1419,7 +1419,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .eval.plot import load_results
     from .eval.sweep import merge_results
 
-    out = _replaceable(_output_file(args.out), "--out", args.force, _is_results, "a results JSON")
+    out = _replaceable(args.out, "--out", args.force, _is_results, "a results JSON")
     doc = merge_results([load_results(f) for f in args.results], args.results)
     atomic_write_json(out, doc, indent=1)
     print(f"wrote {args.out} ({len(doc['runs'])} runs)")
@@ -1441,8 +1441,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     docs = [(f, load_results(f)) for f in args.results]
     found_a, found_b = find_runs(docs, args.scheme), find_runs(docs, args.against)
     # both runs from one file (the last holding both) saw the same draws; else each's last
-    both = [f for f, _, _ in found_a if f in {g for g, _, _ in found_b}]
-    pick = (lambda found: next(x for x in found if x[0] == both[-1])) if both else (lambda f: f[-1])
+    common = [f for f, _, _ in found_a if any(g == f for g, _, _ in found_b)]
+
+    def pick(found: list) -> tuple:
+        return next(x for x in found if x[0] == common[-1]) if common else found[-1]
+
     (file_a, doc_a, run_a), (file_b, doc_b, run_b) = pick(found_a), pick(found_b)
     if len(found_a) > 1 or len(found_b) > 1:
         held = sorted({f for f, _, _ in found_a + found_b})
@@ -1472,7 +1475,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if Path(args.out).suffix.lower() != ".png":
         raise CLIError(f"--out {args.out!r}: plot writes a PNG; give a name ending in .png")
-    _replaceable(_output_file(args.out), "--out", args.force, _is_figure, "a figure")
+    _replaceable(args.out, "--out", args.force, _is_figure, "a figure")
     out = plot_results(args.results, args.metric, args.out, args.anchors, args.title, args.ci)
     print(f"wrote {out}")
     return 0
