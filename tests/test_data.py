@@ -858,3 +858,19 @@ def test_samples_without_data_root(monkeypatch, tmp_path):
         check_image(ds[i], 32, 32)
     full = SampleImages()[SKIMAGE_SAMPLES.index("camera")]  # grayscale -> 3 equal channels
     assert torch.equal(full[0], full[1]) and torch.equal(full[1], full[2])
+
+
+def test_to_uint8_keeps_8bit_and_refuses_0_255_floats(tmp_path):
+    """An 8-bit tensor came back white (its values clamped to 1, then times 255), and a 0..255
+    float image was saved white without a word."""
+    from semcom.data.io import save_image, to_uint8
+
+    u = to_uint8(torch.tensor([0.0, 0.2, 1.0]))
+    assert u.tolist() == [0, 51, 255] and torch.equal(to_uint8(u), u)
+    with pytest.raises(ValueError, match="divide by 255"):
+        to_uint8(torch.tensor([0.0, 128.0]))
+    with pytest.raises(ValueError, match="divide by 255"):
+        save_image(torch.full((3, 4, 4), 200.0), tmp_path / "a.png")
+    with pytest.raises(ValueError, match="float images in"):
+        to_uint8(torch.tensor([0, 1], dtype=torch.int64))
+    assert to_uint8(torch.tensor([1.04, -0.02])).tolist() == [255, 0]  # an overshoot: clamped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from itertools import pairwise
 from pathlib import Path
 
@@ -481,6 +482,18 @@ def test_compute_metrics_clamps_reconstruction():
     c = y.clamp(0, 1)
     assert torch.allclose(out["ssim"], ssim(x, c).double())
     assert torch.allclose(out["psnr"], psnr(x, c).double())
+
+
+def test_compute_metrics_refuses_images_in_another_range():
+    """README: the metrics refuse 0..255 or [-1, 1] images; compute_metrics clamped them to
+    [0, 1] first and scored them (PSNR ~5 dB, no error)."""
+    x = torch.rand(1, 3, 16, 16, generator=gen(23))
+    for y, hint in ((x * 255, "divide by 255"), ((x * 255).to(torch.uint8), "divide by 255"),
+                    (x * 2 - 1, "expected images in [0, 1]")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(hint)):
+            compute_metrics(x, y, ["psnr"])
+    with pytest.raises(TypeError, match=r"must be a torch\.Tensor"):
+        compute_metrics(x, x.numpy(), ["psnr"])
 
 
 def test_compute_metrics_bad_shapes():

@@ -219,12 +219,20 @@ def to_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """8-bit quantisation ``round(clamp(x, 0, 1) * 255)`` as a ``uint8`` tensor (same shape).
 
     Rounding is :func:`torch.round` (half to even; ties cannot occur for ``k / 255`` inputs).
-    NaN maps to 0.
+    NaN maps to 0. A ``uint8`` input is already 8-bit and comes back unchanged; other integer
+    types and floats far above 1 (a 0..255 image not divided by 255) raise ``ValueError``.
     """
     x = torch.as_tensor(x)
+    if x.dtype == torch.uint8:
+        return x
     if not x.is_floating_point():
-        x = x.float()
+        raise ValueError(f"to_uint8: expected float images in [0, 1] or uint8, got {x.dtype}")
     x = torch.nan_to_num(x.detach(), nan=0.0)
+    if x.numel() and float(x.max()) > 2.0:
+        raise ValueError(
+            f"to_uint8: values up to {float(x.max()):.4g}, expected images in [0, 1] "
+            "(8-bit images: divide by 255)"
+        )
     return torch.round(x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
 

@@ -23,6 +23,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from ._check import check_pair, check_value_range
 from .psnr import PSNR_MAX_DB, psnr, quantize_8bit
 from .ssim import ms_ssim, ms_ssim_levels, ssim
 
@@ -73,13 +74,19 @@ def get_metric(name: str) -> Callable[[Tensor, Tensor], Tensor]:
     raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
 
 
+#: how far outside [0, 1] :func:`compute_metrics` lets a reconstruction stray before clamping it
+RECONSTRUCTION_SLACK = 0.5
+
+
 def compute_metrics(
     x: Tensor, y: Tensor, names: Sequence[str] | str = ("psnr",)
 ) -> dict[str, Tensor]:
     """Compute several metrics between references ``x`` and reconstructions ``y``.
 
     Args:
-        x, y: float images ``[B,3,H,W]`` in ``[0,1]`` (``y`` is clamped to ``[0,1]`` first).
+        x, y: float images ``[B,3,H,W]`` in ``[0,1]`` (``y`` is clamped to ``[0,1]`` first,
+            after a check that it strays at most :data:`RECONSTRUCTION_SLACK` outside: 0..255
+            or [-1, 1] images raise ``ValueError``, as does any NaN).
         names: metric names from :data:`METRICS` (or one name).
 
     Returns:
@@ -88,7 +95,12 @@ def compute_metrics(
     if isinstance(names, str):  # one name, not its letters
         names = [names]
     fns = {n: get_metric(n) for n in names}  # validate all names before computing anything
-    y = y.clamp(0.0, 1.0)
+    # a decoder's overshoot is clamped, but 0..255 or [-1, 1] images are refused first (the
+    # clamp would hide them): a reconstruction may stray RECONSTRUCTION_SLACK outside [0, 1]
+    if isinstance(y, Tensor):
+        check_value_range(y, "compute_metrics: y", 1.0, RECONSTRUCTION_SLACK)
+    y = y.clamp(0.0, 1.0) if isinstance(y, Tensor) and y.is_floating_point() else y
+    check_pair(x, y, "compute_metrics")
     return {n: fn(x, y).detach().to("cpu", torch.float64) for n, fn in fns.items()}
 
 
