@@ -236,3 +236,16 @@ def test_sample_fading_awgn_capacity_is_infinite_without_noise():
     assert capacity_bits(st, 10).item() == math.inf
     img = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
     assert encode_to_budget(img, "jpeg", math.inf)[1] == FORMATS["jpeg"].q_max
+
+
+@pytest.mark.parametrize("name", ["jpeg+capacity", "jpeg+ldpc:qpsk-1/2"])
+def test_separation_returns_plain_float32_images(name):
+    """As the analog schemes: float32 whatever the input's dtype, and an ordinary tensor (an
+    inference-mode one refused in-place updates outside inference mode)."""
+    from semcom.channels import Channel
+    from semcom.schemes import get_scheme
+
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    tx = get_scheme(name, "1/6").transmit(x, Channel(), 20.0, torch.Generator().manual_seed(0))
+    assert tx.images.dtype == torch.float32 and not tx.images.is_inference()
+    tx.images.mul_(1.0)  # raised before

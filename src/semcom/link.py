@@ -44,7 +44,7 @@ class Transmission:
     """Result of sending a batch of images.
 
     Attributes:
-        images: reconstructions [B, 3, H, W] in [0, 1].
+        images: reconstructions [B, 3, H, W] in [0, 1], float32 whatever the input's dtype.
         cbr: channel-use budget per image.
         seconds: wall time per stage for the whole batch (``encode``, ``channel``,
             ``denoise``, ``decode``).
@@ -66,6 +66,9 @@ class Transmission:
     info: dict[str, object] = field(default_factory=dict)
     snr_error_db: Tensor | None = None
     counts: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.images = self.images.to(torch.float32)  # one dtype from every scheme
 
 
 class Scheme(Protocol):

@@ -363,7 +363,7 @@ class LDPCScheme:
         """Channel uses per image: ``round(cbr * 3HW)`` (pilots included)."""
         return budget_report(height, width, self.cbr_value, channel)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def transmit(
         self,
         images: Tensor,
