@@ -482,3 +482,15 @@ def test_decoder_snr_of_deep_fades_and_noiseless_links_is_finite():
             assert torch.isfinite(told).all() and told[1] == DECODER_SNR_RANGE_DB[0]
         if math.isinf(snr[0]):
             assert told[0] == DECODER_SNR_RANGE_DB[1]
+
+
+def test_snr_below_the_limit_or_complex_is_refused():
+    """Below ~-385 dB N0 overflowed float32: NaN images or a confusing error downstream; a
+    complex SNR lost its imaginary part with only a warning."""
+    from semcom.channels.models import SNR_LIMIT_DB, as_snr_tensor
+
+    assert as_snr_tensor(-SNR_LIMIT_DB, 2).tolist() == [-SNR_LIMIT_DB] * 2
+    with pytest.raises(ValueError, match="below -150 dB"):
+        as_snr_tensor([0.0, -390.0], 2)
+    with pytest.raises(ValueError, match="real numbers of dB"):
+        as_snr_tensor(torch.tensor([1 + 2j]), 1)

@@ -868,13 +868,36 @@ def test_fading_samples_reaches_the_receiver(capsys):
     scheme built with 0 by the factory."""
     from semcom.schemes import get_scheme
 
-    link = get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=3, steps=4)
+    link = get_scheme("adjscc+dm", cbr=1 / 16, fading="waterfill", fading_samples=3, steps=4)
     assert link.receiver.fading_samples == 3 and link.receiver.steps == 4
     with pytest.raises(ValueError, match="fading_samples must be an integer >= 1, got 0"):
         get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=0)
+    # naive matching runs once: averaging it, or an estimator without snr_source learned,
+    # changed nothing and was dropped without a word
+    with pytest.raises(ValueError, match="give fading='waterfill' or 'reference'"):
+        get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=3)
+    with pytest.raises(ValueError, match="snr_source 'learned' only, got 'known'"):
+        get_scheme("vae+dm", estimator_path="snr-estimator-vae-bsds")
     with pytest.raises(SystemExit):
         main(["eval", "--scheme", "adjscc+dm", "--fading-samples", "0", "--out", "x.json"])
     assert "--fading-samples" in capsys.readouterr().err
+
+
+def test_get_scheme_checks_the_device_and_loaders_take_zoo_names():
+    import torch
+
+    from semcom.diffusion.checkpoint import load_denoiser
+    from semcom.estimation.learned import load_snr_estimator
+    from semcom.schemes import get_scheme
+
+    with pytest.raises(ValueError, match="invalid --device 'gpu'"):
+        get_scheme("jpeg+capacity", "1/16", device="gpu")
+    if not torch.cuda.is_available():  # accepted without a word before
+        with pytest.raises(ValueError, match="no CUDA device"):
+            get_scheme("jpeg+capacity", "1/16", device="cuda")
+    assert load_snr_estimator("snr-estimator-deepjscc-c6-bsds", codec="deepjscc") is not None
+    with pytest.raises(ValueError, match="neither a file, a run folder nor a zoo name"):
+        load_denoiser("no-such-denoiser")
 
 
 def test_eval_spread_takes_evenly_spaced_images(tmp_path, capsys):

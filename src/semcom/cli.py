@@ -22,6 +22,7 @@ import torch
 
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
+from .channels.models import SNR_LIMIT_DB
 from .devices import command_args, launch_command, parse_device
 from .link import describe_counts
 from .metrics import METRICS
@@ -103,8 +104,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ------------------------------------------------------------- argument types
-#: largest |SNR| in dB a command accepts (N0 = 10^(-SNR/10) stays far from float32 overflow)
-SNR_LIMIT_DB = 150.0
+# largest |SNR| in dB a command accepts (semcom.channels.models.SNR_LIMIT_DB: N0 stays far
+# from float32 overflow)
 
 
 def _snr_value(text: str) -> float:

@@ -154,4 +154,6 @@ def get_scheme(
         from .channels import parse_cbr
 
         cbr = parse_cbr(cbr)
-    return spec.factory(cbr, torch.device(device), **kw)
+    from .devices import parse_device
+
+    return spec.factory(cbr, parse_device(str(device)), **kw)

@@ -59,8 +59,17 @@ def snr_to_no(snr_db: Tensor | float) -> Tensor:
     return torch.pow(10.0, -torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
 
 
+#: lowest SNR in dB a channel takes: below it N0 = 10^(-SNR/10) overflows float32 (NaN images)
+SNR_LIMIT_DB = 150.0
+
+
 def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None) -> Tensor:
-    """Broadcast an SNR (scalar, list or [B] tensor, dB) to a float64 [B] tensor."""
+    """Broadcast an SNR (scalar, list or [B] tensor, dB) to a float64 [B] tensor.
+
+    ``ValueError`` for NaN, -inf, values below ``-SNR_LIMIT_DB``, a complex SNR or a length
+    other than ``batch``."""
+    if isinstance(snr_db, Tensor) and (snr_db.is_complex() or snr_db.dtype == torch.bool):
+        raise ValueError(f"snr_db must hold real numbers of dB, got {snr_db.dtype}")
     t = torch.as_tensor(snr_db, dtype=torch.float64, device=device).reshape(-1)
     if t.numel() == 1:
         t = t.expand(batch)
@@ -68,6 +77,11 @@ def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None)
         raise ValueError(f"snr_db has {t.numel()} values for a batch of {batch} images")
     if torch.isnan(t).any() or (t == -math.inf).any():
         raise ValueError("snr_db must be a number or +inf (noiseless), not NaN or -inf")
+    if (t < -SNR_LIMIT_DB).any():
+        raise ValueError(
+            f"snr_db {float(t.min()):g} dB is below -{SNR_LIMIT_DB:g} dB, the lowest a channel "
+            "takes (the noise power overflows float32 near -385 dB)"
+        )
     return t.clone()
 
 

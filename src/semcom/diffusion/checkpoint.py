@@ -21,17 +21,32 @@ from ..paths import atomic_write_files, checkpoint_file, json_bytes, safetensors
 from .denoiser import DenoiserConfig, LatentUNet
 
 
+def resolve_checkpoint(path: str | Path, task: str) -> Path:
+    """The safetensors file of ``path``: a ``.safetensors`` file, a run folder or a zoo name
+    (``semcom zoo list``); ``ValueError`` when it is none of them."""
+    p = checkpoint_file(path)
+    if p.is_file():
+        return p
+    from ..zoo import resolve_weights
+
+    try:
+        return checkpoint_file(resolve_weights(path))
+    except ValueError:
+        raise ValueError(
+            f"{task} checkpoint {str(p)!r} not found (neither a file, a run folder nor a zoo "
+            "name: 'semcom zoo list')"
+        ) from None
+
+
 def read_checkpoint(
     path: str | Path, task: str, config_key: str
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Weights and metadata of a latent-model safetensors file of ``task`` (``ValueError`` if not).
 
-    ``path`` is a ``model.safetensors`` or a run folder; ``config_key`` is the metadata entry
-    holding the architecture JSON (``denoiser_config``, ``estimator_config``).
+    ``path`` is a ``model.safetensors``, a run folder or a zoo name; ``config_key`` is the
+    metadata entry holding the architecture JSON (``denoiser_config``, ``estimator_config``).
     """
-    p = checkpoint_file(path)
-    if not p.is_file():
-        raise ValueError(f"{task} checkpoint {str(p)!r} not found")
+    p = resolve_checkpoint(path, task)
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
@@ -126,6 +141,7 @@ def load_latent_model(
     built with ``config_cls.from_dict``). Weights are cast to float32 (zoo files are float16).
     Returns ``model_cls(config)`` in eval mode without gradients, on ``device``.
     """
+    path = resolve_checkpoint(path, task)
     weights, meta = read_checkpoint(path, task, config_key)
     cfg = config_cls.from_dict(json.loads(meta[config_key]))
     check_trained_on(path, meta, what, codec, cbr_key(cbr))

@@ -67,6 +67,11 @@ def build_dm_link(
     one_of("matching", matching, MATCHING_RULES)  # the receiver calls it "rule"
     one_of("dm_stop", dm_stop, DM_STOPS)
     check_receiver_options(matching, steps, fading, fading_grid, fading_samples)
+    if estimator_path and snr_source != "learned":  # it would be loaded for nothing
+        raise ValueError(
+            f"estimator_path (--snr-estimator) is read with snr_source 'learned' only, got "
+            f"{snr_source!r}"
+        )
     stop_snr_db = None
     tuned = None
     if base == "vae":

@@ -219,6 +219,11 @@ def check_receiver_options(
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     _check_count(steps, "steps")
     _check_count(fading_samples, "fading_samples")
+    if fading_samples > 1 and fading == "naive":  # one deterministic run: nothing to average
+        raise ValueError(
+            f"fading_samples={fading_samples} averages runs of the per-element samplers: give "
+            "fading='waterfill' or 'reference' (naive matching runs once)"
+        )
 
 
 def _check_count(n: int, name: str) -> int:
