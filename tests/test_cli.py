@@ -304,7 +304,7 @@ def test_transmit_missing_file(tmp_path, capsys):
         (["--snr=-1000"], "within +-150"),  # N0 would overflow float32 (NaN metrics)
         # negative fractions, exponents and -inf are values with their own message (argparse
         # alone takes them for unknown options: "expected one argument")
-        (["--cbr", "-1/16"], "CBR must be positive, got '-1/16'"),
+        (["--cbr", "-1/16"], "CBR must be positive and at most 64, got '-1/16'"),
         (["--snr", "-1e3"], "invalid SNR '-1e3'"),
         (["--snr", "-inf"], "invalid SNR '-inf'"),
         # whole option names only: an abbreviation breaks once another option shares it
@@ -363,7 +363,7 @@ def test_perturb_bad_options(tmp_path, capsys, argv, expect):
 def test_taef2_schemes_refuse_another_cbr(scheme):
     from semcom.schemes import get_scheme
 
-    msg = f"scheme '{scheme}' has a fixed CBR of 1/12 (got --cbr 1/16)"
+    msg = f"scheme '{scheme}' has a fixed CBR of 1/12 (got 1/16)"
     with pytest.raises(ValueError, match=re.escape(msg)):
         get_scheme(scheme, 1 / 16)
 
@@ -372,7 +372,7 @@ def test_vae_fixed_cbr(vae, inputs, tmp_path, capsys):
     line = run_err(
         capsys, "transmit", str(inputs["small"]), "--cbr", "1/16", "--out", str(tmp_path)
     )
-    assert "fixed CBR of 1/12 (got --cbr 1/16)" in line  # as the user wrote it
+    assert "fixed CBR of 1/12 (got 1/16)" in line  # as the user wrote it
     # next to schemes with variants, --cbr picks their variants and vae runs at its own CBR
     out = tmp_path / "mix"
     table = run_ok(capsys, "transmit", str(inputs["small"]), "--scheme", "vae", "--scheme",

@@ -86,5 +86,5 @@ def parse_cbr(text: str | float) -> float:
     except (ValueError, ZeroDivisionError) as e:
         raise ValueError(f"invalid CBR {text!r}: use a fraction like 1/16 or a decimal") from e
     if not 0 < value <= 64:
-        raise ValueError(f"CBR must be positive, got {text!r}")
+        raise ValueError(f"CBR must be positive and at most 64, got {text!r}")
     return value

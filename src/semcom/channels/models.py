@@ -17,6 +17,7 @@ stay fast.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -144,8 +145,10 @@ class Channel:
             raise ValueError(f"unknown CSI mode {csi!r}; choose from {', '.join(CSI_MODES)}")
         if pilots is None:
             pilots = 1 if name == "rayleigh-fast" else 16
-        if pilots < 1 or coherence < 1:
-            raise ValueError("pilots and coherence must be >= 1")
+        for what, n in (("pilots", pilots), ("coherence", coherence)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise ValueError(f"{what} must be an integer >= 1, got {n!r}")
+        pilots, coherence = int(pilots), int(coherence)
         self.name, self.csi, self.pilots, self.coherence = name, csi, pilots, coherence
         # (device, precision) -> Sionna's (seeded AWGN, seeded fading generator, apply block)
         self._blocks: dict[tuple[str, str], tuple[Any, Any, Any]]

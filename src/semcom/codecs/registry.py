@@ -12,7 +12,7 @@ from ..schemes import SchemeSpec, register_scheme
 def check_vae_cbr(scheme: str, cbr: float | None) -> None:
     """The TAEF2 schemes (``vae``, ``vae+dm``) send its whole latent: CBR 1/12 or none given."""
     if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
-        raise ValueError(f"scheme {scheme!r} has a fixed CBR of 1/12 (got --cbr {format_cbr(cbr)})")
+        raise ValueError(f"scheme {scheme!r} has a fixed CBR of 1/12 (got {format_cbr(cbr)})")
 
 
 def _vae(cbr: float | None, device: torch.device) -> AnalogLink:

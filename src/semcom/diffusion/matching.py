@@ -309,8 +309,22 @@ def match(
     p_y: Tensor | float = 1.0,
     level_eps: float = DEFAULT_LEVEL_EPS,
 ) -> MatchedStart:
-    """Dispatch on ``rule``: ``"vp"`` (needs a :class:`DDPMSchedule`, default linear T=1000),
-    ``"ddm"`` (schedule ignored), ``"continuous"`` (a :class:`SigmoidSchedule`)."""
+    """The diffusion step that matches a channel SNR, and the input scaling (papers A and B).
+
+    Args:
+        snr: equivalent SNR ``k`` per image, **linear** (not dB; ``semcom.diffusion.
+            db_to_linear``), per real latent element of the receiver input, [B] or a number.
+        rule: ``"vp"`` (paper A Theorem 1/2, VP/DDPM form; needs a :class:`DDPMSchedule`,
+            default linear T=1000), ``"ddm"`` (paper A, DDM form; ``schedule`` ignored) or
+            ``"continuous"`` (paper B eq. 19; a :class:`SigmoidSchedule`, the default one).
+        schedule: the schedule (None: the rule's default).
+        p0: power per element of the training latents (stored with the denoiser).
+        p_y: power per element of the receiver input ``y`` (1 for the normalised input).
+        level_eps: noise levels closer than this to 0 / 1 clamp to skip / start from noise.
+
+    Returns:
+        :class:`MatchedStart` (``t``, ``level``, ``alpha``, flags), each ``snr``'s shape.
+    """
     if rule == "vp":
         return match_vp(snr, _check(schedule, DDPMSchedule), p0, p_y)
     if rule == "ddm":

@@ -174,7 +174,7 @@ def shipped_cbrs(model: str, zoo_dir: str | Path | None = None) -> tuple[float, 
 
 def find_checkpoint(
     model: str,
-    cbr: float | None = None,
+    cbr: float | str | None = None,
     channel: str | None = None,
     zoo_dir: str | Path | None = None,
 ) -> ZooEntry:
@@ -186,8 +186,9 @@ def find_checkpoint(
     Raises ValueError listing the shipped CBRs when nothing matches (or saying that none are
     shipped yet).
     """
-    from ..channels import format_cbr
+    from ..channels import format_cbr, parse_cbr
 
+    cbr = None if cbr is None else parse_cbr(cbr)  # 1/16, "1/16" and "0.0625" alike
     if model == "vae":
         raise ValueError(
             "the vae codec is the pretrained TAEF2, not a zoo checkpoint: "
@@ -319,7 +320,10 @@ def load_codec(
 
 
 def codec_snr_train(
-    model: str, cbr: float, ref: str | Path | None = None, zoo_dir: str | Path | None = None
+    model: str,
+    cbr: float | str,
+    ref: str | Path | None = None,
+    zoo_dir: str | Path | None = None,
 ) -> str:
     """The training SNR (``"10"`` or a range ``"-5:20"``) of the codec :func:`load_codec` loads
     for the same arguments, from its card (zoo card, or the run folder's ``card.json``)."""
