@@ -249,3 +249,17 @@ def test_separation_returns_plain_float32_images(name):
     tx = get_scheme(name, "1/6").transmit(x, Channel(), 20.0, torch.Generator().manual_seed(0))
     assert tx.images.dtype == torch.float32 and not tx.images.is_inference()
     tx.images.mul_(1.0)  # raised before
+
+
+@pytest.mark.parametrize("name", ["deepjscc", "jpeg+capacity", "jpeg+ldpc:qpsk-1/2"])
+def test_transmit_names_a_wrong_channel_or_generator(name):
+    """A channel's name or an int seed gave "'str' object is not callable" or a TypeError from
+    deep inside torch; every scheme says what it expected."""
+    from semcom.channels import Channel
+    from semcom.schemes import get_scheme
+
+    scheme, x = get_scheme(name, "1/16"), torch.rand(1, 3, 32, 32)
+    with pytest.raises(TypeError, match=r"Channel\('awgn'\) for a name"):
+        scheme.transmit(x, "awgn", 5.0, None)
+    with pytest.raises(TypeError, match=r"torch\.Generator or None, got int"):
+        scheme.transmit(x, Channel(), 5.0, 0)

@@ -131,6 +131,22 @@ def check_images(images: Tensor) -> None:
     check_value_range(images, "the image batch", 1.0, tolerance=0.01)
 
 
+def check_send(images: Tensor, channel: object, generator: object) -> None:
+    """What every ``transmit`` checks first: the images (:func:`check_images`), a
+    :class:`~semcom.channels.Channel` (not its name) and a ``torch.Generator`` or None."""
+    check_images(images)
+    if not isinstance(channel, Channel):
+        raise TypeError(
+            f"expected a semcom.channels.Channel, got {type(channel).__name__} "
+            f"(e.g. Channel({channel!r}) for a name)"
+        )
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"expected a torch.Generator or None, got {type(generator).__name__} "
+            "(e.g. torch.Generator().manual_seed(0))"
+        )
+
+
 @contextmanager
 def _timed(seconds: dict[str, float], key: str, device: torch.device):
     if device.type == "cuda":
@@ -222,7 +238,7 @@ class AnalogLink:
         """Send ``images`` [B, 3, H, W] in [0, 1] (any float dtype; computed in float32) at
         ``snr_db`` (scalar or [B], dB). No gradients flow (``Transmission.images`` are plain
         float32 tensors); train through :meth:`semcom.codecs.jscc.DeepJSCC.forward`."""
-        check_images(images)
+        check_send(images, channel, generator)
         if images.dtype != torch.float32:
             images = images.float()
         dev = images.device

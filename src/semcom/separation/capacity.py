@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..channels import CBRReport, Channel, as_snr_tensor
-from ..link import Transmission, check_images
+from ..link import Transmission, check_send
 from .common import DEFAULT_CBR, budget_report, fallback_for
 from .source import EncoderCache, decode_tensor, get_format, to_uint8_hwc
 
@@ -111,7 +111,7 @@ class CapacityScheme:
         ``quality`` (None for a fallback). ``seconds``: ``channel`` (fading draw and
         capacity), ``encode`` (quality search), ``decode`` (source decoding), wall seconds.
         """
-        check_images(images)
+        check_send(images, channel, generator)
         b, _, h, w = images.shape
         dev = images.device
         snr = as_snr_tensor(snr_db, b, device=dev)

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 
 from ..channels import CBRReport, Channel, ChannelState, as_snr_tensor, equalize, real_to_complex
-from ..link import Transmission, check_images
+from ..link import Transmission, check_send
 from .capacity import sample_fading
 from .common import DEFAULT_CBR, budget_report, fallback_for
 from .source import EncoderCache, decode_tensor, get_format, psnr_uint8, to_uint8_hwc
@@ -395,7 +395,7 @@ class LDPCScheme:
         snr_db: float | Tensor,
         generator: torch.Generator | None,
     ) -> Transmission:
-        check_images(images)
+        check_send(images, channel, generator)
         b, _, h, w = images.shape
         dev = self.device
         snr = as_snr_tensor(snr_db, b, device=dev)
