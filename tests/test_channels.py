@@ -494,3 +494,15 @@ def test_snr_below_the_limit_or_complex_is_refused():
         as_snr_tensor([0.0, -390.0], 2)
     with pytest.raises(ValueError, match="real numbers of dB"):
         as_snr_tensor(torch.tensor([1 + 2j]), 1)
+
+
+def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():
+    import semcom
+    from semcom.channels import pack
+
+    for dtype in (torch.float16, torch.int64):  # "ComplexHalf" / mean() errors before
+        with pytest.raises(ValueError, match="float32 or float64 latent"):
+            pack(torch.ones(1, 4, dtype=dtype))
+    _ = semcom.channels  # imported: in globals() and SUBMODULES
+    names = dir(semcom)
+    assert len(names) == len(set(names)) and "channels" in names

@@ -874,3 +874,12 @@ def test_to_uint8_keeps_8bit_and_refuses_0_255_floats(tmp_path):
     with pytest.raises(ValueError, match="float images in"):
         to_uint8(torch.tensor([0, 1], dtype=torch.int64))
     assert to_uint8(torch.tensor([1.04, -0.02])).tolist() == [255, 0]  # an overshoot: clamped
+
+
+def test_crop_must_be_positive_integers():
+    from semcom.data import get_dataset
+
+    assert get_dataset("samples", crop=(16, 24))[0].shape == (3, 16, 24)
+    for bad in (32.0, 0, (3, 4, 5), True):  # 32.0 failed with "'float' is not iterable"
+        with pytest.raises(ValueError, match="crop must be a positive integer N or a pair"):
+            get_dataset("samples", crop=bad)

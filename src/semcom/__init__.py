@@ -39,4 +39,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *SUBMODULES])
+    return sorted({*globals(), *SUBMODULES})  # an imported submodule is in both

@@ -74,9 +74,13 @@ def normalize_power(v: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def pack(latent: Tensor) -> PackedLatent:
-    """Latent ``[B, ...]`` (real) -> :class:`PackedLatent` with unit-energy complex symbols."""
+    """Latent ``[B, ...]`` (real float32/float64) -> :class:`PackedLatent` with unit-energy
+    complex symbols (``ValueError`` for other dtypes; a NaN latent, e.g. of a diverged
+    training run, passes through for the training loop to report)."""
     if latent.is_complex():
         raise TypeError("pack expects a real latent; complex latents are not supported")
+    if latent.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"pack expects a float32 or float64 latent, got {latent.dtype}")
     b = latent.shape[0]
     v = latent.reshape(b, -1)
     if v.shape[-1] % 2:

@@ -22,6 +22,7 @@ Without a crop, items keep their own size: use ``batch_size=1`` or
 
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -71,15 +72,15 @@ SKIMAGE_SAMPLES: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", 
 
 
 def _crop_size(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``crop`` (N or (H, W), positive integers) as ``(h, w)``; ``ValueError`` otherwise."""
     if crop is None:
         return None
-    if isinstance(crop, int):
-        h = w = crop
-    else:
-        h, w = (int(c) for c in crop)
-    if h <= 0 or w <= 0:
-        raise ValueError(f"crop must be positive, got {crop!r}")
-    return h, w
+    sizes = (crop, crop) if isinstance(crop, numbers.Number) else tuple(crop)
+    if len(sizes) != 2 or not all(
+        isinstance(c, numbers.Integral) and not isinstance(c, bool) and c > 0 for c in sizes
+    ):
+        raise ValueError(f"crop must be a positive integer N or a pair (H, W), got {crop!r}")
+    return int(sizes[0]), int(sizes[1])
 
 
 def _pad_to(x: torch.Tensor, h: int, w: int, mode: str) -> torch.Tensor:
