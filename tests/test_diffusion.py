@@ -881,3 +881,15 @@ def test_vp_closed_form_constant_schedule():
     # the exact step (abar_t = 0.99^t reaches level 1/2 at t = 68.97) is within half a step
     assert abs(float(t) - math.log(2.0) / -math.log(0.99)) < 0.5
     assert float(vp_closed_form_t(1.0, T=1)) == 1.0  # L / beta_1 = 6931, clamped to [0, T]
+
+
+def test_schedules_refuse_nan_and_impossible_betas():
+    """NaN passed through the clamps (index_from_level returned step 1 for it), and betas
+    outside (0, 1) built a table with negative alpha-bar."""
+    from semcom.diffusion import DDPMSchedule, SigmoidSchedule
+
+    for call in (SigmoidSchedule().S, SigmoidSchedule().S_inv, DDPMSchedule().index_from_level):
+        with pytest.raises(ValueError, match="holds NaN"):
+            call(torch.tensor([0.5, float("nan")]))
+    with pytest.raises(ValueError, match="0 < beta_start <= beta_end < 1"):
+        DDPMSchedule("linear", 10, beta_start=0.5, beta_end=1.5)

@@ -15,7 +15,7 @@ is ``x_v = sqrt(1 - v) x0 + sqrt(v) eps`` with ``eps ~ N(0, I)``; ``v = 0`` is c
 
 All functions are vectorised over tensors of any shape, compute in float64 internally and
 return the input's floating dtype (float64 for Python numbers and integer tensors). Inputs
-outside the documented domain are **clamped** to it (never NaN).
+outside the documented domain are **clamped** to it; NaN raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ __all__ = ["DDMSchedule", "DDPMSchedule", "SigmoidSchedule"]
 
 def _as64(x: Tensor | float) -> tuple[Tensor, torch.dtype]:
     """Input as a float64 tensor plus the dtype results should be returned in."""
-    if not isinstance(x, Tensor):
-        return torch.as_tensor(x, dtype=torch.float64), torch.float64
-    out = x.dtype if x.is_floating_point() else torch.float64
-    return x.to(torch.float64), out
+    t = x if isinstance(x, Tensor) else torch.as_tensor(x, dtype=torch.float64)
+    out = t.dtype if isinstance(x, Tensor) and x.is_floating_point() else torch.float64
+    t = t.to(torch.float64)
+    if bool(torch.isnan(t).any()):  # clamping keeps NaN: say so here, not as NaN downstream
+        raise ValueError("schedule input holds NaN (a time or noise level)")
+    return t, out
 
 
 class DDPMSchedule:
@@ -72,6 +74,11 @@ class DDPMSchedule:
         self.kind = kind
         self.T = int(T)
         if kind == "linear":
+            if not 0 < beta_start <= beta_end < 1:
+                raise ValueError(
+                    f"linear betas need 0 < beta_start <= beta_end < 1, got {beta_start!r}, "
+                    f"{beta_end!r}"
+                )
             if T == 1:
                 betas = torch.tensor([beta_start], dtype=torch.float64)
             else:
