@@ -228,6 +228,10 @@ def test_reproduce_reruns_the_recorded_command(sweep, tmp_path, capsys):
     assert "1 of 2 images re-run" in capsys.readouterr().out
     kept = json.loads((tmp_path / "k" / "r.json").read_text())
     assert kept["runs"][0]["n_images"] == 1 and kept["meta"]["command"].endswith("--limit 1")
+    # the command that made the kept file: its own --out, once, no --force
+    command = kept["meta"]["command"]
+    assert command.count("--out") == 1 and f"--out {tmp_path / 'k' / 'r.json'}" in command
+    assert "--force" not in command
     assert kept["runs"][0]["per_image"]["psnr"][0][0] == pytest.approx(
         json.loads(sweep.read_text())["runs"][0]["per_image"]["psnr"][0][0], abs=1e-4
     )

@@ -851,10 +851,19 @@ def _run_recorded(
 
     from .train.cli import parse_args
 
-    try:  # the recorded command as it was given, checked by today's parser
-        ns = parse_args(parser, [*recorded, "--out", str(out), "--force"])
+    # the recorded command as it was given, checked by today's parser, writing ``out`` instead
+    # of its own --out (so a kept re-run records the command that made it, one --out)
+    words, skip = [], False
+    for w in recorded:
+        if skip or w in ("--out", "--force") or w.startswith("--out="):
+            skip = w == "--out" and not skip
+            continue
+        words.append(w)
+    try:
+        ns = parse_args(parser, [*words, "--out", str(out)])
     except SystemExit:
         raise CLIError(f"{source}: its recorded command no longer parses (above)") from None
+    ns.force = True  # the re-run replaces whatever --keep DIR held
     which = ""
     if args.limit is not None:
         if ns.spread:
