@@ -556,3 +556,27 @@ def _metadata(run) -> dict[str, str]:
 
     with safe_open(str(run / "model.safetensors"), framework="pt") as f:
         return f.metadata() or {}
+
+
+def test_find_latent_model_keeps_the_shipped_entry(monkeypatch) -> None:
+    """A user's denoiser trained on the TAEF2 latents (its card records the codec fingerprint)
+    silently became vae+dm's default: the shipped one records none (trained before they were
+    recorded). An entry recording none counts as trained on the weights, shipped ones first;
+    a codec variant still finds its own entry past a shipped one of other weights."""
+    from types import SimpleNamespace
+
+    import semcom.zoo as zoo
+    from semcom.diffusion.checkpoint import find_latent_model
+
+    def entry(name, fingerprint=None):
+        codec = {"name": "vae", "cbr": None}
+        if fingerprint:
+            codec["fingerprint"] = fingerprint
+        return SimpleNamespace(name=name, model="denoiser", card={"codec": codec})
+
+    shipped, other, mine = entry("shipped"), entry("other", "f0"), entry("mine", "f1")
+    monkeypatch.setattr(zoo, "list_checkpoints", lambda zoo_dir=None: [shipped, mine])
+    assert find_latent_model("denoiser", "vae", fingerprint="f1") is shipped
+    monkeypatch.setattr(zoo, "list_checkpoints", lambda zoo_dir=None: [other, mine])
+    assert find_latent_model("denoiser", "vae", fingerprint="f1") is mine
+    assert find_latent_model("denoiser", "vae", fingerprint="f9") is other  # none: the first

@@ -168,8 +168,10 @@ def find_latent_model(
     """The shipped zoo entry of a latent model (``denoiser``, ``snr-estimator``) for ``codec``.
 
     ``fingerprint``: the codec weights' (:func:`~semcom.fingerprint.codec_fingerprint`); the
-    entry trained on those weights is preferred (a codec variant finds its own), else the
-    first one (whose weight check then names the mismatch)."""
+    first entry (shipped ones first) trained on those weights or recording none (trained
+    before fingerprints were recorded, as :func:`check_codec_weights` lets pass) is preferred,
+    so a codec variant finds its own and a user's entry never displaces a shipped one; else
+    the first one (whose weight check then names the mismatch)."""
     from ..zoo import list_checkpoints
 
     cbr = cbr_key(cbr)
@@ -188,7 +190,7 @@ def find_latent_model(
         )
     if fingerprint is not None:
         for e in cands:
-            if e.card.get("codec", {}).get("fingerprint") == fingerprint:
+            if e.card.get("codec", {}).get("fingerprint") in (fingerprint, None):
                 return e
     return cands[0]
 
