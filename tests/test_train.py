@@ -364,6 +364,8 @@ def test_validation_images_that_cannot_be_batched_are_refused_before_training(tm
         (["--max-steps", "0"], "max steps must be >= 1"),  # exit 0, nothing written
         (["--lr", "inf"], "lr must be a positive number"),  # diverged with a traceback
         (["--threads", "-2"], "threads must be >= 0"),
+        (["--epochs", "0"], "--epochs must be >= 1, got 0"),  # named neither flag nor value
+        (["--schedule", "constant", "--warmup", "10"], "--warmup warms up the cosine schedule"),
     ],
 )
 def test_train_refuses_bad_options_before_any_work(tmp_path, capsys, argv, msg):
@@ -574,3 +576,33 @@ def test_launch_command_and_its_inverse(monkeypatch):
     assert command_args("semcom eval --out 'a b.json'") == ["eval", "--out", "a b.json"]
     assert command_args("python -m semcom.train.cli train denoiser") == ["train", "denoiser"]
     assert command_args("ls -la") is None
+
+
+def test_train_reports_its_end_and_leaves_nothing_after_a_refused_start(
+    tmp_path, capsys, monkeypatch
+):
+    """A run with --quiet and no validation printed nothing at all; a start refused (unknown
+    data) left an empty run folder holding only its lock; --out naming a file gave "[Errno 17]
+    File exists"; Ctrl-C said only "interrupted"."""
+    from semcom.train import engine
+    from semcom.train.cli import main
+
+    base = ["train", "jscc", "--data", "samples", "--crop", "32", "--batch-size", "2",
+            "--val-data", "none", "--quiet"]  # fmt: skip
+    out = tmp_path / "r"
+    assert main([*base, "--max-steps", "1", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"out": str(out)}
+    assert main(["train", "jscc", "--data", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown data set 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    assert main([*base, "--out", str(afile)]) == 2
+    assert "is a file: give a run folder" in capsys.readouterr().err and afile.read_text() == "keep"
+
+    def interrupted(self, resume=None, stop_at_step=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "fit", interrupted)
+    assert main([*base, "--resume", str(out)]) == 130
+    assert f"'semcom train jscc --resume {out}'" in capsys.readouterr().err

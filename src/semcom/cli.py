@@ -1503,6 +1503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import ImageReadError
     from .train.cli import parse_args
 
+    args = None
     try:
         args = parse_args(parser, argv)
         with warnings.catch_warnings():
@@ -1516,7 +1517,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"semcom: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("semcom: interrupted", file=sys.stderr)
+        out = getattr(args, "out", None) or getattr(args, "resume", None)
+        if getattr(args, "command", None) == "train" and out and Path(out).is_dir():
+            print(
+                f"semcom: interrupted; continue from the last checkpoint with 'semcom train "
+                f"{args.train_command} --resume {out}' (the steps since it are redone)",
+                file=sys.stderr,
+            )
+        else:
+            print("semcom: interrupted", file=sys.stderr)
         return 130
 
 

@@ -28,6 +28,8 @@ _RESUME_FREE = {
     "epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
     "ckpt_every", "val_batch_size", "extra", "cache_images",
 }  # fmt: skip
+#: run-config keys whose command-line flag has another name
+_CONFIG_FLAGS = {"warmup_steps": "warmup", "num_workers": "workers"}
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -100,7 +102,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="mse (default) or psnr: minus the mean per-image PSNR (weighs every training SNR "
         "alike in dB)",
     )  # fmt: skip
-    j.add_argument("--epochs", type=int, default=10)
+    j.add_argument("--epochs", type=int, default=10, help="passes over the training data")
     _add_trainer_args(j, batch_size=64)
     j.set_defaults(func=cmd_train_jscc)
 
@@ -175,7 +177,7 @@ def _add_latent_task_args(
         "(default: the codec's training range in 5 dB steps)",
     )
     p.add_argument("--width", type=int, default=width, help=width_help)
-    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--epochs", type=int, default=epochs, help="passes over the training data")
 
 
 def _latent_task_config(cls, args: argparse.Namespace):
@@ -201,14 +203,16 @@ def _latent_task_config(cls, args: argparse.Namespace):
 def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     """Options of the generic :class:`~semcom.train.engine.Trainer` (shared by all tasks)."""
     p.add_argument("--batch-size", type=int, default=batch_size, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--warmup", type=int, default=0, help="warm-up iterations (cosine)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the initialisation, data order and noise"
+    )
     p.add_argument("--out", default=None, help="run folder (default: the --resume folder)")
     p.add_argument("--resume", default=None, help="continue the run in this folder")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in total")
     p.add_argument("--ckpt-every", type=int, default=0, help="also checkpoint every N steps")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
@@ -297,7 +301,8 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
             # None: a default the task resolved when the run started (e.g. encode_snrs)
             if k in _RESUME_FREE or k not in theirs or v is None:
                 continue
-            diff = f"{k}: checkpoint {theirs[k]!r}, now {v!r}"
+            flag = "--" + _CONFIG_FLAGS.get(k, k).replace("_", "-")
+            diff = f"{flag}: checkpoint {theirs[k]!r}, now {v!r}"
             if theirs[k] != v and diff not in diffs:  # seed is in both sections
                 diffs.append(diff)
     want, ref = card.get("init_sha256"), config.get("calibrate")
@@ -319,7 +324,8 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
         raise ValueError(
             f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs) + ". "
             "--resume reads the run's options from its card: give only those that may change "
-            "(--epochs, --max-steps, --threads, --device, --ckpt-every, --workers, --quiet, --out)"
+            "(--epochs, --max-steps, --threads, --device, --ckpt-every, --workers, --cache-images, "
+            "--quiet, --out)"
         )
 
 
@@ -394,8 +400,8 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
         if type(e) is not FileNotFoundError:
             raise
         raise ValueError(str(e)) from e
-    if metrics:
-        print(json_text({"out": str(out), **metrics}))
+    # the run's folder and final validation metrics (none with --val-data none): always a line
+    print(json_text({"out": str(out), **(metrics or {})}))
     return 0
 
 

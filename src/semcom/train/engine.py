@@ -153,8 +153,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        for name in ("epochs", "batch_size"):
+            n = getattr(self, name)
+            if n < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {n}")
+        if self.warmup_steps and self.schedule != "cosine":
+            raise ValueError(
+                f"--warmup warms up the cosine schedule; --schedule {self.schedule} has none"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -578,6 +584,9 @@ class Trainer:
         ``stop_at_step`` ends the run early after that global step *as if killed* right
         after the checkpoint of that step (for tests of exact resumption).
         """
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {str(self.out)!r} is a file: give a run folder")
+        new_folder = not self.out.exists()
         created = self._init_dist()
         try:
             return self._fit(resume, stop_at_step)
@@ -587,6 +596,11 @@ class Trainer:
                 self._lock = None
             if created:
                 dist.destroy_process_group()
+            # a start refused before anything was written leaves no empty run folder behind
+            if new_folder and self.out.is_dir():
+                if [p.name for p in self.out.iterdir()] in ([], [LOCK_FILE]):
+                    (self.out / LOCK_FILE).unlink(missing_ok=True)
+                    self.out.rmdir()
 
     def _lock_out(self) -> None:
         """Hold an exclusive lock on ``OUT/.lock`` while training (rank 0): a second process
