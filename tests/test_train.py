@@ -606,3 +606,22 @@ def test_train_reports_its_end_and_leaves_nothing_after_a_refused_start(
     monkeypatch.setattr(engine.Trainer, "fit", interrupted)
     assert main([*base, "--resume", str(out)]) == 130
     assert f"'semcom train jscc --resume {out}'" in capsys.readouterr().err
+
+
+def test_git_commit_says_when_the_tree_is_dirty(monkeypatch):
+    """A card's commit alone does not rebuild a run trained with uncommitted changes."""
+    from types import SimpleNamespace
+
+    from semcom.train import engine
+
+    said = {"rev-parse": "abc123", "status": " M src/semcom/link.py"}
+    monkeypatch.setattr(
+        engine.subprocess,
+        "run",
+        lambda cmd, **kw: SimpleNamespace(returncode=0, stdout=said[cmd[1]]),
+    )
+    assert engine.git_commit() == "abc123-dirty"
+    said["status"] = ""
+    assert engine.git_commit() == "abc123"
+    said["rev-parse"] = ""
+    assert engine.git_commit() == "unknown"

@@ -188,19 +188,27 @@ class TrainingDiverged(FloatingPointError):
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` of the source tree, or ``"unknown"``."""
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """``git rev-parse HEAD`` of the source tree, with ``-dirty`` when tracked files have
+    uncommitted changes (the commit alone would not rebuild the run), or ``"unknown"``."""
+
+    def git(*words: str) -> str | None:
+        try:
+            r = subprocess.run(
+                ["git", *words],
+                cwd=Path(__file__).resolve().parent,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    if not head:
         return "unknown"
-    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def hardware(device: torch.device, world_size: int) -> str:
