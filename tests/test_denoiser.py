@@ -873,3 +873,14 @@ def test_shipped_adjscc_dm_keeps_its_decoder_beside_the_long_variant():
     name = "adjscc-c6-bsds-awgn-5-20-dmdec-long"
     long = build_dm_link("adjscc", 1 / 16, cpu, dm_decoder=name).codec
     assert codec_fingerprint(long) == fp(name) != codec_fingerprint(auto)
+
+
+def test_train_denoiser_refuses_a_cbr_for_the_vae(tmp_path, capsys):
+    """It was recorded in the card (and made a second latent cache) though TAEF2 has one CBR."""
+    from semcom.cli import main as semcom_main
+
+    out = tmp_path / "d"
+    argv = ["train", "denoiser", "--codec", "vae", "--cbr", "1/16", "--data", "samples"]
+    assert semcom_main([*argv, "--out", str(out)]) == 2
+    assert "vae is the pretrained TAEF2 (one CBR, 1/12): leave --cbr out" in capsys.readouterr().err
+    assert not out.exists()

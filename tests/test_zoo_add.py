@@ -65,6 +65,8 @@ def test_unfinished_run_is_refused_unless_allowed(data_root, tmp_path, zoo, caps
     assert "epoch 1 of 3" in capsys.readouterr().err and not (zoo / "dj-cut.json").exists()
     assert semcom_main([*add, "--allow-unfinished"]) == 0
     assert _card(zoo, "dj-cut")["unfinished"] == "epoch 1 of 3"
+    # added without --test-data: said to be untested (the card's test is empty)
+    assert "not tested" in capsys.readouterr().err and _card(zoo, "dj-cut")["test"] == {}
 
 
 def test_continuation_and_warm_start_carry_their_lineage(data_root, tmp_path, zoo):

@@ -63,6 +63,11 @@ class LatentTaskConfig:
             if value < 1:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} must be >= 1, got {value}")
+        if self.cbr is not None and self.codec == "vae":  # recorded, and a second cache
+            raise ValueError(
+                "--cbr picks a JSCC codec's checkpoint; vae is the pretrained TAEF2 (one CBR, "
+                "1/12): leave --cbr out"
+            )
         if self.cbr is not None and self.codec != "vae":
             from ..channels import parse_cbr
 

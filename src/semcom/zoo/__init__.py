@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -748,6 +749,12 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
         raise ValueError(f"{str(run)!r} is {what}; the zoo takes jscc, denoiser and "
                          "snr-estimator runs")  # fmt: skip
     print(f"{out}: {_entry(out).summary()}")
+    if task == "jscc" and args.test_data is None:
+        print(
+            "semcom: note: not tested (its card holds no test result): add it again with "
+            "--replace --test-data kodak (or cifar10-test) to test it",
+            file=sys.stderr,
+        )
     return 0
 
 
