@@ -592,6 +592,8 @@ def test_train_reports_its_end_and_leaves_nothing_after_a_refused_start(
     out = tmp_path / "r"
     assert main([*base, "--max-steps", "1", "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out) == {"out": str(out)}
+    card = json.loads((out / "card.json").read_text())  # the data preparation, kept apart
+    assert card["setup_hours"] > 0 and card["hours"] >= 0
     assert main(["train", "jscc", "--data", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown data set 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

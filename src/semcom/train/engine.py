@@ -447,6 +447,7 @@ class Trainer:
         # the card's command is the one that started the run; each --resume is added to
         # ``resumed_with`` (so a chained zoo command replays the run, not its last resume)
         self._command, self._resumes = cfg.command, []
+        self._setup_hours = 0.0  # model and data built before training (card: setup_hours)
         self._lock = None  # the open OUT/.lock while training (rank 0)
 
     # -------------------------------------------------------------------------- ddp
@@ -492,6 +493,9 @@ class Trainer:
             "step": progress.step,
             "batch_in_epoch": progress.batch_in_epoch,
             "hours": round(progress.hours, 5),
+            # building the model and the data (e.g. encoding latents) before training, every
+            # start summed; not in ``hours``
+            "setup_hours": round(self._setup_hours, 5),
             "val_metrics": last,
             "history": progress.history,
         }
@@ -658,6 +662,7 @@ class Trainer:
             task.progress = cfg.progress and self.is_main
         if hasattr(task, "resume_from"):  # the checkpoint will hold every weight
             task.resume_from = None if resume is None else Path(resume)
+        t_setup = time.perf_counter()  # building the model and the data (e.g. encoding latents)
         model = task.build_model().to(self.device)
         train_ds = task.train_dataset()
         val_ds = task.val_dataset()
@@ -680,6 +685,7 @@ class Trainer:
                 before = {}
             self._command = before.get("command") or cfg.command
             self._resumes = [*before.get("resumed_with", []), cfg.command]
+            self._setup_hours = float(before.get("setup_hours", 0.0))
         if prog.batch_in_epoch >= steps_per_epoch:
             prog.epoch, prog.batch_in_epoch = prog.epoch + 1, 0
 
@@ -714,6 +720,7 @@ class Trainer:
             )
         metrics: dict[str, float] = {}
         t_start = time.perf_counter()
+        self._setup_hours += (t_start - t_setup) / 3600.0
         hours0 = prog.hours
 
         def elapsed() -> float:

@@ -543,7 +543,8 @@ def check_export(
 
 def run_provenance(run_card: dict[str, Any], unfinished: str | None = None) -> dict[str, Any]:
     """The fields a zoo card copies from its run's card: validation metrics, the command (and
-    its resumes), hours, hardware, seed, epochs, steps, git commit, train and task config, and
+    its resumes), hours (and setup_hours, the data preparation before training, when the run
+    recorded it), hardware, seed, epochs, steps, git commit, train and task config, and
     ``unfinished`` (from :func:`check_export`) when set."""
     rc = run_card
     return {
@@ -551,6 +552,7 @@ def run_provenance(run_card: dict[str, Any], unfinished: str | None = None) -> d
         "command": rc.get("command", ""),
         **({"resumed_with": rc["resumed_with"]} if rc.get("resumed_with") else {}),
         "hours": rc.get("hours", 0.0),
+        **({"setup_hours": rc["setup_hours"]} if "setup_hours" in rc else {}),
         "hardware": rc.get("hardware", "unknown"),
         "seed": rc.get("seed"),
         "epochs": rc.get("epoch"),
