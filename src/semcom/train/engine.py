@@ -609,7 +609,7 @@ class Trainer:
             if created:
                 dist.destroy_process_group()
             # a start refused before anything was written leaves no empty run folder behind
-            if new_folder and self.out.is_dir():
+            if new_folder and self.is_main and self.out.is_dir():
                 if [p.name for p in self.out.iterdir()] in ([], [LOCK_FILE]):
                     (self.out / LOCK_FILE).unlink(missing_ok=True)
                     self.out.rmdir()
