@@ -594,6 +594,12 @@ def test_train_reports_its_end_and_leaves_nothing_after_a_refused_start(
     assert json.loads(capsys.readouterr().out) == {"out": str(out)}
     card = json.loads((out / "card.json").read_text())  # the data preparation, kept apart
     assert card["setup_hours"] > 0 and card["hours"] >= 0
+    assert card["data"]["val"] == "none" and card["data"]["val_used"] == "none"
+    auto = tmp_path / "auto"  # --val-data auto: what it resolved to, and how many images
+    assert main([*base[:-3], "--quiet", "--max-steps", "1", "--out", str(auto)]) == 0
+    used = json.loads((auto / "card.json").read_text())["data"]["val_used"]
+    assert used == "0.02 of samples held out (1 image)"
+    capsys.readouterr()
     assert main(["train", "jscc", "--data", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown data set 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

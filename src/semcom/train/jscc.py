@@ -335,6 +335,12 @@ class JSCCTask:
             if val is not None:
                 cache_images(val)
         self._split = (train_part, val)
+        # what --val-data resolved to ("auto": bsds500-val, or a held-out fraction), for the card
+        self._val_used = (
+            "none"
+            if val is None
+            else (f"{float(frac):g} of {cfg.data} held out" if frac is not None else val_name)
+        )
         return self._split
 
     def train_dataset(self) -> Dataset:
@@ -381,6 +387,12 @@ class JSCCTask:
             train = train.dataset
         return len(train)  # type: ignore[arg-type]
 
+    def _val_used_text(self) -> str:
+        """The validation data in use, with its image count (``--val-data`` resolved)."""
+        _, val = self._datasets()
+        n = 0 if val is None else len(val)  # type: ignore[arg-type]
+        return self._val_used if val is None else f"{self._val_used} ({n} image{'s' * (n != 1)})"
+
     def card(self) -> dict[str, Any]:
         cfg = self.config
         return {
@@ -395,6 +407,7 @@ class JSCCTask:
                 "train": cfg.data,
                 "crop": cfg.crop,
                 "val": cfg.val_data,
+                "val_used": self._val_used_text(),
                 "limit": cfg.limit,
                 "n_train": self._n_train_images(),
                 "repeats": cfg.repeats,
