@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+from ..metrics import in_db
 from ..paths import nan_for_null
 
 METRIC_LABELS = {
@@ -224,7 +225,7 @@ def results_table(
                 if not ys:
                     continue
                 by_snr = dict(zip(run["snr_db"], ys, strict=True))
-                nd = digits if m == "psnr" or m.endswith("_db") else 3
+                nd = digits if in_db(m) else 3
                 cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
                 if ci is not None:
                     cells = _with_intervals(cells, snrs, run, m, ci, nd)

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..metrics import METRICS, in_db
 from .stats import run_label
 from .text import aligned
 
@@ -28,7 +29,7 @@ TOLERANCE = 1e-4
 #: run entries that are the run's metrics (lists of one mean per SNR)
 _NOT_METRICS = {"snr_db", "seconds_per_image"}
 #: metric names on the paths of an experiment's values (their tolerance's unit)
-_METRIC_KEYS = {"psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists", "latent_mse"}
+_METRIC_KEYS = {*METRICS, "latent_mse"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Check:
 
 def tolerance_for(metric: str, tol_db: float = TOLERANCE_DB, tol: float = TOLERANCE) -> float:
     """The tolerance of ``metric``: ``tol_db`` for dB values (``psnr``, ``*_db``), else ``tol``."""
-    return tol_db if metric == "psnr" or metric.endswith("_db") else tol
+    return tol_db if in_db(metric) else tol
 
 
 def recorded_eval_commands(doc: dict, name: str) -> list[tuple[str, list[str]]]:
@@ -188,7 +189,7 @@ def compare_documents(
             d = _same(float(a), float(b))  # type: ignore[arg-type]
         else:
             d = 0.0 if path in new and a == b else math.inf
-        metric = next((k for k in path if k in _METRIC_KEYS or k.endswith("_db")), "-")
+        metric = next((k for k in path if k in _METRIC_KEYS or in_db(k)), "-")
         entry = path[0] if metric != "-" else "(settings)"  # names, counts, SNRs, deltas, ...
         groups.setdefault((entry, metric), []).append((d, "/".join(path)))
     checks = []

@@ -28,6 +28,14 @@ from .psnr import PSNR_MAX_DB, psnr, quantize_8bit
 from .ssim import ms_ssim, ms_ssim_levels, ssim
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists")
+
+
+def in_db(name: str) -> bool:
+    """Whether metric ``name`` is in dB: ``psnr`` and the ``*_db`` entries of a results file
+    (e.g. ``snr_est_rmse_db``); the others (SSIM, LPIPS, latent MSE, ...) are unitless."""
+    return name == "psnr" or name.endswith("_db")
+
+
 HIGHER_IS_BETTER = {
     "psnr": True,
     "ssim": True,
@@ -110,6 +118,7 @@ __all__ = [
     "PSNR_MAX_DB",
     "compute_metrics",
     "get_metric",
+    "in_db",
     "ms_ssim",
     "ms_ssim_levels",
     "psnr",
