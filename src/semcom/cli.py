@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from .channels import CHANNELS, CSI_MODES, Channel, format_cbr, parse_cbr
 from .channels.models import SNR_LIMIT_DB
-from .devices import command_args, launch_command, parse_device
+from .devices import command_args, launch_command, parse_device, without_options
 from .link import describe_counts
 from .metrics import METRICS
 from .paths import MissingResourceError, atomic_path, atomic_write_json, json_text
@@ -853,12 +853,7 @@ def _run_recorded(
 
     # the recorded command as it was given, checked by today's parser, writing ``out`` instead
     # of its own --out (so a kept re-run records the command that made it, one --out)
-    words, skip = [], False
-    for w in recorded:
-        if skip or w in ("--out", "--force") or w.startswith("--out="):
-            skip = w == "--out" and not skip
-            continue
-        words.append(w)
+    words = without_options(recorded, ("--out",), flags=("--force",))
     try:
         ns = parse_args(parser, [*words, "--out", str(out)])
     except SystemExit:

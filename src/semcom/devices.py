@@ -38,6 +38,23 @@ def command_args(command: str) -> list[str] | None:
     return None
 
 
+def without_options(
+    words: Sequence[str], valued: Sequence[str], flags: Sequence[str] = ()
+) -> list[str]:
+    """Command-line ``words`` less the options ``valued`` with their value (``--out X`` and
+    ``--out=X``) and the value-less ``flags`` (``--force``), e.g. to re-run a recorded
+    command elsewhere."""
+    out, skip = [], False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in valued:
+            skip = True
+        elif w not in flags and not w.startswith(tuple(f"{o}=" for o in valued)):
+            out.append(w)
+    return out
+
+
 def parse_device(name: str) -> torch.device:
     """``name`` (``cpu``, ``cuda``, ``cuda:1``, ...) as a :class:`torch.device`.
 
@@ -66,4 +83,4 @@ def parse_device(name: str) -> torch.device:
     return dev
 
 
-__all__ = ["parse_device"]
+__all__ = ["command_args", "launch_command", "parse_device", "without_options"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
 from ..codecs.jscc import MODELS
-from ..devices import command_args, launch_command
+from ..devices import command_args, launch_command, without_options
 from ..paths import json_text
 from .engine import SCHEDULES
 from .jscc import LOSSES
@@ -273,14 +273,7 @@ def resume_argv(argv: Sequence[str], task: str, run: str) -> list[str] | None:
         return None
     if words[1] != task:
         raise ValueError(f"cannot resume: {str(run)!r} is a 'train {words[1]}' run, not {task!r}")
-    own, skip = [], False
-    for w in words[2:]:
-        if skip:
-            skip = False
-        elif w in ("--out", "--resume"):
-            skip = True
-        elif not w.startswith(("--out=", "--resume=")):
-            own.append(w)
+    own = without_options(words[2:], ("--out", "--resume"))
     argv = list(argv)  # [..., "train", task, *given]
     i = next(i for i in range(len(argv) - 1) if argv[i : i + 2] == ["train", task]) + 2
     return [*argv[:i], *own, *argv[i:]]
