@@ -53,11 +53,11 @@ class _Help(argparse.HelpFormatter):
             or isinstance(action, argparse._HelpAction | argparse._VersionAction)
         ):
             return action.help
-        shown = (
-            " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-            if (isinstance(value, list | tuple))
-            else (f"{value:g}" if isinstance(value, float) else str(value))
-        )
+
+        def one(v: object) -> str:
+            return f"{v:g}" if isinstance(v, float) else str(v)
+
+        shown = " ".join(map(one, value)) if isinstance(value, list | tuple) else one(value)
         return f"{text} (default: {shown})".lstrip() if shown else action.help
 
 
@@ -412,7 +412,7 @@ def _is_results(path: Path) -> bool:
     """A semcom results JSON (``eval``, ``merge`` or ``experiment``)."""
     doc = _json_of(path)
     return isinstance(doc, dict) and (
-        isinstance(doc.get("runs"), list) or _recorded_command(path) is not None
+        isinstance(doc.get("runs"), list) or _command_of(doc) is not None
     )
 
 
@@ -450,7 +450,11 @@ def _replaceable(name: str, option: str, force: bool, ours, what: str) -> Path:
 def _recorded_command(path: Path) -> str | None:
     """The command a semcom results JSON records (``meta.command`` of ``eval``, ``command``
     of the experiments); None when ``path`` is not such a file."""
-    doc = _json_of(path)
+    return _command_of(_json_of(path))
+
+
+def _command_of(doc: object) -> str | None:
+    """:func:`_recorded_command` of a document already read."""
     if not isinstance(doc, dict):
         return None
     meta = doc.get("meta")
