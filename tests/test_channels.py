@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcom.channels import (
+    CBRReport,
     Channel,
     cbr_report,
     complex_to_real,
@@ -506,3 +507,13 @@ def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():
     _ = semcom.channels  # imported: in globals() and SUBMODULES
     names = dir(semcom)
     assert len(names) == len(set(names)) and "channels" in names
+
+
+def test_cbr_report_pilot_note():
+    """Said only when the pilots take at least as many channel uses as the data, or when no
+    data fits beside them."""
+    assert cbr_report((4, 4, 4), (8, 8), pilot_symbols=31).pilot_note() is None  # 32 data
+    note = cbr_report((4, 4, 4), (8, 8), pilot_symbols=32).pilot_note()
+    assert note and "the pilots take 32 of the 64 channel uses (data 32)" in note
+    assert "no data is sent" in CBRReport(0, 0, 0, 192).pilot_note()
+    assert cbr_report((4, 4, 4), (8, 8)).pilot_note() is None

@@ -854,8 +854,13 @@ def test_run_names_carry_receiver_options():
     assert run_name("vae") == "vae"
     assert run_name("vae", fading="naive", steps=4) == "vae"  # options it does not take
     assert run_name("vae+dm") == "vae+dm"
-    assert run_name("vae+dm", fading="naive", steps=4, denoiser_path="/x") == (
-        "vae+dm[steps=4,fading=naive]"
+    assert run_name("vae+dm", fading="naive", steps=4) == "vae+dm[steps=4,fading=naive]"
+    # another network is another curve: named as given, the codec last
+    assert (
+        run_name(
+            "adjscc+dm", codec_path="runs/c,1", denoiser_path="/x/d", estimator_path="e", steps=2
+        )
+        == "adjscc+dm[steps=2,denoiser=/x/d,snr_estimator=e,codec=runs/c,1]"
     )
     assert run_name("jpeg+capacity", matching="vp") == "jpeg+capacity"
     assert run_name("adjscc+dm", fading_samples=8, steps=16) == (
@@ -1080,3 +1085,28 @@ def test_results_are_not_overwritten_by_another_command(tmp_path, capsys):
     for exp in (["experiment", "ood"], ["experiment", "perturb"]):
         line = run_err(capsys, *exp, "--out", str(out))
         assert "already holds the results of `semcom eval" in line
+
+
+def test_pilots_that_outnumber_the_data_are_remarked_once_per_run(tmp_path, capsys):
+    """--pilots far above the latent's size: the analog scheme's CBR is mostly pilots, the
+    separation scheme sends nothing; each is said once per run (two images, one warning each),
+    in transmit and in eval alike, and a modest pilot count is not remarked on."""
+    imgs = []
+    for k in range(2):
+        p = tmp_path / f"i{k}.png"
+        Image.new("RGB", (32, 32), (40 * k, 90, 160)).save(p)
+        imgs.append(str(p))
+    base = ["--scheme", "deepjscc", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--snr", "5",
+            "--channel", "rayleigh-slow", "--csi", "estimated"]  # fmt: skip
+    assert main(["transmit", *imgs, *base, "--pilots", "5000", "--out", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("deepjscc@1/16: the pilots take 5000 of the 5192 channel uses (data 192)") == 1
+    assert err.count("jpeg+capacity@1/16: no data is sent: the pilots need more") == 1
+    assert main(["transmit", *imgs, *base, "--pilots", "4", "--out", str(tmp_path / "u")]) == 0
+    assert "pilots take" not in capsys.readouterr().err
+    out = tmp_path / "e.json"
+    argv = ["eval", "--dataset", "kodak", "--limit", "1", "--crop", "32", *base, "--pilots",
+            "5000", "--metrics", "psnr", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("deepjscc@1/16: the pilots take 5000 of the 5192") == 1

@@ -564,7 +564,7 @@ def _transmit_images(
 
     from .data import save_image
     from .eval.grid import Tile, make_grid
-    from .eval.sweep import image_seed, safe_metrics
+    from .eval.sweep import image_seed, note_pilots, safe_metrics
 
     device = parse_device(args.device)
     if out.exists() and not out.is_dir():
@@ -576,6 +576,7 @@ def _transmit_images(
     except OSError as e:
         raise CLIError(f"--out {str(out)!r}: cannot create it: {e.strerror}") from e
     rows, grids = [], []
+    noted: set[str] = set()
     snr_t = torch.tensor(snrs, dtype=torch.float64, device=device)
     bar = tqdm(
         total=len(images) * len(schemes),
@@ -590,6 +591,7 @@ def _transmit_images(
         for key, scheme in schemes:
             g = torch.Generator(device=device).manual_seed(image_seed(args.seed, idx))
             tx = scheme.transmit(x, channel, snr_t, g)
+            note_pilots(key.label, tx.cbr, noted)
             vals = safe_metrics(x.float(), tx.images.float(), args.metrics)
             tiles = []
             for j, snr in enumerate(snrs):

@@ -35,6 +35,22 @@ class CBRReport:
     def cbr(self) -> float:
         return self.channel_uses / self.source_values
 
+    def pilot_note(self) -> str | None:
+        """A sentence when the pilots take at least as many channel uses as the data (a
+        ``--pilots`` count that dwarfs the latent: the measured CBR is then mostly pilots, or
+        nothing is sent), else ``None``."""
+        if not self.data_symbols:
+            return (
+                "no data is sent: the pilots need more channel uses than the budget holds "
+                "(the receiver falls back to its default image)"
+            )
+        if self.pilot_symbols < self.data_symbols:
+            return None
+        return (
+            f"the pilots take {self.pilot_symbols} of the {self.channel_uses} channel uses "
+            f"(data {self.data_symbols}): the measured CBR {format_cbr(self.cbr)} is mostly pilots"
+        )
+
     def __str__(self) -> str:
         parts = f"{self.data_symbols} data"
         if self.pilot_symbols:

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..channels import Channel, format_cbr
+from ..channels import CBRReport, Channel, format_cbr
 from ..link import Scheme
 from ..paths import json_text, nan_for_null
 
@@ -288,6 +288,7 @@ def evaluate(
     )
     cache: dict[int, torch.Tensor] = {}
     warm: set[str] = set()
+    noted: set[str] = set()  # runs whose pilots were remarked on
     for idx, name, img, key, scheme in todo:
         if img is None:
             if idx not in cache:
@@ -311,6 +312,7 @@ def evaluate(
             t0 = time.perf_counter()
             tx = scheme.transmit(xb, channel, chunk.to(device), g)
             elapsed = (time.perf_counter() - t0) / len(chunk)
+            note_pilots(key.label, tx.cbr, noted)
             vals = safe_metrics(xb.float(), tx.images.float(), metrics)
             for m in metrics:
                 per_metric[m].extend(float(v) for v in vals[m].cpu())
@@ -339,6 +341,15 @@ def evaluate(
         bar.update(1)
     bar.close()
     return list(store.rows.values())
+
+
+def note_pilots(label: str, report: CBRReport, noted: set[str]) -> None:
+    """Warn once per run (``label``, remembered in ``noted``) when its pilots take at least as
+    many channel uses as its data (:meth:`CBRReport.pilot_note`)."""
+    note = report.pilot_note()
+    if note and label not in noted:
+        noted.add(label)
+        warnings.warn(f"{label}: {note}", stacklevel=2)
 
 
 def results_document(
