@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from semcom.train.engine import ResumableSampler, TrainConfig, Trainer
+from semcom.train.engine import CHECKPOINT_FILES, ResumableSampler, TrainConfig, Trainer
 from semcom.train.jscc import JSCCConfig, JSCCTask, parse_snr_train
 
 W = 8
@@ -227,6 +227,21 @@ def test_a_run_is_never_trained_over(data_root, tmp_path):
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
     assert json.loads((run / "card.json").read_text())["epoch"] == 2
+
+
+def test_a_run_into_a_folder_of_other_files_keeps_them_and_says_so(data_root, tmp_path, capsys):
+    """The user's files in --out stay byte for byte beside the run's checkpoint files, and a
+    note counts them; a folder holding only the run is not remarked on when resumed."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine\n")
+    task = _task(val_data="none")
+    Trainer(task, _cfg(run, epochs=1)).fit()
+    assert "also holds 1 other file(s) (kept)" in capsys.readouterr().err
+    assert (run / "notes.txt").read_text() == "mine\n"
+    assert all((run / n).is_file() for n in CHECKPOINT_FILES)
+    Trainer(task, _cfg(run, epochs=2)).fit(resume=run)
+    assert "other file" not in capsys.readouterr().err
 
 
 def test_resume_does_not_need_the_init_checkpoint(data_root, tmp_path):

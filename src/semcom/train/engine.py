@@ -651,6 +651,16 @@ class Trainer:
         if self.is_main:
             self._lock_out()
             refuse_a_run_there()  # a run that ended between the check and the lock
+            others = [p for p in self.out.iterdir() if p.name != LOCK_FILE]
+            if resume is None and others:
+                # the run writes only CHECKPOINT_FILES (refused above when present): the
+                # folder's other files stay, but a run folder shared with them is easily mistaken
+                print(
+                    f"note: {self.out}/ also holds {len(others)} other file(s) (kept); the run "
+                    f"writes {', '.join(CHECKPOINT_FILES)} beside them",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         elif self.world > 1 and self.device.type == "cpu":
