@@ -60,8 +60,17 @@ def list_schemes() -> list[SchemeSpec]:
     return sorted(_REGISTRY.values(), key=lambda s: s.name)
 
 
-#: options named in run labels (paths to latent models are recorded in the meta block; the codec
-#: is named, as given: a variant of a scheme's codec is another curve).
+# get_scheme option -> the CLI flag that sets it (underscored), where the two differ
+OPTION_FLAGS = {
+    "denoiser_path": "denoiser",
+    "estimator_path": "snr_estimator",
+    "codec_path": "codec",
+}
+
+#: options named in run labels. The networks are named as given (a zoo name or a path): another
+#: denoiser, SNR estimator or codec makes another curve, which merging must not take for the
+#: shipped one. ``codec_path`` comes last (:func:`semcom.eval.experiments._codec_option` reads
+#: it up to the closing bracket).
 LABELLED_OPTIONS = (
     "matching",
     "steps",
@@ -71,10 +80,12 @@ LABELLED_OPTIONS = (
     "dm_stop",
     "dm_decoder",
     "snr_source",
+    "denoiser_path",
+    "estimator_path",
     "codec_path",
 )
-#: the name an option has in a run label, where it differs from the option's.
-LABEL_NAMES = {"codec_path": "codec"}
+#: the name an option has in a run label, where it differs from the option's: its flag's.
+LABEL_NAMES = OPTION_FLAGS
 
 
 def fixed_cbr(name: str) -> float | None:
@@ -97,14 +108,6 @@ def run_name(name: str, **options) -> str:
         if options.get(k) is not None and k in spec.options
     ]
     return f"{name}[{','.join(kw)}]" if kw else name
-
-
-# get_scheme option -> the CLI flag that sets it (underscored), where the two differ
-OPTION_FLAGS = {
-    "denoiser_path": "denoiser",
-    "estimator_path": "snr_estimator",
-    "codec_path": "codec",
-}
 
 
 def get_scheme(
