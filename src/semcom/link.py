@@ -275,16 +275,25 @@ class AnalogLink:
                 from .estimation import level_from_gamma, moment_snr
 
                 if self.snr_source == "moment":
-                    gamma = moment_snr(y, state.no)
+                    gamma = moment_snr(y, state.no)  # estimates |h|^2 / N0
+                    seen = gamma
+                    if state.h_err is not None:
+                        # the latent was equalised with the pilot estimate of h: its error
+                        # counts as noise, as in equalize (N0 + h_err)
+                        no = state.no.double().reshape(b)
+                        seen = gamma * no / (no + state.h_err.double().reshape(b))
                 else:
+                    # estimated from the equalised latent itself: its noise level as it is
                     gamma, clamped = self.estimator.estimate(f_tilde)
+                    seen = gamma
                     info["snr_clamped"] = int(clamped.sum())
                     counts["snr_clamped"] = clamped.reshape(b).long().cpu()
-                d = level_from_gamma(gamma).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
+                d = level_from_gamma(seen).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
                 # the receiver does not know the SNR: its decoder is told the estimate too
+                seen_db = 10.0 * torch.log10(seen.double()).reshape(b)
+                dec_snr = seen_db.clamp(*DECODER_SNR_RANGE_DB).float()
                 est_db = 10.0 * torch.log10(gamma.double()).reshape(b)
                 est_db = est_db.clamp(*DECODER_SNR_RANGE_DB)
-                dec_snr = est_db.float()
                 # score the estimate against the true |h|^2/N0 (not the equaliser's d, which
                 # holds a pilot estimate of h with --csi estimated), on the same +-100 dB scale:
                 # a noiseless link scores 0
