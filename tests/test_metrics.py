@@ -513,3 +513,36 @@ def test_compute_metrics_all_networks(weights_root, lpips_example):
     assert out["psnr"][2].item() == PSNR_MAX_DB
     for name in ("lpips", "lpips_vgg", "dists"):
         assert abs(out[name][2].item()) < 1e-4 and out[name][1] < out[name][0], name
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (37, 50), (170, 180)])
+def test_one_reference_expanded_over_a_batch_scores_as_copies(weights_root, hw):
+    """An SNR sweep sends one reference expanded over the batch (stride 0): its features and
+    local statistics are computed once and broadcast, with the scores of B full copies."""
+    from semcom.metrics._check import shared_reference
+
+    x = natural(*hw).float()
+    shared = x.expand(3, -1, -1, -1)
+    assert shared_reference(shared) and not shared_reference(shared.contiguous())
+    assert not shared_reference(x) and not shared_reference(x.expand(1, -1, -1, -1))
+    y = (shared + 0.1 * torch.randn(shared.shape, generator=gen(5))).clamp(0, 1)
+    names = [n for n in METRICS if min(hw) >= 64 or n not in ("lpips_vgg", "dists")]
+    got, want = compute_metrics(shared, y, names), compute_metrics(shared.contiguous(), y, names)
+    for n in names:
+        assert torch.allclose(got[n], want[n], rtol=0, atol=1e-6), n
+        assert len(set(got[n].tolist())) == 3, n  # three different reconstructions
+
+
+@pytest.mark.parametrize("hw", [(12, 15), (33, 40), (100, 90), (161, 170)])
+def test_ssim_and_ms_ssim_in_one_pass(hw):
+    """One pass gives exactly what ssim and ms_ssim give on their own (SSIM is MS-SSIM's
+    first scale), and compute_metrics asked for both returns those values."""
+    from semcom.metrics.ssim import ssim_and_ms_ssim
+
+    x = natural(*hw).float().repeat(2, 1, 1, 1)
+    y = (x + 0.05 * torch.randn(x.shape, generator=gen(6))).clamp(0, 1)
+    s, ms = ssim_and_ms_ssim(x, y)
+    assert torch.equal(s, ssim(x, y)) and torch.equal(ms, ms_ssim(x, y))
+    both = compute_metrics(x, y, ["ms_ssim", "ssim"])
+    assert list(both) == ["ms_ssim", "ssim"]
+    assert torch.equal(both["ssim"], s.double()) and torch.equal(both["ms_ssim"], ms.double())

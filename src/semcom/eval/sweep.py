@@ -122,6 +122,10 @@ def safe_metrics(
 
     for n in names:
         get_metric(n)  # unknown names raise ValueError before any work
+    try:  # all at once (work shared between metrics), else one at a time to find the failing
+        return compute_metrics(reference, reconstruction, list(names))
+    except (RuntimeError, ValueError):
+        pass
     out: dict[str, torch.Tensor] = {}
     for n in names:
         try:

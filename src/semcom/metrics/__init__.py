@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ._check import check_pair, check_value_range
 from .psnr import PSNR_MAX_DB, psnr, quantize_8bit
-from .ssim import ms_ssim, ms_ssim_levels, ssim
+from .ssim import ms_ssim, ms_ssim_levels, ssim, ssim_and_ms_ssim
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists")
 
@@ -109,7 +109,11 @@ def compute_metrics(
         check_value_range(y, "compute_metrics: y", 1.0, RECONSTRUCTION_SLACK)
     y = y.clamp(0.0, 1.0) if isinstance(y, Tensor) and y.is_floating_point() else y
     check_pair(x, y, "compute_metrics")
-    return {n: fn(x, y).detach().to("cpu", torch.float64) for n, fn in fns.items()}
+    out = {}
+    if "ssim" in fns and "ms_ssim" in fns:  # SSIM is MS-SSIM's first scale: computed once
+        out["ssim"], out["ms_ssim"] = ssim_and_ms_ssim(x, y)
+    out.update({n: fn(x, y) for n, fn in fns.items() if n not in out})
+    return {n: out[n].detach().to("cpu", torch.float64) for n in fns}
 
 
 __all__ = [

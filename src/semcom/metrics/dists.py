@@ -37,7 +37,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from .. import paths
-from ._check import check_pair
+from ._check import check_pair, shared_reference
 from ._nets import VGG16_CHANNELS, VGG16Trunk
 
 VGG_WEIGHTS = "lpips/vgg16_lpips_v0.1.safetensors"
@@ -145,13 +145,14 @@ class DISTS(nn.Module):
         """DISTS per image; ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` -> ``[B]`` (dtype of the net)."""
         check_pair(x, y, "DISTS", channels=3)
         b = x.shape[0]
+        nx = 1 if shared_reference(x) else b  # one reference for the batch: its features once
         dtype = self.mean.dtype
-        feats = self.features(torch.cat([x, y], dim=0).to(dtype))
+        feats = self.features(torch.cat([x[:nx], y], dim=0).to(dtype))
         alphas = torch.split(self.alpha, DISTS_CHANNELS, dim=1)
         betas = torch.split(self.beta, DISTS_CHANNELS, dim=1)
         sim = x.new_zeros(b, dtype=dtype)
         for f, a, be in zip(feats, alphas, betas, strict=True):
-            fx, fy = f[:b], f[b:]
+            fx, fy = f[:nx], f[nx:]
             mx = fx.mean(dim=(2, 3), keepdim=True)
             my = fy.mean(dim=(2, 3), keepdim=True)
             dx, dy = fx - mx, fy - my

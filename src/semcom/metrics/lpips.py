@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .. import paths
-from ._check import check_pair
+from ._check import check_pair, shared_reference
 from ._nets import (
     ALEX_CONVS,
     ALEX_TORCHVISION_IDX,
@@ -200,11 +200,13 @@ class LPIPS(nn.Module):
                 f"{self.net_name} network (use at least {self.min_size}x{self.min_size})"
             )
         b = x.shape[0]
-        h = (torch.cat([x, y], dim=0).to(self.shift.dtype) * 2.0 - 1.0 - self.shift) / self.scale
+        nx = 1 if shared_reference(x) else b  # one reference for the batch: its features once
+        h = torch.cat([x[:nx], y], dim=0).to(self.shift.dtype)
+        h = (h * 2.0 - 1.0 - self.shift) / self.scale
         total = h.new_zeros(b)
         feats = self.net(h)
         for k, f in enumerate(feats):
             f = normalize_channels(f)
-            d = (f[:b] - f[b:]) ** 2
+            d = (f[:nx] - f[nx:]) ** 2
             total = total + getattr(self, f"lin{k}")(d).mean(dim=(1, 2, 3))
         return total

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._check import check_pair
+from ._check import check_pair, shared_reference
 
 WIN_SIZE = 11
 WIN_SIGMA = 1.5
@@ -66,9 +66,13 @@ def _ssim_cs(x: Tensor, y: Tensor, win: Tensor, data_range: float) -> tuple[Tens
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
     c = x.shape[1]
-    # One grouped convolution for the five local statistics.
-    stats = _blur_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), win)
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
+    if shared_reference(x):  # one reference for the batch: its statistics once, broadcast
+        x = x[:1]
+        mu_x, e_xx = _blur_valid(torch.cat([x, x * x], dim=1), win).split(c, dim=1)
+        mu_y, e_yy, e_xy = _blur_valid(torch.cat([y, y * y, x * y], dim=1), win).split(c, dim=1)
+    else:  # one grouped convolution for the five local statistics
+        stats = _blur_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), win)
+        mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x = e_xx - mu_xx
     var_y = e_yy - mu_yy
@@ -129,6 +133,12 @@ def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     Returns:
         tensor ``[B]`` in ``[0, 1]``.
     """
+    return ssim_and_ms_ssim(x, y, data_range)[1]
+
+
+def ssim_and_ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> tuple[Tensor, Tensor]:
+    """:func:`ssim` and :func:`ms_ssim` per image, ``([B], [B])``, in one pass: SSIM is
+    MS-SSIM's first scale, computed once for both (same arguments as :func:`ms_ssim`)."""
     x, y = _prepare(x, y, "ms_ssim", data_range)
     levels = ms_ssim_levels(*x.shape[-2:])
     w = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
@@ -136,14 +146,20 @@ def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
         w = w / w.sum()
     win = _gaussian_window(WIN_SIZE, WIN_SIGMA, x.dtype, x.device)
     terms = []
+    first = None
     for i in range(levels):
         s, cs = _ssim_cs(x, y, win, data_range)
+        if i == 0:
+            first = s.mean(1)
         if i < levels - 1:
             terms.append(torch.relu(cs))
             pad = [d % 2 for d in x.shape[-2:]]
-            x = F.avg_pool2d(x, kernel_size=2, padding=pad)
+            if shared_reference(x):  # the reference pooled once, still shared
+                x = F.avg_pool2d(x[:1], kernel_size=2, padding=pad).expand(x.shape[0], -1, -1, -1)
+            else:
+                x = F.avg_pool2d(x, kernel_size=2, padding=pad)
             y = F.avg_pool2d(y, kernel_size=2, padding=pad)
         else:
             terms.append(torch.relu(s))
     stacked = torch.stack(terms, dim=0)  # [L, B, C]
-    return torch.prod(stacked ** w.view(-1, 1, 1), dim=0).mean(1)
+    return first, torch.prod(stacked ** w.view(-1, 1, 1), dim=0).mean(1)
