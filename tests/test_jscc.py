@@ -209,6 +209,31 @@ def test_load_roundtrip_and_mismatch(tmp_path):
         load_jscc(p)
 
 
+@pytest.mark.parametrize("model", ["deepjscc", "adjscc"])
+def test_loaded_codecs_run_channels_last_with_the_same_results(tmp_path, model):
+    """load_jscc returns a channels-last codec (faster on CPU): same latents and images as the
+    contiguous one to float rounding, contiguous outputs, the same fingerprint, and its
+    state saves as is."""
+    from semcom.fingerprint import codec_fingerprint
+
+    torch.manual_seed(0)
+    codec = build_jscc(model, 6, width=W).eval()
+    _save(codec, tmp_path / "m.safetensors")
+    back = load_jscc(tmp_path / "m.safetensors")
+    assert back.layout is torch.channels_last and codec.layout is torch.contiguous_format
+    assert back.enc[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert codec_fingerprint(back) == codec_fingerprint(codec)
+    x, snr = torch.rand(2, 3, 30, 22), torch.tensor([0.0, 12.0])
+    with torch.no_grad():
+        lat, lat_cl = codec.encode(x, snr), back.encode(x, snr)
+        img, img_cl = codec.decode(lat, (30, 22), snr), back.decode(lat, (30, 22), snr)
+    assert lat_cl.is_contiguous() and img_cl.is_contiguous()
+    torch.testing.assert_close(lat_cl, lat, rtol=0, atol=1e-5)
+    torch.testing.assert_close(img_cl, img, rtol=0, atol=1e-5)
+    _save(back, tmp_path / "again.safetensors")
+    assert codec_fingerprint(load_jscc(tmp_path / "again.safetensors")) == codec_fingerprint(codec)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_adjscc_warm_start_computes_the_deepjscc_at_every_snr(seed):
     torch.manual_seed(seed)
