@@ -1,10 +1,12 @@
-"""TAEF2 encode/decode time, contiguous vs channels-last, in one run (on demand, not a test).
+"""A codec's encode/decode time, contiguous vs channels-last, in one run (on demand, not a test).
 
-    python benchmarks/taef2_memory_format.py [--size 512x768] [--repeats 3] [--threads 1]
+    python benchmarks/memory_format.py [--codec vae|deepjscc|adjscc] [--cbr 1/16]
+        [--size 512x768] [--repeats 3] [--threads 1]
 
 Prints seconds per image (best of ``--repeats``) for each memory format and the ratio, and
-the largest output difference between the two (float rounding only). The codec uses
-channels-last since this was measured (docs/results.md, Speed).
+the largest output difference between the two (float rounding only). The codecs run
+channels-last since this was measured (docs/results.md, Speed): TAEF2 (``vae``) since
+2026-11-28, DeepJSCC / ADJSCC as loaded (:func:`semcom.codecs.jscc.load_jscc`) since 2026-11-30.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import argparse
 import time
 
 import torch
-
-from semcom.codecs.taef2 import load_taef2
 
 
 def best_time(fn, repeats: int) -> float:
@@ -26,29 +26,44 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def set_layout(codec: torch.nn.Module, fmt: torch.memory_format) -> None:
+    """Weights (and, for the JSCC codecs, the inputs they convert to) in ``fmt``."""
+    codec.to(memory_format=fmt)
+    if hasattr(codec, "layout"):
+        codec.layout = fmt
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--codec", default="vae", choices=("vae", "deepjscc", "adjscc"))
+    p.add_argument("--cbr", default="1/16", help="CBR of the JSCC codec (shipped checkpoint)")
     p.add_argument("--size", default="512x768", help="HxW of the test image")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
-    codec = load_taef2("cpu")
+    if args.codec == "vae":
+        from semcom.codecs.taef2 import load_taef2
+
+        codec = load_taef2("cpu")
+    else:
+        from semcom.zoo import load_codec
+
+        codec = load_codec(args.codec, args.cbr)
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    snr = torch.tensor([0.0])
     rows, outs = {}, {}
     with torch.inference_mode():
         for fmt in (torch.contiguous_format, torch.channels_last):
-            codec.to(memory_format=fmt)
-            xi = x.contiguous(memory_format=fmt)
-            z = codec.encoder(xi)
-            zi = z.contiguous(memory_format=fmt)
-            enc = best_time(lambda xi=xi: codec.encoder(xi), args.repeats)
-            dec = best_time(lambda zi=zi: codec.decoder(zi), args.repeats)
+            set_layout(codec, fmt)
+            z = codec.encode(x, snr)
+            enc = best_time(lambda: codec.encode(x, snr), args.repeats)
+            dec = best_time(lambda z=z: codec.decode(z, (h, w), snr), args.repeats)
             rows[str(fmt)] = (enc, dec)
-            outs[str(fmt)] = codec.decoder(zi).contiguous()
+            outs[str(fmt)] = codec.decode(z, (h, w), snr)
     (e0, d0), (e1, d1) = rows.values()
-    print(f"{h}x{w}, {args.threads} thread(s), best of {args.repeats}; seconds per image")
+    print(f"{args.codec}, {h}x{w}, {args.threads} thread(s), best of {args.repeats}; s per image")
     for name, (e, d) in rows.items():
         print(f"  {name:24s} encode {e:6.3f}  decode {d:6.3f}")
     print(f"  channels-last speed-up: encode {e0 / e1:.2f}x, decode {d0 / d1:.2f}x")

@@ -168,14 +168,15 @@ class TAEF2Codec(Codec):
         self.eval()
         self.requires_grad_(False)
         # channels-last convolutions: 1.4-1.6x faster encode and decode on CPU
-        # (docs/results.md, Speed)
+        # (docs/results.md, Speed); ``layout``: the inputs' memory format, as in DeepJSCC
         self.to(memory_format=torch.channels_last)
+        self.layout = torch.channels_last
 
     def _encode(self, x: Tensor, snr_db: Tensor | None) -> Tensor:
-        return self.encoder(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        return self.encoder(x.contiguous(memory_format=self.layout)).contiguous()
 
     def _decode(self, latent: Tensor, snr_db: Tensor | None) -> Tensor:
-        return self.decoder(latent.contiguous(memory_format=torch.channels_last)).contiguous()
+        return self.decoder(latent.contiguous(memory_format=self.layout)).contiguous()
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (LATENT_CHANNELS, math.ceil(height / 8), math.ceil(width / 8))
