@@ -764,6 +764,36 @@ def test_eval_fallback_is_the_whole_data_sets_mean(tmp_path, capsys):
     assert abs(alone - expect) > 1  # the mean of the evaluated image alone would differ
 
 
+def test_the_data_sets_fallback_is_computed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """dataset_fallback: mean_fallback over the whole set on the first call, then the data
+    cache's copy (one file per data set, crop and files); an unreadable copy is recomputed."""
+    import torch
+
+    import semcom.separation.common as common
+    from semcom.data import get_dataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ds = get_dataset("samples", crop=32, random_crop=False)
+    want, kind = common.mean_fallback(ds[i] for i in range(len(ds)))
+    mean, got_kind = common.dataset_fallback("samples", ds, 32)
+    assert torch.equal(mean, want) and got_kind == kind == "mean image"
+    files = list((tmp_path / "cache").rglob("*.safetensors"))
+    assert len(files) == 1 and "samples-crop32-" in files[0].name
+
+    def boom(images):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(common, "mean_fallback", boom)
+    mean, got_kind = common.dataset_fallback("samples", ds, 32)
+    assert torch.equal(mean, want) and got_kind == kind
+    whole = get_dataset("samples")  # another crop: another file, computed
+    with pytest.raises(AssertionError, match="computed again"):
+        common.dataset_fallback("samples", whole, None)
+    files[0].write_bytes(b"not a safetensors file")
+    with pytest.raises(AssertionError, match="computed again"):
+        common.dataset_fallback("samples", ds, 32)
+
+
 def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SEMCOM_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -724,7 +724,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scheme_weights,
         summarize,
     )
-    from .separation.common import mean_fallback
+    from .separation.common import dataset_fallback
 
     if args.spread and args.limit is None:
         raise CLIError("--spread spreads --limit N images over the data set: give --limit")
@@ -745,7 +745,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if fallback:
         # separation baselines show the data set's mean image when decoding fails (as peers):
         # over the whole data set (as cropped), so --limit / --spread do not change it
-        mean, fallback_kind = mean_fallback(ds[i] for i in range(len(ds)))
+        mean, fallback_kind = dataset_fallback(args.dataset, ds, args.crop)
         for _, sch in schemes:
             if hasattr(sch, "fallback_image"):
                 sch.fallback_image = mean.to(device)

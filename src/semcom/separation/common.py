@@ -96,10 +96,38 @@ def mean_fallback(images: Iterable[Tensor]) -> tuple[Tensor, str]:
     return (colour / n).float().view(3, 1, 1), "mean colour"
 
 
+def dataset_fallback(name: str, dataset, crop: int | None = None) -> tuple[Tensor, str]:
+    """:func:`mean_fallback` over every image of ``dataset`` (the named data set ``name``, as
+    cropped to ``crop``), computed once and then read from the data cache: keyed by the data
+    set's :func:`~semcom.data.dataset_signature`, so another copy of the data (files added,
+    removed or changed in size) gets its own. Reading all of CIFAR-10's test set took ~3.4 s
+    per separation eval before."""
+    from safetensors import safe_open
+
+    from ..data import dataset_signature
+    from ..paths import atomic_write_files, cache_dir, safetensors_bytes
+
+    tag = f"crop{crop}" if crop else "whole"
+    path = cache_dir("data") / "fallback" / f"{name}-{tag}-{dataset_signature(dataset)}.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_tensor("mean"), (f.metadata() or {})["kind"]
+    except Exception:  # absent or unreadable (safetensors has its own errors): computed again
+        pass
+    mean, kind = mean_fallback(dataset[i] for i in range(len(dataset)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_files({path: safetensors_bytes({"mean": mean.contiguous()}, {"kind": kind})})
+    except OSError:  # a read-only cache: computed each time
+        pass
+    return mean, kind
+
+
 __all__ = [
     "DEFAULT_CBR",
     "budget_report",
     "data_symbols",
+    "dataset_fallback",
     "fallback_for",
     "mean_fallback",
     "total_channel_uses",
