@@ -884,3 +884,72 @@ def test_train_denoiser_refuses_a_cbr_for_the_vae(tmp_path, capsys):
     assert semcom_main([*argv, "--out", str(out)]) == 2
     assert "vae is the pretrained TAEF2 (one CBR, 1/12): leave --cbr out" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _spied(scheme):
+    """``scheme`` with its denoiser wrapped: every call's noise levels are recorded."""
+    net, levels = scheme.receiver.denoise, []
+
+    def spy(x, level):
+        levels.append(torch.as_tensor(level).detach().flatten().double().clone())
+        return net(x, level)
+
+    scheme.receiver.denoise = spy
+    return scheme, levels
+
+
+def test_receiver_options_reach_the_sampler():
+    """--matching, --fading-grid and --fading-samples change what the sampler does (the
+    oracle tests are exact on any grid, so they cannot tell the options apart): the rule is
+    the one asked, quantile and time grids hand the network other levels, and N samples of
+    water-filling call the network N times as often."""
+    from semcom.channels import Channel
+    from semcom.schemes import get_scheme
+
+    img = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+    def send(channel, snr, **options):
+        s, levels = _spied(get_scheme("adjscc+dm", 1 / 16, dm_stop="clean", **options))
+        t = s.transmit(img, Channel(channel), snr, torch.Generator().manual_seed(4))
+        return s, t, levels
+
+    outs = {}
+    for rule in ("continuous", "vp", "ddm"):
+        s, t, levels = send("awgn", 0.0, matching=rule, steps=2)
+        assert s.receiver.rule == rule and s.receiver.last.info["rule"] == rule
+        assert t.info["network_calls"] == len(levels) >= 1
+        outs[rule] = t.images
+    assert not torch.allclose(outs["vp"], outs["continuous"])
+    assert not torch.allclose(outs["ddm"], outs["continuous"])
+    seen = {}
+    for grid in ("time", "quantile"):
+        s, t, levels = send("rayleigh-fast", 0.0, fading="waterfill", fading_grid=grid, steps=4)
+        assert s.receiver.fading_grid == grid
+        seen[grid] = torch.cat(levels)
+    assert seen["time"].shape != seen["quantile"].shape or not torch.allclose(
+        seen["time"], seen["quantile"]
+    )
+    calls = {}
+    for n in (1, 3):
+        s, t, levels = send("rayleigh-fast", 0.0, fading="waterfill", fading_samples=n, steps=4)
+        calls[n] = t.info["network_calls"]
+        assert calls[n] == len(levels)
+    assert calls[3] == 3 * calls[1] > 0
+
+
+def test_snr_estimator_of_other_codec_weights_refused(tmp_path):
+    """An SNR estimator trained on the latents of other DeepJSCC weights is refused by the
+    receiver (as a denoiser is); the shipped one, with the shipped codec's fingerprint, is not."""
+    from safetensors import safe_open
+
+    from semcom.schemes import get_scheme
+    from semcom.zoo import resolve_weights
+
+    shipped = resolve_weights("snr-estimator-deepjscc-c6-bsds")
+    with safe_open(str(shipped), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    p = tmp_path / "est.safetensors"
+    save_file(tensors, str(p), {**meta, "codec_fingerprint": "0" * 12})
+    with pytest.raises(ValueError, match=r"SNR estimator .* codec weights 000000000000"):
+        get_scheme("deepjscc+dm", 1 / 16, snr_source="learned", estimator_path=str(p))
+    get_scheme("deepjscc+dm", 1 / 16, snr_source="learned", estimator_path=str(shipped))

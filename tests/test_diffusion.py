@@ -400,6 +400,46 @@ def test_oracle_vp_discrete_and_ddm_every_step_exact():
                 assert torch.allclose(lv, ddm.level(ddm.t_from_level(lv)))
 
 
+def test_ddm_stochastic_steps_keep_the_marginal_noise():
+    """The stochastic DDM step draws fresh noise of the right size: with a perfect denoiser
+    every intermediate state the network sees is sqrt(1-v) x0 + sqrt(v) n with n of unit
+    variance (the final output, x0 itself, cannot tell)."""
+    g = gen(21)
+    x0 = torch.randn(1, 4, 64, 64, generator=g, dtype=F64)
+    t = torch.tensor([0.8], dtype=F64)
+    oracle = Oracle(x0)
+    xt = (1 - t) * x0 + t.sqrt() * torch.randn(x0.shape, generator=g, dtype=F64)
+    ddm_sample(xt, t, oracle, steps=5, stochastic=True, generator=gen(22))
+    assert len(oracle.calls) == 5
+    n = x0.numel()
+    for x, lv in oracle.calls:
+        w = view(lv, x)
+        resid = (x - (1 - w).sqrt() * x0) / w.sqrt()
+        assert abs(float(resid.var()) - 1.0) < 6 * math.sqrt(2 / n), float(resid.var())
+        assert abs(float(resid.mean())) < 6 / math.sqrt(n)
+
+
+def test_paper_b_sigmoid_schedule_is_the_default():
+    """The receivers' default continuous schedule is paper B's g = 0, e = 3, tau = 0.7 (eq.
+    17): its closed form, and a receiver without a schedule equals one given it explicitly."""
+    s = SigmoidSchedule()
+    assert (s.start, s.end, s.tau) == (0.0, 3.0, 0.7)
+    t = torch.linspace(0, 1, 11, dtype=F64)
+    closed = (torch.sigmoid(3 * t / 0.7) - 0.5) / (torch.sigmoid(torch.tensor(3 / 0.7)) - 0.5)
+    assert torch.allclose(s.S(t), closed.to(F64), atol=1e-12)
+    x = torch.randn(2, 3, 8, 8, generator=gen(23), dtype=F64)
+    d = torch.tensor([0.3, 0.6], dtype=F64)
+
+    def den(xx, lv):  # an arbitrary x0-predictor: the grid matters
+        return torch.tanh(xx) * (1 - view(lv, xx))
+
+    default = diffusion_receive(x, d, den, steps=3).f_hat
+    explicit = diffusion_receive(x, d, den, steps=3, schedule=SIG).f_hat
+    assert torch.equal(default, explicit)
+    other = diffusion_receive(x, d, den, steps=3, schedule=SigmoidSchedule(0.0, 3.0, 0.5)).f_hat
+    assert not torch.allclose(default, other)
+
+
 def test_ddm_deterministic_equals_ddim_on_mapped_grid():
     """The DDM reverse step is DDIM in VP coordinates (same eps_hat), for any denoiser."""
     ddm = DDMSchedule()

@@ -546,3 +546,19 @@ def test_ssim_and_ms_ssim_in_one_pass(hw):
     both = compute_metrics(x, y, ["ms_ssim", "ssim"])
     assert list(both) == ["ms_ssim", "ssim"]
     assert torch.equal(both["ssim"], s.double()) and torch.equal(both["ms_ssim"], ms.double())
+
+
+def test_metrics_score_each_row_against_its_own_reference(weights_root, lpips_example):
+    """A batch of different references (not one expanded): row i is scored against reference
+    i, exactly as alone (the shared-reference path must not take over)."""
+    x, y = _ref_pairs(lpips_example)  # distinct references in rows 0 and 1
+    a, b = torch.cat([x[:1], y[1:2]]), torch.cat([y[:1], x[1:2]])
+    assert not torch.equal(a[0], a[1])
+    both = compute_metrics(a, b, METRICS)
+    for n in METRICS:
+        for i in range(2):
+            alone = compute_metrics(a[i : i + 1], b[i : i + 1], [n])[n]
+            assert torch.allclose(both[n][i], alone[0], rtol=0, atol=1e-6), (n, i)
+    # the official LPIPS-Alex values of the two pairs, each row against its own reference
+    assert both["lpips"][0].item() == pytest.approx(0.722, abs=0.002)
+    assert both["lpips"][1].item() == pytest.approx(0.138, abs=0.002)

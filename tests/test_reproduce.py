@@ -72,6 +72,16 @@ def test_a_changed_value_is_found_with_its_snr_and_image():
     assert _by_metric(compare_results(STORED, fresh, tol_db=0.1))["psnr"].ok
 
 
+def test_a_changed_lpips_value_is_judged_by_its_own_tolerance():
+    """LPIPS (not in dB) differs at 2e-4 and passes at 5e-5: 1e-4, not 0.01."""
+    for delta, ok in ((2e-4, False), (5e-5, True)):
+        fresh = copy.deepcopy(STORED)
+        fresh["runs"][0]["per_image"]["lpips"][0][1] += delta
+        c = _by_metric(compare_results(STORED, fresh))["lpips"]
+        assert c.ok is ok and math.isclose(c.max_diff, delta, rel_tol=1e-6)
+        assert ("DIFFERS" in format_checks([c])) is not ok
+
+
 def test_a_rerun_of_the_first_images_compares_those_only():
     # the re-run scored image "a" only (--limit 1); a change to "c" in the file goes unseen,
     # a change to "a" does not
@@ -121,6 +131,8 @@ def test_a_rerun_that_does_not_match_the_file_is_refused():
 
 
 def test_tolerances_by_unit():
+    # the README's numbers: 0.01 dB for dB-valued metrics, 1e-4 for the others
+    assert (TOLERANCE_DB, TOLERANCE) == (0.01, 1e-4)
     assert tolerance_for("psnr") == TOLERANCE_DB
     assert tolerance_for("snr_error_db") == TOLERANCE_DB
     assert tolerance_for("snr_est_rmse_db") == TOLERANCE_DB
