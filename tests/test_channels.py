@@ -517,3 +517,13 @@ def test_cbr_report_pilot_note():
     assert note and "the pilots take 32 of the 64 channel uses (data 32)" in note
     assert "no data is sent" in CBRReport(0, 0, 0, 192).pilot_note()
     assert cbr_report((4, 4, 4), (8, 8)).pilot_note() is None
+
+
+def test_default_pilots_per_block():
+    """Estimated CSI: 16 pilots per image on AWGN / slow fading, one per fading block on
+    fast fading (every symbol; every 4th with coherence 4)."""
+    assert Channel("rayleigh-slow", "estimated").pilot_symbols(100) == 16
+    assert Channel("awgn", "estimated").pilot_symbols(100) == 16
+    assert Channel("rayleigh-fast", "estimated").pilot_symbols(100) == 100
+    assert Channel("rayleigh-fast", "estimated", coherence=4).pilot_symbols(100) == 25
+    assert Channel("rayleigh-fast").pilot_symbols(100) == 0

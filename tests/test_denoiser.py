@@ -953,3 +953,29 @@ def test_snr_estimator_of_other_codec_weights_refused(tmp_path):
     with pytest.raises(ValueError, match=r"SNR estimator .* codec weights 000000000000"):
         get_scheme("deepjscc+dm", 1 / 16, snr_source="learned", estimator_path=str(p))
     get_scheme("deepjscc+dm", 1 / 16, snr_source="learned", estimator_path=str(shipped))
+
+
+def test_denoiser_training_noises_the_latent_at_the_matched_level():
+    """The training forward process: SNR uniform over snr_range, v = P0 / (P0 + 10^(snr/10)),
+    x_t = sqrt(1 - v) x0 + sqrt(v) n, the network asked for x0 (checked at P0 = 2.5, where a
+    dropped sqrt or P0 shows)."""
+    task = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", cbr="1/16", snr_range=(-5.0, 15.0)))
+    task.p0 = 2.5
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, v):
+            seen["x"], seen["v"] = x, v
+            return torch.zeros_like(x)
+
+    x0 = torch.randn(4, 6, 8, 8, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(6)
+    loss, _ = task.loss(Spy(), x0, g)
+    g = torch.Generator().manual_seed(6)  # the same draws, in the same order
+    snr = -5.0 + 20.0 * torch.rand(4, generator=g)
+    n = torch.randn(x0.shape, generator=g)
+    v = 2.5 / (2.5 + 10 ** (snr / 10))
+    torch.testing.assert_close(seen["v"], v.float(), rtol=1e-6, atol=1e-7)
+    vv = v.view(4, 1, 1, 1)
+    torch.testing.assert_close(seen["x"], (1 - vv).sqrt() * x0 + vv.sqrt() * n)
+    torch.testing.assert_close(loss, x0.pow(2).mean())

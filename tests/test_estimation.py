@@ -610,3 +610,20 @@ def test_moment_snr_with_estimated_csi_reports_the_latents_noise_level(identity_
     d = seen["d"].double().reshape(400, 1)
     err = ((1 - d).sqrt() * seen["f_tilde"].double().reshape(400, -1) - f).pow(2).mean()
     assert abs(float(d.mean()) / float(err) - 1) < 0.08, (float(d.mean()), float(err))
+
+
+def test_learned_estimator_features_are_mean_and_log_std_of_its_maps():
+    """The pooled features the shipped weights expect: per CNN map its mean and the log of its
+    (population) standard deviation over the latent, the input RMS-normalised first."""
+    from semcom.estimation.learned import load_snr_estimator
+
+    est = load_snr_estimator("snr-estimator-deepjscc-c6-bsds")
+    f = torch.randn(2, 6, 20, 24, generator=_gen(31)) * 3.0
+    with torch.no_grad():
+        feats = est.features(f)
+        x = f / f.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        h = est.blocks(torch.nn.functional.leaky_relu(est.stem(x), 0.1))
+    w = h.shape[1]
+    torch.testing.assert_close(feats[:, :w], h.mean(dim=(2, 3)), rtol=0, atol=1e-5)
+    log_std = torch.log(h.std(dim=(2, 3), unbiased=False))
+    torch.testing.assert_close(feats[:, w : 2 * w], log_std, rtol=0, atol=1e-3)

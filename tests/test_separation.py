@@ -263,3 +263,13 @@ def test_transmit_names_a_wrong_channel_or_generator(name):
         scheme.transmit(x, "awgn", 5.0, None)
     with pytest.raises(TypeError, match=r"torch\.Generator or None, got int"):
         scheme.transmit(x, Channel(), 5.0, 0)
+
+
+def test_capacity_budget_is_floored(astronaut):
+    """The budget is the whole bits of capacity: n log2(1 + SNR) = k + 0.75 gives k, not k + 1."""
+    s = CapacityScheme("jpeg", cbr=1 / 16)
+    n = s.cbr(*astronaut.shape[-2:], Channel("awgn")).data_symbols
+    k = 20000
+    snr_db = 10 * math.log10(2 ** ((k + 0.75) / n) - 1)
+    tx = s.transmit(astronaut, Channel("awgn"), torch.tensor([snr_db]), torch.Generator())
+    assert tx.info["budget_bits"] == [float(k)]

@@ -648,3 +648,16 @@ def test_git_commit_says_when_the_tree_is_dirty(monkeypatch):
     assert engine.git_commit() == "abc123"
     said["rev-parse"] = ""
     assert engine.git_commit() == "unknown"
+
+
+def test_lr_schedules_known_values(tmp_path):
+    """Linear warm-up then cosine to min_lr_ratio, and the step schedule, at known steps."""
+    from semcom.train.engine import lr_lambda
+
+    f = lr_lambda(_cfg(tmp_path, warmup_steps=4, min_lr_ratio=0.1), 14)
+    for step, want in ((0, 0.25), (3, 1.0), (4, 1.0), (9, 0.55), (14, 0.1), (20, 0.1)):
+        assert f(step) == pytest.approx(want, abs=1e-12), step
+    f = lr_lambda(_cfg(tmp_path, schedule="step"), 9)  # x0.1 every 3 steps
+    for step, want in ((2, 1.0), (3, 0.1), (6, 0.01)):
+        assert f(step) == pytest.approx(want, abs=1e-12), step
+    assert lr_lambda(_cfg(tmp_path, schedule="constant"), 9)(7) == 1.0
