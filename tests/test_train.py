@@ -661,3 +661,20 @@ def test_lr_schedules_known_values(tmp_path):
     for step, want in ((2, 1.0), (3, 0.1), (6, 0.01)):
         assert f(step) == pytest.approx(want, abs=1e-12), step
     assert lr_lambda(_cfg(tmp_path, schedule="constant"), 9)(7) == 1.0
+
+
+def test_each_epoch_draws_its_own_crops(data_root, tmp_path, monkeypatch):
+    """The training set is told each epoch (its random crops and flips depend on it): 0 and
+    1 in a two-epoch run, 1 when a finished first epoch is resumed."""
+    import semcom.train.engine as engine
+
+    told: list[int] = []
+    real = engine._set_epoch
+    monkeypatch.setattr(engine, "_set_epoch", lambda ds, e: (told.append(e), real(ds, e)))
+    task = _task(val_data="none")
+    Trainer(task, _cfg(tmp_path / "a", epochs=2)).fit()
+    assert told == [0, 1]
+    told.clear()
+    Trainer(task, _cfg(tmp_path / "b", epochs=1)).fit()
+    Trainer(task, _cfg(tmp_path / "b", epochs=2)).fit(resume=tmp_path / "b")
+    assert told == [0, 1]
