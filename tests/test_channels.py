@@ -527,3 +527,17 @@ def test_default_pilots_per_block():
     assert Channel("rayleigh-fast", "estimated").pilot_symbols(100) == 100
     assert Channel("rayleigh-fast", "estimated", coherence=4).pilot_symbols(100) == 25
     assert Channel("rayleigh-fast").pilot_symbols(100) == 0
+
+
+def test_a_weak_gain_is_not_a_deep_fade():
+    """Only |h|^2 below 1e-12 is erased: |h| = 1e-3 at N0 = 1e-9 is equalised with
+    d = N0 / (|h|^2 + N0)."""
+    from semcom.channels.models import ChannelState
+
+    z = pack(torch.randn(1, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)).z
+    h = torch.full((1, 1), 1e-3, dtype=torch.complex128)
+    no = torch.tensor([1e-9], dtype=torch.float64)
+    eq = equalize(h * z, ChannelState(h=h, no=no, h_hat=h))
+    assert int(eq.deep_fades.sum()) == 0
+    want = torch.tensor([[1e-9 / (1e-6 + 1e-9)]], dtype=torch.float64)
+    assert torch.allclose(eq.d.double(), want)

@@ -678,3 +678,13 @@ def test_each_epoch_draws_its_own_crops(data_root, tmp_path, monkeypatch):
     Trainer(task, _cfg(tmp_path / "b", epochs=1)).fit()
     Trainer(task, _cfg(tmp_path / "b", epochs=2)).fit(resume=tmp_path / "b")
     assert told == [0, 1]
+
+
+@pytest.mark.parametrize("n", [11, 12])
+def test_sampler_pads_so_every_rank_takes_as_many(n):
+    """DDP ranks must take equal shares (else the gradient all-reduce hangs): 11 items over 2
+    ranks give 6 each, together covering every item."""
+    shares = [list(ResumableSampler(n, 2, r, seed=0)) for r in range(2)]
+    for s, r in zip(shares, range(2), strict=True):
+        assert len(s) == len(ResumableSampler(n, 2, r, seed=0)) == math.ceil(n / 2)
+    assert set(shares[0]) | set(shares[1]) == set(range(n))
