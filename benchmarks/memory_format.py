@@ -26,11 +26,10 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def set_layout(codec: torch.nn.Module, fmt: torch.memory_format) -> None:
-    """Weights (and, for the JSCC codecs, the inputs they convert to) in ``fmt``."""
+def set_layout(codec, fmt: torch.memory_format) -> None:
+    """A codec's weights and the inputs it converts (``Codec.layout``) in ``fmt``."""
     codec.to(memory_format=fmt)
-    if hasattr(codec, "layout"):
-        codec.layout = fmt
+    codec.layout = fmt
 
 
 def main() -> None:

@@ -48,6 +48,17 @@ class Codec(nn.Module):
     #: removed by power normalisation must be sent as side information (e.g. a frozen VAE).
     #: False for JSCC codecs trained on the unit-power latent.
     needs_scale: bool = False
+    #: memory format the convolutions' inputs are put in (see :meth:`channels_last`)
+    layout: torch.memory_format = torch.contiguous_format
+
+    def channels_last(self) -> Codec:
+        """Run the convolutions channels-last (weights and inputs, which a subclass's
+        ``_encode`` / ``_decode`` put in :attr:`layout`; outputs stay contiguous): on CPU
+        1.2-1.6x faster encode / decode (docs/results.md, Speed), results equal to float
+        rounding. Returns the codec."""
+        self.to(memory_format=torch.channels_last)
+        self.layout = torch.channels_last
+        return self
 
     def _encode(self, x: Tensor, snr_db: Tensor | None) -> Tensor:  # pragma: no cover
         raise NotImplementedError

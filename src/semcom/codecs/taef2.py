@@ -167,10 +167,7 @@ class TAEF2Codec(Codec):
         self.decoder = load_sequential(build_decoder(), dec_path)
         self.eval()
         self.requires_grad_(False)
-        # channels-last convolutions: 1.4-1.6x faster encode and decode on CPU
-        # (docs/results.md, Speed); ``layout``: the inputs' memory format, as in DeepJSCC
-        self.to(memory_format=torch.channels_last)
-        self.layout = torch.channels_last
+        self.channels_last()
 
     def _encode(self, x: Tensor, snr_db: Tensor | None) -> Tensor:
         return self.encoder(x.contiguous(memory_format=self.layout)).contiguous()
