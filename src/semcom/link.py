@@ -289,16 +289,21 @@ class AnalogLink:
                     info["snr_clamped"] = int(clamped.sum())
                     counts["snr_clamped"] = clamped.reshape(b).long().cpu()
                 d = level_from_gamma(seen).to(eq.d).reshape(b, *([1] * (f_tilde.dim() - 1)))
+
+                def clamped_db(snr_lin: Tensor) -> Tensor:  # [B] dB on the decoder's scale
+                    return (
+                        (10.0 * torch.log10(snr_lin.double()))
+                        .reshape(b)
+                        .clamp(*DECODER_SNR_RANGE_DB)
+                    )
+
                 # the receiver does not know the SNR: its decoder is told the estimate too
-                seen_db = 10.0 * torch.log10(seen.double()).reshape(b)
-                dec_snr = seen_db.clamp(*DECODER_SNR_RANGE_DB).float()
-                est_db = 10.0 * torch.log10(gamma.double()).reshape(b)
-                est_db = est_db.clamp(*DECODER_SNR_RANGE_DB)
+                dec_snr = clamped_db(seen).float()
                 # score the estimate against the true |h|^2/N0 (not the equaliser's d, which
                 # holds a pilot estimate of h with --csi estimated), on the same +-100 dB scale:
                 # a noiseless link scores 0
                 true_db = state.snr_eq_db.double().reshape(b).clamp(*DECODER_SNR_RANGE_DB)
-                snr_error = est_db - true_db
+                snr_error = clamped_db(gamma) - true_db
             f_hat = self.receiver(f_tilde, d, generator)
         with _timed(secs, "decode", dev):
             if self.codec.needs_scale:
