@@ -104,11 +104,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ------------------------------------------------------------- argument types
-# largest |SNR| in dB a command accepts (semcom.channels.models.SNR_LIMIT_DB: N0 stays far
-# from float32 overflow)
-
-
 def _snr_value(text: str) -> float:
+    """An ``--snr`` value: a finite number of dB within +-``SNR_LIMIT_DB`` (the channels'
+    limit, semcom.channels.models: N0 stays far from float32 overflow)."""
     try:
         v = float(text)
     except ValueError:
