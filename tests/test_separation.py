@@ -9,15 +9,27 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import semcom.separation.source as source
 from semcom.channels import Channel, ChannelState
 from semcom.data import SampleImages
 from semcom.schemes import get_scheme
 from semcom.separation import MCS_TABLE, CapacityScheme, LDPCScheme, get_mcs
 from semcom.separation.capacity import capacity_bits, sample_fading
-from semcom.separation.ldpc import LDPCChain, bits_to_bytes, bytes_to_bits, layout
+from semcom.separation.ldpc import (
+    BLOCK_LENGTH,
+    HEADER_BITS,
+    Layout,
+    LDPCChain,
+    bits_to_bytes,
+    bytes_to_bits,
+    layout,
+)
 from semcom.separation.source import (
     FORMATS,
+    SCAN_AHEAD,
     BudgetEncoder,
     available_formats,
     decode_tensor,
@@ -52,12 +64,58 @@ def test_budget_fit_is_largest_fitting_quality(astronaut, fmt):
         assert 8 * len(data) <= budget
         assert data == enc.file(q)
         if q < q_max:
-            assert enc.bits(q + 1) > budget  # the next quality does not fit
+            assert enc.bits(q + 1) > budget  # the next quality does not fit (on this image)
     # The free function agrees, and too small a budget gives None.
     assert encode_to_budget(img, fmt, 25_000)[1] == enc.fit(25_000)[1]
     assert enc.fit(enc.bits(FORMATS[fmt].q_min) - 1) is None
     out = decode_tensor(enc.fit(math.inf)[0])
     assert out.shape == (3, 128, 128) and 0 <= out.min() and out.max() <= 1
+
+
+def _size_table(monkeypatch: pytest.MonkeyPatch, fits: set[int] | range) -> list[int]:
+    """Replace the codec by a size table: quality ``q`` gives a 10-byte file (80 bits) if
+    ``q in fits``, else 1000 bytes. Returns the qualities encoded, in call order."""
+    calls: list[int] = []
+
+    def encode(img: np.ndarray, fmt: str, quality: int) -> bytes:
+        calls.append(quality)
+        return bytes(10 if quality in fits else 1000)
+
+    monkeypatch.setattr(source, "encode", encode)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("bumps", "expect"),
+    [
+        ((), 47),  # monotone sizes: the binary search's answer
+        ((49,), 49),  # right behind the bump at 48
+        ((49, 51), 51),  # the largest fitting quality of the scan, not the first
+        ((51,), 51),  # the last quality scanned: 48 + SCAN_AHEAD
+        ((52,), 47),  # beyond the scan: never tried
+    ],
+)
+def test_budget_fit_scans_ahead_over_a_size_bump(monkeypatch, bumps, expect):
+    """JPEG (qualities 1..95) with files that fit an 80-bit budget up to quality 47 and again at
+    ``bumps``. By hand: 1 fits, 95 does not; the binary search probes 48 (no), then 24, 36, 42,
+    45, 46, 47 (all fit) and stops at lo = 47, hi = 48. The scan then tries the next
+    SCAN_AHEAD = 3 qualities after hi (49, 50, 51) and keeps the largest that fits."""
+    assert SCAN_AHEAD == 3
+    calls = _size_table(monkeypatch, set(range(1, 48)) | set(bumps))
+    enc = BudgetEncoder(np.zeros((8, 8, 3), np.uint8), "jpeg")
+    assert enc.fit(80) == (bytes(10), expect)
+    assert len(calls) == len(set(calls))  # every size computed once (cached)
+    assert 52 not in calls
+
+
+def test_budget_fit_scan_stops_at_the_maximum_quality(monkeypatch):
+    """Files fit up to quality 93 and again at 96, 97, above JPEG's q_max = 95 (the search's
+    range). By hand: 1 fits, 95 does not; probes 48, 71, 83, 89, 92, 93 (fit), 94 (no): lo = 93.
+    The scan would be 95..97 but stops at q_max (95 does not fit): 93, nothing above 95 tried."""
+    calls = _size_table(monkeypatch, set(range(1, 94)) | {96, 97})
+    enc = BudgetEncoder(np.zeros((8, 8, 3), np.uint8), "jpeg")
+    assert enc.fit(80) == (bytes(10), 93)
+    assert max(calls) == FORMATS["jpeg"].q_max == 95
 
 
 # ------------------------------------------------------------------ capacity
@@ -124,6 +182,131 @@ def test_mcs_table_and_constellations():
     assert bits_to_bytes(bytes_to_bits(data, 2000)) == data
 
 
+def test_layout_known_values():
+    """The module's rules by hand: coded = n_data * bits_per_symbol, C = ceil(coded / 6144)
+    codewords of n = floor(coded / C) coded and k = floor(n * rate) info bits, the file gets
+    C k - 32 bits, and an MCS with k < 12 or C k <= 32 carries nothing."""
+    assert BLOCK_LENGTH == 6144 and HEADER_BITS == 32  # peers' n; a 32-bit length header
+    qpsk = get_mcs("qpsk-1/2")
+    # 20000 coded bits: C = ceil(3.26) = 4 codewords of n = 5000, k = 2500.
+    lay = layout(10000, qpsk)
+    assert lay == Layout(n=5000, k=2500, codewords=4) and lay.file_bits == 4 * 2500 - 32
+    # n floors: 20002 / 4 = 5000.5 -> 5000 (4 x 5001 bits would not fit in 20002).
+    assert layout(10001, qpsk) == Layout(5000, 2500, 4)
+    # k floors: 5000 / 3 = 1666.67 -> 1666; 16QAM-2/3: 12004 bits, n = 6002, 4001.33 -> 4001.
+    assert layout(10000, get_mcs("qpsk-1/3")) == Layout(5000, 1666, 4)
+    assert layout(3001, get_mcs("16qam-2/3")) == Layout(6002, 4001, 2)
+    # The block length is 6144 exactly: 6144 coded bits are one codeword, 6145 need two.
+    bpsk = get_mcs("bpsk-1/2")
+    assert layout(6144, bpsk) == Layout(6144, 3072, 1)
+    assert layout(6145, bpsk) == Layout(3072, 1536, 2)
+    assert layout(6145, bpsk, block_length=6145) == Layout(6145, 3072, 1)
+    # Too small: k = floor(98 / 3) = 32 info bits hold only the header; 99 bits give k = 33.
+    third = get_mcs("bpsk-1/3")
+    assert layout(98, third) is None and layout(99, third) == Layout(99, 33, 1)
+    # k < 12 carries nothing even when C k > 32: 10 codewords of n = 33 (k = 11), of 36 (k = 12).
+    assert layout(330, third, block_length=33) is None
+    assert layout(360, third, block_length=36) == Layout(36, 12, 10)
+    assert layout(0, bpsk) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_data=st.integers(200, 300_000),
+    mcs=st.sampled_from(MCS_TABLE),
+    block_length=st.integers(128, 20_000),
+)
+def test_layout_uses_the_budget_with_the_fewest_codewords(n_data, mcs, block_length):
+    """Any size: C codewords of n <= block_length bits fit the n_data symbols' coded bits and
+    leave fewer than C of them unused, C is the fewest the block length allows, and k is the
+    largest info-bit count with k / n <= rate. (With n_data >= 200 and block_length >= 128 every
+    MCS carries something: n >= 64, k >= 21.)"""
+    lay = layout(n_data, mcs, block_length)
+    assert lay is not None
+    coded = n_data * mcs.bits_per_symbol
+    assert lay.n <= block_length
+    assert lay.codewords * lay.n <= coded < lay.codewords * (lay.n + 1)
+    assert (lay.codewords - 1) * block_length < coded
+    assert lay.k <= lay.n * mcs.rate < lay.k + 1  # exact: rate is a Fraction
+    assert lay.file_bits == lay.codewords * lay.k - HEADER_BITS
+
+
+class _Recorder(Channel):
+    """A channel that keeps ``(sent, received)`` of every data transmission (not the zeros
+    :func:`sample_fading` sends to advance the generator)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def apply(
+        self, z: torch.Tensor, state: ChannelState, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, ChannelState]:
+        y, state = super().apply(z, state, generator)
+        if bool(z.abs().amax() > 0):
+            self.sent.append((z.clone(), y.clone()))
+        return y, state
+
+
+def _app_llrs(x: torch.Tensor, no: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Exact APP LLRs ``log P(b_j = 1 | x) / P(b_j = 0 | x)`` (Sionna's sign) of symbols ``x``
+    [M] with complex noise variance ``no`` [M]; ``points[i]`` carries the bits of ``i``, MSB
+    first. Returns [M * bits] in transmission order."""
+    bps = int(math.log2(points.numel()))
+    labels = (torch.arange(points.numel())[:, None] >> torch.arange(bps - 1, -1, -1)) & 1
+    metric = -(x[:, None] - points[None]).abs().pow(2) / no[:, None]  # [M, 2^bps]
+
+    def lse(mask: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(metric.masked_fill(~mask, -math.inf), dim=1)
+
+    llr = [lse(labels[:, j] == 1) - lse(labels[:, j] == 0) for j in range(bps)]
+    return torch.stack(llr, dim=1).reshape(-1)
+
+
+def test_ldpc_demapper_gets_the_zero_forced_symbol_and_its_noise(monkeypatch):
+    """Per-symbol fading (|h| = 2 or 0.8, rotating phase), perfect CSI: the demapper gets
+    ``x_hat = y / h`` with the effective noise ``N0 / |h|^2`` (an AWGN link at the symbol's
+    SNR), and the decoder gets the exact APP LLRs of 16QAM (not max-log) from them."""
+    mcs = get_mcs("16qam-1/2")
+    lay = layout(601, mcs, block_length=1300)
+    # 2404 coded bits = 2 codewords of 1202 = 4 * 300 + 2: the second starts mid-symbol.
+    assert lay == Layout(1202, 601, 2)
+    idx = torch.arange(601, dtype=torch.float64)
+    mag = torch.where(idx % 2 == 0, 2.0, 0.8).double()
+    h = torch.polar(mag, 0.7 * idx).to(torch.complex64)[None]
+    no = 0.05  # 13 dB; 19 dB and 11 dB per symbol
+    state = ChannelState(h=h, no=torch.tensor([no]), h_hat=h)
+    chain, channel = LDPCChain(torch.device("cpu")), _Recorder("rayleigh-fast")
+    demapped: list[tuple[torch.Tensor, torch.Tensor]] = []
+    decoded: list[torch.Tensor] = []
+    mapper, demapper = chain.modem(4)
+    enc, dec = chain.code(lay.k, lay.n)
+
+    def spy_demapper(x: torch.Tensor, no_eff: torch.Tensor) -> torch.Tensor:
+        demapped.append((x.clone(), no_eff.clone()))
+        return demapper(x, no_eff)
+
+    def spy_decoder(llr: torch.Tensor) -> torch.Tensor:
+        decoded.append(llr.clone())
+        return dec(llr)
+
+    monkeypatch.setattr(chain, "modem", lambda bps: (mapper, spy_demapper))
+    monkeypatch.setattr(chain, "code", lambda k, n: (enc, spy_decoder))
+    data = np.random.default_rng(0).integers(0, 256, lay.file_bits // 8, np.uint8).tobytes()
+    r = chain.send(data, mcs, lay, channel, state, torch.Generator().manual_seed(0))
+    assert r.ok and r.decoded == data and len(decoded) == 2  # both chunks (1 codeword each)
+    ((_, y),) = channel.sent
+    x_hat = (y[0] / h[0]).to(torch.complex128)
+    no_eff = no / mag**2  # N0 / |h|^2
+    x0, no0 = demapped[0]
+    torch.testing.assert_close(x0.to(torch.complex128), x_hat[: x0.numel()], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(no0.double(), no_eff[: no0.numel()], atol=0, rtol=1e-5)
+    expect = _app_llrs(x_hat, no_eff, mapper.constellation().to(torch.complex128))
+    got = torch.cat(decoded).reshape(-1).double()
+    assert got.numel() == lay.codewords * lay.n == expect.numel()
+    torch.testing.assert_close(got, expect, atol=1e-3, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["bpsk-1/3", "16qam-3/4", "64qam-5/6"])
 def test_ldpc_chain_is_bit_exact_at_high_snr(name):
     m = get_mcs(name)
@@ -188,6 +371,72 @@ def test_ldpc_is_deterministic_with_the_same_generator(astronaut):
     b = s.transmit(x, ch, snr, torch.Generator().manual_seed(7))
     assert torch.equal(a.images, b.images)
     assert a.info == b.info
+
+
+def test_ldpc_scheme_cuts_the_file_into_its_block_length(astronaut):
+    """At 30 dB every codeword the file needs is decoded: ceil((32 + file bits) / k) of them,
+    k from the scheme's block length (by default BLOCK_LENGTH = 6144). 128 x 128 at CBR 1/8:
+    6144 symbols, 24576 coded bits at 16QAM: 4 x (6144, 3072), or 12 x (2048, 1024)."""
+    x, mcs = astronaut, get_mcs("16qam-1/2")
+    for block_length, lay in ((None, Layout(6144, 3072, 4)), (2048, Layout(2048, 1024, 12))):
+        kw = {} if block_length is None else {"block_length": block_length}
+        s = LDPCScheme("jpeg", mcs=mcs, cbr=1 / 8, **kw)
+        assert s.block_length == (block_length or 6144)
+        tx = s.transmit(x, Channel("awgn"), 30.0, torch.Generator().manual_seed(0))
+        assert tx.cbr.data_symbols == 6144 and layout(6144, mcs, s.block_length) == lay
+        (bits,) = tx.info["file_bits"]
+        assert 0 < bits <= lay.file_bits and tx.info["fallbacks"] == 0
+        assert tx.info["codewords"] == math.ceil((HEADER_BITS + bits) / lay.k)
+
+
+def test_envelope_ties_go_to_the_lowest_efficiency(astronaut):
+    """When MCSs carry files of equal PSNR (here every one fits the top quality) the least
+    efficient, most robust one is tried first, whatever the table's order; at 30 dB it decodes,
+    so it is the only trial. 16 x 16 at CBR 14: 10752 symbols; bpsk-1/2 carries 2 x 2688 - 32 =
+    5344 bits, more than the JPEG at quality 95 (about 4400)."""
+    x = F.interpolate(astronaut, size=(16, 16), mode="area").clamp(0, 1)
+    table = ("16qam-3/4", "qpsk-1/2", "bpsk-1/2")  # efficiency 3, 1, 1/2: decreasing
+    s = LDPCScheme("jpeg", cbr=14, mcs_table=table)
+    n = s.cbr(16, 16, Channel("awgn")).data_symbols
+    enc = BudgetEncoder(to_uint8_hwc(x[0]), "jpeg")
+    for name in table:  # a tie: the same file for every MCS
+        assert enc.fit(layout(n, get_mcs(name)).file_bits)[1] == FORMATS["jpeg"].q_max
+    tx = s.transmit(x, Channel("awgn"), 30.0, torch.Generator().manual_seed(0))
+    assert tx.info["mcs"] == ["bpsk-1/2"] and tx.info["trials"] == 1
+    assert tx.info["quality"] == [FORMATS["jpeg"].q_max]
+
+
+def _noises(scheme: LDPCScheme, images: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    """The noise ``y - z`` each image's transmission saw over AWGN at 20 dB (one MCS each)."""
+    channel = _Recorder("awgn")
+    tx = scheme.transmit(images, channel, 20.0, torch.Generator().manual_seed(seed))
+    assert tx.info["trials"] == len(images) == len(channel.sent)
+    return [(y - z)[0] for z, y in channel.sent]
+
+
+def _same(u: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether two noise draws agree on their common length."""
+    m = min(u.numel(), v.numel())
+    return torch.allclose(u[:m], v[:m], atol=1e-5, rtol=0)
+
+
+def test_ldpc_noise_is_drawn_per_image_index_and_mcs(astronaut):
+    """Each (image index, MCS) gets its own noise from the caller's generator: two copies of
+    one image see different noise; an index sees the same noise whatever the images of the
+    batch; another MCS, or another generator seed, gives other noise."""
+    a = F.interpolate(astronaut, size=(32, 32), mode="area").clamp(0, 1)[0]
+    b = a.flip(-1)
+    qpsk = LDPCScheme("jpeg", mcs="qpsk-1/2", cbr=2)
+    ref = _noises(qpsk, torch.stack([a, a, b]), 0)
+    assert not _same(ref[0], ref[1])  # the same symbols, each its own noise
+    swapped = _noises(qpsk, torch.stack([b, a, a]), 0)
+    assert all(_same(u, v) for u, v in zip(ref, swapped, strict=True))
+    assert not _same(ref[1], ref[2]) and not _same(ref[0], ref[2])
+    other_seed = _noises(qpsk, torch.stack([a, a, b]), 1)
+    assert not any(_same(u, v) for u, v in zip(ref, other_seed, strict=True))
+    # Another MCS: compare the real parts (the first half of one randn draw).
+    qam = _noises(LDPCScheme("jpeg", mcs="16qam-1/2", cbr=2), torch.stack([a, a, b]), 0)
+    assert not any(_same(u.real, v.real) for u, v in zip(ref, qam, strict=True))
 
 
 # ------------------------------------------------------------------ budget, registry

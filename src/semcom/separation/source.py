@@ -8,9 +8,10 @@
 * File size is only *nearly* monotone in quality (small bumps exist, e.g. JPEG around
   quality 90+ or WebP presets). The search is a binary search for the largest quality
   ``q`` with ``size(q) <= budget`` under the monotone assumption (so ``size(q+1) > budget``
-  always holds for the returned ``q`` unless ``q`` is the maximum quality), followed by a
-  short upward linear scan over the next :data:`SCAN_AHEAD` qualities that picks up a
-  larger fitting quality behind a bump. Every size is computed once per image and cached
+  holds for that ``q`` unless it is the maximum quality), followed by a short upward linear
+  scan over the :data:`SCAN_AHEAD` qualities after ``q + 1`` (``q + 2`` ... ``q + 1 +
+  SCAN_AHEAD``) that picks up the largest fitting quality behind a bump (a quality further
+  up may then fit too: the scan is not exhaustive). Every size is computed once per image and cached
   (:class:`BudgetEncoder`), so sweeping many budgets (SNRs, MCSs) is cheap.
 
 Images are uint8 ``H x W x 3`` arrays for the codecs; the float helpers convert from and to
@@ -29,7 +30,8 @@ import torch
 from PIL import Image, features
 from torch import Tensor
 
-#: How many qualities above the binary-search result are also tried (non-monotone sizes).
+#: How many qualities after the binary-search result ``q`` and ``q + 1`` (known not to fit)
+#: are also tried: ``q + 2`` ... ``q + 1 + SCAN_AHEAD`` (non-monotone sizes).
 SCAN_AHEAD = 3
 
 
