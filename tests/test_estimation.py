@@ -627,3 +627,51 @@ def test_learned_estimator_features_are_mean_and_log_std_of_its_maps():
     torch.testing.assert_close(feats[:, :w], h.mean(dim=(2, 3)), rtol=0, atol=1e-5)
     log_std = torch.log(h.std(dim=(2, 3), unbiased=False))
     torch.testing.assert_close(feats[:, w : 2 * w], log_std, rtol=0, atol=1e-3)
+
+
+def test_estimator_nan_estimate_falls_to_the_low_end_of_its_range() -> None:
+    """A NaN logit (NaN weights or input) says nothing about the SNR: the estimate is the low
+    end of the trained range (-10 dB: gamma 0.1, the receiver assumes the most noise), flagged
+    as clamped; +inf goes to the high end (20 dB: gamma 100)."""
+    m = SNREstimator(SNREstimatorConfig(channels=CE, width=8, blocks=1, snr_range=(-10, 20)))
+    x = torch.randn(3, CE, 6, 6, generator=_gen(4))
+    gamma, clamped = m.estimate(torch.full((2, CE, 6, 6), float("nan")))
+    assert gamma.tolist() == pytest.approx([0.1, 0.1], rel=1e-12) and clamped.all()
+    with torch.no_grad():
+        m.head[-1].bias.fill_(float("nan"))
+    gamma, clamped = m.estimate(x)
+    assert gamma.tolist() == pytest.approx([0.1] * 3, rel=1e-12) and clamped.all()
+    with torch.no_grad():
+        m.head[-1].bias.fill_(float("inf"))
+    gamma, clamped = m.estimate(x)
+    assert gamma.tolist() == pytest.approx([100.0] * 3, rel=1e-12) and clamped.all()
+
+
+def test_estimator_validation_errors_are_root_mean_squares() -> None:
+    """``train snr-estimator`` validation: per SNR the root mean square of the per-latent dB
+    errors (+3 and -4 dB at 0 dB: sqrt(12.5) = 3.54, not their mean -0.5 or mean absolute
+    3.5), and overall that of all errors: sqrt((9 + 16 + 1 + 49) / 4) = 4.33 dB."""
+    from types import SimpleNamespace
+
+    from semcom.train.snr_estimator import SNREstimatorTask
+
+    class Scripted(SNREstimator):
+        """Says the SNRs (dB) of a script, one a call, whatever it is shown."""
+
+        def __init__(self, said: list[float]) -> None:
+            super().__init__(SNREstimatorConfig(channels=CE, width=2, blocks=0))
+            self.said = list(said)
+
+        def estimate(self, f_tilde: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            db = torch.tensor([self.said.pop(0)], dtype=torch.float64)
+            return 10 ** (db / 10), torch.tensor([False])
+
+    # the task's validation reads only its options and validation latents
+    task = SimpleNamespace(config=SimpleNamespace(val_snrs=[0.0, 10.0], seed=0),
+                           _val=_smooth_latents(2, 5))  # fmt: skip
+    model = Scripted([3.0, -4.0, 11.0, 17.0])  # errors +3, -4 at 0 dB; +1, +7 at 10 dB
+    out = SNREstimatorTask.validate(task, model, None)
+    assert out["rmse_db@0dB"] == pytest.approx(math.sqrt(12.5), rel=1e-9)
+    assert out["rmse_db@10dB"] == pytest.approx(5.0, rel=1e-9)
+    assert out["rmse_db"] == pytest.approx(math.sqrt(75 / 4), rel=1e-9)
+    assert model.said == []

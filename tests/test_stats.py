@@ -299,3 +299,56 @@ def test_rms_interval_and_the_snr_estimate_columns(tmp_path, capsys):
     assert lines[2].split("|")[4].strip() == f"0.79 [{lo:.2f}, {hi:.2f}]"
     hw = mean_interval(errs[1]).half_width
     assert lines[3].split("|")[5].strip() == f"0.05 ± {hw:.2f}"
+
+
+def _bar_heights(fig) -> list[float]:
+    """The lengths of the error bars of the first run drawn in ``fig``."""
+    (ax,) = fig.axes
+    bars = ax.containers[0]
+    return [seg[1][1] - seg[0][1] for seg in bars.lines[2][0].get_segments()]
+
+
+def test_plot_and_table_intervals_are_at_the_level_asked(tmp_path, monkeypatch, capsys):
+    """``--ci LEVEL`` (plot and table) and ``compare --level``: the intervals are the
+    t-intervals at that level (80 % here, narrower than 95 %), and ``--ci`` alone means 95 %
+    in the plot as in the table."""
+    import matplotlib.pyplot as plt
+
+    import semcom.eval.plot as plot
+    from semcom.cli import main
+    from semcom.eval.stats import rms_interval
+
+    names = ["i0", "i1", "i2"]
+    v = [[20.0, 24.0, 29.0], [30.0, 31.0, 32.0]]
+    errs = [[1.0, -0.5, 2.0], [0.2, 0.1, -0.4]]
+    run = _run("x", v, names)
+    run["snr_est_rmse_db"] = [rms_interval(e)[0] for e in errs]
+    run["per_image"]["snr_error_db"] = errs
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(_doc([run, _run("x+dm", [[21.0, 25.1, 29.9], [30.0, 31.2, 32.1]],
+                                                names)])))  # fmt: skip
+    at80 = [mean_interval(x, 0.8).half_width for x in v]
+    assert at80[0] < mean_interval(v[0]).half_width / 2  # t(0.9, 2) = 1.886, t(0.975, 2) = 4.303
+    figs = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out: figs.append(fig) or out)
+    plot.plot_results([f], "psnr", tmp_path / "p.png", ci=0.8)
+    assert _bar_heights(figs[0]) == pytest.approx([2 * hw for hw in at80], rel=1e-9)
+    assert "80 % t-interval" in figs[0].axes[0].get_xlabel()
+    assert main(["plot", str(f), "--ci", "--out", str(tmp_path / "q.png")]) == 0
+    want95 = [2 * mean_interval(x, 0.95).half_width for x in v]
+    assert _bar_heights(figs[1]) == pytest.approx(want95, rel=1e-9)
+    plt.close("all")
+    capsys.readouterr()
+    assert main(["table", str(f), "--metrics", "psnr", "snr_est_rmse_db", "--ci", "0.8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == f"| x |  | psnr | 24.33 ± {at80[0]:.2f} | 31.00 ± {at80[1]:.2f} |"
+    ms = mean_interval([e * e for e in errs[0]], 0.8)  # the RMSE's: roots of the mean square's
+    lo, hi = math.sqrt(max(ms.low, 0.0)), math.sqrt(ms.high)
+    assert lines[3].split("|")[4].strip() == f"{math.sqrt(ms.mean):.2f} [{lo:.2f}, {hi:.2f}]"
+    assert rms_interval(errs[0], 0.8) == pytest.approx((math.sqrt(ms.mean), lo, hi))
+    assert "80 % t-interval" in lines[-1]
+    assert main(["compare", str(f), "--scheme", "x+dm", "--against", "x", "--level", "0.8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| 80 % CI of A − B |" in lines[3]
+    d = paired_interval([21.0, 25.1, 29.9], [20.0, 24.0, 29.0], 0.8)
+    assert lines[5].split("|")[6].strip() == f"[{d.low:+.2f}, {d.high:+.2f}]"

@@ -688,3 +688,189 @@ def test_sampler_pads_so_every_rank_takes_as_many(n):
     for s, r in zip(shares, range(2), strict=True):
         assert len(s) == len(ResumableSampler(n, 2, r, seed=0)) == math.ceil(n / 2)
     assert set(shares[0]) | set(shares[1]) == set(range(n))
+
+
+# ----------------------------------------------------------- validation of the JSCC task
+@pytest.mark.parametrize("val_data", ["0.5", "samples"])
+def test_validation_takes_centre_crops_without_flips(val_data: str) -> None:
+    """Validation items are the centre ``crop x crop`` window of each image, unflipped, in every
+    epoch (random windows would make the epochs' numbers incomparable): checked against the
+    window cut from the whole image by hand, for a held-out part and for a named set."""
+    from torch.utils.data import Subset
+
+    task = _task(data="samples", val_data=val_data, crop=32, limit=None, val_limit=None)
+    val = task.val_dataset()
+    assert val is not None and len(val) >= 3
+    for i in range(len(val)):
+        base, j = val, i
+        while isinstance(base, Subset):
+            base, j = base.dataset, base.indices[j]
+        whole = base.image(j)
+        h, w = whole.shape[-2:]
+        top, left = (h - 32) // 2, (w - 32) // 2
+        want = whole[:, top : top + 32, left : left + 32]
+        for epoch in (0, 3):
+            base.set_epoch(epoch)
+            assert torch.equal(val[i], want), (i, epoch)
+
+
+def _ramps() -> torch.Tensor:
+    """Two smooth 16 x 16 images (ramps), which a trained codec reconstructs well."""
+    u = torch.linspace(0, 1, 16)
+    a = torch.stack([u[:, None] * u[None, :], u[:, None].expand(16, 16), u[None, :].expand(16, 16)])
+    return torch.stack([a, 1 - a])
+
+
+def test_validation_headline_is_the_middle_snr_and_noise_is_seeded_per_batch() -> None:
+    """``-5:20`` validates at -5, 7.5 and 20 dB and reports the 7.5 dB PSNR as ``psnr`` (the
+    middle of the range, not an end). The channel noise of batch i is seeded by (seed, i): the
+    numbers repeat whatever the global RNG holds, change with the seed, do not depend on which
+    other SNRs are validated, and two copies of one batch get different draws."""
+    from semcom.channels import Channel
+    from semcom.codecs.jscc import load_jscc
+    from semcom.train.jscc import default_val_snrs, evaluate_codec
+    from semcom.zoo import resolve_weights
+
+    codec = load_jscc(resolve_weights("deepjscc-c8-cifar10-awgn10"))
+    x, ch = _ramps(), Channel("awgn")
+    snrs = default_val_snrs(*parse_snr_train("-5:20"))
+    assert snrs == [-5.0, 7.5, 20.0]
+    torch.manual_seed(0)
+    res = evaluate_codec(codec, [x, x], ch, snrs, seed=3)
+    at = [res[f"psnr@{s:g}dB"] for s in snrs]
+    assert at[0] + 3 < at[1] < at[2]  # more noise, lower PSNR: the three tell apart
+    assert res["psnr"] == at[1]
+    torch.manual_seed(1)  # another global RNG state: the same numbers
+    assert evaluate_codec(codec, [x, x], ch, snrs, seed=3) == res
+    alone = evaluate_codec(codec, [x, x], ch, [7.5], seed=3)
+    assert alone == {"psnr": at[1], "psnr@7.5dB": at[1]}
+    other = evaluate_codec(codec, [x, x], ch, snrs, seed=4)
+    assert abs(other["psnr@-5dB"] - at[0]) > 0.05
+    # the mean over two copies of one batch differs from that batch's: batch 1 drew other noise
+    first = evaluate_codec(codec, [x], ch, snrs, seed=3)
+    assert abs(first["psnr@-5dB"] - at[0]) > 0.1
+    # the task validates at its own seed and its range's SNRs
+    task = _task(model="deepjscc", cbr="1/12", channel="awgn", seed=3)
+    assert task.validate(codec, [x, x]) == res
+
+
+# ------------------------------------------------------------------- optimiser details
+class _RowsTask:
+    """A :class:`~semcom.train.engine.Task` fitting ``w . x`` (``w`` starts at (1, -2)) on rows
+    ``x = (3, 4)``: each step's gradient is (3, 4), norm 5, whatever ``w`` (times ``scale``;
+    0: no gradient at all). It records each step's generator seed."""
+
+    name = "rows"
+
+    def __init__(self, scale: float = 1.0, n: int = 4) -> None:
+        self.config = {"scale": scale, "n": n}
+        self.seeds: list[int] = []
+
+    def build_model(self) -> torch.nn.Module:
+        model = torch.nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        return model
+
+    def train_dataset(self) -> list[torch.Tensor]:
+        return [torch.tensor([3.0, 4.0])] * self.config["n"]
+
+    def val_dataset(self) -> None:
+        return None
+
+    def collate(self, items: list) -> torch.Tensor:
+        return torch.stack(items)
+
+    def loss(self, model, batch, generator) -> tuple[torch.Tensor, dict[str, float]]:
+        self.seeds.append(generator.initial_seed())
+        loss = self.config["scale"] * model(batch).mean()
+        return loss, {"loss": float(loss.detach())}
+
+    def validate(self, model, loader) -> dict[str, float]:
+        return {}
+
+    def model_metadata(self, model) -> dict[str, str]:
+        return {"task": self.name}
+
+    def card(self) -> dict:
+        return {}
+
+
+def _one_step(out: Path, task: _RowsTask, **kw) -> tuple[torch.Tensor, dict]:
+    """Train one step of ``task`` (constant LR ``lr``); its weights and optimiser state."""
+    cfg = _cfg(out, epochs=1, batch_size=4, lr=0.1, schedule="constant", **kw)
+    tr = Trainer(task, cfg)
+    tr.fit()
+    state = torch.load(out / "state.pt", weights_only=True)
+    return tr.model.weight.detach()[0], state["optimizer"]
+
+
+def test_adamw_decays_the_weights_by_the_configured_weight_decay(tmp_path) -> None:
+    """With no gradient, an AdamW step only decays: ``w <- (1 - lr * wd) w`` = 0.95 w for
+    lr 0.1 and weight decay 0.5 (and leaves ``w`` as is without weight decay)."""
+    w, opt = _one_step(tmp_path / "wd", _RowsTask(scale=0.0), weight_decay=0.5)
+    assert opt["param_groups"][0]["weight_decay"] == 0.5
+    torch.testing.assert_close(w, torch.tensor([0.95, -1.9]), rtol=1e-6, atol=0)
+    w, _ = _one_step(tmp_path / "none", _RowsTask(scale=0.0))
+    assert w.tolist() == [1.0, -2.0]
+
+
+def test_train_weight_decay_option_reaches_adamw(tmp_path) -> None:
+    """``semcom train ... --weight-decay 0.25``: AdamW runs with 0.25 (its state says so)."""
+    from semcom.train.cli import main
+
+    out = tmp_path / "r"
+    argv = ["train", "jscc", "--data", "samples", "--crop", "16", "--width", str(W),
+            "--batch-size", "2", "--val-data", "none", "--max-steps", "1", "--quiet",
+            "--weight-decay", "0.25", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    state = torch.load(out / "state.pt", weights_only=True)
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.25]
+
+
+@pytest.mark.parametrize(
+    ("clip", "grad"), [(2.0, [1.2, 1.6]), (0.0, [3.0, 4.0]), (10.0, [3.0, 4.0])]
+)
+def test_gradient_norm_is_clipped_to_grad_clip(tmp_path, clip: float, grad: list[float]) -> None:
+    """The gradient (3, 4) (L2 norm 5) reaches AdamW scaled to norm ``grad_clip`` = 2, i.e.
+    (1.2, 1.6); unclipped with ``grad_clip`` 0 (off) or above its norm. Read from AdamW's first
+    moment after one step: ``(1 - beta1) g = 0.1 g``."""
+    _, opt = _one_step(tmp_path / "r", _RowsTask(), grad_clip=clip)
+    m = opt["state"][0]["exp_avg"][0]
+    torch.testing.assert_close(m, 0.1 * torch.tensor(grad), rtol=1e-5, atol=0)
+
+
+def test_step_generator_mixes_seed_rank_and_step() -> None:
+    """Each (seed, rank, step) has its own stream: DDP ranks must not draw the same channel
+    noise and SNRs (their gradients would repeat each other); the same triple, the same one."""
+    from semcom.train.engine import step_generator
+
+    def draw(seed: int, rank: int, step: int) -> list[float]:
+        g = step_generator(seed, rank, step, torch.device("cpu"))
+        return torch.rand(4, generator=g).tolist()
+
+    assert draw(1, 0, 5) == draw(1, 0, 5)
+    triples = [(1, 0, 5), (1, 1, 5), (1, 0, 6), (2, 0, 5), (1, 1, 4), (1, 5, 0), (1, 6, 0)]
+    draws = [draw(*t) for t in triples]
+    assert len({tuple(d) for d in draws}) == len(triples)
+
+
+def test_each_rank_trains_on_its_own_step_generators(tmp_path, monkeypatch) -> None:
+    """The trainer hands step s of rank r the generator ``step_generator(seed, r, s)``: rank 1
+    draws other noise than rank 0 at every step. (One process as ``RANK=1``, reading rank 0's
+    share of the data: alone it cannot shard for two.)"""
+    from semcom.train import engine
+    from semcom.train.engine import step_generator
+
+    monkeypatch.setattr(
+        engine, "ResumableSampler", lambda n, world, rank, seed: ResumableSampler(n, 1, 0, seed)
+    )
+    seeds = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        task = _RowsTask(n=8)
+        Trainer(task, _cfg(tmp_path / f"r{rank}", epochs=1, batch_size=2)).fit()
+        seeds[rank] = task.seeds
+        want = [step_generator(1, rank, s, torch.device("cpu")).initial_seed() for s in range(3)]
+        assert seeds[rank][:3] == want
+    assert all(a != b for a, b in zip(seeds[0], seeds[1], strict=True))

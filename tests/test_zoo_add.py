@@ -255,3 +255,91 @@ def test_user_zoo_from_the_environment(data_root, tmp_path, monkeypatch, capsys)
         shutil.copy(mine / f"aaa-mine{suffix}", other / f"aaa-mine{suffix}")
     with pytest.raises(ValueError, match=r"'aaa-mine' is in .*my-zoo.* and .*other-zoo"):
         zoo_mod.list_checkpoints()
+
+
+# --------------------------------------------------------------- card summaries, lineage
+def test_zoo_summaries_show_the_middle_snr_and_the_rms_estimation_error(zoo):
+    """A codec's test result is its PSNR at the middle test SNR (the training SNR of a range
+    -5:20 is its middle, 7.5 dB); an SNR estimator's is the root mean square of its per-SNR
+    RMSEs: 1 and 7 dB give sqrt((1 + 49) / 2) = 5 dB (their mean would be 4)."""
+    from semcom.zoo import format_table, list_checkpoints
+
+    base = {"cbr": 1 / 12, "channel": "awgn", "snr_train": "-5:20",
+            "data": {"train": "cifar10-train"}}  # fmt: skip
+    cards = [
+        {**base, "name": "codec", "model": "adjscc",
+         "test": {"data": "kodak", "snr_db": [-5.0, 7.5, 20.0], "psnr": [21.0, 26.5, 30.0]}},
+        {**base, "name": "est", "model": "snr-estimator",
+         "test": {"snr_db": [-10.0, 20.0], "rmse_db": [1.0, 7.0]}},
+    ]  # fmt: skip
+    for card in cards:
+        (zoo / f"{card['name']}.json").write_text(json.dumps(card))
+    codec, est = sorted(list_checkpoints(zoo), key=lambda e: e.name)
+    assert codec.test_psnr == 26.5
+    assert codec.summary() == "26.50 dB @ 7.5 dB (kodak)"
+    assert est.test_psnr is None
+    assert est.summary() == "SNR RMSE 5.00 dB over -10..20 dB"
+    table = format_table([codec, est])
+    assert "26.50 dB @ 7.5 dB (kodak)" in table and "SNR RMSE 5.00 dB" in table
+
+
+def _fake_jscc_run(run, seed: int, hours: float, **card) -> str:
+    """A finished ``train jscc`` run folder (a width-8 DeepJSCC, weights drawn from ``seed``)
+    without training it; returns the codec's fingerprint."""
+    import torch
+
+    from semcom.codecs.jscc import build_jscc, jscc_metadata
+    from semcom.fingerprint import codec_fingerprint
+    from semcom.paths import safetensors_bytes
+
+    torch.manual_seed(seed)
+    codec = build_jscc("deepjscc", 8, W)
+    state = {k: v.contiguous() for k, v in codec.state_dict().items()}
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(safetensors_bytes(state, jscc_metadata(codec)))
+    rc = {"task": "jscc", "model": "deepjscc", "model_config": {"model": "deepjscc", "c": 8,
+          "width": W}, "cbr": 1 / 12, "channel": {"name": "awgn", "csi": "perfect"},
+          "snr_train": "10", "data": {"train": "cifar10-train"}, "config": {},
+          "train": {"epochs": 1}, "epoch": 1, "step": 4, "hours": hours,
+          "hardware": "1 x CPU x86_64, torch 2", "command": f"semcom train jscc --out {run}",
+          **card}  # fmt: skip
+    (run / "card.json").write_text(json.dumps(rc))
+    return codec_fingerprint(codec)
+
+
+def test_lineage_hours_are_summed_over_every_stage(tmp_path, zoo, monkeypatch):
+    """A chain of three runs (1.5 h, then 0.25 h continued from it, then 0.5 h continued from
+    that): each zoo card's ``hours`` is the whole lineage's, 1.5, 1.75 and 2.25 h, and
+    ``stage_hours`` its own stage's."""
+    from semcom.zoo import export_to_zoo
+
+    monkeypatch.delenv("SEMCOM_ZOO", raising=False)
+    fp = _fake_jscc_run(tmp_path / "a", 0, 1.5)
+    export_to_zoo(tmp_path / "a", "s1", zoo_dir=zoo)
+    fp = _fake_jscc_run(tmp_path / "b", 1, 0.25, init="s1", init_fingerprint=fp)
+    export_to_zoo(tmp_path / "b", "s2", zoo_dir=zoo)
+    _fake_jscc_run(tmp_path / "c", 2, 0.5, init="s2", init_fingerprint=fp)
+    export_to_zoo(tmp_path / "c", "s3", zoo_dir=zoo)
+    s1, s2, s3 = (_card(zoo, n) for n in ("s1", "s2", "s3"))
+    assert s1["hours"] == 1.5 and "stage_hours" not in s1
+    assert (s2["hours"], s2["stage_hours"], s2["continued_from"]["hours"]) == (1.75, 0.25, 1.5)
+    assert (s3["hours"], s3["stage_hours"], s3["continued_from"]["hours"]) == (2.25, 0.5, 1.75)
+    assert s3["command"].count(" && ") == 2
+
+
+def test_latent_model_lineage_hours_add_up(tmp_path):
+    """A latent model (an SNR estimator calibrated after its crop-trained stage) started from a
+    run folder: hours 2.5 + 0.75 = 3.25, the stage's own 0.75 kept as ``stage_hours``."""
+    from semcom.diffusion.checkpoint import _add_latent_lineage
+    from semcom.zoo import sha256_file
+
+    first = tmp_path / "crops"
+    first.mkdir()
+    (first / "model.safetensors").write_bytes(b"weights of the first stage")
+    (first / "card.json").write_text(json.dumps({"command": "semcom train a", "hours": 2.5}))
+    card = {"command": "semcom train b", "hours": 0.75}
+    rc = {"init": str(first), "init_sha256": sha256_file(first)}
+    _add_latent_lineage(card, rc)
+    assert (card["hours"], card["stage_hours"]) == (3.25, 0.75)
+    assert card["continued_from"]["hours"] == 2.5
+    assert card["command"] == "semcom train a && semcom train b"
