@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -815,17 +816,43 @@ def test_adamw_decays_the_weights_by_the_configured_weight_decay(tmp_path) -> No
     assert w.tolist() == [1.0, -2.0]
 
 
-def test_train_weight_decay_option_reaches_adamw(tmp_path) -> None:
-    """``semcom train ... --weight-decay 0.25``: AdamW runs with 0.25 (its state says so)."""
+def test_train_optimiser_options_reach_the_run(tmp_path) -> None:
+    """``semcom train ... --weight-decay 0.25``: AdamW runs with 0.25 (its state says so); the
+    schedule's, clipping's and validation's options reach the run's config (its card)."""
     from semcom.train.cli import main
 
     out = tmp_path / "r"
     argv = ["train", "jscc", "--data", "samples", "--crop", "16", "--width", str(W),
             "--batch-size", "2", "--val-data", "none", "--max-steps", "1", "--quiet",
-            "--weight-decay", "0.25", "--out", str(out)]  # fmt: skip
-    assert main(argv) == 0
+            "--weight-decay", "0.25", "--grad-clip", "1.5", "--val-batch-size", "4"]  # fmt: skip
+    assert main([*argv, "--min-lr-ratio", "0.1", "--out", str(out)]) == 0
     state = torch.load(out / "state.pt", weights_only=True)
     assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.25]
+    train = json.loads((out / "card.json").read_text())["train"]
+    assert (train["min_lr_ratio"], train["grad_clip"], train["val_batch_size"]) == (0.1, 1.5, 4)
+    step = ["--schedule", "step", "--step-size", "5", "--gamma", "0.5"]
+    assert main([*argv, *step, "--out", str(tmp_path / "s")]) == 0
+    train = json.loads((tmp_path / "s" / "card.json").read_text())["train"]
+    assert (train["schedule"], train["step_size"], train["gamma"]) == ("step", 5, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"grad_clip": -1.0}, "gradient clip must be >= 0"),
+        ({"grad_clip": float("nan")}, "gradient clip must be >= 0"),
+        ({"min_lr_ratio": 1.5}, "min LR ratio must be within"),
+        ({"gamma": 0.0, "schedule": "step"}, "gamma must be within"),
+        ({"min_lr_ratio": 0.1, "schedule": "step"}, "--min-lr-ratio sets the cosine schedule"),
+        ({"step_size": 3}, "--step-size sets the step schedule"),
+        ({"gamma": 0.5, "schedule": "constant"}, "--gamma sets the step schedule"),
+    ],
+)
+def test_train_config_refuses_schedule_options_it_would_ignore(options, message) -> None:
+    """Out-of-range values, and options of another schedule than the one chosen, are errors:
+    an ignored ``--gamma`` would train silently with another schedule than intended."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(out="x", **options)
 
 
 @pytest.mark.parametrize(
@@ -857,7 +884,7 @@ def test_step_generator_mixes_seed_rank_and_step() -> None:
 
 def test_each_rank_trains_on_its_own_step_generators(tmp_path, monkeypatch) -> None:
     """The trainer hands step s of rank r the generator ``step_generator(seed, r, s)``: rank 1
-    draws other noise than rank 0 at every step. (One process as ``RANK=1``, reading rank 0's
+    draws other noise than rank 0 at every step. (One process playing rank 1, reading rank 0's
     share of the data: alone it cannot shard for two.)"""
     from semcom.train import engine
     from semcom.train.engine import step_generator
@@ -867,10 +894,24 @@ def test_each_rank_trains_on_its_own_step_generators(tmp_path, monkeypatch) -> N
     )
     seeds = {}
     for rank in (0, 1):
-        monkeypatch.setenv("RANK", str(rank))
         task = _RowsTask(n=8)
-        Trainer(task, _cfg(tmp_path / f"r{rank}", epochs=1, batch_size=2)).fit()
+        trainer = Trainer(task, _cfg(tmp_path / f"r{rank}", epochs=1, batch_size=2))
+        trainer.rank = rank
+        trainer.fit()
         seeds[rank] = task.seeds
         want = [step_generator(1, rank, s, torch.device("cpu")).initial_seed() for s in range(3)]
         assert seeds[rank][:3] == want
     assert all(a != b for a, b in zip(seeds[0], seeds[1], strict=True))
+
+
+def test_trainer_refuses_a_rank_outside_the_world(tmp_path, monkeypatch) -> None:
+    """A stray ``RANK`` without ``WORLD_SIZE`` is one process training alone (rank 0); a rank
+    outside ``WORLD_SIZE`` is an error, not an epoch that never ends (its data share is empty)."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    trainer = Trainer(_RowsTask(n=8), _cfg(tmp_path / "alone", epochs=1, batch_size=2))
+    assert (trainer.rank, trainer.world) == (0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="RANK=2 is outside WORLD_SIZE=2"):
+        Trainer(_RowsTask(n=8), _cfg(tmp_path / "outside", epochs=1, batch_size=2))

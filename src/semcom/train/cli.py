@@ -208,6 +208,17 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--warmup", type=int, default=0, help="warm-up iterations (cosine)")
     p.add_argument(
+        "--min-lr-ratio", type=float, default=0.0, help="cosine: final LR as a fraction of --lr"
+    )
+    p.add_argument(
+        "--step-size", type=int, default=0, help="step: iterations per decay (0: a third)"
+    )
+    p.add_argument("--gamma", type=float, default=0.1, help="step: LR factor at each decay")
+    p.add_argument(
+        "--grad-clip", type=float, default=0.0, help="clip the gradient's L2 norm (0: off)"
+    )
+    p.add_argument("--val-batch-size", type=int, default=64, help="images per validation batch")
+    p.add_argument(
         "--seed", type=int, default=0, help="seed of the initialisation, data order and noise"
     )
     p.add_argument("--out", default=None, help="run folder (default: the --resume folder)")
@@ -374,6 +385,11 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         warmup_steps=args.warmup,
+        min_lr_ratio=args.min_lr_ratio,
+        step_size=args.step_size,
+        gamma=args.gamma,
+        grad_clip=args.grad_clip,
+        val_batch_size=args.val_batch_size,
         seed=args.seed,
         device=args.device,
         max_steps=args.max_steps,

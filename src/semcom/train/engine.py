@@ -170,6 +170,21 @@ class TrainConfig:
                 raise ValueError(
                     f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}"
                 )
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"gradient clip must be >= 0 (0: off), got {self.grad_clip}")
+        if not 0 <= self.min_lr_ratio <= 1:  # NaN too
+            raise ValueError(f"min LR ratio must be within [0, 1], got {self.min_lr_ratio}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be within (0, 1], got {self.gamma}")
+        for name, value, default, schedule in (
+            ("min-lr-ratio", self.min_lr_ratio, 0.0, "cosine"),
+            ("step-size", self.step_size, 0, "step"),
+            ("gamma", self.gamma, 0.1, "step"),
+        ):
+            if value != default and self.schedule != schedule:
+                raise ValueError(
+                    f"--{name} sets the {schedule} schedule; --schedule {self.schedule} has none"
+                )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max steps must be >= 1 (or none), got {self.max_steps}")
         if self.val_batch_size < 1:
@@ -434,8 +449,15 @@ class Trainer:
     def __init__(self, task: Task, cfg: TrainConfig) -> None:
         self.task, self.cfg = task, cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        # one process trains alone whatever a stray RANK says; under torchrun a rank outside
+        # the world would wait forever for a share of the data it never gets
+        self.rank = int(os.environ.get("RANK", "0")) if self.world > 1 else 0
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0")) if self.world > 1 else 0
+        if not 0 <= self.rank < self.world:
+            raise ValueError(
+                f"RANK={self.rank} is outside WORLD_SIZE={self.world}: launch with torchrun "
+                "(it sets both) or unset them"
+            )
         self.device = parse_device(cfg.device)
         if self.device.type == "cuda":
             if self.world > 1 or self.device.index is None:
