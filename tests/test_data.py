@@ -283,6 +283,31 @@ def test_image_size_is_load_images_shape_from_the_header(tmp_path, monkeypatch):
     assert ds.image_size(1) == (6, 4)
 
 
+@pytest.mark.parametrize("orientation", [5, 7])
+def test_image_size_of_transposed_orientations(tmp_path: Path, orientation: int) -> None:
+    """EXIF orientations 5 (transpose) and 7 (transverse) swap the sides like 6 and 8."""
+    img = Image.fromarray(rgb8(4, 6))
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "o.jpg", exif=exif)
+    assert tuple(load_image(tmp_path / "o.jpg").shape[-2:]) == (6, 4)
+    assert image_size(tmp_path / "o.jpg") == (6, 4)
+
+
+def test_save_jpeg_defaults_to_quality_95(tmp_path: Path) -> None:
+    """``save_image`` writes JPEGs at quality 95 unless told otherwise (Pillow's own default
+    is 75): the quantisation tables are those of quality 95."""
+    x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    save_image(x, tmp_path / "a.jpg")
+    arr = to_uint8(x).permute(1, 2, 0).numpy()
+    Image.fromarray(arr).save(tmp_path / "q95.jpg", quality=95)
+    with Image.open(tmp_path / "a.jpg") as a, Image.open(tmp_path / "q95.jpg") as b:
+        assert a.quantization == b.quantization
+    save_image(x, tmp_path / "b.jpg", quality=50)
+    with Image.open(tmp_path / "b.jpg") as c, Image.open(tmp_path / "q95.jpg") as b:
+        assert c.quantization != b.quantization
+
+
 # -------------------------------------------------------------- load_image: errors
 def _assert_one_line_naming(err: pytest.ExceptionInfo, path: Path) -> None:
     msg = str(err.value)
@@ -705,6 +730,51 @@ def test_tiny_image_falls_back_to_replicate(tmp_path):
     check_image(x, 16, 16)
 
 
+def test_centre_pad_and_crop_put_the_odd_pixel_last(tmp_path: Path) -> None:
+    """With an odd difference the centre window starts at ``floor((H - h)/2)`` and padding puts
+    the odd pixel at the bottom / right."""
+    Image.fromarray(rgb8(5, 7)).save(tmp_path / "a.png")
+    full = load_image(tmp_path / "a.png")
+    crop = ImageFolder(tmp_path, crop=(2, 2), random_crop=False)[0]
+    assert torch.equal(crop, full[:, 1:3, 2:4])
+    pad = ImageFolder(tmp_path, crop=(8, 10), random_crop=False, pad_mode="constant")[0]
+    assert torch.equal(pad[:, 1:6, 1:8], full)
+    assert torch.equal(pad, torch.nn.functional.pad(full, (1, 2, 1, 2)))
+
+
+def test_padding_as_large_as_the_image_replicates(tmp_path: Path) -> None:
+    """Reflection needs a padding smaller than the side: a 3x3 image is reflected up to 7x7
+    (padding 2) and replicated up to 9x9 (padding 3)."""
+    Image.fromarray(rgb8(3, 3)).save(tmp_path / "t.png")
+    full = load_image(tmp_path / "t.png")[None]
+    x7 = ImageFolder(tmp_path, crop=7, random_crop=False)[0]
+    assert torch.equal(x7, torch.nn.functional.pad(full, (2, 2, 2, 2), mode="reflect")[0])
+    x9 = ImageFolder(tmp_path, crop=9, random_crop=False)[0]
+    assert torch.equal(x9, torch.nn.functional.pad(full, (3, 3, 3, 3), mode="replicate")[0])
+
+
+def test_item_randomness_is_seeded_by_seed_epoch_index(tmp_path: Path) -> None:
+    """Item ``i`` of epoch ``e`` draws from ``default_rng(SeedSequence([seed, e, i]))``: the
+    crop's top, then its left, then the flip (probability 1/2); every window occurs."""
+    Image.fromarray(rgb8(9, 11)).save(tmp_path / "a.png")
+    full = load_image(tmp_path / "a.png")
+    ds = ImageFolder(tmp_path, crop=(4, 5), flip=True, seed=7)
+    rep = RepeatedCrops(ds, 200)  # one image: repeat r is transformed as item r
+    windows, flips = set(), 0
+    for epoch in (0, 3):
+        rep.set_epoch(epoch)
+        for r in range(len(rep)):
+            rng = np.random.default_rng(np.random.SeedSequence([7, epoch, r]))
+            top, left = int(rng.integers(0, 6)), int(rng.integers(0, 7))
+            want = full[:, top : top + 4, left : left + 5]
+            flip = bool(rng.random() < 0.5)
+            assert torch.equal(rep[r], want.flip(-1) if flip else want)
+            windows.add((top, left))
+            flips += flip
+    assert windows == {(t, s) for t in range(6) for s in range(7)}
+    assert abs(flips / 400 - 0.5) < 0.1  # 4 standard deviations
+
+
 def test_flip_deterministic(folder):
     ds = ImageFolder(folder, crop=None, flip=True, seed=0)
     full = load_image(folder / "b.png")
@@ -774,6 +844,13 @@ def test_split_deterministic_and_disjoint(folder):
         split_dataset(ds, val_fraction=0.1, n_val=3)
     with pytest.raises(ValueError):
         split_dataset(ds, n_val=51)
+
+
+def test_split_default_holds_out_a_tenth_in_order() -> None:
+    """Without a fraction or a count a tenth is held out; both parts keep the original order."""
+    tr, va = split_dataset(list(range(50)), seed=3)
+    assert len(va) == 5 and len(tr) == 45
+    assert va.indices == sorted(va.indices) and tr.indices == sorted(tr.indices)
 
 
 # -------------------------------------------------------------- named data sets

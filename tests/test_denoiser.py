@@ -21,7 +21,7 @@ from semcom.diffusion.checkpoint import (
     load_denoiser,
     read_denoiser,
 )
-from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
+from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet, ResBlock, level_embedding
 from semcom.diffusion.latents import (
     LatentCrops,
     load_latents,
@@ -162,6 +162,68 @@ def test_conditioning_and_clamping():
     torch.testing.assert_close(out[0.0], out[1e-12])
 
 
+def test_preconditioning_scales_input_output_and_embeds_the_log_snr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``x0_hat = c_skip x_t + c_out F(x_t / sqrt(s), emb(lambda))`` with ``s = (1-v) P0 + v``,
+    ``c_skip = sqrt(1-v) P0 / s``, ``c_out = sqrt(P0 v / s)``, ``lambda = ln((1-v)/v)``; levels
+    down to 1e-6 are not clamped (checked at P0 = 2.5 with ``F = 1``)."""
+    p0, e = 2.5, 16
+    net = LatentUNet(DenoiserConfig(channels=4, width=8, mults=(1, 2), blocks=1, emb_dim=e, p0=p0))
+    net = net.double()
+    seen: dict[str, torch.Tensor] = {}
+
+    def features(x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        seen["x"] = x
+        return torch.ones_like(x)
+
+    monkeypatch.setattr(net, "_features", features)
+    net.emb.register_forward_hook(lambda m, i, o: seen.setdefault("emb_in", i[0]))
+    x = torch.randn(3, 4, 4, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    v = torch.tensor([1e-5, 0.3, 0.9], dtype=torch.float64)
+    with torch.no_grad():
+        y = net(x, v)
+    s = ((1 - v) * p0 + v).view(3, 1, 1, 1)
+    vv = v.view(3, 1, 1, 1)
+    want = (1 - vv).sqrt() * p0 / s * x + (p0 * vv / s).sqrt()
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(seen["x"], x / s.sqrt(), rtol=1e-12, atol=1e-12)
+    lam = torch.log((1 - v) / v)
+    torch.testing.assert_close(seen["emb_in"], level_embedding(lam, e).double())
+
+
+def test_level_embedding_periods() -> None:
+    """Sinusoids of the log-SNR with periods 500, 50, 5 and 0.5 (``dim = 8``): sines, then
+    cosines."""
+    lam = torch.tensor([0.0, 0.25, -3.0])
+    emb = level_embedding(lam, 8)
+    freqs = torch.tensor([1 / 500, 1 / 50, 1 / 5, 2.0], dtype=torch.float64)
+    ang = lam.double()[:, None] * freqs * 2 * math.pi
+    want = torch.cat([ang.sin(), ang.cos()], dim=1).float()
+    torch.testing.assert_close(emb, want, rtol=1e-5, atol=1e-5)
+    assert emb[1, 3].item() == pytest.approx(0.0, abs=1e-5)  # lambda = 1/4, period 1/2
+    assert emb[1, 7].item() == pytest.approx(-1.0, abs=1e-5)
+
+
+def test_resblock_film_is_identity_at_zero_and_scales_by_one_plus() -> None:
+    """FiLM: ``h = norm2(h) (1 + scale) + shift``, so a zero FiLM output leaves the block
+    unmodulated."""
+    torch.manual_seed(0)
+    blk = ResBlock(4, 8, 6).double().eval()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    emb = torch.randn(2, 6, dtype=torch.float64)
+    with torch.no_grad():
+        blk.conv2.weight.normal_(0, 0.2)
+        blk.film.weight.zero_()
+        scale, shift = torch.linspace(-0.5, 0.5, 8), torch.linspace(0.3, -0.2, 8)
+        for sc, sh in ((torch.zeros(8), torch.zeros(8)), (scale, shift)):
+            blk.film.bias.copy_(torch.cat([sc, sh]))
+            h = blk.norm2(blk.conv1(torch.nn.functional.silu(blk.norm1(x))))
+            h = h * (1 + sc.double().view(1, 8, 1, 1)) + sh.double().view(1, 8, 1, 1)
+            want = blk.skip(x) + blk.conv2(torch.nn.functional.silu(h))
+            torch.testing.assert_close(blk(x, emb), want, rtol=1e-12, atol=1e-12)
+
+
 def test_unet_bad_shapes():
     net = LatentUNet(SMALL)
     with pytest.raises(ValueError, match="latents"):
@@ -222,6 +284,20 @@ def test_latent_crops():
         LatentCrops([], crop=4)
 
 
+def test_latent_crops_reach_every_offset() -> None:
+    """Random crops take every offset with some probability, the last row and column too."""
+    lat = torch.arange(36, dtype=torch.float32).view(1, 6, 6) + 1
+    ds = LatentCrops([lat], crop=4, seed=0, repeats=200)
+    unit = unit_power(lat.unsqueeze(0))[0]
+    offsets = set()
+    for i in range(len(ds)):
+        y = ds[i]
+        top, left = divmod(int((y[0, 0, 0] / unit[0, 0, 0]).round().item()) - 1, 6)
+        assert torch.equal(y, unit[:, top : top + 4, left : left + 4])
+        offsets.add((top, left))
+    assert offsets == {(t, s) for t in range(3) for s in range(3)}
+
+
 def test_crop_larger_than_every_latent_is_refused():
     """``--crop`` counts latent pixels; a crop no training latent holds whole is image pixels
     by mistake (the diffusion issue's ``--crop 256`` for TAEF2 would train on padding)."""
@@ -262,6 +338,19 @@ def test_level_for_snr():
     torch.testing.assert_close(v, torch.tensor([0.5, 1 / 11, 10 / 11]))
     v2 = level_for_snr(torch.tensor([0.0]), 2.0)
     torch.testing.assert_close(v2, torch.tensor([2 / 3]))
+
+
+def test_validation_gain_is_zero_for_the_lmmse_network() -> None:
+    """Validation measures the gain over the LMMSE estimator for the task's P0: the untrained
+    network (exactly that estimator) gains 0 dB at every SNR, also at P0 = 2.5."""
+    task = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", cbr="1/16"))
+    g = torch.Generator().manual_seed(8)
+    task._train = task._val = [torch.randn(4, 6, 6, generator=g) for _ in range(2)]
+    task.p0 = 2.5
+    net = LatentUNet(DenoiserConfig(channels=4, width=8, mults=(1, 2), blocks=1, p0=2.5))
+    out = task.validate(net, None)  # type: ignore[arg-type]
+    assert set(out) == {"gain_db@-10dB", "gain_db@0dB", "gain_db@10dB", "gain_db"}
+    assert all(abs(gain) < 1e-4 for gain in out.values()), out
 
 
 def _task() -> DenoiserTask:

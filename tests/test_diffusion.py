@@ -19,10 +19,12 @@ from semcom.diffusion import (
     db_to_linear,
     ddim_discrete,
     ddim_sample,
+    ddim_update,
     ddm_grid,
     ddm_sample,
     ddm_t_from_noise_ratio,
     ddm_t_from_snr,
+    ddpm_grid,
     diffusion_receive,
     fast_fading_sample,
     inject_noise,
@@ -820,12 +822,15 @@ def test_stop_at_decoder_snr_oracle(steps, p0):
     assert res.per_element and torch.allclose(res.f_hat, f2, atol=1e-9)
 
 
-def test_receiver_skips_the_network_above_skip_snr():
+@pytest.mark.parametrize("per_image_shape", [(4, 1, 1, 1), (4,)])
+def test_receiver_skips_the_network_above_skip_snr(per_image_shape):
     """skip_snr_db: images at or above it get the LMMSE estimate without a network call; the
-    others get exactly what the receiver gives them alone."""
+    others get exactly what the receiver gives them alone. The levels may come as [B] too (the
+    latents are 4 wide, as many as images: a [B] level must not scale the columns)."""
     snrs = torch.tensor([0.0, 20.0, -5.0, 10.0], dtype=F64)
-    d = level_from_snr(db_to_linear(snrs)).reshape(4, 1, 1, 1)
-    _, _, ft = received(4, (3, 4, 4), d, 3)
+    d4 = level_from_snr(db_to_linear(snrs)).reshape(4, 1, 1, 1)
+    _, _, ft = received(4, (3, 4, 4), d4, 3)
+    d = d4.reshape(per_image_shape)
     sizes: list[int] = []
 
     def den(x, level):
@@ -837,8 +842,8 @@ def test_receiver_skips_the_network_above_skip_snr():
     assert sizes == [2, 2] and rec.last.info["n_skip_snr"] == 2
     assert rec.last.info["network_calls"] == 2
     for i in (1, 3):
-        torch.testing.assert_close(out[i], (1 - d[i]).sqrt() * ft[i])
-    alone = DiffusionReceiver(den, steps=2)(ft[[0, 2]], d[[0, 2]])
+        torch.testing.assert_close(out[i], (1 - d4[i]).sqrt() * ft[i])
+    alone = DiffusionReceiver(den, steps=2)(ft[[0, 2]], d4[[0, 2]])
     torch.testing.assert_close(out[[0, 2]], alone)
     sizes.clear()
     rec(ft[[1, 3]], d[[1, 3]])
@@ -933,3 +938,159 @@ def test_schedules_refuse_nan_and_impossible_betas():
             call(torch.tensor([0.5, float("nan")]))
     with pytest.raises(ValueError, match="0 < beta_start <= beta_end < 1"):
         DDPMSchedule("linear", 10, beta_start=0.5, beta_end=1.5)
+
+
+# ================================================================ conventions, pinned values
+def test_ddpm_float_steps_are_rounded_not_truncated() -> None:
+    """``alpha_bar``/``level`` round a float step to the nearest index (half to even), then
+    clamp it to ``[0, T]``."""
+    assert LINEAR.alpha_bar(2.6).item() == LINEAR.alpha_bar(3).item()
+    t = torch.tensor([0.4, 17.7, 999.5, 1200.0], dtype=F64)
+    assert torch.equal(LINEAR.level(t), LINEAR.levels[[0, 18, 1000, 1000]])
+
+
+def test_timestep_below_the_first_step_is_linear_in_the_level() -> None:
+    """Above lambda_1 the fractional step runs linearly in v from 0 (v = 0) to 1 (v = v_1)."""
+    v1 = LINEAR.levels[1].item()
+    v = torch.tensor([0.0, 0.25 * v1, 0.5 * v1, v1], dtype=F64)
+    want = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=F64)
+    assert torch.allclose(LINEAR.timestep_from_level(v), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.25, 0.5, 0.9, 1.0])
+def test_ddm_forward_coefficients(t: float) -> None:
+    """Paper A's DDM form ``x_t = (1-t) x0 + sqrt(t) eps``: signal ``1-t``, noise ``sqrt(t)``;
+    divided by ``c_t`` they are the VP pair ``(sqrt(1-v), sqrt(v))``."""
+    ddm = DDMSchedule()
+    a, s, c = ddm.signal_coef(t).item(), ddm.noise_std(t).item(), ddm.scale(t).item()
+    assert a == pytest.approx(1 - t, abs=1e-15)
+    assert s == pytest.approx(math.sqrt(t), abs=1e-15)
+    v = ddm.level(t).item()
+    assert (a / c) ** 2 == pytest.approx(1 - v, abs=1e-12)
+    assert (s / c) ** 2 == pytest.approx(v, abs=1e-12)
+
+
+def test_level_from_snr_nan_negative_and_inf() -> None:
+    """``d = 1/(1+k)``: NaN and negative k count as no signal (d = 1), +inf as no noise."""
+    k = torch.tensor([math.nan, -3.0, math.inf, 0.0, 3.0], dtype=F64)
+    assert level_from_snr(k).tolist() == [1.0, 1.0, 0.0, 1.0, 0.25]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_matching_refuses_small_negative_snrs(rule: str) -> None:
+    """Every negative linear SNR is refused, not only those below -1 (-0.5 is no valid
+    ratio of powers either)."""
+    for k in (-0.5, -1e-9):
+        with pytest.raises(ValueError, match="linear SNR must be >= 0"):
+            match(torch.tensor([k], dtype=F64), rule)
+
+
+def test_match_vp_flags_only_the_table_ends() -> None:
+    """t* = T and clamping at the bottom only below lambda_T; t* = 0 (skip) above lambda_1;
+    the steps next to the ends are ordinary matches."""
+    lam = LINEAR.log_snrs
+    k = torch.tensor(
+        [0.0, 1e-6, math.exp(lam[999].item()), 0.999 * math.exp(lam[1].item()), 1e6, math.inf],
+        dtype=F64,
+    )
+    m = match_vp(k, LINEAR)
+    assert m.t.tolist() == [1000, 1000, 999, 1, 0, 0]
+    assert m.start_from_noise.tolist() == [True, True, False, False, False, False]
+    assert m.skip.tolist() == [False, False, False, False, True, True]
+    assert m.clamped.tolist() == [True, True, False, False, True, True]
+
+
+@settings(max_examples=50, deadline=None)
+@given(snr_db=st.floats(-30.0, 35.0), p0=st.floats(0.25, 4.0))
+def test_vp_closed_form_solves_the_first_order_equation(snr_db: float, p0: float) -> None:
+    """math.md §1.1: ``-ln abar_t ~ sum_{s<=t} beta_s = beta_1 t + D t (t-1)/2``; the closed
+    form is the positive root of ``beta_1 t + D t (t-1)/2 = ln(1 + P0/k)``."""
+    k = 10 ** (snr_db / 10)
+    t = float(vp_closed_form_t(k, p0))
+    b1, D = 1e-4, (0.02 - 1e-4) / 999
+    assert 0 < t < 1000
+    assert b1 * t + D * t * (t - 1) / 2 == pytest.approx(math.log1p(p0 / k), rel=1e-9)
+
+
+def test_ddim_leaves_images_at_level_zero_unchanged() -> None:
+    """Where B_t = 0 the DDIM step returns its input, not the denoiser output: in a batch a
+    noiseless image (skipped, t* = 0) comes back as received beside a noisy one."""
+    x = torch.randn(2, 3, 4, 4, generator=gen(70), dtype=F64)
+    out = ddim_update(x, torch.zeros_like(x), torch.tensor([0.0, 0.5]), torch.tensor([0.0, 0.2]))
+    assert torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1])
+
+    def zero(xx: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(xx)
+
+    d = torch.tensor([0.0, 0.5], dtype=F64)
+    for rule in ("continuous", "vp"):
+        res = diffusion_receive(x, d, zero, rule=rule, steps=2)
+        assert res.start.skip.tolist() == [True, False]
+        assert torch.equal(res.f_hat[0], x[0]), rule
+
+
+def test_grid_values() -> None:
+    """``continuous_grid``: ``S(end + j (m - end)/K)``; ``ddpm_grid``: indices
+    ``round(j t*/K)`` (7 in 3 steps: 0, 2, 5, 7)."""
+    g = continuous_grid(torch.tensor([0.8, 0.5], dtype=F64), 4, SIG, end=0.2)
+    times = torch.tensor([[0.2, 0.35, 0.5, 0.65, 0.8], [0.2, 0.275, 0.35, 0.425, 0.5]], dtype=F64)
+    assert g.shape == (5, 2)
+    assert torch.allclose(g, SIG.S(times.T), atol=1e-15)
+    want = SIG.S(torch.tensor([0.0, 0.2, 0.4, 0.6], dtype=F64))
+    assert torch.allclose(continuous_grid(0.6, 3, SIG)[:, 0], want, atol=1e-15)
+    assert torch.equal(ddpm_grid(7, 3, LINEAR)[:, 0], LINEAR.level(torch.tensor([0, 2, 5, 7])))
+
+
+def test_levels_tolerate_only_rounding() -> None:
+    """A noise level may stray outside [0, 1] by rounding (1e-6), not by 1e-3."""
+    ft = torch.randn(3, 2, 4, 4, generator=gen(71), dtype=F64)
+    den = gaussian_mmse(1.0)
+    for bad in (1.001, -0.001):
+        with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+            diffusion_receive(ft, torch.tensor([bad, 0.1, 0.1]), den)
+    assert diffusion_receive(ft, torch.tensor([1 + 1e-7, -1e-7, 0.1]), den).f_hat.isfinite().all()
+
+
+def test_naive_fast_fading_starts_at_the_mean_level() -> None:
+    """``variant="naive"`` runs Algorithm 2 from ``m = S^-1(mean_i b_i)``: the network's first
+    level is each image's mean element level."""
+    g = gen(72)
+    x0 = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
+    b = torch.rand(2, 3, 8, 8, generator=g, dtype=F64) * 0.8
+    x = (1 - b).sqrt() * x0 + b.sqrt() * torch.randn(x0.shape, generator=g, dtype=F64)
+    oracle = Oracle(x0)
+    fast_fading_sample(x, b, oracle, steps=2, variant="naive")
+    assert torch.allclose(oracle.calls[0][1], b.mean(dim=(1, 2, 3)), atol=1e-12)
+
+
+def test_per_element_vp_starts_at_the_ceiling_step() -> None:
+    """Per-element VP levels start at the smallest table step whose level is at or above the
+    largest element level (not the nearest step in log-SNR, which may lie below it)."""
+    g = gen(73)
+    d = torch.rand(1, 2, 8, 8, generator=g, dtype=F64) * 0.5 + 0.01
+    lo, hi = LINEAR.levels[300].item(), LINEAR.levels[301].item()
+    d[0, 0, 0, 0] = lo + 0.05 * (hi - lo)  # nearest in log-SNR: 300; ceiling: 301
+    f, _, ft = received(1, d.shape[1:], d, 8)
+    res = diffusion_receive(ft, d, Oracle(f), rule="vp", steps=3, generator=g, fading="waterfill")
+    assert res.start.t.tolist() == [301]
+    assert torch.allclose(res.f_hat, f, atol=1e-9)
+
+
+def test_waterfill_two_samples_are_averaged() -> None:
+    """``samples=2`` returns the mean of the two runs (an oracle stays exact), not their sum."""
+    g = gen(74)
+    x0 = torch.randn(2, 3, 8, 8, generator=g, dtype=F64)
+    b = torch.rand(2, 3, 8, 8, generator=g, dtype=F64) * 0.6
+    x = (1 - b).sqrt() * x0 + b.sqrt() * torch.randn(x0.shape, generator=g, dtype=F64)
+    out = fast_fading_sample(x, b, Oracle(x0), steps=3, generator=gen(5), samples=2)
+    assert torch.allclose(out, x0, atol=1e-10)
+
+
+def test_stop_snr_image_exactly_at_the_stop_gets_lmmse() -> None:
+    """An image received exactly at the stop SNR is "at or above" it: plain LMMSE, counted as
+    skipped, not run through the sampler."""
+    d = torch.tensor([0.5, 0.8], dtype=F64).view(2, 1, 1, 1)  # 0 dB (the stop) and -6 dB
+    f, _, ft = received(2, (3, 8, 8), d, 75)
+    res = diffusion_receive(ft, d, Oracle(f[1:]), steps=2, stop_snr_db=0.0)
+    assert res.info["n_skip"] == 1
+    assert torch.allclose(res.f_hat[0], math.sqrt(0.5) * ft[0], atol=1e-12)

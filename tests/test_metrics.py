@@ -106,6 +106,21 @@ def test_metrics_refuse_images_outside_unit_range(scale, shift, expect):
     assert torch.allclose(psnr(x * 255, y * 255, data_range=255.0), psnr(x, y))
 
 
+def test_metrics_tolerate_a_tenth_of_the_range() -> None:
+    """An overshoot of up to 10% of the range is scored (as its 8-bit, clamped version); 15%
+    is refused, on either side."""
+    x = torch.rand(1, 3, 16, 16, generator=gen(24))
+    for value, ok in ((1.05, True), (-0.05, True), (1.15, False), (-0.15, False)):
+        y = x.clone()
+        y[0, 0, 0, 0] = value
+        for name in ("psnr", "ssim"):
+            if ok:
+                assert torch.isfinite(metrics_mod.get_metric(name)(x, y)).all()
+            else:
+                with pytest.raises(ValueError, match=r"expected images in \[0, 1\]"):
+                    metrics_mod.get_metric(name)(x, y)
+
+
 def test_psnr_matches_skimage_on_uint8():
     a = torch.randint(0, 256, (4, 3, 20, 30), generator=gen(3), dtype=torch.uint8)
     noise = torch.randint(-20, 21, a.shape, generator=gen(4))
@@ -215,6 +230,21 @@ def test_ms_ssim_single_level_is_relu_ssim():
     neg = 1.0 - x
     assert ssim(x, neg).item() < 0
     assert ms_ssim(x, neg).item() == 0.0
+
+
+def test_ms_ssim_clamps_a_negative_contrast_structure_term_at_a_fine_scale() -> None:
+    """Fine detail inverted, coarser scales identical: ``cs < 0`` at the finest scale only,
+    which the ReLU turns into an MS-SSIM of 0 (pytorch_msssim), not ``|cs|``."""
+    base = natural(32, 32).float() * 0.2 + 0.4
+    base = base.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)  # 2x2 blocks
+    i = torch.arange(64)
+    checker = ((i[:, None] + i[None, :]) % 2 * 2 - 1).float()  # +-1, zero mean per 2x2 block
+    x, y = base + 0.15 * checker, base - 0.15 * checker
+    assert ms_ssim_levels(64, 64) == 3
+    assert ssim(x, y).item() < 0  # finest scale: anti-correlated
+    pooled = torch.nn.functional.avg_pool2d
+    assert torch.allclose(pooled(x, 2), pooled(y, 2), atol=1e-6)  # coarser scales: equal
+    assert ms_ssim(x, y).item() == 0.0
 
 
 def test_ms_ssim_decreases_with_noise():
@@ -390,6 +420,18 @@ def test_dists_weights_and_structure(dists):
     assert not dists.training
 
 
+def test_dists_normalises_weights_of_any_scale(dists: torch.nn.Module, tmp_path: Path) -> None:
+    """alpha and beta are divided by their joint sum: a weights file scaled by 3 gives the
+    same buffers (the official file sums to 1 already, so only another file tells)."""
+    from semcom.metrics.dists import DISTS, load_alpha_beta
+
+    a, b = load_alpha_beta()
+    torch.save({"alpha": a * 3, "beta": b * 3}, tmp_path / "ab.pt")
+    scaled = DISTS(alpha_beta=tmp_path / "ab.pt")
+    assert torch.allclose(scaled.alpha, dists.alpha, rtol=1e-6, atol=0)
+    assert torch.allclose(scaled.beta, dists.beta, rtol=1e-6, atol=0)
+
+
 def test_dists_matches_formula_on_features(dists, lpips_example):
     """Recompute the score from the stage features with the paper's formula (uncentred cov)."""
     from semcom.metrics.dists import DISTS_CHANNELS
@@ -462,6 +504,17 @@ def test_compute_metrics_unknown_name_fails_before_computing(monkeypatch):
     with pytest.raises(ValueError, match="bogus"):
         compute_metrics(x, x, ["psnr", "bogus"])
     assert calls == []
+
+
+def test_higher_is_better_agrees_with_every_metric(weights_root: Path) -> None:
+    """``HIGHER_IS_BETTER`` (the direction the paired statistics use) names the direction each
+    metric really moves: a copy scores better than a noisy version."""
+    x = natural(48, 48, "coffee").float()
+    noisy = (x + 0.1 * torch.randn(x.shape, generator=gen(25))).clamp(0, 1)
+    out = compute_metrics(torch.cat([x, x]), torch.cat([x, noisy]), METRICS)
+    assert set(metrics_mod.HIGHER_IS_BETTER) == set(METRICS)
+    for name, (same, worse) in out.items():
+        assert (same > worse).item() == metrics_mod.HIGHER_IS_BETTER[name], name
 
 
 def test_compute_metrics_shapes_and_dtype_classical():

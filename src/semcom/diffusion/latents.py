@@ -82,7 +82,7 @@ class LatentCrops(Dataset):
     denoiser must see the same statistics in training. Deterministic per (seed, epoch). Item
     ``i`` comes from latent ``i % len(latents)``; ``repeats`` makes one epoch visit every latent
     several times. Latents smaller than the crop are padded by reflection (by replication
-    when less than half the crop size).
+    when the padding is as large as the latent's side or larger, which reflection cannot do).
     """
 
     def __init__(

@@ -722,7 +722,8 @@ class DiffusionReceiver:
             snr_db = 10.0 * torch.log10(snr_from_level(d.reshape(-1)))
             high = snr_db >= self.skip_snr_db - 1e-6  # an SNR given as 10 dB may come back 9.99..
             if bool(high.any()):
-                out = (1.0 - d).clamp_min(0.0).sqrt().to(f_tilde.dtype) * f_tilde
+                keep = _view((1.0 - d.reshape(-1)).clamp_min(0.0).sqrt(), f_tilde)
+                out = keep.to(f_tilde.dtype) * f_tilde  # d [B] or [B, 1, 1, 1]
                 low = (~high).nonzero().squeeze(1)
                 self.last = None
                 if low.numel():
