@@ -11,8 +11,8 @@
   holds for that ``q`` unless it is the maximum quality), followed by a short upward linear
   scan over the :data:`SCAN_AHEAD` qualities after ``q + 1`` (``q + 2`` ... ``q + 1 +
   SCAN_AHEAD``) that picks up the largest fitting quality behind a bump (a quality further
-  up may then fit too: the scan is not exhaustive). Every size is computed once per image and cached
-  (:class:`BudgetEncoder`), so sweeping many budgets (SNRs, MCSs) is cheap.
+  up may then fit too: the scan is not exhaustive). Every size is computed once per image
+  and cached (:class:`BudgetEncoder`), so sweeping many budgets (SNRs, MCSs) is cheap.
 
 Images are uint8 ``H x W x 3`` arrays for the codecs; the float helpers convert from and to
 the library's ``[3, H, W]`` tensors in ``[0, 1]``.
