@@ -22,6 +22,7 @@ from semcom.channels import (
     unpack,
 )
 from semcom.channels.cbr import SCALAR_SIDE_SYMBOLS
+from semcom.link import AnalogLink
 
 
 def gen(seed: int) -> torch.Generator:
@@ -541,3 +542,86 @@ def test_a_weak_gain_is_not_a_deep_fade():
     assert int(eq.deep_fades.sum()) == 0
     want = torch.tensor([[1e-9 / (1e-6 + 1e-9)]], dtype=torch.float64)
     assert torch.allclose(eq.d.double(), want)
+
+
+def test_link_refuses_images_slightly_outside_the_unit_range(identity_codec) -> None:
+    """Images are accepted up to 1 % outside [0, 1] (rounding), not more: -0.1 or 1.2 (e.g.
+    a normalisation left in) is a ValueError naming the range."""
+    link = AnalogLink(identity_codec())
+    x = torch.rand(1, 3, 8, 8, generator=gen(1))
+    link.transmit(x * 1.005, Channel("awgn"), 10.0, gen(2))  # within the tolerance
+    for bad in (x * 1.2, x - 0.1):
+        with pytest.raises(ValueError, match=r"expected images in \[0, 1\]"):
+            link.transmit(bad, Channel("awgn"), 10.0, gen(2))
+
+
+def test_link_refuses_images_of_zero_height_or_width(identity_codec) -> None:
+    """An empty crop (H or W = 0) is "no images to send", as an empty batch is."""
+    link = AnalogLink(identity_codec())
+    for shape in ((1, 3, 0, 8), (1, 3, 8, 0)):
+        with pytest.raises(ValueError, match="no images to send"):
+            link.transmit(torch.rand(*shape), Channel("awgn"), 10.0, gen(1))
+
+
+def test_link_info_sums_deep_fades_over_the_batch(identity_codec) -> None:
+    """``info['deep_fades']`` is the batch total of the per-image counts (2 + 5 = 7)."""
+    from dataclasses import replace
+
+    class Erasing(Channel):
+        def __call__(self, z, snr_db, generator=None):
+            y, state = super().__call__(z, snr_db, generator)
+            h = state.h.clone()
+            h[0, :2] = 0
+            h[1, :5] = 0
+            return y, replace(state, h=h, h_hat=h)
+
+    x = torch.rand(2, 3, 8, 8, generator=gen(5))
+    tx = AnalogLink(identity_codec()).transmit(x, Erasing("rayleigh-fast"), 10.0, gen(6))
+    assert tx.counts["deep_fades"].tolist() == [2, 5] and tx.info["deep_fades"] == 7
+
+
+def test_describe_counts_words_each_count_of_the_images() -> None:
+    """Per-image counts read "(n of N)" over N images, none over one; zeros are left out."""
+    from semcom.link import describe_counts
+
+    counts = {"snr_clamped": 2, "step_clamped_high": 1, "step_clamped_low": 0}
+    assert describe_counts(counts, of=24) == (
+        "SNR estimate outside the estimator's range, clamped to it (2 of 24); "
+        "SNR above the diffusion schedule: t* = 0, denoiser skipped (1 of 24)"
+    )
+    assert describe_counts({"snr_clamped": 1}) == (
+        "SNR estimate outside the estimator's range, clamped to it"
+    )
+    assert describe_counts({"deep_fades": 0, "snr_clamped": 0}, of=3) == ""
+
+
+def test_transmission_holds_float32_images_whatever_a_scheme_returns() -> None:
+    """A scheme returning float64 (or float16) reconstructions gives float32 ones."""
+    from semcom.channels import cbr_report
+    from semcom.link import Transmission
+
+    for dtype in (torch.float64, torch.float16):
+        images = torch.full((1, 3, 2, 2), 0.5, dtype=dtype)
+        tx = Transmission(images=images, cbr=cbr_report((3, 2, 2), (2, 2)))
+        assert tx.images.dtype == torch.float32 and bool((tx.images == 0.5).all())
+
+
+def test_link_weights_name_the_codec_denoiser_and_estimator(identity_codec) -> None:
+    """``weights()`` fingerprints every network the link runs: the codec, the receiver's
+    ``denoise`` network and the SNR estimator; a plain link names its codec only."""
+    from semcom.fingerprint import codec_fingerprint
+    from semcom.link import LMMSEReceiver
+
+    class Denoising(LMMSEReceiver):
+        def __init__(self) -> None:
+            self.denoise = torch.nn.Linear(2, 2)
+
+    codec, rx = identity_codec(), Denoising()
+    est = torch.nn.Linear(3, 1)
+    link = AnalogLink(codec, receiver=rx, snr_source="learned", estimator=est)
+    assert link.weights() == {
+        "codec": codec_fingerprint(codec),
+        "denoiser": codec_fingerprint(rx.denoise),
+        "snr_estimator": codec_fingerprint(est),
+    }
+    assert set(AnalogLink(codec).weights()) == {"codec"}

@@ -1149,3 +1149,26 @@ def test_pilots_that_outnumber_the_data_are_remarked_once_per_run(tmp_path, caps
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert err.count("deepjscc@1/16: the pilots take 5000 of the 5192") == 1
+
+
+def test_fixed_cbr_only_for_schemes_of_a_single_cbr() -> None:
+    """``fixed_cbr``: the TAEF2 schemes' 1/12; None for schemes shipped at several CBRs, for
+    those taking any CBR and for unknown names."""
+    from semcom.codecs.jscc import cbr_for_channels
+    from semcom.schemes import fixed_cbr, list_schemes
+
+    assert fixed_cbr("vae") == pytest.approx(1 / 12)
+    specs = {s.name: s for s in list_schemes()}
+    assert len(specs["deepjscc"].cbrs) > 1 and cbr_for_channels(6) in specs["deepjscc"].cbrs
+    for name in ("deepjscc", "adjscc", "jpeg+capacity", "no-such-scheme"):
+        assert fixed_cbr(name) is None, name
+
+
+def test_get_scheme_takes_the_cbr_as_text_for_every_scheme() -> None:
+    """``cbr="1/12"`` is parsed before the factory sees it: the fixed-CBR vae accepts its own
+    CBR as text and refuses another one with its message (not a TypeError on a string)."""
+    from semcom.schemes import get_scheme
+
+    assert get_scheme("vae", "1/12").name == "vae"
+    with pytest.raises(ValueError, match="fixed CBR of 1/12"):
+        get_scheme("vae", "1/16")

@@ -232,3 +232,16 @@ def test_fingerprint_of_networks_without_weights_names_the_class():
     assert codec_fingerprint(A()) != codec_fingerprint(B())
     assert codec_fingerprint(A()) == codec_fingerprint(A())
     assert codec_fingerprint(A()) != "e3b0c44298fc"  # SHA-256 of empty input
+
+
+def test_eval_labels_each_jscc_cbr_as_its_own_curve(tmp_path) -> None:
+    """deepjscc comes in one checkpoint per CBR: an eval at two CBRs gives two runs labelled
+    1/16 and 1/12 (not one unlabelled run, the second CBR dropped as a duplicate)."""
+    out = tmp_path / "r.json"
+    argv = ["eval", "--scheme", "deepjscc", "--cbr", "1/16", "--cbr", "1/12", "--dataset",
+            "kodak", "--limit", "1", "--crop", "32", "--snr", "10", "--metrics", "psnr",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert sorted(r["cbr_str"] for r in runs) == ["1/12", "1/16"]
+    assert all(r["cbr"] is not None for r in runs)

@@ -675,3 +675,19 @@ def test_estimator_validation_errors_are_root_mean_squares() -> None:
     assert out["rmse_db@10dB"] == pytest.approx(5.0, rel=1e-9)
     assert out["rmse_db"] == pytest.approx(math.sqrt(75 / 4), rel=1e-9)
     assert model.said == []
+
+
+def test_moment_snr_known_values_per_image() -> None:
+    """gamma_hat = mean_k |y_k|^2 / N0 - 1 per image (math.md §4), by hand: |3+4j|^2 = 25 and
+    0 average 12.5 (N0 1: 11.5); |j|^2 = |1|^2 = 1 at N0 0.5: 1; power 0.02 at N0 1: below
+    the noise, clamped to 0; N0 = 0: +inf."""
+    y = torch.tensor(
+        [[3 + 4j, 0j], [1j, 1 + 0j], [0.1 + 0.1j, 0.1 - 0.1j], [1 + 0j, 1 + 0j]],
+        dtype=torch.complex128,
+    )
+    got = moment_snr(y, torch.tensor([1.0, 0.5, 1.0, 0.0], dtype=torch.float64))
+    assert got.dtype == torch.float64
+    assert got[:3].tolist() == pytest.approx([11.5, 1.0, 0.0], abs=1e-12)
+    assert math.isinf(float(got[3])) and float(got[3]) > 0
+    with pytest.raises(ValueError, match="N0 >= 0"):
+        moment_snr(y, torch.tensor([1.0, math.nan, 1.0, 1.0]))

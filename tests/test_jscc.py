@@ -337,3 +337,129 @@ def test_shipped_zoo_cards_load():
             load_snr_estimator(e.weights, codec=e.card["codec"]["name"])
         else:
             raise AssertionError(f"unknown model {e.model!r} in the zoo ({e.name})")
+
+
+def test_pad_to_multiple_replicates_the_bottom_right_edge_and_crop_undoes_it() -> None:
+    """5 x 7 to a multiple of 4: (-5) mod 4 = 3 rows at the bottom, (-7) mod 4 = 1 column at
+    the right, copies of the last row / column (edge replication); crop_to restores it."""
+    from semcom.codecs import crop_to, pad_to_multiple
+
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    xp, hw = pad_to_multiple(x, 4)
+    assert hw == (5, 7) and xp.shape == (2, 3, 8, 8)
+    rows, cols = [0, 1, 2, 3, 4, 4, 4, 4], [0, 1, 2, 3, 4, 5, 6, 6]
+    assert torch.equal(xp, x[:, :, rows][:, :, :, cols])
+    assert torch.equal(crop_to(xp, hw), x)
+    same, _ = pad_to_multiple(xp, 4)  # already a multiple: unchanged
+    assert torch.equal(same, xp)
+
+
+@pytest.mark.parametrize("hw", [(31, 30), (35, 34)])
+def test_encoder_latent_matches_latent_shape_for_every_remainder(hw: tuple[int, int]) -> None:
+    """Sizes 3 and 2 past a multiple of 4 (the padding differs from H mod 4 there, and
+    between H and W): the latent is [c, ceil(H/4), ceil(W/4)] and decodes back to H x W."""
+    torch.manual_seed(0)
+    codec = DeepJSCC(6, width=W).eval()
+    with torch.no_grad():
+        z = codec.encode(torch.rand(1, 3, *hw))
+        assert tuple(z.shape[1:]) == codec.latent_shape(*hw)
+        assert codec.decode(z, hw).shape == (1, 3, *hw)
+
+
+def test_encode_refuses_images_without_three_channels() -> None:
+    """A grey or RGBA batch is a ValueError naming the expected shape (not a conv error)."""
+    codec = DeepJSCC(6, width=W)
+    for bad in (torch.rand(1, 4, 8, 8), torch.rand(1, 1, 8, 8), torch.rand(3, 8, 8)):
+        with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\]"):
+            codec.encode(bad)
+
+
+def test_channels_for_cbr_never_gives_zero_channels() -> None:
+    """A CBR so small that 96 * CBR rounds to 0 channels is refused (not a 0-channel codec)."""
+    from semcom.codecs.jscc import channels_for_cbr
+
+    for tiny in (1e-5, 1e-9):
+        with pytest.raises(ValueError, match="nearest valid CBRs: 1/96"):
+            channels_for_cbr(tiny)
+
+
+def test_channels_for_cbr_refuses_non_finite() -> None:
+    """inf / NaN CBRs are the documented ValueError, not an OverflowError from round()."""
+    from semcom.codecs.jscc import channels_for_cbr
+
+    for bad in (math.inf, math.nan):
+        with pytest.raises(ValueError, match="CBR must be positive"):
+            channels_for_cbr(bad)
+
+
+def test_af_module_by_hand() -> None:
+    """AF weights ``sigmoid(fc2(relu(fc1([mean_hw(x), clamp(snr, -30, 50) / 10]))))``: with
+    one hidden unit reading the SNR and one the spatial mean of channel 0, 20 dB scales
+    channel 0 by sigmoid(2) and channel 1 by sigmoid(mean = 1); 80 dB is clamped to 50
+    (sigmoid(5)), +inf too."""
+    from semcom.codecs.jscc import AFModule
+
+    af = AFModule(2)
+    with torch.no_grad():
+        for p in af.parameters():
+            p.zero_()
+        af.fc1.weight[0, 2] = 1.0  # hidden 0 <- snr / 10
+        af.fc1.weight[1, 0] = 1.0  # hidden 1 <- mean of channel 0
+        af.fc2.weight[0, 0] = 1.0
+        af.fc2.weight[1, 1] = 1.0
+    x = torch.tensor([[[[1.0, 3.0], [0.0, 0.0]], [[5.0, 5.0], [5.0, 5.0]]]])  # means 1, 5
+    x = x.expand(3, -1, -1, -1)
+    with torch.no_grad():
+        out = af(x, torch.tensor([20.0, 80.0, math.inf]))
+    w0 = torch.sigmoid(torch.tensor([2.0, 5.0, 5.0]))  # 20 dB; 80 dB and +inf clamped to 50
+    w1 = torch.sigmoid(torch.ones(3))
+    torch.testing.assert_close(out, x * torch.stack([w0, w1], dim=1)[:, :, None, None])
+
+
+def test_differentiable_link_is_the_lmmse_estimate_at_finite_snr() -> None:
+    """At 0 dB on AWGN the noise level is d = 1/(1+1) = 1/2 and the training path hands the
+    decoder sqrt(1 - d) f_tilde = f_tilde / sqrt(2) (same noise draw)."""
+    from semcom.codecs.jscc import differentiable_link, received_latent
+
+    z = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(0))
+    f_tilde, d = received_latent(z, Channel("awgn"), 0.0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(d, torch.full_like(d, 0.5))
+    lat = differentiable_link(z, Channel("awgn"), 0.0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(lat, f_tilde / math.sqrt(2.0))
+
+
+def test_dm_side_branch_feeds_the_first_decoder_layer() -> None:
+    """The side branch adds to the first transposed convolution's output (before its PReLU):
+    a branch of zero weights and bias b decodes as the plain decoder with b added to that
+    layer's bias."""
+    torch.manual_seed(0)
+    codec = DeepJSCC(6, width=W, dm_side=True).eval()
+    plain = DeepJSCC(6, width=W).eval()
+    plain.load_state_dict(
+        {k: v for k, v in codec.state_dict().items() if not k.startswith("dec_side")}
+    )
+    b = torch.linspace(-1.0, 1.0, W)
+    with torch.no_grad():
+        codec.dec_side.bias.copy_(b)
+        plain.dec[0].bias.add_(b)
+        lat = torch.randn(2, 6, 5, 4)
+        side = torch.randn(2, 6, 5, 4)
+        torch.testing.assert_close(
+            codec.decode(lat, (20, 16), side=side), plain.decode(lat, (20, 16))
+        )
+
+
+def test_snr_adaptive_encoder_sees_each_snr_of_an_expanded_batch() -> None:
+    """A sweep sends one image expanded over an SNR batch; the link encodes it once only for
+    a codec that ignores the SNR: ADJSCC's latent depends on it, so the expanded batch gives
+    what the same images stored separately give."""
+    from semcom.codecs.jscc import ADJSCC
+
+    torch.manual_seed(0)
+    codec = ADJSCC(6, width=W).eval()
+    one = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    snr = torch.tensor([-10.0, 30.0])
+    link, ch = AnalogLink(codec), Channel("awgn")
+    expanded = link.transmit(one.expand(2, -1, -1, -1), ch, snr, torch.Generator().manual_seed(2))
+    separate = link.transmit(one.repeat(2, 1, 1, 1), ch, snr, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(expanded.images, separate.images, rtol=0, atol=1e-6)

@@ -130,3 +130,14 @@ def test_kodak_mean_psnr(codec: TAEF2Codec) -> None:
         psnrs.append(_psnr8(codec.roundtrip(x), x))
     mean = float(np.mean(psnrs))
     assert abs(mean - KODAK_MEAN_PSNR) < 0.3, f"Kodak mean PSNR {mean:.3f} dB"
+
+
+def test_encoder_sees_the_image_padded_to_a_multiple_of_8(codec: TAEF2Codec) -> None:
+    """A 12 x 20 image is edge-padded to 16 x 24 (TAEF2 downsamples 8x) before the encoder:
+    padding to a multiple of 4 only gives the same latent shape but another latent."""
+    from semcom.codecs import pad_to_multiple
+
+    x = torch.rand(1, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = codec.encoder(pad_to_multiple(x, 8)[0])
+        torch.testing.assert_close(codec.encode(x), want, rtol=0, atol=1e-5)
