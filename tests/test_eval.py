@@ -209,6 +209,32 @@ def test_summarize_means_per_image_values():
     assert run["cbr"] == pytest.approx((3 / 12 + 1 / 6) / 4) and run["cbr_str"] == "5/48"
 
 
+def test_summarize_orders_images_and_keeps_their_names_and_6_digits() -> None:
+    """Rows in any order (a resumed or sharded sweep) give per-image values in image order,
+    named by the rows' names, to 6 significant digits; the means are of the exact values."""
+    rows = [
+        {"run": "x", "image": i, "name": f"img{i}.png", "cbr": 0.5, "psnr": [v, 2 * v],
+         "seconds": [0.0, 0.0]}
+        for i, v in ((2, 3.14159265), (0, 10.0), (1, 1.23456789))
+    ]  # fmt: skip
+    (run,) = summarize(rows, [RunKey("x", None)], [0.0, 5.0], ["psnr"])
+    assert run["per_image"] == {
+        "images": ["img0.png", "img1.png", "img2.png"],
+        "psnr": [[10.0, 1.23457, 3.14159], [20.0, 2.46914, 6.28319]],
+    }
+    assert run["psnr"][0] == pytest.approx((10.0 + 1.23456789 + 3.14159265) / 3, abs=1e-12)
+
+
+def test_summarize_records_the_networks_each_run_ran() -> None:
+    """``weights`` go into the run of their label; a run without any records none."""
+    rows = [{"run": r, "image": 0, "cbr": 0.5, "psnr": [1.0], "seconds": [0.0]}
+            for r in ("a", "b")]  # fmt: skip
+    a, b = summarize(
+        rows, [RunKey("a", None), RunKey("b", None)], [0.0], ["psnr"], weights={"a": {"codec": "f"}}
+    )
+    assert a["weights"] == {"codec": "f"} and "weights" not in b
+
+
 def test_results_document_fields():
     runs = [{"scheme": "vae", "cbr": 0.0625, "snr_db": [0.0], "psnr": [20.0]}]
     doc = results_document(runs, "kodak", 24, Channel("awgn"), {"seed": 3})
@@ -555,6 +581,60 @@ def test_merge_warns_when_the_noise_was_drawn_differently():
         with pytest.warns(UserWarning, match="not paired") as rec:
             merge_results([doc(full, 8), doc(other, batch, "x")], ["a", "b"])
         assert len(rec) == 1 and shown in str(rec[0].message)
+
+
+def test_merge_keeps_runs_of_one_scheme_at_other_cbrs_apart() -> None:
+    """A curve is a scheme at a CBR: a later deepjscc@1/8 does not replace deepjscc@1/16,
+    a later deepjscc@1/16 does, in the earlier one's place."""
+    from semcom.eval.sweep import merge_results
+
+    def run(cbr: float, psnr: float) -> dict:
+        return {"scheme": "deepjscc", "cbr": cbr, "snr_db": [0], "psnr": [psnr]}
+
+    m = merge_results([_doc([run(1 / 16, 20.0), run(1 / 8, 24.0)]), _doc([run(1 / 16, 21.0)])])
+    assert [(r["cbr"], r["psnr"]) for r in m["runs"]] == [(1 / 16, [21.0]), (1 / 8, [24.0])]
+
+
+def test_merge_of_a_merge_whose_sources_split_the_snrs_differently() -> None:
+    """A merged file whose sources ran other batch sizes (2 and 3) records no one batch
+    split: its runs count as one batch, like a 7-SNR sweep in batches of 8, and merge
+    silently; the sweeps of a merged file of batch size 2 alone are split in twos."""
+    from semcom.eval.sweep import check_mergeable
+
+    snrs = [-10, -5, 0, 5, 10, 15, 20]
+
+    def doc(meta: dict) -> dict:
+        d = _doc([{"scheme": "vae", "cbr": None, "snr_db": snrs, "psnr": [20.0] * 7}])
+        d["meta"] = {**d["meta"], **meta}
+        return d
+
+    mixed = doc({"sources": [{"seed": 0, "batch_size": 2}, {"seed": 0, "batch_size": 3}]})
+    assert check_mergeable([mixed, doc({"batch_size": 8})], ["m", "c"]) is None
+    twos = doc({"sources": [{"seed": 0, "batch_size": 2}, {"seed": 0, "batch_size": 2}]})
+    said = check_mergeable([twos, doc({"batch_size": 8})], ["m", "c"])
+    assert said is not None and "m: -10 -5 | 0 5 | 10 15 | 20 dB" in said
+
+
+def test_merge_of_a_merge_of_merges_keeps_its_sources_batch_size() -> None:
+    """A merge of a merged file reads the batch size of its sources' sources: all in batches
+    of 4 merge silently with another batch-4 sweep, and are told apart from a sweep that sent
+    its 7 SNRs in one batch (4 | 3 against one batch draws other noise)."""
+    import warnings
+
+    from semcom.eval.sweep import check_mergeable, merge_results
+
+    def doc(batch: int, scheme: str) -> dict:
+        d = _doc([{"scheme": scheme, "cbr": None, "snr_db": [-10, -5, 0, 5, 10, 15, 20],
+                   "psnr": [20.0] * 7}])  # fmt: skip
+        d["meta"] = {**d["meta"], "batch_size": batch}
+        return d
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nested = merge_results([merge_results([doc(4, "a"), doc(4, "b")]), doc(4, "c")])
+    assert check_mergeable([nested, doc(4, "d")], ["m", "d"]) is None
+    said = check_mergeable([nested, doc(8, "e")], ["m", "e"])
+    assert said is not None and "m: -10 -5 0 5 | 10 15 20 dB" in said
 
 
 def test_results_table(tmp_path, capsys):

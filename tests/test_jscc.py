@@ -3,7 +3,9 @@ checkpoint loading and the zoo registry."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -312,6 +314,39 @@ def test_zoo_empty(tmp_path, monkeypatch, capsys):
     args = p.parse_args(["zoo", "list"])
     assert args.func(args) == 0
     assert "no checkpoints shipped yet" in capsys.readouterr().out
+
+
+def _card(folder: Path, name: str, model: str, cbr: float, channel: str = "awgn") -> None:
+    """A minimal zoo card (no weights: listing and choosing read the cards only)."""
+    card = {"name": name, "model": model, "cbr": cbr, "channel": channel,
+            "snr_train": "10", "data": "cifar10"}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(card))
+
+
+def test_zoo_lists_by_model_then_largest_cbr_and_chooses_the_shipped_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing: by model, then CBR largest first, then name; shipped CBRs largest first. At
+    one CBR the shipped entry is the default even when a user's one is AWGN-trained, and the
+    other is marked a variant; a CBR is matched within rounding of its printed form only."""
+    import semcom.zoo as zoo
+
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    _card(shipped, "d16", "deepjscc", 1 / 16, "rayleigh-slow")
+    _card(shipped, "d8", "deepjscc", 1 / 8)
+    _card(shipped, "a12", "adjscc", 1 / 12)
+    _card(user, "d16-mine", "deepjscc", 1 / 16)
+    monkeypatch.setattr(zoo, "ZOO_DIR", shipped)
+    monkeypatch.setenv(zoo.ZOO_ENV, str(user))
+    entries = zoo.list_checkpoints()
+    assert [e.name for e in entries] == ["a12", "d8", "d16", "d16-mine"]
+    assert zoo.shipped_cbrs("deepjscc") == (1 / 8, 1 / 16)
+    assert zoo.find_checkpoint("deepjscc", "1/16").name == "d16"
+    table = zoo.format_table(entries)
+    assert "d16-mine * +" in table and "d16 *" not in table
+    with pytest.raises(ValueError, match="no deepjscc checkpoint for CBR"):
+        zoo.find_checkpoint("deepjscc", 0.066)  # 1/16 is 0.0625: 6 % off, not rounding
 
 
 def test_shipped_zoo_cards_load():

@@ -13,6 +13,7 @@ from semcom.cli import main
 from semcom.eval.reproduce import (
     TOLERANCE,
     TOLERANCE_DB,
+    Check,
     compare_documents,
     compare_results,
     format_checks,
@@ -209,6 +210,105 @@ def test_an_experiment_file_is_compared_number_by_number():
     del fresh["t"]["latent_mse"][1]  # a value the re-run lacks
     bad = [c for c in compare_documents(stored, fresh) if not c.ok]
     assert [(c.where, c.max_diff) for c in bad] == [("t/latent_mse/1/0", math.inf)]
+
+
+def test_a_difference_of_exactly_the_tolerance_passes() -> None:
+    """A difference of exactly the tolerance (0.01 dB) is within it: ok, not DIFFERS."""
+    stored = _doc([[0.0, 21.0, 22.0], [30.0, 31.0, 32.0]])
+    fresh = copy.deepcopy(stored)
+    fresh["runs"][0]["per_image"]["psnr"][0][0] = TOLERANCE_DB  # |0.01 - 0| == 0.01 exactly
+    c = _by_metric(compare_results(stored, fresh))["psnr"]
+    assert c.max_diff == TOLERANCE_DB and c.ok
+    assert "DIFFERS" not in format_checks([c])
+
+
+def test_a_rerun_of_other_images_is_matched_by_name() -> None:
+    """A re-run of images "c" then "b" (not the file's first ones) is compared with the
+    file's "c" and "b", found by name, not by position."""
+    fresh = _doc([[22.0, 21.0], [32.0, 31.0]], images=("c", "b"))
+    c = _by_metric(compare_results(STORED, fresh))["psnr"]
+    assert c.ok and c.max_diff == 0 and c.compared == 4
+    fresh["runs"][0]["per_image"]["psnr"][1][0] = 32.5  # image "c" at 10 dB
+    c = _by_metric(compare_results(STORED, fresh))["psnr"]
+    assert math.isclose(c.max_diff, 0.5) and c.where == "10 dB, c"
+
+
+def test_the_first_of_equal_largest_differences_is_named() -> None:
+    """Two values off by the same amount: the check names the first (SNR, then image); with
+    every value equal it still names the first place compared."""
+    c = _by_metric(compare_results(STORED, copy.deepcopy(STORED)))["psnr"]
+    assert c.where == "0 dB, a"
+    fresh = copy.deepcopy(STORED)
+    fresh["runs"][0]["per_image"]["psnr"][0][1] += 0.5  # 20.5 - 20 (b at 0 dB)
+    fresh["runs"][0]["per_image"]["psnr"][1][1] += 0.5  # 31.5 - 31 (b at 10 dB): the same
+    assert _by_metric(compare_results(STORED, fresh))["psnr"].where == "0 dB, b"
+
+
+def test_a_rerun_without_a_metric_of_the_file_is_refused() -> None:
+    """The file's per-image LPIPS has no counterpart in a re-run that did not score it."""
+    fresh = copy.deepcopy(STORED)
+    del fresh["runs"][0]["per_image"]["lpips"]
+    with pytest.raises(ValueError, match="re-run has no per-image 'lpips'"):
+        compare_results(STORED, fresh)
+
+
+def test_means_are_compared_at_the_snr_where_they_differ_most() -> None:
+    """Per mean: the largest difference is found at any SNR, not only the first, and a
+    re-run of more images than the file's (other means) is refused too."""
+    stored = _doc([[20.0, 21.0, 22.0], [30.0, 31.0, 32.0]], per_image=False)
+    fresh = copy.deepcopy(stored)
+    fresh["runs"][0]["psnr"][1] -= 0.25  # 31.0 -> 30.75 at 10 dB
+    c = _by_metric(compare_results(stored, fresh))["psnr"]
+    assert c.where == "10 dB, mean" and math.isclose(c.max_diff, 0.25) and not c.ok
+    more = _doc([[20.0] * 4, [30.0] * 4], images=("a", "b", "c", "d"), per_image=False)
+    with pytest.raises(ValueError, match="re-run all 3 images"):
+        compare_results(stored, more)
+
+
+def test_format_checks_verdicts_and_places() -> None:
+    """Verdicts: "same" only for no difference at all (and then no place is named), "ok" for
+    one within the tolerance, "DIFFERS" past it."""
+    same = Check("r", "psnr", 2, 0.0, "0 dB, a", 0.01)
+    ok = Check("r", "psnr", 2, 0.005, "10 dB, b", 0.01)
+    bad = Check("r", "lpips", 2, 0.5, "0 dB, c", 1e-4)
+    rows = format_checks([same, ok, bad]).splitlines()
+    assert rows[1].split()[-1] == "same" and "0 dB, a" not in rows[1]
+    assert rows[2].split()[-1] == "ok" and "10 dB, b" in rows[2]
+    assert rows[3].endswith("DIFFERS (> 0.0001)") and "0 dB, c" in rows[3]
+
+
+def test_an_experiment_file_ignores_its_timings_and_judges_settings_strictly() -> None:
+    """Wall time and seconds per image are not results; a setting (no metric on its path) is
+    judged by the non-dB tolerance (1e-4), so a delta off by 1e-3 differs; a boolean is not the
+    number 1.5."""
+    stored = {"deltas": [-0.5, 0.0], "flag": True, "t": {"psnr": [17.0]},
+              "wall_seconds": 12.0, "seconds_per_image": [0.5]}  # fmt: skip
+    fresh = {**copy.deepcopy(stored), "wall_seconds": 99.0, "seconds_per_image": [7.0]}
+    checks = {(c.run, c.metric): c for c in compare_documents(stored, fresh)}
+    assert set(checks) == {("(settings)", "-"), ("t", "psnr")}
+    assert checks[("(settings)", "-")].compared == 3 and checks[("(settings)", "-")].max_diff == 0
+    fresh["deltas"][0] = -0.499
+    c = {(c.run, c.metric): c for c in compare_documents(stored, fresh)}[("(settings)", "-")]
+    assert c.tolerance == TOLERANCE and not c.ok and c.where == "deltas/0"
+    fresh = {**copy.deepcopy(stored), "flag": 1.5}
+    bad = [c for c in compare_documents(stored, fresh) if not c.ok]
+    assert [(c.where, c.max_diff) for c in bad] == [("flag", math.inf)]
+
+
+def test_an_experiment_value_the_rerun_lacks_differs_even_when_null() -> None:
+    """A value the file holds as null (not computed) and the re-run lacks is a difference."""
+    stored = {"t": {"psnr": [17.0, None]}}
+    fresh = {"t": {"psnr": [17.0]}}
+    (c,) = compare_documents(stored, fresh)
+    assert c.max_diff == math.inf and c.where == "t/psnr/1"
+
+
+def test_the_first_metric_name_on_a_path_sets_its_tolerance() -> None:
+    """A value under ``psnr`` then ``lpips`` is judged in dB (0.01), as its first name says."""
+    stored = {"t": {"psnr": {"lpips": [0.5]}}}
+    fresh = {"t": {"psnr": {"lpips": [0.505]}}}
+    (c,) = compare_documents(stored, fresh)
+    assert (c.run, c.metric, c.tolerance) == ("t", "psnr", TOLERANCE_DB) and c.ok
 
 
 # ------------------------------------------------------------------ the command, end to end

@@ -399,9 +399,12 @@ def results_document(
 def _noise_plans(doc: dict) -> set[tuple[tuple[float, ...], ...]]:
     """How a results document's sweeps drew their noise: per run, its SNRs in the batches they
     were sent in (``meta.batch_size``; one batch when unknown, e.g. a merged document whose
-    sources did not record it)."""
-    meta = doc.get("meta", {})
-    sizes = {src.get("batch_size") for src in meta.get("sources", [meta])}
+    sources did not record it; a merge of merges: its sources' sources)."""
+
+    def leaves(meta: dict) -> list[dict]:
+        return [m for src in meta.get("sources", []) for m in leaves(src)] or [meta]
+
+    sizes = {src.get("batch_size") for src in leaves(doc.get("meta", {}))}
     size = sizes.pop() if len(sizes) == 1 else None
     plans = set()
     for run in doc.get("runs", []):
