@@ -157,10 +157,16 @@ class TrainConfig:
             n = getattr(self, name)
             if n < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {n}")
-        if self.warmup_steps and self.schedule != "cosine":
-            raise ValueError(
-                f"--warmup warms up the cosine schedule; --schedule {self.schedule} has none"
-            )
+        for flag, value, default, schedule, verb in (  # an option of a schedule not chosen
+            ("warmup", self.warmup_steps, 0, "cosine", "warms up"),
+            ("min-lr-ratio", self.min_lr_ratio, 0.0, "cosine", "sets"),
+            ("step-size", self.step_size, 0, "step", "sets"),
+            ("gamma", self.gamma, 0.1, "step", "sets"),
+        ):
+            if value != default and self.schedule != schedule:
+                raise ValueError(
+                    f"--{flag} {verb} the {schedule} schedule; --schedule {self.schedule} has none"
+                )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -176,15 +182,6 @@ class TrainConfig:
             raise ValueError(f"min LR ratio must be within [0, 1], got {self.min_lr_ratio}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be within (0, 1], got {self.gamma}")
-        for name, value, default, schedule in (
-            ("min-lr-ratio", self.min_lr_ratio, 0.0, "cosine"),
-            ("step-size", self.step_size, 0, "step"),
-            ("gamma", self.gamma, 0.1, "step"),
-        ):
-            if value != default and self.schedule != schedule:
-                raise ValueError(
-                    f"--{name} sets the {schedule} schedule; --schedule {self.schedule} has none"
-                )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max steps must be >= 1 (or none), got {self.max_steps}")
         if self.val_batch_size < 1:
