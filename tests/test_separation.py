@@ -182,6 +182,16 @@ def test_mcs_table_and_constellations():
     assert bits_to_bytes(bytes_to_bits(data, 2000)) == data
 
 
+def test_chain_names_the_gpu_as_sionna_does(monkeypatch):
+    """Sionna accepts ``cpu`` / ``cuda:N`` only: a bare ``cuda`` (``--device cuda``) is the
+    current GPU by index. Bare ``cuda`` reached Sionna unchanged and every ``+ldpc`` eval on a
+    GPU stopped with "Invalid device: cuda" (seen on an H200, 2026-12-01)."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    assert LDPCChain(torch.device("cuda"))._dev == "cuda:2"
+    assert LDPCChain(torch.device("cuda:1"))._dev == "cuda:1"
+    assert LDPCChain(torch.device("cpu"))._dev == "cpu"
+
+
 def test_layout_known_values():
     """The module's rules by hand: coded = n_data * bits_per_symbol, C = ceil(coded / 6144)
     codewords of n = floor(coded / C) coded and k = floor(n * rate) info bits, the file gets

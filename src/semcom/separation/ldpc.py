@@ -217,6 +217,10 @@ class LDPCChain:
 
     @property
     def _dev(self) -> str:
+        """The device as Sionna names it: ``cpu`` or ``cuda:N`` (Sionna refuses a bare ``cuda``,
+        which torch and ``--device cuda`` mean as the current GPU)."""
+        if self.device.type == "cuda" and self.device.index is None:
+            return f"cuda:{torch.cuda.current_device()}"
         return "cpu" if self.device.type == "cpu" else str(self.device)
 
     def code(self, k: int, n: int) -> tuple[LDPC5GEncoder, LDPC5GDecoder]:
