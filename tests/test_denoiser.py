@@ -648,7 +648,7 @@ def test_deepjscc_dm_stops_at_the_decoder_training_snr():
     from semcom.schemes import get_scheme
 
     auto = get_scheme("deepjscc+dm", 1 / 16)
-    assert auto.receiver.stop_snr_db == 10.0
+    assert auto.receiver.stop_snr_db == auto.receiver.skip_snr_db == 10.0
     assert get_scheme("deepjscc+dm", 1 / 16, dm_stop="clean").receiver.stop_snr_db is None
     plain = get_scheme("deepjscc", 1 / 16)
     img = _image()
@@ -657,6 +657,7 @@ def test_deepjscc_dm_stops_at_the_decoder_training_snr():
         a = auto.transmit(img, Channel("awgn"), snr, g())
         b = plain.transmit(img, Channel("awgn"), snr, g())
         assert (a.info["network_calls"] > 0) == called
+        assert a.info.get("n_skip_snr", 0) == (not called)  # skipped, not matched
         assert torch.equal(a.images, b.images) != called  # same noise: identical when skipped
     with pytest.raises(ValueError, match="dm-stop"):
         get_scheme("deepjscc+dm", 1 / 16, dm_stop="half")

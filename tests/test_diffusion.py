@@ -850,6 +850,32 @@ def test_receiver_skips_the_network_above_skip_snr(per_image_shape):
     assert sizes == [] and rec.last is None  # all above: no call at all
 
 
+def test_stopped_receiver_skips_to_the_same_output():
+    """A receiver stopped at ``stop_snr_db`` returns the LMMSE latent at or above it, so
+    skipping from there (what deepjscc+dm does) changes no output, only the work: no matching
+    and no network call for those images; ``info`` describes every call, all-skipped too."""
+    snrs = torch.tensor([0.0, 20.0, -5.0, 15.0, 12.0], dtype=F64)
+    d = level_from_snr(db_to_linear(snrs)).reshape(5, 1, 1, 1)
+    _, _, ft = received(5, (3, 4, 4), d, 5)
+    sizes: list[int] = []
+
+    def den(x, level):
+        sizes.append(x.shape[0])
+        return gaussian_mmse(1.0)(x, level) * 0.9  # not the LMMSE: visible if called
+
+    stopped = DiffusionReceiver(den, steps=2, stop_snr_db=10.0)
+    both = DiffusionReceiver(den, steps=2, stop_snr_db=10.0, skip_snr_db=10.0)
+    torch.testing.assert_close(both(ft, d), stopped(ft, d), rtol=0, atol=1e-12)
+    assert sizes == [2, 2, 2, 2]  # two steps each, for the 2 noisy images only
+    assert both.info["n_skip_snr"] == 3 and both.info["network_calls"] == 2
+    assert stopped.info["n_skip"] == 3 and "n_skip_snr" not in stopped.info
+    sizes.clear()
+    high = [1, 3, 4]
+    torch.testing.assert_close(both(ft[high], d[high]), (1 - d[high]).sqrt() * ft[high])
+    assert sizes == [] and both.last is None
+    assert both.info == {"network_calls": 0, "n_skip_snr": 3}
+
+
 def test_default_fast_fading_receiver_is_naive():
     """The receivers' default under per-element levels is naive matching (one call at the
     per-image mean level): one-step water-filling starts every element from the largest level,

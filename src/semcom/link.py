@@ -315,9 +315,9 @@ class AnalogLink:
                 out = self.codec.decode(lmmse, (h, w), dec_snr, side=lat_hat)
             else:
                 out = self.codec.decode(lat_hat, (h, w), dec_snr)
-        last = getattr(self.receiver, "last", None)
-        if last is not None:  # diffusion receivers: skipped / clamped steps, network calls
-            info.update({k: v for k, v in last.info.items() if isinstance(v, int | float)})
+        # diffusion receivers: skipped / clamped steps, network calls
+        rx_info = getattr(self.receiver, "info", {})
+        info.update({k: v for k, v in rx_info.items() if isinstance(v, int | float)})
         counts.update(getattr(self.receiver, "counts", {}))
         return Transmission(
             images=out,

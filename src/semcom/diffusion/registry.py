@@ -122,7 +122,9 @@ def build_dm_link(
         fading_grid=fading_grid,
         fading_samples=int(fading_samples),
         stop_snr_db=stop_snr_db,
-        skip_snr_db=TUNED_SKIP_SNR_DB if tuned is not None and dm_stop == "auto" else None,
+        # at or above the stop SNR the stopped receiver returns the LMMSE latent: skip to it
+        # (the same output, without matching every image first)
+        skip_snr_db=TUNED_SKIP_SNR_DB if tuned is not None and dm_stop == "auto" else stop_snr_db,
     )
     estimator = None
     if snr_source == "learned":

@@ -676,8 +676,9 @@ class DiffusionReceiver:
     ``self.last`` (matched steps, clamping counters). ``skip_snr_db``: images whose
     (per-image) SNR is at or above it skip the network and get the LMMSE estimate
     ``sqrt(1-d) f_tilde`` (``info["n_skip_snr"]`` counts them; ``last`` is None when every
-    image skips); for a decoder trained behind the receiver, whose gain there is nil, this
-    keeps the receiver as cheap as the codec.
+    image skips, and ``info`` says so): for a decoder trained behind the receiver, whose gain
+    there is nil, and for a receiver stopped at ``stop_snr_db``, whose output there is that
+    estimate anyway, this keeps the receiver as cheap as the codec.
     """
 
     def __init__(
@@ -708,6 +709,9 @@ class DiffusionReceiver:
         self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
         self.name = name
         self.last: ReceiveResult | None = None
+        #: what the last call did, for every call (``last.info``; when every image skipped:
+        #: ``network_calls`` 0 and ``n_skip_snr``)
+        self.info: dict[str, object] = {}
         #: per image of the last call, int64 [B]: ``step_clamped_high`` (the SNR lay above
         #: the schedule's range: t* = 0, the denoiser skipped) and ``step_clamped_low`` (below
         #: it: t* = T, started from noise), for verbose reports
@@ -719,19 +723,25 @@ class DiffusionReceiver:
         d = torch.as_tensor(d, device=f_tilde.device)
         n = f_tilde.shape[0]
         if self.skip_snr_db is not None and d.numel() == n:
-            snr_db = 10.0 * torch.log10(snr_from_level(d.reshape(-1)))
-            high = snr_db >= self.skip_snr_db - 1e-6  # an SNR given as 10 dB may come back 9.99..
-            if bool(high.any()):
+            # SNR (1-d)/d >= skip  <=>  d <= 1/(1 + skip): one comparison, in float64 (an SNR
+            # given as 10 dB may come back 9.99..: 1e-6 dB of slack)
+            d_skip = 1.0 / (1.0 + 10.0 ** ((self.skip_snr_db - 1e-6) / 10.0))
+            high = d.reshape(-1).double() <= d_skip
+            n_high = int(high.sum())
+            if n_high:
                 keep = _view((1.0 - d.reshape(-1)).clamp_min(0.0).sqrt(), f_tilde)
                 out = keep.to(f_tilde.dtype) * f_tilde  # d [B] or [B, 1, 1, 1]
-                low = (~high).nonzero().squeeze(1)
-                self.last = None
-                if low.numel():
+                self.last, self.info = None, {"network_calls": 0, "n_skip_snr": n_high}
+                low = torch.arange(0)
+                if n_high < n:
+                    low = (~high).nonzero().squeeze(1)
                     out[low] = self._receive(f_tilde[low], d[low], generator)
-                    self.last.info["n_skip_snr"] = int(high.sum())  # type: ignore[union-attr]
+                    self.last.info["n_skip_snr"] = n_high  # type: ignore[union-attr]
+                    self.info = self.last.info  # type: ignore[union-attr]
                 self.counts = self._clamp_counts(n, low)
                 return out
         out = self._receive(f_tilde, d, generator)
+        self.info = self.last.info  # type: ignore[union-attr]
         self.counts = self._clamp_counts(n, torch.arange(n))
         return out
 
