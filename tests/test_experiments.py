@@ -9,13 +9,20 @@ import math
 import pytest
 import torch
 
+from semcom.channels import Channel
 from semcom.codecs.base import Codec
+from semcom.diffusion.latents import unit_power
+from semcom.diffusion.matching import db_to_linear, level_from_snr
 from semcom.diffusion.samplers import DiffusionReceiver, diffusion_receive
 from semcom.eval.experiments import (
+    _codec_option,
     better_than_matched,
+    ood_experiment,
     perturb_experiment,
     plot_perturb,
+    trained_on,
 )
+from semcom.eval.sweep import RunKey
 from semcom.link import AnalogLink
 
 
@@ -326,3 +333,285 @@ def test_better_than_matched_is_a_paired_verdict():
     # a file without per-image values: the means against fixed tolerances (0.05 dB / 1 %)
     old = {"deltas": doc["deltas"], "t": {"psnr": [[25.0, 25.0, 25.04, 25.06]]}}
     assert better_than_matched(old, "t", "psnr") == [[0.2]]
+
+
+# ------------------------------------------------ pins found by mutation testing
+class SpyReceiver(DiffusionReceiver):
+    """The exact Gaussian receiver, recording the factors and inputs of every call."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(gaussian_denoiser(1.0), p0=1.0, name="dm", **kw)
+        self.calls: list[tuple[float, float, torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, f_tilde, d, generator=None):
+        self.calls.append((self.t_factor, self.alpha_factor, f_tilde.clone(), d.clone()))
+        return super().__call__(f_tilde, d, generator)
+
+
+def blocky(seed: int, size: int = 32) -> torch.Tensor:
+    """A [1, 3, size, size] image constant on 2x2 blocks: Pool decodes its latent exactly."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, size // 2, size // 2, generator=g)
+    return torch.nn.functional.interpolate(small, scale_factor=2)
+
+
+SPY_SNRS = (-10.0, 10.0)
+SPY_DELTAS = (-0.2, 0.0, 0.5)
+
+
+def run_spy(seed: int = 0, n_images: int = 2):
+    rx = SpyReceiver()
+    link = AnalogLink(Pool(), rx, name="pool+dm")
+    images = [blocky(i) for i in range(n_images)]
+    doc = perturb_experiment(link, images, SPY_SNRS, SPY_DELTAS, seed=seed, progress=False)
+    return rx, images, doc
+
+
+def test_perturb_sets_the_factor_of_the_perturbed_parameter_only():
+    """Per image and SNR: first t* = (1 + delta) t* with alpha matched, then alpha."""
+    rx, images, _ = run_spy()
+    factors = [(t, a) for t, a, _, _ in rx.calls]
+    one = [(1 + dl, 1.0) for dl in SPY_DELTAS] + [(1.0, 1 + dl) for dl in SPY_DELTAS]
+    assert factors == one * (len(images) * len(SPY_SNRS))
+    assert rx.t_factor == rx.alpha_factor == 1.0
+
+
+def test_perturb_channel_is_the_equivalent_latent_form_with_fresh_noise_per_image_and_snr():
+    """``f_tilde = sqrt(1-d) f + sqrt(d) n``, d from the SNR; every perturbation of an image
+    at an SNR sees the same ``f_tilde``, other images, SNRs and seeds other noise."""
+    rx, images, _ = run_spy()
+    per = 2 * len(SPY_DELTAS)
+    noise = {}
+    for i, x in enumerate(images):
+        f = unit_power(Pool().encode(x))
+        for s, snr in enumerate(SPY_SNRS):
+            calls = rx.calls[(i * len(SPY_SNRS) + s) * per : (i * len(SPY_SNRS) + s + 1) * per]
+            d = float(level_from_snr(db_to_linear(snr)))
+            for _, _, f_tilde, dd in calls:
+                assert torch.equal(f_tilde, calls[0][2])
+                assert dd.flatten().tolist() == pytest.approx([d])
+            n = (calls[0][2] - math.sqrt(1 - d) * f) / math.sqrt(d)
+            assert float(n.pow(2).mean()) == pytest.approx(1.0, abs=0.2)
+            assert abs(float(torch.corrcoef(torch.stack([n.flatten(), f.flatten()]))[0, 1])) < 0.2
+            noise[i, s] = n
+    assert float((noise[0, 0] - noise[0, 1]).abs().max()) > 0.5  # another SNR, other noise
+    assert float((noise[0, 0] - noise[1, 0]).abs().max()) > 0.5  # another image, other noise
+    other, _, _ = run_spy(seed=1, n_images=1)
+    assert not torch.equal(other.calls[0][2], rx.calls[0][2])  # another seed, other noise
+
+
+def test_perturb_document_records_its_settings_and_every_parameter():
+    rx, _, doc = run_spy(seed=3)
+    assert (doc["seed"], doc["steps"], doc["rule"]) == (3, rx.steps, rx.rule)
+    assert doc["snr_db"] == list(SPY_SNRS) and doc["n_images"] == 2
+    j0 = SPY_DELTAS.index(0.0)
+    for p in ("t", "alpha"):
+        for metric in ("latent_mse", "psnr"):
+            for s in range(len(SPY_SNRS)):
+                per = doc["per_image"][p][metric][s]
+                means = [sum(v) / len(v) for v in per]
+                assert doc[p][metric][s] == pytest.approx(means)
+                # matched (one step, exact Gaussian denoiser) = the LMMSE receiver
+                assert doc[p][metric][s][j0] == pytest.approx(doc["lmmse"][metric][s])
+            assert len(set(doc[p]["latent_mse"][0])) == len(SPY_DELTAS)  # each delta measured
+    rx3 = DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0, steps=3, rule="ddm")
+    doc3 = perturb_experiment(AnalogLink(Pool(), rx3), [blocky(0)], (0.0,), (0.0,), progress=False)
+    assert (doc3["steps"], doc3["rule"]) == (3, "ddm")
+
+
+class Scaled(Pool):
+    """Pool with a latent in its own units (RMS far from 1): the decoder needs the scale."""
+
+    needs_scale = True
+
+    def _encode(self, x, snr_db):
+        return 3.0 * super()._encode(x, snr_db)
+
+    def _decode(self, latent, snr_db):
+        return super()._decode(latent / 3.0, snr_db)
+
+
+@pytest.mark.parametrize(("codec", "exact"), [(Pool(), False), (Scaled(), True)])
+def test_perturb_decodes_in_the_codecs_own_units_only_when_it_needs_the_scale(codec, exact):
+    """At a high SNR a blocky image comes back almost exactly when the latent is handed back
+    in the codec's own units (``needs_scale``); a plain codec gets the unit-power latent,
+    which Pool decodes wrongly."""
+    link = AnalogLink(codec, DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0), name="x+dm")
+    doc = perturb_experiment(link, [blocky(0)], (40.0,), (0.0,), progress=False)
+    for psnr in (doc["lmmse"]["psnr"][0], doc["t"]["psnr"][0][0]):
+        assert (psnr > 35) if exact else (psnr < 20), psnr
+
+
+class Adaptive(Pool):
+    """An SNR-adaptive Pool recording the SNRs its encoder is told."""
+
+    snr_adaptive = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[float] = []
+
+    def _encode(self, x, snr_db):
+        self.told.append(float(snr_db))
+        return super()._encode(x, snr_db)
+
+
+def test_perturb_tells_an_adaptive_encoder_each_snr_and_a_plain_one_the_first():
+    snrs = (-5.0, 0.0, 5.0)
+    ada = Adaptive()
+    link = AnalogLink(ada, DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0), name="a+dm")
+    perturb_experiment(link, [blocky(0), blocky(1)], snrs, (0.0,), progress=False)
+    assert ada.told == list(snrs) * 2
+    plain = Adaptive()
+    plain.snr_adaptive = False
+    link = AnalogLink(plain, DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0), name="p+dm")
+    perturb_experiment(link, [blocky(0)], snrs, (0.0,), progress=False)
+    assert plain.told == [-5.0]
+
+
+class SideInput(Pool):
+    dm_side = True
+
+
+@pytest.mark.parametrize(
+    ("codec", "kw"),
+    [(Pool(), {"stop_snr_db": 5.0}), (Pool(), {"skip_snr_db": 5.0}), (SideInput(), {})],
+)
+def test_perturb_refuses_a_receiver_that_hides_the_factors(codec, kw):
+    link = AnalogLink(codec, SpyReceiver(**kw), name="x+dm")
+    with pytest.raises(ValueError, match="dm_stop='clean'"):
+        perturb_experiment(link, [blocky(0)], (0.0,), (0.0,), progress=False)
+    assert link.receiver.calls == []
+
+
+@pytest.mark.parametrize("deltas", [(-1.0, 0.0), (0.0, -1.5)])
+def test_perturb_refuses_a_factor_that_is_not_positive(deltas):
+    link = AnalogLink(Pool(), SpyReceiver(), name="x+dm")
+    with pytest.raises(ValueError, match="every delta must be > -1"):
+        perturb_experiment(link, [blocky(0)], (0.0,), deltas, progress=False)
+    assert link.receiver.calls == []
+
+
+# ------------------------------------------------------------------ better_than_matched
+def paired_doc(param: str, metric: str, rows: list[list[float]]) -> dict:
+    """One SNR, deltas (0.0, 0.1), the per-image values ``rows`` and their means."""
+    return {
+        "deltas": [0.0, 0.1],
+        param: {metric: [[sum(r) / len(r) for r in rows]]},
+        "per_image": {param: {metric: [rows]}},
+    }
+
+
+def test_better_than_matched_pairs_two_images_and_falls_back_for_one():
+    # two images, a steady gain of 0.03 dB: beyond noise paired, below the 0.05 dB fallback
+    two = paired_doc("t", "psnr", [[25.0, 30.0], [25.03, 30.031]])
+    assert better_than_matched(two, "t", "psnr") == [[0.1]]
+    # one image: no interval, the means against the tolerance
+    assert better_than_matched(paired_doc("t", "psnr", [[25.0], [25.03]]), "t", "psnr") == [[]]
+    assert better_than_matched(paired_doc("t", "psnr", [[25.0], [25.06]]), "t", "psnr") == [[0.1]]
+
+
+def test_better_than_matched_reads_the_per_image_values_of_its_parameter():
+    doc = paired_doc("alpha", "psnr", [[25.0, 30.0], [25.03, 30.031]])
+    assert better_than_matched(doc, "alpha", "psnr") == [[0.1]]
+
+
+def test_better_than_matched_uses_the_confidence_level():
+    # gains 0.1, 0.2, 0.3: the 95 % interval (half-width 0.25) holds 0, the 50 % one does not
+    doc = paired_doc("t", "psnr", [[25.0, 26.0, 27.0], [25.1, 26.2, 27.3]])
+    assert better_than_matched(doc, "t", "psnr") == [[]]
+    assert better_than_matched(doc, "t", "psnr", level=0.5) == [[0.1]]
+
+
+def test_better_than_matched_latent_mse_fallback_is_one_percent_lower():
+    old = {"deltas": [-0.1, 0.0, 0.1, 0.2], "t": {"latent_mse": [[0.995, 1.0, 0.98, 1.05]]}}
+    assert better_than_matched(old, "t", "latent_mse") == [[0.1]]
+
+
+# ---------------------------------------------------------------------------------- ood
+def test_ood_refuses_more_than_two_sets_before_any_work():
+    link = AnalogLink(Pool(), SpyReceiver(), name="pool+dm")
+    imgs = [blocky(0)[0]]
+    with pytest.raises(ValueError, match="two test sets"):
+        ood_experiment(
+            [(RunKey("pool+dm", None), link)], {"a": imgs, "b": imgs, "c": imgs},
+            Channel("awgn"), [0.0], metrics=("psnr",), progress=False,
+        )  # fmt: skip
+    assert link.receiver.calls == []
+
+
+def test_ood_lpips_drop_is_out_minus_in(weights_root):
+    smooth = [torch.full((3, 32, 32), 0.5) + 0.05 * torch.arange(3.0).view(3, 1, 1)]
+    rough = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))]
+    doc = ood_experiment(
+        [(RunKey("pool", None), AnalogLink(Pool(), name="pool"))], {"s": smooth, "r": rough},
+        Channel("awgn"), [10.0], metrics=("psnr", "lpips"), progress=False,
+    )  # fmt: skip
+    run_in, run_out = doc["sets"]["s"][0], doc["sets"]["r"][0]
+    assert doc["drop"]["pool"]["lpips"] == pytest.approx([run_out["lpips"][0] - run_in["lpips"][0]])
+    assert run_out["lpips"][0] != pytest.approx(run_in["lpips"][0])
+    assert doc["drop"]["pool"]["psnr"] == pytest.approx([run_in["psnr"][0] - run_out["psnr"][0]])
+
+
+def test_ood_gain_is_against_the_codec_at_the_same_cbr_and_signed_dm_minus_base():
+    class MaxPool(Pool):
+        def _encode(self, x, snr_db):
+            return torch.nn.functional.max_pool2d(x, 2) - 0.5
+
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    rx = DiffusionReceiver(gaussian_denoiser(4.0), p0=1.0, name="dm")  # mismatched prior
+    schemes = [
+        (RunKey("pool", 0.5), AnalogLink(MaxPool(), name="pool")),
+        (RunKey("pool", 0.25), AnalogLink(Pool(), name="pool")),
+        (RunKey("pool+dm", 0.25), AnalogLink(Pool(), rx, name="pool+dm")),
+    ]
+    doc = ood_experiment(
+        schemes, {"a": imgs[:1], "b": imgs[1:]}, Channel("awgn"), [0.0, 10.0],
+        metrics=("psnr",), progress=False,
+    )  # fmt: skip
+    (label,) = doc["dm_gain"]
+    for name in ("a", "b"):
+        runs = {r["label"]: r["psnr"] for r in doc["sets"][name]}
+        gain = [x - y for x, y in zip(runs[label], runs["pool@1/4"], strict=True)]
+        assert doc["dm_gain"][label][name]["psnr"] == pytest.approx(gain)
+        assert any(abs(g) > 0.01 for g in gain)  # a real, signed gain
+
+
+def test_ood_runs_with_its_seed_and_records_it():
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))]
+
+    def run(seed: int) -> dict:
+        return ood_experiment(
+            [(RunKey("pool", None), AnalogLink(Pool(), name="pool"))], {"a": imgs, "b": imgs},
+            Channel("awgn"), [0.0], seed=seed, metrics=("psnr",), progress=False,
+        )  # fmt: skip
+
+    zero, three = run(0), run(3)
+    assert three["seed"] == 3
+    assert zero["sets"]["a"][0]["psnr"] != three["sets"]["a"][0]["psnr"]
+    assert three["sets"]["a"][0]["psnr"] == three["sets"]["b"][0]["psnr"]  # same noise
+
+
+def test_ood_trained_on_names_the_given_denoiser_and_the_cbr(weights_root):
+    imgs = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))]
+    rx = DiffusionReceiver(gaussian_denoiser(1.0), p0=1.0, name="dm")
+    ref = "/no/such/denoiser"  # not the zoo's: its (missing) card is named
+    doc = ood_experiment(
+        [(RunKey("vae+dm", None), AnalogLink(Pool(), rx, name="vae+dm")),
+         (RunKey("deepjscc", 1 / 6), AnalogLink(Pool(), name="deepjscc"))],
+        {"a": imgs, "b": imgs}, Channel("awgn"), [0.0], metrics=("psnr",), progress=False,
+        denoiser_ref=ref,
+    )  # fmt: skip
+    assert doc["trained_on"]["vae+dm"] == trained_on("vae+dm", None, ref)
+    assert doc["trained_on"]["vae+dm"].endswith(f"denoiser: unknown (no readable card for {ref!r})")
+    assert doc["trained_on"]["deepjscc@1/6"] == trained_on("deepjscc", 1 / 6)
+
+
+def test_trained_on_names_no_denoiser_for_a_scheme_without_one():
+    ref = "denoiser-deepjscc-c6-bsds"
+    assert trained_on("vae", denoiser_ref=ref) == "codec: pretrained TAEF2 (frozen)"
+
+
+@pytest.mark.parametrize("label", ["deepjscc[codec=RUN", "deepjscc[steps=2,codec=RUN"])
+def test_codec_option_of_an_unclosed_label_is_none(label):
+    assert _codec_option(label) is None
