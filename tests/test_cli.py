@@ -1172,3 +1172,119 @@ def test_get_scheme_takes_the_cbr_as_text_for_every_scheme() -> None:
     assert get_scheme("vae", "1/12").name == "vae"
     with pytest.raises(ValueError, match="fixed CBR of 1/12"):
         get_scheme("vae", "1/16")
+
+
+def test_option_values_at_their_bounds(tmp_path, capsys):
+    """--snr takes exactly +-SNR_LIMIT_DB; a confidence level is strictly inside (0, 1)."""
+    from semcom.channels.models import SNR_LIMIT_DB
+
+    assert cli._snr_value(f"{SNR_LIMIT_DB:g}") == SNR_LIMIT_DB
+    assert cli._snr_value(f"-{SNR_LIMIT_DB:g}") == -SNR_LIMIT_DB
+    assert cli._level_value("0.5") == 0.5
+    res = tmp_path / "r.json"  # never read: the level is refused first
+    for argv in (["table", str(res), "--ci", "1"], ["compare", str(res), "--scheme", "a",
+                 "--against", "b", "--level", "0"]):  # fmt: skip
+        line = run_err(capsys, *argv)
+        assert "expected a number in (0, 1)" in line
+
+
+def test_output_kinds_and_gray_images_are_told_apart(tmp_path):
+    """An experiment's results (a top-level command, no runs) are semcom's results; a list
+    with a row of no 'total' is not a bench file; an image gray only in two channels is
+    colour."""
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps({"command": "experiment ood --out exp.json"}))
+    assert cli._is_results(exp)
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps([{"total": 1.0}, {"image": "a"}]))
+    assert not cli._is_bench(mixed)
+    import torch
+
+    x = torch.rand(3, 4, 4)
+    x[1] = x[0]
+    assert not cli._is_gray(x)
+    x[2] = x[0]
+    assert cli._is_gray(x)
+
+
+def _scheme_args(**kw):
+    import argparse
+
+    return argparse.Namespace(**{"cbr": None, "channel": "awgn", **kw})
+
+
+def test_one_run_per_scheme_and_cbr(capsys):
+    """A CBR given twice (1/2 and 0.5) is one run."""
+    import torch
+
+    keys = [k for k, _ in cli._build_schemes(
+        _scheme_args(scheme=["jpeg+capacity"], cbr=["1/2", "0.5"]), torch.device("cpu")
+    )]  # fmt: skip
+    assert [k.label for k in keys] == ["jpeg+capacity@1/2"]
+
+
+def test_the_demo_gets_no_note_on_its_own_cbr(vae, capsys):
+    """The demo's own --cbr draws no note about a fixed-CBR scheme; a user's --cbr does."""
+    import torch
+
+    argv = {"scheme": ["vae", "jpeg+capacity"], "cbr": ["1/16"]}
+    cli._build_schemes(_scheme_args(**argv, cbr_given=False), torch.device("cpu"))
+    assert "fixed CBR" not in capsys.readouterr().err
+    cli._build_schemes(_scheme_args(**argv), torch.device("cpu"))
+    assert "semcom: note: vae has a fixed CBR of 1/12" in capsys.readouterr().err
+
+
+def test_fit_bounds_the_longer_side():
+    import torch
+
+    assert cli._fit(torch.rand(3, 40, 20), 10).shape == (3, 10, 5)
+    assert cli._fit(torch.rand(3, 8, 6), 10).shape == (3, 8, 6)  # never upscaled
+
+
+def test_experiments_refuse_options_that_measure_nothing(tmp_path, capsys):
+    out = str(tmp_path / "x.json")
+    line = run_err(capsys, "experiment", "perturb", "--scheme", "vae+dm", "--scheme",
+                   "deepjscc+dm", "--out", out)  # fmt: skip
+    assert "experiment perturb takes one --scheme" in line
+    # (cheap options: the mutant without the check would run the experiment)
+    line = run_err(capsys, "experiment", "ood", "--scheme", "jpeg+capacity", "--cbr", "1/2",
+                   "--in-data", "samples", "--out-data", "samples", "--limit", "1", "--crop",
+                   "16", "--snr", "10", "--metrics", "psnr", "--quiet", "--out", out)  # fmt: skip
+    assert "--in-data and --out-data must differ" in line
+    assert not Path(out).exists()
+
+
+def test_reproduce_refuses_bad_options_and_subsets_it_cannot_compare(tmp_path, capsys):
+    res = tmp_path / "r.json"
+    assert main(["reproduce", str(res), "--tolerance", "nan"]) == 2
+    assert "--tolerance must be >= 0, got nan" in capsys.readouterr().err
+    keep = tmp_path / "keep"
+    keep.write_text("a file\n")
+    assert main(["reproduce", str(res), "--keep", str(keep)]) == 2
+    assert "is a file: give a folder" in capsys.readouterr().err
+    run_ok(capsys, "eval", "--scheme", "jpeg+capacity", "--cbr", "1/2", "--dataset", "samples",
+           "--crop", "16", "--metrics", "psnr", "--limit", "1", "--snr", "10", "--quiet",
+           "--out", str(res))  # fmt: skip
+    # a recorded --limit 1 stays 1 under a larger --limit
+    assert main(["reproduce", str(res), "--limit", "2", "--quiet"]) == 0
+    assert "1 of 1 images re-run" in capsys.readouterr().out
+    doc = json.loads(res.read_text())
+    for run in doc["runs"]:
+        run.pop("per_image")
+    res.write_text(json.dumps(doc))
+    assert main(["reproduce", str(res), "--limit", "1", "--quiet"]) == 2
+    assert "keeps no per-image values" in capsys.readouterr().err
+
+
+def test_exit_codes_of_a_diverged_run_and_a_bad_value(capsys, monkeypatch):
+    """A diverged computation (FloatingPointError) exits 1, not as a usage error; a CBR is
+    checked as the options are read, before any input file."""
+
+    def diverged(args):
+        raise FloatingPointError("loss is NaN at step 3")
+
+    monkeypatch.setattr(cli, "cmd_schemes", diverged)
+    assert main(["schemes"]) == 1
+    assert capsys.readouterr().err == "semcom: error: loss is NaN at step 3\n"
+    line = run_err(capsys, "transmit", "missing.png", "--cbr", "abc", "--out", "o")
+    assert line.startswith("semcom transmit: error: argument --cbr: invalid CBR 'abc'")
