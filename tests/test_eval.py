@@ -686,6 +686,13 @@ def test_eval_sharded_over_torchrun_matches_single_process(tmp_path, capsys):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "semcom.cli", *common, "--out", str(tmp_path / "two.json")]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if r.returncode and "terminate called without an active exception" in r.stderr:
+        # gloo (torch 2.13) has aborted a rank at its exit, after its work, about 1 run in 10-30
+        # on this 2-core machine (the ranks now stay until rank 0 wrote the results): once
+        # more, so that CI fails on this only twice in a row
+        for f in tmp_path.glob("two.json*"):
+            f.unlink()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     one = json.loads((tmp_path / "one.json").read_text())
     two = json.loads((tmp_path / "two.json").read_text())

@@ -790,27 +790,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         gathered: list = [None] * world
         dist.all_gather_object(gathered, rows)
-        dist.destroy_process_group()
-        if rank != 0:  # rank 0 writes the JSON, then removes the partial files (until then
-            return 0  # they are every rank's finished work, should rank 0 fail)
         rows = [r for part in gathered for r in part]
-    wanted = set(indices)
-    rows = sorted((r for r in rows if r["image"] in wanted), key=lambda r: (r["run"], r["image"]))
-    runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics, weights)
-    meta = {
-        "command": launch_command(args.argv),
-        "processes": world,
-        "seed": args.seed,
-        "crop": args.crop,
-        "spread": bool(args.spread),
-        "batch_size": args.batch_size,
-        "device": str(device),
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-    }
-    doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop, spread=args.spread)
-    atomic_write_json(out, doc, indent=1)
-    for r in range(world):  # the shards' files too (on a shared file system)
-        _partial_file(out, r, world).unlink(missing_ok=True)
+    try:
+        if rank == 0:  # rank 0 writes the JSON, then removes the partial files (until then
+            # they are every rank's finished work, should rank 0 fail)
+            wanted = set(indices)
+            rows = sorted((r for r in rows if r["image"] in wanted),
+                          key=lambda r: (r["run"], r["image"]))  # fmt: skip
+            runs = summarize(rows, [k for k, _ in schemes], snrs, args.metrics, weights)
+            meta = {
+                "command": launch_command(args.argv),
+                "processes": world,
+                "seed": args.seed,
+                "crop": args.crop,
+                "spread": bool(args.spread),
+                "batch_size": args.batch_size,
+                "device": str(device),
+                "wall_seconds": round(time.perf_counter() - t0, 1),
+            }
+            doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop,
+                                   spread=args.spread)  # fmt: skip
+            atomic_write_json(out, doc, indent=1)
+            for r in range(world):  # the shards' files too (on a shared file system)
+                _partial_file(out, r, world).unlink(missing_ok=True)
+    finally:
+        if world > 1:
+            # every rank stays until the results are written: gloo has aborted a finished rank
+            # at its exit, after which torchrun stopped the others, rank 0 before it wrote
+            dist.barrier()
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
     if not args.quiet and getattr(args, "summary", True):  # reproduce prints its own
         clamped = False
         for run in runs:
