@@ -68,7 +68,8 @@ def test_codecs_agree_with_the_cpu(name, request):
 def test_diffusion_receivers_agree_with_the_cpu(name, request):
     """The same received latent at -5 / 0 / 5 / 15 dB through the receiver (matching, DDIM,
     the denoiser, skips) on the device and on the CPU: the same estimate."""
-    from semcom.diffusion.matching import level_from_snr
+    from semcom.diffusion.latents import unit_power
+    from semcom.diffusion.matching import db_to_linear, level_from_snr
     from semcom.schemes import get_scheme
 
     _needs_taef2(name, request)
@@ -76,9 +77,8 @@ def test_diffusion_receivers_agree_with_the_cpu(name, request):
     cpu, dev = get_scheme(name, cbr), get_scheme(name, cbr, device=DEV)
     with torch.no_grad():
         lat = cpu.codec.encode(_image().expand(4, -1, -1, -1), torch.zeros(4))
-    f = lat / lat.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()  # unit power per image
-    snr = torch.tensor([-5.0, 0.0, 5.0, 15.0], dtype=torch.float64)
-    d = level_from_snr(10 ** (snr / 10)).float().reshape(4, 1, 1, 1)
+    f = unit_power(lat)
+    d = level_from_snr(db_to_linear([-5.0, 0.0, 5.0, 15.0])).float().reshape(4, 1, 1, 1)
     noise = torch.randn(f.shape, generator=torch.Generator().manual_seed(1))
     f_tilde = (1 - d).sqrt() * f + d.sqrt() * noise
     with torch.no_grad():
