@@ -848,6 +848,9 @@ def test_receiver_skips_the_network_above_skip_snr(per_image_shape):
     sizes.clear()
     rec(ft[[1, 3]], d[[1, 3]])
     assert sizes == [] and rec.last is None  # all above: no call at all
+    one = rec(ft[[0, 1, 3]], d[[0, 1, 3]])  # a single image below
+    assert sizes == [1, 1] and rec.info["n_skip_snr"] == 2
+    torch.testing.assert_close(one[0], alone[0])
 
 
 def test_stopped_receiver_skips_to_the_same_output():
