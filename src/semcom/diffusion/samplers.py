@@ -30,6 +30,8 @@ from .matching import (
     MatchedStart,
     Rule,
     _alpha_vp,
+    db_to_linear,
+    level_from_snr,
     match,
     snr_from_level,
     target_level,
@@ -723,9 +725,9 @@ class DiffusionReceiver:
         d = torch.as_tensor(d, device=f_tilde.device)
         n = f_tilde.shape[0]
         if self.skip_snr_db is not None and d.numel() == n:
-            # SNR (1-d)/d >= skip  <=>  d <= 1/(1 + skip): one comparison, in float64 (an SNR
-            # given as 10 dB may come back 9.99..: 1e-6 dB of slack)
-            d_skip = 1.0 / (1.0 + 10.0 ** ((self.skip_snr_db - 1e-6) / 10.0))
+            # SNR (1-d)/d >= skip  <=>  d <= level_from_snr(skip): one comparison, in float64
+            # (an SNR given as 10 dB may come back 9.99..: 1e-6 dB of slack)
+            d_skip = float(level_from_snr(db_to_linear(self.skip_snr_db - 1e-6)))
             high = d.reshape(-1).double() <= d_skip
             n_high = int(high.sum())
             if n_high:
