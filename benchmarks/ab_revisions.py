@@ -50,27 +50,29 @@ def main() -> None:
     args = p.parse_args(argv[:cut])
     command = argv[cut + 1 :]
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {}
-        for rev in (args.base, args.against):
-            tree = Path(tmp) / f"tree-{len(trees)}"
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), rev],
-                check=True,
-            )
-            trees[rev] = tree
-        try:
-            times: dict[str, list[float]] = {rev: [] for rev in trees}
+        # A list, not a dict keyed by revision: BASE may equal --against (an A/A check).
+        trees: list[tuple[str, Path]] = []
+        try:  # a bad second revision must not leave the first worktree registered
+            for rev in (args.base, args.against):
+                tree = Path(tmp) / f"tree-{len(trees)}"
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), rev],
+                    check=True,
+                )
+                trees.append((rev, tree))
+            times: list[list[float]] = [[] for _ in trees]
             for rep in range(args.repeats):
-                for i, (rev, tree) in enumerate(trees.items()):
+                for i, (rev, tree) in enumerate(trees):
                     out = Path(tmp) / f"out-{i}.json"
                     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
                     cmd = [sys.executable, "-m", "semcom.cli", *command, "--out", str(out)]
                     cmd += ["--force", "--quiet"]
                     t0 = time.perf_counter()
                     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-                    times[rev].append(time.perf_counter() - t0)
-                    print(f"run {rep + 1} {rev}: {times[rev][-1]:.1f} s", flush=True)
-            (ra, ta), (rb, tb) = times.items()
+                    times[i].append(time.perf_counter() - t0)
+                    print(f"run {rep + 1} {rev}: {times[i][-1]:.1f} s", flush=True)
+            (ra, _), (rb, _) = trees
+            ta, tb = times
             print(f"best: {ra} {min(ta):.1f} s, {rb} {min(tb):.1f} s: {min(ta) / min(tb):.2f}x")
             files = [Path(tmp) / f"out-{i}.json" for i in range(2)]
             if command[:1] == ["eval"] and all(f.is_file() for f in files):
@@ -78,7 +80,7 @@ def main() -> None:
                 for m, d in largest_differences(a, b).items():
                     print(f"  largest difference of the {m} means: {d:.2e}")
         finally:
-            for tree in trees.values():
+            for _, tree in trees:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                     check=False,

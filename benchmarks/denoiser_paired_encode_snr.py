@@ -2,7 +2,8 @@
 a test; issue #4's probe.)
 
     SEMCOM_DATA=... python benchmarks/denoiser_paired_encode_snr.py [--steps 400] [--lr 1e-4]
-        [--val-images 16] [--threads 1] [--seed 0]
+        [--val-images 16] [--threads 1] [--seed 0] [--train-data bsds500-train]
+        [--val-data bsds500-val]
 
 ADJSCC latents depend on the SNR the encoder is told, so the shipped denoiser
 (``denoiser-adjscc-c6-bsds``) learns the mixture of latents encoded at -5, 0, ..., 20 dB, each
@@ -92,11 +93,13 @@ def main() -> None:
     ap.add_argument("--val-images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-data", default="bsds500-train", help="latents to tune on")
+    ap.add_argument("--val-data", default="bsds500-val", help="latents to measure on")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     codec = codec_for("adjscc", "1/16")
-    train, _ = get_latents("adjscc", "1/16", "bsds500-train", True, codec, ENCODE_SNRS)
-    val, _ = get_latents("adjscc", "1/16", "bsds500-val", False, codec, ENCODE_SNRS)
+    train, _ = get_latents("adjscc", "1/16", args.train_data, True, codec, ENCODE_SNRS)
+    val, _ = get_latents("adjscc", "1/16", args.val_data, False, codec, ENCODE_SNRS)
     train = [unit_power(t.unsqueeze(0))[0] for t in train]
     val = [unit_power(t.unsqueeze(0))[0] for t in val]
     base = load_denoiser("denoiser-adjscc-c6-bsds", "adjscc", "1/16")
