@@ -482,6 +482,63 @@ def test_transmit_out_must_be_a_folder(inputs, tmp_path, capsys):
     assert "is a file: give a folder" in line and afile.read_text() == "keep me\n"
 
 
+def test_transmit_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    """A user's file named like one of transmit's outputs (a grid, a reconstruction) is
+    refused before any work and kept; transmit's own files of an earlier run are replaced
+    (their PNG Software chunk); --force replaces anything."""
+    photo = tmp_path / "img.png"
+    Image.fromarray(_rgb(24, 24, 5)).save(photo)
+    out = tmp_path / "o"
+    base = ["transmit", str(photo), "--scheme", "jpeg+capacity", "--cbr", "1/2", "--snr",
+            "10", "--metrics", "psnr", "--out", str(out)]  # fmt: skip
+    out.mkdir()
+    for name in ("img_grid.png", "img_jpeg+capacity_1-2_snr10dB.png"):
+        mine = out / name
+        mine.write_bytes(photo.read_bytes())
+        line = run_err(capsys, *base)
+        assert f"{str(mine)!r} already exists and is not an image semcom wrote" in line
+        assert "--force" in line and mine.read_bytes() == photo.read_bytes()
+        assert sorted(f.name for f in out.iterdir()) == [name]  # nothing written
+        mine.unlink()
+    run_ok(capsys, *base)
+    written = sorted(f.name for f in out.iterdir())
+    assert written == ["img_grid.png", "img_jpeg+capacity_1-2_snr10dB.png"]
+    assert all(cli._is_ours_png(out / f) for f in written)
+    run_ok(capsys, *base)  # a re-run replaces its own files
+    (out / "img_grid.png").write_bytes(photo.read_bytes())
+    run_ok(capsys, *base, "--force")
+    assert (out / "img_grid.png").read_bytes() != photo.read_bytes()
+    assert not cli._is_ours_png(photo)
+
+
+def test_demo_keeps_a_table_it_did_not_write(vae, tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "table.txt").write_text("my notes\n")
+    args = ["demo", "--out", str(out), "--limit", "1", "--size", "32", "--snr", "0",
+            "--metrics", "psnr"]  # fmt: skip
+    line = run_err(capsys, *args)
+    assert "table.txt' already exists and is not a table semcom demo wrote" in line
+    assert (out / "table.txt").read_text() == "my notes\n"
+    run_ok(capsys, *args, "--force")
+    run_ok(capsys, *args)  # its own table is replaced on a re-run
+    assert (out / "table.txt").read_text().split()[:4] == ["image", "scheme", "cbr", "snr_db"]
+
+
+def test_experiments_keep_a_photo_where_their_figure_goes(tmp_path, capsys):
+    """The experiments write NAME.png next to --out NAME.json: a photo there is refused (it
+    was replaced), and a .png --out (the figure would replace the JSON) is refused."""
+    photo = tmp_path / "q.png"
+    Image.fromarray(_rgb(8, 8)).save(photo)
+    before = photo.read_bytes()
+    for exp in ("perturb", "ood"):
+        line = run_err(capsys, "experiment", exp, "--out", str(tmp_path / "q.json"))
+        assert f"the figure {str(photo)!r} already exists and is not a figure" in line
+        line = run_err(capsys, "experiment", exp, "--out", str(photo))
+        assert "names the results JSON" in line and "give a .json name" in line
+    assert photo.read_bytes() == before and not (tmp_path / "q.json").exists()
+
+
 def test_repeated_snrs_are_sent_once(vae, inputs, tmp_path, capsys):
     code = main(["transmit", str(inputs["gray"]), "--snr", "0", "10", "0", "--metrics",
                  "psnr", "--out", str(tmp_path / "o"), "--json"])  # fmt: skip

@@ -432,6 +432,53 @@ def _is_figure(path: Path) -> bool:
         return False
 
 
+#: the PNG text chunk ``transmit`` / ``demo`` write into their images and grids, by which a
+#: re-run recognises its own files (anything else in the folder is kept unless --force)
+SOFTWARE_TAG = "semcom"
+
+
+def _png_info():
+    """PNG metadata marking an image as written by semcom (:data:`SOFTWARE_TAG`)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", f"{SOFTWARE_TAG} {__version__}")
+    return info
+
+
+def _is_ours_png(path: Path) -> bool:
+    """A PNG that ``semcom transmit`` / ``demo`` wrote (its Software chunk)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return str(im.info.get("Software", "")).startswith(SOFTWARE_TAG + " ")
+    except OSError:
+        return False
+
+
+def _is_table(path: Path) -> bool:
+    """A ``table.txt`` that ``semcom demo`` wrote (its header row)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.readline().split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head[:4] == ["image", "scheme", "cbr", "snr_db"]
+
+
+def _refuse_foreign(paths: Sequence[Path], ours, what: str) -> None:
+    """``CLIError`` naming the existing ``paths`` that ``ours(path)`` does not claim (files
+    this command would replace but did not write, e.g. a user's photo of the same name)."""
+    foreign = [p for p in paths if p.exists() and not ours(p)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise CLIError(
+            f"{str(foreign[0])!r}{more} already exists and is not {what}: give another --out, "
+            "or --force to replace it"
+        )
+
+
 def _replaceable(name: str, option: str, force: bool, ours, what: str) -> Path:
     """Output file ``name`` checked as by :func:`_output_file`, and refused when it exists
     and ``ours(path)`` says it is not ``what`` (e.g. an input photo given as ``--out``),
@@ -482,6 +529,20 @@ def _results_file(args: argparse.Namespace) -> Path:
 _PRESENTATION = frozenset(
     {"out", "force", "quiet", "verbose", "threads", "argv", "func", "summary"}
 )
+
+
+def _experiment_files(args: argparse.Namespace) -> Path:
+    """``--out`` of ``semcom experiment`` checked as :func:`_results_file`, and the figure it
+    writes next to it (``--out`` with ``.png``), refused when it exists and is not a figure
+    (a photo of that name) unless ``--force``. Returns the figure's path."""
+    if Path(args.out).suffix.lower() == ".png":
+        raise CLIError(
+            f"--out {args.out!r} names the results JSON, and its figure goes next to it as "
+            "NAME.png: give a .json name"
+        )
+    _results_file(args)
+    fig = str(Path(args.out).with_suffix(".png"))
+    return _replaceable(fig, "the figure", args.force, _is_figure, "a figure")
 
 
 def _same_measurement(recorded: str, args: argparse.Namespace) -> bool:
@@ -569,12 +630,22 @@ def _transmit_images(
         raise CLIError(f"--out {str(out)!r} is a file: give a folder for the images")
     channel = _channel(args)
     schemes = _build_schemes(args, device)
+    if not args.force:  # a re-run replaces its own images, never a file it did not write
+        planned = [
+            out / _image_name(stem, key.label, snr)
+            for stem, _ in images
+            for key, _ in schemes
+            for snr in snrs
+        ]
+        planned += [out / f"{stem}_grid.png" for stem, _ in images]
+        _refuse_foreign(planned, _is_ours_png, "an image semcom wrote")
     try:  # created once the options are known to be good
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CLIError(f"--out {str(out)!r}: cannot create it: {e.strerror}") from e
     rows, grids = [], []
     noted: set[str] = set()
+    info = _png_info()
     snr_t = torch.tensor(snrs, dtype=torch.float64, device=device)
     bar = tqdm(
         total=len(images) * len(schemes),
@@ -593,8 +664,7 @@ def _transmit_images(
             vals = safe_metrics(x.float(), tx.images.float(), args.metrics)
             tiles = []
             for j, snr in enumerate(snrs):
-                tag = re.sub(r"[^A-Za-z0-9+.-]+", "_", key.label.replace("/", "-")).strip("_")
-                save_image(tx.images[j], out / f"{stem}_{tag}_snr{snr:g}dB.png")
+                save_image(tx.images[j], out / _image_name(stem, key.label, snr), pnginfo=info)
                 row = {
                     "image": stem,
                     "scheme": key.scheme,
@@ -626,10 +696,16 @@ def _transmit_images(
         )
         path = out / f"{stem}_grid.png"
         with atomic_path(path) as tmp:  # never a half-written grid
-            grid.save(tmp, format="PNG")
+            grid.save(tmp, format="PNG", pnginfo=info)
         grids.append(path)
     bar.close()
     return rows, grids
+
+
+def _image_name(stem: str, label: str, snr: float) -> str:
+    """File name of ``transmit``'s reconstruction of image ``stem`` by scheme ``label``."""
+    tag = re.sub(r"[^A-Za-z0-9+.-]+", "_", label.replace("/", "-")).strip("_")
+    return f"{stem}_{tag}_snr{snr:g}dB.png"
 
 
 def _centre_crop(args: argparse.Namespace) -> dict:
@@ -1039,9 +1115,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.cbr, args.cbr_given = [DEMO_CBR], False
     snrs = _snr_list(args)
     out = Path(args.out)
+    if not args.force:
+        _refuse_foreign([out / "table.txt"], _is_table, "a table semcom demo wrote")
     rows, grids = _transmit_images(images, args, out, snrs, tile_width=192)
     table = _table(rows, args.metrics)
-    (out / "table.txt").write_text(table + "\n")
+    with atomic_path(out / "table.txt") as tmp:
+        tmp.write_text(table + "\n")
     print(table)
     print(f"\ndemo took {time.perf_counter() - t0:.1f} s")
     print(f"grids: {', '.join(str(g) for g in grids)}")
@@ -1103,6 +1182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(t, (0,))
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_force_arg(t, "image in --out")
     _add_verbose_arg(t)
     t.set_defaults(func=cmd_transmit)
 
@@ -1134,6 +1214,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="transmit the embedded sample photos (no arguments needed)")
     _add_channel_args(d, (-5, 0, 5, 10))
     d.add_argument("--out", default="semcom-demo", help="output folder (default ./semcom-demo)")
+    _add_force_arg(d, "file in --out")
     d.add_argument("--limit", type=_positive_int, default=4, help="number of sample photos")
     d.add_argument("--size", type=_positive_int, default=256, help="downscale photos to this size")
     _add_metrics_arg(d)
@@ -1351,7 +1432,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     )
 
     device = parse_device(args.device)
-    _results_file(args)
+    figure = _experiment_files(args)
     if args.scheme and len(args.scheme) > 1:
         raise CLIError("experiment perturb takes one --scheme")
     args.scheme = args.scheme or ["vae+dm"]
@@ -1374,7 +1455,7 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
     doc.update(dataset=args.dataset, crop=args.crop, command=launch_command(args.argv))
     out = Path(args.out)
     atomic_write_json(out, doc, indent=1)
-    fig = plot_perturb(doc, out.with_suffix(".png"))
+    fig = plot_perturb(doc, figure)
     for param in ("t", "alpha"):
         for metric in ("latent_mse", "psnr"):
             beaten = better_than_matched(doc, param, metric)
@@ -1398,7 +1479,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     from .eval.experiments import ood_experiment, plot_ood
 
     device = parse_device(args.device)
-    _results_file(args)
+    figure = _experiment_files(args)
     if args.in_data == args.out_data:
         raise CLIError("--in-data and --out-data must differ")
     args.scheme = args.scheme or ["vae", "vae+dm"]
@@ -1421,7 +1502,7 @@ def cmd_experiment_ood(args: argparse.Namespace) -> int:
     doc.update(crop=args.crop, command=launch_command(args.argv))
     out = Path(args.out)
     atomic_write_json(out, doc, indent=1)
-    fig = plot_ood(doc, out.with_suffix(".png"))
+    fig = plot_ood(doc, figure)
     for run_in, run_out in zip(doc["sets"][args.in_data], doc["sets"][args.out_data], strict=True):
         print(
             f"{run_in['label']:32s} PSNR {fmean(run_in['psnr']):6.2f} dB on {args.in_data}, "
