@@ -31,22 +31,28 @@ def tiny_zoo(weights_root, data_root, tmp_path_factory):
             assert semcom_main(["train", *args]) == 0
 
         train("jscc", *common, "--max-steps", "2", "--out", str(runs / "base"))
-        export_to_zoo(runs / "base", "adjscc-tiny")
+        cut = {"allow_unfinished": True}  # runs of a few steps, stopped by --max-steps
+        export_to_zoo(runs / "base", "adjscc-tiny", **cut)
         latent = ["--codec", "adjscc", "--cbr", "1/16", "--data", "kodak", "--val-data", "kodak",
                   "--crop", "8", "--repeats", "1", "--encode-snr", "0", "10", "--epochs", "1",
                   "--batch-size", "4", "--quiet"]  # fmt: skip
         train("denoiser", *latent, "--width", "16", "--max-steps", "2", "--out", str(runs / "den"))
-        export_denoiser(runs / "den", "denoiser-adjscc-tiny")
+        export_denoiser(runs / "den", "denoiser-adjscc-tiny", **cut)
         train(
             "snr-estimator", *latent, "--width", "8", "--max-steps", "1", "--out", str(runs / "est")
         )
         export_latent_model(
-            runs / "est", "snr-est-adjscc-tiny", "snr-estimator", "estimator_config"
+            runs / "est", "snr-est-adjscc-tiny", "snr-estimator", "estimator_config", **cut
         )
         train("jscc", *common, "--init", "adjscc-tiny", "--behind-dm", "--lr", "0.01",
               "--max-steps", "3", "--out", str(runs / "ft"))  # fmt: skip
         export_to_zoo(
-            runs / "ft", "adjscc-tiny-dmdec", test_data="kodak", test_limit=1, test_snrs=[0.0]
+            runs / "ft",
+            "adjscc-tiny-dmdec",
+            test_data="kodak",
+            test_limit=1,
+            test_snrs=[0.0],
+            **cut,
         )
         yield zoo, runs
 

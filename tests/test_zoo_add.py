@@ -69,6 +69,60 @@ def test_unfinished_run_is_refused_unless_allowed(data_root, tmp_path, zoo, caps
     assert "not tested" in capsys.readouterr().err and _card(zoo, "dj-cut")["test"] == {}
 
 
+def _add(run, name: str, zoo, *flags: str) -> int:
+    return semcom_main(["zoo", "add", str(run), name, "--zoo-dir", str(zoo), *flags])
+
+
+def test_run_stopped_by_max_steps_before_its_last_epoch_is_unfinished(
+    data_root, tmp_path, zoo, capsys
+):
+    """A run cut short by --max-steps (mid-epoch, or at the end of an epoch before its last)
+    was shipped as finished, without --allow-unfinished and without the card's mark; one whose
+    limit fell on the end of its last epoch is finished (2 steps an epoch here)."""
+    run = tmp_path / "a"
+    _train(run, "--model", "deepjscc", "--epochs", "2", "--max-steps", "1")
+    capsys.readouterr()
+    assert _add(run, "dj-cut", zoo) == 2
+    err = capsys.readouterr().err
+    assert "epoch 0 of 2, stopped at step 1 by --max-steps 1" in err
+    assert "--allow-unfinished" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+    assert not (zoo / "dj-cut.json").exists() and not (zoo / "dj-cut.safetensors").exists()
+    assert _add(run, "dj-cut", zoo, "--allow-unfinished") == 0
+    card = _card(zoo, "dj-cut")
+    assert card["unfinished"] == "epoch 0 of 2, stopped at step 1 by --max-steps 1"
+    assert (card["epochs"], card["steps"]) == (0, 1)
+    resume = ["train", "jscc", "--resume", str(run), "--quiet", "--max-steps"]
+    assert semcom_main([*resume, "2"]) == 0  # the limit falls on the end of epoch 1 of 2
+    assert _add(run, "dj-half", zoo) == 2
+    assert "epoch 1 of 2, stopped at step 2 by --max-steps 2" in capsys.readouterr().err
+    assert semcom_main([*resume, "4"]) == 0  # ... and on the end of the last epoch: finished
+    assert _add(run, "dj-done", zoo) == 0
+    assert "unfinished" not in _card(zoo, "dj-done") and _card(zoo, "dj-done")["steps"] == 4
+    done = tmp_path / "b"  # a limit it never reached: finished too
+    _train(done, "--model", "deepjscc", "--epochs", "1", "--max-steps", "5")
+    assert _add(done, "dj-short", zoo) == 0 and "unfinished" not in _card(zoo, "dj-short")
+
+
+def test_denoiser_stopped_by_max_steps_is_unfinished(weights_root, tmp_path, monkeypatch, capsys):
+    """The same for a latent model (exported by another path than a codec): a denoiser run
+    stopped by --max-steps in its first of 2 epochs is refused, or marked unfinished."""
+    zoo = tmp_path / "zoo"  # --zoo-dir only: its codec comes from the shipped zoo
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run = tmp_path / "den"
+    assert semcom_main(["train", "denoiser", "--codec", "deepjscc", "--cbr", "1/16",
+                        "--data", "samples", "--val-data", "samples", "--crop", "4",
+                        "--width", "16", "--batch-size", "4", "--epochs", "2", "--max-steps", "2",
+                        "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert _add(run, "den-cut", zoo) == 2
+    err = capsys.readouterr().err
+    assert "epoch 0 of 2, stopped at step 2 by --max-steps 2" in err
+    assert "--allow-unfinished" in err and len(err.strip().splitlines()) == 1
+    assert not (zoo / "den-cut.json").exists()
+    assert _add(run, "den-cut", zoo, "--allow-unfinished") == 0
+    assert _card(zoo, "den-cut")["unfinished"] == "epoch 0 of 2, stopped at step 2 by --max-steps 2"
+
+
 def test_continuation_and_warm_start_carry_their_lineage(data_root, tmp_path, zoo):
     from semcom.zoo import sha256_file
 

@@ -511,6 +511,13 @@ def check_export(
 ) -> str | None:
     """Refuse an export that would lose something; return ``"epoch e of E"`` for an unfinished run.
 
+    A run is finished when its checkpoint has completed every epoch of its schedule (the
+    card's ``epoch`` is ``train.epochs``). One stopped before that by ``--max-steps`` (mid-epoch
+    or at the end of an earlier epoch) is unfinished like one killed: its learning rate never
+    reached the end of the schedule; its mark then also names the step and the limit
+    (``"epoch e of E, stopped at step s by --max-steps m"``). A ``--max-steps`` that fell on the
+    end of the last epoch leaves a finished run.
+
     Raises ``ValueError`` for a bad name or an unfinished run (unless ``allow_unfinished``) and
     ``FileExistsError`` for an existing entry (unless ``replace``).
     """
@@ -529,14 +536,17 @@ def check_export(
             )
     train = run_card.get("train", {})
     epoch, epochs = int(run_card.get("epoch", 0)), int(train.get("epochs", 0))
-    max_steps = train.get("max_steps")
-    if epoch >= epochs or (max_steps is not None and int(run_card.get("step", 0)) >= max_steps):
+    if epoch >= epochs:
         return None
-    where = f"epoch {epoch} of {epochs}"
+    where, how = f"epoch {epoch} of {epochs}", "'--resume'"
+    max_steps, step = train.get("max_steps"), int(run_card.get("step", 0))
+    if max_steps is not None and step >= int(max_steps):  # stopped by its own --max-steps
+        where += f", stopped at step {step} by --max-steps {max_steps}"
+        how += " and a larger --max-steps"
     if not allow_unfinished:
         raise ValueError(
-            f"{str(run)!r} has not finished its schedule ({where}; resume it with "
-            "'--resume'), or pass --allow-unfinished to ship it anyway (the card says so)"
+            f"{str(run)!r} has not finished its schedule ({where}): resume it with {how}, "
+            "or pass --allow-unfinished to ship it anyway (the card says so)"
         )
     return where
 
