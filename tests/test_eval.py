@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -667,6 +669,148 @@ def test_results_table(tmp_path, capsys):
     # a known metric that no run has: an error, not an empty table
     assert main(["table", str(pb), "--metrics", "psnr", "ssim"]) == 2
     assert "no run in the given files has metric 'ssim'" in capsys.readouterr().err
+
+
+def _valid_run() -> dict:
+    """A run as summarize writes it: 2 SNRs, 2 images, per-image values, a null metric."""
+    return {"scheme": "vae", "cbr": 1 / 12, "cbr_str": "1/12", "n_images": 2,
+            "snr_db": [0.0, 10.0], "psnr": [20.0, 25.0], "ssim": [None, 0.8],
+            "seconds_per_image": [0.1, 0.1], "info": {"bits": 3}, "counts": {"clamped": [0, 1]},
+            "weights": {"codec": "abc"},
+            "per_image": {"images": ["a", "b"], "psnr": [[19.0, 21.0], [24.0, 26.0]],
+                          "ssim": [[None, None], [0.7, 0.9]]}}  # fmt: skip
+
+
+def _set(path: tuple, value):
+    def change(run: dict) -> None:
+        *keys, last = path
+        target = run
+        for k in keys:
+            target = target[k]
+        if value is _DELETE:
+            del target[last]
+        else:
+            target[last] = value
+
+    return change
+
+
+_DELETE = object()
+_BROKEN = {  # what a user's hand edit or a foreign writer left; the field the message names
+    "snr-not-a-list": (_set(("snr_db",), "x"), "'snr_db'"),
+    "snr-a-string": (_set(("snr_db", 0), "x"), r"snr_db\[0\]"),
+    "snr-nan": (_set(("snr_db", 1), math.nan), r"snr_db\[1\]"),
+    "snr-bool": (_set(("snr_db", 1), True), r"snr_db\[1\]"),
+    "scheme-not-a-string": (_set(("scheme",), 3), "'scheme'"),
+    "cbr-a-string": (_set(("cbr",), "1/12"), "'cbr'"),
+    "cbr_str-a-number": (_set(("cbr_str",), 0.08), "'cbr_str'"),
+    "n_images-a-string": (_set(("n_images",), "2"), "'n_images'"),
+    "metric-empty": (_set(("psnr",), []), "'psnr'"),
+    "metric-short": (_set(("lpips",), [0.3]), "'lpips'"),
+    "metric-not-a-list": (_set(("psnr",), 20.0), "'psnr'"),
+    "metric-a-string": (_set(("psnr", 1), "25"), r"'psnr'\[1\]"),
+    "seconds-short": (_set(("seconds_per_image",), [0.1]), "'seconds_per_image'"),
+    "counts-short": (_set(("counts", "clamped"), [0]), r"counts\['clamped'\]"),
+    "per-image-more-images": (_set(("per_image", "images"), ["a", "b", "c"]), "n_images 2"),
+    "per-image-no-names": (_set(("per_image", "images"), _DELETE), r"per_image\['images'\]"),
+    "per-image-one-snr": (_set(("per_image", "psnr"), [[19.0, 21.0]]), r"per_image\['psnr'\]"),
+    "per-image-row-short": (_set(("per_image", "psnr", 1), [24.0]), r"per_image\['psnr'\]\[1\]"),
+    "per-image-a-string": (_set(("per_image", "ssim", 1, 0), "x"), r"\['ssim'\]\[1\]\[0\]"),
+    "per-image-not-an-object": (_set(("per_image",), [1, 2]), "'per_image'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BROKEN))
+def test_load_results_checks_the_fields_its_readers_use(tmp_path, capsys, case):
+    """A structurally bad run (a string SNR, a metric list of another length, per-image values
+    of other images than n_images, ...) is one ValueError naming the file, the run and the
+    field; table, plot and merge exit 2 with that line (table used to print a traceback,
+    plot to draw it, merge to copy it) and write nothing."""
+    from semcom.cli import main
+    from semcom.eval.plot import load_results
+    from semcom.eval.sweep import merge_results
+
+    change, field = _BROKEN[case]
+    good = _valid_run()
+    good["scheme"], good["lpips"] = "jpeg", [0.4, 0.3]
+    run = _valid_run()
+    run["lpips"] = [0.5, 0.2]
+    change(run)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_doc([good, run])))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: run 1\b.*{field}") as e:
+        load_results(path)
+    if case != "scheme-not-a-string":
+        assert f"{path}: run 1 (vae): " in str(e.value)
+    with pytest.raises(ValueError, match=rf"^b: run 1\b.*{field}"):
+        merge_results([_doc([good]), _doc([good, run])], ["a", "b"])
+    png, merged = tmp_path / "p.png", tmp_path / "m.json"
+    for argv in (["table", str(path)], ["plot", str(path), "--out", str(png)],
+                 ["merge", str(path), "--out", str(merged)]):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"semcom: error: {path}: run 1") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+    assert not png.exists() and not merged.exists()
+
+
+def test_load_results_still_reads_what_the_writers_wrote(tmp_path):
+    """Valid variants load: older runs without per-image values or n_images, a null CBR, null
+    metric values (read back as NaN), an empty per_image, no runs at all."""
+    from semcom.eval.plot import load_results
+    from semcom.eval.sweep import merge_results
+
+    old = _valid_run()
+    for k in ("per_image", "n_images", "cbr_str", "counts", "weights", "info"):
+        del old[k]
+    old["cbr"] = None
+    empty = {**_valid_run(), "per_image": {}}
+    path = tmp_path / "r.json"
+    for runs in ([_valid_run(), old, empty], []):
+        path.write_text(json.dumps(_doc(runs)))
+        doc = load_results(path)
+        assert len(doc["runs"]) == len(runs)
+        merge_results([doc, doc])
+    path.write_text(json.dumps(_doc([old])))
+    assert math.isnan(load_results(path)["runs"][0]["ssim"][0])
+
+
+def test_every_results_file_in_the_repo_still_loads():
+    """Every results/*.json (and the published anchors) passes load_results' checks, old files
+    without per-image values included; experiment files are told apart as before."""
+    from semcom.eval.plot import load_results, results_table
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    files = sorted(root.glob("*.json")) + sorted((root / "anchors").glob("*.json"))
+    assert len(files) > 30
+    sweeps = 0
+    for f in files:
+        if "experiment" in json.loads(f.read_text()):
+            with pytest.raises(ValueError, match="not an eval sweep"):
+                load_results(f)
+            continue
+        doc = load_results(f)
+        assert doc["runs"], f
+        sweeps += 1
+        assert results_table([f]).count("\n") >= 2, f  # every run has a PSNR row
+    assert sweeps > 30
+
+
+def test_table_names_the_runs_it_leaves_out(tmp_path, capsys):
+    """A run without a metric that other runs have gets no row of it: a warning names the
+    file and run (it used to be dropped silently); stdout keeps the table alone."""
+    from semcom.cli import main
+
+    without = {k: v for k, v in _valid_run().items() if k != "psnr"}
+    without["scheme"] = "jpeg"
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_doc([_valid_run(), without])))
+    assert main(["table", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert [ln.split(" | ")[0] for ln in out.splitlines()[2:]] == ["| vae"]
+    assert err == f"semcom: warning: no 'psnr' in {path}: run 1 (jpeg): left out of the table\n"
+    assert main(["table", str(path), "--metrics", "ssim"]) == 0  # both have it: no warning
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.slow

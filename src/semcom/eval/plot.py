@@ -34,7 +34,8 @@ def _cbr_label(cbr: float | None) -> str:
 
 
 def load_results(path: str | os.PathLike[str]) -> dict:
-    """Read and check a results JSON file; ``ValueError`` naming the file if it is not one."""
+    """Read and check a results JSON file; ``ValueError`` naming the file if it is not one
+    (:func:`check_results`: the fields the readers rely on, naming the run and field)."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
@@ -48,16 +49,112 @@ def load_results(path: str | os.PathLike[str]) -> dict:
             f"{p}: a 'semcom experiment {doc['experiment']}' file, not an eval sweep: its figure "
             f"is {figure}" + ("" if figure.exists() else " (not found)")
         )
-    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
-        raise ValueError(f"{p}: not a semcom results file (no 'runs' list)")
-    for i, run in enumerate(doc["runs"]):
-        if not isinstance(run, dict) or "scheme" not in run or "snr_db" not in run:
-            raise ValueError(f"{p}: run {i} has no 'scheme' and 'snr_db' (not a results file?)")
+    check_results(doc, str(p))
+    for run in doc["runs"]:
         # a metric that could not be computed is written as null: NaN again for the readers
         for k, v in run.items():
             if k != "snr_db" and isinstance(v, list):
                 run[k] = nan_for_null(v)
     return doc
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _short(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_results(doc: object, name: str) -> None:
+    """``ValueError`` (led by ``name``, then the run's index and scheme and the field) unless
+    ``doc`` has the structure of a results document that :func:`load_results`' readers (table,
+    plot, merge, compare, reproduce) rely on, as :func:`.sweep.summarize` writes it.
+
+    Each run: ``scheme`` a string; ``snr_db`` a list of finite numbers; every other list (the
+    metrics, ``seconds_per_image``, ...) one number or null per SNR; ``cbr`` a finite number or
+    null; ``n_images`` a positive integer; ``counts`` per SNR; ``per_image`` (written since
+    per-image values were recorded; older files and published anchors have none) its
+    ``images`` names (``n_images`` of them) and per metric one list per SNR of one number or
+    null per image. Optional fields may be absent."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        raise ValueError(f"{name}: not a semcom results file (no 'runs' list)")
+    for key in ("dataset", "channel", "meta"):
+        if key in doc and not isinstance(doc[key], dict):
+            raise ValueError(f"{name}: {key!r} is {_short(doc[key])}, not an object")
+    for i, run in enumerate(doc["runs"]):
+        if not isinstance(run, dict) or "scheme" not in run or "snr_db" not in run:
+            raise ValueError(f"{name}: run {i} has no 'scheme' and 'snr_db' (not a results file?)")
+        if not isinstance(run["scheme"], str) or not run["scheme"]:
+            raise ValueError(f"{name}: run {i}: 'scheme' is {_short(run['scheme'])}, not a name")
+        _check_run(run, f"{name}: run {i} ({run['scheme']})")
+
+
+def _check_run(run: dict, where: str) -> None:
+    """:func:`check_results` of one run (with a ``scheme`` and ``snr_db``); ``where`` leads
+    the message."""
+
+    def bad(field: str, what: str, value: object) -> ValueError:
+        return ValueError(f"{where}: {field} is {_short(value)}, not {what}")
+
+    snrs = run["snr_db"]
+    if not isinstance(snrs, list):
+        raise bad("'snr_db'", "a list of SNRs in dB", snrs)
+    for j, s in enumerate(snrs):
+        if not (_number(s) and math.isfinite(s)):
+            raise bad(f"snr_db[{j}]", "a finite number of dB", s)
+
+    def per_snr(field: str, values: object) -> None:
+        if not isinstance(values, list) or len(values) != len(snrs):
+            raise bad(field, f"a list of {len(snrs)} values (one per SNR of snr_db)", values)
+        for j, v in enumerate(values):
+            if not (v is None or _number(v)):
+                raise bad(f"{field}[{j}]", "a number or null", v)
+
+    cbr = run.get("cbr")
+    if cbr is not None and not (_number(cbr) and math.isfinite(cbr)):
+        raise bad("'cbr'", "a finite number (or null)", cbr)
+    if run.get("cbr_str") is not None and not isinstance(run["cbr_str"], str):
+        raise bad("'cbr_str'", "a string", run["cbr_str"])
+    n = run.get("n_images")
+    if "n_images" in run and not (isinstance(n, int) and not isinstance(n, bool) and n > 0):
+        raise bad("'n_images'", "a positive integer", n)
+    for k, v in run.items():  # the metrics, seconds_per_image, ...: one value per SNR
+        if (
+            k in METRIC_LABELS
+            or k == "seconds_per_image"
+            or (isinstance(v, list) and k != "snr_db")
+        ):
+            per_snr(repr(k), v)
+    for k in ("info", "counts", "weights"):
+        if k in run and not isinstance(run[k], dict):
+            raise bad(repr(k), "an object", run[k])
+    for k, v in run.get("counts", {}).items():
+        per_snr(f"counts[{k!r}]", v)
+    if "per_image" not in run:  # written before per-image values were recorded
+        return
+    per = run["per_image"]
+    if not isinstance(per, dict):
+        raise bad("'per_image'", "an object", per)
+    if not per:
+        return
+    images = per.get("images")
+    if not isinstance(images, list) or not all(isinstance(x, str) for x in images):
+        raise bad("per_image['images']", "a list of image names", images)
+    if n is not None and len(images) != n:
+        raise ValueError(f"{where}: per_image['images'] names {len(images)} images, n_images {n}")
+    for k, v in per.items():
+        if k == "images":
+            continue
+        if not isinstance(v, list) or len(v) != len(snrs):
+            raise bad(f"per_image[{k!r}]", f"a list of {len(snrs)} lists (one per SNR)", v)
+        for j, row in enumerate(v):
+            if not isinstance(row, list) or len(row) != len(images):
+                raise bad(f"per_image[{k!r}][{j}]", f"{len(images)} values (one per image)", row)
+            for m, x in enumerate(row):
+                if not (x is None or _number(x)):
+                    raise bad(f"per_image[{k!r}][{j}][{m}]", "a number or null", x)
 
 
 def data_label(dataset: dict) -> str:
@@ -207,7 +304,8 @@ def results_table(
 
     ``ci``: a confidence level (e.g. 0.95): each mean gets ``± half-width`` of its t-interval
     over the images (:func:`.stats.mean_interval`; the SNR-estimate RMSE gets ``[low,
-    high]``), where the run holds per-image values."""
+    high]``), where the run holds per-image values. A run without a metric has no row of it
+    (a warning names it)."""
     for m in metrics:
         if m not in METRIC_LABELS:
             raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
@@ -235,6 +333,15 @@ def results_table(
     missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
     if missing:
         raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
+    for m in metrics:  # other runs have it: say which rows are left out, not silently
+        lacking = [
+            f"{name}: run {i} ({run['scheme']})"
+            for name, doc in zip(files, docs, strict=True)
+            for i, run in enumerate(doc["runs"])
+            if not run.get(m)
+        ]
+        if lacking:
+            warnings.warn(f"no {m!r} in {'; '.join(lacking)}: left out of the table", stacklevel=2)
     if ci is not None:
         lines.append(
             f"\n± : half-width of the {100 * ci:g} % t-interval of the mean over the images; "

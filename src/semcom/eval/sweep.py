@@ -460,11 +460,16 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
     batch size: an image's SNRs are drawn in one batch; a warning says when they did not);
     ``ValueError`` names the first mismatch. Runs of the same scheme/CBR in a later document
     replace earlier ones (a warning says when they ran other networks). ``meta`` keeps each
-    source's meta under ``sources``.
+    source's meta under ``sources``. Each document is checked as :func:`.plot.load_results`
+    checks a file (:func:`.plot.check_results`), so a malformed run is not copied on.
     """
+    from .plot import check_results
+
     if not docs:
         raise ValueError("nothing to merge")
     names = list(names) if names is not None else [f"#{i}" for i in range(len(docs))]
+    for doc, name in zip(docs, names, strict=True):
+        check_results(doc, name)
     first, differ = docs[0], check_mergeable(docs, names)
     if differ:
         warnings.warn(
