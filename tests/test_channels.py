@@ -496,6 +496,10 @@ def test_snr_below_the_limit_or_complex_is_refused():
         as_snr_tensor([0.0, -390.0], 2)
     with pytest.raises(ValueError, match="real numbers of dB"):
         as_snr_tensor(torch.tensor([1 + 2j]), 1)
+    # not numbers: one clear TypeError (torch said "new(): invalid data type 'str'")
+    for bad, shown in (("0", "str '0'"), (None, "NoneType None"), ([0.0, "x"], "list")):
+        with pytest.raises(TypeError, match=f"snr_db must be numbers of dB .*got {shown}"):
+            as_snr_tensor(bad, 2)
 
 
 def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():

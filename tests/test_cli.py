@@ -444,6 +444,9 @@ def test_help_shows_each_commands_defaults(capsys):
         (["transmit"], ["(Es/N0) (default: 0)", "same noise) (default: 0)"]),
         (["bench"], ["(default: 0 15)", "number of images (default: 2)"]),
         (["table"], ["(default: psnr)"]),
+        (["eval"], ["--csi estimated only (default 16; 1 under rayleigh-fast)"]),
+        (["experiment", "perturb"], ["same noise) (default: 0)", "cpu or cuda (default: cpu)"]),
+        (["train", "jscc"], ["JSCC codec (default: deepjscc)", "(default: awgn)"]),
     ):
         with pytest.raises(SystemExit):
             main([*argv, "--help"])
@@ -1095,9 +1098,27 @@ def test_estimated_snr_under_fast_fading_is_refused(inputs, tmp_path, capsys):
         )  # fmt: skip
         assert f"--snr-source {source}" in line and "rayleigh-fast" in line
         assert not (tmp_path / source).exists()
+    line = run_err(capsys, *EVAL, "--scheme", "vae+dm", "--channel", "rayleigh-fast",
+                   "--snr-source", "moment", "--out", str(tmp_path / "r.json"))  # fmt: skip
+    assert "--snr-source known" in line and not (tmp_path / "r.json").exists()
+    # vae alone has no diffusion receiver: told that the option is not its, not about one
     line = run_err(capsys, *EVAL, "--channel", "rayleigh-fast", "--snr-source", "moment",
                    "--out", str(tmp_path / "r.json"))  # fmt: skip
-    assert "--snr-source known" in line and not (tmp_path / "r.json").exists()
+    assert "--snr-source applies to the schemes" in line and "none of them was asked" in line
+
+
+def test_separation_without_cbr_says_its_default(tmp_path, capsys):
+    """A separation baseline takes any CBR and runs at 1/16 without --cbr (a JSCC codec asks
+    for one): said in a note, not silently; with --cbr no note."""
+    argv = ["eval", "--scheme", "jpeg+capacity", "--dataset", "samples", "--crop", "16",
+            "--limit", "1", "--snr", "10", "--metrics", "psnr", "--quiet"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "a.json")]) == 0
+    err = capsys.readouterr().err
+    assert "jpeg+capacity runs at its default CBR 1/16 (no --cbr given)" in err
+    (run,) = json.loads((tmp_path / "a.json").read_text())["runs"]
+    assert run["cbr"] == pytest.approx(1 / 16, rel=1e-3)
+    assert main([*argv, "--cbr", "1/8", "--out", str(tmp_path / "b.json")]) == 0
+    assert "default CBR" not in capsys.readouterr().err
 
 
 def test_transmit_shows_the_snr_estimate_error(inputs, tmp_path, capsys):

@@ -152,7 +152,11 @@ def _add_channel_args(p: argparse.ArgumentParser, snrs: Sequence[float]) -> None
     p.add_argument("--channel", default="awgn", choices=CHANNELS, help="channel model")
     p.add_argument("--csi", default="perfect", choices=CSI_MODES, help="receiver CSI")
     p.add_argument(
-        "--pilots", type=_positive_int, default=None, help="pilots per block (estimated CSI)"
+        "--pilots",
+        type=_positive_int,
+        default=None,
+        help="pilot symbols per coherence block, --csi estimated only (default 16; 1 under "
+        "rayleigh-fast)",
     )
     p.add_argument(
         "--snr", type=_snr_value, nargs="+", default=[float(x) for x in snrs],
@@ -180,7 +184,8 @@ def _add_scheme_args(
         action="append",
         type=_cbr_value,
         default=None,
-        help="CBR (e.g. 1/16) for schemes with variants, repeatable",
+        help="CBR (e.g. 1/16) for schemes with variants, repeatable (the JSCC codecs need "
+        "one; the separation baselines take any, default 1/16)",
     )
     p.add_argument(
         "--codec",
@@ -302,7 +307,9 @@ def _channel(args: argparse.Namespace) -> Channel:
     if args.pilots is not None and args.csi != "estimated":
         raise CLIError("--pilots applies to --csi estimated (pilots estimate the channel)")
     source = getattr(args, "snr_source", None) or "known"
-    if args.channel == "rayleigh-fast" and source != "known":
+    dm = any(n.endswith("+dm") for n in getattr(args, "scheme", None) or ())
+    # (without a diffusion scheme, --snr-source is refused as an option none of them takes)
+    if args.channel == "rayleigh-fast" and source != "known" and dm:
         raise CLIError(
             f"--snr-source {source} gives one SNR per image; under rayleigh-fast the diffusion "
             "receiver needs each symbol's noise level, which comes from the CSI and N0 "
@@ -369,6 +376,13 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
             fixed = getattr(scheme, "fixed_cbr", cbr is None)
             if cbr is None and not fixed:  # --codec without --cbr: the checkpoint's CBR
                 cbr = getattr(getattr(scheme, "codec", None), "cbr", None)
+                default = getattr(scheme, "cbr_value", None)  # separation: any CBR, a default
+                if cbr is None and default is not None:
+                    print(
+                        f"semcom: note: {name} runs at its default CBR "
+                        f"{format_cbr(default)} (no --cbr given)",
+                        file=sys.stderr,
+                    )
             key = RunKey(run_name(name, **mine), None if fixed else cbr)
             if key not in [k for k, _ in out]:
                 out.append((key, scheme))
@@ -566,14 +580,17 @@ def _same_measurement(recorded: str, args: argparse.Namespace) -> bool:
     return all(old.get(k) == new.get(k) for k in keys)
 
 
-def _add_force_arg(p: argparse.ArgumentParser, option: str | None = None) -> None:
+def _add_force_arg(
+    p: argparse.ArgumentParser, option: str | None = None, partial: bool = False
+) -> None:
     """``--force``: of the measuring commands (``option`` None), whose ``--out`` is checked by
-    :func:`_results_file`; else of a command writing ``option``, checked by
-    :func:`_replaceable`."""
+    :func:`_results_file` (``partial``: eval's partial file too); else of a command writing
+    ``option``, checked by :func:`_replaceable`."""
     help_text = (
-        "replace an existing --out that holds other results, and for eval a partial file left "
-        "by another sweep (a re-run of the command the file records, whatever the order of its "
-        "options, replaces it without --force)"
+        "replace an existing --out that holds other results"
+        + (", and a partial file left by another sweep" if partial else "")
+        + " (a re-run of the command the file records, whatever the order of its options, "
+        "replaces it without --force)"
         if option is None
         else f"replace an existing {option} that this command did not write (e.g. a photo)"
     )
@@ -1191,7 +1208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_channel_args(e, (-10, -5, 0, 5, 10, 15, 20))
     e.add_argument("--dataset", default="kodak", help="named dataset (see 'semcom datasets')")
     e.add_argument("--out", required=True, help="results JSON path")
-    _add_force_arg(e)
+    _add_force_arg(e, partial=True)
     e.add_argument("--limit", type=_positive_int, default=None, help="use the first N images")
     e.add_argument(
         "--spread",
@@ -1315,8 +1332,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="relative perturbations (default -0.5 -0.2 -0.1 -0.05 0 0.05 0.1 0.2 0.5)",
     )
-    pe.add_argument("--seed", type=int, default=0)
-    pe.add_argument("--device", default="cpu")
+    pe.add_argument("--seed", type=int, default=0, help="channel seed (same seed, same noise)")
+    pe.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     pe.add_argument("--out", required=True, help="results JSON (the figure goes next to it)")
     _add_force_arg(pe)
     pe.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1464,10 +1481,16 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
                 for s, b in zip(args.snr, beaten, strict=True)
             )
             print(f"{param}: matched value best or within noise ({metric}) at {verdict}")
-    print(
-        f"(within noise: no perturbation better by the paired 95 % t-interval over the "
-        f"{len(images)} images)"
-    )
+    if len(images) >= 2:
+        print(
+            f"(within noise: no perturbation better by the paired 95 % t-interval over the "
+            f"{len(images)} images)"
+        )
+    else:  # no interval over one image: better_than_matched's margins on the values
+        print(
+            "(one image, no interval: 'better' is by more than 1 % latent MSE or 0.05 dB PSNR; "
+            "give --limit 2 or more for a test over images)"
+        )
     print(f"wrote {out} and {fig}")
     return 0
 

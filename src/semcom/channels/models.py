@@ -68,10 +68,17 @@ def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None)
     """Broadcast an SNR (scalar, list or [B] tensor, dB) to a float64 [B] tensor.
 
     ``ValueError`` for NaN, -inf, values below ``-SNR_LIMIT_DB``, a complex SNR or a length
-    other than ``batch``."""
+    other than ``batch``; ``TypeError`` for what is not numbers (e.g. the string ``"0"``)."""
     if isinstance(snr_db, Tensor) and (snr_db.is_complex() or snr_db.dtype == torch.bool):
         raise ValueError(f"snr_db must hold real numbers of dB, got {snr_db.dtype}")
-    t = torch.as_tensor(snr_db, dtype=torch.float64, device=device).reshape(-1)
+    try:
+        t = torch.as_tensor(snr_db, dtype=torch.float64, device=device).reshape(-1)
+    except (TypeError, ValueError) as e:  # a str, None, a ragged list, ...
+        shown = repr(snr_db) if len(repr(snr_db)) <= 40 else repr(snr_db)[:37] + "..."
+        raise TypeError(
+            f"snr_db must be numbers of dB (a float, a list or a [B] tensor), got "
+            f"{type(snr_db).__name__} {shown}"
+        ) from e
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:

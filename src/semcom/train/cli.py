@@ -46,11 +46,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--snr-train -5:20 (uniform per image). DDP: torchrun --nproc_per_node=N "
         "-m semcom.cli train jscc ...",
     )
-    j.add_argument("--model", default="deepjscc", choices=list(MODELS))
+    j.add_argument("--model", default="deepjscc", choices=list(MODELS), help="JSCC codec")
     j.add_argument("--cbr", default="1/6", help="CBR, c = 96*CBR channels (1/6, 1/12, 1/16)")
     j.add_argument("--width", type=int, default=None, help="hidden width (default 64)")
-    j.add_argument("--channel", default="awgn", choices=CHANNELS)
-    j.add_argument("--csi", default="perfect", choices=CSI_MODES)
+    j.add_argument("--channel", default="awgn", choices=CHANNELS, help="training channel")
+    j.add_argument("--csi", default="perfect", choices=CSI_MODES, help="receiver CSI in training")
     j.add_argument(
         "--snr-train", default="10", help="training SNR in dB, or a range lo:hi (uniform per image)"
     )
@@ -227,7 +227,9 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in total")
     p.add_argument("--ckpt-every", type=int, default=0, help="also checkpoint every N steps")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads per process (0: torch's own choice)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
