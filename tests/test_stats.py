@@ -250,6 +250,16 @@ def test_compare_picks_one_sweep_and_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning: the two runs saw the same images but not the same channel draws" in err
     assert "still holds" in err and "merged" not in err
+    # the same two runs merged into one file: still other draws, still said (it was silent)
+    fm = tmp_path / "m.json"
+    assert main(["merge", str(fa), str(fd), "--out", str(fm)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(fm), "--scheme", "y", "--against", "x"]) == 0
+    err = capsys.readouterr().err
+    assert "not the same channel draws (y (" in err and "x (" in err
+    # two runs of one sweep inside the merged file: no warning
+    assert main(["compare", str(fm), "--scheme", "x+dm", "--against", "x"]) == 0
+    assert "channel draws" not in capsys.readouterr().err
 
 
 def test_plot_ci_draws_the_intervals(tmp_path, monkeypatch):

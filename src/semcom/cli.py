@@ -1578,15 +1578,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "choose)",
             file=sys.stderr,
         )
-    if file_a != file_b:  # the checks of 'semcom merge': same images, channel and seed
-        differ = check_mergeable([doc_a, doc_b], [file_a, file_b])
-        if differ:
-            warnings.warn(
-                f"the two runs saw the same images but not the same channel draws ({differ}): "
-                "the paired interval still holds over the images, only wider than for two runs "
-                "of one sweep",
-                stacklevel=1,
-            )
+    # the checks of 'semcom merge' on the two runs alone: same images, channel and seed, and
+    # the same draws (one --snr list and batch size: also within a merged file)
+    differ = check_mergeable(
+        [{**doc_a, "runs": [run_a]}, {**doc_b, "runs": [run_b]}],
+        [f"{args.scheme} ({file_a})", f"{args.against} ({file_b})"],
+    )
+    if differ:
+        warnings.warn(
+            f"the two runs saw the same images but not the same channel draws ({differ}): "
+            "the paired interval still holds over the images, only wider than for two runs "
+            "of one sweep",
+            stacklevel=1,
+        )
     rows = compare_runs(run_a, run_b, args.metrics, args.level, (args.scheme, args.against))
     named = (f"{args.scheme} ({file_a})", f"{args.against} ({file_b})")
     print(comparison_table(rows, named, args.level))
