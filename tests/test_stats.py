@@ -262,6 +262,47 @@ def test_compare_picks_one_sweep_and_says_so(tmp_path, capsys):
     assert "channel draws" not in capsys.readouterr().err
 
 
+def test_plot_labels_cbrs_as_the_table_and_warns_of_anchors_on_other_images(tmp_path, monkeypatch):
+    """The legend printed CBRs as near fractions of its own (TAEF2 on BSDS500: "7/81", a JSCC
+    run with pilots "61/961") where eval and table print 0.08642 / 0.06348; an anchor measured
+    on other images than the results was drawn beside them without a word."""
+    import warnings
+
+    import semcom.eval.plot as plot
+
+    names = ["i0", "i1", "i2"]
+    v = [[20.0, 24.0, 29.0], [30.0, 31.0, 32.0]]
+    doc = _doc([_run("vae", v, names, cbr=0.0864197), _run("deepjscc", v, names, cbr=1 / 16),
+                {**_run("x", v, names, cbr=0.06348), "cbr_str": "0.06348"}])  # fmt: skip
+    doc["dataset"] = {"name": "bsds500-val", "n_images": 3}
+    f, anchor = tmp_path / "r.json", tmp_path / "a.json"
+    f.write_text(json.dumps(doc))
+    anchor.write_text(json.dumps({**_doc([_run("paper", v, names)]), "anchor": True}))
+    figs = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out: figs.append(fig) or out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot.plot_results([f], "psnr", tmp_path / "p.png", anchors=[anchor])
+    labels = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    assert labels == ["vae (CBR 0.08642)", "deepjscc (CBR 1/16)", "x (CBR 0.06348)",
+                      "paper [published]"]  # fmt: skip
+    said = [str(w.message) for w in caught]
+    assert any(f"anchor {anchor} was measured on kodak, the results on bsds500-val" in m
+               for m in said), said  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:  # on the same images: no warning
+        warnings.simplefilter("always")
+        plot.plot_results([anchor], "psnr", tmp_path / "p.png", anchors=[anchor])
+    assert not [w for w in caught if "measured on" in str(w.message)]
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # (save_figure, which closes them, was patched out)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_doc([{**_run("x", v, names), "snr_db": ["x", 10.0]}])))
+    with pytest.raises(ValueError, match=r"snr_db\[0\] is 'x'"):
+        plot.plot_results([f, bad], "psnr", tmp_path / "p.png")
+    assert plt.get_fignums() == []  # a bad file leaves no figure open (it left one each)
+
+
 def test_plot_ci_draws_the_intervals(tmp_path, monkeypatch):
     import semcom.eval.plot as plot
 

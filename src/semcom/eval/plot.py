@@ -8,7 +8,6 @@ import os
 import textwrap
 import warnings
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 from ..metrics import in_db
@@ -27,10 +26,13 @@ METRIC_LABELS = {
 }
 
 
-def _cbr_label(cbr: float | None) -> str:
-    if cbr is None:
-        return ""
-    return str(Fraction(cbr).limit_denominator(1000))
+def _cbr_label(run: dict) -> str:
+    """A run's CBR as ``semcom eval`` and ``table`` print it (``1/16``, ``0.08335``); ""
+    without one."""
+    from ..channels import format_cbr
+
+    cbr = run.get("cbr")
+    return run.get("cbr_str") or (format_cbr(cbr) if cbr is not None else "")
 
 
 def load_results(path: str | os.PathLike[str]) -> dict:
@@ -193,39 +195,48 @@ def plot_results(
 
     if metric not in METRIC_LABELS:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_LABELS)}")
+    # every file read (and checked) before the figure exists: a bad file leaves none open
+    loaded = [(f, load_results(f), style) for group, style in ((files, "-"), (anchors, "--"))
+              for f in group]  # fmt: skip
     fig, ax = plt.subplots(figsize=(7, 4.5))
     n = 0
     markers = "osD^v<>pX*h"
-    channels, data = set(), set()
-    for group, style in ((files, "-"), (anchors, "--")):
-        for f in group:
-            doc = load_results(f)
-            channels.add(doc.get("channel", {}).get("name", "?"))
-            if style == "-":  # what our runs saw (anchors carry the papers' own)
-                data.add(data_label(doc.get("dataset", {})))
-            for run in doc["runs"]:
-                ys = run.get(metric)
-                if not ys:
-                    continue
-                pts = [(s, y) for s, y in zip(run["snr_db"], ys, strict=True) if y is not None]
-                if not pts:
-                    continue
-                label = run["scheme"]
-                cbr = _cbr_label(run.get("cbr"))
-                if cbr:
-                    label += f" (CBR {cbr})"
-                if style == "--":
-                    label += " [published]"
-                xs, vals = zip(*pts, strict=True)
-                marker = markers[n % len(markers)]
-                per = per_snr(run, metric)
-                if ci is not None and per:
-                    yerr = [mean_interval(per[x], ci).half_width if x in per else 0 for x in xs]
-                    ax.errorbar(xs, vals, yerr=yerr, fmt=style, marker=marker, label=label, ms=4,
-                                capsize=2)  # fmt: skip
-                else:
-                    ax.plot(xs, vals, style, marker=marker, label=label, ms=4)
-                n += 1
+    channels, data, names = set(), set(), {}
+    for f, doc, style in loaded:
+        channels.add(doc.get("channel", {}).get("name", "?"))
+        name = doc.get("dataset", {}).get("name", "?")
+        if style == "-":  # what our runs saw (anchors carry the papers' own)
+            data.add(data_label(doc.get("dataset", {})))
+            names[name] = f
+        elif names and name not in names:  # a paper's curve on other images
+            warnings.warn(
+                f"anchor {f} was measured on {name}, the results on "
+                f"{', '.join(sorted(names))}: not the same images",
+                stacklevel=2,
+            )
+        for run in doc["runs"]:
+            ys = run.get(metric)
+            if not ys:
+                continue
+            pts = [(s, y) for s, y in zip(run["snr_db"], ys, strict=True) if y is not None]
+            if not pts:
+                continue
+            label = run["scheme"]
+            cbr = _cbr_label(run)
+            if cbr:
+                label += f" (CBR {cbr})"
+            if style == "--":
+                label += " [published]"
+            xs, vals = zip(*pts, strict=True)
+            marker = markers[n % len(markers)]
+            per = per_snr(run, metric)
+            if ci is not None and per:
+                yerr = [mean_interval(per[x], ci).half_width if x in per else 0 for x in xs]
+                ax.errorbar(xs, vals, yerr=yerr, fmt=style, marker=marker, label=label, ms=4,
+                            capsize=2)  # fmt: skip
+            else:
+                ax.plot(xs, vals, style, marker=marker, label=label, ms=4)
+            n += 1
     if n == 0:
         plt.close(fig)
         raise ValueError(f"no run in the given files has metric {metric!r}")
@@ -327,7 +338,7 @@ def results_table(
                 cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
                 if ci is not None:
                     cells = _with_intervals(cells, snrs, run, m, ci, nd)
-                cbr = run.get("cbr_str") or _cbr_label(run.get("cbr"))
+                cbr = _cbr_label(run)
                 first = [Path(name).name] if several else []
                 lines.append("| " + " | ".join([*first, run["scheme"], cbr, m, *cells]) + " |")
     missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
