@@ -726,8 +726,24 @@ def _image_name(stem: str, label: str, snr: float) -> str:
 
 
 def _centre_crop(args: argparse.Namespace) -> dict:
-    """``get_dataset`` keywords of ``--crop N``: centre N x N crops ({} without it)."""
-    return {"crop": args.crop, "random_crop": False} if args.crop else {}
+    """``get_dataset`` keywords of ``--crop N``: centre N x N crops ({} without it), refused
+    before any work when a metric of ``--metrics`` cannot be computed on N x N images (it
+    would be NaN in every row: LPIPS needs 31 px, SSIM 11, ...)."""
+    if not args.crop:
+        return {}
+    from .metrics import compute_metrics
+
+    probe = torch.rand(1, 3, args.crop, args.crop, generator=torch.Generator().manual_seed(0))
+    for name in getattr(args, "metrics", None) or ():
+        try:
+            compute_metrics(probe, probe, [name])
+        except (RuntimeError, ValueError) as e:
+            raise CLIError(
+                f"--crop {args.crop}: {name} cannot be computed on {args.crop}x{args.crop} "
+                f"images ({' '.join(str(e).split())}): crop larger or leave {name} out of "
+                "--metrics"
+            ) from None
+    return {"crop": args.crop, "random_crop": False}
 
 
 def _is_gray(x: torch.Tensor) -> bool:
