@@ -435,15 +435,20 @@ def _is_bench(path: Path) -> bool:
     return isinstance(rows, list) and all(isinstance(r, dict) and "total" in r for r in rows)
 
 
-def _is_figure(path: Path) -> bool:
-    """A PNG that matplotlib wrote (every semcom figure)."""
+def _png_software(path: Path) -> str:
+    """The Software text chunk of image ``path`` ("" when none or not an image)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return "matplotlib" in str(im.info.get("Software", "")).lower()
+            return str(im.info.get("Software", ""))
     except OSError:
-        return False
+        return ""
+
+
+def _is_figure(path: Path) -> bool:
+    """A PNG that matplotlib wrote (every semcom figure)."""
+    return "matplotlib" in _png_software(path).lower()
 
 
 #: the PNG text chunk ``transmit`` / ``demo`` write into their images and grids, by which a
@@ -462,13 +467,7 @@ def _png_info():
 
 def _is_ours_png(path: Path) -> bool:
     """A PNG that ``semcom transmit`` / ``demo`` wrote (its Software chunk)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return str(im.info.get("Software", "")).startswith(SOFTWARE_TAG + " ")
-    except OSError:
-        return False
+    return _png_software(path).startswith(SOFTWARE_TAG + " ")
 
 
 def _is_table(path: Path) -> bool:
