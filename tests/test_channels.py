@@ -450,7 +450,8 @@ def test_decoder_snr_is_the_equalised_snr(name, csi):
 
     snr = torch.tensor([-10.0, 0.0, 7.5, 20.0], dtype=torch.float64)
     p = pack(torch.randn(4, 64, generator=gen(21)))
-    y, state = Channel(name, csi=csi, pilots=4)(p.z, snr, gen(22))
+    pilots = 4 if csi == "estimated" else None
+    y, state = Channel(name, csi=csi, pilots=pilots)(p.z, snr, gen(22))
     told = decoder_snr_db(snr, state)
     assert told.dtype == torch.float64 and told.shape == (4,)
     if name == "rayleigh-fast":
@@ -506,9 +507,18 @@ def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():
     import semcom
     from semcom.channels import pack
 
-    for dtype in (torch.float16, torch.int64):  # "ComplexHalf" / mean() errors before
-        with pytest.raises(ValueError, match="float32 or float64 latent"):
-            pack(torch.ones(1, 4, dtype=dtype))
+    with pytest.raises(ValueError, match=r"floating-point latent, got torch\.int64"):
+        pack(torch.ones(1, 4, dtype=torch.int64))  # (mean() errored before)
+    # half / bfloat16 (an encoder under autocast: it was refused) pack in float32, as their
+    # float32 values would, and gradients reach the latent
+    x = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
+    for dtype in (torch.float16, torch.bfloat16):
+        low = x.to(dtype).requires_grad_()
+        packed = pack(low)
+        ref = pack(low.detach().float())
+        assert packed.z.dtype == torch.complex64 and torch.equal(packed.z, ref.z)
+        packed.z.abs().sum().backward()
+        assert low.grad is not None and low.grad.dtype == dtype and low.grad.abs().sum() > 0
     _ = semcom.channels  # imported: in globals() and SUBMODULES
     names = dir(semcom)
     assert len(names) == len(set(names)) and "channels" in names
@@ -629,3 +639,26 @@ def test_link_weights_name_the_codec_denoiser_and_estimator(identity_codec) -> N
         "snr_estimator": codec_fingerprint(est),
     }
     assert set(AnalogLink(codec).weights()) == {"codec"}
+
+
+@pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
+@pytest.mark.parametrize("csi", ["perfect", "estimated"])
+def test_gradients_flow_from_the_equalised_symbols_to_the_latent(name, csi):
+    """pack -> channel -> equalize is differentiable in the latent (as its docstrings say: a
+    user trains a JSCC encoder through it), with finite gradients."""
+    x = torch.randn(2, 16, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    y, state = Channel(name, csi=csi)(pack(x).z, 5.0, torch.Generator().manual_seed(4))
+    equalize(y, state).f_tilde.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_channel_refuses_options_that_change_nothing():
+    """pilots with perfect CSI and a coherence block on a channel with one gain per image were
+    accepted and ignored (the CLI refused --pilots without --csi estimated)."""
+    with pytest.raises(ValueError, match="pilots=4 applies to csi='estimated'"):
+        Channel("awgn", pilots=4)
+    for name in ("awgn", "rayleigh-slow"):
+        with pytest.raises(ValueError, match="coherence=4 applies to 'rayleigh-fast'"):
+            Channel(name, coherence=4)
+    assert Channel("rayleigh-fast", coherence=4).coherence == 4
+    assert Channel("awgn", csi="estimated", pilots=4).pilots == 4

@@ -953,6 +953,12 @@ def test_to_uint8_keeps_8bit_and_refuses_0_255_floats(tmp_path):
     with pytest.raises(ValueError, match="float images in"):
         to_uint8(torch.tensor([0, 1], dtype=torch.int64))
     assert to_uint8(torch.tensor([1.04, -0.02])).tolist() == [255, 0]  # an overshoot: clamped
+    # a [-1, 1] image was saved with its lower half of values black, without a word
+    x = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with pytest.raises(ValueError, match=r"\[-1, 1\] images: map them with \(x \+ 1\) / 2"):
+        save_image(x, tmp_path / "b.png")
+    assert not (tmp_path / "b.png").exists()
+    assert to_uint8(torch.tensor([-0.5, 0.5])).tolist() == [0, 128]  # the edge: clamped
 
 
 def test_crop_must_be_positive_integers():

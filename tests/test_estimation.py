@@ -78,13 +78,14 @@ def test_link_scores_the_snr_estimate_and_tells_the_decoder(
     snr = torch.tensor([-5.0, 5.0, 15.0], dtype=torch.float64)
     codec = identity_codec(snr_adaptive=True)
     link = AnalogLink(codec, snr_source="moment")
-    tx = link.transmit(x, Channel(channel, csi=csi, pilots=4), snr, _gen(11))
+    ch = Channel(channel, csi=csi, pilots=4 if csi == "estimated" else None)
+    tx = link.transmit(x, ch, snr, _gen(11))
     err = tx.snr_error_db
     assert err is not None and err.shape == (3,)
     # the true equivalent SNR: the nominal one on AWGN, |h|^2 times it on slow fading, from
     # the true h also when the receiver equalises with a pilot estimate of it (it was scored
     # against the equaliser's own SNR from the estimate: errors of 1-6 dB with 4 pilots)
-    y_state = Channel(channel, csi=csi, pilots=4)(pack(x.reshape(3, -1)).z, snr, _gen(11))[1]
+    y_state = ch(pack(x.reshape(3, -1)).z, snr, _gen(11))[1]
     true_db = 10 * torch.log10(y_state.h.abs().pow(2)[:, 0].double() / y_state.no.double())
     # the decoder is told the SNR of the latent it reads: with a pilot estimate of h its
     # error counts as noise (N0 + h_err), as in equalize; the score is of the estimate itself

@@ -32,7 +32,8 @@ class Equalized:
 
     Attributes:
         f_tilde: ``sqrt(1-d) f + sqrt(d) n``, real [B, L], unit power per element.
-        d: noise level (variance) in (0, 1], [B, 1] or [B, L]; ``1 / (1 + SNR_eq)``.
+        d: noise level (variance) in [0, 1], [B, 1] or [B, L]; ``1 / (1 + SNR_eq)`` (0 for a
+            noiseless link, SNR +inf; 1 for a deep fade).
         deep_fades: number of symbols treated as deep fades (|h_hat|^2 < DEEP_FADE), [B].
     """
 

@@ -74,13 +74,17 @@ def normalize_power(v: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def pack(latent: Tensor) -> PackedLatent:
-    """Latent ``[B, ...]`` (real float32/float64) -> :class:`PackedLatent` with unit-energy
+    """Latent ``[B, ...]`` (real float32/float64; float16/bfloat16, e.g. of an encoder under
+    ``torch.autocast``, is packed in float32) -> :class:`PackedLatent` with unit-energy
     complex symbols (``ValueError`` for other dtypes; a NaN latent, e.g. of a diverged
-    training run, passes through for the training loop to report)."""
+    training run, passes through for the training loop to report). Differentiable: gradients
+    flow back to ``latent``."""
     if latent.is_complex():
         raise TypeError("pack expects a real latent; complex latents are not supported")
+    if latent.dtype in (torch.float16, torch.bfloat16):  # no complex bfloat16; half's power
+        latent = latent.float()  # sums overflow: the symbols are float32
     if latent.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"pack expects a float32 or float64 latent, got {latent.dtype}")
+        raise ValueError(f"pack expects a floating-point latent, got {latent.dtype}")
     b = latent.shape[0]
     v = latent.reshape(b, -1)
     if v.shape[-1] % 2:

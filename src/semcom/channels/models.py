@@ -136,7 +136,9 @@ class Channel:
             as channel uses, see :meth:`pilot_symbols`).
         pilots: pilot symbols per coherence block for ``csi="estimated"``; default 16 for
             AWGN and slow fading (one block per image), 1 for fast fading (every block).
-        coherence: symbols per independent fading block for ``rayleigh-fast``.
+            ``ValueError`` with perfect CSI (it would change nothing).
+        coherence: symbols per independent fading block for ``rayleigh-fast`` (``ValueError``
+            for another value than 1 on the other channels).
     """
 
     def __init__(
@@ -150,6 +152,16 @@ class Channel:
             raise ValueError(f"unknown channel {name!r}; choose from {', '.join(CHANNELS)}")
         if csi not in CSI_MODES:
             raise ValueError(f"unknown CSI mode {csi!r}; choose from {', '.join(CSI_MODES)}")
+        # an option that would change nothing is refused (a slip: as get_scheme does)
+        if pilots is not None and csi != "estimated":
+            raise ValueError(
+                f"pilots={pilots!r} applies to csi='estimated' (pilots estimate the channel)"
+            )
+        if coherence != 1 and name != "rayleigh-fast":
+            raise ValueError(
+                f"coherence={coherence!r} applies to 'rayleigh-fast' ({name!r} has one gain "
+                "per image)"
+            )
         if pilots is None:
             pilots = 1 if name == "rayleigh-fast" else 16
         for what, n in (("pilots", pilots), ("coherence", coherence)):
@@ -245,7 +257,8 @@ class Channel:
     def __call__(
         self, z: Tensor, snr_db: float | Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, ChannelState]:
-        """Sample and apply the channel. ``z`` [B, M] complex, ``snr_db`` scalar or [B] dB."""
+        """Sample and apply the channel. ``z`` [B, M] complex, ``snr_db`` scalar or [B] dB.
+        Differentiable in ``z`` (end-to-end JSCC training backpropagates through it)."""
         if not z.is_complex() or z.dim() != 2:
             raise ValueError(f"channel input must be complex [B, M], got {z.dtype} {z.shape}")
         state = self.sample(z, snr_db, generator)

@@ -220,7 +220,8 @@ def to_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Rounding is :func:`torch.round` (half to even; ties cannot occur for ``k / 255`` inputs).
     NaN maps to 0. A ``uint8`` input is already 8-bit and comes back unchanged; other integer
-    types and floats far above 1 (a 0..255 image not divided by 255) raise ``ValueError``.
+    types, floats far above 1 (a 0..255 image not divided by 255) and far below 0 (a [-1, 1]
+    image: it came out half black) raise ``ValueError``.
     """
     x = torch.as_tensor(x)
     if x.dtype == torch.uint8:
@@ -232,6 +233,11 @@ def to_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise ValueError(
             f"to_uint8: values up to {float(x.max()):.4g}, expected images in [0, 1] "
             "(8-bit images: divide by 255)"
+        )
+    if x.numel() and float(x.min()) < -0.5:
+        raise ValueError(
+            f"to_uint8: values down to {float(x.min()):.4g}, expected images in [0, 1] "
+            "([-1, 1] images: map them with (x + 1) / 2)"
         )
     return torch.round(x.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
