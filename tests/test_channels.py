@@ -48,7 +48,7 @@ def test_pack_roundtrip_exact_and_unit_power(b, shape, seed, scale):
 
 
 def test_real_complex_mapping_convention():
-    # c_k = v_k + j v_{k+L/2} (design.md §2)
+    # c_k = v_k + j v_{k+L/2} (README "Conventions")
     v = torch.arange(6.0).unsqueeze(0)
     c = real_to_complex(v)
     assert c.tolist() == [[complex(0, 3), complex(1, 4), complex(2, 5)]]

@@ -656,7 +656,7 @@ def test_eval_results_json(vae, tmp_path, capsys):
     run = doc["runs"][0]
     assert run["scheme"] == "vae"
     # TAEF2: 32 x 6 x 6 reals = 576 complex symbols + the latent RMS side symbols, per
-    # 3 x 48 x 48 source values (design.md: CBR in complex channel uses per source value)
+    # 3 x 48 x 48 source values (README "Conventions": CBR in complex channel uses per source value)
     from semcom.channels.cbr import SCALAR_SIDE_SYMBOLS
 
     assert run["cbr"] == pytest.approx((32 * 6 * 6 / 2 + SCALAR_SIDE_SYMBOLS) / (3 * 48 * 48))

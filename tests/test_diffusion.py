@@ -1,4 +1,4 @@
-"""Diffusion schedules, SNR -> step matching, samplers and the receiver (math.md §1-§3)."""
+"""Diffusion schedules, SNR -> step matching, samplers and the receiver (docs/math.md §1-§3)."""
 
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ def test_vp_discrete_matches_continuous_target():
         assert ((m.t - t_cont).abs() <= 1.0).all()
         assert torch.allclose(1 - m.level, LINEAR.alpha_bar(m.t))
         # the first-order closed form is within a few steps of the exact continuous step
-        # (math.md: <= 2.3 measured over -30..35 dB at P0 = 1), on k/P0 in -30..35 dB
+        # (docs/math.md §1.1: <= 2.3 measured over -30..35 dB at P0 = 1), on k/P0 in -30..35 dB
         kp = db_to_linear(snr_db) * p0
         t_closed = vp_closed_form_t(kp, p0)
         t_exact = LINEAR.timestep_from_level(p0 / (kp + p0))
@@ -306,7 +306,7 @@ def test_vp_discrete_matches_continuous_target():
 @pytest.mark.parametrize(("p0", "pz", "h", "snr_db"), [(1.0, 1.0, 1.0, 5.0), (2.5, 0.3, 0.7, -3.0)])
 def test_scaled_input_has_training_moments(rule, p0, pz, h, snr_db):
     """alpha*y vs x_t at the matched step: mean, energy, and the split between signal and
-    noise (cross-moments with x0~ and n~), as math.md §1 'Principle'."""
+    noise (cross-moments with x0~ and n~), as docs/math.md §1 'Principle'."""
     n_el = 400_000
     g = gen(11)
     z = torch.randn(n_el, generator=g, dtype=F64) * math.sqrt(pz)
@@ -1032,7 +1032,7 @@ def test_match_vp_flags_only_the_table_ends() -> None:
 @settings(max_examples=50, deadline=None)
 @given(snr_db=st.floats(-30.0, 35.0), p0=st.floats(0.25, 4.0))
 def test_vp_closed_form_solves_the_first_order_equation(snr_db: float, p0: float) -> None:
-    """math.md §1.1: ``-ln abar_t ~ sum_{s<=t} beta_s = beta_1 t + D t (t-1)/2``; the closed
+    """docs/math.md §1.1: ``-ln abar_t ~ sum_{s<=t} beta_s = beta_1 t + D t (t-1)/2``; the closed
     form is the positive root of ``beta_1 t + D t (t-1)/2 = ln(1 + P0/k)``."""
     k = 10 ** (snr_db / 10)
     t = float(vp_closed_form_t(k, p0))

@@ -184,3 +184,101 @@ def test_link_check_catches_a_dead_link(tmp_path: Path) -> None:
     )
     assert _dead_links(page) == ["missing.png", "#nowhere", "there.md#other"]
     assert _anchor("Speed (`semcom bench`, 2 images)") == "speed-semcom-bench-2-images"
+
+
+#: a docstring's or comment's citation of a page: ``docs/math.md §1.2 eq. 30``, ``docs/math.md
+#: §1, §2 Alg. 2``, ``docs/math.md B13``; group 1 the file, group 2 its sections and labels
+_CITATION = re.compile(
+    r"([\w./-]*\w\.md)((?:(?:\s*[,-]\s*|\s+)"
+    r"(?:§\d+(?:\.\d+)*|eqs?\. \d+(?:[/-]\d+)*|Alg\. \d+|step \d+|[AB]\d+\b))*)"
+)
+_README_CITATION = re.compile(r'README "([^"]+)"')
+#: the files that cite: the library, the tests (this one names made-up pages) and benchmarks
+_CITING = sorted(
+    p
+    for p in [*ROOT.glob("src/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py")]
+    if p.name != "test_docs.py"
+)
+
+
+def _section(text: str, number: str) -> str | None:
+    """The heading ``§number ...`` of a page and its body, subsections included, or None."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"(#+) §(\d+(?:\.\d+)*)\s", line)
+        if m and m.group(2) == number:
+            end = next(
+                (
+                    j
+                    for j in range(i + 1, len(lines))
+                    if re.match(rf"#{{1,{len(m.group(1))}}} ", lines[j])
+                ),
+                len(lines),
+            )
+            return "\n".join(lines[i:end])
+    return None
+
+
+def _labels(labels: str) -> list[str]:
+    """``eq. 19/25`` -> ``eq. 19``, ``eq. 25``; ``eqs. 5-9`` stays one label."""
+    m = re.fullmatch(r"eq\. (\d+(?:/\d+)+)", labels)
+    return [f"eq. {n}" for n in m.group(1).split("/")] if m else [labels]
+
+
+def _bad_citations(text: str) -> list[str]:
+    """Citations of ``text`` that name no file of the repository, no ``§`` heading of the page,
+    no label (``eq. 19``, ``Alg. 2``, ``step 1``, ``B13``) in the cited section (or page), or
+    no heading of the README."""
+    bad = []
+    for m in _CITATION.finditer(text):
+        page = ROOT / m.group(1)
+        if not page.is_file():
+            bad.append(m.group(0))
+            continue
+        doc = page.read_text()
+        scope = doc
+        for item in re.findall(
+            r"§\d+(?:\.\d+)*|eqs?\. \d+(?:[/-]\d+)*|Alg\. \d+|step \d+|[AB]\d+", m.group(2)
+        ):
+            if item.startswith("§"):
+                scope = _section(doc, item[1:])
+                if scope is None:
+                    bad.append(f"{m.group(1)} {item}")
+                    break
+            elif any(not re.search(rf"(?<!\w){re.escape(x)}(?!\w)", scope) for x in _labels(item)):
+                bad.append(f"{m.group(0).strip()}: {item}")
+    heads = re.findall(r"^#+ (.+)$", (ROOT / "README.md").read_text(), re.M)
+    for m in _README_CITATION.finditer(text):
+        if not any(h.startswith(m.group(1)) for h in heads):
+            bad.append(m.group(0))
+    return bad
+
+
+def test_docstring_citations_resolve() -> None:
+    """Every page a docstring or comment cites (``docs/math.md §1.2 eq. 30``, ``README
+    "Conventions"``) is shipped, and every section, equation or correction label it names is a
+    heading of that page or stands in the cited section: users never saw the internal notes the
+    docstrings once cited (``math.md``, ``design.md``)."""
+    bad = {}
+    n = 0
+    for path in _CITING:
+        text = path.read_text()
+        n += len(_CITATION.findall(text)) + len(_README_CITATION.findall(text))
+        if found := _bad_citations(text):
+            bad[path.relative_to(ROOT).as_posix()] = found
+    assert n >= 40  # the extraction itself
+    assert bad == {}
+
+
+def test_citation_check_catches_a_missing_page_section_or_label() -> None:
+    good = "docs/math.md §1.2, eq. 19/25; docs/math.md §1, §2 Alg. 2; docs/math.md B13"
+    assert _bad_citations(good + '; README "Conventions"') == []
+    assert _bad_citations(
+        'math.md §1; docs/math.md §9; docs/math.md §2 eq. 99; design.md §2; README "Nowhere"'
+    ) == [
+        "math.md §1",
+        "docs/math.md §9",
+        "docs/math.md §2 eq. 99: eq. 99",
+        "design.md §2",
+        'README "Nowhere"',
+    ]

@@ -1,4 +1,4 @@
-"""SNR estimation: the moment estimator (math.md §4) and its use in the link."""
+"""SNR estimation: the moment estimator (docs/math.md §4) and its use in the link."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _gen(seed: int) -> torch.Generator:
 
 @pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0, 20.0])
 def test_moment_estimator_awgn_accurate(snr_db: float) -> None:
-    # 1e5 symbols per image: the estimate is within 0.2 dB (math.md: error <= 0.2 dB).
+    # 1e5 symbols per image: the estimate is within 0.2 dB (docs/math.md §4: error <= 0.2 dB).
     z = pack(torch.randn(4, 200_000, generator=_gen(1))).z
     y, state = Channel("awgn")(z, snr_db, _gen(2))
     est = 10 * torch.log10(moment_snr(y, state.no))
@@ -679,7 +679,7 @@ def test_estimator_validation_errors_are_root_mean_squares() -> None:
 
 
 def test_moment_snr_known_values_per_image() -> None:
-    """gamma_hat = mean_k |y_k|^2 / N0 - 1 per image (math.md §4), by hand: |3+4j|^2 = 25 and
+    """gamma_hat = mean_k |y_k|^2 / N0 - 1 per image (docs/math.md §4), by hand: |3+4j|^2 = 25 and
     0 average 12.5 (N0 1: 11.5); |j|^2 = |1|^2 = 1 at N0 0.5: 1; power 0.02 at N0 1: below
     the noise, clamped to 0; N0 = 0: +inf."""
     y = torch.tensor(

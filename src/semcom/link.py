@@ -159,7 +159,7 @@ def _timed(seconds: dict[str, float], key: str, device: torch.device):
 
 
 class AnalogLink:
-    """Codec + channel + receiver (design.md §1).
+    """Codec + channel + receiver (README "What it does").
 
     Args:
         codec: image <-> latent codec. If ``codec.needs_scale`` the per-image latent RMS

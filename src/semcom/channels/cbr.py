@@ -1,7 +1,7 @@
 """Channel bandwidth ratio (CBR): complex channel uses per real source value.
 
 ``CBR = (data symbols + pilot symbols + side-information symbols) / (3 H W)`` for an RGB
-image of ``H x W`` pixels (design.md §2). ``N`` real latent values cost ``ceil(N / 2)``
+image of ``H x W`` pixels (README "Conventions"). ``N`` real latent values cost ``ceil(N / 2)``
 complex channel uses.
 """
 

@@ -1,4 +1,4 @@
-"""MMSE equalisation + normalisation (paper B eqs. 5-9, math.md §4).
+"""MMSE equalisation + normalisation (paper B eqs. 5-9, docs/math.md §4).
 
 For ``y = h z + n`` with ``E|z|^2 = 1`` and ``n ~ CN(0, N0)`` the per-symbol gain
 ``w = conj(h) / (|h| sqrt(|h|^2 + N0))`` (the LMMSE filter followed by normalisation)

@@ -1,6 +1,6 @@
 """Real latent <-> complex channel symbols, with per-image power normalisation.
 
-Conventions (README "Conventions", design.md §2):
+Conventions (README "Conventions"):
 
 * a latent ``[B, ...]`` is flattened per image to a real block ``v`` of length ``L``
   (zero-padded to even length);
@@ -9,7 +9,7 @@ Conventions (README "Conventions", design.md §2):
   energy is exactly 1 per complex symbol (``E|z|^2 = 1``) for every image, whatever the
   rest of the batch contains.
 
-The receiver works in the ``f`` domain (unit power per real element, math.md §4).
+The receiver works in the ``f`` domain (unit power per real element, docs/math.md §4).
 """
 
 from __future__ import annotations

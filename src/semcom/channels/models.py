@@ -1,6 +1,6 @@
 """Channel models on Sionna PHY blocks: AWGN, slow (block) and fast (per-symbol) Rayleigh.
 
-Conventions (design.md §2): inputs are complex symbols ``z`` [B, M] with ``E|z|^2 = 1``;
+Conventions (README "Conventions"): inputs are complex symbols ``z`` [B, M] with ``E|z|^2 = 1``;
 the SNR is Es/N0 in dB, one value per image ([B] tensor), noise ``CN(0, N0)`` with
 ``N0 = 10^(-SNR_dB/10)`` as Sionna's ``AWGN()(x, no)``. Under fading ``y = h z + n`` with
 ``h ~ CN(0, 1)``, so the *equivalent* SNR is ``|h|^2 / N0``.

@@ -23,7 +23,7 @@ The schedules map onto it as follows:
 * Paper A's DDM form ``x_t = (1-t) x0 + sqrt(t) eps``: with ``c_t = sqrt((1-t)^2 + t)``,
   ``x_t / c_t = sqrt(1-v) x0 + sqrt(v) eps`` where ``v = t / ((1-t)^2 + t)`` (squares of the
   coefficients sum to 1; the SNR ``(1-t)^2 P0/t = (1-v) P0/v`` is unchanged, so the DDM
-  matched ``t*`` of math.md §1.2 gives exactly the VP target ``v* = P0/(k+P0)`` of §1.1).
+  matched ``t*`` of docs/math.md §1.2 gives exactly the VP target ``v* = P0/(k+P0)`` of §1.1).
   Inverse: ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``. ``ddm_sample`` calls
   ``denoise(x_t / c_t, v_t)``.
 

@@ -1,4 +1,4 @@
-"""SNR -> diffusion step matching and input scaling (math.md §1, §2 eq. 19).
+"""SNR -> diffusion step matching and input scaling (docs/math.md §1, §2 eq. 19).
 
 Units. ``snr`` is always the **linear** signal-to-noise ratio ``k = P_s / sigma^2`` of the
 received signal per real element (never dB; use :func:`db_to_linear`). ``p0`` is the power
@@ -7,7 +7,7 @@ power per real element of the received signal that is scaled (1 for the unit-pow
 receiver input ``f_tilde = sqrt(1-d) f + sqrt(d) n``, whose SNR is ``(1-d)/d``, see
 :func:`snr_from_level`).
 
-Principle (math.md §1): pick the step whose SNR equals k, then the scalar alpha with
+Principle (docs/math.md §1): pick the step whose SNR equals k, then the scalar alpha with
 ``E||alpha y||^2 = E||x_t||^2``. In the library's VP unit the matched noise variance is
 
     v* = P0 / (k + P0)          (Theorem 1 VP: abar* = k/(k+P0); paper B eq. 19: S(m) = v*)
@@ -150,7 +150,7 @@ def match_vp(
     p0: float = 1.0,
     p_y: Tensor | float = 1.0,
 ) -> MatchedStart:
-    """Theorem 1 + 2, VP/DDPM form (math.md §1.1) on a discrete schedule.
+    """Theorem 1 + 2, VP/DDPM form (docs/math.md §1.1) on a discrete schedule.
 
     ``t* = argmin_{t in 1..T} |lambda_t - ln(k/P0)|`` with ``lambda_t = ln(abar_t/(1-abar_t))``;
     ``t* = 0`` (skip) if ``ln(k/P0) > lambda_1``, ``t* = T`` (start from noise) if below
@@ -189,7 +189,7 @@ def vp_closed_form_t(
     beta_end: float = 0.02,
     T: int = 1000,
 ) -> Tensor:
-    """Closed-form approximation of the VP step for a **linear** schedule (math.md §1.1).
+    """Closed-form approximation of the VP step for a **linear** schedule (docs/math.md §1.1).
 
     First order ``-ln abar_t ~ sum beta_s`` gives
     ``t* ~ [-(beta_1 - D/2) + sqrt((beta_1 - D/2)^2 + 2 D L)] / D`` with
@@ -208,7 +208,7 @@ def vp_closed_form_t(
 
 
 def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
-    """Paper A Theorem 1 (DDM form, math.md §1.2, eq. 19/25): the root in ``[0, 1]`` of
+    """Paper A Theorem 1 (DDM form, docs/math.md §1.2, eq. 19/25): the root in ``[0, 1]`` of
     ``P0 (1-t)^2 = k t``, ``t* = 2 / (2 + u + sqrt(u^2 + 4u))`` with ``u = k/P0``.
 
     Cancellation-free; ``k = 0`` -> 1, ``k = inf`` -> 0; strictly decreasing. float64.
@@ -223,7 +223,7 @@ def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
 
 
 def ddm_t_from_noise_ratio(s2: Tensor | float) -> Tensor:
-    """Remark 2 (math.md §1.2 eq. 30): ``t* = 2 s^2 / (2 s^2 + 1 + sqrt(1 + 4 s^2))`` with
+    """Remark 2 (docs/math.md §1.2 eq. 30): ``t* = 2 s^2 / (2 s^2 + 1 + sqrt(1 + 4 s^2))`` with
     ``s^2 = sigma^2 / P_s`` (received signal normalised to the training power). float64."""
     s2 = torch.as_tensor(s2, dtype=torch.float64)
     s2 = s2.nan_to_num(nan=math.inf, posinf=math.inf).clamp_min(0.0)
@@ -244,7 +244,7 @@ def match_ddm(
     p_y: Tensor | float = 1.0,
     level_eps: float = DEFAULT_LEVEL_EPS,
 ) -> MatchedStart:
-    """Paper A Theorem 1 + 2 in DDM form (math.md §1.2).
+    """Paper A Theorem 1 + 2 in DDM form (docs/math.md §1.2).
 
     ``t* = 2/(2 + u + sqrt(u^2 + 4u))``, ``u = k/P0``;
     ``alpha = sqrt(((1-t*)^2 P0 + t*) / P_y)``; the start state ``alpha y`` is in DDM units
@@ -276,7 +276,7 @@ def match_continuous(
     p_y: Tensor | float = 1.0,
     level_eps: float = DEFAULT_LEVEL_EPS,
 ) -> MatchedStart:
-    """Paper B eq. 19 with general P0 (math.md §2): ``m = S^-1(P0/(k+P0))``.
+    """Paper B eq. 19 with general P0 (docs/math.md §2): ``m = S^-1(P0/(k+P0))``.
 
     (P0 = 1: ``S^-1(1/(1+gamma))``.) ``level = S(m)``; ``alpha = sqrt(((1-v) P0 + v)/P_y)``,
     which for the normalised receiver input (``P_y = 1``) is ``sqrt(P0/(1 - d + P0 d))`` and

@@ -1,4 +1,4 @@
-"""Step-matched samplers and the diffusion receiver (math.md §1, §2 Alg. 2, §3 Alg. 3).
+"""Step-matched samplers and the diffusion receiver (docs/math.md §1, §2 Alg. 2, §3 Alg. 3).
 
 Every sampler takes a ``denoise(x_t, level) -> x0_hat`` callable in the library's
 conditioning convention (:mod:`semcom.diffusion`): ``x_t`` [B, ...] is VP-form
@@ -268,7 +268,7 @@ def ddm_sample(
     stochastic: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Paper A's DDM reverse process (math.md §1.2 eq. 16) from DDM time ``t*`` [B] to 0.
+    """Paper A's DDM reverse process (docs/math.md §1.2 eq. 16) from DDM time ``t*`` [B] to 0.
 
     ``x`` [B, ...] is DDM-form ``(1-t) x0 + sqrt(t) eps`` at ``t = t*``. The network is
     called in the VP convention: ``denoise(x_t / c_t, v_t)`` with ``c_t = sqrt((1-t)^2+t)``,
@@ -316,7 +316,7 @@ def ddm_sample(
 def inject_noise(
     x: Tensor, b: Tensor, level_t: Tensor | float, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Water-filling noise injection (paper B eq. 23, math.md §3 step 1).
+    """Water-filling noise injection (paper B eq. 23, docs/math.md §3 step 1).
 
     For elements with ``b_i < B_t``:
     ``g_i = sqrt((1-B_t)/(1-b_i)) x_i + sqrt((B_t - b_i)/(1-b_i)) eps_i``, fresh
@@ -346,7 +346,7 @@ def waterfill_sample(
     variant: Literal["waterfill", "reference"] = "waterfill",
     samples: int = 1,
 ) -> Tensor:
-    """Paper B Algorithm 3 (corrected, math.md §3) on a level grid.
+    """Paper B Algorithm 3 (corrected, docs/math.md §3) on a level grid.
 
     Args:
         x: [B, ...] with ``x_i = sqrt(1-b_i) x0_i + sqrt(b_i) nu_i`` (training units).

@@ -1,4 +1,4 @@
-"""Noise schedules, independent of any network (math.md §1.1, §1.2, §2).
+"""Noise schedules, independent of any network (docs/math.md §1.1, §1.2, §2).
 
 Every schedule here is described in the library's one conditioning unit, the **VP noise
 variance** ``v = 1 - abar`` in ``[0, 1]`` (see :mod:`semcom.diffusion`): the forward process
@@ -41,7 +41,7 @@ def _as64(x: Tensor | float) -> tuple[Tensor, torch.dtype]:
 
 
 class DDPMSchedule:
-    """Discrete DDPM schedule with ``T`` steps (math.md §1.1).
+    """Discrete DDPM schedule with ``T`` steps (docs/math.md §1.1).
 
     Args:
         kind: ``"linear"``: ``beta_t = beta_start + (t-1)(beta_end-beta_start)/(T-1)``,
@@ -139,7 +139,7 @@ class DDPMSchedule:
     def timestep_from_level(self, v: Tensor | float) -> Tensor:
         """Fractional step ``t in [0, T]`` for the variance ``v``, linear in log-SNR (float64).
 
-        For continuous-time network conditioning (math.md §1.1: "interpolate t linearly in
+        For continuous-time network conditioning (docs/math.md §1.1: "interpolate t linearly in
         lambda"). Between ``t = 0`` (``lambda = inf``) and ``t = 1`` it interpolates in ``v``.
         """
         v64, _ = _as64(v)
@@ -192,7 +192,7 @@ def _sig(x: float) -> float:
 
 
 class SigmoidSchedule:
-    """Paper B's continuous sigmoid schedule (eq. 17, math.md §2).
+    """Paper B's continuous sigmoid schedule (eq. 17, docs/math.md §2).
 
     ``S(t) = [sig((t(e-g)+g)/tau) - sig(g/tau)] / [sig(e/tau) - sig(g/tau)]`` on
     ``t in [0, 1]``: ``S(0) = 0``, ``S(1) = 1``, strictly increasing; ``S(t)`` is the VP noise
@@ -254,7 +254,7 @@ class SigmoidSchedule:
 
 class DDMSchedule:
     """Paper A's decoupled (DDM) form ``x_t = (1-t) x0 + sqrt(t) eps``, ``t in [0, 1]``
-    (math.md §1.2).
+    (docs/math.md §1.2).
 
     Mapping to the VP conditioning unit: ``x_t / c_t`` with ``c_t = sqrt((1-t)^2 + t)`` is
     ``sqrt(1-v) x0 + sqrt(v) eps`` with ``v = t / ((1-t)^2 + t)`` (the coefficients' squares

@@ -1,9 +1,9 @@
-"""SNR estimation at the receiver (math.md §4).
+"""SNR estimation at the receiver (docs/math.md §4).
 
 * ``known``: the receiver is told the SNR (the default everywhere).
 * ``moment``: noise power known, signal power unknown: with ``E|z|^2 = 1`` and
   ``y = h z + n``, ``n ~ CN(0, N0)``, the per-image estimate of the equivalent SNR
-  ``|h|^2/N0`` is ``gamma_hat = max(mean_k |y_k|^2 / N0 - 1, 0)`` (math.md §4 in our units: the
+  ``|h|^2/N0`` is ``gamma_hat = max(mean_k |y_k|^2 / N0 - 1, 0)`` (docs/math.md §4 in our units: the
   paper's ``2 sigma^2`` is our ``N0``). Valid when one gain covers the image (AWGN, slow
   fading); under fast fading it estimates the mean SNR.
 

@@ -1,4 +1,4 @@
-"""Learned pilot-free SNR estimator (paper B eq. 21, math.md §4).
+"""Learned pilot-free SNR estimator (paper B eq. 21, docs/math.md §4).
 
 A small residual CNN ``zeta_P`` looks at the normalised received latent
 ``f_tilde = sqrt(a) f + sqrt(1 - a) n`` (``a = 1 - d``, f the unit-power clean latent) and
@@ -7,7 +7,7 @@ SNR information; the network uses the prior (clean latents are spatially structu
 noise is white).
 
 Conventions (identical in training and inference; the reference code squares its output, we
-do not, math.md B13):
+do not, docs/math.md B13):
 
 * the network's last layer is a logit ``l`` and ``zeta = sigmoid(l)``. Because
   ``a = gamma / (1 + gamma) = sigmoid(ln gamma)``, the logit *is* the estimate of

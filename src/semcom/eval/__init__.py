@@ -1,4 +1,4 @@
-"""SNR sweeps to results JSON (design.md §3) and labelled comparison grids."""
+"""SNR sweeps to results JSON (docs/results-format.md) and labelled comparison grids."""
 
 from .grid import Tile, make_grid
 from .sweep import (

@@ -3,7 +3,7 @@
 ``perturb`` (paper A §V-D): how much does the receiver lose when the matched start step
 ``t*`` or the scaling ``alpha`` (Theorems 1 and 2) is off by a factor ``1 + delta``? The
 channel is simulated in the equivalent latent form ``f_tilde = sqrt(1-d) f + sqrt(d) n``
-(AWGN after MMSE equalisation + normalisation, math.md §4; verified in the channel tests), so
+(AWGN after MMSE equalisation + normalisation, docs/math.md §4; verified in the channel tests), so
 every perturbation of an image sees exactly the same noise. Reported per SNR and delta: the
 latent MSE against the clean unit-power latent, and the PSNR of the decoded image (8-bit,
 per image, averaged), together with the plain LMMSE receiver for reference.
@@ -301,7 +301,7 @@ def ood_experiment(
         ``{"experiment": "ood", "in": name, "out": name, "snr_db", "sets": {name: [runs]},
         "drop": {label: {metric: [in - out per SNR]}}, "dm_gain": {label: {name:
         {metric: [X+dm - X per SNR]}}}, "dm_gain_ci": the same shape, the half-width of each
-        gain's paired 95 % t-interval over the images}`` (runs in the design.md §3 format;
+        gain's paired 95 % t-interval over the images}`` (runs in the docs/results-format.md format;
         LPIPS drops are out - in, so a positive drop is always a loss out of distribution; the
         LPIPS gain stays X+dm - X, negative when the receiver helps).
     """

@@ -1,4 +1,4 @@
-"""Plot results JSON files (design.md §3) against SNR, optionally with published anchors."""
+"""Plot results JSON (docs/results-format.md) against SNR, optionally with published anchors."""
 
 from __future__ import annotations
 

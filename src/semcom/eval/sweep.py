@@ -167,7 +167,7 @@ def summarize(
     metrics: Sequence[str],
     weights: dict[str, dict[str, str]] | None = None,
 ) -> list[dict]:
-    """Average per-image rows into one run dict per scheme/CBR (design.md §3 format).
+    """Average per-image rows into one run dict per scheme/CBR (docs/results-format.md).
 
     Each run also keeps its ``per_image`` values: ``images`` (names, in image order) and per
     metric (and ``snr_error_db`` where the receiver estimated the SNR) one list per SNR of one
@@ -365,7 +365,7 @@ def results_document(
     crop: int | None = None,
     spread: bool = False,
 ) -> dict:
-    """The results JSON of design.md §3 (plus a ``meta`` block for reproducibility).
+    """The results JSON of docs/results-format.md (plus a ``meta`` block for reproducibility).
 
     ``crop`` (centre crop size, if the images were cropped) and ``spread`` (the images are
     spread evenly over the set, not its first ``n_images``) are recorded in the data set block,

@@ -1,7 +1,7 @@
 """Image quality metrics in plain PyTorch (no torchvision).
 
 Every metric takes float images ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` and returns one value per
-image, ``[B]``. Data-set figures are the mean of the per-image values (design.md §2).
+image, ``[B]``. Data-set figures are the mean of the per-image values (README "Conventions").
 
 =============  ==========================================================  ==============
 name           definition                                                  better

@@ -1,7 +1,7 @@
 """Image codec + an ideal capacity-achieving channel code (``jpeg+capacity``, ...).
 
 Per image the channel delivers ``floor(sum_k log2(1 + |h_k|^2 SNR))`` bits error-free over
-its ``n_data`` data symbols (bits per image; SNR = Es/N0 linear, design.md §2):
+its ``n_data`` data symbols (bits per image; SNR = Es/N0 linear, README "Conventions"):
 
 * AWGN: ``n_data * log2(1 + SNR)``;
 * slow Rayleigh: ``n_data * log2(1 + |h|^2 SNR)`` with the image's realised gain ``h``;
