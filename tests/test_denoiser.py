@@ -302,7 +302,8 @@ def test_crop_larger_than_every_latent_is_refused():
     """``--crop`` counts latent pixels; a crop no training latent holds whole is image pixels
     by mistake (the diffusion issue's ``--crop 256`` for TAEF2 would train on padding)."""
     lat = [torch.randn(C, 41, 61), torch.randn(C, 61, 41), torch.randn(C, 8, 8)]
-    check_crop(lat, 41, "bsds500-train", "vae", 8)  # the largest crop some latent holds
+    with pytest.warns(UserWarning, match="1 of 3 .* padded"):  # the 8x8 one
+        check_crop(lat, 41, "bsds500-train", "vae", 8)  # the largest crop some latent holds
     with pytest.raises(ValueError, match=r"largest is 61x41.*256x256 image crops are --crop 32"):
         check_crop(lat, 256, "bsds500-train", "vae", 8)
     with pytest.raises(ValueError, match="--crop 42 is larger than every vae latent"):
@@ -313,7 +314,30 @@ def test_crop_larger_than_every_latent_is_refused():
     with pytest.raises(ValueError, match=r"4x fewer than image pixels.*are --crop 16"):
         task.train_dataset()
     task.config.crop = 32
-    assert task.train_dataset()[0].shape == (C, 32, 32)
+    with pytest.warns(UserWarning, match="padded"):
+        assert task.train_dataset()[0].shape == (C, 32, 32)
+
+
+def test_latents_smaller_than_the_crop_are_warned_of(latent_cache, tmp_path, capsys):
+    """Latents narrower than ``--crop`` are padded to it, with a warning as ``train jscc``
+    gives for small images (was silent); none when every latent holds the crop."""
+    import warnings
+
+    lat = [torch.randn(C, 41, 61), torch.randn(C, 61, 41), torch.randn(C, 8, 8)]
+    with pytest.warns(UserWarning, match=r"1 of 3 vae latents of d are smaller than --crop 41 "
+                      r"\(the smallest is 8x8\): they are padded"):  # fmt: skip
+        check_crop(lat, 41, "d", "vae", 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_crop(lat, 8, "d", "vae", 8)
+    # the command says so (the fake cached latents are 6..8 x 7..11)
+    argv = ["train", "denoiser", "--codec", "vae", "--data", "bsds500-train", "--val-data",
+            "none", "--crop", "7", "--width", "16", "--batch-size", "4", "--max-steps", "1",
+            "--quiet", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert semcom_main(argv) == 0
+    assert "2 of 6 vae latents of bsds500-train are smaller than --crop 7" in (
+        capsys.readouterr().err
+    )
 
 
 def test_latent_crops_pad_small():
@@ -426,6 +450,30 @@ def test_cli_resume_alone(cli_run, tmp_path):
     card = json.loads((run / "card.json").read_text())
     assert card["step"] == 5 and card["config"]["width"] == 16
     assert card["resumed_with"] == ["semcom " + shlex.join(argv)]
+
+
+def test_a_run_trained_from_python_resumes_from_the_command_line(latent_cache, tmp_path, capsys):
+    """A run started from Python (the card's command is "") resumes with ``--resume`` alone:
+    the options come from the card's configs; one trained with a setting that no option of
+    the command has (here the U-Net's ``mults``) is refused in one line saying how to resume
+    it (was: "options differ" naming CLI defaults nobody gave)."""
+    base = dict(codec="vae", data="bsds500-train", val_data="none", crop=4, width=16,
+                snr_range=(-10.0, 20.0), repeats=1)  # fmt: skip
+    for name, extra in (("plain", {}), ("mults", {"mults": (1, 2)})):
+        run = tmp_path / name
+        task = DenoiserTask(DenoiserTaskConfig(**base, **extra))
+        Trainer(task, TrainConfig(out=str(run), epochs=1, batch_size=4, progress=False)).fit()
+        assert json.loads((run / "card.json").read_text())["command"] == ""
+        rc = semcom_main(["train", "denoiser", "--resume", str(run), "--epochs", "2", "--quiet"])
+        err = capsys.readouterr().err
+        if not extra:
+            assert rc == 0, err
+            card = json.loads((run / "card.json").read_text())
+            assert card["epoch"] == 2 and card["config"]["width"] == 16
+        else:
+            assert rc == 2 and "options differ" not in err
+            assert "it was trained from Python with config mults=[1, 2]" in err
+            assert f"fit(resume={str(run)!r})" in err
 
 
 def test_resume_metadata_tolerates_rounding():

@@ -562,13 +562,14 @@ def test_ddp_two_processes(data_root, tmp_path):
     assert card["world_size"] == 2 and card["step"] == 2  # 16 images / (2 x 4) per step
     assert math.isfinite(card["val_metrics"]["psnr"])
     # the recorded command reruns the run: with its launcher and process count (the global
-    # batch and the data order depend on it), and --resume reads it back
+    # batch and the data order depend on it), and --resume reads the run's options back
     assert card["command"].startswith("torchrun --nproc_per_node=2 -m semcom.cli train jscc ")
+    from semcom.cli import build_parser
     from semcom.devices import command_args
     from semcom.train.cli import resume_argv
 
     assert command_args(card["command"])[:2] == ["train", "jscc"]
-    again = resume_argv(["train", "jscc", "--resume", str(out)], "jscc", str(out))
+    again = resume_argv(["train", "jscc", "--resume", str(out)], "jscc", str(out), build_parser())
     assert again[:4] == ["train", "jscc", "--model", "adjscc"] and again[-2:] == [
         "--resume",
         str(out),
@@ -915,3 +916,95 @@ def test_trainer_refuses_a_rank_outside_the_world(tmp_path, monkeypatch) -> None
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ValueError, match="RANK=2 is outside WORLD_SIZE=2"):
         Trainer(_RowsTask(n=8), _cfg(tmp_path / "outside", epochs=1, batch_size=2))
+
+
+_SMALL = ["--data", "samples", "--crop", "32", "--width", str(W), "--batch-size", "2",
+          "--val-data", "none", "--quiet"]  # fmt: skip
+
+
+def test_a_later_resume_keeps_the_options_of_earlier_resumes(data_root, tmp_path, capsys):
+    """A plain ``--resume`` continues with the options the run's last checkpoint was trained
+    with (its card's ``config`` / ``train``), not those of the command that started it: an
+    earlier ``--resume --epochs 8`` or ``--max-steps 100`` is not dropped. The card's command
+    stays the start and every resume is listed, so the chain replays the run."""
+    from semcom.cli import main
+
+    run = tmp_path / "k1"  # 6 images, batches of 2: 3 steps per epoch
+    assert main(["train", "jscc", *_SMALL, "--epochs", "4", "--max-steps", "3",
+                 "--out", str(run)]) == 0  # fmt: skip
+    assert main(["train", "jscc", "--resume", str(run), "--epochs", "8", "--max-steps", "9"]) == 0
+    assert main(["train", "jscc", "--resume", str(run), "--max-steps", "100"]) == 0
+    card = json.loads((run / "card.json").read_text())
+    assert (card["epoch"], card["step"]) == (8, 24)  # was epoch 4, step 12: --epochs 8 dropped
+    assert card["train"]["epochs"] == 8 and card["train"]["max_steps"] == 100
+    assert card["train"]["progress"] is False  # --quiet of the start carries over too
+    assert card["command"].startswith("semcom train jscc --data samples")
+    assert card["resumed_with"] == [
+        f"semcom train jscc --resume {run} --epochs 8 --max-steps 9",
+        f"semcom train jscc --resume {run} --max-steps 100",
+    ]
+    capsys.readouterr()
+    assert main(["train", "jscc", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "has finished 8 of 8 epochs, at step 24" in err and "--max-steps 3" not in err
+
+
+def test_a_run_trained_from_python_resumes_from_the_command_line(data_root, tmp_path, capsys):
+    """A run started with ``Trainer(...).fit()`` records no command (""): ``--resume`` takes
+    its options from the card's task and trainer configs (was: "options differ: --cbr:
+    checkpoint '1/16', now '1/6'; --width ...", CLI defaults nobody gave), and the card keeps
+    saying it was started from Python."""
+    from semcom.cli import main
+
+    run = tmp_path / "py1"
+    task = JSCCTask(JSCCConfig(cbr="1/16", width=W, data="samples", crop=32, val_data="none"))
+    Trainer(task, TrainConfig(out=str(run), epochs=1, batch_size=2, progress=False)).fit()
+    assert json.loads((run / "card.json").read_text())["command"] == ""
+    assert main(["train", "jscc", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    card = json.loads((run / "card.json").read_text())
+    assert card["epoch"] == 2 and card["config"]["cbr"] == "1/16" and card["config"]["width"] == W
+    assert card["command"] == "" and card["resumed_with"] == [
+        f"semcom train jscc --resume {run} --epochs 2 --quiet"
+    ]
+
+
+def test_init_without_width_takes_the_width_of_the_checkpoint(data_root, tmp_path, capsys):
+    """``--init RUN`` without ``--width`` builds the codec at the checkpoint's width (was:
+    "width is 8 in the file but 64 was requested", 64 being the default nobody gave)."""
+    from semcom.cli import main
+
+    first = tmp_path / "jfull"
+    assert main(["train", "jscc", *_SMALL, "--epochs", "1", "--out", str(first)]) == 0
+    small = _SMALL[:4] + _SMALL[6:]  # no --width
+    out = tmp_path / "cont"
+    assert main(["train", "jscc", *small, "--init", str(first), "--epochs", "1",
+                 "--out", str(out)]) == 0, capsys.readouterr().err  # fmt: skip
+    assert json.loads((out / "card.json").read_text())["config"]["width"] == W
+    # a width given that the checkpoint does not have is still refused, naming both
+    bad = [
+        "train",
+        "jscc",
+        *small,
+        "--init",
+        str(first),
+        "--width",
+        "16",
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main(bad) == 2
+    assert "width is 8 in the file but 16 was requested" in capsys.readouterr().err
+
+
+def test_a_resume_with_nothing_to_train_names_the_run_folder(data_root, tmp_path, capsys):
+    """``--resume RUN --out OTHER`` of a finished run trains nothing and writes nothing: the
+    line printed names RUN, which holds the run (was OTHER, a folder that does not exist)."""
+    from semcom.cli import main
+
+    run, other = tmp_path / "j2", tmp_path / "j3"
+    assert main(["train", "jscc", *_SMALL, "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "jscc", "--resume", str(run), "--out", str(other)]) == 0
+    out, err = capsys.readouterr()
+    assert "nothing to train" in err and f"nothing is written to --out {str(other)!r}" in err
+    assert json.loads(out.strip().splitlines()[-1]) == {"out": str(run)} and not other.exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
 from ..codecs.jscc import MODELS
-from ..devices import command_args, launch_command, without_options
+from ..devices import command_args, launch_command
 from ..paths import json_text
 from .engine import SCHEDULES
 from .jscc import LOSSES
@@ -48,7 +48,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     j.add_argument("--model", default="deepjscc", choices=list(MODELS), help="JSCC codec")
     j.add_argument("--cbr", default="1/6", help="CBR, c = 96*CBR channels (1/6, 1/12, 1/16)")
-    j.add_argument("--width", type=int, default=None, help="hidden width (default 64)")
+    j.add_argument(
+        "--width", type=int, default=None, help="hidden width (default: that of --init, else 64)"
+    )
     j.add_argument("--channel", default="awgn", choices=CHANNELS, help="training channel")
     j.add_argument("--csi", default="perfect", choices=CSI_MODES, help="receiver CSI in training")
     j.add_argument(
@@ -263,7 +265,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     argv = join_range_values(argv)
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "train" and args.resume:
-        full = resume_argv(argv, args.train_command, args.resume)
+        full = resume_argv(argv, args.train_command, args.resume, parser)
         args = parser.parse_args(full) if full is not None else args
     if isinstance(getattr(args, "metrics", None), list):  # each metric once (one column)
         args.metrics = list(dict.fromkeys(args.metrics))
@@ -271,28 +273,92 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     return args
 
 
-def resume_argv(argv: Sequence[str], task: str, run: str) -> list[str] | None:
-    """The arguments that resume ``run``: the options of the command that started it (from
-    its ``card.json``, less ``--out``/``--resume``) followed by ``argv`` (the ones given now,
-    ``train TASK ... --resume RUN``), so options given now override the run's own (argparse
-    keeps the last value) and everything else comes from the checkpoint. None when the card
-    or its command is missing or unreadable (:func:`_check_resume` then says why)."""
+#: card keys (``config`` and ``train`` blocks) whose option has another destination; the
+#: ``True`` ones are switches that say the opposite (``flip`` False is ``--no-flip``)
+_CARD_DESTS = {
+    "warmup_steps": ("warmup", False),
+    "num_workers": ("workers", False),
+    "val_snrs": ("val_snr", False),
+    "encode_snrs": ("encode_snr", False),
+    "flip": ("no_flip", True),
+    "progress": ("quiet", True),
+}
+#: card keys that are not options of the run (``out``: the folder given now)
+_CARD_SKIP = {"out", "command", "extra", "resume"}
+
+
+def _task_parser(parser: argparse.ArgumentParser, task: str) -> argparse.ArgumentParser | None:
+    """The parser of ``train TASK`` inside the ``semcom`` parser (None if it has none)."""
+    for name in ("train", task):
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or name not in sub.choices:
+            return None
+        parser = sub.choices[name]
+    return parser
+
+
+def card_options(card: dict, parser: argparse.ArgumentParser) -> list[str]:
+    """The options of the ``train TASK`` ``parser`` that rebuild the run of ``card``: its
+    ``config`` and ``train`` blocks, which hold what the run's last checkpoint was trained with
+    (the options of its start, as changed by each ``--resume`` since), as command-line words.
+    A value the card leaves unset (None) keeps the option's default (None too)."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    words: list[str] = []
+    for section in ("config", "train"):
+        block = card.get(section)
+        for key, value in block.items() if isinstance(block, dict) else ():
+            dest, negated = _CARD_DESTS.get(key, (key, False))
+            action = actions.get(dest)
+            if key in _CARD_SKIP or action is None or value is None:
+                continue
+            flag = action.option_strings[-1]
+            if action.nargs == 0:  # a switch (store_true)
+                if bool(value) != negated:
+                    words.append(flag)
+                continue
+            if key == "snr_range" and isinstance(value, list | tuple):
+                value = ":".join(str(v) for v in value)
+            if isinstance(value, list | tuple):
+                if value:  # nargs="+": the values follow as words ("-5" reads as a number)
+                    words += [flag, *(str(v) for v in value)]
+                continue
+            text = str(value)
+            words += [f"{flag}={text}"] if text.startswith("-") else [flag, text]
+    return words
+
+
+def resume_argv(
+    argv: Sequence[str], task: str, run: str, parser: argparse.ArgumentParser
+) -> list[str] | None:
+    """The arguments that resume ``run``: the options its last checkpoint was trained with
+    (:func:`card_options`, from its ``card.json``: those of the command that started it as
+    changed by every ``--resume`` since, also for a run started from Python) followed by
+    ``argv`` (the ones given now, ``train TASK ... --resume RUN``), so options given now
+    override the run's own (argparse keeps the last value) and everything else comes from the
+    checkpoint. None when the card is missing or unreadable (:func:`_check_resume` then says
+    why)."""
     try:
         card = json.loads((Path(run) / "card.json").read_text())
-        words = command_args(card["command"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
-    if not words or words[:1] != ["train"] or len(words) < 2:
+    if not isinstance(card, dict) or not isinstance(card.get("config"), dict):
         return None
-    if words[1] != task:
-        raise ValueError(f"cannot resume: {str(run)!r} is a 'train {words[1]}' run, not {task!r}")
-    own = without_options(words[2:], ("--out", "--resume"))
+    words = command_args(card.get("command") or "") or []
+    started = card.get("task") or (words[1] if words[:1] == ["train"] and len(words) > 1 else None)
+    if started and started != task:
+        raise ValueError(f"cannot resume: {str(run)!r} is a 'train {started}' run, not {task!r}")
+    sub = _task_parser(parser, task)
+    if sub is None:
+        return None
     argv = list(argv)  # [..., "train", task, *given]
     i = next(i for i in range(len(argv) - 1) if argv[i : i + 2] == ["train", task]) + 2
-    return [*argv[:i], *own, *argv[i:]]
+    return [*argv[:i], *card_options(card, sub), *argv[i:]]
 
 
-def _check_resume(run: Path, config: dict, train: dict) -> None:
+def _check_resume(run: Path, config: dict, train: dict, options: set[str] | None = None) -> None:
+    """Refuse to resume ``run`` with a task ``config`` or ``train`` config that differs from its
+    card's in an option that may not change. ``options``: the destinations of the command's
+    options (a card value no option sets came from a run started from Python)."""
     card_path = run / "card.json"
     if not card_path.is_file():
         raise ValueError(f"cannot resume: {str(card_path)!r} not found")
@@ -307,9 +373,22 @@ def _check_resume(run: Path, config: dict, train: dict) -> None:
             # None: a default the task resolved when the run started (e.g. encode_snrs)
             if k in _RESUME_FREE or k not in theirs or v is None:
                 continue
+            if theirs[k] == v:
+                continue
+            dest = _CARD_DESTS.get(k, (_CONFIG_FLAGS.get(k, k), False))[0]
+            if options is not None and dest not in options:
+                how = (
+                    "it was trained from Python with" if not card.get("command") else "its card has"
+                )
+                raise ValueError(
+                    f"cannot resume {str(run)!r} from the command line: {how} {section} "
+                    f"{k}={theirs[k]!r}, which no option of 'semcom train' sets; resume it "
+                    f"from Python: Trainer(task, TrainConfig(...)).fit(resume={str(run)!r}) with "
+                    "the task config of its card"
+                )
             flag = "--" + _CONFIG_FLAGS.get(k, k).replace("_", "-")
             diff = f"{flag}: checkpoint {theirs[k]!r}, now {v!r}"
-            if theirs[k] != v and diff not in diffs:  # seed is in both sections
+            if diff not in diffs:  # seed is in both sections
                 diffs.append(diff)
     want, ref = card.get("init_sha256"), config.get("calibrate")
     if want and ref:  # the frozen CNN a calibration trains its head on must be the same
@@ -342,10 +421,13 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
     from ..codecs.jscc import DEFAULT_WIDTH
     from .jscc import JSCCConfig, JSCCTask
 
+    width = args.width
+    if width is None and args.init:  # the architecture of the checkpoint it starts from
+        width = _init_width(args.init)
     config = JSCCConfig(
         model=args.model,
         cbr=args.cbr,
-        width=DEFAULT_WIDTH if args.width is None else args.width,
+        width=DEFAULT_WIDTH if width is None else width,
         channel=args.channel,
         csi=args.csi,
         snr_train=args.snr_train,
@@ -367,6 +449,18 @@ def cmd_train_jscc(args: argparse.Namespace) -> int:
         loss=args.loss,
     )
     return _fit(JSCCTask(config), asdict(config), args)
+
+
+def _init_width(ref: str) -> int | None:
+    """The hidden width of the JSCC codec ``--init`` names (None when it cannot be read: the
+    task then says why)."""
+    from ..codecs.jscc import load_jscc
+    from ..zoo import resolve_weights
+
+    try:
+        return int(load_jscc(resolve_weights(ref)).width)
+    except (ValueError, OSError):
+        return None
 
 
 def _fit(task, config: dict, args: argparse.Namespace) -> int:
@@ -404,13 +498,15 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
     if args.resume:
         if not Path(args.resume).is_dir():
             raise ValueError(f"--resume {args.resume!r} is not a run folder")
-        _check_resume(Path(args.resume), config, asdict(tcfg))
+        _check_resume(Path(args.resume), config, asdict(tcfg), set(vars(args)))
     try:
         metrics = Trainer(task, tcfg).fit(resume=args.resume)
     except FileNotFoundError as e:  # semcom.cli reports ValueErrors as one line, exit 2
         if type(e) is not FileNotFoundError:
             raise
         raise ValueError(str(e)) from e
+    if args.resume and not (Path(out) / "card.json").is_file():
+        out = args.resume  # nothing was left to train: the run stays where it was (no --out)
     # the run's folder and final validation metrics (none with --val-data none): always a line
     print(json_text({"out": str(out), **(metrics or {})}))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,8 +186,18 @@ def get_latents(
 def check_crop(latents: Sequence[Tensor], crop: int, data: str, codec: str, scale: int) -> None:
     """Refuse a training crop (latent pixels) that no latent of ``data`` holds whole: every
     crop would be mostly padding, which almost always means image pixels were meant (``scale``:
-    the codec's downsampling, image pixels per latent pixel)."""
-    if any(t.shape[-2] >= crop and t.shape[-1] >= crop for t in latents):
+    the codec's downsampling, image pixels per latent pixel); warn when some latents are
+    smaller (:class:`~semcom.diffusion.latents.LatentCrops` pads them to the crop)."""
+    small = [t for t in latents if t.shape[-2] < crop or t.shape[-1] < crop]
+    if small and len(small) < len(latents):
+        h, w = min((t.shape[-2], t.shape[-1]) for t in small)
+        warnings.warn(
+            f"{len(small)} of {len(latents)} {codec} latents of {data} are smaller than "
+            f"--crop {crop} (the smallest is {h}x{w}): they are padded (reflect; replicate "
+            f"where that cannot) to {crop}x{crop}",
+            stacklevel=2,
+        )
+    if len(small) < len(latents):
         return
     h, w = max((t.shape[-2], t.shape[-1]) for t in latents)
     raise ValueError(

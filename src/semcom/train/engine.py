@@ -712,7 +712,8 @@ class Trainer:
                 before = json.loads((Path(resume) / "card.json").read_text())
             except (OSError, json.JSONDecodeError):
                 before = {}
-            self._command = before.get("command") or cfg.command
+            # a run started from Python records no command (""): it stays so
+            self._command = before.get("command", "")
             self._resumes = [*before.get("resumed_with", []), cfg.command]
             self._setup_hours = float(before.get("setup_hours", 0.0))
         if prog.batch_in_epoch >= steps_per_epoch:
@@ -726,7 +727,12 @@ class Trainer:
                 f"nothing to train: {str(resume)!r} has finished {prog.epoch} of {cfg.epochs} "
                 f"epochs, at step {prog.step}"
                 + (f" of --max-steps {cfg.max_steps}" if at_max_steps() else "")
-                + "; give a larger --epochs or --max-steps to continue it",
+                + "; give a larger --epochs or --max-steps to continue it"
+                + (
+                    f" (nothing is written to --out {str(self.out)!r})"
+                    if Path(resume).resolve() != self.out.resolve()
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )
