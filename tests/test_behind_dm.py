@@ -4,6 +4,7 @@ recipe): the frozen encoder, the card, the zoo lookup and its use by the ``X+dm`
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -169,3 +170,92 @@ def test_init_reference_must_exist(tmp_path):
          "--max-steps", "1", "--quiet", "--out", str(tmp_path / "run")]
     )  # fmt: skip
     assert rc == 2 and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.fixture()
+def user_zoo(tmp_path, monkeypatch):
+    """A user zoo ($SEMCOM_ZOO) with one's own DeepJSCC at 1/16 (``my-jscc``, width 8), a
+    denoiser on its latents (``my-dn``) and a decoder trained behind it (``my-bd1``): files
+    and cards as the trainers write them, untrained weights."""
+    from safetensors.torch import save_file
+
+    import semcom.zoo
+    from semcom.codecs.jscc import build_jscc, jscc_metadata
+    from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
+    from semcom.fingerprint import codec_fingerprint
+    from semcom.zoo import sha256_file
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    monkeypatch.setenv("SEMCOM_ZOO", str(zoo))
+    # the shipped zoo (tiny_zoo, module-scoped, points ZOO_DIR elsewhere while it lives)
+    monkeypatch.setattr("semcom.zoo.ZOO_DIR", Path(semcom.zoo.__file__).parent / "checkpoints")
+    torch.manual_seed(0)
+
+    def save(name: str, module: torch.nn.Module, meta: dict, **card) -> None:
+        tensors = {k: v.contiguous() for k, v in module.state_dict().items()}
+        save_file(tensors, str(zoo / f"{name}.safetensors"), meta)
+        card = {"format": "semcom-zoo-v1", "name": name, "cbr": 1 / 16, "snr_train": "10",
+                "channel": {"name": "awgn"}, "data": {"train": "kodak"}, **card}  # fmt: skip
+        (zoo / f"{name}.json").write_text(json.dumps(card))
+
+    codec = build_jscc("deepjscc", 6, 8)
+    save("my-jscc", codec, {**jscc_metadata(codec), "task": "jscc"}, model="deepjscc")
+    fp = codec_fingerprint(codec)
+    den = LatentUNet(DenoiserConfig(channels=6, width=16, mults=(1, 2), blocks=1, emb_dim=32))
+    meta = {"task": "denoiser", "denoiser_config": json.dumps(den.config.to_dict()),
+            "codec": "deepjscc", "cbr": "1/16", "codec_fingerprint": fp}  # fmt: skip
+    save("my-dn", den, meta, model="denoiser", codec={"name": "deepjscc", "cbr": "1/16",
+         "fingerprint": fp})  # fmt: skip
+    bd = build_jscc("deepjscc", 6, 8, dm_side=True)
+    bd.load_state_dict(codec.state_dict(), strict=False)
+    behind = {"init": "my-jscc", "denoiser": "my-dn",
+              "denoiser_sha256": sha256_file(zoo / "my-dn.safetensors")}  # fmt: skip
+    save("my-bd1", bd, {**jscc_metadata(bd), "task": "jscc"}, model="deepjscc",
+         decoder_behind_dm=behind)  # fmt: skip
+    return zoo
+
+
+def test_denoiser_of_another_codec_is_named_before_its_decoder_is_looked_up(user_zoo):
+    """A zoo denoiser trained on one's own DeepJSCC, used with the shipped one: the denoiser's
+    codec mismatch is reported (not the width of the decoder trained behind it), whether the
+    denoiser is given by zoo name or by file; with its own codec it runs, with that decoder."""
+    from semcom.schemes import get_scheme
+
+    for ref in ("my-dn", str(user_zoo / "my-dn.safetensors")):
+        with pytest.raises(ValueError, match=r"trained on latents of codec weights") as e:
+            get_scheme("deepjscc+dm", "1/16", denoiser_path=ref)
+        assert "my-bd1" not in str(e.value)
+    link = get_scheme("deepjscc+dm", "1/16", codec_path="my-jscc", denoiser_path="my-dn")
+    assert link.codec.dm_side  # the decoder trained behind my-dn, found by the denoiser's hash
+
+
+def test_load_denoiser_checks_the_zoo_codec_weights_of_its_cbr(user_zoo):
+    from semcom.codecs.jscc import load_jscc
+    from semcom.diffusion.checkpoint import load_denoiser
+
+    with pytest.raises(ValueError, match=r"codec weights [0-9a-f]{12}, but this codec's weights"):
+        load_denoiser("my-dn", codec="deepjscc", cbr="1/16")  # the shipped 1/16 codec's
+    mine = load_jscc(user_zoo / "my-jscc.safetensors")
+    load_denoiser("my-dn", codec="deepjscc", cbr="1/16", codec_weights=mine)  # its own: fine
+    load_denoiser("my-dn", codec="deepjscc")  # no CBR: no codec weights known, nothing checked
+
+
+def test_plain_scheme_refuses_a_decoder_trained_behind_the_receiver(user_zoo):
+    from semcom.schemes import get_scheme
+
+    want = r"behind the diffusion receiver.*--scheme deepjscc\+dm --codec my-jscc --denoiser my-dn --dm-decoder my-bd1"  # noqa: E501
+    for scheme in ("deepjscc", "deepjscc+dm"):
+        with pytest.raises(ValueError, match=want):
+            get_scheme(scheme, "1/16", codec_path="my-bd1")
+    get_scheme("deepjscc", "1/16", codec_path="my-jscc")  # a plain codec of one's own: fine
+
+
+def test_latent_model_and_codec_given_for_each_other_are_named(user_zoo):
+    from semcom.diffusion.checkpoint import load_denoiser
+    from semcom.zoo import load_codec
+
+    with pytest.raises(ValueError, match="is a denoiser checkpoint, not a codec"):
+        load_codec("deepjscc", ref="my-dn")
+    with pytest.raises(ValueError, match="is a deepjscc codec checkpoint, not a denoiser"):
+        load_denoiser("my-jscc")

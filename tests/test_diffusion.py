@@ -1123,3 +1123,28 @@ def test_stop_snr_image_exactly_at_the_stop_gets_lmmse() -> None:
     res = diffusion_receive(ft, d, Oracle(f[1:]), steps=2, stop_snr_db=0.0)
     assert res.info["n_skip"] == 1
     assert torch.allclose(res.f_hat[0], math.sqrt(0.5) * ft[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_receiver_runs_the_network_in_its_dtype_and_answers_in_the_inputs(dtype):
+    """A float64 (equalised from a float64 latent) or half f_tilde: the float32 network runs
+    in float32, the estimate comes back in the input's dtype, close to the float32 one."""
+    from semcom.channels import Channel, equalize, pack, unpad_like
+    from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
+    from semcom.diffusion.samplers import DiffusionReceiver
+
+    torch.manual_seed(0)
+    net = LatentUNet(DenoiserConfig(channels=4, width=8, mults=(1, 2), blocks=1, emb_dim=16))
+    with torch.no_grad():
+        for p in net.parameters():  # a network whose output is not the LMMSE estimate
+            p.add_(0.05 * torch.randn_like(p))
+    p = pack(torch.randn(2, 4, 8, 8, dtype=torch.float64))
+    eq = equalize(*Channel("awgn")(p.z, 0.0, torch.Generator().manual_seed(1)))
+    f = unpad_like(eq.f_tilde, p)
+    rx = DiffusionReceiver(net.eval(), steps=2, rule="continuous")
+    want = rx(f.float(), eq.d.float(), torch.Generator().manual_seed(2))
+    got = rx(f.to(dtype), eq.d, torch.Generator().manual_seed(2))
+    assert got.dtype == dtype
+    assert torch.allclose(got.float(), want, atol=1e-2 if dtype == torch.float16 else 1e-4)
+    with pytest.raises(ValueError, match="floating"):
+        rx(f.long(), eq.d)

@@ -498,3 +498,20 @@ def test_snr_adaptive_encoder_sees_each_snr_of_an_expanded_batch() -> None:
     expanded = link.transmit(one.expand(2, -1, -1, -1), ch, snr, torch.Generator().manual_seed(2))
     separate = link.transmit(one.repeat(2, 1, 1, 1), ch, snr, torch.Generator().manual_seed(2))
     torch.testing.assert_close(expanded.images, separate.images, rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_zoo_loaders_check_the_device_like_the_cli(tmp_path):
+    """A device this machine lacks: the --device ValueError, not torch's AssertionError."""
+    from semcom.codecs.taef2 import load_taef2
+    from semcom.diffusion.checkpoint import load_denoiser
+    from semcom.zoo import load_codec
+
+    for load in (
+        lambda: load_codec("deepjscc", "1/16", device="cuda"),
+        lambda: load_codec("deepjscc", ref="deepjscc-c6-bsds-awgn10", device=torch.device("cuda")),
+        lambda: load_denoiser("denoiser-vae-bsds", codec="vae", device="cuda"),
+        lambda: load_taef2("cuda"),
+    ):
+        with pytest.raises(ValueError, match="no CUDA device"):
+            load()

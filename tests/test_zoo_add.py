@@ -36,9 +36,10 @@ def test_add_tests_lists_and_never_overwrites_silently(data_root, tmp_path, zoo,
     add = ["zoo", "add", str(run), "dj-tiny", "--zoo-dir", str(zoo)]
     assert semcom_main([*add, "--test-data", "cifar10-test", "--test-limit", "4",
                         "--test-snr", "0", "10"]) == 0  # fmt: skip
-    assert "dB @ 10 dB (cifar10-test)" in capsys.readouterr().out
+    assert "dB @ 10 dB (cifar10-test, 4 images)" in capsys.readouterr().out
     card = _card(zoo, "dj-tiny")
     assert card["test"]["snr_db"] == [0.0, 10.0] and card["test"]["n_images"] == 4
+    assert card["test"]["n_total"] == 10000
     assert card["test"]["psnr"][0] < card["test"]["psnr"][1]  # more noise, lower PSNR
     assert "unfinished" not in card and "continued_from" not in card and "init" not in card
     before = (zoo / "dj-tiny.safetensors").read_bytes()
@@ -335,6 +336,31 @@ def test_zoo_summaries_show_the_middle_snr_and_the_rms_estimation_error(zoo):
     assert est.summary() == "SNR RMSE 5.00 dB over -10..20 dB"
     table = format_table([codec, est])
     assert "26.50 dB @ 7.5 dB (kodak)" in table and "SNR RMSE 5.00 dB" in table
+
+
+def test_zoo_summary_says_how_many_images_a_partial_test_used(zoo):
+    """``zoo add --test-limit``: the summary names the image count when the test did not use
+    the whole set (recorded as ``n_total``; cards without it: the known set sizes)."""
+    from semcom.zoo import list_checkpoints
+
+    base = {"cbr": 1 / 16, "channel": "awgn", "snr_train": "10", "model": "deepjscc",
+            "data": {"train": "kodak"}}  # fmt: skip
+    test = {"data": "kodak", "snr_db": [10.0], "psnr": [14.6]}
+    cards = {
+        "one": {**test, "n_images": 1},  # written before n_total was recorded
+        "two": {**test, "n_images": 2, "n_total": 24},
+        "whole": {**test, "n_images": 24, "n_total": 24},
+        "odd": {**test, "data": "my-set", "n_images": 3},  # whole set unknown: not said
+    }
+    for name, t in cards.items():
+        (zoo / f"{name}.json").write_text(json.dumps({**base, "name": name, "test": t}))
+    got = {e.name: e.summary() for e in list_checkpoints(zoo)}
+    assert got == {
+        "one": "14.60 dB @ 10 dB (kodak, 1 image)",
+        "two": "14.60 dB @ 10 dB (kodak, 2 images)",
+        "whole": "14.60 dB @ 10 dB (kodak)",
+        "odd": "14.60 dB @ 10 dB (my-set)",
+    }
 
 
 def _fake_jscc_run(run, seed: int, hours: float, **card) -> str:

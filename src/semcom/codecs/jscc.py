@@ -380,11 +380,16 @@ def load_jscc(
     The architecture (model, c, width) comes from the file's metadata (else from a
     ``card.json`` beside it). ``model``/``c``/``width`` are what the caller expects: a
     different value raises ValueError naming the mismatch. A corrupt or truncated file
-    raises ValueError too. Loading never unpickles code. Returned in eval mode, channels-last
-    (:meth:`~semcom.codecs.base.Codec.channels_last`; training builds codecs contiguous).
+    raises ValueError too, and so does a latent model's file (a denoiser, an SNR estimator)
+    and a ``device`` this machine lacks. Loading never unpickles code. Returned in eval mode,
+    channels-last (:meth:`~semcom.codecs.base.Codec.channels_last`; training builds codecs
+    contiguous).
     """
     from safetensors import safe_open
 
+    from ..devices import parse_device
+
+    device = parse_device(str(device))  # a device this machine lacks: ValueError, as --device
     p = checkpoint_file(path)
     if not p.is_file():
         raise FileNotFoundError(f"JSCC checkpoint {str(p)!r} not found")
@@ -401,6 +406,11 @@ def load_jscc(
             arch.update(json.loads(card.read_text()).get("model_config", {}))
         except json.JSONDecodeError as e:
             raise ValueError(f"corrupt model card {str(card)!r}: {e}") from e
+    if meta.get("task", "jscc") != "jscc":  # a latent model (denoiser, SNR estimator)
+        raise ValueError(
+            f"checkpoint {str(p)!r} is a {meta['task']} checkpoint, not a codec (a latent "
+            f"model: give it as --{meta['task']})"
+        )
     arch.update({k: meta[k] for k in ("model", "c", "width", "dm_side") if k in meta})
     missing = [k for k in ("model", "c", "width") if k not in arch]
     if missing:

@@ -33,6 +33,32 @@ register_scheme(
 )
 
 
+def behind_dm_refusal(model: str, ref: str) -> str:
+    """Why ``--codec ref``, a decoder trained behind the diffusion receiver, is refused as the
+    codec of scheme ``model`` / ``model+dm``, and the command line that runs it."""
+    how = ""
+    try:
+        from ..zoo import read_card
+
+        behind = read_card(ref)[1].get("decoder_behind_dm") or {}
+        if behind.get("init"):
+            how += f" --codec {behind['init']}"
+        if behind.get("denoiser"):
+            how += f" --denoiser {behind['denoiser']}"
+    except (OSError, ValueError):  # no card: the flags it needs are not known
+        pass
+    why = (
+        "--codec names the codec whose encoder it was trained behind"
+        if model.endswith("+dm")
+        else "it would decode without the denoised latent it reads"
+    )
+    return (
+        f"--codec {ref!r} is a decoder trained behind the diffusion receiver ('semcom train "
+        f"jscc --behind-dm'), not a codec of scheme {model!r} ({why}): run it with "
+        f"'--scheme {model.removesuffix('+dm')}+dm{how} --dm-decoder {ref}'"
+    )
+
+
 def _jscc_factory(model: str):
     def factory(
         cbr: float | None, device: torch.device, codec_path: str | None = None
@@ -40,6 +66,10 @@ def _jscc_factory(model: str):
         from ..zoo import load_codec
 
         codec = load_codec(model, cbr, device, ref=codec_path)
+        if getattr(codec, "dm_side", False):
+            # its decoder reads the denoised latent too: without the receiver it was trained
+            # behind, the LMMSE estimate would stand in for it unnoticed
+            raise ValueError(behind_dm_refusal(model, str(codec_path)))
         return AnalogLink(codec, name=model, fixed_cbr=False)
 
     return factory

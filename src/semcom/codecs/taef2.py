@@ -180,5 +180,8 @@ class TAEF2Codec(Codec):
 
 
 def load_taef2(device: str | torch.device = "cpu") -> TAEF2Codec:
-    """Build the frozen TAEF2 codec from the resolved weight files, on ``device``."""
-    return TAEF2Codec().to(device)
+    """Build the frozen TAEF2 codec from the resolved weight files, on ``device`` (ValueError
+    for a device this machine lacks, as ``--device`` says)."""
+    from ..devices import parse_device
+
+    return TAEF2Codec().to(parse_device(str(device)))

@@ -53,6 +53,11 @@ def read_checkpoint(
             weights = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise ValueError(f"corrupt or unreadable {task} checkpoint {str(p)!r}: {e}") from e
+    if meta.get("task") != task and (meta.get("task") == "jscc" or "model" in meta):
+        raise ValueError(
+            f"{str(p)!r} is a {meta.get('model', 'JSCC')} codec checkpoint, not a {task} "
+            "(give it as --codec)"
+        )
     if meta.get("task") != task or config_key not in meta:
         raise ValueError(
             f"{str(p)!r} is not a {task} checkpoint (task {meta.get('task')!r}); "
@@ -106,19 +111,42 @@ def load_denoiser(
     cbr: float | str | None = None,
     latent_channels: int | None = None,
     device: str | torch.device = "cpu",
+    codec_weights: torch.nn.Module | str | None = None,
 ) -> LatentUNet:
     """Load a denoiser, refusing one trained on another codec's latents.
 
     Args:
-        path: ``model.safetensors`` or a run folder.
-        codec, cbr: the codec (and CBR, for zoo codecs) the receiver decodes with; a
-            checkpoint trained on other latents raises ``ValueError`` naming both.
+        path: a zoo name (``semcom zoo list``, user zoo included), a run folder or a
+            ``model.safetensors``.
+        codec, cbr: the codec (and CBR, for JSCC codecs) the receiver decodes with; a
+            checkpoint trained on other latents raises ``ValueError`` naming both. That
+            includes other weights of the same codec and CBR (a retrained DeepJSCC):
+            ``codec_weights`` (the codec module, or its
+            :func:`~semcom.fingerprint.codec_fingerprint`) are the weights checked against;
+            without it, for ``deepjscc``/``adjscc`` with ``cbr`` given, those of the zoo
+            codec :func:`semcom.zoo.load_codec` loads for that CBR (pass your own codec's for
+            a codec loaded by ``--codec REF``). Checkpoints recording no fingerprint pass.
         latent_channels: latent channel count of that codec (checked too).
+        device: where the model goes (ValueError for a device this machine lacks).
     """
+    if codec_weights is None and codec in ("deepjscc", "adjscc") and cbr is not None:
+        codec_weights = _zoo_codec_fingerprint(codec, cbr)
     return load_latent_model(
         path, "denoiser", "denoiser_config", DenoiserConfig, LatentUNet, "denoiser",
-        codec, cbr, latent_channels, device,
+        codec, cbr, latent_channels, device, codec_weights,
     )  # fmt: skip
+
+
+def _zoo_codec_fingerprint(codec: str, cbr: float | str) -> str | None:
+    """The fingerprint of the ``codec`` weights the zoo serves at ``cbr`` (its default for
+    that CBR), or None when it serves none (nothing to check a denoiser against)."""
+    from ..zoo import find_checkpoint, load_codec
+
+    try:
+        entry = find_checkpoint(codec, cbr)
+    except ValueError:
+        return None
+    return codec_fingerprint(load_codec(codec, entry.cbr, ref=entry.weights))
 
 
 def load_latent_model(
@@ -132,6 +160,7 @@ def load_latent_model(
     cbr: float | str | None = None,
     latent_channels: int | None = None,
     device: str | torch.device = "cpu",
+    codec_weights: torch.nn.Module | str | None = None,
 ):
     """Load a latent model (denoiser, SNR estimator) of ``task``, with every check.
 
@@ -139,8 +168,14 @@ def load_latent_model(
     on another codec's (or CBR's) latents, a latent channel count other than
     ``latent_channels``, and weights that do not fit the stored config (``config_key`` JSON,
     built with ``config_cls.from_dict``). Weights are cast to float32 (zoo files are float16).
-    Returns ``model_cls(config)`` in eval mode without gradients, on ``device``.
+    Returns ``model_cls(config)`` in eval mode without gradients, on ``device`` (ValueError,
+    before anything is read, for a device this machine lacks, as ``--device``). With
+    ``codec_weights`` (a codec or its fingerprint), one trained on other weights of that codec
+    is refused too (:func:`check_codec_weights`).
     """
+    from ..devices import parse_device
+
+    device = parse_device(str(device))
     path = resolve_checkpoint(path, task)
     weights, meta = read_checkpoint(path, task, config_key)
     cfg = config_cls.from_dict(json.loads(meta[config_key]))
@@ -150,6 +185,8 @@ def load_latent_model(
             f"{what} {str(path)!r} expects {cfg.channels}-channel latents, the codec has "
             f"{latent_channels}"
         )
+    if codec_weights is not None:
+        check_codec_weights(path, what, codec_weights)
     model = model_cls(cfg)
     try:
         model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)

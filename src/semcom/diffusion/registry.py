@@ -88,10 +88,15 @@ def build_dm_link(
         from ..zoo import load_codec
 
         codec = load_codec(base, cbr, device, ref=codec_path)
+        if codec.dm_side:  # its encoder's codec goes to --codec, the decoder to --dm-decoder
+            from ..codecs.registry import behind_dm_refusal
+
+            raise ValueError(behind_dm_refusal(f"{base}+dm", str(codec_path)))
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
     den_path = denoiser_file(codec, base, denoiser_path)
-    if codec_path is not None:  # the denoiser's codec first (a decoder tuned behind it needs it)
-        check_codec_weights(den_path, "denoiser", codec)
+    # the denoiser's codec first, whatever names it (zoo name, run folder, file): a decoder
+    # trained behind it is looked up by its hash and read with its codec's architecture
+    check_denoiser(den_path, codec, base)
     if base != "vae":
         from ..zoo import codec_snr_train
 
@@ -152,6 +157,17 @@ def build_dm_link(
         snr_source=snr_source,
         estimator=estimator,
     )
+
+
+def check_denoiser(path: str, codec: torch.nn.Module, base: str) -> None:
+    """Refuse (ValueError naming both) a denoiser checkpoint trained on the latents of another
+    codec, CBR or weights than ``codec`` (named ``base``), reading its metadata only."""
+    from .checkpoint import check_codec_weights, check_trained_on, latent_cbr_key, read_denoiser
+
+    _, meta = read_denoiser(path)
+    cbr = latent_cbr_key(base, getattr(codec, "cbr", None))
+    check_trained_on(path, meta, "denoiser", base, cbr)
+    check_codec_weights(path, "denoiser", codec)
 
 
 def tuned_decoder(codec, base: str, denoiser_path: str, device, ref: str | None = None):
@@ -240,16 +256,15 @@ def dm_receiver(
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
     ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
     ``fading_samples``, ``stop_snr_db``, ``skip_snr_db``."""
-    from .checkpoint import check_codec_weights, latent_cbr_key, load_denoiser
+    from .checkpoint import latent_cbr_key, load_denoiser
     from .samplers import DiffusionReceiver
 
     channels = codec.latent_shape(96, 96)[0]  # type: ignore[operator]
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
     path = denoiser_file(codec, base, denoiser_path)
     den = load_denoiser(
-        path, codec=base, cbr=cbr_key, latent_channels=channels, device=torch.device(device)
+        path, codec=base, cbr=cbr_key, latent_channels=channels, device=device, codec_weights=codec
     )
-    check_codec_weights(path, "denoiser", codec)
     options["rule"] = options.pop("matching", "continuous")
     return DiffusionReceiver(den, p0=den.p0, name="dm", **options)
 

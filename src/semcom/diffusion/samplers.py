@@ -662,6 +662,15 @@ def _receive_to_snr(
     return _result(out, start, "continuous", False, int((~run).sum()), calls[0])
 
 
+def _module_dtype(denoise: Denoiser) -> torch.dtype | None:
+    """The floating dtype of a network denoiser's weights (None: a plain function)."""
+    if isinstance(denoise, torch.nn.Module):
+        for p in denoise.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return None
+
+
 def _sched(schedule, cls):
     if schedule is None:
         return cls()
@@ -718,10 +727,37 @@ class DiffusionReceiver:
         #: the schedule's range: t* = 0, the denoiser skipped) and ``step_clamped_low`` (below
         #: it: t* = T, started from noise), for verbose reports
         self.counts: dict[str, Tensor] = {}
+        self._net_dtype: torch.dtype | None = None  # set per call: see _denoiser
 
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
+        """The estimate of f, in ``f_tilde``'s dtype. A network denoiser runs in its own
+        dtype (the sampler's arithmetic in the wider of the two: float64 input stays float64
+        around a float32 network, half input is computed in float32); ValueError for an
+        input that is not floating point."""
+        if not f_tilde.is_floating_point():
+            raise ValueError(f"the diffusion receiver takes a floating latent, got {f_tilde.dtype}")
+        net = _module_dtype(self.denoise)
+        if net is None or f_tilde.dtype == net:
+            self._net_dtype = None
+            return self._call(f_tilde, d, generator)
+        self._net_dtype = net
+        work = torch.promote_types(f_tilde.dtype, net)
+        return self._call(f_tilde.to(work), d, generator).to(f_tilde.dtype)
+
+    def _denoiser(self) -> Denoiser:
+        """:attr:`denoise`, called in the network's dtype when the input has another one."""
+        net = self._net_dtype
+        if net is None:
+            return self.denoise
+
+        def in_net_dtype(x: Tensor, level: Tensor) -> Tensor:
+            return self.denoise(x.to(net), level).to(x.dtype)
+
+        return in_net_dtype
+
+    def _call(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
         d = torch.as_tensor(d, device=f_tilde.device)
         n = f_tilde.shape[0]
         if self.skip_snr_db is not None and d.numel() == n:
@@ -764,7 +800,7 @@ class DiffusionReceiver:
         self.last = diffusion_receive(
             f_tilde,
             d,
-            self.denoise,
+            self._denoiser(),
             p0=self.p0,
             rule=self.rule,
             steps=self.steps,

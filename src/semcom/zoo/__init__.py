@@ -114,7 +114,16 @@ class ZooEntry:
             return "-"
         snrs = self.test.get("snr_db", [])
         s = snrs[len(snrs) // 2] if snrs else "?"
-        return f"{p:.2f} dB @ {s:g} dB ({self.test.get('data', '?')})"
+        data = self.test.get("data", "?")
+        n = self.test.get("n_images")
+        whole = self.test.get("n_total", _FULL_TEST_SETS.get(str(data)))
+        if isinstance(n, int) and isinstance(whole, int) and n < whole:  # --test-limit
+            data = f"{data}, {n} image{'s' if n != 1 else ''}"
+        return f"{p:.2f} dB @ {s:g} dB ({data})"
+
+
+#: image counts of the whole test sets, for cards written before ``n_total`` was recorded
+_FULL_TEST_SETS = {"kodak": 24, "cifar10-test": 10000}
 
 
 def _entry(path: Path) -> ZooEntry:
@@ -303,10 +312,13 @@ def load_codec(
 ):
     """Load the ``model`` codec (``deepjscc`` | ``adjscc``) in eval mode: the shipped one for
     ``cbr``, or ``ref`` (a zoo name, a run folder or a ``.safetensors`` file; ``cbr``, when
-    given, must then be the checkpoint's: ValueError naming both otherwise)."""
+    given, must then be the checkpoint's: ValueError naming both otherwise). ValueError too
+    for a ``device`` this machine lacks (as ``--device``), before anything is read."""
     from ..channels import format_cbr, parse_cbr
     from ..codecs.jscc import channels_for_cbr, load_jscc
+    from ..devices import parse_device
 
+    device = parse_device(str(device))
     cbr = None if cbr is None else parse_cbr(cbr)  # 1/16, "1/16" and "0.0625" alike
     if ref is not None:
         codec = load_jscc(resolve_weights(ref, zoo_dir), model=model, device=device)
@@ -423,6 +435,7 @@ def export_to_zoo(
         from ..train.jscc import evaluate_codec
 
         ds = get_dataset(test_data)
+        n_total = len(ds)
         if test_limit is not None:
             ds = Subset(ds, list(range(min(test_limit, len(ds)))))
         same_size = test_data.startswith("cifar")
@@ -448,6 +461,7 @@ def export_to_zoo(
         test = {
             "data": test_data,
             "n_images": len(ds),
+            "n_total": n_total,  # the whole set's size: n_images is less with --test-limit
             "channel": ch,
             "snr_db": snrs,
             "psnr": [round(res[f"psnr@{s:g}dB"], 4) for s in snrs],
