@@ -230,15 +230,22 @@ def test_denoiser_of_another_codec_is_named_before_its_decoder_is_looked_up(user
     assert link.codec.dm_side  # the decoder trained behind my-dn, found by the denoiser's hash
 
 
-def test_load_denoiser_checks_the_zoo_codec_weights_of_its_cbr(user_zoo):
+def test_load_denoiser_checks_the_codec_weights_it_is_given(user_zoo):
+    """``codec_weights``: a denoiser trained on other weights of the same codec and CBR is
+    refused; without it nothing is assumed (a shipped ``-long`` denoiser serves another 1/16
+    codec than the default one and must load: an implicit check against the zoo's default
+    codec refused it)."""
     from semcom.codecs.jscc import load_jscc
     from semcom.diffusion.checkpoint import load_denoiser
+    from semcom.zoo import load_codec
 
+    shipped = load_codec("deepjscc", "1/16")
     with pytest.raises(ValueError, match=r"codec weights [0-9a-f]{12}, but this codec's weights"):
-        load_denoiser("my-dn", codec="deepjscc", cbr="1/16")  # the shipped 1/16 codec's
+        load_denoiser("my-dn", codec="deepjscc", cbr="1/16", codec_weights=shipped)
     mine = load_jscc(user_zoo / "my-jscc.safetensors")
     load_denoiser("my-dn", codec="deepjscc", cbr="1/16", codec_weights=mine)  # its own: fine
-    load_denoiser("my-dn", codec="deepjscc")  # no CBR: no codec weights known, nothing checked
+    load_denoiser("my-dn", codec="deepjscc", cbr="1/16")  # none given: nothing checked
+    load_denoiser("denoiser-deepjscc-c6-bsds-long", codec="deepjscc", cbr="1/16")
 
 
 def test_plain_scheme_refuses_a_decoder_trained_behind_the_receiver(user_zoo):

@@ -937,7 +937,8 @@ def test_a_later_resume_keeps_the_options_of_earlier_resumes(data_root, tmp_path
     card = json.loads((run / "card.json").read_text())
     assert (card["epoch"], card["step"]) == (8, 24)  # was epoch 4, step 12: --epochs 8 dropped
     assert card["train"]["epochs"] == 8 and card["train"]["max_steps"] == 100
-    assert card["train"]["progress"] is False  # --quiet of the start carries over too
+    # how an invocation ran is not carried: the start's --quiet left the later bars on
+    assert card["train"]["progress"] is True
     assert card["command"].startswith("semcom train jscc --data samples")
     assert card["resumed_with"] == [
         f"semcom train jscc --resume {run} --epochs 8 --max-steps 9",
@@ -947,6 +948,38 @@ def test_a_later_resume_keeps_the_options_of_earlier_resumes(data_root, tmp_path
     assert main(["train", "jscc", "--resume", str(run)]) == 0
     err = capsys.readouterr().err
     assert "has finished 8 of 8 epochs, at step 24" in err and "--max-steps 3" not in err
+
+
+def test_a_reached_max_steps_and_session_options_are_not_carried(data_root, tmp_path, capsys):
+    """A --max-steps the run has reached was an earlier invocation's limit: a later resume with
+    a larger --epochs trains on (it said "nothing to train ... of --max-steps 2"); --quiet,
+    --device and the like describe one invocation and are not replayed (a run once resumed on
+    a GPU would ask for CUDA on a CPU machine); a refused option is named by its real flag."""
+    from semcom.cli import build_parser, main
+    from semcom.train.cli import _task_parser, card_options, resume_argv
+
+    run = tmp_path / "m1"  # 3 steps per epoch
+    assert main(["train", "jscc", *_SMALL, "--epochs", "1", "--out", str(run)]) == 0
+    assert main(["train", "jscc", "--resume", str(run), "--epochs", "2", "--max-steps", "4",
+                 "--quiet"]) == 0  # fmt: skip
+    assert json.loads((run / "card.json").read_text())["step"] == 4
+    assert main(["train", "jscc", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
+    card = json.loads((run / "card.json").read_text())
+    assert (card["epoch"], card["step"]) == (3, 9) and card["train"]["max_steps"] is None
+    # a --max-steps not reached yet is carried (a crash before it: the same plan goes on)
+    card = {**card, "step": 9, "train": {**card["train"], "max_steps": 12, "device": "cuda",
+                                         "progress": False, "cache_images": True}}  # fmt: skip
+    words = card_options(card, _task_parser(build_parser(), "jscc"))
+    assert words[words.index("--max-steps") + 1] == "12"
+    assert not {"--device", "--quiet", "--cache-images", "--threads"} & set(words)
+    (run / "card.json").write_text(json.dumps(card))
+    argv = ["train", "jscc", "--resume", str(run)]
+    assert "--device" not in resume_argv(argv, "jscc", str(run), build_parser())
+    capsys.readouterr()
+    assert main([*argv, "--no-flip", "--val-snr", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-flip: checkpoint False, now True" in err and "--val-snr: checkpoint" in err
+    assert "--flip:" not in err and "--val-snrs" not in err
 
 
 def test_a_run_trained_from_python_resumes_from_the_command_line(data_root, tmp_path, capsys):

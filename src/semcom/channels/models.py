@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -74,10 +75,9 @@ def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None)
     try:
         t = torch.as_tensor(snr_db, dtype=torch.float64, device=device).reshape(-1)
     except (TypeError, ValueError) as e:  # a str, None, a ragged list, ...
-        shown = repr(snr_db) if len(repr(snr_db)) <= 40 else repr(snr_db)[:37] + "..."
         raise TypeError(
             f"snr_db must be numbers of dB (a float, a list or a [B] tensor), got "
-            f"{type(snr_db).__name__} {shown}"
+            f"{type(snr_db).__name__} {reprlib.repr(snr_db)}"
         ) from e
     if t.numel() == 1:
         t = t.expand(batch)

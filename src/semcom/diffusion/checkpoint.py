@@ -122,31 +122,17 @@ def load_denoiser(
             checkpoint trained on other latents raises ``ValueError`` naming both. That
             includes other weights of the same codec and CBR (a retrained DeepJSCC):
             ``codec_weights`` (the codec module, or its
-            :func:`~semcom.fingerprint.codec_fingerprint`) are the weights checked against;
-            without it, for ``deepjscc``/``adjscc`` with ``cbr`` given, those of the zoo
-            codec :func:`semcom.zoo.load_codec` loads for that CBR (pass your own codec's for
-            a codec loaded by ``--codec REF``). Checkpoints recording no fingerprint pass.
+            :func:`~semcom.fingerprint.codec_fingerprint`) are the weights checked against
+            (the scheme builders pass their codec); without it other weights of the same
+            codec and CBR are not detected (one CBR may have several zoo codecs, e.g. the
+            ``-long`` variants). Checkpoints recording no fingerprint pass.
         latent_channels: latent channel count of that codec (checked too).
         device: where the model goes (ValueError for a device this machine lacks).
     """
-    if codec_weights is None and codec in ("deepjscc", "adjscc") and cbr is not None:
-        codec_weights = _zoo_codec_fingerprint(codec, cbr)
     return load_latent_model(
         path, "denoiser", "denoiser_config", DenoiserConfig, LatentUNet, "denoiser",
         codec, cbr, latent_channels, device, codec_weights,
     )  # fmt: skip
-
-
-def _zoo_codec_fingerprint(codec: str, cbr: float | str) -> str | None:
-    """The fingerprint of the ``codec`` weights the zoo serves at ``cbr`` (its default for
-    that CBR), or None when it serves none (nothing to check a denoiser against)."""
-    from ..zoo import find_checkpoint, load_codec
-
-    try:
-        entry = find_checkpoint(codec, cbr)
-    except ValueError:
-        return None
-    return codec_fingerprint(load_codec(codec, entry.cbr, ref=entry.weights))
 
 
 def load_latent_model(

@@ -727,32 +727,30 @@ class DiffusionReceiver:
         #: the schedule's range: t* = 0, the denoiser skipped) and ``step_clamped_low`` (below
         #: it: t* = T, started from noise), for verbose reports
         self.counts: dict[str, Tensor] = {}
-        self._net_dtype: torch.dtype | None = None  # set per call: see _denoiser
 
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
         """The estimate of f, in ``f_tilde``'s dtype. A network denoiser runs in its own
-        dtype (the sampler's arithmetic in the wider of the two: float64 input stays float64
-        around a float32 network, half input is computed in float32); ValueError for an
-        input that is not floating point."""
+        dtype (the sampler's arithmetic in the input's: float64 stays float64 around a float32
+        network; half / bfloat16 input is computed in float32); ValueError for an input that
+        is not floating point."""
         if not f_tilde.is_floating_point():
             raise ValueError(f"the diffusion receiver takes a floating latent, got {f_tilde.dtype}")
-        net = _module_dtype(self.denoise)
-        if net is None or f_tilde.dtype == net:
-            self._net_dtype = None
-            return self._call(f_tilde, d, generator)
-        self._net_dtype = net
-        work = torch.promote_types(f_tilde.dtype, net)
-        return self._call(f_tilde.to(work), d, generator).to(f_tilde.dtype)
+        if f_tilde.dtype in (torch.float16, torch.bfloat16):
+            return self._call(f_tilde.float(), d, generator).to(f_tilde.dtype)
+        return self._call(f_tilde, d, generator)
 
     def _denoiser(self) -> Denoiser:
-        """:attr:`denoise`, called in the network's dtype when the input has another one."""
-        net = self._net_dtype
+        """:attr:`denoise`, called in the network's dtype and answering in its input's (only
+        looked up when the network runs: the skip path pays nothing)."""
+        net = _module_dtype(self.denoise)
         if net is None:
             return self.denoise
 
         def in_net_dtype(x: Tensor, level: Tensor) -> Tensor:
+            if x.dtype == net:
+                return self.denoise(x, level)
             return self.denoise(x.to(net), level).to(x.dtype)
 
         return in_net_dtype

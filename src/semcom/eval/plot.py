@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 import textwrap
 import warnings
 from collections.abc import Sequence
@@ -64,11 +65,6 @@ def _number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _short(v: object) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def check_results(doc: object, name: str) -> None:
     """``ValueError`` (led by ``name``, then the run's index and scheme and the field) unless
     ``doc`` has the structure of a results document that :func:`load_results`' readers (table,
@@ -84,12 +80,13 @@ def check_results(doc: object, name: str) -> None:
         raise ValueError(f"{name}: not a semcom results file (no 'runs' list)")
     for key in ("dataset", "channel", "meta"):
         if key in doc and not isinstance(doc[key], dict):
-            raise ValueError(f"{name}: {key!r} is {_short(doc[key])}, not an object")
+            raise ValueError(f"{name}: {key!r} is {reprlib.repr(doc[key])}, not an object")
     for i, run in enumerate(doc["runs"]):
         if not isinstance(run, dict) or "scheme" not in run or "snr_db" not in run:
             raise ValueError(f"{name}: run {i} has no 'scheme' and 'snr_db' (not a results file?)")
         if not isinstance(run["scheme"], str) or not run["scheme"]:
-            raise ValueError(f"{name}: run {i}: 'scheme' is {_short(run['scheme'])}, not a name")
+            shown = reprlib.repr(run["scheme"])
+            raise ValueError(f"{name}: run {i}: 'scheme' is {shown}, not a name")
         _check_run(run, f"{name}: run {i} ({run['scheme']})")
 
 
@@ -98,7 +95,7 @@ def _check_run(run: dict, where: str) -> None:
     the message."""
 
     def bad(field: str, what: str, value: object) -> ValueError:
-        return ValueError(f"{where}: {field} is {_short(value)}, not {what}")
+        return ValueError(f"{where}: {field} is {reprlib.repr(value)}, not {what}")
 
     snrs = run["snr_db"]
     if not isinstance(snrs, list):

@@ -28,8 +28,6 @@ _RESUME_FREE = {
     "epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
     "ckpt_every", "val_batch_size", "extra", "cache_images",
 }  # fmt: skip
-#: run-config keys whose command-line flag has another name
-_CONFIG_FLAGS = {"warmup_steps": "warmup", "num_workers": "workers"}
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -283,8 +281,19 @@ _CARD_DESTS = {
     "flip": ("no_flip", True),
     "progress": ("quiet", True),
 }
-#: card keys that are not options of the run (``out``: the folder given now)
-_CARD_SKIP = {"out", "command", "extra", "resume"}
+#: card keys that are not options of the run (``out``: the folder given now) or say how one
+#: invocation ran, not the run (the device, threads, workers, progress bar, image cache: a
+#: resume on another machine must not inherit ``--device cuda``, nor ``--quiet`` for good)
+_CARD_SKIP = {
+    "out", "command", "extra", "resume",
+    "device", "threads", "num_workers", "progress", "cache_images",
+}  # fmt: skip
+
+
+def _flag(key: str) -> tuple[str, bool]:
+    """The command-line flag of card key ``key`` and whether it says the opposite."""
+    dest, negated = _CARD_DESTS.get(key, (key, False))
+    return "--" + dest.replace("_", "-"), negated
 
 
 def _task_parser(parser: argparse.ArgumentParser, task: str) -> argparse.ArgumentParser | None:
@@ -301,7 +310,10 @@ def card_options(card: dict, parser: argparse.ArgumentParser) -> list[str]:
     """The options of the ``train TASK`` ``parser`` that rebuild the run of ``card``: its
     ``config`` and ``train`` blocks, which hold what the run's last checkpoint was trained with
     (the options of its start, as changed by each ``--resume`` since), as command-line words.
-    A value the card leaves unset (None) keeps the option's default (None too)."""
+    A value the card leaves unset (None) keeps the option's default (None too). Not carried:
+    how one invocation ran (:data:`_CARD_SKIP`: device, threads, ...) and a ``--max-steps``
+    the run has reached (the limit of an earlier invocation, served: a resume given a larger
+    ``--epochs`` trains on)."""
     actions = {a.dest: a for a in parser._actions if a.option_strings}
     words: list[str] = []
     for section in ("config", "train"):
@@ -310,6 +322,8 @@ def card_options(card: dict, parser: argparse.ArgumentParser) -> list[str]:
             dest, negated = _CARD_DESTS.get(key, (key, False))
             action = actions.get(dest)
             if key in _CARD_SKIP or action is None or value is None:
+                continue
+            if key == "max_steps" and int(card.get("step", 0)) >= int(value):
                 continue
             flag = action.option_strings[-1]
             if action.nargs == 0:  # a switch (store_true)
@@ -375,8 +389,8 @@ def _check_resume(run: Path, config: dict, train: dict, options: set[str] | None
                 continue
             if theirs[k] == v:
                 continue
-            dest = _CARD_DESTS.get(k, (_CONFIG_FLAGS.get(k, k), False))[0]
-            if options is not None and dest not in options:
+            flag, negated = _flag(k)
+            if options is not None and flag[2:].replace("-", "_") not in options:
                 how = (
                     "it was trained from Python with" if not card.get("command") else "its card has"
                 )
@@ -386,8 +400,8 @@ def _check_resume(run: Path, config: dict, train: dict, options: set[str] | None
                     f"from Python: Trainer(task, TrainConfig(...)).fit(resume={str(run)!r}) with "
                     "the task config of its card"
                 )
-            flag = "--" + _CONFIG_FLAGS.get(k, k).replace("_", "-")
-            diff = f"{flag}: checkpoint {theirs[k]!r}, now {v!r}"
+            old, now = (not theirs[k], not v) if negated else (theirs[k], v)
+            diff = f"{flag}: checkpoint {old!r}, now {now!r}"
             if diff not in diffs:  # seed is in both sections
                 diffs.append(diff)
     want, ref = card.get("init_sha256"), config.get("calibrate")

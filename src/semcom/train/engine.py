@@ -713,7 +713,7 @@ class Trainer:
             except (OSError, json.JSONDecodeError):
                 before = {}
             # a run started from Python records no command (""): it stays so
-            self._command = before.get("command", "")
+            self._command = before.get("command") or ""
             self._resumes = [*before.get("resumed_with", []), cfg.command]
             self._setup_hours = float(before.get("setup_hours", 0.0))
         if prog.batch_in_epoch >= steps_per_epoch:
@@ -846,7 +846,8 @@ class Trainer:
                     print(
                         f"stopped at step {prog.step} (--max-steps {cfg.max_steps}) in epoch "
                         f"{prog.epoch + 1} of {cfg.epochs}, not validated; the checkpoint in "
-                        f"{str(cfg.out)!r} continues with --resume and a larger --max-steps",
+                        f"{str(cfg.out)!r} continues with --resume (to the end of --epochs, or "
+                        "to a larger --max-steps)",
                         file=sys.stderr,
                         flush=True,
                     )

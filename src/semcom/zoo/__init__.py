@@ -552,14 +552,13 @@ def check_export(
     epoch, epochs = int(run_card.get("epoch", 0)), int(train.get("epochs", 0))
     if epoch >= epochs:
         return None
-    where, how = f"epoch {epoch} of {epochs}", "'--resume'"
+    where = f"epoch {epoch} of {epochs}"
     max_steps, step = train.get("max_steps"), int(run_card.get("step", 0))
     if max_steps is not None and step >= int(max_steps):  # stopped by its own --max-steps
         where += f", stopped at step {step} by --max-steps {max_steps}"
-        how += " and a larger --max-steps"
     if not allow_unfinished:
         raise ValueError(
-            f"{str(run)!r} has not finished its schedule ({where}): resume it with {how}, "
+            f"{str(run)!r} has not finished its schedule ({where}): resume it with '--resume', "
             "or pass --allow-unfinished to ship it anyway (the card says so)"
         )
     return where
