@@ -1041,3 +1041,25 @@ def test_a_resume_with_nothing_to_train_names_the_run_folder(data_root, tmp_path
     out, err = capsys.readouterr()
     assert "nothing to train" in err and f"nothing is written to --out {str(other)!r}" in err
     assert json.loads(out.strip().splitlines()[-1]) == {"out": str(run)} and not other.exists()
+
+
+def test_eval_notes_a_codec_run_that_has_not_finished(data_root, tmp_path, capsys):
+    """``--codec RUN`` of a run stopped before the end of its schedule was used without a
+    word: its numbers are an unfinished run's (a finished run gets no note)."""
+    from semcom.cli import main
+
+    run = tmp_path / "j"  # 3 steps per epoch
+    assert main(["train", "jscc", *_SMALL, "--cbr", "1/16", "--epochs", "2", "--max-steps", "2",
+                 "--out", str(run)]) == 0  # fmt: skip
+    argv = ["eval", "--scheme", "deepjscc", "--cbr", "1/16", "--codec", str(run), "--dataset",
+            "samples", "--crop", "32", "--limit", "1", "--snr", "10", "--metrics", "psnr",
+            "--quiet"]  # fmt: skip
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "a.json")]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: --codec {run}: a run that has not finished its schedule (epoch 0 of 2, "
+            "stopped at step 2 by --max-steps 2)") in err  # fmt: skip
+    assert main(["train", "jscc", "--resume", str(run)]) == 0  # to the end of --epochs
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "b.json")]) == 0
+    assert "has not finished" not in capsys.readouterr().err

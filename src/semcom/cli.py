@@ -339,6 +339,8 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         "codec_path": getattr(args, "codec", None),
     }
     takes = {s.name: s.options for s in list_schemes()}
+    for key in ("codec_path", "denoiser_path", "estimator_path", "dm_decoder"):
+        _note_unfinished(options[key], "--" + OPTION_FLAGS.get(key, key).replace("_", "-"))
     fast = getattr(args, "channel", None) == "rayleigh-fast"
     for key in ("fading", "fading_grid", "fading_samples"):
         if options[key] is not None and not fast:  # one level per image: nothing to choose
@@ -387,6 +389,25 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
             if key not in [k for k, _ in out]:
                 out.append((key, scheme))
     return out
+
+
+def _note_unfinished(ref: str | None, flag: str) -> None:
+    """A note when checkpoint reference ``ref`` is a training run folder whose card says it
+    stopped before the end of its schedule (its numbers are an unfinished run's)."""
+    card = Path(ref) / "card.json" if ref else None
+    if card is None or not card.is_file():
+        return
+    from .zoo import unfinished
+
+    try:
+        where = unfinished(json.loads(card.read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return  # the loader says what is wrong with it
+    if where:
+        print(
+            f"semcom: note: {flag} {ref}: a run that has not finished its schedule ({where})",
+            file=sys.stderr,
+        )
 
 
 def _snr_list(args: argparse.Namespace) -> list[float]:

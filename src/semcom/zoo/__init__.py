@@ -515,6 +515,21 @@ def check_same_checkpoint(run_card: dict[str, Any], meta: dict[str, str], run: P
         )
 
 
+def unfinished(run_card: dict[str, Any]) -> str | None:
+    """Where a training run's card says it stopped before the end of its schedule (``"epoch e
+    of E"``, plus ``", stopped at step s by --max-steps m"`` when its own limit stopped it), or
+    None for a finished run (:func:`check_export` says what counts as finished)."""
+    train = run_card.get("train", {})
+    epoch, epochs = int(run_card.get("epoch", 0)), int(train.get("epochs", 0))
+    if epoch >= epochs:
+        return None
+    where = f"epoch {epoch} of {epochs}"
+    max_steps, step = train.get("max_steps"), int(run_card.get("step", 0))
+    if max_steps is not None and step >= int(max_steps):  # stopped by its own --max-steps
+        where += f", stopped at step {step} by --max-steps {max_steps}"
+    return where
+
+
 def check_export(
     run_card: dict[str, Any],
     run: Path,
@@ -548,14 +563,9 @@ def check_export(
             raise FileExistsError(
                 f"zoo entry {zoo_name!r} exists in {str(d)!r}: give the new entry another name"
             )
-    train = run_card.get("train", {})
-    epoch, epochs = int(run_card.get("epoch", 0)), int(train.get("epochs", 0))
-    if epoch >= epochs:
+    where = unfinished(run_card)
+    if where is None:
         return None
-    where = f"epoch {epoch} of {epochs}"
-    max_steps, step = train.get("max_steps"), int(run_card.get("step", 0))
-    if max_steps is not None and step >= int(max_steps):  # stopped by its own --max-steps
-        where += f", stopped at step {step} by --max-steps {max_steps}"
     if not allow_unfinished:
         raise ValueError(
             f"{str(run)!r} has not finished its schedule ({where}): resume it with '--resume', "
