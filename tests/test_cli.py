@@ -993,6 +993,51 @@ def test_fading_samples_reaches_the_receiver(capsys):
     assert "--fading-samples" in capsys.readouterr().err
 
 
+def test_one_step_water_filling_is_warned_of(tmp_path, capsys):
+    """--fading waterfill|reference at K = 1 starts every element from the largest level:
+    noise at any SNR (8 dB at 20 dB, below the codec alone), which ran without a word; kept
+    runnable (a shipped results file records it), with a warning; K > 1 gets none."""
+    base = ["eval", "--scheme", "vae+dm", "--channel", "rayleigh-fast", "--dataset",
+            "samples", "--crop", "32", "--limit", "1", "--snr", "10", "--metrics", "psnr",
+            "--quiet"]  # fmt: skip
+    for fading in ("waterfill", "reference"):
+        assert main([*base, "--fading", fading, "--out", str(tmp_path / f"{fading}.json")]) == 0
+        err = capsys.readouterr().err
+        assert f"warning: --fading {fading} with one step starts every element" in err
+    assert main([*base, "--fading", "waterfill", "--steps", "2", "--out",
+                 str(tmp_path / "k2.json")]) == 0  # fmt: skip
+    assert "one step" not in capsys.readouterr().err
+
+
+def test_mixed_pilot_accounting_is_said(tmp_path, capsys):
+    """With estimated CSI a JSCC codec sends pilots on top of --cbr, a separation baseline
+    within it: one sweep reported 49/768 and 1/16 for "--cbr 1/16" without a word."""
+    base = ["eval", "--scheme", "jpeg+capacity", "--scheme", "deepjscc", "--cbr", "1/16",
+            "--channel", "rayleigh-slow", "--dataset", "samples", "--crop", "64", "--limit",
+            "1", "--snr", "10", "--metrics", "psnr", "--quiet"]  # fmt: skip
+    assert main([*base, "--csi", "estimated", "--out", str(tmp_path / "e.json")]) == 0
+    assert "the separation baselines (jpeg+capacity@1/16) within it" in capsys.readouterr().err
+    runs = {r["scheme"]: r["cbr"] for r in json.loads((tmp_path / "e.json").read_text())["runs"]}
+    assert runs["deepjscc"] == pytest.approx(49 / 768) and runs["jpeg+capacity"] == 1 / 16
+    assert main([*base, "--out", str(tmp_path / "p.json")]) == 0  # perfect CSI: no pilots
+    assert "pilots on top" not in capsys.readouterr().err
+
+
+def test_separation_fallbacks_are_counted_per_snr(tmp_path, capsys):
+    """A separation baseline that shows its fallback image (nothing fit the budget) said so
+    only in a sweep total (info.fallbacks): now per SNR in counts, and -v words it."""
+    out = tmp_path / "f.json"
+    argv = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/16", "--dataset", "samples",
+            "--crop", "64", "--limit", "2", "--snr", "-10", "30", "--metrics", "psnr", "-v",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    err_out = "".join(capsys.readouterr())
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["counts"]["fallback"] == [2, 0]  # -10 dB: 96 bytes hold no JPEG; 30 dB: all fit
+    assert run["info"]["fallbacks"] == 2
+    assert "the data set's mean image shown instead (2 of 2)" in err_out
+
+
 def test_get_scheme_checks_the_device_and_loaders_take_zoo_names():
     import torch
 

@@ -276,8 +276,8 @@ def _add_verbose_arg(p: argparse.ArgumentParser) -> None:
         "--verbose",
         action="store_true",
         help="say, per SNR, what the receiver clamped: deep fades, SNR estimates outside the "
-        "estimator's range, SNRs outside the diffusion schedule (counted in the output either "
-        "way)",
+        "estimator's range, SNRs outside the diffusion schedule, separation baselines' fallback "
+        "images (counted in the output either way)",
     )
 
 
@@ -349,6 +349,13 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
                 f"--{key.replace('_', '-')} applies to --channel rayleigh-fast (a noise level "
                 f"per symbol); with {where} every element has the image's level"
             )
+    if options["fading"] in ("waterfill", "reference") and (options["steps"] or 1) == 1:
+        print(
+            f"semcom: warning: --fading {options['fading']} with one step starts every element "
+            "from the largest noise level (all but noise at any SNR: worse than the codec "
+            "alone); give --steps 8 or more, best with --fading-grid quantile",
+            file=sys.stderr,
+        )
     for key, value in options.items():
         # an option none of the asked schemes takes would silently change nothing
         if value is not None and not any(key in takes.get(n, ()) for n in names):
@@ -388,6 +395,14 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
             key = RunKey(run_name(name, **mine), None if fixed else cbr)
             if key not in [k for k, _ in out]:
                 out.append((key, scheme))
+    separation = [k.label for k, sch in out if hasattr(sch, "fallback_image")]
+    if getattr(args, "csi", None) == "estimated" and 0 < len(separation) < len(out):
+        print(
+            "semcom: note: with --csi estimated the analog schemes send their pilots on top of "
+            f"--cbr, the separation baselines ({', '.join(separation)}) within it: their "
+            "measured CBRs differ (README, Conventions)",
+            file=sys.stderr,
+        )
     return out
 
 

@@ -57,7 +57,8 @@ class Transmission:
             ``snr_clamped`` (1: the SNR estimate lay outside the estimator's range; with an
             estimated SNR), ``step_clamped_high`` / ``step_clamped_low`` (1: the SNR lay
             above / below the diffusion schedule's range: the denoiser skipped / started
-            from noise; diffusion receivers). :func:`describe_counts` words them.
+            from noise; diffusion receivers), ``fallback`` (1: a separation baseline
+            showed its fallback image). :func:`describe_counts` words them.
     """
 
     images: Tensor
@@ -335,6 +336,8 @@ COUNT_WORDS = {
     "snr_clamped": "SNR estimate outside the estimator's range, clamped to it",
     "step_clamped_high": "SNR above the diffusion schedule: t* = 0, denoiser skipped",
     "step_clamped_low": "SNR below the diffusion schedule: t* = T, started from noise",
+    "fallback": "nothing decodable arrived (no file fit, or every MCS failed): the data set's "
+    "mean image shown instead",
 }
 
 

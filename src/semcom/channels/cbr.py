@@ -37,7 +37,7 @@ class CBRReport:
 
     def pilot_note(self) -> str | None:
         """A sentence when the pilots take at least as many channel uses as the data (a
-        ``--pilots`` count that dwarfs the latent: the measured CBR is then mostly pilots, or
+        ``--pilots`` count that dwarfs the latent: the measured CBR is then at least half pilots, or
         nothing is sent), else ``None``."""
         if not self.data_symbols:
             return (
@@ -48,7 +48,8 @@ class CBRReport:
             return None
         return (
             f"the pilots take {self.pilot_symbols} of the {self.channel_uses} channel uses "
-            f"(data {self.data_symbols}): the measured CBR {format_cbr(self.cbr)} is mostly pilots"
+            f"(data {self.data_symbols}): the measured CBR {format_cbr(self.cbr)} is at least "
+            "half pilots"
         )
 
     def __str__(self) -> str:

@@ -131,8 +131,9 @@ class Channel:
     Args:
         name: ``"awgn"``, ``"rayleigh-slow"`` (one ``h`` per image) or ``"rayleigh-fast"``
             (i.i.d. ``h`` per block of ``coherence`` symbols; 1 = per symbol).
-        csi: ``"perfect"`` (receiver knows ``h``) or ``"estimated"`` (least squares from
-            ``pilots`` unit-energy pilot symbols per coherence block; the pilots are counted
+        csi: ``"perfect"`` (receiver knows ``h``) or ``"estimated"`` (from ``pilots``
+            unit-energy pilot symbols per coherence block: least squares on AWGN, LMMSE under
+            Rayleigh fading, whose prior it uses; the pilots are counted
             as channel uses, see :meth:`pilot_symbols`).
         pilots: pilot symbols per coherence block for ``csi="estimated"``; default 16 for
             AWGN and slow fading (one block per image), 1 for fast fading (every block).

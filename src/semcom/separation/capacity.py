@@ -154,6 +154,7 @@ class CapacityScheme:
             cbr=report,
             seconds=secs,
             info=info,
+            counts={"fallback": torch.tensor([q is None for q in qualities], dtype=torch.int64)},
         )
 
 

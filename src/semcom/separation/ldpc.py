@@ -481,6 +481,7 @@ class LDPCScheme:
             cbr=report,
             seconds=secs,
             info=info,
+            counts={"fallback": torch.tensor([q is None for q in info_q], dtype=torch.int64)},
         )
 
 
