@@ -438,6 +438,10 @@ def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
     assert out["rows"] == [{**row, "rx_ratio": 1.5, "reference": "jpeg+capacity@1/16"}]
     assert out["settings"]["images"] == 2 and out["settings"]["dataset"] == "kodak"
     assert out["settings"]["command"].startswith("semcom bench --scheme jpeg+capacity")
+    assert out["settings"]["csi"] == "perfect" and "pilots" not in out["settings"]
+    out = json.loads(run_ok(capsys, "bench", "--scheme", "jpeg+capacity", "--cbr", "1/16",
+                            "--csi", "estimated", "--pilots", "4", "--json"))  # fmt: skip
+    assert (out["settings"]["csi"], out["settings"]["pilots"]) == ("estimated", 4)  # (unsaid)
     line = run_err(capsys, "bench", "--scheme", "jpeg+capacity", "--metrics", "psnr")
     assert "unrecognized arguments: --metrics" in line
 

@@ -1460,15 +1460,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     images = [ds[i].to(device) for i in range(min(args.limit, len(ds)))]
     schemes = [(key.label, sch) for key, sch in _build_schemes(args, device)]
     snrs = _snr_list(args)
-    rows = bench_schemes(
-        schemes, images, _channel(args), snrs, repeats=args.repeats, seed=args.seed
-    )
+    channel = _channel(args)
+    rows = bench_schemes(schemes, images, channel, snrs, repeats=args.repeats, seed=args.seed)
     add_ratios(rows, schemes[0][0])
     settings = {
         "images": len(images),
         "dataset": args.dataset,
         "crop": args.crop,
         "channel": args.channel,
+        "csi": args.csi,
+        **({"pilots": channel.pilots} if args.csi == "estimated" else {}),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
