@@ -513,6 +513,12 @@ def test_transmit_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
         assert "--force" in line and mine.read_bytes() == photo.read_bytes()
         assert sorted(f.name for f in out.iterdir()) == [name]  # nothing written
         mine.unlink()
+    for name in ("img_grid.png", "img_jpeg+capacity_1-2_snr10dB.png"):  # both: one line
+        (out / name).write_bytes(photo.read_bytes())
+    line = run_err(capsys, *base)
+    assert "(and 1 more) already exists and is not an image semcom wrote" in line
+    for f in out.iterdir():
+        f.unlink()
     run_ok(capsys, *base)
     written = sorted(f.name for f in out.iterdir())
     assert written == ["img_grid.png", "img_jpeg+capacity_1-2_snr10dB.png"]
@@ -549,6 +555,11 @@ def test_experiments_keep_a_photo_where_their_figure_goes(tmp_path, capsys):
         assert f"the figure {str(photo)!r} already exists and is not a figure" in line
         line = run_err(capsys, "experiment", exp, "--out", str(photo))
         assert "names the results JSON" in line and "give a .json name" in line
+        upper = tmp_path / "Q.PNG"  # the suffix in any case
+        upper.write_bytes(before)
+        line = run_err(capsys, "experiment", exp, "--out", str(upper))
+        assert "names the results JSON" in line and "give a .json name" in line
+        upper.unlink()
     assert photo.read_bytes() == before and not (tmp_path / "q.json").exists()
 
 
@@ -1025,6 +1036,39 @@ def test_mixed_pilot_accounting_is_said(tmp_path, capsys):
     assert runs["deepjscc"] == pytest.approx(49 / 768) and runs["jpeg+capacity"] == 1 / 16
     assert main([*base, "--out", str(tmp_path / "p.json")]) == 0  # perfect CSI: no pilots
     assert "pilots on top" not in capsys.readouterr().err
+
+
+def test_the_pilot_note_needs_both_kinds_of_scheme(capsys):
+    """The note on mixed pilot accounting is for a sweep of analog and separation schemes
+    together: either kind alone (or perfect CSI) is counted one way and gets no note."""
+    import torch
+
+    for schemes, csi, said in ((["jpeg+capacity", "deepjscc"], "estimated", True),
+                               (["jpeg+capacity"], "estimated", False),
+                               (["deepjscc"], "estimated", False),
+                               (["jpeg+capacity", "deepjscc"], "perfect", False)):  # fmt: skip
+        words = [w for s in schemes for w in ("--scheme", s)]
+        argv = ["eval", *words, "--cbr", "1/16", "--channel", "rayleigh-slow", "--csi", csi]
+        args = cli.build_parser().parse_args([*argv, "--out", "x.json"])
+        cli._build_schemes(args, torch.device("cpu"))
+        assert ("pilots on top of --cbr" in capsys.readouterr().err) == said, (schemes, csi)
+
+
+def test_an_unfinished_run_given_as_a_checkpoint_is_noted(tmp_path, capsys):
+    """A training run folder whose card stopped before the end of its schedule gets a note
+    naming the flag and where it stopped; a finished one, or a file, gets none."""
+    run = tmp_path / "run"
+    run.mkdir()
+    card = {"epoch": 1, "step": 3, "train": {"epochs": 2}}
+    (run / "card.json").write_text(json.dumps(card))
+    cli._note_unfinished(str(run), "--codec")
+    err = capsys.readouterr().err
+    assert f"note: --codec {run}: a run that has not finished its schedule (epoch 1 of 2)" in err
+    (run / "card.json").write_text(json.dumps({**card, "epoch": 2}))
+    cli._note_unfinished(str(run), "--codec")
+    cli._note_unfinished(None, "--codec")
+    cli._note_unfinished(str(run / "card.json"), "--codec")
+    assert capsys.readouterr().err == ""
 
 
 def test_separation_fallbacks_are_counted_per_snr(tmp_path, capsys):

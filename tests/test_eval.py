@@ -717,6 +717,12 @@ _BROKEN = {  # what a user's hand edit or a foreign writer left; the field the m
     "per-image-row-short": (_set(("per_image", "psnr", 1), [24.0]), r"per_image\['psnr'\]\[1\]"),
     "per-image-a-string": (_set(("per_image", "ssim", 1, 0), "x"), r"\['ssim'\]\[1\]\[0\]"),
     "per-image-not-an-object": (_set(("per_image",), [1, 2]), "'per_image'"),
+    "cbr-nan": (_set(("cbr",), math.nan), "'cbr'"),
+    "n_images-zero": (_set(("n_images",), 0), "'n_images'"),
+    "info-not-an-object": (_set(("info",), [1]), "'info'"),
+    "weights-not-an-object": (_set(("weights",), "abc"), "'weights'"),
+    "scheme-empty": (_set(("scheme",), ""), "'scheme'"),
+    "other-list-short": (_set(("bits_per_image",), [1.0]), "'bits_per_image'"),
 }
 
 
@@ -740,7 +746,7 @@ def test_load_results_checks_the_fields_its_readers_use(tmp_path, capsys, case):
     path.write_text(json.dumps(_doc([good, run])))
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: run 1\b.*{field}") as e:
         load_results(path)
-    if case != "scheme-not-a-string":
+    if not case.startswith("scheme-"):
         assert f"{path}: run 1 (vae): " in str(e.value)
     with pytest.raises(ValueError, match=rf"^b: run 1\b.*{field}"):
         merge_results([_doc([good]), _doc([good, run])], ["a", "b"])
@@ -752,6 +758,17 @@ def test_load_results_checks_the_fields_its_readers_use(tmp_path, capsys, case):
         assert err.startswith(f"semcom: error: {path}: run 1") and err.count("\n") == 1, err
         assert "Traceback" not in err
     assert not png.exists() and not merged.exists()
+
+
+def test_load_results_checks_the_document_blocks(tmp_path):
+    """'dataset', 'channel' and 'meta' are objects where present (the readers .get() in them)."""
+    from semcom.eval.plot import load_results
+
+    for key in ("dataset", "channel", "meta"):
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({**_doc([_valid_run()]), key: "x"}))
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: '{key}' is 'x'"):
+            load_results(path)
 
 
 def test_load_results_still_reads_what_the_writers_wrote(tmp_path):

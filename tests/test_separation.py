@@ -335,6 +335,7 @@ def test_ldpc_scheme_decodes_the_exact_file_at_30db(astronaut):
     s = LDPCScheme("jpeg", mcs="64qam-2/3", cbr=1 / 16)
     tx = s.transmit(astronaut, Channel("awgn"), 30.0, torch.Generator().manual_seed(0))
     assert tx.info["fallbacks"] == 0 and tx.info["block_errors"] == 0
+    assert tx.counts["fallback"].tolist() == [0]
     lay = layout(tx.cbr.data_symbols, get_mcs("64qam-2/3"))
     data, q = encode_to_budget(to_uint8_hwc(astronaut[0]), "jpeg", lay.file_bits)
     assert tx.info["quality"] == [q] and tx.info["file_bits"] == [8 * len(data)]
@@ -347,6 +348,7 @@ def test_ldpc_cliff_everything_falls_back_at_minus_10db(astronaut):
     tx = s.transmit(x, Channel("awgn"), -10.0, torch.Generator().manual_seed(0))
     assert tx.info["fallbacks"] == 2 and tx.info["block_errors"] >= 2
     assert torch.all(tx.images == 0.5)
+    assert tx.counts["fallback"].tolist() == [1, 1]  # per image, as the sweep counts them
 
 
 def test_fixed_mcs_has_a_cliff(astronaut):

@@ -337,6 +337,19 @@ def test_a_crop_no_training_image_holds_is_refused_and_padding_is_said(tmp_path,
     assert (out / "model.safetensors").exists()
 
 
+def test_card_options_write_a_negative_value_with_an_equals_sign():
+    """A card's negative number is one word ``--seed=-1`` (argparse would read a separate
+    ``-1`` as an option); a positive one, and a list, follow the flag as words."""
+    from semcom.cli import build_parser
+    from semcom.train.cli import _task_parser, card_options
+
+    card = {"train": {"seed": -1, "val_snr": [-5.0, 10.0], "epochs": 2}}
+    words = card_options(card, _task_parser(build_parser(), "jscc"))
+    assert "--seed=-1" in words and "-1" not in words
+    assert words[words.index("--val-snr") + 1 :][:2] == ["-5.0", "10.0"]
+    assert words[words.index("--epochs") + 1] == "2"
+
+
 def test_a_negative_snr_range_needs_no_equals_sign():
     """``--snr-train -5:20`` failed with argparse's bare "expected one argument"."""
     from semcom.cli import build_parser
