@@ -198,13 +198,13 @@ def plot_results(
     fig, ax = plt.subplots(figsize=(7, 4.5))
     n = 0
     markers = "osD^v<>pX*h"
-    channels, data, names = set(), set(), {}
+    channels, data, names = set(), set(), set()
     for f, doc, style in loaded:
         channels.add(doc.get("channel", {}).get("name", "?"))
         name = doc.get("dataset", {}).get("name", "?")
         if style == "-":  # what our runs saw (anchors carry the papers' own)
             data.add(data_label(doc.get("dataset", {})))
-            names[name] = f
+            names.add(name)
         elif names and name not in names:  # a paper's curve on other images
             warnings.warn(
                 f"anchor {f} was measured on {name}, the results on "

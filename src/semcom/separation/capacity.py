@@ -123,7 +123,6 @@ class CapacityScheme:
         secs["channel"] = time.perf_counter() - t0
         fallback = fallback_for(self.fallback_image, h, w)
         out, qualities, file_bits = [], [], []
-        fallbacks = 0
         t_enc = t_dec = 0.0
         for i in range(b):
             t0 = time.perf_counter()
@@ -132,7 +131,6 @@ class CapacityScheme:
             t_enc += time.perf_counter() - t0
             t0 = time.perf_counter()
             if res is None:
-                fallbacks += 1
                 out.append(fallback)
                 qualities.append(None)
                 file_bits.append(0)
@@ -143,8 +141,9 @@ class CapacityScheme:
                 file_bits.append(8 * len(data))
             t_dec += time.perf_counter() - t0
         secs["encode"], secs["decode"] = t_enc, t_dec
+        fell = torch.tensor([q is None for q in qualities], dtype=torch.int64)
         info: dict[str, object] = {
-            "fallbacks": fallbacks,
+            "fallbacks": int(fell.sum()),
             "budget_bits": [float(x) for x in budget],
             "file_bits": file_bits,
             "quality": qualities,
@@ -154,7 +153,7 @@ class CapacityScheme:
             cbr=report,
             seconds=secs,
             info=info,
-            counts={"fallback": torch.tensor([q is None for q in qualities], dtype=torch.int64)},
+            counts={"fallback": fell},
         )
 
 

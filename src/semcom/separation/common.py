@@ -11,7 +11,7 @@ error) the receiver outputs :attr:`SeparationScheme.fallback_image` -- by defaul
 constant mid-grey 0.5; evaluation code may set it to the data set's mean image
 (:func:`mean_fallback`; a ``[3, h, w]`` tensor, resized bilinearly to the image size, or
 ``[3, 1, 1]``/a float).
-Fallbacks are counted in ``Transmission.info["fallbacks"]``.
+Fallbacks are counted in ``Transmission.info["fallbacks"]`` and per image in ``counts["fallback"]``.
 """
 
 from __future__ import annotations

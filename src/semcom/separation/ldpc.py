@@ -418,7 +418,7 @@ class LDPCScheme:
         layouts = [(m, layout(n_data, m, self.block_length)) for m in candidates_mcs]
         out: list[Tensor] = []
         info_mcs, info_q, info_bits = [], [], []
-        fallbacks = block_errors = codewords = trials = 0
+        block_errors = codewords = trials = 0
         for i in range(b):
             t0 = time.perf_counter()
             img = to_uint8_hwc(images[i])
@@ -455,7 +455,6 @@ class LDPCScheme:
                     break
             t0 = time.perf_counter()
             if chosen is None:
-                fallbacks += 1
                 out.append(fallback)
                 info_mcs.append(None)
                 info_q.append(None)
@@ -467,8 +466,9 @@ class LDPCScheme:
                 info_q.append(q)
                 info_bits.append(8 * len(data))
             secs["decode"] += time.perf_counter() - t0
+        fell = torch.tensor([q is None for q in info_q], dtype=torch.int64)
         info: dict[str, object] = {
-            "fallbacks": fallbacks,
+            "fallbacks": int(fell.sum()),
             "block_errors": block_errors,
             "codewords": codewords,
             "trials": trials,
@@ -481,7 +481,7 @@ class LDPCScheme:
             cbr=report,
             seconds=secs,
             info=info,
-            counts={"fallback": torch.tensor([q is None for q in info_q], dtype=torch.int64)},
+            counts={"fallback": fell},
         )
 
 
