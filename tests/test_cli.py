@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from semcom import cli
+from semcom.channels.cbr import format_cbr
 from semcom.cli import main
 
 
@@ -167,6 +168,9 @@ def test_transmit_json(vae, inputs, tmp_path, capsys):
     assert [r["snr_db"] for r in doc["results"]] == [0.0, 10.0]
     for r in doc["results"]:
         assert r["image"] == "small" and r["scheme"] == "vae"
+        # the CBR as eval's results files give it: a number, and its printed form
+        assert isinstance(r["cbr"], float) and r["cbr"] == pytest.approx(1 / 12, rel=0.1)
+        assert r["cbr_str"] == format_cbr(r["cbr"])
         assert isinstance(r["psnr"], float) and isinstance(r["ssim"], float)
         assert "lpips" not in r
     assert [Path(g).name for g in doc["grids"]] == ["small_grid.png"]

@@ -644,7 +644,10 @@ def _table(rows: list[dict], metrics: Sequence[str]) -> str:
         cols.append("snr_error_db")
     from .eval.text import aligned
 
-    return aligned([cols, *([_fmt(c, r.get(c, "-")) for c in cols] for r in rows)])
+    def cell(r: dict, c: str) -> str:
+        return r["cbr_str"] if c == "cbr" else _fmt(c, r.get(c, "-"))
+
+    return aligned([cols, *([cell(r, c) for c in cols] for r in rows)])
 
 
 def _unique_stems(paths: Sequence[str | Path]) -> list[str]:
@@ -720,7 +723,8 @@ def _transmit_images(
                 row = {
                     "image": stem,
                     "scheme": key.scheme,
-                    "cbr": format_cbr(tx.cbr.cbr),
+                    "cbr": float(tx.cbr.cbr),  # a number, as in eval's results files
+                    "cbr_str": format_cbr(tx.cbr.cbr),
                     "snr_db": snr,
                 }
                 row.update({m: float(vals[m][j]) for m in args.metrics})
