@@ -149,6 +149,33 @@ def test_dm_decoder_of_ones_own_is_taken_by_reference(tiny_zoo, monkeypatch, tmp
         build_dm_link("vae", None, cpu, dm_decoder=str(mine))
 
 
+@pytest.mark.slow
+def test_a_user_zoo_decoder_is_taken_by_name_only(tiny_zoo, monkeypatch, tmp_path):
+    """A behind-dm decoder in a user zoo ($SEMCOM_ZOO) does not change what the default
+    ``X+dm`` runs (``--dm-decoder auto``, same label): it is loaded by name."""
+    import shutil
+
+    from semcom.codecs.jscc import load_jscc
+    from semcom.diffusion.registry import build_dm_link
+
+    zoo, runs = tiny_zoo
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    shutil.copytree(zoo, shipped)
+    user.mkdir()
+    for ext in (".json", ".safetensors"):  # the decoder moves to the user zoo
+        shutil.move(shipped / f"adjscc-tiny-dmdec{ext}", user / f"adjscc-tiny-dmdec{ext}")
+    monkeypatch.setattr("semcom.zoo.ZOO_DIR", shipped)
+    monkeypatch.setenv("SEMCOM_ZOO", str(user))
+    cpu = torch.device("cpu")
+    want_ft, want_base = load_jscc(runs / "ft").state_dict(), load_jscc(runs / "base").state_dict()
+    for link, want in (
+        (build_dm_link("adjscc", 1 / 16, cpu), want_base),
+        (build_dm_link("adjscc", 1 / 16, cpu, dm_decoder="adjscc-tiny-dmdec"), want_ft),
+    ):
+        got = link.codec.state_dict()
+        assert all(torch.equal(got[k], want[k].to(got[k].dtype)) for k in want)
+
+
 def test_behind_dm_needs_init():
     from semcom.train.jscc import JSCCConfig
 

@@ -173,15 +173,17 @@ def check_denoiser(path: str, codec: torch.nn.Module, base: str) -> None:
 def tuned_decoder(codec, base: str, denoiser_path: str, device, ref: str | None = None):
     """The codec whose decoder was trained behind the receiver with the denoiser at
     ``denoiser_path``, with ``codec``'s encoder: ``ref`` (a zoo name, run folder or
-    ``.safetensors`` with its card), else the zoo's (None when there is none). ValueError when
+    ``.safetensors`` with its card), else the zoo's (a user zoo's only behind a denoiser of
+    one's own; None when there is none). ValueError when
     ``ref`` is no such decoder, was trained behind another denoiser or another encoder."""
     from ..channels import format_cbr
     from ..codecs.jscc import load_jscc
-    from ..zoo import find_dm_decoder, read_card, resolve_weights, sha256_file
+    from ..zoo import find_dm_decoder, read_card, resolve_weights, sha256_file, zoo_ref
 
     sha = sha256_file(denoiser_path)
-    if ref is None:
-        entry = find_dm_decoder(base, codec.cbr, sha)
+    if ref is None:  # behind a shipped denoiser, a shipped decoder only (the label is the same)
+        shipped = zoo_ref(denoiser_path) != str(denoiser_path)
+        entry = find_dm_decoder(base, codec.cbr, sha, users=not shipped)
         if entry is None:
             return None
         weights, name = entry.weights, f"zoo decoder {entry.name!r}"

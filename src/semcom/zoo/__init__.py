@@ -259,14 +259,23 @@ def _variants(entries: list[ZooEntry]) -> set[str]:
 
 
 def find_dm_decoder(
-    model: str, cbr: float, denoiser_sha256: str, zoo_dir: str | Path | None = None
+    model: str,
+    cbr: float,
+    denoiser_sha256: str,
+    zoo_dir: str | Path | None = None,
+    users: bool = True,
 ) -> ZooEntry | None:
     """The shipped ``model`` codec at ``cbr`` whose decoder was trained behind the diffusion
-    receiver with the denoiser of that SHA-256 (``semcom train jscc --behind-dm``), or None."""
-    for e in list_checkpoints(zoo_dir):
+    receiver with the denoiser of that SHA-256 (``semcom train jscc --behind-dm``), or None.
+
+    A shipped entry comes first; a user zoo's (``$SEMCOM_ZOO``) only with ``users`` (the
+    caller passes False behind a shipped denoiser: there a user's decoder would change what the
+    default ``X+dm`` runs under the same label; it is loaded by name, ``--dm-decoder NAME``)."""
+    for e in sorted(list_checkpoints(zoo_dir), key=lambda e: e.user):
         info = e.card.get("decoder_behind_dm") or {}
         if (
-            e.model == model
+            (users or not e.user)
+            and e.model == model
             and _same_cbr(e.cbr, cbr)
             and info.get("denoiser_sha256") == denoiser_sha256
         ):
