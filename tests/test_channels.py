@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from semcom.channels import (
     CBRReport,
     Channel,
+    ChannelState,
     cbr_report,
     complex_to_real,
     equalize,
@@ -662,3 +663,61 @@ def test_channel_refuses_options_that_change_nothing():
             Channel(name, coherence=4)
     assert Channel("rayleigh-fast", coherence=4).coherence == 4
     assert Channel("awgn", csi="estimated", pilots=4).pilots == 4
+
+
+def test_link_refuses_a_codec_whose_latent_shape_miscounts_its_latent(identity_codec):
+    """The CBR comes from ``codec.latent_shape``: a codec of your own whose ``latent_shape``
+    forgets the padding to its multiple would report another CBR than it spends (1/4 fewer
+    channel uses here, silently); the link refuses it, naming both shapes."""
+
+    class Halving(identity_codec):
+        name, multiple = "halving", 2
+
+        def _encode(self, x, snr_db):
+            return x[..., ::2, ::2]
+
+        def _decode(self, latent, snr_db):
+            return latent.repeat_interleave(2, -2).repeat_interleave(2, -1)
+
+        def latent_shape(self, h, w):
+            return (3, h // 2, w // 2)  # forgot the padding: 7x7 encodes to 4x4, not 3x3
+
+    x = torch.rand(1, 3, 7, 7, generator=gen(0))
+    with pytest.raises(ValueError, match=r"latent_shape\(7, 7\) = \(3, 3, 3\) .* \(3, 4, 4\)"):
+        AnalogLink(Halving()).transmit(x, Channel("awgn"), 10.0, gen(1))
+    tx = AnalogLink(Halving()).transmit(x[..., :6, :6], Channel("awgn"), 10.0, gen(1))
+    assert tx.cbr.data_symbols == 3 * 3 * 3 // 2 + 1  # even sizes: the shapes agree
+
+
+def test_a_channel_of_your_own_keeps_the_model_it_subclasses() -> None:
+    """A subclass relabelled for its results (``name``) still runs the built-in model it
+    called ``super().__init__`` with (``model``): AWGN's least-squares pilot estimate, not the
+    Rayleigh LMMSE shrink; its per-symbol gains with estimated CSI are refused on a per-image
+    model, whose pilots are charged once per image."""
+
+    class PhaseNoise(Channel):
+        def __init__(self, csi: str = "perfect") -> None:
+            super().__init__("awgn", csi=csi)
+            self.name = "awgn-phase-noise"
+
+        def sample(self, z, snr_db, generator=None):
+            state = super().sample(z, snr_db, generator)
+            phase = torch.polar(
+                torch.ones(z.shape), 0.1 * torch.randn(z.shape, generator=generator)
+            )
+            return ChannelState(h=phase.to(z.dtype), no=state.no, h_hat=torch.ones_like(z))
+
+    class Relabelled(Channel):
+        def __init__(self) -> None:
+            super().__init__("awgn", csi="estimated")
+            self.name = "my-awgn"
+
+    z = torch.ones(4, 8, dtype=torch.complex64)
+    _, ours = Relabelled()(z, 0.0, gen(2))
+    _, theirs = Channel("awgn", csi="estimated")(z, 0.0, gen(2))
+    assert torch.equal(ours.h_hat, theirs.h_hat)  # LS: no shrink by 1 / (1 + N0 / pilots)
+    assert repr(Relabelled()) == "Channel('my-awgn', csi='estimated', pilots=16)"
+    y, state = PhaseNoise()(z, 10.0, gen(3))
+    assert state.h.shape == (4, 8) and y.shape == (4, 8)
+    with pytest.raises(ValueError, match="gain per symbol with csi='estimated' needs"):
+        PhaseNoise("estimated")(z, 10.0, gen(3))

@@ -1117,3 +1117,46 @@ def test_denoiser_training_noises_the_latent_at_the_matched_level():
     vv = v.view(4, 1, 1, 1)
     torch.testing.assert_close(seen["x"], (1 - vv).sqrt() * x0 + vv.sqrt() * n)
     torch.testing.assert_close(loss, x0.pow(2).mean())
+
+
+def test_a_denoiser_network_of_your_own_trains_and_its_checkpoint_says_so(tmp_path) -> None:
+    """A :class:`DenoiserTask` subclass building another network than the LatentUNet (a
+    researcher's own) gets checkpoint metadata naming its class (it was an AssertionError
+    at the first checkpoint, after the epoch's training), and the denoiser loader refuses the
+    file naming it, instead of calling it no denoiser checkpoint."""
+
+    class TwoConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(C, C, 3, padding=1)
+
+        def forward(self, x_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return self.conv(x_t)
+
+    net = TwoConv()
+    meta = DenoiserTask(DenoiserTaskConfig(codec="vae")).model_metadata(net)
+    assert meta["network"].endswith("TwoConv") and "denoiser_config" not in meta
+    assert meta["task"] == "denoiser" and meta["codec"] == "vae"
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), meta)
+    with pytest.raises(ValueError, match=r"a denoiser network of your own \(.*TwoConv\)"):
+        load_denoiser(path)
+
+
+def test_trainer_asks_the_task_for_the_model_metadata_before_training(tmp_path) -> None:
+    """A model its task cannot describe fails before any data is prepared or step taken, not
+    when the first checkpoint is written after an epoch."""
+
+    class Refusing(DenoiserTask):
+        def build_model(self) -> torch.nn.Module:
+            return torch.nn.Linear(1, 1)
+
+        def model_metadata(self, model: torch.nn.Module) -> dict[str, str]:
+            raise ValueError("cannot describe it")
+
+        def train_dataset(self):
+            raise AssertionError("data prepared before the model was checked")
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), progress=False)
+    with pytest.raises(ValueError, match="cannot describe it"):
+        Trainer(Refusing(DenoiserTaskConfig(codec="vae")), cfg).fit()

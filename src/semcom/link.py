@@ -13,6 +13,7 @@ time spent in each stage.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .channels import (
     CBRReport,
     Channel,
     Equalized,
+    PackedLatent,
     as_snr_tensor,
     cbr_report,
     decoder_snr_db,
@@ -228,6 +230,18 @@ class AnalogLink:
             side_symbols=self.side_symbols,
         )
 
+    def _check_latent_shape(self, packed: PackedLatent, height: int, width: int) -> None:
+        """ValueError when the codec's :meth:`~semcom.codecs.base.Codec.latent_shape`, which
+        the CBR is computed from, counts another number of values than its encoder gave."""
+        shape = tuple(self.codec.latent_shape(height, width))
+        if math.prod(shape) != packed.n_real:
+            raise ValueError(
+                f"{self.codec.name}: latent_shape({height}, {width}) = {shape} holds "
+                f"{math.prod(shape)} values, but its encoder gave {packed.shape} "
+                f"({packed.n_real}): the CBR is computed from latent_shape, so it must "
+                "give the encoder's output shape (padding to the codec's multiple included)"
+            )
+
     @torch.no_grad()
     def transmit(
         self,
@@ -254,6 +268,7 @@ class AnalogLink:
             else:
                 latent = self.codec.encode(images, snr.float())
             packed = pack(latent)
+        self._check_latent_shape(packed, h, w)
         with _timed(secs, "channel", dev):
             y, state = channel(packed.z, snr, generator)
             eq: Equalized = equalize(y, state)

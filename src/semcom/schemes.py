@@ -22,7 +22,9 @@ class SchemeSpec:
         name: the name used on the command line.
         description: one line for ``semcom schemes``.
         factory: ``factory(cbr, device) -> Scheme``; ``cbr`` is None for the default.
-        cbrs: the CBRs it offers (None: any CBR, or fixed by the codec).
+        cbrs: the CBRs it offers (None: any CBR, or fixed by the codec); one CBR makes a
+            fixed-CBR scheme. :func:`get_scheme` does not check a CBR against them: the
+            factory refuses one it cannot build (ValueError).
         requires: human-readable requirements (weights, checkpoints) for error messages.
         options: names of keyword options the factory accepts (e.g. ``matching``, ``steps``
             for diffusion receivers); :func:`get_scheme` refuses others.
@@ -40,18 +42,39 @@ class SchemeSpec:
 
 
 _REGISTRY: dict[str, SchemeSpec] = {}
+_BUILTIN_LOADED = False
+#: characters a scheme name cannot hold: run labels read ``name@cbr`` and ``name[options]``
+NAME_RESERVED = "@[],"
 
 
 def register_scheme(spec: SchemeSpec) -> None:
-    """Add (or replace) a scheme in the registry."""
-    _REGISTRY[spec.name] = spec
+    """Add (or replace) a scheme in the registry: yours (``get_scheme``, ``semcom.eval`` and
+    :func:`semcom.cli.main` in the same process find it) or a built-in one, by its name.
+    ``ValueError`` for a name that is empty or holds whitespace or one of
+    :data:`NAME_RESERVED`."""
+    name = spec.name
+    bad = not isinstance(name, str) or not name
+    if bad or any(c.isspace() or c in NAME_RESERVED for c in name):
+        raise ValueError(
+            f"scheme name {name!r} must be a non-empty word without whitespace or any of "
+            f"{' '.join(NAME_RESERVED)} (results label runs name@cbr and name[options])"
+        )
+    _REGISTRY[name] = spec
 
 
 def _load_builtin() -> None:
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
+    # a scheme registered before the built-ins load replaces the one of its name, as after
+    yours = dict(_REGISTRY)
     # Importing these modules registers their schemes.
     from .codecs import registry  # noqa: F401
     from .diffusion import registry as _diffusion  # noqa: F401
     from .separation import registry as _separation  # noqa: F401
+
+    _REGISTRY.update(yours)
+    _BUILTIN_LOADED = True
 
 
 def list_schemes() -> list[SchemeSpec]:

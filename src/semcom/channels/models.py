@@ -140,6 +140,15 @@ class Channel:
             ``ValueError`` with perfect CSI (it would change nothing).
         coherence: symbols per independent fading block for ``rayleigh-fast`` (``ValueError``
             for another value than 1 on the other channels).
+
+    A channel of your own (Rician, phase noise, ...) subclasses it: ``super().__init__`` with
+    the built-in model whose block structure and CSI estimation it keeps (:attr:`model`; the
+    pilot estimate under fading assumes Rayleigh's ``CN(0, 1)`` prior, so it is biased for
+    another), :meth:`sample` overridden to return its :class:`ChannelState` (``h`` per image
+    [B, 1] or per symbol [B, M], ``h_hat`` what the receiver knows; per symbol with estimated
+    CSI needs ``"rayleigh-fast"``, whose pilots are charged per block), and ``self.name`` set
+    to a label naming its parameters (``"rician-k4"``), which results record and merging
+    compares.
     """
 
     def __init__(
@@ -170,6 +179,9 @@ class Channel:
                 raise ValueError(f"{what} must be an integer >= 1, got {n!r}")
         pilots, coherence = int(pilots), int(coherence)
         self.name, self.csi, self.pilots, self.coherence = name, csi, pilots, coherence
+        #: the built-in model (one of :data:`CHANNELS`) run: ``name`` unless a subclass
+        #: relabels itself; its fading blocks, pilots and CSI estimation follow it
+        self.model = name
         # (device, precision) -> Sionna's (seeded AWGN, seeded fading generator, apply block)
         self._blocks: dict[tuple[str, str], tuple[Any, Any, Any]]
         self._blocks = {}
@@ -180,7 +192,7 @@ class Channel:
 
     def __repr__(self) -> str:
         extra = f", pilots={self.pilots}" if self.csi == "estimated" else ""
-        if self.name == "rayleigh-fast" and self.coherence > 1:
+        if self.model == "rayleigh-fast" and self.coherence > 1:
             extra += f", coherence={self.coherence}"
         return f"Channel({self.name!r}, csi={self.csi!r}{extra})"
 
@@ -199,7 +211,7 @@ class Channel:
     # ------------------------------------------------------------------ sizes
     def n_blocks(self, n_symbols: int) -> int:
         """Independent fading blocks per image for ``n_symbols`` data symbols."""
-        if self.name == "rayleigh-fast":
+        if self.model == "rayleigh-fast":
             return math.ceil(n_symbols / self.coherence)
         return 1
 
@@ -221,9 +233,9 @@ class Channel:
         gen._generator = _generator_for(generator, z.device)
         snr = as_snr_tensor(snr_db, b, device=z.device)
         no = snr_to_no(snr).to(z.real.dtype)
-        if self.name == "awgn":
+        if self.model == "awgn":
             h = torch.ones(b, 1, dtype=z.dtype, device=z.device)
-        elif self.name == "rayleigh-slow":
+        elif self.model == "rayleigh-slow":
             h = gen(b).reshape(b, 1)
         else:
             nb = self.n_blocks(m)
@@ -249,6 +261,12 @@ class Channel:
         y = apply(z.unsqueeze(-1), state.h.unsqueeze(-1).unsqueeze(-1), no.reshape(-1, 1, 1))
         y = y.squeeze(-1)
         if self.csi == "estimated":
+            if state.h.shape[-1] != 1 and self.model != "rayleigh-fast":
+                # pilots are charged once per image here: a gain per symbol needs a block each
+                raise ValueError(
+                    f"{self.name!r}: a gain per symbol with csi='estimated' needs the "
+                    f"'rayleigh-fast' model (pilots per coherence block), not {self.model!r}"
+                )
             h_hat, h_err = self._estimate(state, awgn)
             state = replace(
                 state, h_hat=h_hat, h_err=h_err, pilot_symbols=self.pilot_symbols(z.shape[1])
@@ -274,7 +292,7 @@ class Channel:
         """
         h_ls = self._ls_estimate(state, awgn)
         s2 = state.no.to(h_ls.real.dtype) / self.pilots
-        if self.name == "awgn":
+        if self.model == "awgn":
             return h_ls, s2
         shrink = (1.0 / (1.0 + s2)).unsqueeze(-1)
         return h_ls * shrink.to(h_ls.dtype), s2 / (1.0 + s2)

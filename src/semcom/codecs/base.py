@@ -35,7 +35,9 @@ class Codec(nn.Module):
     """Base class of image <-> latent codecs.
 
     Subclasses set ``name`` and ``multiple`` (the spatial size the encoder needs) and
-    implement :meth:`_encode` / :meth:`_decode` on padded images. ``snr_db`` ([B] tensor, dB)
+    implement :meth:`_encode` / :meth:`_decode` on padded images and :meth:`latent_shape`
+    (the link computes the CBR from it, and refuses a codec whose encoder gives another
+    number of values). ``snr_db`` ([B] tensor, dB)
     is passed to SNR-adaptive codecs and ignored by the others. **Set ``needs_scale = True``
     for any decoder not trained on unit-power latents** (a pretrained autoencoder): by
     default the link hands the decoder the power-normalised latent.
@@ -67,8 +69,12 @@ class Codec(nn.Module):
         raise NotImplementedError
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        """Latent shape ``(C, h, w)`` for an image of ``height`` x ``width`` pixels."""
-        raise NotImplementedError
+        """Latent shape ``(C, h, w)`` for an image of ``height`` x ``width`` pixels (before
+        padding to :attr:`multiple`: the shape :meth:`encode` returns for it)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement latent_shape(height, width) -> (C, h, w), "
+            "the shape its encoder gives for such an image: the CBR is computed from it"
+        )
 
     def encode(self, x: Tensor, snr_db: Tensor | None = None) -> Tensor:
         """Images [B, 3, H, W] in [0, 1] -> real latent [B, C, h, w] (any H, W)."""

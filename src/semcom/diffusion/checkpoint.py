@@ -58,6 +58,12 @@ def read_checkpoint(
             f"{str(p)!r} is a {meta.get('model', 'JSCC')} codec checkpoint, not a {task} "
             "(give it as --codec)"
         )
+    if meta.get("task") == task and config_key not in meta and "network" in meta:
+        raise ValueError(
+            f"{str(p)!r} holds a {task} network of your own ({meta['network']}), not semcom's: "
+            "load its weights into that network (safetensors.torch.load_file) and use it "
+            "directly (e.g. semcom.diffusion.DiffusionReceiver(net))"
+        )
     if meta.get("task") != task or config_key not in meta:
         raise ValueError(
             f"{str(p)!r} is not a {task} checkpoint (task {meta.get('task')!r}); "

@@ -379,7 +379,7 @@ def results_document(
     ch = {"name": channel.name, "csi": channel.csi}
     if channel.csi == "estimated":
         ch["pilots"] = channel.pilots
-    if channel.name == "rayleigh-fast":
+    if channel.model == "rayleigh-fast":
         ch["coherence"] = channel.coherence
     return {
         "semcom_version": __version__,

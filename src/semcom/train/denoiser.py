@@ -258,10 +258,17 @@ class DenoiserTask:
         return LatentUNet(cfg)
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
-        assert isinstance(model, LatentUNet)
+        """The checkpoint's metadata: the :class:`LatentUNet`'s architecture, or for a network
+        of your own (a subclass's :meth:`build_model`) its class as ``network`` (its weights
+        are saved and resumed; :func:`~semcom.diffusion.checkpoint.load_denoiser` refuses it,
+        naming it: load them into your network)."""
+        if isinstance(model, LatentUNet):
+            arch = {"denoiser_config": json.dumps(model.config.to_dict())}
+        else:
+            arch = {"network": f"{type(model).__module__}.{type(model).__qualname__}"}
         return {
             "task": self.name,
-            "denoiser_config": json.dumps(model.config.to_dict()),
+            **arch,
             "codec": self.config.codec,
             "cbr": str(self.config.cbr),
             "codec_fingerprint": self.codec_fp,

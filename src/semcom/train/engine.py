@@ -693,6 +693,7 @@ class Trainer:
             task.resume_from = None if resume is None else Path(resume)
         t_setup = time.perf_counter()  # building the model and the data (e.g. encoding latents)
         model = task.build_model().to(self.device)
+        task.model_metadata(model)  # a model the task cannot describe fails now, not when saved
         train_ds = task.train_dataset()
         val_ds = task.val_dataset()
         sampler = ResumableSampler(len(train_ds), self.world, self.rank, cfg.seed)
