@@ -1508,6 +1508,46 @@ def test_register_scheme_refuses_a_name_results_cannot_label(name):
         register_scheme(SchemeSpec(name, "x", lambda cbr, dev: None))
 
 
+def _fake_dist(root: Path, name: str, entry_points: str) -> None:
+    """An installed distribution ``name`` on ``root`` (a path entry) with ``entry_points``."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_an_installed_plugin_adds_its_scheme_to_the_shell_command(tmp_path):
+    """A package's ``semcom.schemes`` entry point registers its scheme for the ``semcom``
+    shell command (schemes, eval); a broken plugin is warned of, the built-ins still work."""
+    (tmp_path / "my_plugin.py").write_text(
+        "from semcom.schemes import SchemeSpec, register_scheme\n"
+        "def register():\n"
+        "    from semcom.schemes import get_scheme\n"
+        "    register_scheme(SchemeSpec('mine', 'my own scheme', "
+        "lambda cbr, dev: get_scheme('jpeg+capacity', cbr, dev)))\n"
+    )
+    (tmp_path / "bad_plugin.py").write_text("raise ImportError('no such thing')\n")
+    _fake_dist(tmp_path, "my_plugin", "[semcom.schemes]\nmine = my_plugin:register\n")
+    _fake_dist(tmp_path, "bad_plugin", "[semcom.schemes]\nbad = bad_plugin\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+
+    def semcom(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "semcom.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    r = semcom("schemes")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^mine .*my own scheme", r.stdout, re.M) and "deepjscc" in r.stdout
+    assert "plugin 'bad'" in r.stderr and "no such thing" in r.stderr
+    out = tmp_path / "r.json"
+    argv = ["eval", "--scheme", "mine", "--cbr", "1/4", "--dataset", "samples", "--crop", "32",
+            "--limit", "1", "--snr", "10", "--metrics", "psnr", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    r = semcom(*argv)
+    assert r.returncode == 0, r.stderr
+    assert [run["scheme"] for run in json.loads(out.read_text())["runs"]] == ["mine"]
+
+
 def test_a_scheme_registered_before_the_builtins_load_replaces_theirs(tmp_path):
     """Registering ``vae`` first thing in a session (before anything listed the schemes) replaces
     the built-in one, as registering it later does; it was silently put back by the built-ins

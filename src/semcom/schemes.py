@@ -75,6 +75,47 @@ def _load_builtin() -> None:
 
     _REGISTRY.update(yours)
     _BUILTIN_LOADED = True
+    _load_plugins()
+
+
+#: entry-point group of installed packages that register schemes (shell ``semcom`` included)
+PLUGIN_GROUP = "semcom.schemes"
+
+
+def _load_plugins() -> None:
+    """Load the ``semcom.schemes`` entry points of installed packages: each names a module
+    (importing it registers its schemes) or a callable (called with no arguments to register
+    them), e.g. in a package's ``pyproject.toml``::
+
+        [project.entry-points."semcom.schemes"]
+        mine = "my_package.semcom_plugin:register"
+
+    A plugin that fails to load is warned of and skipped (the built-in schemes still work);
+    one that replaces a built-in scheme is warned of."""
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        before = dict(_REGISTRY)
+        try:
+            obj = ep.load()
+            if callable(obj):
+                obj()
+        except Exception as e:  # a broken plugin must not break semcom
+            _REGISTRY.clear()
+            _REGISTRY.update(before)
+            warnings.warn(
+                f"semcom plugin {ep.name!r} ({ep.value}) failed to load and is skipped: "
+                f"{type(e).__name__}: {e}",
+                stacklevel=2,
+            )
+            continue
+        replaced = sorted(n for n, spec in before.items() if _REGISTRY.get(n) is not spec)
+        if replaced:
+            warnings.warn(
+                f"semcom plugin {ep.name!r} replaces the scheme(s) {', '.join(replaced)}",
+                stacklevel=2,
+            )
 
 
 def list_schemes() -> list[SchemeSpec]:
