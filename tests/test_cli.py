@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import subprocess
 import sys
@@ -415,6 +416,31 @@ def test_outputs_checked_before_any_work(tmp_path, capsys, monkeypatch):
     line = run_err(capsys, "bench", "--scheme", "vae", "--json", str(folder))
     assert "--json" in line and "is a folder" in line
     assert not list(tmp_path.glob("*.partial*"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_outputs_that_are_not_regular_files_are_refused(tmp_path, capsys, monkeypatch):
+    """A pipe or a device as the output file (``--out /dev/stdout``, ``--out /dev/null``): eval
+    read it to see whose results it held and waited for ever; with --force it swept and then
+    replaced it by a regular file (as root, /dev/null itself), and merge replaced it at once."""
+    from semcom.eval import sweep
+
+    monkeypatch.setattr(sweep, "evaluate", lambda *a, **k: pytest.fail("ran before the check"))
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    r = tmp_path / "r.json"
+    r.write_text(json.dumps({"runs": []}))
+    for argv in (  # (the old code waited on the last one: it comes after those it failed)
+        ["merge", str(r), "--out", str(pipe), "--force"],
+        [*EVAL, "--out", str(pipe), "--force"],
+        ["bench", "--scheme", "vae", "--json", str(pipe), "--force"],
+        [*EVAL, "--out", str(pipe)],
+    ):
+        line = run_err(capsys, *argv)
+        assert f"{str(pipe)!r} is not a regular file" in line, line
+        assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    line = run_err(capsys, *EVAL, "--out", str(r / "x.json"))  # a file where a folder goes
+    assert "cannot create its folder: a part of it is a file" in line
 
 
 def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):
@@ -953,6 +979,32 @@ def test_usage_errors(capsys):
         assert _main_code(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+def test_list_options_given_twice_are_refused(tmp_path, capsys):
+    """``--snr 0 --snr 10`` (as --scheme and --cbr are given) swept 10 dB alone, and
+    ``--metrics psnr --metrics ssim`` computed SSIM alone, without a word: argparse keeps
+    the last occurrence of an option."""
+    r, out = str(tmp_path / "r.json"), str(tmp_path / "out")
+    line = run_err(capsys, *EVAL[:-3], "--snr", "0", "--snr", "10", "--out", r)
+    assert "--snr: given twice" in line and "--snr 0 10" in line
+    for argv, shown in (
+        (["transmit", "x.png", "--metrics", "psnr", "--metrics", "ssim", "--out", out],
+         "--metrics psnr ssim"),
+        (["table", r, "--metrics", "psnr", "--metrics", "lpips"], "--metrics psnr lpips"),
+        (["compare", r, "--scheme", "a", "--against", "b", "--metrics", "psnr",
+          "--metrics", "ssim"], "--metrics psnr ssim"),
+        (["plot", r, "--anchors", "a.json", "--anchors", "b.json", "--out", out + ".png"],
+         "--anchors a.json b.json"),
+        (["experiment", "perturb", "--snr", "0", "--deltas", "0.1", "--deltas", "-0.5",
+          "--limit", "1", "--crop", "16", "--out", out + ".json"], "--deltas 0.1 -0.5"),
+    ):  # fmt: skip
+        line = run_err(capsys, *argv)
+        assert "given twice" in line and shown in line, line
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+    # once, with several values: as before
+    args = cli.build_parser().parse_args([*EVAL[:-3], "--snr", "0", "10", "--out", r])
+    assert args.snr == [0.0, 10.0]
 
 
 def test_version(capsys):

@@ -571,6 +571,19 @@ def test_folder_listing(folder):
     assert "n=3" in repr(ds)
 
 
+def test_folder_follows_links_but_not_loops(folder, tmp_path):
+    """A link back to a folder above (``ln -s .. up``) made the listing descend until the OS
+    refused (OSError: too many levels of symbolic links): the folder could not be used."""
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(rgb8(8, 8, 5)).save(other / "f.png")
+    (folder / "sub" / "up").symlink_to("..")
+    (folder / "sub" / "top").symlink_to(folder)
+    (folder / "linked").symlink_to(other)  # not a loop: followed as before
+    ds = ImageFolder(folder)
+    assert ds.names == ["a.jpg", "b.png", "linked/f.png", "sub/c.bmp"]
+
+
 def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageFolder(tmp_path / "missing")

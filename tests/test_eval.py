@@ -445,6 +445,31 @@ def test_evaluate_resumes_after_interruption(tmp_path, capsys):
         _run(partial=partial, header={"sweep": 2})
 
 
+def test_resume_recomputes_rows_of_images_that_moved(tmp_path, capsys):
+    """A data set that lost a file between an interrupted sweep and its resumption puts other
+    images at the indices: the resumed sweep kept the old rows by index, so the results named
+    the removed image and left out the last one, with no word (as a fresh sweep's they are)."""
+    partial = tmp_path / "r.json.partial.jsonl"
+    images = _images(4)
+    named = [(i, f"img{i}", x) for i, x in enumerate(images)]
+    key = [(RunKey("noisy", None), NoisyScheme())]
+    evaluate(key, named[:3], Channel("awgn"), [0.0], metrics=["psnr"], partial=partial,
+             header={"k": 1}, progress=False)  # fmt: skip
+    # img1 removed: img2 and img3 are now at indices 1 and 2
+    now = [(0, "img0", images[0]), (1, "img2", images[2]), (2, "img3", images[3])]
+    scheme = NoisyScheme()
+    rows = evaluate([(RunKey("noisy", None), scheme)], now, Channel("awgn"), [0.0],
+                    metrics=["psnr"], partial=partial, header={"k": 1}, progress=True)  # fmt: skip
+    fresh = evaluate(key, now, Channel("awgn"), [0.0], metrics=["psnr"], progress=False)
+    assert scheme.calls == 1 + 2  # the warm-up, then the two images that moved
+    assert sorted((r["image"], r["name"], r["psnr"]) for r in rows) == sorted(
+        (r["image"], r["name"], r["psnr"]) for r in fresh
+    )
+    err = capsys.readouterr().err
+    assert "2 (image, scheme) results of the interrupted run are of other images" in err
+    assert PartialResults(partial, {"k": 1}).has("noisy", 1, "img2")  # replaced on disk too
+
+
 # ------------------------------------------------------------------ grid
 def test_make_grid_size_and_content():
     red = torch.zeros(3, 10, 20)

@@ -103,6 +103,24 @@ class _Parser(argparse.ArgumentParser):
         return ns
 
 
+class _Once(argparse.Action):
+    """A list option (``--snr 0 10``) given once: argparse kept the last of ``--snr 0 --snr
+    10`` alone, a sweep at 10 dB where the user asked for two SNRs (as ``--scheme`` and
+    ``--cbr`` are given, each value after its own option); now a usage error."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not self.default:  # set by an earlier occurrence
+            shown = " ".join(
+                f"{v:g}" if isinstance(v, float) else str(v) for v in [*before, *values]
+            )
+            parser.error(
+                f"argument {option_string}: given twice (only the last would count); give "
+                f"all its values after one {option_string}: {option_string} {shown}"
+            )
+        setattr(namespace, self.dest, values)
+
+
 # ------------------------------------------------------------- argument types
 def _snr_value(text: str) -> float:
     """An ``--snr`` value: a finite number of dB within +-``SNR_LIMIT_DB`` (the channels'
@@ -159,7 +177,7 @@ def _add_channel_args(p: argparse.ArgumentParser, snrs: Sequence[float]) -> None
         "rayleigh-fast)",
     )
     p.add_argument(
-        "--snr", type=_snr_value, nargs="+", default=[float(x) for x in snrs],
+        "--snr", type=_snr_value, nargs="+", default=[float(x) for x in snrs], action=_Once,
         help="SNR grid, dB (Es/N0)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="channel seed (same seed, same noise)")
@@ -296,6 +314,7 @@ def _add_metrics_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics",
         nargs="+",
+        action=_Once,
         choices=METRICS,
         default=["psnr", "ssim", "ms_ssim", "lpips"],
         metavar="METRIC",
@@ -435,14 +454,21 @@ def _snr_list(args: argparse.Namespace) -> list[float]:
 
 
 def _output_file(path: str, option: str = "--out") -> Path:
-    """``path`` checked before any work: not a folder, its folder created and writable."""
+    """``path`` checked before any work: not a folder, nor a device, pipe or socket (the
+    file is replaced by a rename: ``/dev/null`` would become a regular file, and reading
+    ``/dev/stdout`` to see what it holds waits for ever), its folder created and writable."""
     p = Path(path)
     if p.is_dir():
         raise CLIError(f"{option} {path!r} is a folder: give a file name inside it")
+    if p.exists() and not p.is_file():
+        raise CLIError(
+            f"{option} {path!r} is not a regular file (a device, pipe or socket): give a file name"
+        )
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise CLIError(f"{option} {path!r}: cannot create its folder: {e.strerror}") from e
+        why = "a part of it is a file" if isinstance(e, FileExistsError) else e.strerror
+        raise CLIError(f"{option} {path!r}: cannot create its folder: {why}") from e
     if not os.access(p.parent, os.W_OK):
         raise CLIError(f"{option} {path!r}: its folder is not writable")
     return p
@@ -1356,7 +1382,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw results JSON files against SNR -> PNG")
     pl.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     pl.add_argument("--metric", default="psnr", choices=list(METRIC_LABELS))
-    pl.add_argument("--anchors", nargs="*", default=[], help="published curves (results/anchors)")
+    pl.add_argument(
+        "--anchors", nargs="*", default=[], action=_Once, help="published curves (results/anchors)"
+    )
     pl.add_argument("--title", default=None)
     _add_ci_arg(pl, "error bars: the t-interval of each mean over the images")
     pl.add_argument("--out", default="fig.png", help="output PNG (default ./fig.png)")
@@ -1378,12 +1406,18 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--limit", type=_positive_int, default=4, help="number of images")
     pe.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
     pe.add_argument(
-        "--snr", type=_snr_value, nargs="+", default=[-10.0, 0.0, 10.0], help="SNRs, dB"
+        "--snr",
+        type=_snr_value,
+        nargs="+",
+        default=[-10.0, 0.0, 10.0],
+        action=_Once,
+        help="SNRs, dB",
     )
     pe.add_argument(
         "--deltas",
         type=float,
         nargs="+",
+        action=_Once,
         default=None,
         help="relative perturbations (default -0.5 -0.2 -0.1 -0.05 0 0.05 0.1 0.2 0.5)",
     )
@@ -1415,6 +1449,7 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     tb.add_argument(
         "--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
+        action=_Once,
         help=f"a row per run and metric, from {' '.join(METRIC_LABELS)}",
     )  # fmt: skip
     _add_ci_arg(tb, "add ± the half-width of the t-interval of each mean over the images")
@@ -1435,6 +1470,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument(
         "--metrics",
         nargs="+",
+        action=_Once,
         default=["psnr"],
         choices=list(HIGHER_IS_BETTER),
         metavar="M",

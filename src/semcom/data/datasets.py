@@ -228,17 +228,23 @@ class ImageDataset(Dataset):
 
 
 def _scan(root: Path, extensions: frozenset[str]) -> list[tuple[tuple[str, ...], Path]]:
-    """All image files under ``root`` (recursive, hidden entries skipped) with sort keys."""
+    """All image files under ``root`` (recursive, hidden entries skipped, symbolic links
+    followed but for one back to a folder above it: a loop) with sort keys."""
     found: list[tuple[tuple[str, ...], Path]] = []
-    stack: list[tuple[str, tuple[str, ...]]] = [(os.fspath(root), ())]
+    # (folder, its path under root, the (device, inode) of it and the folders above it)
+    stack: list[tuple[str, tuple[str, ...], frozenset]] = [(os.fspath(root), (), frozenset())]
     while stack:
-        folder, rel = stack.pop()
+        folder, rel, above = stack.pop()
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in above:  # a link to a folder above: listed once
+            continue
+        above = above | {(st.st_dev, st.st_ino)}
         with os.scandir(folder) as it:
             for e in it:
                 if e.name.startswith("."):
                     continue
                 if e.is_dir():
-                    stack.append((e.path, (*rel, e.name)))
+                    stack.append((e.path, (*rel, e.name), above))
                 elif os.path.splitext(e.name)[1].lower() in extensions and e.is_file():
                     found.append(((*rel, e.name), Path(e.path)))
     found.sort(key=lambda t: t[0])

@@ -99,8 +99,12 @@ class PartialResults:
             with open(path, "a") as f:
                 f.write("\n")
 
-    def has(self, run: str, image: int) -> bool:
-        return (run, image) in self.rows
+    def has(self, run: str, image: int, name: str | None = None) -> bool:
+        """A row of ``run`` for image index ``image``; with ``name``, only when it is of that
+        image (the file at index ``image`` when it was written: a data set that gained or lost
+        a file since puts other images at the indices)."""
+        row = self.rows.get((run, image))
+        return row is not None and (name is None or row.get("name", name) == name)
 
     def add(self, row: dict) -> None:
         self.rows[(row["run"], row["image"])] = row
@@ -274,9 +278,17 @@ def evaluate(
         (idx, name, img, key, scheme)
         for idx, name, img in images
         for key, scheme in schemes
-        if not store.has(key.label, idx)
+        if not store.has(key.label, idx, name)
     ]
     done = len(images) * len(schemes) - len(todo)
+    moved = sum(store.has(key.label, idx) for idx, _, _, key, _ in todo)
+    if moved and progress:  # their rows are replaced as they are computed again
+        print(
+            f"semcom: note: {partial}: {moved} (image, scheme) results of the interrupted run "
+            "are of other images than the data set now holds at their index (files added or "
+            "removed since): computed again",
+            file=sys.stderr,
+        )
     if done and progress:
         print(
             f"semcom: note: resuming {partial}: {done} of {done + len(todo)} (image, scheme) "
