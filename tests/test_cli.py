@@ -441,6 +441,17 @@ def test_outputs_that_are_not_regular_files_are_refused(tmp_path, capsys, monkey
         assert stat.S_ISFIFO(pipe.lstat().st_mode)
     line = run_err(capsys, *EVAL, "--out", str(r / "x.json"))  # a file where a folder goes
     assert "cannot create its folder: a part of it is a file" in line
+    assert "--out is empty: give a file name" in run_err(capsys, *EVAL, "--out", "")
+
+
+def test_demo_refuses_a_file_as_out_before_loading_networks(tmp_path, capsys, monkeypatch):
+    from semcom import schemes
+
+    monkeypatch.setattr(schemes, "get_scheme", lambda *a, **k: pytest.fail("loaded first"))
+    f = tmp_path / "f.txt"
+    f.write_text("mine\n")
+    line = run_err(capsys, "demo", "--out", str(f))
+    assert "is a file: give a folder for the images" in line and f.read_text() == "mine\n"
 
 
 def test_bench_draws_with_its_seed_and_takes_no_metrics(capsys, monkeypatch):

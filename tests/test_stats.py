@@ -216,6 +216,13 @@ def test_compare_and_table_ci_commands(tmp_path, capsys):
     # errors a user can fix: one line, exit 2
     assert main(["compare", str(f), "--scheme", "x+dm", "--against", "nope"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+    # a run against itself (a difference of 0 everywhere) is refused
+    assert main(["compare", str(f), "--scheme", "x", "--against", "x"]) == 2
+    assert "name the same run (x in" in capsys.readouterr().err
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps(_doc([])))
+    assert main(["compare", str(empty), "--scheme", "x", "--against", "y"]) == 2
+    assert "they hold no runs" in capsys.readouterr().err
     other = tmp_path / "o.json"
     other.write_text(json.dumps(_doc([_run("y", [[1.0, 2.0, 3.0]] * 2, names)], seed=5)))
     assert main(["compare", str(f), str(other), "--scheme", "x", "--against", "y"]) == 2

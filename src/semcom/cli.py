@@ -457,6 +457,8 @@ def _output_file(path: str, option: str = "--out") -> Path:
     """``path`` checked before any work: not a folder, nor a device, pipe or socket (the
     file is replaced by a rename: ``/dev/null`` would become a regular file, and reading
     ``/dev/stdout`` to see what it holds waits for ever), its folder created and writable."""
+    if not path:
+        raise CLIError(f"{option} is empty: give a file name")
     p = Path(path)
     if p.is_dir():
         raise CLIError(f"{option} {path!r} is a folder: give a file name inside it")
@@ -692,6 +694,12 @@ def _unique_stems(paths: Sequence[str | Path]) -> list[str]:
 
 
 # -------------------------------------------------------------------- transmit
+def _check_out_folder(out: Path) -> None:
+    """``--out`` of transmit / demo: a folder for the images (refused when it is a file)."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {str(out)!r} is a file: give a folder for the images")
+
+
 def _transmit_images(
     images: list[tuple[str, torch.Tensor]],
     args: argparse.Namespace,
@@ -707,8 +715,7 @@ def _transmit_images(
     from .eval.sweep import image_seed, note_pilots, safe_metrics
 
     device = parse_device(args.device)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {str(out)!r} is a file: give a folder for the images")
+    _check_out_folder(out)
     channel = _channel(args)
     schemes = _build_schemes(args, device)
     if not args.force:  # a re-run replaces its own images, never a file it did not write
@@ -1197,6 +1204,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .schemes import fixed_cbr, get_scheme
 
     t0 = time.perf_counter()  # the whole demo: loading the networks included
+    out = Path(args.out)
+    _check_out_folder(out)  # before the networks load (seconds)
+    if not args.force:
+        _refuse_foreign([out / "table.txt"], _is_table, "a table semcom demo wrote")
     ds = get_dataset("samples")
     n = min(args.limit, len(ds))
     images = [(ds.names[i], _fit(ds[i], args.size)) for i in range(n)]
@@ -1212,9 +1223,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CLIError("no scheme is available for the demo")
     args.cbr, args.cbr_given = [DEMO_CBR], False
     snrs = _snr_list(args)
-    out = Path(args.out)
-    if not args.force:
-        _refuse_foreign([out / "table.txt"], _is_table, "a table semcom demo wrote")
     rows, grids = _transmit_images(images, args, out, snrs, tile_width=192)
     table = _table(rows, args.metrics)
     with atomic_path(out / "table.txt") as tmp:
@@ -1650,7 +1658,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .eval.plot import load_results
-    from .eval.stats import compare_runs, comparison_table, find_runs
+    from .eval.stats import compare_runs, comparison_table, find_runs, run_label
     from .eval.sweep import check_mergeable
 
     docs = [(f, load_results(f)) for f in args.results]
@@ -1662,6 +1670,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return next(x for x in found if x[0] == common[-1]) if common else found[-1]
 
     (file_a, doc_a, run_a), (file_b, doc_b, run_b) = pick(found_a), pick(found_b)
+    if run_a is run_b:  # e.g. --scheme adjscc --against adjscc@1/16: a difference of 0
+        raise CLIError(
+            f"--scheme {args.scheme} and --against {args.against} name the same run "
+            f"({run_label(run_a)} in {file_a}): compare two different runs"
+        )
     if len(found_a) > 1 or len(found_b) > 1:
         held = sorted({f for f, _, _ in found_a + found_b})
         print(

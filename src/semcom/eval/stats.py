@@ -123,7 +123,8 @@ def find_runs(docs: Sequence[tuple[str, dict]], label: str) -> list[tuple[str, d
     found = [(n, d, r) for n, d in docs for r in d["runs"] if matches(r, not exact)]
     if not found:
         have = sorted({run_label(r) for _, d in docs for r in d["runs"]})
-        raise ValueError(f"no run {label!r} in the given files; they hold: {', '.join(have)}")
+        held = f"they hold: {', '.join(have)}" if have else "they hold no runs"
+        raise ValueError(f"no run {label!r} in the given files; {held}")
     labels = sorted({run_label(r) for _, _, r in found})
     if len({(r["scheme"], r.get("cbr")) for _, _, r in found}) > 1:
         raise ValueError(
