@@ -1626,3 +1626,15 @@ def test_a_scheme_registered_before_the_builtins_load_replaces_theirs(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_data_set_names_are_recorded_in_lower_case(tmp_path, capsys):
+    """``--dataset SAMPLES`` ran on samples but recorded "SAMPLES": merging it with a samples
+    file was refused as another data set."""
+    argv = ["eval", "--scheme", "jpeg+capacity", "--cbr", "1/4", "--crop", "32", "--limit", "1",
+            "--snr", "10", "--metrics", "psnr", "--quiet"]  # fmt: skip
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    run_ok(capsys, *argv, "--dataset", "SAMPLES", "--out", str(a))
+    run_ok(capsys, *argv, "--dataset", "samples", "--seed", "0", "--out", str(b))
+    assert json.loads(a.read_text())["dataset"]["name"] == "samples"
+    run_ok(capsys, "merge", str(a), str(b), "--out", str(tmp_path / "m.json"))
