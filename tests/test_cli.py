@@ -1638,3 +1638,32 @@ def test_data_set_names_are_recorded_in_lower_case(tmp_path, capsys):
     run_ok(capsys, *argv, "--dataset", "samples", "--seed", "0", "--out", str(b))
     assert json.loads(a.read_text())["dataset"]["name"] == "samples"
     run_ok(capsys, "merge", str(a), str(b), "--out", str(tmp_path / "m.json"))
+
+
+def test_eval_and_training_take_a_folder_of_images(tmp_path, capsys, monkeypatch):
+    """--dataset / --data name a folder of one's own (they were 'unknown data set'): results
+    record its absolute path, a separation baseline's fallback is cached under a safe name,
+    a denoiser trains on its latents and its card records the folder."""
+    photos = tmp_path / "my photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    run_ok(capsys, "eval", "--scheme", "jpeg+capacity", "--scheme", "deepjscc", "--cbr", "1/16",
+           "--dataset", "my photos", "--snr", "-10", "10", "--metrics", "psnr", "--quiet",
+           "--out", str(out))  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["dataset"]["name"] == str(photos.resolve())
+    assert [r["n_images"] for r in doc["runs"]] == [3, 3]
+    assert len(list((tmp_path / "cache").rglob("fallback/*_my_photos-whole-*.safetensors"))) == 1
+    run_ok(capsys, "train", "denoiser", "--codec", "deepjscc", "--cbr", "1/16", "--data",
+           "my photos", "--val-data", "none", "--crop", "4", "--width", "8", "--batch-size", "2",
+           "--max-steps", "1", "--epochs", "1", "--quiet",
+           "--out", str(tmp_path / "den"))  # fmt: skip
+    card = json.loads((tmp_path / "den" / "card.json").read_text())
+    assert card["data"]["train"] == str(photos.resolve())
+    assert "unknown data set 'nothing'" in run_err(capsys, "eval", "--dataset", "nothing",
+                                                   "--out", str(tmp_path / "x.json"))  # fmt: skip

@@ -901,8 +901,33 @@ def test_split_keyword(data_root):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match=r"unknown data set 'nope'.*kodak"):
+    with pytest.raises(ValueError, match=r"unknown data set 'nope'.*kodak.*nor a folder"):
         get_dataset("nope")
+
+
+def test_a_folder_of_images_is_a_data_set(tmp_path, monkeypatch):
+    """A folder of one's own opens as a data set named by its absolute path (the same folder
+    from another working directory is the same data set); a named set wins over a folder of
+    its name; caches name either by a file-name-safe tag (a named set's as before)."""
+    from semcom.data import dataset_name, file_tag
+
+    photos = tmp_path / "My photos"
+    (photos / "sub").mkdir(parents=True)
+    for i, rel in enumerate(("a.png", "sub/b.png")):
+        Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save(photos / rel)
+    monkeypatch.chdir(tmp_path)
+    ds = get_dataset("My photos", crop=16)
+    assert ds.names == ["a.png", "sub/b.png"] and ds[1].shape == (3, 16, 16)
+    assert ds.name == dataset_name("My photos") == str(photos.resolve())
+    monkeypatch.chdir(photos)
+    assert dataset_name(".") == dataset_name("../My photos") == ds.name
+    assert dataset_name("KODAK") == "kodak" and file_tag("kodak") == "kodak"
+    assert file_tag("bsds500-train") == "bsds500-train"
+    assert "/" not in file_tag(ds.name) and file_tag(ds.name).endswith("My_photos")
+    (photos / "kodak").mkdir()  # a folder named like a named data set: the named one
+    assert dataset_name("kodak") == "kodak"
+    with pytest.raises(ValueError, match="nor a folder"):
+        get_dataset("My photos", split="test")  # no splits of a folder
 
 
 def test_missing_data_root_names_variable(monkeypatch, tmp_path):

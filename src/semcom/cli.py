@@ -103,9 +103,15 @@ class _Parser(argparse.ArgumentParser):
         return ns
 
 
-#: ``--dataset``: names are read in lower case (``KODAK`` is kodak), as files record them and
-#: merge compares them
-DATASET_HELP = "named dataset (see 'semcom datasets'; any case)"
+#: ``--dataset``: a named data set in any case (``KODAK`` is kodak, as files record it and merge
+#: compares it) or a folder of images (recorded as its absolute path)
+DATASET_HELP = "named data set (see 'semcom datasets'; any case) or a folder of images"
+
+
+def _dataset_arg(text: str) -> str:
+    from .data import dataset_name
+
+    return dataset_name(text)
 
 
 class _Once(argparse.Action):
@@ -1300,7 +1306,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="SNR sweep on a dataset -> results JSON")
     _add_scheme_args(e)
     _add_channel_args(e, (-10, -5, 0, 5, 10, 15, 20))
-    e.add_argument("--dataset", default="kodak", type=str.lower, help=DATASET_HELP)
+    e.add_argument("--dataset", default="kodak", type=_dataset_arg, help=DATASET_HELP)
     e.add_argument("--out", required=True, help="results JSON path")
     _add_force_arg(e, partial=True)
     e.add_argument("--limit", type=_positive_int, default=None, help="use the first N images")
@@ -1339,7 +1345,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time encode/channel/denoise/decode per image per scheme")
     _add_scheme_args(b, metrics=False)
     _add_channel_args(b, (0, 15))
-    b.add_argument("--dataset", default="kodak", type=str.lower, help=DATASET_HELP)
+    b.add_argument("--dataset", default="kodak", type=_dataset_arg, help=DATASET_HELP)
     b.add_argument("--limit", type=_positive_int, default=2, help="number of images")
     b.add_argument(
         "--crop", type=_positive_int, default=None, metavar="N", help="centre crop (as eval)"
@@ -1415,7 +1421,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the same images and noise; writes a JSON and a figure.",
     )
     _add_scheme_args(pe, default="vae+dm", metrics=False)
-    pe.add_argument("--dataset", default="kodak", type=str.lower, help=DATASET_HELP)
+    pe.add_argument("--dataset", default="kodak", type=_dataset_arg, help=DATASET_HELP)
     pe.add_argument("--limit", type=_positive_int, default=4, help="number of images")
     pe.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")
     pe.add_argument(
@@ -1450,10 +1456,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scheme_args(po, default="vae and vae+dm")
     _add_channel_args(po, (-10, -5, 0, 5, 10, 15, 20))
     po.add_argument(
-        "--in-data", default="bsds500-val", type=str.lower, help="in-distribution test set"
+        "--in-data", default="bsds500-val", type=_dataset_arg, help="in-distribution test set"
     )
     po.add_argument(
-        "--out-data", default="kodak", type=str.lower, help="out-of-distribution test set"
+        "--out-data", default="kodak", type=_dataset_arg, help="out-of-distribution test set"
     )
     po.add_argument("--limit", type=_positive_int, default=8, help="images per test set")
     po.add_argument("--crop", type=_positive_int, default=None, metavar="N", help="centre crop")

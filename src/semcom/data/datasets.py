@@ -25,6 +25,7 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -464,13 +465,31 @@ def list_datasets() -> dict[str, str]:
     return {k: v[1] for k, v in _NAMED.items()}
 
 
+def dataset_name(name: str) -> str:
+    """How results and caches name the data set ``name``: a named one in lower case
+    (``KODAK`` is ``kodak``), else a folder of images as its absolute path (the same folder
+    given from another working directory is the same data set); anything else as it is."""
+    if name.lower() in _NAMED or not name:
+        return name.lower()
+    folder = Path(name).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else name
+
+
+def file_tag(name: str) -> str:
+    """``name`` (a :func:`dataset_name`) as part of a cache file's name: a folder's path with
+    its separators replaced (its contents are told apart by :func:`dataset_signature`)."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")[-80:] or "_"
+
+
 def get_dataset(
     name: str,
     crop: int | Sequence[int] | None = None,
     split: str | None = None,
     **kw,
 ) -> ImageDataset:
-    """Open a named data set (see :func:`list_datasets`) under ``$SEMCOM_DATA``.
+    """Open a named data set (see :func:`list_datasets`) under ``$SEMCOM_DATA``, or a folder
+    of images of your own (``name`` a path; every image file under it, named by its path
+    relative to it; a named data set wins over a folder of the same name).
 
     ``split`` is an alternative spelling: ``get_dataset("cifar10", split="test")`` is
     ``get_dataset("cifar10-test")``. Other keywords go to :class:`ImageFolder` /
@@ -482,8 +501,12 @@ def get_dataset(
     if split is not None:
         key = f"{key}-{split.lower()}"
     if key not in _NAMED:
+        if split is None and name and Path(name).expanduser().is_dir():
+            return ImageFolder(Path(name).expanduser(), crop=crop, name=dataset_name(name), **kw)
         valid = ", ".join(_NAMED)
-        raise ValueError(f"unknown data set {key!r}; valid names: {valid}")
+        raise ValueError(
+            f"unknown data set {name!r}: neither a named one ({valid}) nor a folder of images"
+        )
     rels, _ = _NAMED[key]
     if rels is None:
         return SampleImages(crop=crop, name=key, **kw)

@@ -104,11 +104,12 @@ def dataset_fallback(name: str, dataset, crop: int | None = None) -> tuple[Tenso
     per separation eval before."""
     from safetensors import safe_open
 
-    from ..data import dataset_signature
+    from ..data import dataset_signature, file_tag
     from ..paths import atomic_write_files, cache_dir, safetensors_bytes
 
     tag = f"crop{crop}" if crop else "whole"
-    path = cache_dir("data") / "fallback" / f"{name}-{tag}-{dataset_signature(dataset)}.safetensors"
+    key = f"{file_tag(name)}-{tag}-{dataset_signature(dataset)}"
+    path = cache_dir("data") / "fallback" / f"{key}.safetensors"
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.get_tensor("mean"), (f.metadata() or {})["kind"]

@@ -30,6 +30,23 @@ _RESUME_FREE = {
 }  # fmt: skip
 
 
+def _data_arg(text: str) -> str:
+    """``--data``: a named data set (any case) or a folder of images (its absolute path, so a
+    resume from another working directory finds it)."""
+    from ..data import dataset_name
+
+    return dataset_name(text)
+
+
+def _val_data_arg(text: str) -> str:
+    """``--val-data``: as ``--data``, or one of its words (``auto``, ``none``, a fraction)."""
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return text if text in ("auto", "none") else _data_arg(text)
+
+
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train`` (with sub-subcommand ``jscc``) to a ``semcom`` subparsers object."""
     t = subparsers.add_parser("train", help="train models (jscc, denoiser, snr-estimator)")
@@ -55,7 +72,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--snr-train", default="10", help="training SNR in dB, or a range lo:hi (uniform per image)"
     )
     j.add_argument("--val-snr", type=float, nargs="+", default=None, help="validation SNRs (dB)")
-    j.add_argument("--data", default="cifar10-train", help="named training data set")
+    j.add_argument(
+        "--data", default="cifar10-train", type=_data_arg,
+        help="named training data set, or a folder of images",
+    )  # fmt: skip
     j.add_argument(
         "--crop",
         type=int,
@@ -67,7 +87,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     j.add_argument(
         "--val-data",
         default="auto",
-        help="named data set, a held-out fraction of --data (0.02), 'auto' or 'none'",
+        type=_val_data_arg,
+        help="named data set, a folder of images, a held-out fraction of --data (0.02), "
+        "'auto' or 'none'",
     )
     j.add_argument("--val-crop", type=int, default=None, help="centre crop for validation")
     j.add_argument("--val-limit", type=int, default=1000, help="max validation images")
@@ -157,8 +179,14 @@ def _add_latent_task_args(
         help="deepjscc/adjscc: this checkpoint (zoo name, run folder or .safetensors) instead of "
         "the shipped one for --cbr (a codec you trained; eval it with --codec REF)",
     )
-    p.add_argument("--data", default="bsds500-train", help="named training data set")
-    p.add_argument("--val-data", default="bsds500-val", help="named validation data set, or none")
+    p.add_argument(
+        "--data", default="bsds500-train", type=_data_arg,
+        help="named training data set, or a folder of images",
+    )  # fmt: skip
+    p.add_argument(
+        "--val-data", default="bsds500-val", type=_val_data_arg,
+        help="named validation data set, a folder of images, or none",
+    )  # fmt: skip
     p.add_argument(
         "--crop",
         type=int,

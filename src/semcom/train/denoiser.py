@@ -102,7 +102,7 @@ def latent_cache_path(
     without (validation sets), two caches of one data set. The data set (``dataset``, else
     opened here) gives its :func:`~semcom.data.dataset_signature`, which ties them to its
     files: another copy of ``data`` (files added, removed or changed) gets fresh latents."""
-    from ..data import dataset_signature, get_dataset
+    from ..data import dataset_signature, file_tag, get_dataset
 
     tag = codec if cbr is None else f"{codec}-{cbr.replace('/', '_')}"
     if snrs:
@@ -110,7 +110,8 @@ def latent_cache_path(
     if not flips:
         tag += "-noflip"
     sig = dataset_signature(dataset if dataset is not None else get_dataset(data))
-    return cache_dir("data") / "latents" / f"{tag}-{fingerprint}-{data}-{sig}.safetensors"
+    name = f"{tag}-{fingerprint}-{file_tag(data)}-{sig}.safetensors"
+    return cache_dir("data") / "latents" / name
 
 
 def default_encode_snrs(codec: str, model: Codec, ref: str | None = None) -> list[float] | None:
