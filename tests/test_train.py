@@ -571,6 +571,8 @@ def test_ddp_two_processes(data_root, tmp_path):
            "--quiet"]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
+    finals = [line for line in r.stdout.splitlines() if line.startswith('{"out"')]
+    assert len(finals) == 1 and "psnr" in json.loads(finals[0])  # rank 0's, with its metrics
     card = json.loads((out / "card.json").read_text())
     assert card["world_size"] == 2 and card["step"] == 2  # 16 images / (2 x 4) per step
     assert math.isfinite(card["val_metrics"]["psnr"])
@@ -707,6 +709,7 @@ def test_sampler_pads_so_every_rank_takes_as_many(n):
 
 # ----------------------------------------------------------- validation of the JSCC task
 @pytest.mark.parametrize("val_data", ["0.5", "samples"])
+@pytest.mark.filterwarnings("ignore:--val-data samples is the training data")
 def test_validation_takes_centre_crops_without_flips(val_data: str) -> None:
     """Validation items are the centre ``crop x crop`` window of each image, unflipped, in every
     epoch (random windows would make the epochs' numbers incomparable): checked against the
@@ -1076,3 +1079,96 @@ def test_eval_notes_a_codec_run_that_has_not_finished(data_root, tmp_path, capsy
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "b.json")]) == 0
     assert "has not finished" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_cannot_be_written_says_which_one_is_kept(tmp_path, monkeypatch):
+    """Disk full at the second checkpoint said only "[Errno 28] No space left on device": not
+    which checkpoint, nor that the one before is intact and the run continues with --resume."""
+    import errno
+
+    from semcom import paths
+    from semcom.train import engine
+
+    writes = {"n": 0, "fail_at": 2}
+
+    def full_disk(files):
+        writes["n"] += 1
+        if writes["n"] == writes["fail_at"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        paths.atomic_write_files(files)
+
+    monkeypatch.setattr(engine, "atomic_write_files", full_disk)
+    task = _task(model="deepjscc", cbr="1/16", data="samples", limit=None, val_data="none",
+                 crop=32, channel="awgn", snr_train="10")  # fmt: skip
+    run = tmp_path / "r"  # 6 images, 3 steps of 2 per epoch
+    with pytest.raises(OSError, match=r"checkpoint of step 6 .*\(No space left on device\); "
+                       r"its checkpoint of step 3 is kept: .* --resume") as e:  # fmt: skip
+        Trainer(task, _cfg(run, batch_size=2)).fit()
+    assert e.value.errno == errno.ENOSPC
+    assert json.loads((run / "card.json").read_text())["step"] == 3
+    assert not list(run.glob(".*.tmp"))
+    writes.update(n=0, fail_at=1)  # a resume into the same folder keeps its checkpoint too
+    with pytest.raises(OSError, match="its checkpoint of step 3 is kept"):
+        Trainer(task, _cfg(run, batch_size=2)).fit(resume=run)
+    with pytest.raises(OSError, match="no checkpoint was written yet"):
+        writes.update(n=0, fail_at=1)
+        Trainer(task, _cfg(tmp_path / "r2", batch_size=2)).fit()
+
+
+def test_train_tells_where_the_run_is_how_long_it_has_left_and_how_to_resume_it(
+    tmp_path, capsys, monkeypatch
+):
+    """The progress said nothing of the run as a whole (where, how many steps, time left);
+    under torchrun every rank printed the final line (rank 1's without the metrics, in either
+    order) and the Ctrl-C hint, which named a plain 'semcom train --resume' that refuses a run
+    of 2 processes; a Ctrl-C before the first checkpoint named a folder with nothing to resume;
+    --val-data naming the training data validated on it silently."""
+    from semcom.train import engine
+    from semcom.train.cli import main
+
+    base = ["train", "jscc", "--data", "samples", "--crop", "32", "--batch-size", "2",
+            "--width", str(W), "--val-data", "0.34", "--val-limit", "2", "--epochs", "2",
+            "--quiet"]  # fmt: skip
+    run = tmp_path / "r"
+    assert main([*base, "--out", str(run)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert f"training jscc in {str(run)!r}: step 0 to 4 (2 epochs of 2 steps)" in err
+    assert re.fullmatch(r"epoch 1/2 step 2: psnr .* \(~\d+ s left\)", lines[0]), lines
+    assert "left" not in lines[1] and json.loads(lines[2])["out"] == str(run)
+
+    with pytest.warns(UserWarning, match="--val-data samples is the training data"):
+        _task(data="samples", val_data="samples", limit=None).val_dataset()
+    from semcom.train.denoiser import DenoiserTask, DenoiserTaskConfig
+
+    den = DenoiserTask(DenoiserTaskConfig(codec="deepjscc", cbr="1/16", data="samples",
+                                          val_data="samples", crop=4, width=8))  # fmt: skip
+    den.progress = False
+    with pytest.warns(UserWarning, match="samples is the training data: .*\\(name another"):
+        den.val_dataset()
+
+    def interrupted(self, resume=None, stop_at_step=None):
+        raise KeyboardInterrupt
+
+    def finished(self, resume=None, stop_at_step=None):
+        return {"psnr": 1.0} if self.is_main else {}
+
+    monkeypatch.setattr(engine.Trainer, "fit", interrupted)
+    new = tmp_path / "new"
+    assert main([*base, "--out", str(new)]) == 130
+    assert "before the first checkpoint: nothing to resume" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main([*base, "--resume", str(run), "--epochs", "3"]) == 130
+    hint = f"'torchrun --nproc_per_node=2 -m semcom.cli train jscc --resume {run}'"
+    assert hint in capsys.readouterr().err
+    monkeypatch.setattr(engine.Trainer, "fit", finished)
+    assert main([*base, "--resume", str(run), "--epochs", "3"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"out": str(run), "psnr": 1.0}
+    monkeypatch.setenv("RANK", "1")  # the other ranks print nothing
+    assert main([*base, "--resume", str(run), "--epochs", "3"]) == 0
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setattr(engine.Trainer, "fit", interrupted)
+    assert main([*base, "--resume", str(run), "--epochs", "3"]) == 130
+    assert capsys.readouterr() == ("", "")

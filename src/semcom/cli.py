@@ -1754,16 +1754,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"semcom: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        out = getattr(args, "out", None) or getattr(args, "resume", None)
-        if getattr(args, "command", None) == "train" and out and Path(out).is_dir():
-            print(
-                f"semcom: interrupted; continue from the last checkpoint with 'semcom train "
-                f"{args.train_command} --resume {out}' (the steps since it are redone)",
-                file=sys.stderr,
-            )
-        else:
-            print("semcom: interrupted", file=sys.stderr)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
+            return 130  # every process of a torchrun gets the Ctrl-C: rank 0 says it once
+        print(f"semcom: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """What an interrupted ``semcom train`` continues with: the command resuming the folder
+    that holds its last checkpoint (with the ``torchrun`` launcher and process count it ran
+    with), or that there is none; empty for other commands."""
+    if getattr(args, "command", None) != "train":
+        return ""
+    out, resume = getattr(args, "out", None), getattr(args, "resume", None)
+    for run, more in ((out, []), (resume, ["--out", out] if out and out != resume else [])):
+        if run and (Path(run) / "card.json").is_file():
+            cmd = launch_command(["train", args.train_command, "--resume", run, *more])
+            return f"; continue from the last checkpoint with {cmd!r} (later steps are redone)"
+    return " before the first checkpoint: nothing to resume, start the run again"
 
 
 if __name__ == "__main__":

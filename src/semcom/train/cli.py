@@ -541,16 +541,19 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
         if not Path(args.resume).is_dir():
             raise ValueError(f"--resume {args.resume!r} is not a run folder")
         _check_resume(Path(args.resume), config, asdict(tcfg), set(vars(args)))
+    trainer = Trainer(task, tcfg)
     try:
-        metrics = Trainer(task, tcfg).fit(resume=args.resume)
+        metrics = trainer.fit(resume=args.resume)
     except FileNotFoundError as e:  # semcom.cli reports ValueErrors as one line, exit 2
         if type(e) is not FileNotFoundError:
             raise
         raise ValueError(str(e)) from e
     if args.resume and not (Path(out) / "card.json").is_file():
         out = args.resume  # nothing was left to train: the run stays where it was (no --out)
-    # the run's folder and final validation metrics (none with --val-data none): always a line
-    print(json_text({"out": str(out), **(metrics or {})}))
+    # the run's folder and final validation metrics (none with --val-data none): always a line,
+    # one under torchrun (rank 0's: the other ranks do not validate)
+    if trainer.is_main:
+        print(json_text({"out": str(out), **(metrics or {})}))
     return 0
 
 

@@ -35,6 +35,7 @@ from ..diffusion.latents import (
 )
 from ..fingerprint import codec_fingerprint
 from ..paths import cache_dir
+from .engine import warn_if_validating_on_training_data
 
 
 @dataclass
@@ -245,6 +246,7 @@ class DenoiserTask:
             if c.val_data == "none":  # no validation (quick runs)
                 self._val = []
             else:
+                warn_if_validating_on_training_data(c.data, c.val_data, hold_out=False)
                 val, _ = get_latents(c.codec, c.cbr, c.val_data, False, model, snrs, bar)
                 self._val = val[: c.val_limit]
             self.p0 = measure_p0(self._train)

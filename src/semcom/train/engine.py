@@ -298,6 +298,31 @@ def _set_epoch(ds: Dataset, epoch: int) -> None:
         return
 
 
+def warn_if_validating_on_training_data(data: str, val_data: str, hold_out: bool) -> None:
+    """Warn when the named validation set is the training set itself (``--val-data`` equal to
+    ``--data``): its metrics then measure the fit to the training images, not generalisation.
+    ``hold_out``: the task takes a held-out fraction (``--val-data 0.02``)."""
+    if val_data.lower() == data.lower():
+        import warnings
+
+        warnings.warn(
+            f"--val-data {val_data} is the training data: validation measures the fit to the "
+            "training images, not generalisation ("
+            + ("hold some out with --val-data 0.02, or " if hold_out else "")
+            + "name another set)",
+            stacklevel=2,
+        )
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as a short human duration (``45 s``, ``12 min``, ``3.4 h``)."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _same_metadata(a: str, b: str) -> bool:
     """Two checkpoint metadata values agree: equal strings, or JSON documents equal up to
     float rounding (relative 1e-6; e.g. a power measured on the training latents with
@@ -468,6 +493,7 @@ class Trainer:
         self._command, self._resumes = cfg.command, []
         self._setup_hours = 0.0  # model and data built before training (card: setup_hours)
         self._lock = None  # the open OUT/.lock while training (rank 0)
+        self._saved_step: int | None = None  # step of the last checkpoint in ``out``
 
     # -------------------------------------------------------------------------- ddp
     @property
@@ -552,7 +578,23 @@ class Trainer:
             buf.getvalue(),
             json_bytes(self._card(progress)),
         )
-        atomic_write_files({self.out / n: b for n, b in zip(CHECKPOINT_FILES, data, strict=True)})
+        try:
+            atomic_write_files(
+                {self.out / n: b for n, b in zip(CHECKPOINT_FILES, data, strict=True)}
+            )
+        except OSError as e:  # e.g. disk full: the last checkpoint is untouched (atomic write)
+            kept = (
+                f"its checkpoint of step {self._saved_step} is kept: free space and continue "
+                f"with --resume {self.out}"
+                if self._saved_step is not None
+                else "no checkpoint was written yet"
+            )
+            raise OSError(
+                e.errno,
+                f"cannot write the checkpoint of step {progress.step} to {str(self.out)!r} "
+                f"({e.strerror or e}); {kept}",
+            ) from e
+        self._saved_step = progress.step
 
     def _load_checkpoint(
         self, run: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
@@ -591,7 +633,12 @@ class Trainer:
         if int(state.get("world_size", 1)) != self.world:
             raise ValueError(
                 f"cannot resume from {str(run)!r}: it ran with {state.get('world_size')} "
-                f"processes, this run has {self.world} (the data order would differ)"
+                f"processes, this run has {self.world} (the data order would differ): resume it "
+                + (
+                    f"under torchrun --nproc_per_node={state.get('world_size')}"
+                    if int(state.get("world_size", 1)) > 1
+                    else "in one process, without torchrun"
+                )
             )
         try:
             model.load_state_dict(weights, strict=True)
@@ -737,6 +784,23 @@ class Trainer:
                 file=sys.stderr,
                 flush=True,
             )
+        # the last step this invocation trains to (an earlier --max-steps stops it sooner)
+        end_step = min(total_steps, cfg.max_steps or total_steps)
+        if self.is_main and prog.epoch < cfg.epochs and not at_max_steps():
+            print(
+                f"training {task.name} in {str(self.out)!r}: step {prog.step} to {end_step} "
+                f"({cfg.epochs} epoch{'s' * (cfg.epochs != 1)} of {steps_per_epoch} steps), a "
+                "checkpoint after every "
+                "epoch" + (f" and every {cfg.ckpt_every} steps" if cfg.ckpt_every else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+        if (
+            prog.epoch < cfg.epochs
+            and resume is not None
+            and self.out.resolve() == Path(resume).resolve()
+        ):
+            self._saved_step = prog.step  # the checkpoint kept there if a write fails
         ddp = model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -762,6 +826,16 @@ class Trainer:
         def elapsed() -> float:
             return hours0 + (time.perf_counter() - t_start) / 3600.0
 
+        step0 = prog.step
+
+        def time_left() -> str:
+            """`` (~12 min left)``: this invocation's time per step so far (validation and
+            checkpoints included) times the steps left; empty before the first step, at the end."""
+            done, left = prog.step - step0, end_step - prog.step
+            if done < 1 or left < 1:
+                return ""
+            return f" (~{_duration((time.perf_counter() - t_start) / done * left)} left)"
+
         def stop_now() -> bool:
             return at_max_steps() or (stop_at_step is not None and prog.step >= stop_at_step)
 
@@ -784,7 +858,7 @@ class Trainer:
                 bar = tqdm(
                     total=steps_per_epoch,
                     initial=prog.batch_in_epoch,
-                    desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                    desc=f"epoch {epoch + 1}/{cfg.epochs}{time_left()}",
                     dynamic_ncols=True,
                     leave=True,
                 )
@@ -831,7 +905,8 @@ class Trainer:
                     if self.is_main:
                         text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
                         print(
-                            f"epoch {epoch + 1}/{cfg.epochs} step {prog.step}: {text}", flush=True
+                            f"epoch {epoch + 1}/{cfg.epochs} step {prog.step}: {text}{time_left()}",
+                            flush=True,
                         )
                 prog.epoch, prog.batch_in_epoch = epoch + 1, 0
                 prog.hours = elapsed()

@@ -46,6 +46,7 @@ from ..data import (
     split_dataset,
 )
 from ..fingerprint import codec_fingerprint
+from .engine import warn_if_validating_on_training_data
 
 
 def parse_snr_train(text: str | float) -> tuple[float, float]:
@@ -315,6 +316,7 @@ class JSCCTask:
             fixed.random_crop, fixed.flip = False, False
             train_part, val = tr, Subset(fixed, va.indices)
         else:
+            warn_if_validating_on_training_data(cfg.data, val_name, hold_out=True)
             val = get_dataset(val_name, crop=val_crop, random_crop=False, seed=cfg.seed)
         if cfg.limit is not None:
             n = len(train_part)  # type: ignore[arg-type]
