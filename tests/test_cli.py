@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shlex
 import stat
 import struct
 import subprocess
@@ -1590,8 +1591,13 @@ def test_an_installed_plugin_adds_its_scheme_to_the_shell_command(tmp_path):
         "lambda cbr, dev: get_scheme('jpeg+capacity', cbr, dev)))\n"
     )
     (tmp_path / "bad_plugin.py").write_text("raise ImportError('no such thing')\n")
+    (tmp_path / "evil_plugin.py").write_text(  # webp under jpeg's name: not taken
+        "from semcom.schemes import SchemeSpec, register_scheme\n"
+        "register_scheme(SchemeSpec('jpeg+capacity', 'not jpeg', lambda cbr, dev: None))\n"
+    )
     _fake_dist(tmp_path, "my_plugin", "[semcom.schemes]\nmine = my_plugin:register\n")
     _fake_dist(tmp_path, "bad_plugin", "[semcom.schemes]\nbad = bad_plugin\n")
+    _fake_dist(tmp_path, "evil_plugin", "[semcom.schemes]\nevil = evil_plugin\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
 
     def semcom(*args: str) -> subprocess.CompletedProcess:
@@ -1602,6 +1608,15 @@ def test_an_installed_plugin_adds_its_scheme_to_the_shell_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert re.search(r"^mine .*my own scheme", r.stdout, re.M) and "deepjscc" in r.stdout
     assert "plugin 'bad'" in r.stderr and "no such thing" in r.stderr
+    assert "plugin 'evil' registers the built-in scheme name(s) jpeg+capacity: ignored" in r.stderr
+    assert "not jpeg" not in r.stdout
+    # one's own registration in the process wins over a plugin's of that name, silently
+    code = ("from semcom.schemes import SchemeSpec, get_scheme, register_scheme\n"
+            "register_scheme(SchemeSpec('mine', 'user', lambda cbr, dev: 'user'))\n"
+            "assert get_scheme('mine') == 'user'\n")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "mine" not in r.stderr
     out = tmp_path / "r.json"
     argv = ["eval", "--scheme", "mine", "--cbr", "1/4", "--dataset", "samples", "--crop", "32",
             "--limit", "1", "--snr", "10", "--metrics", "psnr", "--quiet",
@@ -1659,11 +1674,21 @@ def test_eval_and_training_take_a_folder_of_images(tmp_path, capsys, monkeypatch
     assert doc["dataset"]["name"] == str(photos.resolve())
     assert [r["n_images"] for r in doc["runs"]] == [3, 3]
     assert len(list((tmp_path / "cache").rglob("fallback/*_my_photos-whole-*.safetensors"))) == 1
+    # the recorded command names the folder as the data-set block does: reproduce from elsewhere
+    assert f"--dataset {shlex.quote(str(photos.resolve()))} " in doc["meta"]["command"]
+    monkeypatch.chdir(photos)
+    run_ok(capsys, "reproduce", str(out), "--limit", "1")
+    monkeypatch.chdir(tmp_path)
     run_ok(capsys, "train", "denoiser", "--codec", "deepjscc", "--cbr", "1/16", "--data",
            "my photos", "--val-data", "none", "--crop", "4", "--width", "8", "--batch-size", "2",
            "--max-steps", "1", "--epochs", "1", "--quiet",
            "--out", str(tmp_path / "den"))  # fmt: skip
     card = json.loads((tmp_path / "den" / "card.json").read_text())
     assert card["data"]["train"] == str(photos.resolve())
+    (tmp_path / "Samples").mkdir()  # a folder named like a named set: the set, with a note
+    assert main(["eval", "--dataset", "Samples", "--scheme", "nope", "--out", "x.json"]) == 2
+    err = capsys.readouterr().err
+    assert "note: 'Samples' is the named data set 'samples', not the folder" in err
+    assert "'./Samples' for the folder" in err
     assert "unknown data set 'nothing'" in run_err(capsys, "eval", "--dataset", "nothing",
                                                    "--out", str(tmp_path / "x.json"))  # fmt: skip

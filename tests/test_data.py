@@ -926,6 +926,9 @@ def test_a_folder_of_images_is_a_data_set(tmp_path, monkeypatch):
     assert "/" not in file_tag(ds.name) and file_tag(ds.name).endswith("My_photos")
     (photos / "kodak").mkdir()  # a folder named like a named data set: the named one
     assert dataset_name("kodak") == "kodak"
+    assert dataset_name("~nosuchuser-semcom/x") == "~nosuchuser-semcom/x"  # no traceback
+    with pytest.raises(ValueError, match="nor a folder"):
+        get_dataset("~nosuchuser-semcom/x")
     with pytest.raises(ValueError, match="nor a folder"):
         get_dataset("My photos", split="test")  # no splits of a folder
 

@@ -250,6 +250,10 @@ def test_compare_picks_one_sweep_and_says_so(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.splitlines()[:2] == [f"A = x+dm ({fb})", f"B = x ({fb})"]  # b: holds both
     assert "note: several of the files" in err and str(fc) in err
+    # one scheme against itself in two files (e.g. two versions of its weights): first vs last
+    assert main(["compare", str(fa), str(fb), "--scheme", "x+dm", "--against", "x+dm"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [f"A = x+dm ({fa})", f"B = x+dm ({fb})"] and "| -5.00 |" in out[5]
     late = _doc([_run("y", [[1.0, 2.0, 3.0]], names, snrs=(10.0,))])
     fd = tmp_path / "d.json"
     fd.write_text(json.dumps(late))

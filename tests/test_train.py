@@ -1113,6 +1113,15 @@ def test_a_checkpoint_that_cannot_be_written_says_which_one_is_kept(tmp_path, mo
     with pytest.raises(OSError, match="no checkpoint was written yet"):
         writes.update(n=0, fail_at=1)
         Trainer(task, _cfg(tmp_path / "r2", batch_size=2)).fit()
+    # a resume into another folder: the run it resumes is untouched
+    writes.update(n=0, fail_at=1)
+    with pytest.raises(OSError, match=r"the run it resumes, '.*/r', is unchanged"):
+        Trainer(task, _cfg(tmp_path / "r3", batch_size=2, epochs=3)).fit(resume=run)
+    # an error without an errno keeps none ("[Errno None]" was printed)
+    monkeypatch.setattr(engine, "atomic_write_files", lambda f: (_ for _ in ()).throw(OSError()))
+    with pytest.raises(OSError) as e:
+        Trainer(task, _cfg(tmp_path / "r4", batch_size=2)).fit()
+    assert e.value.errno is None and "Errno" not in str(e.value)
 
 
 def test_train_tells_where_the_run_is_how_long_it_has_left_and_how_to_resume_it(
@@ -1172,3 +1181,19 @@ def test_train_tells_where_the_run_is_how_long_it_has_left_and_how_to_resume_it(
     monkeypatch.setattr(engine.Trainer, "fit", interrupted)
     assert main([*base, "--resume", str(run), "--epochs", "3"]) == 130
     assert capsys.readouterr() == ("", "")
+
+
+def test_validating_on_the_training_data_is_named_by_data_set_not_by_spelling(tmp_path):
+    """``KODAK`` is kodak (warned), two folders whose names differ in case are two data sets
+    (the names were compared in lower case)."""
+    import warnings
+
+    from semcom.train.engine import warn_if_validating_on_training_data as warn
+
+    (tmp_path / "Imgs").mkdir()
+    (tmp_path / "imgs").mkdir()
+    with pytest.warns(UserWarning, match="is the training data"):
+        warn("kodak", "KODAK", hold_out=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn(str(tmp_path / "Imgs"), str(tmp_path / "imgs"), hold_out=False)

@@ -109,9 +109,16 @@ DATASET_HELP = "named data set (see 'semcom datasets'; any case) or a folder of 
 
 
 def _dataset_arg(text: str) -> str:
-    from .data import dataset_name
+    from .data.datasets import list_datasets
+    from .train.cli import data_arg
 
-    return dataset_name(text)
+    if text.lower() in list_datasets() and Path(text).is_dir():
+        print(
+            f"semcom: note: {text!r} is the named data set {text.lower()!r}, not the folder "
+            f"of that name here (give it as {'./' + text!r} for the folder)",
+            file=sys.stderr,
+        )
+    return data_arg(text)
 
 
 class _Once(argparse.Action):
@@ -1685,6 +1692,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return next(x for x in found if x[0] == common[-1]) if common else found[-1]
 
     (file_a, doc_a, run_a), (file_b, doc_b, run_b) = pick(found_a), pick(found_b)
+    if run_a is run_b and len(found_a) > 1:  # one scheme in two files (e.g. two channels)
+        (file_a, doc_a, run_a), (file_b, doc_b, run_b) = found_a[0], found_a[-1]
     if run_a is run_b:  # e.g. --scheme adjscc --against adjscc@1/16: a difference of 0
         raise CLIError(
             f"--scheme {args.scheme} and --against {args.against} name the same run "

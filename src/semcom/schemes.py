@@ -73,16 +73,17 @@ def _load_builtin() -> None:
     from .diffusion import registry as _diffusion  # noqa: F401
     from .separation import registry as _separation  # noqa: F401
 
-    _REGISTRY.update(yours)
+    builtin = {n for n, spec in _REGISTRY.items() if yours.get(n) is not spec}
+    _load_plugins(builtin)
+    _REGISTRY.update(yours)  # one's own registration in this process wins over both
     _BUILTIN_LOADED = True
-    _load_plugins()
 
 
 #: entry-point group of installed packages that register schemes (shell ``semcom`` included)
 PLUGIN_GROUP = "semcom.schemes"
 
 
-def _load_plugins() -> None:
+def _load_plugins(builtin: set[str]) -> None:
     """Load the ``semcom.schemes`` entry points of installed packages: each names a module
     (importing it registers its schemes) or a callable (called with no arguments to register
     them), e.g. in a package's ``pyproject.toml``::
@@ -90,8 +91,9 @@ def _load_plugins() -> None:
         [project.entry-points."semcom.schemes"]
         mine = "my_package.semcom_plugin:register"
 
-    A plugin that fails to load is warned of and skipped (the built-in schemes still work);
-    one that replaces a built-in scheme is warned of."""
+    A plugin that fails to load is warned of and skipped (the built-in schemes still work); a
+    scheme of the ``builtin`` names it registers is put back and warned of (results label a
+    curve by its scheme's name: a plugin's under a built-in name would pass for semcom's)."""
     import warnings
     from importlib.metadata import entry_points
 
@@ -110,10 +112,12 @@ def _load_plugins() -> None:
                 stacklevel=2,
             )
             continue
-        replaced = sorted(n for n, spec in before.items() if _REGISTRY.get(n) is not spec)
-        if replaced:
+        taken = sorted(n for n in builtin if _REGISTRY.get(n) is not before[n])
+        if taken:
+            _REGISTRY.update({n: before[n] for n in taken})
             warnings.warn(
-                f"semcom plugin {ep.name!r} replaces the scheme(s) {', '.join(replaced)}",
+                f"semcom plugin {ep.name!r} registers the built-in scheme name(s) "
+                f"{', '.join(taken)}: ignored (a plugin's scheme needs a name of its own)",
                 stacklevel=2,
             )
 

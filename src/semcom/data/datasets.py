@@ -471,8 +471,18 @@ def dataset_name(name: str) -> str:
     given from another working directory is the same data set); anything else as it is."""
     if name.lower() in _NAMED or not name:
         return name.lower()
-    folder = Path(name).expanduser()
-    return str(folder.resolve()) if folder.is_dir() else name
+    folder = _folder(name)
+    return str(folder.resolve()) if folder is not None else name
+
+
+def _folder(name: str) -> Path | None:
+    """``name`` as an existing folder (``~`` expanded), else None (also for a ``~user`` that
+    names no user)."""
+    try:
+        folder = Path(name).expanduser()
+    except RuntimeError:  # ~nosuchuser
+        return None
+    return folder if folder.is_dir() else None
 
 
 def file_tag(name: str) -> str:
@@ -501,8 +511,9 @@ def get_dataset(
     if split is not None:
         key = f"{key}-{split.lower()}"
     if key not in _NAMED:
-        if split is None and name and Path(name).expanduser().is_dir():
-            return ImageFolder(Path(name).expanduser(), crop=crop, name=dataset_name(name), **kw)
+        folder = _folder(name) if split is None and name else None
+        if folder is not None:
+            return ImageFolder(folder, crop=crop, name=dataset_name(name), **kw)
         valid = ", ".join(_NAMED)
         raise ValueError(
             f"unknown data set {name!r}: neither a named one ({valid}) nor a folder of images"

@@ -30,9 +30,10 @@ _RESUME_FREE = {
 }  # fmt: skip
 
 
-def _data_arg(text: str) -> str:
-    """``--data``: a named data set (any case) or a folder of images (its absolute path, so a
-    resume from another working directory finds it)."""
+def data_arg(text: str) -> str:
+    """An option naming a data set (``--data``, ``--dataset``, ...): a named one (any case) or
+    a folder of images (its absolute path, so a resume or a re-run of the recorded command from
+    another working directory finds it); see :func:`~semcom.data.dataset_name`."""
     from ..data import dataset_name
 
     return dataset_name(text)
@@ -44,7 +45,35 @@ def _val_data_arg(text: str) -> str:
         float(text)
         return text
     except ValueError:
-        return text if text in ("auto", "none") else _data_arg(text)
+        return text if text in ("auto", "none") else data_arg(text)
+
+
+#: options naming a data set (every command) and how their values are read and recorded
+DATA_OPTIONS = {
+    "--dataset": data_arg,
+    "--in-data": data_arg,
+    "--out-data": data_arg,
+    "--data": data_arg,
+    "--val-data": _val_data_arg,
+    "--test-data": data_arg,
+}
+
+
+def canonical_data_words(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each data-set value as it is read (:data:`DATA_OPTIONS`): the command a
+    file or card records names a folder by its absolute path, as its data-set block does, so
+    ``reproduce`` and ``--resume`` from elsewhere open the same images."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        opt, eq, value = word.partition("=")
+        norm = DATA_OPTIONS.get(opt)
+        if norm is None:
+            continue
+        if eq:
+            out[i] = f"{opt}={norm(value)}"
+        elif i + 1 < len(out) and not out[i + 1].startswith("--"):
+            out[i + 1] = norm(out[i + 1])
+    return out
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,7 +102,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     j.add_argument("--val-snr", type=float, nargs="+", default=None, help="validation SNRs (dB)")
     j.add_argument(
-        "--data", default="cifar10-train", type=_data_arg,
+        "--data", default="cifar10-train", type=data_arg,
         help="named training data set, or a folder of images",
     )  # fmt: skip
     j.add_argument(
@@ -180,7 +209,7 @@ def _add_latent_task_args(
         "the shipped one for --cbr (a codec you trained; eval it with --codec REF)",
     )
     p.add_argument(
-        "--data", default="bsds500-train", type=_data_arg,
+        "--data", default="bsds500-train", type=data_arg,
         help="named training data set, or a folder of images",
     )  # fmt: skip
     p.add_argument(
@@ -287,7 +316,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     """``parser.parse_args(argv)``; for ``train ... --resume RUN`` the run's own options
     (:func:`resume_argv`) come first. ``args.argv`` is ``argv`` as given (the command the
     card records), with ``--snr-train -5:20`` joined as ``--snr-train=-5:20``
-    (:func:`join_range_values`); a metric named twice in ``--metrics`` counts once."""
+    (:func:`join_range_values`) and data sets as they are read (:func:`canonical_data_words`);
+    a metric named twice in ``--metrics`` counts once."""
     argv = join_range_values(argv)
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "train" and args.resume:
@@ -295,7 +325,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
         args = parser.parse_args(full) if full is not None else args
     if isinstance(getattr(args, "metrics", None), list):  # each metric once (one column)
         args.metrics = list(dict.fromkeys(args.metrics))
-    args.argv = argv
+    args.argv = canonical_data_words(argv)
     return args
 
 

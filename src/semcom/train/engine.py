@@ -94,7 +94,9 @@ class Task(Protocol):
         ...
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
-        """String metadata saved in ``model.safetensors`` (architecture description)."""
+        """String metadata saved in ``model.safetensors`` (architecture description). Called
+        once right after :meth:`build_model`, before the data are prepared (a model the task
+        cannot describe fails at start), and again at each checkpoint."""
         ...
 
     def card(self) -> dict[str, Any]:
@@ -302,7 +304,9 @@ def warn_if_validating_on_training_data(data: str, val_data: str, hold_out: bool
     """Warn when the named validation set is the training set itself (``--val-data`` equal to
     ``--data``): its metrics then measure the fit to the training images, not generalisation.
     ``hold_out``: the task takes a held-out fraction (``--val-data 0.02``)."""
-    if val_data.lower() == data.lower():
+    from ..data import dataset_name
+
+    if dataset_name(val_data) == dataset_name(data):
         import warnings
 
         warnings.warn(
@@ -494,6 +498,7 @@ class Trainer:
         self._setup_hours = 0.0  # model and data built before training (card: setup_hours)
         self._lock = None  # the open OUT/.lock while training (rank 0)
         self._saved_step: int | None = None  # step of the last checkpoint in ``out``
+        self._resumed: Path | None = None  # the run folder ``fit`` resumes
 
     # -------------------------------------------------------------------------- ddp
     @property
@@ -583,17 +588,24 @@ class Trainer:
                 {self.out / n: b for n, b in zip(CHECKPOINT_FILES, data, strict=True)}
             )
         except OSError as e:  # e.g. disk full: the last checkpoint is untouched (atomic write)
-            kept = (
-                f"its checkpoint of step {self._saved_step} is kept: free space and continue "
-                f"with --resume {self.out}"
-                if self._saved_step is not None
-                else "no checkpoint was written yet"
-            )
-            raise OSError(
-                e.errno,
+            if self._saved_step is not None:
+                from ..devices import launch_command
+
+                words = ["train", self.task.name, "--resume", str(self.out)]
+                cmd = launch_command(words)
+                kept = (
+                    f"its checkpoint of step {self._saved_step} is kept: free space and "
+                    f"continue with {cmd!r}"
+                )
+            elif self._resumed is not None:
+                kept = f"the run it resumes, {str(self._resumed)!r}, is unchanged"
+            else:
+                kept = "no checkpoint was written yet"
+            msg = (
                 f"cannot write the checkpoint of step {progress.step} to {str(self.out)!r} "
-                f"({e.strerror or e}); {kept}",
-            ) from e
+                f"({e.strerror or e}); {kept}"
+            )
+            raise (OSError(e.errno, msg) if e.errno is not None else OSError(msg)) from e
         self._saved_step = progress.step
 
     def _load_checkpoint(
@@ -738,6 +750,7 @@ class Trainer:
             task.progress = cfg.progress and self.is_main
         if hasattr(task, "resume_from"):  # the checkpoint will hold every weight
             task.resume_from = None if resume is None else Path(resume)
+        self._resumed = None if resume is None else Path(resume)
         t_setup = time.perf_counter()  # building the model and the data (e.g. encoding latents)
         model = task.build_model().to(self.device)
         task.model_metadata(model)  # a model the task cannot describe fails now, not when saved

@@ -804,6 +804,8 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
 
 def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``zoo`` (``list``, ``add``) to a ``semcom`` subparsers object."""
+    from ..train.cli import data_arg
+
     z = subparsers.add_parser("zoo", help="shipped checkpoints")
     zsub = z.add_subparsers(dest="zoo_command", required=True, metavar="{list,add}")
     zl = zsub.add_parser("list", help="list shipped checkpoints")
@@ -820,7 +822,11 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     )
     za.add_argument("run", help="the run folder (holds card.json and model.safetensors)")
     za.add_argument("name", help="zoo name (letters, digits, - and _)")
-    za.add_argument("--test-data", help="JSCC: data set to test on, e.g. kodak, cifar10-test")
+    za.add_argument(
+        "--test-data",
+        type=data_arg,
+        help="JSCC: data set to test on, e.g. kodak, cifar10-test, or a folder of images",
+    )
     za.add_argument("--test-limit", type=int, help="JSCC: test on the first N images only")
     za.add_argument("--test-snr", type=float, nargs="+", help="JSCC: test SNRs in dB "
                     "(default: the run's validation SNRs)")  # fmt: skip
