@@ -127,6 +127,25 @@ def test_unet_shape_odd_sizes(shape):
     assert torch.isfinite(y).all()
 
 
+def test_channels_last_unet_gives_the_same_contiguous_output(untrained_ckpt):
+    """A channels-last network (as load_denoiser returns it) denoises as the contiguous one
+    does, answering a contiguous tensor; the caller's latent keeps its layout."""
+    net = _perturbed(DenoiserConfig(channels=C, width=8, mults=(1, 2, 2), blocks=1, emb_dim=16))
+    x = torch.randn(3, C, 13, 9, generator=torch.Generator().manual_seed(5))
+    v = torch.tensor([0.2, 0.5, 0.8])
+    with torch.no_grad():
+        ref = net(x, v)
+        net.channels_last()
+        out = net(x, v)
+    assert net.layout == torch.channels_last
+    assert net.inp.weight.is_contiguous(memory_format=torch.channels_last)
+    assert out.is_contiguous() and x.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    loaded = load_denoiser(untrained_ckpt, codec="vae")
+    assert loaded.layout == torch.channels_last
+    assert LatentUNet(SMALL).layout == torch.contiguous_format  # training builds contiguous ones
+
+
 @pytest.mark.parametrize("p0", [1.0, 2.5])
 def test_untrained_is_exact_lmmse(p0):
     net = LatentUNet(DenoiserConfig(channels=4, width=8, mults=(1, 2), blocks=1, p0=p0))

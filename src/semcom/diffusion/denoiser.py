@@ -128,9 +128,20 @@ class LatentUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    #: memory format the convolutions' inputs are put in (see :meth:`channels_last`)
+    layout: torch.memory_format = torch.contiguous_format
+
     @property
     def p0(self) -> float:
         return self.config.p0
+
+    def channels_last(self) -> LatentUNet:
+        """Run the convolutions channels-last (weights and inputs; the output stays
+        contiguous): on a CPU ~1.1-1.4x faster, values equal to float rounding. The loaders of
+        trained denoisers do so; training builds contiguous networks. Returns the network."""
+        self.to(memory_format=torch.channels_last)
+        self.layout = torch.channels_last
+        return self
 
     def _features(self, x: Tensor, emb: Tensor) -> Tensor:
         cfg = self.config
@@ -183,5 +194,5 @@ class LatentUNet(nn.Module):
         xin = c_in * x_t
         if ph or pw:
             xin = F.pad(xin, (0, pw, 0, ph), mode="replicate")
-        out = self._features(xin, emb)[..., :hh, :ww]
-        return c_skip * x_t + c_out * out
+        out = self._features(xin.contiguous(memory_format=self.layout), emb)[..., :hh, :ww]
+        return c_skip * x_t + c_out * out.contiguous()

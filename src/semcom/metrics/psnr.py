@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._check import check_pair
+from ._check import check_pair, shared_reference
 
 PSNR_MAX_DB = 100.0
 
@@ -33,7 +33,12 @@ def quantize_8bit(x: Tensor, data_range: float = 1.0) -> Tensor:
     """
     if not torch.is_floating_point(x):
         raise ValueError(f"quantize_8bit: expected a float tensor, got {x.dtype}")
-    return torch.round((x.float() / data_range).clamp(0.0, 1.0) * 255.0).to(torch.int64)
+    return _levels(x, data_range).to(torch.int64)
+
+
+def _levels(x: Tensor, data_range: float) -> Tensor:
+    """:func:`quantize_8bit`'s levels as float32 (whole numbers 0..255)."""
+    return torch.round((x.float() / data_range).clamp(0.0, 1.0) * 255.0)
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, max_db: float = PSNR_MAX_DB) -> Tensor:
@@ -48,10 +53,13 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, max_db: float = PSNR_MAX
         float32 tensor ``[B]``.
     """
     check_pair(x, y, "psnr", data_range=data_range)
-    qx = quantize_8bit(x, data_range)
-    qy = quantize_8bit(y, data_range)
-    n = qx[0].numel()
-    sse = (qx - qy).square().flatten(1).sum(1)  # exact integer sum of squared errors
-    mse = sse.cpu().to(torch.float64) / n  # float64 on CPU: exact and backend-independent
+    # the 8-bit levels of quantize_8bit as float32 (integers, as are their differences and
+    # squares up to 255**2: exact), the reference's once when it is expanded over the batch
+    qx = _levels(x[:1] if shared_reference(x) else x, data_range)
+    qy = _levels(y, data_range)
+    n = qy[0].numel()
+    # summed in float64: integers below 2**53, so the exact sum of squared errors
+    sse = (qx - qy).square().flatten(1).sum(1, dtype=torch.float64)
+    mse = sse.cpu() / n  # float64 on CPU: exact and backend-independent
     val = 10.0 * torch.log10(255.0**2 / mse)  # +inf where mse == 0
     return val.clamp(max=max_db).to(device=x.device, dtype=torch.float32)
