@@ -23,7 +23,13 @@ from PIL import Image
 
 from semcom import cli
 from semcom.channels.cbr import format_cbr
+from semcom.cli import args as cli_args
+from semcom.cli import build as cli_build
 from semcom.cli import main
+from semcom.cli import outputs as cli_outputs
+from semcom.cli import parser as cli_parser
+from semcom.cli import sweep as cli_sweep
+from semcom.cli import transmit as cli_transmit
 
 
 def write_png16(path: Path, arr: np.ndarray) -> Path:
@@ -201,7 +207,7 @@ def test_eval_nan_metric_is_strict_json_and_read_back(tmp_path, capsys, monkeypa
     assert "--crop 8: ssim cannot be computed on 8x8 images" in line and not out.exists()
     # ... images that small without --crop (a data set of its own) reach the sweep: crops
     # without the check stand in for them
-    monkeypatch.setattr(cli, "_centre_crop", lambda a: {"crop": a.crop, "random_crop": False})
+    monkeypatch.setattr(cli_sweep, "_centre_crop", lambda a: {"crop": a.crop, "random_crop": False})
     assert main(argv) == 0
     assert "ssim not computed" in capsys.readouterr().err
 
@@ -564,12 +570,12 @@ def test_transmit_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
     run_ok(capsys, *base)
     written = sorted(f.name for f in out.iterdir())
     assert written == ["img_grid.png", "img_jpeg+capacity_1-2_snr10dB.png"]
-    assert all(cli._is_ours_png(out / f) for f in written)
+    assert all(cli_outputs._is_ours_png(out / f) for f in written)
     run_ok(capsys, *base)  # a re-run replaces its own files
     (out / "img_grid.png").write_bytes(photo.read_bytes())
     run_ok(capsys, *base, "--force")
     assert (out / "img_grid.png").read_bytes() != photo.read_bytes()
-    assert not cli._is_ours_png(photo)
+    assert not cli_outputs._is_ours_png(photo)
 
 
 def test_demo_keeps_a_table_it_did_not_write(vae, tmp_path, capsys):
@@ -1025,15 +1031,15 @@ def test_version(capsys):
 
 
 def test_helpers():
-    assert cli._unique_stems(["a/x.png", "b/x.png", "y.jpg", "c/x.tif"]) == [
+    assert cli_transmit._unique_stems(["a/x.png", "b/x.png", "y.jpg", "c/x.tif"]) == [
         "x",
         "x_2",
         "y",
         "x_3",
     ]
     # a made-up name never takes another file's own: a, a_2 (x/a.png), then a_2.png -> a_2_2
-    assert cli._unique_stems(["x/a.png", "y/a.png", "a_2.png"]) == ["a", "a_2", "a_2_2"]
-    assert cli._unique_stems(["a_2.png", "x/a.png", "y/a.png"]) == ["a_2", "a", "a_3"]
+    assert cli_transmit._unique_stems(["x/a.png", "y/a.png", "a_2.png"]) == ["a", "a_2", "a_2_2"]
+    assert cli_transmit._unique_stems(["a_2.png", "x/a.png", "y/a.png"]) == ["a_2", "a", "a_3"]
 
 
 def test_run_names_carry_receiver_options():
@@ -1118,7 +1124,7 @@ def test_the_pilot_note_needs_both_kinds_of_scheme(capsys):
         words = [w for s in schemes for w in ("--scheme", s)]
         argv = ["eval", *words, "--cbr", "1/16", "--channel", "rayleigh-slow", "--csi", csi]
         args = cli.build_parser().parse_args([*argv, "--out", "x.json"])
-        cli._build_schemes(args, torch.device("cpu"))
+        cli_build._build_schemes(args, torch.device("cpu"))
         assert ("pilots on top of --cbr" in capsys.readouterr().err) == said, (schemes, csi)
 
 
@@ -1129,13 +1135,13 @@ def test_an_unfinished_run_given_as_a_checkpoint_is_noted(tmp_path, capsys):
     run.mkdir()
     card = {"epoch": 1, "step": 3, "train": {"epochs": 2}}
     (run / "card.json").write_text(json.dumps(card))
-    cli._note_unfinished(str(run), "--codec")
+    cli_build._note_unfinished(str(run), "--codec")
     err = capsys.readouterr().err
     assert f"note: --codec {run}: a run that has not finished its schedule (epoch 1 of 2)" in err
     (run / "card.json").write_text(json.dumps({**card, "epoch": 2}))
-    cli._note_unfinished(str(run), "--codec")
-    cli._note_unfinished(None, "--codec")
-    cli._note_unfinished(str(run / "card.json"), "--codec")
+    cli_build._note_unfinished(str(run), "--codec")
+    cli_build._note_unfinished(None, "--codec")
+    cli_build._note_unfinished(str(run / "card.json"), "--codec")
     assert capsys.readouterr().err == ""
 
 
@@ -1423,9 +1429,9 @@ def test_option_values_at_their_bounds(tmp_path, capsys):
     """--snr takes exactly +-SNR_LIMIT_DB; a confidence level is strictly inside (0, 1)."""
     from semcom.channels.models import SNR_LIMIT_DB
 
-    assert cli._snr_value(f"{SNR_LIMIT_DB:g}") == SNR_LIMIT_DB
-    assert cli._snr_value(f"-{SNR_LIMIT_DB:g}") == -SNR_LIMIT_DB
-    assert cli._level_value("0.5") == 0.5
+    assert cli_args._snr_value(f"{SNR_LIMIT_DB:g}") == SNR_LIMIT_DB
+    assert cli_args._snr_value(f"-{SNR_LIMIT_DB:g}") == -SNR_LIMIT_DB
+    assert cli_args._level_value("0.5") == 0.5
     res = tmp_path / "r.json"  # never read: the level is refused first
     for argv in (["table", str(res), "--ci", "1"], ["compare", str(res), "--scheme", "a",
                  "--against", "b", "--level", "0"]):  # fmt: skip
@@ -1439,17 +1445,17 @@ def test_output_kinds_and_gray_images_are_told_apart(tmp_path):
     colour."""
     exp = tmp_path / "exp.json"
     exp.write_text(json.dumps({"command": "experiment ood --out exp.json"}))
-    assert cli._is_results(exp)
+    assert cli_outputs._is_results(exp)
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps([{"total": 1.0}, {"image": "a"}]))
-    assert not cli._is_bench(mixed)
+    assert not cli_outputs._is_bench(mixed)
     import torch
 
     x = torch.rand(3, 4, 4)
     x[1] = x[0]
-    assert not cli._is_gray(x)
+    assert not cli_transmit._is_gray(x)
     x[2] = x[0]
-    assert cli._is_gray(x)
+    assert cli_transmit._is_gray(x)
 
 
 def _scheme_args(**kw):
@@ -1462,7 +1468,7 @@ def test_one_run_per_scheme_and_cbr(capsys):
     """A CBR given twice (1/2 and 0.5) is one run."""
     import torch
 
-    keys = [k for k, _ in cli._build_schemes(
+    keys = [k for k, _ in cli_build._build_schemes(
         _scheme_args(scheme=["jpeg+capacity"], cbr=["1/2", "0.5"]), torch.device("cpu")
     )]  # fmt: skip
     assert [k.label for k in keys] == ["jpeg+capacity@1/2"]
@@ -1473,17 +1479,17 @@ def test_the_demo_gets_no_note_on_its_own_cbr(vae, capsys):
     import torch
 
     argv = {"scheme": ["vae", "jpeg+capacity"], "cbr": ["1/16"]}
-    cli._build_schemes(_scheme_args(**argv, cbr_given=False), torch.device("cpu"))
+    cli_build._build_schemes(_scheme_args(**argv, cbr_given=False), torch.device("cpu"))
     assert "fixed CBR" not in capsys.readouterr().err
-    cli._build_schemes(_scheme_args(**argv), torch.device("cpu"))
+    cli_build._build_schemes(_scheme_args(**argv), torch.device("cpu"))
     assert "semcom: note: vae has a fixed CBR of 1/12" in capsys.readouterr().err
 
 
 def test_fit_bounds_the_longer_side():
     import torch
 
-    assert cli._fit(torch.rand(3, 40, 20), 10).shape == (3, 10, 5)
-    assert cli._fit(torch.rand(3, 8, 6), 10).shape == (3, 8, 6)  # never upscaled
+    assert cli_transmit._fit(torch.rand(3, 40, 20), 10).shape == (3, 10, 5)
+    assert cli_transmit._fit(torch.rand(3, 8, 6), 10).shape == (3, 8, 6)  # never upscaled
 
 
 def test_experiments_refuse_options_that_measure_nothing(tmp_path, capsys):
@@ -1528,7 +1534,7 @@ def test_exit_codes_of_a_diverged_run_and_a_bad_value(capsys, monkeypatch):
     def diverged(args):
         raise FloatingPointError("loss is NaN at step 3")
 
-    monkeypatch.setattr(cli, "cmd_schemes", diverged)
+    monkeypatch.setattr(cli_parser, "cmd_schemes", diverged)
     assert main(["schemes"]) == 1
     assert capsys.readouterr().err == "semcom: error: loss is NaN at step 3\n"
     line = run_err(capsys, "transmit", "missing.png", "--cbr", "abc", "--out", "o")
