@@ -176,6 +176,26 @@ def test_a_user_zoo_decoder_is_taken_by_name_only(tiny_zoo, monkeypatch, tmp_pat
         assert all(torch.equal(got[k], want[k].to(got[k].dtype)) for k in want)
 
 
+def test_a_shipped_dm_decoder_comes_before_a_user_zoos(tiny_zoo, monkeypatch, tmp_path):
+    """Both zoos hold a decoder trained behind the denoiser (a user's copy of the shipped one,
+    behind a copy of the shipped denoiser): the lookup picks the shipped one."""
+    import shutil
+
+    from semcom.zoo import find_dm_decoder
+
+    zoo, _ = tiny_zoo
+    user = tmp_path / "user"
+    user.mkdir()
+    card = json.loads((zoo / "adjscc-tiny-dmdec.json").read_text())
+    (user / "my-dmdec.json").write_text(json.dumps({**card, "name": "my-dmdec"}))
+    shutil.copy(zoo / "adjscc-tiny-dmdec.safetensors", user / "my-dmdec.safetensors")
+    monkeypatch.setattr("semcom.zoo.ZOO_DIR", zoo)
+    monkeypatch.setenv("SEMCOM_ZOO", str(user))
+    sha = card["decoder_behind_dm"]["denoiser_sha256"]
+    for users in (True, False):
+        assert find_dm_decoder("adjscc", 1 / 16, sha, users=users).name == "adjscc-tiny-dmdec"
+
+
 def test_behind_dm_needs_init():
     from semcom.train.jscc import JSCCConfig
 

@@ -688,6 +688,13 @@ def test_link_refuses_a_codec_whose_latent_shape_miscounts_its_latent(identity_c
     tx = AnalogLink(Halving()).transmit(x[..., :6, :6], Channel("awgn"), 10.0, gen(1))
     assert tx.cbr.data_symbols == 3 * 3 * 3 // 2 + 1  # even sizes: the shapes agree
 
+    class Overcounting(Halving):
+        def latent_shape(self, h, w):
+            return (3, h // 2 + 1, w // 2 + 1)  # more values than it encodes: a CBR too high
+
+    with pytest.raises(ValueError, match=r"latent_shape\(6, 6\) = \(3, 4, 4\) .* \(3, 3, 3\)"):
+        AnalogLink(Overcounting()).transmit(x[..., :6, :6], Channel("awgn"), 10.0, gen(1))
+
 
 def test_a_channel_of_your_own_keeps_the_model_it_subclasses() -> None:
     """A subclass relabelled for its results (``name``) still runs the built-in model it
@@ -721,3 +728,29 @@ def test_a_channel_of_your_own_keeps_the_model_it_subclasses() -> None:
     assert state.h.shape == (4, 8) and y.shape == (4, 8)
     with pytest.raises(ValueError, match="gain per symbol with csi='estimated' needs"):
         PhaseNoise("estimated")(z, 10.0, gen(3))
+
+
+def test_a_relabelled_fading_channel_keeps_its_blocks_pilots_and_record() -> None:
+    """A subclass of ``rayleigh-fast`` relabelled for its results (a Rician channel, say)
+    keeps the fast model's fading blocks of ``coherence`` symbols, its estimated CSI per block
+    (not refused as per-symbol gains on a per-image model), and its coherence in ``repr`` and
+    the results file."""
+    from semcom.eval.sweep import results_document
+
+    class Rician(Channel):
+        def __init__(self, csi: str = "perfect") -> None:
+            super().__init__("rayleigh-fast", csi=csi, coherence=4)
+            self.name = "rician-k4"
+
+    ours = Rician()
+    assert ours.n_blocks(16) == 4 and ours.n_blocks(17) == 5
+    assert repr(ours) == "Channel('rician-k4', csi='perfect', coherence=4)"
+    doc = results_document([], "samples", 1, ours, {})
+    assert doc["channel"] == {"name": "rician-k4", "csi": "perfect", "coherence": 4}
+    z = torch.ones(2, 16, dtype=torch.complex64)
+    _, state = ours(z, 10.0, gen(0))
+    h = state.h.reshape(2, 4, 4)  # four blocks of four equal gains
+    assert torch.equal(h, h[..., :1].expand(2, 4, 4)) and not torch.equal(h[:, 0], h[:, 1])
+    _, est = Rician("estimated")(z, 10.0, gen(0))
+    assert est.h_hat.shape == (2, 16)
+    assert est.pilot_symbols == Channel("rayleigh-fast", "estimated", coherence=4).pilot_symbols(16)

@@ -1570,7 +1570,7 @@ def test_a_scheme_of_your_own_runs_in_schemes_and_eval(identity_codec, tmp_path,
         mp.undo()
 
 
-@pytest.mark.parametrize("name", ["my@1/16", "mine[x]", "my scheme", ""])
+@pytest.mark.parametrize("name", ["my@1/16", "mine[x]", "my scheme", "a,b", ""])
 def test_register_scheme_refuses_a_name_results_cannot_label(name):
     from semcom.schemes import SchemeSpec, register_scheme
 
@@ -1630,6 +1630,45 @@ def test_an_installed_plugin_adds_its_scheme_to_the_shell_command(tmp_path):
     r = semcom(*argv)
     assert r.returncode == 0, r.stderr
     assert [run["scheme"] for run in json.loads(out.read_text())["runs"]] == ["mine"]
+
+
+def test_plugins_load_once_and_a_failing_one_leaves_no_scheme_behind(tmp_path):
+    """Each plugin's entry point runs once per process (not again at every ``list_schemes`` /
+    ``get_scheme``, re-registering and re-warning), and one that fails after registering a
+    scheme leaves none of it in the registry."""
+    (tmp_path / "counted_plugin.py").write_text(
+        "from semcom.schemes import SchemeSpec, register_scheme\n"
+        "calls = []\n"
+        "def register():\n"
+        "    calls.append(1)\n"
+        "    register_scheme(SchemeSpec('counted', 'x', lambda cbr, dev: 'counted'))\n"
+    )
+    (tmp_path / "half_plugin.py").write_text(
+        "from semcom.schemes import SchemeSpec, register_scheme\n"
+        "register_scheme(SchemeSpec('half', 'x', lambda cbr, dev: None))\n"
+        "raise RuntimeError('broken after registering')\n"
+    )
+    _fake_dist(tmp_path, "counted_plugin", "[semcom.schemes]\ncounted = counted_plugin:register\n")
+    _fake_dist(tmp_path, "half_plugin", "[semcom.schemes]\nhalf = half_plugin\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    code = (
+        "import warnings\n"
+        "from semcom.schemes import get_scheme, list_schemes\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    names = [s.name for s in list_schemes()]\n"
+        "    list_schemes()\n"
+        "    assert get_scheme('counted') == 'counted'\n"
+        "import counted_plugin\n"
+        "assert counted_plugin.calls == [1], counted_plugin.calls\n"
+        "assert 'counted' in names and 'half' not in names, names\n"
+        "assert [str(x.message).split(':')[0] for x in w] == [\n"
+        "    \"semcom plugin 'half' (half_plugin) failed to load and is skipped\"], w\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 0, r.stderr
 
 
 def test_a_scheme_registered_before_the_builtins_load_replaces_theirs(tmp_path):

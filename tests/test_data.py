@@ -930,7 +930,29 @@ def test_a_folder_of_images_is_a_data_set(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="nor a folder"):
         get_dataset("~nosuchuser-semcom/x")
     with pytest.raises(ValueError, match="nor a folder"):
-        get_dataset("My photos", split="test")  # no splits of a folder
+        get_dataset(str(photos), split="test")  # no splits of a folder
+
+
+def test_what_names_a_folder_data_set_and_its_cache_tag(tmp_path, monkeypatch):
+    """``~`` is the home folder; a file or an empty name is no folder (an empty name is not
+    the working directory); a long path's cache tag keeps its end (the folder's own name),
+    and a name of separators only still gives a tag."""
+    from semcom.data import dataset_name, file_tag
+
+    photos = tmp_path / "home" / "photos"
+    photos.mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(photos / "a.png")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(photos)
+    assert dataset_name("~/photos") == str(photos.resolve())
+    assert get_dataset("~/photos").names == ["a.png"]
+    assert dataset_name("") == ""
+    assert dataset_name("a.png") == "a.png"
+    with pytest.raises(ValueError, match="nor a folder"):
+        get_dataset("a.png")
+    tag = file_tag("/" + "x" * 100 + "/My photos")
+    assert len(tag) == 80 and tag.endswith("x_My_photos")
+    assert file_tag("///") == "_"
 
 
 def test_missing_data_root_names_variable(monkeypatch, tmp_path):

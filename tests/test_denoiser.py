@@ -1154,12 +1154,17 @@ def test_a_denoiser_network_of_your_own_trains_and_its_checkpoint_says_so(tmp_pa
 
     net = TwoConv()
     meta = DenoiserTask(DenoiserTaskConfig(codec="vae")).model_metadata(net)
-    assert meta["network"].endswith("TwoConv") and "denoiser_config" not in meta
+    assert meta["network"] == f"{__name__}.{TwoConv.__qualname__}"  # where to find it
+    assert "denoiser_config" not in meta
     assert meta["task"] == "denoiser" and meta["codec"] == "vae"
     path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), meta)
     with pytest.raises(ValueError, match=r"a denoiser network of your own \(.*TwoConv\)"):
         load_denoiser(path)
+    from semcom.estimation.learned import load_snr_estimator
+
+    with pytest.raises(ValueError, match=r"not a snr-estimator checkpoint \(task 'denoiser'\)"):
+        load_snr_estimator(path)  # another task's network of one's own: not "your own"
 
 
 def test_trainer_asks_the_task_for_the_model_metadata_before_training(tmp_path) -> None:

@@ -586,6 +586,21 @@ def test_one_reference_expanded_over_a_batch_scores_as_copies(weights_root, hw):
         assert len(set(got[n].tolist())) == 3, n  # three different reconstructions
 
 
+def test_a_reconstruction_expanded_too_scores_once_per_row(weights_root):
+    """Both images expanded over the batch (a reference against itself at every SNR, say):
+    one score per row, each the pair's own (only the reference's work is shared)."""
+    x = natural(64, 64).float()
+    y = (x + 0.1 * torch.randn(x.shape, generator=gen(7))).clamp(0, 1)
+    xe, ye = x.expand(3, -1, -1, -1), y.expand(3, -1, -1, -1)
+    got, one = compute_metrics(xe, ye, METRICS), compute_metrics(x, y, METRICS)
+    for n in METRICS:
+        assert got[n].shape == (3,), n
+        assert torch.allclose(got[n], one[n].expand(3), rtol=0, atol=1e-6), n
+    for f in (psnr, ssim, ms_ssim):  # called directly, y is not clamped (a copy) first
+        v = f(xe, ye)
+        assert v.shape == (3,) and torch.allclose(v, f(x, y).expand(3), rtol=0, atol=1e-6), f
+
+
 @pytest.mark.parametrize("hw", [(12, 15), (33, 40), (100, 90), (161, 170)])
 def test_ssim_and_ms_ssim_in_one_pass(hw):
     """One pass gives exactly what ssim and ms_ssim give on their own (SSIM is MS-SSIM's

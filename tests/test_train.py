@@ -1183,6 +1183,53 @@ def test_train_tells_where_the_run_is_how_long_it_has_left_and_how_to_resume_it(
     assert capsys.readouterr() == ("", "")
 
 
+def test_the_first_line_names_the_steps_this_invocation_trains(tmp_path, capsys):
+    """``--max-steps`` ends the run sooner: the first line names that step (the time left
+    counts to it), one epoch is "1 epoch", ``--ckpt-every`` is named; a resume with nothing
+    left to train prints no such line."""
+    task = _task(model="deepjscc", cbr="1/16", data="samples", limit=None, val_data="none",
+                 crop=32, channel="awgn", snr_train="10")  # fmt: skip
+    run = tmp_path / "r"  # 6 images, 3 steps of 2 per epoch
+    cfg = _cfg(run, batch_size=2, epochs=1, max_steps=2, ckpt_every=1)
+    Trainer(task, cfg).fit()
+    err = capsys.readouterr().err
+    assert (
+        f"training jscc in {str(run)!r}: step 0 to 2 (1 epoch of 3 steps), a checkpoint after "
+        "every epoch and every 1 steps\n"
+    ) in err
+    Trainer(task, cfg).fit(resume=run)
+    assert "training jscc" not in capsys.readouterr().err
+
+
+def test_durations_read_in_the_unit_that_suits_them():
+    from semcom.train.engine import _duration
+
+    secs = [45, 89.4, 90, 12 * 60, 5399, 5400, 3.4 * 3600]
+    assert [_duration(s) for s in secs] == [
+        "45 s", "89 s", "2 min", "12 min", "90 min", "1.5 h", "3.4 h"
+    ]  # fmt: skip
+
+
+def test_data_set_words_are_recorded_as_they_are_read(tmp_path, monkeypatch):
+    """Every data-set option, as ``--opt value`` or ``--opt=value``, records a folder by its
+    absolute path and a named set in lower case; ``--val-data``'s words (``none``, ``auto``,
+    a fraction) stay words even beside a folder of that name; other options are untouched."""
+    from semcom.train.cli import _val_data_arg, canonical_data_words
+
+    for name in ("pics", "none", "auto", "0.02"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path)
+    pics = str((tmp_path / "pics").resolve())
+    words = ["none", "auto", "0.02", "pics", "KODAK"]
+    assert [_val_data_arg(w) for w in words] == ["none", "auto", "0.02", pics, "kodak"]
+    argv = ["--dataset", "pics", "--in-data=pics", "--out-data", "KODAK", "--data=pics",
+            "--val-data", "none", "--test-data", "pics", "--limit", "pics"]  # fmt: skip
+    assert canonical_data_words(argv) == [
+        "--dataset", pics, f"--in-data={pics}", "--out-data", "kodak", f"--data={pics}",
+        "--val-data", "none", "--test-data", pics, "--limit", "pics",
+    ]  # fmt: skip
+
+
 def test_validating_on_the_training_data_is_named_by_data_set_not_by_spelling(tmp_path):
     """``KODAK`` is kodak (warned), two folders whose names differ in case are two data sets
     (the names were compared in lower case)."""
