@@ -97,8 +97,7 @@ DATASET_HELP = "named data set (see 'semcom datasets'; any case) or a folder of 
 
 
 def _dataset_arg(text: str) -> str:
-    from ..data.datasets import list_datasets
-    from ..train.cli import data_arg
+    from ..data.datasets import dataset_name, list_datasets
 
     if text.lower() in list_datasets() and Path(text).is_dir():
         print(
@@ -106,7 +105,7 @@ def _dataset_arg(text: str) -> str:
             f"of that name here (give it as {'./' + text!r} for the folder)",
             file=sys.stderr,
         )
-    return data_arg(text)
+    return dataset_name(text)
 
 
 class _Once(argparse.Action):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..channels import CHANNELS, CSI_MODES
 from ..codecs.jscc import MODELS
+from ..data import dataset_name
 from ..devices import command_args, launch_command
 from ..paths import json_text
 from .engine import SCHEDULES
@@ -30,32 +31,25 @@ _RESUME_FREE = {
 }  # fmt: skip
 
 
-def data_arg(text: str) -> str:
-    """An option naming a data set (``--data``, ``--dataset``, ...): a named one (any case) or
-    a folder of images (its absolute path, so a resume or a re-run of the recorded command from
-    another working directory finds it); see :func:`~semcom.data.dataset_name`."""
-    from ..data import dataset_name
-
-    return dataset_name(text)
-
-
 def _val_data_arg(text: str) -> str:
     """``--val-data``: as ``--data``, or one of its words (``auto``, ``none``, a fraction)."""
     try:
         float(text)
         return text
     except ValueError:
-        return text if text in ("auto", "none") else data_arg(text)
+        return text if text in ("auto", "none") else dataset_name(text)
 
 
-#: options naming a data set (every command) and how their values are read and recorded
+#: options naming a data set (every command) and how their values are read and recorded: a
+#: folder of images by its absolute path, so a resume or a re-run of the recorded command from
+#: another working directory opens it (:func:`~semcom.data.dataset_name`)
 DATA_OPTIONS = {
-    "--dataset": data_arg,
-    "--in-data": data_arg,
-    "--out-data": data_arg,
-    "--data": data_arg,
+    "--dataset": dataset_name,
+    "--in-data": dataset_name,
+    "--out-data": dataset_name,
+    "--data": dataset_name,
     "--val-data": _val_data_arg,
-    "--test-data": data_arg,
+    "--test-data": dataset_name,
 }
 
 
@@ -102,7 +96,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     j.add_argument("--val-snr", type=float, nargs="+", default=None, help="validation SNRs (dB)")
     j.add_argument(
-        "--data", default="cifar10-train", type=data_arg,
+        "--data", default="cifar10-train", type=dataset_name,
         help="named training data set, or a folder of images",
     )  # fmt: skip
     j.add_argument(
@@ -209,7 +203,7 @@ def _add_latent_task_args(
         "the shipped one for --cbr (a codec you trained; eval it with --codec REF)",
     )
     p.add_argument(
-        "--data", default="bsds500-train", type=data_arg,
+        "--data", default="bsds500-train", type=dataset_name,
         help="named training data set, or a folder of images",
     )  # fmt: skip
     p.add_argument(

@@ -804,7 +804,7 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
 
 def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``zoo`` (``list``, ``add``) to a ``semcom`` subparsers object."""
-    from ..train.cli import data_arg
+    from ..data import dataset_name
 
     z = subparsers.add_parser("zoo", help="shipped checkpoints")
     zsub = z.add_subparsers(dest="zoo_command", required=True, metavar="{list,add}")
@@ -824,7 +824,7 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     za.add_argument("name", help="zoo name (letters, digits, - and _)")
     za.add_argument(
         "--test-data",
-        type=data_arg,
+        type=dataset_name,
         help="JSCC: data set to test on, e.g. kodak, cifar10-test, or a folder of images",
     )
     za.add_argument("--test-limit", type=int, help="JSCC: test on the first N images only")
