@@ -143,6 +143,11 @@ def test_channels_last_unet_gives_the_same_contiguous_output(untrained_ckpt):
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     loaded = load_denoiser(untrained_ckpt, codec="vae")
     assert loaded.layout == torch.channels_last
+    from semcom.paths import safetensors_bytes  # the library's saver takes its weights as they are
+
+    assert safetensors_bytes(loaded.state_dict()) == safetensors_bytes(
+        {k: v.contiguous() for k, v in loaded.state_dict().items()}
+    )
     assert LatentUNet(SMALL).layout == torch.contiguous_format  # training builds contiguous ones
 
 

@@ -62,6 +62,14 @@ def test_psnr_is_mean_of_per_image_values_not_pooled_mse():
     assert abs(per_image_mean - pooled) > 5.0
 
 
+def test_psnr_is_a_score_not_a_graph():
+    """PSNR of an input that requires grad carries no autograd history (it has no useful
+    gradient: 8-bit levels), so its values can be kept or turned into numpy."""
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    val = psnr(x, torch.rand(2, 3, 8, 8))
+    assert not val.requires_grad and val.numpy().shape == (2,)
+
+
 def test_psnr_one_level_off_everywhere():
     q = torch.randint(0, 255, (3, 3, 17, 23), generator=gen(0))
     x = q / 255.0

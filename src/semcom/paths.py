@@ -160,10 +160,11 @@ def atomic_write_files(files: Mapping[str | os.PathLike[str], bytes]) -> None:
 def safetensors_bytes(tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> bytes:
     """``safetensors.torch.save`` with a canonical header (keys sorted, no spaces): the library
     writes its metadata in hash order, so identical weights gave files of different bytes
-    (and SHA-256s in the cards). Same tensors and metadata -> same bytes."""
+    (and SHA-256s in the cards). Same tensors and metadata -> same bytes. Tensors in another
+    memory format (a channels-last network's weights) are written contiguous."""
     from safetensors.torch import save
 
-    raw = save(dict(tensors), metadata=metadata)
+    raw = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
     n = int.from_bytes(raw[:8], "little")
     header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
     text = header.encode()

@@ -136,9 +136,11 @@ class LatentUNet(nn.Module):
         return self.config.p0
 
     def channels_last(self) -> LatentUNet:
-        """Run the convolutions channels-last (weights and inputs; the output stays
-        contiguous): on a CPU ~1.1-1.4x faster, values equal to float rounding. The loaders of
-        trained denoisers do so; training builds contiguous networks. Returns the network."""
+        """Run the convolutions channels-last (weights and inputs; the output is in the
+        input's layout): on a CPU ~1.1-1.4x faster, values equal to float rounding. The loaders
+        of trained denoisers do so; training builds contiguous networks (its weights are then
+        not contiguous: ``.contiguous()`` them for ``safetensors.torch.save``; the library's
+        savers do). Returns the network."""
         self.to(memory_format=torch.channels_last)
         self.layout = torch.channels_last
         return self

@@ -55,8 +55,9 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, max_db: float = PSNR_MAX
     check_pair(x, y, "psnr", data_range=data_range)
     # the 8-bit levels of quantize_8bit as float32 (integers, as are their differences and
     # squares up to 255**2: exact), the reference's once when it is expanded over the batch
-    qx = _levels(x[:1] if shared_reference(x) else x, data_range)
-    qy = _levels(y, data_range)
+    # (detached: a score, not a loss; the int64 levels before cut the graph too)
+    qx = _levels((x[:1] if shared_reference(x) else x).detach(), data_range)
+    qy = _levels(y.detach(), data_range)
     n = qy[0].numel()
     # summed in float64: integers below 2**53, so the exact sum of squared errors
     sse = (qx - qy).square().flatten(1).sum(1, dtype=torch.float64)
