@@ -13,24 +13,14 @@ import torch
 from ..devices import launch_command, parse_device
 from ..link import describe_counts
 from ..paths import atomic_write_json, json_text
+from ..schemes import LABELLED_OPTIONS, OPTION_FLAGS
 from .args import CLIError
 from .build import _build_schemes, _centre_crop, _channel, _snr_list
 from .outputs import _is_bench, _replaceable, _results_file
 
-#: scheme options that change results (part of the resume header of 'semcom eval').
-RECEIVER_OPTIONS = (
-    "codec",
-    "matching",
-    "steps",
-    "fading",
-    "fading_grid",
-    "fading_samples",
-    "dm_stop",
-    "dm_decoder",
-    "denoiser",
-    "snr_source",
-    "snr_estimator",
-)
+#: scheme options that change results (part of the resume header of 'semcom eval'): those run
+#: labels name, as the CLI's argument names
+RECEIVER_OPTIONS = tuple(OPTION_FLAGS.get(k, k) for k in LABELLED_OPTIONS)
 
 
 def _eval_ranks(device: torch.device) -> tuple[int, int, torch.device]:
