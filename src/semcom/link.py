@@ -47,13 +47,14 @@ class Transmission:
 
     Attributes:
         images: reconstructions [B, 3, H, W] in [0, 1], float32 whatever the input's dtype.
-        cbr: channel-use budget per image.
-        seconds: wall time per stage for the whole batch (``encode``, ``channel``,
-            ``denoise``, ``decode``).
+        cbr: channel-use budget per image (complex channel uses per real source value).
+        seconds: wall time per stage for the whole batch, in seconds (``encode``,
+            ``channel``, ``denoise``, ``decode``).
         info: scheme-specific counters (e.g. deep fades, clamped SNRs, fallbacks).
         snr_error_db: when the receiver estimated the SNR (``snr_source`` moment/learned) on
             a channel with one equivalent SNR per image (AWGN, slow fading): estimate minus
-            the true equivalent SNR, dB, [B] (estimates clamped to +-100 dB); else None.
+            the true equivalent SNR, dB, float64 [B] (estimates clamped to +-100 dB); else
+            None.
         counts: what the receiver clamped, per image (int64 [B] each, on the CPU):
             ``deep_fades`` (symbols with |h|^2 below the equaliser's floor, treated as lost),
             ``snr_clamped`` (1: the SNR estimate lay outside the estimator's range; with an
@@ -79,7 +80,10 @@ class Scheme(Protocol):
 
     name: str
 
-    def cbr(self, height: int, width: int, channel: Channel) -> CBRReport: ...
+    def cbr(self, height: int, width: int, channel: Channel) -> CBRReport:
+        """The channel-use budget of one ``height x width`` image over ``channel`` (its
+        pilots included)."""
+        ...
 
     def transmit(
         self,
@@ -87,7 +91,11 @@ class Scheme(Protocol):
         channel: Channel,
         snr_db: float | Tensor,
         generator: torch.Generator | None = None,
-    ) -> Transmission: ...
+    ) -> Transmission:
+        """Send ``images`` [B, 3, H, W] (float, in [0, 1]) over ``channel`` at ``snr_db``
+        (Es/N0 in dB, scalar or [B]), drawing the channel from ``generator``; the
+        reconstructions come back float32 [B, 3, H, W] in [0, 1]."""
+        ...
 
 
 class Receiver(Protocol):
@@ -102,7 +110,10 @@ class Receiver(Protocol):
 
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
-    ) -> Tensor: ...
+    ) -> Tensor:
+        """The estimate of the unit-power latent ``f`` [B, C, h, w] from ``f_tilde`` and its
+        noise level ``d`` (variance per real element, in [0, 1])."""
+        ...
 
 
 class LMMSEReceiver:
@@ -113,13 +124,15 @@ class LMMSEReceiver:
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
+        """``sqrt(1-d) f_tilde``, ``f_tilde``'s shape (``d`` broadcast: per image or per
+        element; ``generator`` unused)."""
         return (1.0 - d).sqrt() * f_tilde
 
 
 def check_images(images: Tensor) -> None:
     """Refuse what no scheme can send, with a message that says which: not a float tensor
-    ``[B, 3, H, W]`` with ``B >= 1``, NaN / inf values, or values outside [0, 1] (e.g. 8-bit
-    images not divided by 255)."""
+    ``[B, 3, H, W]`` with ``B >= 1``, NaN / inf values, or values outside [0, 1] by more than
+    0.01 (e.g. 8-bit images not divided by 255)."""
     if not isinstance(images, Tensor):
         raise TypeError(f"expected images as a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -218,9 +231,14 @@ class AnalogLink:
 
     @property
     def side_symbols(self) -> int:
+        """Complex channel uses per image for side information: :data:`SCALAR_SIDE_SYMBOLS`
+        for the latent RMS of a ``needs_scale`` codec, else 0."""
         return SCALAR_SIDE_SYMBOLS if self.codec.needs_scale else 0
 
     def cbr(self, height: int, width: int, channel: Channel) -> CBRReport:
+        """The budget of one ``height x width`` image: ``ceil(L/2)`` data symbols for the
+        codec's ``L`` latent values (:meth:`~semcom.codecs.base.Codec.latent_shape`), the
+        channel's pilots for them and :attr:`side_symbols`."""
         shape = self.codec.latent_shape(height, width)
         data = cbr_report(shape, (height, width))
         return cbr_report(

@@ -181,8 +181,10 @@ def run_name(name: str, **options) -> str:
 def get_scheme(
     name: str, cbr: float | str | None = None, device: str | torch.device = "cpu", **options
 ) -> Scheme:
-    """Build scheme ``name`` (at ``cbr``, e.g. ``1/16`` or ``"1/16"``, when it offers several)
-    on ``device``.
+    """Build scheme ``name`` (at ``cbr``, complex channel uses per real source value, e.g.
+    ``1/16`` or ``"1/16"``, when it offers several) on ``device``: a
+    :class:`~semcom.link.Scheme` whose ``transmit(images, channel, snr_db, generator)`` sends
+    ``[B, 3, H, W]`` images in [0, 1] at ``snr_db`` (Es/N0 in dB, scalar or [B]).
 
     ``options`` (e.g. ``matching="vp", steps=4``; a scheme's are listed in
     ``SchemeSpec.options`` by :func:`list_schemes`) go to the scheme's factory; ``None`` means
@@ -228,3 +230,18 @@ def get_scheme(
     from .devices import parse_device
 
     return spec.factory(cbr, parse_device(str(device)), **kw)
+
+
+__all__ = [
+    "LABELLED_OPTIONS",
+    "LABEL_NAMES",
+    "NAME_RESERVED",
+    "OPTION_FLAGS",
+    "PLUGIN_GROUP",
+    "SchemeSpec",
+    "fixed_cbr",
+    "get_scheme",
+    "list_schemes",
+    "register_scheme",
+    "run_name",
+]

@@ -20,7 +20,16 @@ SCALAR_SIDE_SYMBOLS = 16
 
 @dataclass(frozen=True)
 class CBRReport:
-    """Channel-use budget of one image."""
+    """Channel-use budget of one image, in complex channel uses.
+
+    Attributes:
+        data_symbols: complex channel uses carrying the latent (``ceil(L / 2)`` for ``L``
+            real values) or the coded file.
+        pilot_symbols: complex channel uses spent on pilots (0 for perfect CSI).
+        side_symbols: complex channel uses charged for side information (the latent RMS of
+            a ``needs_scale`` codec: :data:`SCALAR_SIDE_SYMBOLS`).
+        source_values: real source values, ``3 H W`` for an RGB image.
+    """
 
     data_symbols: int
     pilot_symbols: int
@@ -29,10 +38,12 @@ class CBRReport:
 
     @property
     def channel_uses(self) -> int:
+        """Complex channel uses per image: data + pilots + side information."""
         return self.data_symbols + self.pilot_symbols + self.side_symbols
 
     @property
     def cbr(self) -> float:
+        """The CBR: :attr:`channel_uses` per real source value (``1/16`` is 0.0625)."""
         return self.channel_uses / self.source_values
 
     def pilot_note(self) -> str | None:
@@ -76,7 +87,10 @@ def cbr_report(
     side_symbols: int = 0,
     channels: int = 3,
 ) -> CBRReport:
-    """CBR of sending a latent of ``latent_shape`` (no batch dim) for an ``H x W`` image."""
+    """CBR of sending a real latent of ``latent_shape`` (no batch dim) for an image of
+    ``image_hw = (H, W)`` pixels with ``channels`` colour channels: ``ceil(L / 2)`` data
+    symbols for the latent's ``L`` values, plus ``pilot_symbols`` and ``side_symbols``
+    (complex channel uses per image), over ``channels * H * W`` real source values."""
     n_real = math.prod(latent_shape)
     return CBRReport(
         data_symbols=symbols_for_reals(n_real),
@@ -97,7 +111,8 @@ def format_cbr(cbr: float, max_denominator: int = 1000) -> str:
 
 
 def parse_cbr(text: str | float) -> float:
-    """Parse ``'1/16'``, ``'0.0625'`` or a float into a positive CBR."""
+    """Parse ``'1/16'``, ``'0.0625'`` or a float into a CBR in (0, 64] (complex channel uses
+    per real source value); ``ValueError`` otherwise."""
     try:
         value = float(Fraction(str(text).strip()))
     except (ValueError, ZeroDivisionError) as e:

@@ -31,10 +31,13 @@ class Equalized:
     """Receiver-side view after equalise + normalise.
 
     Attributes:
-        f_tilde: ``sqrt(1-d) f + sqrt(d) n``, real [B, L], unit power per element.
-        d: noise level (variance) in [0, 1], [B, 1] or [B, L]; ``1 / (1 + SNR_eq)`` (0 for a
-            noiseless link, SNR +inf; 1 for a deep fade).
-        deep_fades: number of symbols treated as deep fades (|h_hat|^2 < DEEP_FADE), [B].
+        f_tilde: ``sqrt(1-d) f + sqrt(d) n``, real [B, L] (``L = 2M`` for M symbols), unit
+            power per element on average.
+        d: noise level (variance per real element) in [0, 1], [B, 1] or [B, L];
+            ``1 / (1 + SNR_eq)`` with ``SNR_eq`` linear (0 for a noiseless link, SNR +inf; 1
+            for a deep fade).
+        deep_fades: number of symbols treated as deep fades (|h_hat|^2 < DEEP_FADE), int64
+            [B].
     """
 
     f_tilde: Tensor
@@ -84,7 +87,9 @@ def decoder_snr_db(snr_db: Tensor, state: ChannelState) -> Tensor:
 
 
 def equalize(y: Tensor, state: ChannelState) -> Equalized:
-    """MMSE-equalise and normalise received symbols ``y`` [B, M] with the receiver's CSI.
+    """MMSE-equalise and normalise received symbols ``y`` [B, M] (complex) with the receiver's
+    CSI: an :class:`Equalized` with ``f_tilde`` real [B, 2M] and ``d`` [B, 1] (one gain per
+    image) or [B, 2M] (fast fading).
 
     Uses ``state.h_hat`` (the true ``h`` for perfect CSI) and ``state.no``; with estimated
     CSI the estimation-error variance ``state.h_err`` counts as noise (``N0 + h_err``: with

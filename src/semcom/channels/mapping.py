@@ -28,9 +28,11 @@ class PackedLatent:
     """What the transmitter sends, plus what the receiver needs to undo the packing.
 
     Attributes:
-        z: complex symbols ``[B, M]``, ``E|z|^2 = 1`` per image (``M = ceil(L/2)``).
+        z: complex symbols ``[B, M]`` (complex64 for a float32 latent, complex128 for
+            float64), ``E|z|^2 = 1`` per image (``M = ceil(L/2)`` for ``L`` real values).
         rms: per-image RMS of the latent before normalisation, ``[B]`` (real units of the
-            latent). Sent as side information (see :func:`semcom.channels.cbr`).
+            latent). Sent as side information by a ``needs_scale`` codec's link
+            (:data:`~semcom.channels.SCALAR_SIDE_SYMBOLS` channel uses).
         shape: the latent's shape without the batch dimension.
     """
 
@@ -76,9 +78,10 @@ def normalize_power(v: Tensor) -> tuple[Tensor, Tensor]:
 def pack(latent: Tensor) -> PackedLatent:
     """Latent ``[B, ...]`` (real float32/float64; float16/bfloat16, e.g. of an encoder under
     ``torch.autocast``, is packed in float32) -> :class:`PackedLatent` with unit-energy
-    complex symbols (``ValueError`` for other dtypes; a NaN latent, e.g. of a diverged
-    training run, passes through for the training loop to report). Differentiable: gradients
-    flow back to ``latent``."""
+    complex symbols ``z`` ``[B, ceil(L/2)]`` (``L`` values per image, zero-padded to even
+    length; ``TypeError`` for a complex latent, ``ValueError`` for other dtypes; a NaN latent,
+    e.g. of a diverged training run, passes through for the training loop to report).
+    Differentiable: gradients flow back to ``latent``."""
     if latent.is_complex():
         raise TypeError("pack expects a real latent; complex latents are not supported")
     if latent.dtype in (torch.float16, torch.bfloat16):  # no complex bfloat16; half's power
@@ -110,7 +113,8 @@ def unpack(f: Tensor, packed: PackedLatent) -> Tensor:
 
 
 def unpad_like(x: Tensor, packed: PackedLatent) -> Tensor:
-    """Per-element tensor ``x`` [B, 2M] (e.g. noise levels) -> [B, *shape] latent layout."""
+    """Per-element tensor ``x`` [B, 2M] (e.g. noise levels) -> [B, *shape] latent layout (the
+    padding element dropped); a per-image ``x`` [B, 1] -> [B, 1, ..., 1] (broadcastable)."""
     if x.shape[-1] == 1:
         return x.reshape(x.shape[0], *([1] * len(packed.shape)))
     return x[:, : packed.n_real].reshape(x.shape[0], *packed.shape)

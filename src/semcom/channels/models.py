@@ -56,8 +56,8 @@ def _sionna_classes() -> tuple[type, type, type]:
 
 
 def snr_to_no(snr_db: Tensor | float) -> Tensor:
-    """Es/N0 in dB (tensor or number) -> noise power N0 per complex symbol (linear), for
-    Es = 1. +inf -> 0."""
+    """Es/N0 in dB (tensor or number) -> noise power ``N0 = 10^(-snr_db/10)`` per complex
+    symbol (linear, float64, same shape), for Es = 1. +inf -> 0."""
     return torch.pow(10.0, -torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
 
 
@@ -68,8 +68,9 @@ SNR_LIMIT_DB = 150.0
 def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None) -> Tensor:
     """Broadcast an SNR (scalar, list or [B] tensor, dB) to a float64 [B] tensor.
 
-    ``ValueError`` for NaN, -inf, values below ``-SNR_LIMIT_DB``, a complex SNR or a length
-    other than ``batch``; ``TypeError`` for what is not numbers (e.g. the string ``"0"``)."""
+    ``ValueError`` for NaN, -inf, values below ``-SNR_LIMIT_DB``, a complex or bool tensor or
+    a length other than ``batch``; ``TypeError`` for what is not real numbers (e.g. the
+    string ``"0"``, a complex number, None)."""
     if isinstance(snr_db, Tensor) and (snr_db.is_complex() or snr_db.dtype == torch.bool):
         raise ValueError(f"snr_db must hold real numbers of dB, got {snr_db.dtype}")
     try:
@@ -99,7 +100,7 @@ class ChannelState:
 
     Attributes:
         h: true complex gain per data symbol, [B, 1] (AWGN, slow) or [B, M] (fast).
-        no: noise power N0 per complex symbol, [B] (linear).
+        no: noise power N0 per complex symbol, [B] (linear, in ``z``'s real dtype).
         h_hat: the receiver's channel knowledge, same shape as ``h`` (= ``h`` for perfect CSI).
         pilot_symbols: channel uses per image spent on pilots (0 for perfect CSI).
         h_err: variance of the receiver's channel-estimation error ``h - h_hat`` per symbol,
@@ -226,7 +227,9 @@ class Channel:
     def sample(
         self, z: Tensor, snr_db: float | Tensor, generator: torch.Generator | None = None
     ) -> ChannelState:
-        """Draw the fading gains for symbols ``z`` [B, M] (no noise yet, no CSI yet)."""
+        """Draw the fading gains for symbols ``z`` [B, M] at ``snr_db`` (scalar or [B], dB):
+        a :class:`ChannelState` with ``h`` [B, 1] or [B, M] and ``N0`` [B] (no noise yet, no
+        CSI yet: ``h_hat = h``)."""
         b, m = z.shape
         precision = "double" if z.dtype == torch.complex128 else "single"
         _, gen, _ = self._sionna(z.device, precision)
@@ -246,7 +249,8 @@ class Channel:
     def apply(
         self, z: Tensor, state: ChannelState, generator: torch.Generator | None = None
     ) -> tuple[Tensor, ChannelState]:
-        """Send ``z`` [B, M] through the sampled channel: ``y = h z + n``.
+        """Send ``z`` [B, M] (complex) through the sampled channel: ``y = h z + n`` [B, M],
+        ``n ~ CN(0, N0)`` per symbol.
 
         With ``csi="estimated"`` also sends the pilot block through the same gains and
         replaces ``state.h_hat`` by the channel estimate (:meth:`_estimate`) and sets

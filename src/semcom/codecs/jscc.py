@@ -125,8 +125,9 @@ def differentiable_link(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """What the decoder sees at test time, with gradients (training path of AnalogLink):
-    :func:`received_latent` followed by the LMMSE estimate ``sqrt(1 - d) f_tilde``
-    [B, C, h, w] in unit-power units.
+    ``latent`` [B, C, h, w] (codec units) through :func:`received_latent` (``snr_db`` scalar
+    or [B], dB), then the LMMSE estimate ``sqrt(1 - d) f_tilde`` [B, C, h, w] in unit-power
+    units.
 
     Identical, operation by operation, to :meth:`semcom.link.AnalogLink.transmit` with the
     default receiver and ``needs_scale=False`` (pinned by ``tests/test_jscc.py``).
@@ -159,6 +160,8 @@ class AFModule(nn.Module):
         self.fc2 = nn.Linear(hidden, channels)
 
     def forward(self, x: Tensor, snr_db: Tensor) -> Tensor:
+        """``x`` [B, C, H, W] scaled per channel by its weights [B, C, 1, 1] in (0, 1), from
+        ``snr_db`` ([B] or one value, dB)."""
         ctx = x.mean(dim=(2, 3))
         s = snr_db.to(x).clamp(*AF_SNR_RANGE).reshape(-1, 1) / 10.0
         s = s.expand(x.shape[0], 1)
@@ -172,6 +175,8 @@ class DeepJSCC(Codec):
     Args:
         c: latent channels (CBR = c / 96, see :func:`channels_for_cbr`).
         width: hidden width ``w`` (first layer ``w // 2``); the paper is ``w = 32``.
+        dm_side: a decoder trained behind the diffusion receiver, which also reads the
+            denoised latent (``decode(..., side=)``, zero-initialised branch).
 
     ``encode``: images [B, 3, H, W] in [0, 1] (any H, W; padded to a multiple of 4) ->
     latent [B, c, ceil(H/4), ceil(W/4)] (not power-normalised). ``decode``: latent ->

@@ -110,7 +110,12 @@ def collate_images(batch: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class ImageDataset(Dataset):
-    """Base class: per-item reading plus deterministic padding / cropping / flipping."""
+    """Base class: per-item reading plus deterministic padding / cropping / flipping.
+
+    Items are float32 ``[3, H, W]`` in [0, 1] (``[3, h, w]`` with ``crop=(h, w)`` or ``crop=k``
+    for ``k x k``; see the module docstring for padding and the per-item randomness, seeded by
+    ``seed``). Subclasses implement ``__len__`` and ``_read(index) -> [3, H, W]``.
+    """
 
     def __init__(
         self,
@@ -501,8 +506,9 @@ def get_dataset(
     of images of your own (``name`` a path; every image file under it, named by its path
     relative to it; a named data set wins over a folder of the same name).
 
-    ``split`` is an alternative spelling: ``get_dataset("cifar10", split="test")`` is
-    ``get_dataset("cifar10-test")``. Other keywords go to :class:`ImageFolder` /
+    Items are float32 ``[3, H, W]`` in [0, 1], of their own sizes, or ``crop`` (``k`` or
+    ``(h, w)``) crops. ``split`` is an alternative spelling: ``get_dataset("cifar10",
+    split="test")`` is ``get_dataset("cifar10-test")``. Other keywords go to :class:`ImageFolder` /
     :class:`SampleImages` (``random_crop``, ``flip``, ``seed``, ``pad_mode``).
     Raises :class:`ValueError` for an unknown name and
     :class:`~semcom.paths.MissingResourceError` when the data are not found.

@@ -33,7 +33,12 @@ V_MAX = 1.0 - 1e-6
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    """Architecture of :class:`LatentUNet` (stored in checkpoint cards)."""
+    """Architecture of :class:`LatentUNet` (stored in checkpoint cards).
+
+    Attributes:
+        channels: latent channels ``C``; width, mults, blocks, emb_dim: the U-Net's sizes.
+        p0: power per real element of the training latents (the preconditioning's ``P0``).
+    """
 
     channels: int = 32
     width: int = 96
@@ -43,12 +48,14 @@ class DenoiserConfig:
     p0: float = 1.0
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-able dict (``mults`` a list)."""
         d = asdict(self)
         d["mults"] = list(self.mults)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> DenoiserConfig:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
         d = dict(d)
         d["mults"] = tuple(d["mults"])
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
@@ -133,6 +140,7 @@ class LatentUNet(nn.Module):
 
     @property
     def p0(self) -> float:
+        """Power per real element of the training latents (``config.p0``)."""
         return self.config.p0
 
     def channels_last(self) -> LatentUNet:
@@ -170,6 +178,9 @@ class LatentUNet(nn.Module):
         return self.out(F.silu(self.out_norm(h)))
 
     def forward(self, x_t: Tensor, v: Tensor | float) -> Tensor:
+        """``x0_hat`` [B, C, h, w] of VP-form ``x_t`` [B, C, h, w] (training units) at noise
+        variance ``v`` per real element ([B] or one value; clamped to ``[1e-6, 1 - 1e-6]``),
+        in ``x_t``'s dtype."""
         if x_t.dim() != 4 or x_t.shape[1] != self.config.channels:
             raise ValueError(
                 f"denoiser expects latents [B, {self.config.channels}, h, w], "

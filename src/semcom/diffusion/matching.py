@@ -195,7 +195,7 @@ def vp_closed_form_t(
     ``t* ~ [-(beta_1 - D/2) + sqrt((beta_1 - D/2)^2 + 2 D L)] / D`` with
     ``D = (beta_T - beta_1)/(T-1)``, ``L = ln(1 + P0/k)``. Continuous (float64), clamped to
     ``[0, T]``; k linear. Over -30..35 dB within 2.31 steps of the exact step (interpolated in
-    log-SNR) and 2.6 of the table's integer step; prefer :func:`match_vp`.
+    log-SNR) and 2.8 of the table's integer step; prefer :func:`match_vp`.
     A constant schedule (``beta_end = beta_start``, or ``T = 1``) gives ``t* ~ L / beta_1``.
     """
     k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)

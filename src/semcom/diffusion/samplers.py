@@ -455,7 +455,7 @@ class ReceiveResult:
             common grid, matched to the largest element level).
         per_element: whether the fast-fading (per-element) path ran.
         info: counters for verbose reports (``n_skip``, ``n_start_from_noise``,
-            ``n_clamped``, ``network_calls``).
+            ``n_clamped``, ``network_calls``) and what ran (``rule``, ``per_element``).
     """
 
     f_hat: Tensor
@@ -509,7 +509,9 @@ def diffusion_receive(
             ``"vp"`` (paper A VP form on a :class:`DDPMSchedule`, nearest-log-SNR step,
             energy-matched alpha, integer grid), ``"ddm"`` (paper A DDM form, ``t*`` closed
             form, DDM deterministic reverse step on ``t_j = j t*/K``).
-        steps: number K of network calls (K = 1: one-step denoising).
+        steps: number K of reverse steps (K = 1: one-step denoising): at most K network calls
+            (a step that lowers no image's level costs none; ``K x fading_samples`` on the
+            averaged per-element path).
         fading: for per-element ``d`` that varies within an image: ``"waterfill"``
             (Alg. 3 corrected), ``"reference"`` (DDIM from each element's own level), or
             ``"naive"`` (replace d by its per-image mean, then the per-image path; the
@@ -690,6 +692,10 @@ class DiffusionReceiver:
     image skips, and ``info`` says so): for a decoder trained behind the receiver, whose gain
     there is nil, and for a receiver stopped at ``stop_snr_db``, whose output there is that
     estimate anyway, this keeps the receiver as cheap as the codec.
+
+    ``denoise`` and the keyword options are those of :func:`diffusion_receive` (``p0`` the
+    training latents' power per real element, ``stop_snr_db`` / ``skip_snr_db`` in dB);
+    ``name`` labels the receiver.
     """
 
     def __init__(

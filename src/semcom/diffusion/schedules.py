@@ -51,6 +51,8 @@ class DDPMSchedule:
             recomputed as the product, so ``abar_T > 0``).
         T: number of diffusion steps.
         beta_start, beta_end: linear-schedule endpoints (ignored for cosine).
+        cosine_s, max_beta: the cosine schedule's offset ``s`` and beta clip (ignored for
+            linear).
 
     Attributes (float64, CPU):
         betas: [T], ``betas[i] = beta_{i+1}``.
@@ -202,6 +204,9 @@ class SigmoidSchedule:
 
     Args:
         start: ``g``; end: ``e`` (``end > start``); tau: temperature ``> 0``.
+
+    Times and levels are unitless, any shape; results come in the input tensor's float dtype
+    (float64 for numbers and integer tensors), computed in float64. NaN: ``ValueError``.
     """
 
     def __init__(self, start: float = 0.0, end: float = 3.0, tau: float = 0.7):
@@ -216,6 +221,7 @@ class SigmoidSchedule:
         return f"SigmoidSchedule(start={self.start}, end={self.end}, tau={self.tau})"
 
     def __call__(self, t: Tensor | float) -> Tensor:
+        """:meth:`S`: the noise variance ``S(t)`` in ``[0, 1]``."""
         return self.S(t)
 
     def S(self, t: Tensor | float) -> Tensor:
@@ -261,7 +267,8 @@ class DDMSchedule:
     sum to 1). The SNR for an x0 of power P0 is ``(1-t)^2 P0 / t = (1-v) P0 / v`` in both
     forms, so matching in either form gives the same ``v`` (``P0/(k+P0)``). Inverse:
     ``v t^2 - (1+v) t + v = 0`` whose root in ``[0, 1]`` is
-    ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``. ``t`` and ``v`` are clamped to ``[0, 1]``.
+    ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``. ``t`` and ``v`` are clamped to ``[0, 1]``; any
+    shape, results in the input tensor's float dtype (float64 for numbers).
     """
 
     def __repr__(self) -> str:

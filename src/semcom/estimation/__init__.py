@@ -27,7 +27,7 @@ def moment_snr(y: Tensor, no: Tensor) -> Tensor:
         no: noise power per complex symbol ``N0``, ``[B]`` or one number (linear; 0 allowed).
 
     Returns:
-        ``gamma_hat`` ``[B]`` (linear, >= 0; ``+inf`` where ``N0 = 0``).
+        ``gamma_hat`` ``[B]`` float64 (linear, >= 0; ``+inf`` where ``N0 = 0``).
     """
     if y.dim() != 2 or not torch.is_complex(y):
         raise ValueError(f"moment_snr: expected complex symbols [B, M], got {tuple(y.shape)}")

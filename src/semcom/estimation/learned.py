@@ -62,7 +62,14 @@ def scale_stats(f_tilde: Tensor, scales: tuple[int, ...] = SCALES) -> Tensor:
 
 @dataclass
 class SNREstimatorConfig:
-    """Architecture of :class:`SNREstimator` (stored in checkpoints)."""
+    """Architecture of :class:`SNREstimator` (stored in checkpoints).
+
+    Attributes:
+        channels: latent channels ``C`` of the codec whose latents it reads.
+        width: feature maps of the CNN; blocks: its residual blocks.
+        snr_range: the trained range of the equivalent SNR, ``(low, high)`` in dB: estimates
+            are clamped to it (:meth:`SNREstimator.estimate`).
+    """
 
     channels: int = 16
     width: int = 32
@@ -91,10 +98,12 @@ class SNREstimatorConfig:
         return 2 * self.width + (len(SCALES) if self.scale_stats else 0)
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-able dict (what checkpoints store)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SNREstimatorConfig:
+        """Inverse of :meth:`to_dict` (``snr_range`` from a JSON list back to a tuple)."""
         d = dict(d)
         d["snr_range"] = tuple(d.get("snr_range", (-20.0, 40.0)))
         return cls(**d)
@@ -170,7 +179,9 @@ class SNREstimator(nn.Module):
 
     @torch.no_grad()
     def estimate(self, f_tilde: Tensor) -> tuple[Tensor, Tensor]:
-        """Linear SNR estimate ``gamma_hat`` [B] (clamped to the trained range) and the clamp mask.
+        """Linear SNR estimate ``gamma_hat`` [B] float64 (clamped to the trained range
+        ``config.snr_range``, dB) and the clamp mask, bool [B], of latents ``f_tilde``
+        [B, C, h, w].
 
         ``d_hat = 1 / (1 + gamma_hat)`` is the noise level the receiver then uses.
         """
@@ -187,7 +198,9 @@ def load_snr_estimator(
     latent_channels: int | None = None,
     device: str | torch.device = "cpu",
 ) -> SNREstimator:
-    """Load an estimator checkpoint, refusing one trained on another codec's latents."""
+    """Load an estimator checkpoint (zoo name, run folder or ``.safetensors``) on ``device``,
+    in eval mode, float32, refusing (``ValueError``) one trained on another ``codec``'s latents
+    or for another number of ``latent_channels``."""
     from ..diffusion.checkpoint import load_latent_model
 
     return load_latent_model(

@@ -47,6 +47,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
+        """Whether ``max_diff`` is within ``tolerance``."""
         return self.max_diff <= self.tolerance
 
 

@@ -36,10 +36,12 @@ class Interval:
 
     @property
     def low(self) -> float:
+        """The interval's lower end, ``mean - half_width``."""
         return self.mean - self.half_width
 
     @property
     def high(self) -> float:
+        """The interval's upper end, ``mean + half_width``."""
         return self.mean + self.half_width
 
 

@@ -41,13 +41,15 @@ def image_seed(seed: int, index: int) -> int:
 
 @dataclass(frozen=True)
 class RunKey:
-    """Identifies one curve: a scheme at a CBR."""
+    """Identifies one curve: a scheme at a CBR (complex channel uses per real source value;
+    None for a scheme with one CBR)."""
 
     scheme: str
     cbr: float | None
 
     @property
     def label(self) -> str:
+        """The curve's name in results: ``scheme``, or ``scheme@CBR`` (``deepjscc@1/16``)."""
         return self.scheme if self.cbr is None else f"{self.scheme}@{format_cbr(self.cbr)}"
 
 
@@ -107,6 +109,8 @@ class PartialResults:
         return row is not None and (name is None or row.get("name", name) == name)
 
     def add(self, row: dict) -> None:
+        """Keep ``row`` (one image's results of one run, :func:`evaluate`) and append it to
+        the file, flushed to disk."""
         self.rows[(row["run"], row["image"])] = row
         if self.path is not None:
             with open(self.path, "a") as f:
@@ -261,15 +265,25 @@ def evaluate(
 
     Args:
         schemes: ``(RunKey, scheme)`` pairs.
-        images: ``(index, name, tensor_or_None)``; ``load(index)`` loads lazily if None.
+        images: ``(index, name, tensor_or_None)``, the tensor one image ``[3, H, W]`` in
+            [0, 1]; ``load(index)`` loads lazily if None.
         channel: the channel (with its CSI mode).
-        snrs: SNR grid in dB.
+        snrs: SNR grid, Es/N0 in dB.
         seed: base seed; image ``i`` uses :func:`image_seed` ``(seed, i)``.
         metrics: metric names from :mod:`semcom.metrics`.
+        device: where the images are sent.
         batch_size: most SNRs sent in one batch.
         partial: JSON-lines file for resuming (None: no resume).
         header: identifies the sweep in the partial file.
+        progress: a progress bar and resume notes on stderr.
         replace_partial: start ``partial`` afresh when it holds another sweep (else an error).
+
+    Returns:
+        One row per (image, run) of the sweep (those resumed from ``partial`` included):
+        ``run`` (label), ``image`` (index), ``name``, ``cbr`` (measured), one value per SNR
+        of each metric and of ``seconds`` (wall seconds per image), summed ``info``
+        counters, and where the scheme reports them ``snr_error_db`` (dB) and ``counts``
+        (per SNR).
     """
     device = torch.device(device)
     _check_evaluate_args(schemes, images, snrs)

@@ -112,7 +112,8 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
         data_range: dynamic range of the inputs (1.0 for ``[0,1]`` images).
 
     Returns:
-        tensor ``[B]`` (channel average of the per-channel mean SSIM; may be negative).
+        tensor ``[B]`` (channel average of the per-channel mean SSIM; may be negative), in
+        the inputs' dtype (float32 for half precision).
     """
     x, y = _prepare(x, y, "ssim", data_range)
     win = _gaussian_window(WIN_SIZE, WIN_SIGMA, x.dtype, x.device)
@@ -141,7 +142,7 @@ def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
         data_range: dynamic range of the inputs (1.0 for ``[0,1]`` images).
 
     Returns:
-        tensor ``[B]`` in ``[0, 1]``.
+        tensor ``[B]`` in ``[0, 1]``, in the inputs' dtype (float32 for half precision).
     """
     return ssim_and_ms_ssim(x, y, data_range)[1]
 

@@ -66,7 +66,7 @@ class CapacityScheme:
 
     Args:
         fmt: ``"jpeg"``, ``"webp"`` or ``"avif"``.
-        cbr: channel uses per source value (None: 1/16); any positive value.
+        cbr: complex channel uses per real source value (None: 1/16); any positive value.
         fallback_image: output when no file fits (None: mid-grey 0.5; a float; or a
             ``[3, h, w]`` tensor such as the data set's mean image).
         name: scheme name (default ``"<fmt>+capacity"``).

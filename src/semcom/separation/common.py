@@ -7,7 +7,8 @@ requested one to within one channel use). No other side information is charged: 
 image file carries its own header (see :mod:`.source`).
 
 Fallback: when nothing can be decoded (budget too small for any file, or any LDPC block
-error) the receiver outputs :attr:`SeparationScheme.fallback_image` -- by default a
+error) the receiver outputs the scheme's ``fallback_image`` (:class:`.capacity.CapacityScheme`,
+:class:`.ldpc.LDPCScheme`) -- by default a
 constant mid-grey 0.5; evaluation code may set it to the data set's mean image
 (:func:`mean_fallback`; a ``[3, h, w]`` tensor, resized bilinearly to the image size, or
 ``[3, 1, 1]``/a float).
@@ -77,7 +78,7 @@ def fallback_for(fallback: Tensor | float | None, height: int, width: int) -> Te
 
 
 def mean_fallback(images: Iterable[Tensor]) -> tuple[Tensor, str]:
-    """A fallback image for :attr:`SeparationScheme.fallback_image`: the per-pixel mean
+    """A ``fallback_image`` for the separation schemes: the per-pixel mean
     ``[3, H, W]`` of ``images`` (each ``[3, H, W]`` in [0, 1]) when they share one size
     ("mean image", peers' convention, e.g. CIFAR-10), else their mean colour ``[3, 1, 1]``
     ("mean colour": Kodak mixes landscape and portrait)."""

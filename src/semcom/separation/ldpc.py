@@ -22,12 +22,14 @@ CBR). For very small images one codeword shorter than ``block_length`` is used; 
 Detection. With ``equalize`` the receiver has ``s = sqrt(1-d) z + sqrt(d) n'`` per symbol
 (``n' ~ CN(0, 1)``, ``d = N0 / (|h_hat|^2 + N0)``); the demapper gets ``s / sqrt(1-d)`` and
 the effective noise variance ``d / (1-d) = N0 / |h_hat|^2`` per symbol (AWGN: ``N0``;
-fading: per image or per symbol). With estimated CSI the LLRs are mismatched, as in a real
-receiver. Block errors are detected by comparing the decoded info bits with the sent ones
-(a genie CRC). **Any** block error makes the whole file undecodable: the fallback image is
-output (counted in ``info["fallbacks"]``). Codewords are decoded in batched Sionna calls; the
-first call holds only :data:`FIRST_CHUNK` codewords so that a failing transmission is
-abandoned early (``info["block_errors"]`` counts errors among the decoded codewords).
+fading: per image or per symbol; with estimated CSI ``(N0 + h_err) / |h_hat|^2``, the
+estimation error counted as noise as in ``equalize``). With estimated CSI the LLRs are
+mismatched, as in a real receiver. Block errors are detected by comparing the decoded info
+bits with the sent ones (a genie CRC). **Any** block error makes the whole file undecodable:
+the fallback image is output (counted in ``info["fallbacks"]``). Codewords are decoded in
+batched Sionna calls; the first call holds only :data:`FIRST_CHUNK` codewords so that a
+failing transmission is abandoned early (``info["block_errors"]`` counts errors among the
+decoded codewords).
 
 Randomness. The fading of each image is drawn once, exactly as an analog scheme with
 ``n_data`` symbols draws it (so sweeps compare schemes on the same fades, and the
@@ -224,6 +226,8 @@ class LDPCChain:
         return "cpu" if self.device.type == "cpu" else str(self.device)
 
     def code(self, k: int, n: int) -> tuple[LDPC5GEncoder, LDPC5GDecoder]:
+        """The 5G LDPC encoder and (hard-output BP) decoder of ``k`` info bits in ``n`` coded
+        bits per codeword, built on first use."""
         if (k, n) not in self._codes:
             from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
 
@@ -235,6 +239,8 @@ class LDPCChain:
         return self._codes[(k, n)]
 
     def modem(self, bits_per_symbol: int) -> tuple[Mapper, Demapper]:
+        """The mapper and demapper of ``bits_per_symbol`` bits per complex symbol (1: BPSK as
+        PAM, else QAM; unit average energy), built on first use."""
         if bits_per_symbol not in self._maps:
             from sionna.phy.mapping import Constellation, Demapper, Mapper
 
@@ -309,7 +315,7 @@ class LDPCScheme:
         fmt: ``"jpeg"``, ``"webp"`` or ``"avif"``.
         mcs: an MCS name (``"qpsk-1/2"``, see :data:`MCS_TABLE`) or None for the
             genie-aided best-MCS envelope over ``mcs_table``.
-        cbr: channel uses per source value (None: 1/16); any positive value.
+        cbr: complex channel uses per real source value (None: 1/16); any positive value.
         device: where the Sionna blocks run.
         block_length: largest LDPC codeword length n (coded bits).
         num_iter: BP iterations.

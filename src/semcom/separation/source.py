@@ -110,7 +110,7 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def decode_tensor(data: bytes) -> Tensor:
-    """Decode file bytes to a ``[3, H, W]`` float tensor in [0, 1]."""
+    """Decode file bytes to a ``[3, H, W]`` float32 tensor in [0, 1]."""
     return from_uint8_hwc(decode(data))
 
 
@@ -197,6 +197,9 @@ class EncoderCache:
         self._items: dict[tuple[str, str], BudgetEncoder] = {}
 
     def get(self, img: np.ndarray, fmt: str) -> BudgetEncoder:
+        """The encoder of ``img`` (uint8 ``H x W x 3``) in format ``fmt``: the cached one when
+        the same pixels were seen recently, else a new one (the least recently used one is
+        evicted past ``size``)."""
         h = hashlib.blake2b(img.tobytes(), digest_size=16)
         h.update(repr(img.shape).encode())
         key = (fmt, h.hexdigest())

@@ -252,6 +252,8 @@ class DenoiserTask:
             self.p0 = measure_p0(self._train)
 
     def build_model(self) -> nn.Module:
+        """A fresh :class:`LatentUNet` for the codec's latents (``p0`` measured on them);
+        override it to train a network of your own, ``net(x_t, v) -> x0_hat``."""
         self._load()
         c = self.config
         latent_c = self._train[0].shape[0]  # type: ignore[index]
@@ -278,23 +280,31 @@ class DenoiserTask:
         }
 
     def train_dataset(self) -> Dataset:
+        """Random ``crop x crop`` crops (:class:`~semcom.diffusion.latents.LatentCrops`) of the
+        clean training latents, each whole latent normalised to unit power: ``[C, crop,
+        crop]``, ``repeats`` per latent and epoch."""
         self._load()
         c = self.config
         check_crop(self._train, c.crop, c.data, c.codec, self.codec_scale)  # type: ignore[arg-type]
         return LatentCrops(self._train, c.crop, seed=c.seed, repeats=c.repeats)  # type: ignore[arg-type]
 
     def val_dataset(self) -> Dataset | None:
+        """The whole validation latents ``[C, h, w]``, unit power (None: ``--val-data none``)."""
         self._load()
         if not self._val:  # --val-data none
             return None
         return [unit_power(t.unsqueeze(0))[0] for t in self._val]  # type: ignore[return-value]
 
     def collate(self, items: list) -> Tensor:
+        """Crops ``[C, crop, crop]`` -> a batch ``[B, C, crop, crop]``."""
         return torch.stack(items)
 
     def loss(
         self, model: nn.Module, batch: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
+        """MSE of ``model(x_t, v)`` against the clean ``batch`` [B, C, h, w]: each item noised
+        to VP form at the level ``v = P0 / (P0 + k)`` of an SNR ``k`` drawn uniformly in dB
+        over ``snr_range``."""
         b = batch.shape[0]
         lo, hi = self.config.snr_range
         snr = lo + (hi - lo) * torch.rand(b, generator=generator, device=batch.device)
@@ -307,6 +317,8 @@ class DenoiserTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """Latent-MSE gain over the LMMSE estimate in dB, ``gain_db@{snr}dB`` per validation
+        SNR (dB) and their mean ``gain_db`` (seeded noise)."""
         was = model.training
         model.eval()
         out: dict[str, float] = {}
@@ -328,6 +340,7 @@ class DenoiserTask:
         return out
 
     def card(self) -> dict[str, Any]:
+        """The card's model, codec (name, CBR, latent shape), ``p0`` and data entries."""
         self._load()
         c = self.config
         return {

@@ -393,9 +393,12 @@ class ResumableSampler(Sampler[int]):
         self.per_replica = math.ceil(n / num_replicas)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Order of epoch ``epoch``, resuming after its first ``start`` indices of this
+        replica's share."""
         self.epoch, self.start = int(epoch), int(start)
 
     def indices(self) -> list[int]:
+        """This replica's whole share of the current epoch (``start`` not applied)."""
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
@@ -503,6 +506,7 @@ class Trainer:
     # -------------------------------------------------------------------------- ddp
     @property
     def is_main(self) -> bool:
+        """Whether this process is rank 0 (it writes checkpoints and shows progress)."""
         return self.rank == 0
 
     def _init_dist(self) -> bool:

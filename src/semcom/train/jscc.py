@@ -231,6 +231,9 @@ class JSCCTask:
 
     # ---------------------------------------------------------------------- model
     def build_model(self) -> nn.Module:
+        """The codec of the config (:func:`~semcom.codecs.jscc.build_jscc`), with ``init``'s
+        weights when given (an ADJSCC warm-started from a DeepJSCC); a ``behind_dm`` run
+        freezes the encoder and builds the frozen receiver."""
         cfg = self.config
         model = build_jscc(cfg.model, cfg.c, cfg.width, dm_side=cfg.behind_dm)
         if not cfg.init:
@@ -288,6 +291,8 @@ class JSCCTask:
         return self.receiver
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
+        """The codec's architecture (:func:`~semcom.codecs.jscc.jscc_metadata`) and
+        ``task="jscc"``."""
         assert isinstance(model, DeepJSCC)
         return {**jscc_metadata(model), "task": self.name}
 
@@ -346,17 +351,22 @@ class JSCCTask:
         return self._split
 
     def train_dataset(self) -> Dataset:
+        """Training images, float32 ``[3, H, W]`` in [0, 1] (random ``crop`` crops and flips;
+        ``limit``, ``repeats`` and the held-out part applied)."""
         return self._datasets()[0]
 
     def val_dataset(self) -> Dataset | None:
+        """Validation images (centre ``val_crop`` crops when set, no flips; at most
+        ``val_limit``), or None for ``val_data="none"``."""
         return self._datasets()[1]
 
     def collate(self, items: list) -> Tensor:
+        """``[3, H, W]`` items -> a batch ``[B, 3, H, W]`` (one size)."""
         return collate_images(items)
 
     # ----------------------------------------------------------------------- loss
     def sample_snr(self, batch: int, generator: torch.Generator, device) -> Tensor:
-        """Training SNRs [B] (dB): fixed, or uniform per image in the range."""
+        """Training SNRs [B] (dB, float64): fixed, or uniform per image in the range."""
         lo, hi = self.config.snr_range
         u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
         return lo + (hi - lo) * u
@@ -364,6 +374,8 @@ class JSCCTask:
     def loss(
         self, model: nn.Module, batch: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
+        """The reconstruction loss (``config.loss``) of images ``batch`` [B, 3, H, W] sent
+        through ``model``'s differentiable link at the training SNRs, and logs to show."""
         snr = self.sample_snr(batch.shape[0], generator, batch.device)
         receiver = self._receiver_on(batch.device)
         x_hat = model(batch, self.channel, snr, generator, receiver=receiver)
@@ -372,6 +384,7 @@ class JSCCTask:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """PSNR (dB) at the validation SNRs (:func:`evaluate_codec`)."""
         dev = next(model.parameters()).device
         return evaluate_codec(
             model,
@@ -396,6 +409,8 @@ class JSCCTask:
         return self._val_used if val is None else f"{self._val_used} ({n} image{'s' * (n != 1)})"
 
     def card(self) -> dict[str, Any]:
+        """The card's model, CBR, channel, training SNR and data entries (and ``init``'s
+        lineage)."""
         cfg = self.config
         return {
             "model": cfg.model,
@@ -436,8 +451,8 @@ def evaluate_codec(
     seed: int = 0,
     receiver=None,
 ) -> dict[str, float]:
-    """Mean per-image PSNR (8-bit) of ``codec`` through :class:`~semcom.link.AnalogLink`
-    (with ``receiver``, default LMMSE).
+    """Mean per-image PSNR (8-bit, dB) of ``codec`` through :class:`~semcom.link.AnalogLink`
+    (with ``receiver``, default LMMSE) on ``[B, 3, H, W]`` batches in [0, 1] at ``snrs`` (dB).
 
     Returns ``{"psnr": value at snrs[len//2], "psnr@{snr}dB": ...}``; the noise of batch
     ``i`` at SNR ``s`` is seeded by ``(seed, i)``.

@@ -99,6 +99,8 @@ class SNREstimatorTask(DenoiserTask):
         )
 
     def build_model(self) -> nn.Module:
+        """A fresh :class:`SNREstimator`, or with ``calibrate`` the given one's frozen CNN with
+        a new head (its feature bank and standardisation computed here)."""
         self._load()
         model = SNREstimator(self._model_config(self._train[0].shape[0]))  # type: ignore[index]
         if self._cnn is None:
@@ -147,6 +149,8 @@ class SNREstimatorTask(DenoiserTask):
         return torch.cat(feats), torch.cat(targets).float()
 
     def train_dataset(self) -> Dataset:
+        """The denoiser's latent crops, or with ``calibrate`` the feature bank's ``(features
+        [n_features], ln gamma)`` pairs."""
         if not self.config.calibrate:
             return super().train_dataset()
         self._load()
@@ -155,11 +159,13 @@ class SNREstimatorTask(DenoiserTask):
         return list(zip(feats, targets, strict=True))  # type: ignore[return-value]
 
     def collate(self, items: list) -> Tensor | tuple[Tensor, Tensor]:
+        """Crops -> ``[B, C, crop, crop]``; bank pairs -> ``([B, n_features], [B])``."""
         if not self.config.calibrate:
             return torch.stack(items)
         return torch.stack([f for f, _ in items]), torch.stack([t for _, t in items])
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
+        """The checkpoint's metadata: the estimator's architecture and the codec it reads."""
         assert isinstance(model, SNREstimator)
         return {
             "task": self.name,
@@ -172,6 +178,9 @@ class SNREstimatorTask(DenoiserTask):
     def loss(
         self, model: nn.Module, batch: Tensor | tuple[Tensor, Tensor], generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
+        """MSE of the logit against ``ln gamma`` (natural log of the linear SNR, drawn
+        uniformly in dB over ``snr_range``) on noised latent crops, or on a bank batch; logs
+        the loss and its RMSE in dB."""
         if isinstance(batch, tuple):  # calibration: a batch of the feature bank
             feats, target = batch
             loss = (model(feats=feats) - target).pow(2).mean()
@@ -187,6 +196,8 @@ class SNREstimatorTask(DenoiserTask):
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """RMSE in dB of the SNR estimate on the whole validation latents: ``rmse_db@{snr}dB``
+        per validation SNR (dB) and over all of them, ``rmse_db`` (seeded noise)."""
         assert isinstance(model, SNREstimator)
         was = model.training
         model.eval()
@@ -208,6 +219,8 @@ class SNREstimatorTask(DenoiserTask):
         return out
 
     def card(self) -> dict[str, Any]:
+        """The denoiser task's card entries, as an ``snr-estimator``, with ``calibrate``'s
+        lineage."""
         card = super().card()
         card["model"] = "snr-estimator"
         card.update(self.init_info)

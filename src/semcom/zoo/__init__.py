@@ -68,7 +68,18 @@ def default_zoo_dir() -> Path:
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One shipped checkpoint (fields from its JSON card)."""
+    """One zoo checkpoint, shipped or in a user zoo folder (fields from its JSON card).
+
+    Attributes:
+        name: the zoo name (``--codec NAME``); model: ``deepjscc``, ``adjscc``, ``denoiser``
+            or ``snr-estimator``.
+        cbr: the codec's CBR, complex channel uses per real source value (1/16: 0.0625).
+        channel: the training channel; snr_train: its SNR in dB as text (``"10"`` or a range
+            ``"-5:20"``); data: the training set.
+        test: the card's test results (``psnr`` in dB per ``snr_db``, ...).
+        command, hours, hardware: how it was trained (wall-clock hours).
+        weights: its ``.safetensors`` file; card: the whole card.
+    """
 
     name: str
     model: str
@@ -91,7 +102,8 @@ class ZooEntry:
 
     @property
     def test_psnr(self) -> float | None:
-        """Test PSNR (dB) at the training SNR (the middle of the range for ADJSCC)."""
+        """Test PSNR (dB) at the middle of the card's test SNRs: the training SNR (the middle
+        of the range for ADJSCC) for a default export; None without a PSNR."""
         v = self.test.get("psnr")
         if not v:
             return None
