@@ -1144,13 +1144,15 @@ def test_stop_snr_image_exactly_at_the_stop_gets_lmmse() -> None:
     assert torch.allclose(res.f_hat[0], math.sqrt(0.5) * ft[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("via", ["receiver", "function"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
-def test_receiver_runs_the_network_in_its_dtype_and_answers_in_the_inputs(dtype):
+def test_receiver_runs_the_network_in_its_dtype_and_answers_in_the_inputs(dtype, via):
     """A float64 (equalised from a float64 latent) or half f_tilde: the float32 network runs
-    in float32, the estimate comes back in the input's dtype, close to the float32 one."""
+    in float32, the estimate comes back in the input's dtype, close to the float32 one; the
+    bare :func:`diffusion_receive` as :class:`DiffusionReceiver` (it raised torch's dtype
+    error), and both refuse an integer latent with a ValueError."""
     from semcom.channels import Channel, equalize, pack, unpad_like
     from semcom.diffusion.denoiser import DenoiserConfig, LatentUNet
-    from semcom.diffusion.samplers import DiffusionReceiver
 
     torch.manual_seed(0)
     net = LatentUNet(DenoiserConfig(channels=4, width=8, mults=(1, 2), blocks=1, emb_dim=16))
@@ -1160,7 +1162,13 @@ def test_receiver_runs_the_network_in_its_dtype_and_answers_in_the_inputs(dtype)
     p = pack(torch.randn(2, 4, 8, 8, dtype=torch.float64))
     eq = equalize(*Channel("awgn")(p.z, 0.0, torch.Generator().manual_seed(1)))
     f = unpad_like(eq.f_tilde, p)
-    rx = DiffusionReceiver(net.eval(), steps=2, rule="continuous")
+    receiver = DiffusionReceiver(net.eval(), steps=2, rule="continuous")
+
+    def rx(f_tilde, d, generator=None):
+        if via == "receiver":
+            return receiver(f_tilde, d, generator)
+        return diffusion_receive(f_tilde, d, net, steps=2, generator=generator).f_hat
+
     want = rx(f.float(), eq.d.float(), torch.Generator().manual_seed(2))
     got = rx(f.to(dtype), eq.d, torch.Generator().manual_seed(2))
     assert got.dtype == dtype

@@ -134,8 +134,8 @@ class Channel:
             (i.i.d. ``h`` per block of ``coherence`` symbols; 1 = per symbol).
         csi: ``"perfect"`` (receiver knows ``h``) or ``"estimated"`` (from ``pilots``
             unit-energy pilot symbols per coherence block: least squares on AWGN, LMMSE under
-            Rayleigh fading, whose prior it uses; the pilots are counted
-            as channel uses, see :meth:`pilot_symbols`).
+            fading with the gain's prior of :meth:`gain_prior`, Rayleigh's by default; the
+            pilots are counted as channel uses, see :meth:`pilot_symbols`).
         pilots: pilot symbols per coherence block for ``csi="estimated"``; default 16 for
             AWGN and slow fading (one block per image), 1 for fast fading (every block).
             ``ValueError`` with perfect CSI (it would change nothing).
@@ -143,13 +143,14 @@ class Channel:
             for another value than 1 on the other channels).
 
     A channel of your own (Rician, phase noise, ...) subclasses it: ``super().__init__`` with
-    the built-in model whose block structure and CSI estimation it keeps (:attr:`model`; the
-    pilot estimate under fading assumes Rayleigh's ``CN(0, 1)`` prior, so it is biased for
-    another), :meth:`sample` overridden to return its :class:`ChannelState` (``h`` per image
-    [B, 1] or per symbol [B, M], ``h_hat`` what the receiver knows; per symbol with estimated
-    CSI needs ``"rayleigh-fast"``, whose pilots are charged per block), and ``self.name`` set
-    to a label naming its parameters (``"rician-k4"``), which results record and merging
-    compares.
+    the built-in model whose block structure and CSI estimation it keeps (:attr:`model`),
+    :meth:`sample` overridden to return its :class:`ChannelState` (``h`` per image [B, 1] or
+    per symbol [B, M], ``h_hat`` what the receiver knows; per symbol with estimated CSI needs
+    ``"rayleigh-fast"``, whose pilots are charged per block), :meth:`gain_prior` overridden
+    when its gains are not ``CN(0, 1)`` (the pilot estimate's prior: with Rayleigh's, a
+    Rician gain's estimate is biased towards 0 and ``d`` misses the noise level), and
+    ``self.name`` set to a label naming its parameters (``"rician-k4"``), which results
+    record and merging compares. README "Your own pieces" has a Rician example.
     """
 
     def __init__(
@@ -287,19 +288,60 @@ class Channel:
         state = self.sample(z, snr_db, generator)
         return self.apply(z, state, generator)
 
+    def gain_prior(self) -> tuple[complex, float] | None:
+        """The prior of the fading gain ``h`` that the pilot estimate (``csi="estimated"``)
+        shrinks towards: ``(m, v)``, its mean ``E h`` (complex) and variance ``E|h - m|^2``,
+        or ``None`` for no prior (the least-squares estimate).
+
+        Default: Rayleigh's ``CN(0, 1)``, ``(0, 1)``, under fading; ``None`` on AWGN (the
+        gain is the constant 1, there is nothing to average over). A channel of your own
+        whose gains are drawn otherwise overrides it (Rician with K-factor ``K`` and line of
+        sight along the real axis: ``(sqrt(K/(K+1)), 1/(K+1))``); with Rayleigh's prior
+        its estimate would be biased towards 0 and the equaliser's ``d`` miss the noise level.
+        The estimate is the LMMSE one for these two moments (:meth:`_estimate`), the
+        posterior mean when ``h`` is Gaussian.
+        """
+        return None if self.model == "awgn" else (0j, 1.0)
+
+    def _checked_prior(self) -> tuple[complex, float] | None:
+        """:meth:`gain_prior` as ``(complex, float)``; ``ValueError`` for a mean that is not
+        finite or a variance that is not a finite number > 0."""
+        prior = self.gain_prior()
+        if prior is None:
+            return None
+        try:
+            m, v = prior
+            m, v = complex(m), float(v)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"{type(self).__name__}.gain_prior() must return (mean, variance) numbers or "
+                f"None, got {prior!r}"
+            ) from e
+        if not (math.isfinite(m.real) and math.isfinite(m.imag)) or not 0 < v < math.inf:
+            raise ValueError(
+                f"{type(self).__name__}.gain_prior() must return a finite mean and a finite "
+                f"variance > 0, got mean {m!r}, variance {v!r}"
+            )
+        return m, v
+
     def _estimate(self, state: ChannelState, awgn: Any) -> tuple[Tensor, Tensor]:
         """Channel estimate and its error variance [B] from the pilots.
 
-        With ``s2 = N0 / pilots`` the LS error variance: for Rayleigh gains (prior
-        ``CN(0, 1)``) the LMMSE estimate ``h_ls / (1 + s2)`` with error variance
-        ``s2 / (1 + s2)``; for AWGN (no fading to average over) the LS estimate with ``s2``.
+        With ``s2 = N0 / pilots`` the LS error variance and ``(m, v)`` the gain's prior
+        (:meth:`gain_prior`): the LMMSE estimate ``m + v/(v + s2) (h_ls - m)`` with error
+        variance ``v s2/(v + s2)`` (Rayleigh, ``CN(0, 1)``: ``h_ls/(1 + s2)`` and
+        ``s2/(1 + s2)``); without a prior (AWGN) the LS estimate with ``s2``.
         """
         h_ls = self._ls_estimate(state, awgn)
         s2 = state.no.to(h_ls.real.dtype) / self.pilots
-        if self.model == "awgn":
+        prior = self._checked_prior()
+        if prior is None:
             return h_ls, s2
-        shrink = (1.0 / (1.0 + s2)).unsqueeze(-1)
-        return h_ls * shrink.to(h_ls.dtype), s2 / (1.0 + s2)
+        m, v = prior
+        shrink = (v / (v + s2)).unsqueeze(-1).to(h_ls.dtype)
+        # a zero mean skips the shifts: Rayleigh's numbers stay those of h_ls * shrink
+        h_hat = h_ls * shrink if m == 0 else m + (h_ls - m) * shrink
+        return h_hat, v * s2 / (v + s2)
 
     def _ls_estimate(self, state: ChannelState, awgn: Any) -> Tensor:
         """Least-squares gain estimate from ``pilots`` unit pilots per coherence block.

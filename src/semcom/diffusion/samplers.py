@@ -502,6 +502,11 @@ def diffusion_receive(
     sqrt(v) n``. The result is ``x0_hat / sqrt(P0)``. Skipped images (``t* = 0``) return
     ``alpha f_tilde / sqrt(P0)`` (= ``f_tilde`` at ``d = 0``).
 
+    Dtypes, as :class:`DiffusionReceiver`: the estimate comes back in ``f_tilde``'s dtype; a
+    network denoiser (an ``nn.Module``) runs in its own dtype, the sampler's arithmetic in
+    the input's (float64 stays float64 around a float32 network; half / bfloat16 input is
+    computed in float32); ``ValueError`` for an input that is not floating point.
+
     Args:
         denoise: VP x0-predictor ``denoise(x_t, level [B]) -> x0_hat`` (training units).
         p0: training-latent power per real element.
@@ -541,6 +546,12 @@ def diffusion_receive(
             per-element sampler to the clean latent.
     """
     check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
+    if not f_tilde.is_floating_point():
+        raise ValueError(f"the diffusion receiver takes a floating latent, got {f_tilde.dtype}")
+    out_dtype = f_tilde.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        f_tilde = f_tilde.float()
+    denoise = _in_network_dtype(denoise)
     if not (t_factor >= 0 and alpha_factor > 0):
         raise ValueError(f"need t_factor >= 0 and alpha_factor > 0, got {t_factor}, {alpha_factor}")
     if not p0 > 0:
@@ -562,9 +573,10 @@ def diffusion_receive(
         if rule != "continuous":
             raise ValueError(f"stop_snr_db needs the 'continuous' rule, got {rule!r}")
         sched = _sched(schedule, SigmoidSchedule)
-        return _receive_to_snr(
+        res = _receive_to_snr(
             f_tilde, d_img, denoise, p0, steps, sched, float(stop_snr_db), level_eps
         )
+        return replace(res, f_hat=res.f_hat.to(out_dtype))
     calls = [0]
     net = _count_calls(denoise, calls)
     sqrt_p0 = math.sqrt(p0)
@@ -616,7 +628,8 @@ def diffusion_receive(
         live = grid[-1] > 0
         grid[-1] = torch.where(live, torch.maximum(grid[-1], vmax), grid[-1])
         out = waterfill_sample(x, v, grid, net, generator, fading, fading_samples)  # type: ignore[arg-type]
-    return _result(out / sqrt_p0, start, rule, d_el is not None, int(start.skip.sum()), calls[0])
+    f_hat = (out / sqrt_p0).to(out_dtype)
+    return _result(f_hat, start, rule, d_el is not None, int(start.skip.sum()), calls[0])
 
 
 def _result(
@@ -671,6 +684,21 @@ def _module_dtype(denoise: Denoiser) -> torch.dtype | None:
             if p.is_floating_point():
                 return p.dtype
     return None
+
+
+def _in_network_dtype(denoise: Denoiser) -> Denoiser:
+    """``denoise`` called in its network's dtype and answering in its input's (a plain
+    function, or a network without floating weights, as it is)."""
+    net = _module_dtype(denoise)
+    if net is None:
+        return denoise
+
+    def in_net_dtype(x: Tensor, level: Tensor) -> Tensor:
+        if x.dtype == net:
+            return denoise(x, level)
+        return denoise(x.to(net), level).to(x.dtype)
+
+    return in_net_dtype
 
 
 def _sched(schedule, cls):
@@ -747,20 +775,6 @@ class DiffusionReceiver:
             return self._call(f_tilde.float(), d, generator).to(f_tilde.dtype)
         return self._call(f_tilde, d, generator)
 
-    def _denoiser(self) -> Denoiser:
-        """:attr:`denoise`, called in the network's dtype and answering in its input's (only
-        looked up when the network runs: the skip path pays nothing)."""
-        net = _module_dtype(self.denoise)
-        if net is None:
-            return self.denoise
-
-        def in_net_dtype(x: Tensor, level: Tensor) -> Tensor:
-            if x.dtype == net:
-                return self.denoise(x, level)
-            return self.denoise(x.to(net), level).to(x.dtype)
-
-        return in_net_dtype
-
     def _call(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
         d = torch.as_tensor(d, device=f_tilde.device)
         n = f_tilde.shape[0]
@@ -804,7 +818,7 @@ class DiffusionReceiver:
         self.last = diffusion_receive(
             f_tilde,
             d,
-            self._denoiser(),
+            self.denoise,  # run in the network's dtype by diffusion_receive
             p0=self.p0,
             rule=self.rule,
             steps=self.steps,
