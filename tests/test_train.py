@@ -184,7 +184,7 @@ def test_a_checkpoint_write_cut_between_its_renames_is_finished_on_resume(
     (run / ".model.safetensors.ffffffffffff.tmp").write_bytes(b"cut mid-write")  # never used
     Trainer(_task(val_data="none"), _cfg(run, ckpt_every=1)).fit(resume=run)
     left = sorted(p.name for p in run.iterdir())
-    assert left == [".lock", "card.json", "model.safetensors", "state.pt"]
+    assert left == ["card.json", "model.safetensors", "state.pt"]  # its lock file too went
     ref, got = _weights(tmp_path / "full"), _weights(run)
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], atol=1e-6, rtol=0)
@@ -275,9 +275,10 @@ def test_two_processes_never_train_into_one_folder(data_root, tmp_path):
 
     run = tmp_path / "r"
     holder = textwrap.dedent(f"""
-        import fcntl, pathlib, sys, time
+        import pathlib, time
+        from semcom.locking import OutputLock
         p = pathlib.Path({str(run)!r}); p.mkdir()
-        f = open(p / ".lock", "a"); fcntl.flock(f, fcntl.LOCK_EX)
+        OutputLock(p / ".lock", "x").acquire()
         print("locked", flush=True); time.sleep(60)
     """)  # a training process holding the folder (as Trainer._lock_out does)
     proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
@@ -285,7 +286,9 @@ def test_two_processes_never_train_into_one_folder(data_root, tmp_path):
         assert proc.stdout.readline().strip() == "locked"
         task = _task(val_data="none")
         for resume in (None, run):
-            with pytest.raises(ValueError, match="another process is training in"):
+            refusal = f"the run folder '{run}' is being written by another semcom process "
+            refusal += f"(pid {proc.pid}) right now"
+            with pytest.raises(ValueError, match=re.escape(refusal)):
                 Trainer(task, _cfg(run, epochs=1)).fit(resume=resume)
     finally:
         proc.kill()

@@ -10,10 +10,16 @@ from ..devices import launch_command, parse_device
 from ..paths import atomic_write_json
 from .args import CLIError
 from .build import _build_schemes, _centre_crop, _channel, _snr_list
-from .outputs import _experiment_files
+from .outputs import _experiment_files, _output_lock
 
 
 def cmd_experiment_perturb(args: argparse.Namespace) -> int:
+    with _output_lock(args.out):  # one semcom process at a time writes --out
+        return _perturb(args)
+
+
+def _perturb(args: argparse.Namespace) -> int:
+    """``semcom experiment perturb`` once the lock of ``--out`` is held."""
     from ..data import get_dataset
     from ..eval.experiments import (
         DEFAULT_DELTAS,
@@ -70,6 +76,12 @@ def cmd_experiment_perturb(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_ood(args: argparse.Namespace) -> int:
+    with _output_lock(args.out):  # one semcom process at a time writes --out
+        return _ood(args)
+
+
+def _ood(args: argparse.Namespace) -> int:
+    """``semcom experiment ood`` once the lock of ``--out`` is held."""
     from statistics import fmean
 
     from ..data import get_dataset

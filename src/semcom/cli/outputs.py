@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..devices import command_args
+from ..locking import OutputLock, lock_file
 from .args import CLIError
 
 
@@ -36,6 +37,15 @@ def _output_file(path: str, option: str = "--out") -> Path:
     if not os.access(p.parent, os.W_OK):
         raise CLIError(f"{option} {path!r}: its folder is not writable")
     return p
+
+
+def _output_lock(path: str, option: str = "--out", rank: int = 0, world: int = 1) -> OutputLock:
+    """The lock of output file ``path`` (checked by :func:`_output_file`; ``path.lock`` beside
+    it), for a command to hold before it reads or writes the file: a second semcom process
+    writing the same file is refused at once (:class:`~semcom.locking.OutputLock`; ``rank`` /
+    ``world``: the ranks of one ``torchrun`` share it)."""
+    out = _output_file(path, option)
+    return OutputLock(lock_file(out), f"{option} {path!r}", rank=rank, world=world)
 
 
 def _check_out_folder(out: Path) -> None:

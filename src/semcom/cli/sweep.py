@@ -16,7 +16,7 @@ from ..paths import atomic_write_json, json_text
 from ..schemes import LABELLED_OPTIONS, OPTION_FLAGS
 from .args import CLIError
 from .build import _build_schemes, _centre_crop, _channel, _snr_list
-from .outputs import _is_bench, _replaceable, _results_file
+from .outputs import _is_bench, _output_lock, _replaceable, _results_file
 
 #: scheme options that change results (part of the resume header of 'semcom eval'): those run
 #: labels name, as the CLI's argument names
@@ -46,6 +46,16 @@ def _partial_file(out: Path, rank: int, world: int) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.spread and args.limit is None:
+        raise CLIError("--spread spreads --limit N images over the data set: give --limit")
+    rank, world, device = _eval_ranks(parse_device(args.device))
+    # one semcom process (one torchrun) at a time writes --out and its partial files
+    with _output_lock(args.out, rank=rank, world=world):
+        return _eval(args, rank, world, device)
+
+
+def _eval(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> int:
+    """``semcom eval`` once :func:`cmd_eval` holds the lock of ``--out``."""
     from ..data import get_dataset
     from ..eval.sweep import (
         evaluate,
@@ -55,9 +65,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from ..separation.common import dataset_fallback
 
-    if args.spread and args.limit is None:
-        raise CLIError("--spread spreads --limit N images over the data set: give --limit")
-    rank, world, device = _eval_ranks(parse_device(args.device))
     _results_file(args)
     channel = _channel(args)
     snrs = _snr_list(args)
@@ -181,11 +188,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    device = parse_device(args.device)
+    to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
+    if args.json and not to_stdout:
+        with _output_lock(args.json, "--json"):
+            return _bench(args, device, to_stdout)
+    return _bench(args, device, to_stdout)
+
+
+def _bench(args: argparse.Namespace, device: torch.device, to_stdout: bool) -> int:
+    """``semcom bench`` once :func:`cmd_bench` holds the lock of ``--json PATH``."""
     from ..data import get_dataset
     from ..eval.bench import add_ratios, bench_schemes, format_bench
 
-    device = parse_device(args.device)
-    to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
     if args.json and not to_stdout:
         _replaceable(args.json, "--json", args.force, _is_bench, "a 'semcom bench' JSON")
     crop = _centre_crop(args)

@@ -25,6 +25,7 @@ SNR estimators):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -46,6 +47,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..devices import parse_device
+from ..locking import OutputLock
 from ..paths import atomic_write_files, json_bytes, safetensors_bytes
 
 STATE_VERSION = 1
@@ -499,7 +501,7 @@ class Trainer:
         # ``resumed_with`` (so a chained zoo command replays the run, not its last resume)
         self._command, self._resumes = cfg.command, []
         self._setup_hours = 0.0  # model and data built before training (card: setup_hours)
-        self._lock = None  # the open OUT/.lock while training (rank 0)
+        self._lock: OutputLock | None = None  # held on OUT/.lock while training
         self._saved_step: int | None = None  # step of the last checkpoint in ``out``
         self._resumed: Path | None = None  # the run folder ``fit`` resumes
 
@@ -686,36 +688,25 @@ class Trainer:
             return self._fit(resume, stop_at_step)
         finally:
             if self._lock is not None:
-                self._lock.close()  # releases the lock
+                self._lock.release()  # removes OUT/.lock
                 self._lock = None
             if created:
                 dist.destroy_process_group()
             # a start refused before anything was written leaves no empty run folder behind
-            if new_folder and self.is_main and self.out.is_dir():
-                if [p.name for p in self.out.iterdir()] in ([], [LOCK_FILE]):
-                    (self.out / LOCK_FILE).unlink(missing_ok=True)
+            if new_folder and self.is_main and self.out.is_dir() and not any(self.out.iterdir()):
+                with contextlib.suppress(OSError):  # another process started there meanwhile
                     self.out.rmdir()
 
     def _lock_out(self) -> None:
-        """Hold an exclusive lock on ``OUT/.lock`` while training (rank 0): a second process
-        training into, or resuming, the same folder at the same time is refused instead of
-        overwriting this run's checkpoints. Released when the process ends, however it ends
-        (``flock``; not available on Windows, where nothing is locked)."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        f = open(self.out / LOCK_FILE, "a")  # held open for the whole run
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise ValueError(
-                f"another process is training in {str(self.out)!r} right now: wait for it to "
-                "end, or give another --out"
-            ) from None
-        self._lock = f
+        """Hold the lock of ``OUT`` (``OUT/.lock``, :class:`~semcom.locking.OutputLock`; rank 0
+        takes it for every rank of a ``torchrun``) while training: a second process training
+        into, or resuming, the same folder at the same time is refused instead of overwriting
+        this run's checkpoints. Released when the process ends, however it ends."""
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        what = f"the run folder {str(self.out)!r}"
+        lock = OutputLock(self.out / LOCK_FILE, what, rank=self.rank, world=self.world)
+        self._lock = lock.acquire()
 
     def _fit(self, resume: str | Path | None, stop_at_step: int | None) -> dict:
         cfg = self.cfg
@@ -729,10 +720,9 @@ class Trainer:
                     f"with --resume {self.out}, or give another --out"
                 )
 
+        self._lock_out()  # before anything in the folder is read
         refuse_a_run_there()
         if self.is_main:
-            self._lock_out()
-            refuse_a_run_there()  # a run that ended between the check and the lock
             others = [p for p in self.out.iterdir() if p.name != LOCK_FILE]
             if resume is None and others:
                 # the run writes only CHECKPOINT_FILES (refused above when present): the

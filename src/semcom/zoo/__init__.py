@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from ..fingerprint import codec_fingerprint
+from ..locking import OutputLock
 from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes, json_text
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -551,6 +552,14 @@ def unfinished(run_card: dict[str, Any]) -> str | None:
     return where
 
 
+def check_entry_name(dest: Path, zoo_name: str) -> None:
+    """``ValueError`` for a bad zoo name, or a zoo folder ``dest`` that is a file."""
+    if not zoo_name or any(ch in zoo_name for ch in "/\\ ") or zoo_name.startswith("."):
+        raise ValueError(f"invalid zoo name {zoo_name!r} (use letters, digits, - and _)")
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"zoo folder {str(dest)!r} is a file (--zoo-dir, or ${ZOO_ENV})")
+
+
 def check_export(
     run_card: dict[str, Any],
     run: Path,
@@ -571,10 +580,7 @@ def check_export(
     Raises ``ValueError`` for a bad name or an unfinished run (unless ``allow_unfinished``) and
     ``FileExistsError`` for an existing entry (unless ``replace``).
     """
-    if not zoo_name or any(ch in zoo_name for ch in "/\\ ") or zoo_name.startswith("."):
-        raise ValueError(f"invalid zoo name {zoo_name!r} (use letters, digits, - and _)")
-    if dest.exists() and not dest.is_dir():
-        raise ValueError(f"zoo folder {str(dest)!r} is a file (--zoo-dir, or ${ZOO_ENV})")
+    check_entry_name(dest, zoo_name)
     if (dest / f"{zoo_name}.json").exists() and not replace:
         raise FileExistsError(
             f"zoo entry {zoo_name!r} exists in {str(dest)!r}: pass --replace to overwrite it"
@@ -786,6 +792,24 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         raise ValueError(f"corrupt run card {str(card_path)!r}: {e}") from e
     dest = Path(args.zoo_dir) if args.zoo_dir else default_zoo_dir()
+    check_entry_name(dest, args.name)
+    # one process at a time writes an entry (else one's card could land beside the other's
+    # weights, and neither saw the other's entry to refuse it without --replace)
+    what = f"zoo entry {args.name!r} in {str(dest)!r}"
+    with OutputLock(dest / f"{args.name}.lock", what, hint="wait for it to end"):
+        out = _zoo_add(args, run, task, dest)
+    print(f"{out}: {_entry(out).summary()}")
+    if task == "jscc" and args.test_data is None:
+        print(
+            "semcom: note: not tested (its card holds no test result): add it again with "
+            "--replace --test-data kodak (or cifar10-test) to test it",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _zoo_add(args: argparse.Namespace, run: Path, task: object, dest: Path) -> Path:
+    """The export of :func:`cmd_zoo_add` (its lock held); returns the entry's card."""
     flags = dict(zoo_dir=dest, replace=args.replace, allow_unfinished=args.allow_unfinished)
     if task == "jscc":
         out = export_to_zoo(
@@ -804,14 +828,7 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
         what = f"a {task!r} run" if task else "not a semcom run folder (its card names no task)"
         raise ValueError(f"{str(run)!r} is {what}; the zoo takes jscc, denoiser and "
                          "snr-estimator runs")  # fmt: skip
-    print(f"{out}: {_entry(out).summary()}")
-    if task == "jscc" and args.test_data is None:
-        print(
-            "semcom: note: not tested (its card holds no test result): add it again with "
-            "--replace --test-data kodak (or cifar10-test) to test it",
-            file=sys.stderr,
-        )
-    return 0
+    return out
 
 
 def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -860,6 +877,7 @@ __all__ = [
     "ZOO_ENV",
     "ZooEntry",
     "add_zoo_parser",
+    "check_entry_name",
     "check_export",
     "codec_snr_train",
     "default_zoo_dir",
