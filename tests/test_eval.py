@@ -622,6 +622,26 @@ def test_merge_keeps_runs_of_one_scheme_at_other_cbrs_apart() -> None:
     assert [(r["cbr"], r["psnr"]) for r in m["runs"]] == [(1 / 16, [21.0]), (1 / 8, [24.0])]
 
 
+def test_merge_says_when_a_replacing_run_drops_snrs() -> None:
+    """A second sweep of the same curve at other SNRs (meant to extend the range) replaces the
+    first whole: the points only the first held were dropped without a word."""
+    from semcom.eval.sweep import merge_results
+
+    def run(snrs: list) -> dict:
+        return {"scheme": "vae", "cbr": None, "snr_db": snrs, "psnr": [20.0] * len(snrs)}
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        m = merge_results([_doc([run([-10, -5, 0])]), _doc([run([0, 5])])], ["a", "b"])
+    said = [str(w.message) for w in rec]
+    assert m["runs"][0]["snr_db"] == [0, 5]
+    lost = [w for w in said if w.startswith("b: curve 'vae' replaces the one of a, whose -10 -5")]
+    assert len(lost) == 1 and "not joined" in lost[0] and len(said) == 2  # + "not paired"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a re-run over the same SNRs (or more): nothing to say
+        merge_results([_doc([run([0, 5])]), _doc([run([0, 5])])], ["a", "b"])
+
+
 def test_merge_of_a_merge_whose_sources_split_the_snrs_differently() -> None:
     """A merged file whose sources ran other batch sizes (2 and 3) records no one batch
     split: its runs count as one batch, like a 7-SNR sweep in batches of 8, and merge
@@ -726,6 +746,7 @@ _BROKEN = {  # what a user's hand edit or a foreign writer left; the field the m
     "snr-a-string": (_set(("snr_db", 0), "x"), r"snr_db\[0\]"),
     "snr-nan": (_set(("snr_db", 1), math.nan), r"snr_db\[1\]"),
     "snr-bool": (_set(("snr_db", 1), True), r"snr_db\[1\]"),
+    "snr-repeated": (_set(("snr_db", 1), 0), r"snr_db\[1\] is 0, not a new SNR \(snr_db\[0\]"),
     "scheme-not-a-string": (_set(("scheme",), 3), "'scheme'"),
     "cbr-a-string": (_set(("cbr",), "1/12"), "'cbr'"),
     "cbr_str-a-number": (_set(("cbr_str",), 0.08), "'cbr_str'"),
@@ -820,7 +841,8 @@ def test_load_results_still_reads_what_the_writers_wrote(tmp_path):
 def test_every_results_file_in_the_repo_still_loads():
     """Every results/*.json (and the published anchors) passes load_results' checks, old files
     without per-image values included; experiment files are told apart as before."""
-    from semcom.eval.plot import load_results, results_table
+    from semcom.eval.plot import load_results
+    from semcom.eval.table import results_table
 
     root = Path(__file__).resolve().parents[1] / "results"
     files = sorted(root.glob("*.json")) + sorted((root / "anchors").glob("*.json"))

@@ -422,3 +422,26 @@ def test_plot_and_table_intervals_are_at_the_level_asked(tmp_path, monkeypatch, 
     assert "| 80 % CI of A − B |" in lines[3]
     d = paired_interval([21.0, 25.1, 29.9], [20.0, 24.0, 29.0], 0.8)
     assert lines[5].split("|")[6].strip() == f"[{d.low:+.2f}, {d.high:+.2f}]"
+
+
+def test_compare_says_when_too_few_images_pair_for_an_interval(tmp_path, capsys):
+    """An SNR where run A has no value for any image (a metric that could not be computed)
+    printed 'nan' / '+nan' and the verdict 'not significant', which judges what was never
+    measured; one paired image has no interval either."""
+    from semcom.cli import main
+
+    names = ["i0", "i1", "i2"]
+    snrs = (0.0, 5.0, 10.0)
+    a = _run("a", [[20.0, 21.0, 22.0], [1.0] * 3, [1.0] * 3], names, snrs=snrs)
+    a["psnr"][1:] = [None, 30.0]
+    a["per_image"]["psnr"][1:] = [[None, None, None], [None, None, 30.0]]
+    b = _run("b", [[19.0, 20.5, 21.0], [25.0, 26.0, 27.0], [28.0, 29.0, 31.0]], names, snrs=snrs)
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(_doc([a, b])))
+    assert main(["compare", str(f), "--scheme", "a", "--against", "b"]) == 0
+    lines = capsys.readouterr().out.splitlines()[5:]
+    rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in lines]
+    assert rows[0][-1] == "A better"
+    assert rows[1] == ["5", "psnr", "-", "26.00", "-", "-", "0", "no interval (0 paired values)"]
+    assert rows[2] == ["10", "psnr", "30.00", "29.33", "-1.00", "-", "1",
+                       "no interval (1 paired value)"]  # fmt: skip

@@ -158,6 +158,49 @@ def _level_value(text: str) -> float:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _label_value(text: str) -> tuple[str, str]:
+    """A ``--label RUN=TEXT`` value -> ``(RUN, TEXT)`` (:func:`semcom.eval.table.split_label`)."""
+    from ..eval.table import split_label
+
+    try:
+        return split_label(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_run_selection_args(p: argparse.ArgumentParser, what: str, where: str) -> None:
+    """``--scheme RUN`` (which runs, in which order) and ``--label RUN=TEXT`` of table / plot;
+    ``what``: what a run becomes (rows, curves), ``where``: where its label goes."""
+    p.add_argument(
+        "--scheme",
+        action="append",
+        default=None,
+        metavar="RUN",
+        help=f"only this run (repeat for more; {what} in the order given): scheme or "
+        "scheme@CBR, as 'semcom compare' names runs (e.g. adjscc+dm@1/16)"
+        + (", of the files and --anchors" if what == "curves" else ""),
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        type=_label_value,
+        default=None,
+        metavar="RUN=TEXT",
+        help=f"show run RUN as TEXT in the {where} (repeat for more; e.g. "
+        "'adjscc+dm@1/16=ADJSCC + DM (ours)')",
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)

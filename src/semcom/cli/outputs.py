@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,8 +90,34 @@ def _png_software(path: Path) -> str:
 
 
 def _is_figure(path: Path) -> bool:
-    """A PNG that matplotlib wrote (every semcom figure)."""
-    return "matplotlib" in _png_software(path).lower()
+    """A PNG, PDF or SVG that matplotlib wrote (every semcom figure): the PNG's Software chunk,
+    the PDF's own info (its trailer's, not that of a figure a paper includes) or the SVG's
+    creator (at its head) name matplotlib."""
+    if "matplotlib" in _png_software(path).lower():
+        return True
+    try:
+        with path.open("rb") as f:
+            head = f.read(2048)
+            if head.startswith(b"%PDF-"):
+                f.seek(max(path.stat().st_size - 4096, 0))
+                return _pdf_producer(path, f.read()).startswith(b"Matplotlib")
+    except OSError:
+        return False
+    creator = re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>([^<]*)", head)
+    return b"<svg" in head and creator is not None and creator[1].startswith(b"Matplotlib")
+
+
+def _pdf_producer(path: Path, tail: bytes) -> bytes:
+    """The ``/Producer`` of a PDF's info dictionary, found through the classic trailer in
+    ``tail`` (its last bytes), as matplotlib writes it; b"" when there is none such."""
+    ref = re.search(rb"trailer\s*<<[^>]*/Info (\d+) 0 R", tail)
+    if ref is None:
+        return b""
+    with path.open("rb") as f:
+        data = f.read(1 << 24)  # a figure is far smaller
+    info = re.search(rb"(?:^|[\r\n])" + ref[1] + rb" 0 obj\s*<<(.*?)>>", data, re.S)
+    producer = re.search(rb"/Producer \(([^)]*)\)", info[1]) if info else None
+    return producer[1] if producer else b""
 
 
 #: the PNG text chunk ``transmit`` / ``demo`` write into their images and grids, by which a

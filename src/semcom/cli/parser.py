@@ -11,12 +11,14 @@ from .args import (
     _add_ci_arg,
     _add_force_arg,
     _add_metrics_arg,
+    _add_run_selection_args,
     _add_scheme_args,
     _add_verbose_arg,
     _dataset_arg,
     _level_value,
     _Once,
     _Parser,
+    _positive_float,
     _positive_int,
     _snr_value,
 )
@@ -28,8 +30,9 @@ from .transmit import cmd_demo, cmd_transmit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..eval.plot import METRIC_LABELS
+    from ..eval.plot import LEGENDS, METRIC_LABELS
     from ..eval.reproduce import TOLERANCE, TOLERANCE_DB
+    from ..eval.table import FORMATS
     from ..metrics import HIGHER_IS_BETTER
 
     p = _Parser(
@@ -147,15 +150,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force_arg(m, "--out")
     m.set_defaults(func=cmd_merge)
 
-    pl = sub.add_parser("plot", help="draw results JSON files against SNR -> PNG")
+    pl = sub.add_parser(
+        "plot",
+        help="draw results JSON files against SNR -> PNG, PDF or SVG",
+        description="Draw every run of the files (or those of --scheme) against SNR, published "
+        "curves (--anchors) dashed; several --metric: one panel each, side by side. The format "
+        "follows the --out suffix: .png, .pdf or .svg (vector; a PDF's text in TrueType fonts).",
+    )
     pl.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
-    pl.add_argument("--metric", default="psnr", choices=list(METRIC_LABELS))
+    pl.add_argument(
+        "--metric", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
+        action=_Once, help=f"one panel per metric, from {' '.join(METRIC_LABELS)}",
+    )  # fmt: skip
     pl.add_argument(
         "--anchors", nargs="*", default=[], action=_Once, help="published curves (results/anchors)"
     )
-    pl.add_argument("--title", default=None)
+    _add_run_selection_args(pl, "curves", "legend entry")
+    pl.add_argument("--title", default=None, help="figure title ('' for none; default: the "
+                    "metric, channel and data set)")  # fmt: skip
+    pl.add_argument(
+        "--legend", choices=LEGENDS, default=None,
+        help="legend place (default: inside for one metric, below the panels for several)",
+    )  # fmt: skip
+    pl.add_argument(
+        "--size", nargs=2, type=_positive_float, default=None, metavar=("W", "H"),
+        help="figure size in inches (default 7 x 4.5, or 4.2 per panel; a paper's column is "
+        "about 3.5 wide)",
+    )  # fmt: skip
     _add_ci_arg(pl, "error bars: the t-interval of each mean over the images")
-    pl.add_argument("--out", default="fig.png", help="output PNG (default ./fig.png)")
+    pl.add_argument(
+        "--out", default="fig.png", help="output figure: .png, .pdf or .svg (default ./fig.png)"
+    )
     _add_force_arg(pl, "--out")
     pl.set_defaults(func=cmd_plot)
 
@@ -217,7 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--quiet", action="store_true", help="no progress bar")
     po.set_defaults(func=cmd_experiment_ood)
 
-    tb = sub.add_parser("table", help="print results JSON files as a Markdown table")
+    tb = sub.add_parser(
+        "table",
+        help="print results JSON files as a table (Markdown, CSV or LaTeX)",
+        description="One row per run and metric, one column per SNR (the union of the files' "
+        "SNR grids; '-' where a run has no value), as Markdown, CSV or a LaTeX tabular "
+        "(booktabs); printed, or written to --out.",
+    )
     tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     tb.add_argument(
         "--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
@@ -225,6 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a row per run and metric, from {' '.join(METRIC_LABELS)}",
     )  # fmt: skip
     _add_ci_arg(tb, "add ± the half-width of the t-interval of each mean over the images")
+    _add_run_selection_args(tb, "rows", "scheme cell")
+    tb.add_argument(
+        "--snr", nargs="+", type=_snr_value, default=None, action=_Once, metavar="DB",
+        help="only these SNR columns (dB; default: every SNR of the runs)",
+    )  # fmt: skip
+    tb.add_argument(
+        "--best", action="store_true",
+        help="the best value of each metric at each SNR in bold (as printed; Markdown, LaTeX)",
+    )  # fmt: skip
+    tb.add_argument(
+        "--format", choices=FORMATS, default=None,
+        help="table format (default: by the --out suffix, .md .csv .tex; else markdown)",
+    )  # fmt: skip
+    tb.add_argument("--out", default=None, help="write the table to this file, not stdout")
+    _add_force_arg(tb, "--out")
     tb.set_defaults(func=cmd_table)
 
     cp = sub.add_parser(

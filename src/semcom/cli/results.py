@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..devices import command_args, without_options
-from ..paths import MissingResourceError, atomic_write_json
+from ..paths import MissingResourceError, atomic_path, atomic_write_json
 from .args import EXIT_USAGE, CLIError
 from .outputs import _is_figure, _is_results, _recorded_command, _replaceable
 
@@ -179,10 +179,44 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from ..eval.plot import results_table
+    from ..eval.table import SUFFIX_FORMATS, results_table
 
-    print(results_table(args.results, args.metrics, ci=args.ci))
+    out = None
+    if args.out is not None:
+        out = _replaceable(args.out, "--out", args.force, _is_table_file, "a table")
+    fmt = args.format or (SUFFIX_FORMATS.get(out.suffix.lower()) if out else None) or "markdown"
+    text = results_table(
+        args.results, args.metrics, ci=args.ci, fmt=fmt, best=args.best, runs=args.scheme,
+        snrs=args.snr, labels=_labels(args.label),
+    )  # fmt: skip
+    if out is None:
+        print(text)
+        return 0
+    with atomic_path(out) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {out} ({fmt})")
     return 0
+
+
+def _is_table_file(path: Path) -> bool:
+    """A table ``semcom table --out`` wrote (any format)."""
+    from ..eval.table import is_table_text
+
+    try:
+        with path.open(encoding="utf-8") as f:
+            return is_table_text(f.readline())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _labels(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
+    """``--label RUN=TEXT`` values -> ``{RUN: TEXT}``; a run labelled twice is an error."""
+    labels: dict[str, str] = {}
+    for run, text in pairs or ():
+        if run in labels and labels[run] != text:
+            raise CLIError(f"--label {run}: given twice ({labels[run]!r}, {text!r})")
+        labels[run] = text
+    return labels
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -234,11 +268,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from ..eval.plot import plot_results
+    from ..eval.plot import FIGURE_FORMATS, plot_results
 
-    if Path(args.out).suffix.lower() != ".png":
-        raise CLIError(f"--out {args.out!r}: plot writes a PNG; give a name ending in .png")
+    if Path(args.out).suffix.lower() not in FIGURE_FORMATS:
+        kinds = ", ".join(f.upper() for f in FIGURE_FORMATS.values())
+        raise CLIError(
+            f"--out {args.out!r}: plot writes {kinds} by the name's suffix; give a name ending "
+            f"in {', '.join(FIGURE_FORMATS)}"
+        )
     _replaceable(args.out, "--out", args.force, _is_figure, "a figure")
-    out = plot_results(args.results, args.metric, args.out, args.anchors, args.title, args.ci)
+    out = plot_results(
+        args.results, args.metric, args.out, args.anchors, args.title, args.ci,
+        runs=args.scheme, labels=_labels(args.label), size=args.size, legend=args.legend,
+    )  # fmt: skip
     print(f"wrote {out}")
     return 0

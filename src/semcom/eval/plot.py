@@ -8,10 +8,9 @@ import os
 import reprlib
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..metrics import in_db
 from ..paths import nan_for_null
 
 METRIC_LABELS = {
@@ -70,12 +69,12 @@ def check_results(doc: object, name: str) -> None:
     ``doc`` has the structure of a results document that :func:`load_results`' readers (table,
     plot, merge, compare, reproduce) rely on, as :func:`.sweep.summarize` writes it.
 
-    Each run: ``scheme`` a string; ``snr_db`` a list of finite numbers; every other list (the
-    metrics, ``seconds_per_image``, ...) one number or null per SNR; ``cbr`` a finite number or
-    null; ``n_images`` a positive integer; ``counts`` per SNR; ``per_image`` (written since
-    per-image values were recorded; older files and published anchors have none) its
-    ``images`` names (``n_images`` of them) and per metric one list per SNR of one number or
-    null per image. Optional fields may be absent."""
+    Each run: ``scheme`` a string; ``snr_db`` a list of distinct finite numbers; every other
+    list (the metrics, ``seconds_per_image``, ...) one number or null per SNR; ``cbr`` a
+    finite number or null; ``n_images`` a positive integer; ``counts`` per SNR; ``per_image``
+    (written since per-image values were recorded; older files and published anchors have
+    none) its ``images`` names (``n_images`` of them) and per metric one list per SNR of one
+    number or null per image. Optional fields may be absent."""
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise ValueError(f"{name}: not a semcom results file (no 'runs' list)")
     for key in ("dataset", "channel", "meta"):
@@ -103,6 +102,8 @@ def _check_run(run: dict, where: str) -> None:
     for j, s in enumerate(snrs):
         if not (_number(s) and math.isfinite(s)):
             raise bad(f"snr_db[{j}]", "a finite number of dB", s)
+        if s in snrs[:j]:  # the readers key values by SNR: one of the two would be lost
+            raise bad(f"snr_db[{j}]", f"a new SNR (snr_db[{snrs.index(s)}] holds it)", s)
 
     def per_snr(field: str, values: object) -> None:
         if not isinstance(values, list) or len(values) != len(snrs):
@@ -168,192 +169,181 @@ def data_label(dataset: dict) -> str:
     return f"{dataset.get('name', '?')} ({', '.join(parts)})"
 
 
+#: figure formats, chosen by the output's suffix (anything else is written as PNG)
+FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+#: where ``plot`` puts the legend: in the axes, below the panels, or nowhere
+LEGENDS = ("inside", "below", "none")
+
+
 def plot_results(
     files: Sequence[str | os.PathLike[str]],
-    metric: str = "psnr",
+    metric: str | Sequence[str] = "psnr",
     out: str | os.PathLike[str] = "fig.png",
     anchors: Sequence[str | os.PathLike[str]] = (),
     title: str | None = None,
     ci: float | None = None,
+    runs: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    size: tuple[float, float] | None = None,
+    legend: str | None = None,
 ) -> Path:
-    """Draw every run of every file as ``metric`` vs SNR (one line per scheme/CBR) -> PNG.
+    """Draw every run of every file as ``metric`` vs SNR (one line per scheme/CBR, its points
+    in SNR order) -> figure ``out`` (:func:`save_figure`: PNG, PDF or SVG by its suffix).
 
-    Anchor files (published curves in the same format) are drawn dashed, labelled with their
-    source. Runs without ``metric`` are skipped; if nothing is left a ``ValueError`` is raised.
-    ``ci``: a confidence level: runs with per-image values get error bars of the t-interval of
-    each mean over the images (:func:`.stats.mean_interval`).
+    Several metrics: one panel each, side by side, a run in the same colour and marker in
+    every panel. Anchor files (published curves in the same format) are drawn dashed,
+    labelled with their source. Runs without ``metric`` (or without a finite value of it)
+    are skipped; if nothing is left a ``ValueError`` is raised. ``ci``: a confidence level:
+    runs with per-image values get error bars of each mean's interval over the images
+    (:func:`.stats.metric_interval`, as ``semcom table --ci``). ``runs``: only these runs, in
+    this order, of the files and anchors (``scheme`` or ``scheme@CBR``, as ``semcom compare``
+    names them); ``labels``: a run's name -> its legend entry; ``title``: ``""`` for none;
+    ``size``: width and height in inches; ``legend``: :data:`LEGENDS` (default ``inside``
+    for one metric, ``below`` for several).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .stats import mean_interval, per_snr
+    from .stats import metric_interval, per_image_key, per_snr
+    from .table import run_names, select_runs
 
-    if metric not in METRIC_LABELS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_LABELS)}")
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    for m in metrics:
+        if m not in METRIC_LABELS:
+            raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
+    if not metrics:
+        raise ValueError("no metric to plot")
+    legend = legend or ("inside" if len(metrics) == 1 else "below")
+    if legend not in LEGENDS:
+        raise ValueError(f"unknown legend place {legend!r}; choose from {', '.join(LEGENDS)}")
     # every file read (and checked) before the figure exists: a bad file leaves none open
     loaded = [(f, load_results(f), style) for group, style in ((files, "-"), (anchors, "--"))
               for f in group]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    n = 0
-    markers = "osD^v<>pX*h"
-    channels, data, names = set(), set(), set()
-    for f, doc, style in loaded:
+    docs = [(str(f), doc) for f, doc, _ in loaded]
+    chosen = [run for _, run in select_runs(docs, runs)]
+    names = run_names(docs, labels or {})
+    line_style = {id(run): style for _, doc, style in loaded for run in doc["runs"]}
+    channels, data, seen = set(), set(), set()
+    for _, doc, style in loaded:
         channels.add(doc.get("channel", {}).get("name", "?"))
         name = doc.get("dataset", {}).get("name", "?")
         if style == "-":  # what our runs saw (anchors carry the papers' own)
             data.add(data_label(doc.get("dataset", {})))
-            names.add(name)
-        elif names and name not in names:  # a paper's curve on other images
+            seen.add(name)
+    for f, doc, style in loaded:
+        name = doc.get("dataset", {}).get("name", "?")
+        if style == "--" and seen and name not in seen:  # a paper's curve on other images
             warnings.warn(
                 f"anchor {f} was measured on {name}, the results on "
-                f"{', '.join(sorted(names))}: not the same images",
+                f"{', '.join(sorted(seen))}: not the same images",
                 stacklevel=2,
             )
-        for run in doc["runs"]:
-            ys = run.get(metric)
+    width, height = size or ((7.0, 4.5) if len(metrics) == 1 else (4.2 * len(metrics), 4.2))
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(width, height), squeeze=False,
+        layout="constrained" if legend == "below" else None,
+    )  # fmt: skip
+    markers = "osD^v<>pX*h"
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    order: dict[int, int] = {}  # a run's colour and marker, the same in every panel
+    entries: dict[int, tuple[str, object]] = {}  # a run's legend entry, in the order drawn
+    for ax, m in zip(axes[0], metrics, strict=True):
+        drawn = 0
+        for run in chosen:
+            ys = run.get(m)
             if not ys:
                 continue
-            pts = [(s, y) for s, y in zip(run["snr_db"], ys, strict=True) if y is not None]
+            label = _legend_label(run, names.get(id(run)), line_style[id(run)])
+            pts, dropped = [], []
+            for s, y in zip(run["snr_db"], ys, strict=True):
+                if y is not None and math.isfinite(y):
+                    pts.append((s, y))
+                elif y is not None and not math.isnan(y):
+                    dropped.append(f"{y} at {s:g} dB")
+            if dropped:
+                warnings.warn(f"{label}: {m} {', '.join(dropped)}: not drawn", stacklevel=2)
             if not pts:
                 continue
-            label = run["scheme"]
-            cbr = _cbr_label(run)
-            if cbr:
-                label += f" (CBR {cbr})"
-            if style == "--":
-                label += " [published]"
-            xs, vals = zip(*pts, strict=True)
-            marker = markers[n % len(markers)]
-            per = per_snr(run, metric)
-            if ci is not None and per:
-                yerr = [mean_interval(per[x], ci).half_width if x in per else 0 for x in xs]
-                ax.errorbar(xs, vals, yerr=yerr, fmt=style, marker=marker, label=label, ms=4,
-                            capsize=2)  # fmt: skip
+            xs, vals = zip(*sorted(pts), strict=True)
+            k = order.setdefault(id(run), len(order))
+            kw = {"color": colors[k % len(colors)], "marker": markers[k % len(markers)],
+                  "label": label, "ms": 4}  # fmt: skip
+            per = per_snr(run, per_image_key(m)) if ci is not None else {}
+            if per:
+                lo, hi = [], []
+                for x, y in zip(xs, vals, strict=True):
+                    low, high, hw = metric_interval(per[x], m, ci) if x in per else (y, y, 0.0)
+                    lo.append(hw if not math.isnan(hw) else max(y - low, 0.0))
+                    hi.append(hw if not math.isnan(hw) else max(high - y, 0.0))
+                yerr = [[0.0 if math.isnan(e) else e for e in lo],
+                        [0.0 if math.isnan(e) else e for e in hi]]  # fmt: skip
+                (line, *_) = ax.errorbar(xs, vals, yerr=yerr, fmt=line_style[id(run)],
+                                         capsize=2, **kw)  # fmt: skip
             else:
-                ax.plot(xs, vals, style, marker=marker, label=label, ms=4)
-            n += 1
-    if n == 0:
-        plt.close(fig)
-        raise ValueError(f"no run in the given files has metric {metric!r}")
+                (line,) = ax.plot(xs, vals, line_style[id(run)], **kw)
+            entries.setdefault(id(run), (label, line))
+            drawn += 1
+        if drawn == 0:
+            plt.close(fig)
+            raise ValueError(f"no run in the given files has metric {m!r}")
+        ax.set_xlabel("SNR (dB)" + (f"; bars: {100 * ci:g} % t-interval over images" if ci else ""))
+        ax.set_ylabel(METRIC_LABELS[m])
+        ax.grid(True, alpha=0.3)
     if len(data) > 1:  # drawn together, yet not on the same images
         warnings.warn(
             f"the files were evaluated on different images ({'; '.join(sorted(data))}): their "
             "curves are not comparable point by point",
             stacklevel=2,
         )
-    ax.set_xlabel("SNR (dB)" + (f"; bars: {100 * ci:g} % t-interval over images" if ci else ""))
-    ax.set_ylabel(METRIC_LABELS[metric])
-    ax.grid(True, alpha=0.3)
-    ax.set_title(
-        textwrap.fill(
-            title
-            or f"{METRIC_LABELS[metric]} vs SNR, channel: {', '.join(sorted(channels))}; "
-            f"data: {'; '.join(sorted(data))}",
-            100,
-        ),
-        fontsize=9,
-    )
-    ax.legend(fontsize=7, loc="best")
+    what = METRIC_LABELS[metrics[0]] if len(metrics) == 1 else ", ".join(metrics)
+    if title is None:
+        title = (
+            f"{what} vs SNR, channel: {', '.join(sorted(channels))}; "
+            f"data: {'; '.join(sorted(data))}"
+        )
+    if title and len(metrics) == 1:
+        axes[0][0].set_title(textwrap.fill(title, 100), fontsize=9)
+    elif title:
+        fig.suptitle(textwrap.fill(title, 50 * len(metrics)), fontsize=9)
+    if legend == "inside":
+        axes[0][-1].legend(fontsize=7, loc="best")
+    elif legend == "below":
+        texts, handles = zip(*entries.values(), strict=True)
+        fig.legend(handles, texts, loc="outside lower center",
+                   ncol=min(len(texts), 3 * len(metrics)), fontsize=7, frameon=False)  # fmt: skip
     return save_figure(fig, out)
 
 
+def _legend_label(run: dict, name: str | None, style: str) -> str:
+    """A run's legend entry: its ``--label`` text, else scheme (CBR) [published]."""
+    if name is not None:
+        return name
+    label = run["scheme"]
+    cbr = _cbr_label(run)
+    if cbr:
+        label += f" (CBR {cbr})"
+    return label + (" [published]" if style == "--" else "")
+
+
 def save_figure(fig, out: str | os.PathLike[str]) -> Path:
-    """Lay out, write ``fig`` as PNG to ``out`` exactly (atomically, parents created, 120 dpi;
-    whatever its suffix), close it."""
+    """Lay out, write ``fig`` to ``out`` exactly (atomically, parents created), close it: PDF
+    or SVG by the suffix (:data:`FIGURE_FORMATS`; text as TrueType fonts in a PDF, paths in
+    an SVG: no Type 3 fonts, which publishers' PDF checks refuse), else PNG at 120 dpi."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     from ..paths import atomic_path
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     path = Path(out)
+    fmt = FIGURE_FORMATS.get(path.suffix.lower(), "png")
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        with atomic_path(path) as tmp, matplotlib.rc_context({"pdf.fonttype": 42}):
+            fig.savefig(tmp, dpi=120, format=fmt)
     finally:
         plt.close(fig)
     return path
-
-
-def _with_intervals(
-    cells: list[str], snrs: Sequence[float], run: dict, metric: str, level: float, nd: int
-) -> list[str]:
-    """``cells`` (one per SNR of the table) with the interval of each mean over the images:
-    ``± half-width`` (t-interval); the SNR-estimate RMSE as ``[low, high]``
-    (:func:`.stats.rms_interval`), its bias ``±`` from the per-image errors."""
-    from .stats import mean_interval, per_snr, rms_interval
-
-    by_snr = per_snr(run, "snr_error_db" if metric.startswith("snr_est") else metric)
-    if not by_snr:
-        return cells
-    out = []
-    for c, s in zip(cells, snrs, strict=True):
-        if c == "-":
-            out.append(c)
-        elif metric == "snr_est_rmse_db":
-            _, low, high = rms_interval(by_snr[s], level)
-            out.append(c if math.isnan(high) else f"{c} [{low:.{nd}f}, {high:.{nd}f}]")
-        else:
-            hw = mean_interval(by_snr[s], level).half_width
-            out.append(c if math.isnan(hw) else f"{c} ± {hw:.{nd}f}")
-    return out
-
-
-def results_table(
-    files: Sequence[str | os.PathLike[str]],
-    metrics: Sequence[str] = ("psnr",),
-    digits: int = 2,
-    ci: float | None = None,
-) -> str:
-    """A Markdown table of every run of ``files``: one row per scheme/CBR and metric (led by
-    the file's name when there are several), one column per SNR (the union of the files' SNR
-    grids; ``-`` where a run has no value).
-
-    ``ci``: a confidence level (e.g. 0.95): each mean gets ``± half-width`` of its t-interval
-    over the images (:func:`.stats.mean_interval`; the SNR-estimate RMSE gets ``[low,
-    high]``), where the run holds per-image values. A run without a metric has no row of it
-    (a warning names it)."""
-    for m in metrics:
-        if m not in METRIC_LABELS:
-            raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
-    docs = [load_results(f) for f in files]
-    snrs = sorted({s for d in docs for r in d["runs"] for s in r["snr_db"]})
-    head = ["scheme", "CBR", "metric", *[f"{s:g} dB" for s in snrs]]
-    several = len(files) > 1  # a file column tells the files' runs apart
-    if several:
-        head.insert(0, "file")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, doc in zip(files, docs, strict=True):
-        for run in doc["runs"]:
-            for m in metrics:
-                ys = run.get(m)
-                if not ys:
-                    continue
-                by_snr = dict(zip(run["snr_db"], ys, strict=True))
-                nd = digits if in_db(m) else 3
-                cells = ["-" if by_snr.get(s) is None else f"{by_snr[s]:.{nd}f}" for s in snrs]
-                if ci is not None:
-                    cells = _with_intervals(cells, snrs, run, m, ci, nd)
-                cbr = _cbr_label(run)
-                first = [Path(name).name] if several else []
-                lines.append("| " + " | ".join([*first, run["scheme"], cbr, m, *cells]) + " |")
-    missing = [m for m in metrics if not any(r.get(m) for d in docs for r in d["runs"])]
-    if missing:
-        raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
-    for m in metrics:  # other runs have it: say which rows are left out, not silently
-        lacking = [
-            f"{name}: run {i} ({run['scheme']})"
-            for name, doc in zip(files, docs, strict=True)
-            for i, run in enumerate(doc["runs"])
-            if not run.get(m)
-        ]
-        if lacking:
-            warnings.warn(f"no {m!r} in {'; '.join(lacking)}: left out of the table", stacklevel=2)
-    if ci is not None:
-        lines.append(
-            f"\n± : half-width of the {100 * ci:g} % t-interval of the mean over the images; "
-            "[low, high]: the RMSE's interval (square roots of the mean square's); runs "
-            "written without per-image values show the mean alone"
-        )
-    return "\n".join(lines)

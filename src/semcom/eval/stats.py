@@ -187,6 +187,26 @@ def per_snr(run: dict, key: str) -> dict[float, list]:
     return dict(zip(run["snr_db"], values, strict=True)) if values else {}
 
 
+def per_image_key(metric: str) -> str:
+    """The ``per_image`` entry a mean of ``metric`` is computed from: the SNR estimate's RMSE
+    and bias come from the per-image errors ``snr_error_db``, the metrics from themselves."""
+    return "snr_error_db" if metric.startswith("snr_est_") else metric
+
+
+def metric_interval(
+    values: Sequence[float | None], metric: str, level: float = 0.95
+) -> tuple[float, float, float]:
+    """The interval of a mean of ``metric`` over one SNR's per-image ``values`` (from
+    :func:`per_image_key`): ``(low, high, half_width)``. The t-interval of the mean
+    (:func:`mean_interval`), the RMSE's from :func:`rms_interval` (asymmetric: ``half_width``
+    NaN); NaN bounds below 2 values."""
+    if metric == "snr_est_rmse_db":
+        _, low, high = rms_interval(values, level)
+        return low, high, math.nan
+    iv = mean_interval(values, level)
+    return iv.low, iv.high, iv.half_width
+
+
 def compare_runs(
     run_a: dict,
     run_b: dict,
@@ -238,6 +258,10 @@ def comparison_table(
     head = ["SNR (dB)", "metric", "A", "B", "A − B", f"{pct} CI of A − B", "n", "verdict"]
     lines = [f"A = {labels[0]}", f"B = {labels[1]}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(v: float, nd: int, sign: str = "") -> str:
+        return "-" if math.isnan(v) else f"{v:{sign}.{nd}f}"
+
     for r in rows:
         nd = 2 if r.metric == "psnr" else 4
         ci = (
@@ -245,14 +269,17 @@ def comparison_table(
             if math.isnan(r.diff.half_width)
             else f"[{r.diff.low:+.{nd}f}, {r.diff.high:+.{nd}f}]"
         )
-        # "tie" means the interval holds 0, not that the means are equal: say so
+        # "tie" means the interval holds 0, not that the means are equal: say so; below two
+        # paired values there is no interval to judge by
         verdict = {"a": "A better", "b": "B better", "tie": "not significant"}[r.verdict]
+        if r.diff.n < 2:
+            verdict = f"no interval ({r.diff.n} paired value{'s' * (r.diff.n != 1)})"
         cells = [
             f"{r.snr_db:g}",
             r.metric,
-            f"{r.mean_a:.{nd}f}",
-            f"{r.mean_b:.{nd}f}",
-            f"{r.diff.mean:+.{nd}f}",
+            num(r.mean_a, nd),
+            num(r.mean_b, nd),
+            num(r.diff.mean, nd, "+"),
             ci,
             str(r.diff.n),
             verdict,
@@ -270,7 +297,9 @@ __all__ = [
     "find_run",
     "find_runs",
     "mean_interval",
+    "metric_interval",
     "paired_interval",
+    "per_image_key",
     "per_snr",
     "rms_interval",
     "run_label",

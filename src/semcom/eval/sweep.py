@@ -505,6 +505,7 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
             stacklevel=2,
         )
     runs: dict[tuple, dict] = {}
+    held: dict[tuple, str] = {}  # the file each run came from
     for doc, name in zip(docs, names, strict=True):
         for run in doc["runs"]:
             key = (run["scheme"], run.get("cbr"))
@@ -516,9 +517,18 @@ def merge_results(docs: Sequence[dict], names: Sequence[str] | None = None) -> d
                     f"the one it replaces ({old}); label one with an option or keep them apart",
                     stacklevel=2,
                 )
-            runs[key] = run
+            lost = [s for s in runs.get(key, {}).get("snr_db", []) if s not in run["snr_db"]]
+            if lost:  # e.g. a second sweep meant to extend the SNR range: its points replace
+                warnings.warn(
+                    f"{name}: curve {run['scheme']!r} replaces the one of {held[key]}, whose "
+                    f"{' '.join(f'{s:g}' for s in lost)} dB it does not hold: those points "
+                    "are not in the merged file (runs are replaced whole, not joined)",
+                    stacklevel=2,
+                )
+            runs[key], held[key] = run, name
     merged = {k: v for k, v in first.items() if k not in ("runs", "meta")}
-    merged["dataset"] = _block(first, "dataset")  # spread recorded where a later merge looks
+    if "dataset" in first:  # spread recorded where a later merge looks
+        merged["dataset"] = _block(first, "dataset")
     merged["runs"] = list(runs.values())
     merged["meta"] = {
         "seed": first.get("meta", {}).get("seed"),
