@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from semcom.channels import (
@@ -21,6 +21,7 @@ from semcom.channels import (
     pack,
     parse_cbr,
     real_to_complex,
+    symbols_to_unit_real,
     unpack,
 )
 from semcom.channels.cbr import SCALAR_SIDE_SYMBOLS
@@ -856,3 +857,219 @@ def test_a_bad_gain_prior_is_refused() -> None:
             Bad(prior)(z, 10.0, gen(0))
     _, state = Bad((0.6 + 0.2j, 0.5))(z, 10.0, gen(0))  # a complex mean is fine
     assert torch.isfinite(state.h_hat).all()
+
+
+# ------------------------------------------------------------- properties (hypothesis)
+_FLOATS = st.sampled_from([torch.float32, torch.float64])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lead=st.lists(st.integers(1, 3), max_size=2),
+    half=st.integers(1, 9),
+    dtype=_FLOATS,
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_real_complex_packing_round_trips_for_any_even_length(lead, half, dtype, seed):
+    """``c_k = v_k + j v_{k+L/2}`` for any leading shape, even L and dtype; both ways exact."""
+    v = torch.randn(*lead, 2 * half, generator=gen(seed), dtype=dtype)
+    c = real_to_complex(v)
+    assert c.shape == (*lead, half) and c.real.dtype == dtype
+    assert torch.equal(c.real, v[..., :half]) and torch.equal(c.imag, v[..., half:])
+    assert torch.equal(complex_to_real(c), v)
+    assert torch.equal(real_to_complex(complex_to_real(c)), c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    log_scales=st.lists(st.floats(-30.0, 30.0), min_size=1, max_size=4),
+    n=st.integers(1, 40),
+    dtype=_FLOATS,
+    seed=st.integers(0, 2**31 - 1),
+)
+@example(log_scales=[-13.0], n=4, dtype=torch.float64, seed=0)  # was sent at power ~0.01
+@example(log_scales=[20.0], n=1, dtype=torch.float32, seed=0)  # was all-zero symbols
+def test_pack_gives_unit_energy_per_image_at_any_scale(log_scales, n, dtype, seed):
+    """``E|z|^2 = 1`` exactly for every image, whatever its scale (1e-30 .. 1e30, in float32
+    too) and whatever the rest of the batch holds; unpack restores the latent. The RMS was
+    floored at 1e-12 (a latent of RMS 1e-13 was sent at power 0.01) and its square overflowed
+    float32 above ~1e19 (all-zero symbols, NaN latent back)."""
+    b = len(log_scales)
+    scales = torch.tensor([10.0**s for s in log_scales], dtype=torch.float64).view(b, 1)
+    lat = (torch.randn(b, n, generator=gen(seed), dtype=torch.float64) * scales).to(dtype)
+    p = pack(lat)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    power = p.z.abs().pow(2).mean(dim=-1).double()
+    torch.testing.assert_close(power, torch.ones(b, dtype=torch.float64), atol=tol, rtol=0)
+    for i in range(b):  # per image, never per batch
+        assert torch.equal(pack(lat[i : i + 1]).z, p.z[i : i + 1])
+    back = unpack(symbols_to_unit_real(p.z), p)
+    torch.testing.assert_close(back, lat, rtol=10 * tol, atol=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    latent_shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    hw=st.tuples(st.integers(1, 64), st.integers(1, 64)),
+    channels=st.sampled_from([1, 3]),
+    pilots=st.integers(0, 40),
+    side=st.sampled_from([0, SCALAR_SIDE_SYMBOLS]),
+)
+def test_cbr_counts_every_channel_use(latent_shape, hw, channels, pilots, side):
+    """Data symbols are ``ceil(L/2)``, as many as :func:`pack` sends; the CBR is (data +
+    pilots + side) over the real source values, and its printed fraction parses back."""
+    r = cbr_report(tuple(latent_shape), hw, pilots, side, channels)
+    n_real = math.prod(latent_shape)
+    assert r.data_symbols == math.ceil(n_real / 2) == pack(torch.ones(1, *latent_shape)).n_symbols
+    assert r.channel_uses == r.data_symbols + pilots + side
+    assert r.source_values == channels * hw[0] * hw[1]
+    assert r.cbr == r.channel_uses / r.source_values
+    text = format_cbr(r.cbr)
+    if "/" in text and r.cbr <= 64:
+        assert parse_cbr(text) == pytest.approx(r.cbr, rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(num=st.integers(1, 64_000), den=st.integers(1, 1000))
+def test_cbr_fractions_print_and_parse_exactly(num, den):
+    """A CBR ``p/q`` with ``q <= 1000`` prints as its reduced fraction and parses back to the
+    same float."""
+    from fractions import Fraction
+
+    fr = Fraction(num, den)
+    if fr > 64:
+        return
+    assert format_cbr(num / den) == f"{fr.numerator}/{fr.denominator}"
+    assert parse_cbr(format_cbr(num / den)) == num / den
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["awgn", "rayleigh-slow", "rayleigh-fast"]),
+    pilots=st.integers(1, 20),
+    coherence=st.integers(1, 12),
+    n_symbols=st.integers(0, 500),
+)
+def test_pilots_are_charged_once_per_fading_block(model, pilots, coherence, n_symbols):
+    """Estimated CSI costs ``pilots`` per coherence block (``ceil(M / coherence)`` blocks under
+    fast fading, one per image otherwise); perfect CSI and an empty transmission cost none."""
+    coh = coherence if model == "rayleigh-fast" else 1
+    est = Channel(model, csi="estimated", pilots=pilots, coherence=coh)
+    blocks = math.ceil(n_symbols / coh) if model == "rayleigh-fast" else 1
+    assert est.pilot_symbols(n_symbols) == (pilots * blocks if n_symbols > 0 else 0)
+    assert Channel(model, coherence=coh).pilot_symbols(n_symbols) == 0
+
+
+def _unit_phase(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    """Complex numbers of modulus 1 and random phase, complex128."""
+    return torch.polar(
+        torch.ones(shape, dtype=torch.float64),
+        6.3 * torch.rand(shape, generator=g, dtype=torch.float64),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    m=st.integers(1, 12),
+    per_symbol=st.booleans(),
+    log_gain=st.floats(-9.0, 2.0),
+    snr_db=st.floats(-30.0, 40.0) | st.just(math.inf),
+    with_err=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_equalised_latent_is_sqrt_1_minus_d_f_plus_sqrt_d_n(
+    b, m, per_symbol, log_gain, snr_db, with_err, seed
+):
+    """For any gains (any phase, |h| from 1e-9 to 100: deep fades included), noise power (N0 = 0
+    too) and CSI error, the equaliser's output is exactly ``sqrt(1-d) f + (noise)`` whatever f
+    is, the noise's variance per real element is exactly ``d``, ``d = (N0 + h_err) / (|h_hat|^2
+    + N0 + h_err) = 1 / (1 + SNR_eq)`` in [0, 1] (1 and a zero output for a deep fade), and d
+    grows with N0. Deterministic: the symbols and the noise are given, not drawn."""
+    from semcom.channels import DEEP_FADE
+
+    g = gen(seed)
+    shape = (b, m) if per_symbol else (b, 1)
+    mag = 10.0 ** (log_gain * torch.rand(shape, generator=g, dtype=torch.float64))
+    h = mag * _unit_phase(shape, g)
+    no = torch.full((b,), 10.0 ** (-snr_db / 10.0), dtype=torch.float64)
+    err = torch.rand(b, generator=g, dtype=torch.float64) * 0.5 if with_err else None
+    state = ChannelState(h=h, no=no, h_hat=h, h_err=err)
+    noise = no + (err if err is not None else 0.0)  # what counts as noise per symbol
+    gain = h.abs().pow(2).expand(b, m)
+    fade = gain < DEEP_FADE
+    d_want = torch.where(fade, 1.0, noise[:, None] / (gain + noise[:, None]))
+    z1 = pack(torch.randn(b, 2 * m, generator=g, dtype=torch.float64)).z
+    z2 = pack(torch.randn(b, 2 * m, generator=g, dtype=torch.float64)).z
+    n = 0.3 * _unit_phase((b, m), g) * torch.rand(b, m, generator=g, dtype=torch.float64)
+    eq1, eq2 = equalize(h * z1 + n, state), equalize(h * z2 + n, state)
+    d = eq1.d.expand(b, 2 * m)
+    torch.testing.assert_close(d, torch.cat([d_want, d_want], -1), rtol=1e-12, atol=0)
+    assert bool(((d >= 0) & (d <= 1)).all())
+    # signal part sqrt(1-d) f exactly, whatever f (the same residual for two latents)
+    r1 = eq1.f_tilde - (1 - d).sqrt() * symbols_to_unit_real(z1)
+    r2 = eq2.f_tilde - (1 - d).sqrt() * symbols_to_unit_real(z2)
+    torch.testing.assert_close(r1, r2, rtol=0, atol=1e-9)
+    # noise gain: a unit-modulus received symbol comes out with squared modulus d / noise
+    unit = equalize(_unit_phase((b, m), g), state).f_tilde
+    out2 = (unit[:, :m].pow(2) + unit[:, m:].pow(2)) / 2  # |w|^2 per symbol
+    want = torch.where(fade, 0.0, d_want / noise[:, None].clamp_min(1e-300))
+    if snr_db < math.inf or with_err:
+        torch.testing.assert_close(out2, want, rtol=1e-9, atol=0)
+    assert bool((eq1.f_tilde[torch.cat([fade, fade], -1)] == 0).all())
+    # monotone in the SNR: 3 dB less SNR never lowers d
+    worse = equalize(h * z1 + n, replace(state, no=2 * no + 1e-3))
+    assert bool((worse.d >= eq1.d).all())
+
+
+@settings(max_examples=100, deadline=None)
+@given(snr_db=st.floats(-150.0, 150.0), d=st.floats(0.0, 1.0))
+def test_db_linear_and_level_round_trips(snr_db, d):
+    """``N0 = 10^(-SNR/10)`` is the inverse of the linear SNR; dB -> linear -> dB and
+    level -> SNR -> level (``d = 1/(1+k)``) round-trip."""
+    from semcom.channels.models import snr_to_no
+    from semcom.diffusion import db_to_linear, level_from_snr, snr_from_level
+
+    k = float(db_to_linear(snr_db))
+    assert float(snr_to_no(snr_db)) * k == pytest.approx(1.0, rel=1e-12)
+    assert 10 * math.log10(k) == pytest.approx(snr_db, abs=1e-9)
+    assert float(level_from_snr(snr_from_level(d))) == pytest.approx(d, rel=1e-12, abs=1e-300)
+    assert float(snr_from_level(level_from_snr(k))) == pytest.approx(k, rel=1e-9)
+    assert float(level_from_snr(k)) == pytest.approx(1 / (1 + k), rel=1e-15)
+
+
+# the fixture is the codec class: each example builds its own instance
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    model=st.sampled_from(["awgn", "rayleigh-slow", "rayleigh-fast"]),
+    pilots=st.none() | st.integers(1, 8),
+    coherence=st.integers(1, 7),
+    needs_scale=st.booleans(),
+)
+def test_link_charges_what_it_sends_for_any_image_and_channel(
+    identity_codec, hw, model, pilots, coherence, needs_scale
+):
+    """A transmission's CBR is the link's budget for its image size and channel: ``ceil(3HW/2)``
+    data symbols, the channel's pilots for them (per coherence block under fast fading) and the
+    side information, over 3HW source values."""
+    codec = identity_codec()
+    codec.needs_scale = needs_scale
+    coh = coherence if model == "rayleigh-fast" else 1
+    csi = "perfect" if pilots is None else "estimated"
+    channel = Channel(model, csi=csi, pilots=pilots, coherence=coh)
+    link = AnalogLink(codec)
+    tx = link.transmit(torch.rand(1, 3, *hw, generator=gen(0)), channel, 10.0, gen(1))
+    data = math.ceil(3 * hw[0] * hw[1] / 2)
+    blocks = math.ceil(data / coh)
+    want_pilots = 0 if pilots is None else pilots * (blocks if model == "rayleigh-fast" else 1)
+    side = SCALAR_SIDE_SYMBOLS if needs_scale else 0
+    assert tx.cbr == link.cbr(*hw, channel)
+    assert (tx.cbr.data_symbols, tx.cbr.pilot_symbols, tx.cbr.side_symbols) == (
+        data,
+        want_pilots,
+        side,
+    )
+    assert tx.cbr.cbr == (data + want_pilots + side) / (3 * hw[0] * hw[1])

@@ -1175,3 +1175,264 @@ def test_receiver_runs_the_network_in_its_dtype_and_answers_in_the_inputs(dtype,
     assert torch.allclose(got.float(), want, atol=1e-2 if dtype == torch.float16 else 1e-4)
     with pytest.raises(ValueError, match="floating"):
         rx(f.long(), eq.d)
+
+
+# ================================================================ properties (hypothesis)
+# linear tables up to beta 0.05 and T = 300 keep abar_T above ~3e-7: a level 1 - abar closer
+# to 1 keeps too few digits of abar in float64 to find its step again (abar_T ~ 1e-16 does not)
+_schedules = st.one_of(
+    st.builds(
+        lambda T, b1, frac: DDPMSchedule("linear", T, b1, b1 + frac * (0.05 - b1)),
+        st.integers(1, 300),
+        st.floats(1e-5, 0.05),
+        st.floats(0.0, 1.0),
+    ),
+    st.builds(lambda T: DDPMSchedule("cosine", T), st.integers(1, 300)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sched=_schedules)
+def test_ddpm_table_lookups_invert_each_other(sched):
+    """On any linear or cosine table: abar strictly decreasing, ``abar_t + level_t = 1``, and
+    every step is found again from its own level (nearest in log-SNR, ceiling, fractional)."""
+    idx = torch.arange(sched.T + 1)
+    v = sched.level(idx)
+    assert (sched.alpha_bars.diff() < 0).all() and (sched.log_snrs.diff() < 0).all()
+    assert torch.equal(sched.alpha_bar(idx) + v, torch.ones_like(v))
+    assert torch.equal(sched.index_from_level(v), idx)
+    assert torch.equal(sched.index_from_level(v, mode="ceil"), idx)
+    assert torch.allclose(sched.timestep_from_level(v), idx.to(F64), atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sched=_schedules,
+    snr_db=st.lists(st.floats(-70.0, 70.0), min_size=1, max_size=6),
+    p0=st.floats(0.1, 10.0),
+)
+def test_vp_matching_is_the_nearest_log_snr_step_on_any_table(sched, snr_db, p0):
+    """Theorem 1 (VP) on any table: ``t*`` is the brute-force ``argmin_t |lambda_t -
+    ln(k/P0)|``, 0 above ``lambda_1`` and T below ``lambda_T``, and never rises with the SNR."""
+    k = db_to_linear(torch.tensor(sorted(snr_db), dtype=F64))
+    m = match_vp(k, sched, p0)
+    lam = torch.log(k / p0)
+    table = sched.log_snrs
+    brute = (table[1:][None, :] - lam[:, None]).abs().argmin(1) + 1
+    brute = torch.where(lam > table[1], 0, torch.where(lam < table[-1], sched.T, brute))
+    assert torch.equal(m.t, brute)
+    assert (m.t.diff() <= 0).all()
+    assert torch.equal(m.level, sched.level(m.t))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.floats(-3.0, 1.0),
+    width=st.floats(0.5, 6.0),
+    tau=st.floats(0.3, 2.0),
+    a_db=st.floats(-40.0, 39.0),
+    frac=st.floats(0.0, 1.0),
+    p0=st.floats(0.25, 4.0),
+)
+def test_continuous_matching_hits_the_target_on_any_sigmoid_schedule(
+    start, width, tau, a_db, frac, p0
+):
+    """Paper B eq. 19 with general P0 on any sigmoid schedule: ``S(m) = P0/(k+P0)`` and m
+    falls strictly as the SNR rises (the default schedule is tested above)."""
+    s = SigmoidSchedule(start, start + width, tau)
+    lo = db_to_linear(a_db)
+    hi = db_to_linear(a_db + 1e-3 + frac * (40.0 - a_db - 1e-3))
+    m_lo, m_hi = match_continuous(lo, s, p0), match_continuous(hi, s, p0)
+    for m, k in ((m_lo, lo), (m_hi, hi)):
+        assert not m.clamped
+        assert float(m.level) == float(p0 / (k + p0))
+        assert float(s.S(m.t)) == pytest.approx(float(m.level), rel=1e-9)
+    assert m_hi.t < m_lo.t
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    snr_db=st.floats(-40.0, 40.0),
+    p0=st.floats(0.1, 10.0),
+    p_y=st.floats(0.1, 10.0),
+    rule=st.sampled_from(RULES),
+)
+def test_scaled_input_has_the_training_coefficients(snr_db, p0, p_y, rule):
+    """Theorem 2 for any SNR and P0: ``alpha^2 P_y`` is the training energy at the matched
+    step (``(1-v) P0 + v``; DDM ``(1-t)^2 P0 + t``), and on the receiver input
+    ``sqrt(1-d) f + sqrt(d) n`` (``P_y = 1``) the continuous and DDM alphas give exactly the
+    training coefficients: ``alpha sqrt(1-d) = c_sig sqrt(P0)``, ``alpha sqrt(d) = c_noise``."""
+    k = float(db_to_linear(snr_db))
+    d = 1.0 / (1.0 + k)
+    m = match(k, rule, p0=p0, p_y=p_y)
+    if rule == "ddm":
+        t = float(m.t)
+        c_sig, c_noise = 1.0 - t, math.sqrt(t)
+        assert float(m.level) == pytest.approx(t / ((1 - t) ** 2 + t), rel=1e-12)
+    else:
+        v = float(m.level)
+        c_sig, c_noise = math.sqrt(1.0 - v), math.sqrt(v)
+    assert float(m.alpha) ** 2 * p_y == pytest.approx(c_sig**2 * p0 + c_noise**2, rel=1e-12)
+    if rule == "vp":  # integer step: energy-matched only
+        return
+    a = float(match(k, rule, p0=p0).alpha)
+    assert a * math.sqrt(1 - d) == pytest.approx(c_sig * math.sqrt(p0), rel=1e-9)
+    assert a * math.sqrt(d) == pytest.approx(c_noise, rel=1e-9)
+    assert float(m.level) == pytest.approx(p0 / (k + p0), rel=1e-9)  # = target_level
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rule=st.sampled_from(["vp", "ddm"]),
+    steps=st.integers(1, 8),
+    snr_db=st.lists(st.floats(-20.0, 30.0), min_size=1, max_size=3),
+    p0=st.floats(0.2, 5.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_oracle_vp_and_ddm_receivers_exact_for_any_start(rule, steps, snr_db, p0, seed):
+    """An oracle denoiser recovers f exactly from any matched start in any number of steps
+    (the continuous rule: ``test_oracle_continuous_every_step_exact``), with at most K calls;
+    under the DDM rule every network input is the VP training variable with the same noise."""
+    b = len(snr_db)
+    d = level_from_snr(db_to_linear(torch.tensor(snr_db, dtype=F64))).reshape(b, 1, 1, 1)
+    f, n, ft = received(b, (2, 3, 3), d, seed)
+    oracle = Oracle(math.sqrt(p0) * f)
+    res = diffusion_receive(ft, d, oracle, p0=p0, rule=rule, steps=steps)
+    assert torch.allclose(res.f_hat, f, atol=1e-9)
+    assert len(oracle.calls) == res.info["network_calls"] <= steps
+    if rule == "ddm":
+        for x, lv in oracle.calls:
+            v = view(lv, x)
+            want = (1 - v).sqrt() * math.sqrt(p0) * f + v.sqrt() * n
+            assert torch.allclose(x, want, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rule=st.sampled_from(RULES),
+    variant=st.sampled_from(["waterfill", "reference", "naive"]),
+    grid=st.sampled_from(["time", "quantile"]),
+    steps=st.integers(1, 6),
+    top=st.floats(0.01, 1.0),  # all levels below level_eps (1e-5) skip the denoiser: not exact
+    extremes=st.booleans(),
+    p0=st.floats(0.5, 4.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_oracle_per_element_receiver_exact_for_any_levels(
+    rule, variant, grid, steps, top, extremes, p0, seed
+):
+    """Fast fading: whatever the element levels (clean elements and deep fades at d = 1
+    included), rule, variant, grid and K, an oracle denoiser gives back f exactly."""
+    g = gen(seed)
+    d = torch.rand(2, 2, 4, 4, generator=g, dtype=F64) * top
+    if extremes:
+        pick = torch.rand(d.shape, generator=g)
+        d = torch.where(pick < 0.15, 0.0, torch.where(pick > 0.85, 1.0, d))
+    f, _, ft = received(2, d.shape[1:], d, seed)
+    oracle = Oracle(math.sqrt(p0) * f)
+    kw = dict(p0=p0, rule=rule, steps=steps, fading=variant, generator=g)
+    res = diffusion_receive(ft, d, oracle, fading_grid=grid, **kw)
+    assert torch.allclose(res.f_hat, f, atol=1e-9)
+    assert torch.isfinite(res.f_hat).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    levels=st.lists(
+        st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0])), min_size=1, max_size=12
+    ),
+    bt=st.one_of(st.floats(0.0, 1.0), st.just(1.0)),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_water_filling_injection_is_eq_23_exactly(levels, bt, seed):
+    """Eq. 23 coefficient by coefficient: an element ``sqrt(1-b) x0 + sqrt(b) nu`` below the
+    water level B_t leaves with signal coefficient ``sqrt(1-B_t)`` and noise variance (old plus
+    injected) exactly ``B_t``, every radicand non-negative; one at or above it is untouched."""
+    b = torch.tensor(levels, dtype=F64)
+    if bt in levels:  # an element exactly at the level too
+        b[0] = bt
+    lt = torch.tensor([bt], dtype=F64)
+
+    def inject(x):
+        return inject_noise(x[None], b[None], lt, gen(seed))[0]
+
+    eps = torch.randn(1, b.numel(), generator=gen(seed), dtype=F64)[0]
+    fresh = inject(torch.zeros_like(b))  # c * eps
+    sig = inject((1 - b).sqrt()) - fresh  # x0 = 1: the signal coefficient
+    old = inject(b.sqrt()) - fresh  # nu = 1: the kept noise coefficient
+    c = torch.where(eps != 0, fresh / torch.where(eps != 0, eps, 1.0), 0.0)
+    below = b < bt
+    level = torch.where(below, lt, b)
+    assert torch.isfinite(sig).all() and torch.isfinite(old).all() and (c >= 0).all()
+    assert torch.allclose(sig, (1 - level).sqrt(), atol=1e-12)
+    assert torch.allclose(old.square() + c.square(), level, atol=1e-12)
+    assert (fresh[~below] == 0).all()
+    x = (1 - b).sqrt() * 0.3 + b.sqrt() * -1.2
+    assert torch.equal(inject(x)[~below], x[~below])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.integers(2, 8),
+    stop=st.integers(1, 7),
+    top=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_water_filling_keeps_its_invariant_at_every_stop(steps, stop, top, seed):
+    """Algorithm 3 stopped after any step (oracle denoiser): every element sits at level
+    ``b_i = min(d_i, S(t))`` with its signal coefficient ``sqrt(1 - b_i)`` exactly; the
+    reference variant keeps each element's own noise (``sqrt(b_i) nu_i`` exactly), elements
+    below the water are untouched by either variant."""
+    stop = min(stop, steps - 1)
+    g = gen(seed)
+    x0 = torch.randn(1, 64, generator=g, dtype=F64)
+    x1 = torch.randn(1, 64, generator=g, dtype=F64)  # another clean latent, same noise
+    nu = torch.randn(1, 64, generator=g, dtype=F64)
+    d = torch.rand(1, 64, generator=g, dtype=F64) * top
+    grid = continuous_grid(SIG.S_inv(d.max()), steps, SIG)
+    grid[-1] = torch.maximum(grid[-1], d.max())
+    part = grid[stop:]  # steps K..stop+1, ending at level S(stop m / K)
+    b = d.clamp(max=part[0].item())
+    below = d < part[0].item()
+    for variant in ("waterfill", "reference"):
+        outs = [
+            waterfill_sample(
+                (1 - d).sqrt() * c + d.sqrt() * nu, d, part, Oracle(c), gen(1), variant
+            )
+            for c in (x0, x1)
+        ]
+        r0, r1 = (o - (1 - b).sqrt() * c for o, c in zip(outs, (x0, x1), strict=True))
+        assert torch.allclose(r0, r1, atol=1e-10)  # the signal coefficient is sqrt(1 - b)
+        assert torch.equal(outs[0][below], ((1 - d).sqrt() * x0 + d.sqrt() * nu)[below])
+        if variant == "reference":
+            assert torch.allclose(r0, b.sqrt() * nu, atol=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    snr_db=st.lists(st.floats(-15.0, 25.0), min_size=1, max_size=4),
+    stop_db=st.floats(-5.0, 15.0),
+    steps=st.integers(1, 5),
+    p0=st.floats(0.3, 4.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+@example(snr_db=[-0.25], stop_db=-0.25, steps=1, p0=0.99999, seed=0)  # counted as not skipped
+@example(snr_db=[-0.015625], stop_db=-0.015625, steps=1, p0=0.99999, seed=0)  # a network call
+def test_oracle_stopped_receiver_is_the_lmmse_at_the_stop_snr(snr_db, stop_db, steps, p0, seed):
+    """``stop_snr_db`` with an oracle, for any SNRs, stop, K and P0: an image below the stop
+    comes out as the LMMSE estimate of itself received at the stop SNR with the same noise,
+    ``sqrt(1-d_s) (sqrt(1-d_s) f + sqrt(d_s) n)``; one at or above it (1e-6 dB of slack) as its
+    own LMMSE estimate ``sqrt(1-d) f_tilde``, without a network call. An image at exactly the
+    stop SNR with P0 = 0.99999 ran the sampler (its matched time a hair above the stop's)."""
+    b = len(snr_db)
+    k = db_to_linear(torch.tensor(snr_db, dtype=F64))
+    d = level_from_snr(k).reshape(b, 1, 1, 1)
+    f, n, ft = received(b, (2, 3, 3), d, seed)
+    below = torch.tensor(snr_db) < stop_db - 1e-6
+    oracle = Oracle(math.sqrt(p0) * f[below])
+    res = diffusion_receive(ft, d, oracle, p0=p0, steps=steps, stop_snr_db=stop_db)
+    d_s = float(level_from_snr(db_to_linear(stop_db)))
+    want = math.sqrt(1 - d_s) * (math.sqrt(1 - d_s) * f + math.sqrt(d_s) * n)
+    want = torch.where(below.view(b, 1, 1, 1), want, (1 - d).sqrt() * ft)
+    assert torch.allclose(res.f_hat, want, atol=1e-9)
+    assert res.info["n_skip"] == int((~below).sum())

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from semcom.channels import Channel, pack
 from semcom.estimation import level_from_gamma, moment_snr
@@ -709,3 +711,52 @@ def test_moment_snr_known_values_per_image() -> None:
     assert math.isinf(float(got[3])) and float(got[3]) > 0
     with pytest.raises(ValueError, match="N0 >= 0"):
         moment_snr(y, torch.tensor([1.0, math.nan, 1.0, 1.0]))
+
+
+# ------------------------------------------------------------------ properties (hypothesis)
+@settings(max_examples=20, deadline=None)
+@given(
+    snr_db=st.lists(st.floats(-10.0, 30.0), min_size=1, max_size=3),
+    gain_db=st.floats(-10.0, 10.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_moment_estimator_is_consistent(snr_db, gain_db, seed):
+    """With M symbols of unit energy per image, ``y = h z + n``: the moment estimate is the
+    equivalent SNR ``|h|^2 / N0`` within 6 standard deviations ``sqrt(1 + 2 gamma) / sqrt(M)``
+    for any SNR and slow-fading gain (any phase), image by image."""
+    b, m = len(snr_db), 50_000
+    g = _gen(seed)
+    z = pack(torch.randn(b, 2 * m, generator=g, dtype=torch.float64)).z
+    no = 10.0 ** (-torch.tensor(snr_db, dtype=torch.float64) / 10.0)
+    phase = torch.rand(b, 1, generator=g, dtype=torch.float64) * 6.3
+    h = torch.polar(torch.full((b, 1), 10.0 ** (gain_db / 20.0), dtype=torch.float64), phase)
+    n = (
+        torch.complex(*torch.randn(2, b, m, generator=g, dtype=torch.float64))
+        * (no / 2).sqrt()[:, None]
+    )
+    est = moment_snr(h * z + n, no)
+    gamma = h[:, 0].abs().pow(2) / no
+    assert ((est - gamma).abs() <= 6 * (1 + 2 * gamma).sqrt() / math.sqrt(m)).all(), (est, gamma)
+    # scale- and phase-free: y -> c e^{j phi} y with N0 -> |c|^2 N0 changes nothing
+    c = torch.polar(torch.tensor(3.7, dtype=torch.float64), torch.tensor(1.1, dtype=torch.float64))
+    torch.testing.assert_close(moment_snr(c * (h * z + n), 3.7**2 * no), est, rtol=1e-9, atol=0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(log_scale=st.floats(-3.0, 3.0), seed=st.integers(0, 2**31 - 1))
+def test_learned_estimator_never_sees_the_received_power(log_scale, seed):
+    """Pilot-free estimation reads the SNR off the structure, not the power: any rescaling of
+    the received latent gives the same estimate (the input is RMS-normalised per image), and
+    the estimate lies in the trained range."""
+    from semcom.estimation.learned import SNREstimator, SNREstimatorConfig
+
+    torch.manual_seed(seed % 1000)
+    cfg = SNREstimatorConfig(channels=4, width=8, blocks=1, scale_stats=True)
+    est = SNREstimator(cfg).eval()
+    f = torch.randn(2, 4, 8, 8, generator=_gen(seed))
+    gamma, _ = est.estimate(f)
+    scaled, _ = est.estimate(f * 10.0**log_scale)
+    torch.testing.assert_close(10 * torch.log10(scaled), 10 * torch.log10(gamma), atol=1e-3, rtol=0)
+    lo, hi = cfg.snr_range
+    db = 10 * torch.log10(gamma)
+    assert ((db >= lo - 1e-9) & (db <= hi + 1e-9)).all()

@@ -638,3 +638,77 @@ def test_metrics_score_each_row_against_its_own_reference(weights_root, lpips_ex
     # the official LPIPS-Alex values of the two pairs, each row against its own reference
     assert both["lpips"][0].item() == pytest.approx(0.722, abs=0.002)
     assert both["lpips"][1].item() == pytest.approx(0.138, abs=0.002)
+
+
+# ------------------------------------------------------------------ properties (hypothesis)
+@settings(max_examples=40, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    data_range=st.sampled_from([1.0, 255.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_psnr_is_per_image_on_the_8bit_levels(b, hw, dtype, data_range, seed):
+    """PSNR = ``10 log10(255^2 / MSE)`` per image of ``round(clamp(x / R, 0, 1) * 255)``
+    (a slight overshoot clamped; capped at 100 dB), whatever the dtype and range: the 8-bit
+    images score as the float ones, and an image against itself scores the cap."""
+    g = gen(seed)
+    x = (torch.rand(b, 3, *hw, generator=g, dtype=dtype) * 1.1 - 0.05) * data_range
+    y = (torch.rand(b, 3, *hw, generator=g, dtype=dtype) * 1.1 - 0.05) * data_range
+    y[:1] = x[:1]  # one pair of equal images: the cap
+
+    def levels(t: torch.Tensor) -> np.ndarray:
+        a = t.float().numpy() / np.float32(data_range)
+        return np.round(np.clip(a, 0, 1) * np.float32(255.0)).astype(np.float64)
+
+    mse = ((levels(x) - levels(y)) ** 2).reshape(b, -1).mean(1)
+    with np.errstate(divide="ignore"):
+        want = np.minimum(10 * np.log10(255.0**2 / mse), PSNR_MAX_DB)
+    got = psnr(x, y, data_range=data_range)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    assert got[0].item() == PSNR_MAX_DB
+    qx, qy = (quantize_8bit(t, data_range) / 255.0 for t in (x, y))
+    assert torch.equal(psnr(qx, qy), got)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    hw=st.tuples(st.integers(11, 44), st.integers(11, 44)),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    noise=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ssim_of_an_image_with_itself_is_one_and_symmetric(b, hw, dtype, noise, seed):
+    """For any size from the 11-pixel window up (every MS-SSIM scale count): SSIM(x, x) =
+    MS-SSIM(x, x) = 1, SSIM(x, y) = SSIM(y, x) <= 1, MS-SSIM in [0, 1], per image whatever the
+    batch order."""
+    g = gen(seed)
+    x = torch.rand(b, 3, *hw, generator=g, dtype=dtype)
+    y = (x + noise * torch.randn(x.shape, generator=g, dtype=dtype)).clamp(0, 1)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    ones = torch.ones(b, dtype=dtype)
+    torch.testing.assert_close(ssim(x, x), ones, atol=tol, rtol=0)
+    torch.testing.assert_close(ms_ssim(x, x), ones, atol=tol, rtol=0)
+    s = ssim(x, y)
+    torch.testing.assert_close(ssim(y, x), s, atol=tol, rtol=0)
+    assert (s <= 1 + tol).all()
+    ms = ms_ssim(x, y)
+    assert ((ms >= 0) & (ms <= 1 + tol)).all()
+    perm = torch.arange(b).flip(0)
+    torch.testing.assert_close(ssim(x[perm], y[perm]), s[perm], atol=tol, rtol=0)
+    torch.testing.assert_close(ms_ssim(x[perm], y[perm]), ms[perm], atol=tol, rtol=0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(hw=st.tuples(st.integers(31, 48), st.integers(31, 48)), seed=st.integers(0, 2**31 - 1))
+def test_lpips_of_an_image_with_itself_is_zero_and_symmetric(lpips_alex, hw, seed):
+    """LPIPS(x, x) = 0 and LPIPS(x, y) = LPIPS(y, x) > 0 for any image size the trunk takes."""
+    g = gen(seed)
+    x = torch.rand(2, 3, *hw, generator=g)
+    y = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert torch.equal(lpips_alex(x, x), torch.zeros(2))
+    d = lpips_alex(x, y)
+    assert (d > 0).all()
+    torch.testing.assert_close(lpips_alex(y, x), d, atol=1e-6, rtol=0)

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-_EPS = 1e-12
-
 
 @dataclass(frozen=True)
 class PackedLatent:
@@ -68,10 +66,21 @@ def normalize_power(v: Tensor) -> tuple[Tensor, Tensor]:
     """Scale each row of ``v`` [B, L] to unit power per real element.
 
     Returns ``(f, rms)`` with ``f = v / rms`` and ``rms = sqrt(mean(v^2))`` per row, [B].
-    An all-zero row stays zero (its rms is reported as 0).
+    Exact at any scale: each row is first scaled by a power of two that brings its largest
+    magnitude into ``[0.5, 1)`` (exact in floating point, so the result is bit for bit that of
+    the plain formula wherever ``v^2`` neither overflows nor underflows), so a float32 row
+    of 1e20 (``v^2`` overflows) or any row of RMS 1e-30 still comes out at unit power.
+    An all-zero row stays zero (its rms is reported as 0); NaN passes through.
     """
-    rms = v.pow(2).mean(dim=-1).sqrt()
-    f = v / rms.clamp_min(_EPS).unsqueeze(-1)
+    # v * 2**-e with 2**(e-1) <= max|v| < 2**e, in two factors (2**-e alone may overflow)
+    _, e = torch.frexp(v.detach().abs().amax(dim=-1, keepdim=True))
+    half = -(e // 2)
+    s1 = torch.pow(2.0, half.to(v.dtype))
+    s2 = torch.pow(2.0, (-e - half).to(v.dtype))
+    u = v * s1 * s2
+    ms = u.pow(2).mean(dim=-1)
+    f = u / torch.where(ms > 0, ms, 1.0).sqrt().unsqueeze(-1)  # no NaN gradient at ms = 0
+    rms = ms.sqrt() / s1.squeeze(-1) / s2.squeeze(-1)
     return f, rms
 
 

@@ -540,10 +540,12 @@ def diffusion_receive(
             (``"continuous"`` rule, per-image levels): DDIM from the matched start to the
             level ``v_s`` of SNR ``k_s``, then the LMMSE estimate ``sqrt(1-d_s) f_tilde_s``
             of that state, exactly what a JSCC decoder trained at ``k_s`` saw in training.
-            Images already at or above ``k_s`` get the plain LMMSE estimate. For codecs whose
-            decoder was trained end-to-end at one SNR (DeepJSCC): a clean latent is outside
-            its training distribution. Per-element levels (fast fading) ignore it and run the
-            per-element sampler to the clean latent.
+            Images already at or above ``k_s`` (within 1e-6 dB: an SNR of exactly the stop
+            that rounding puts a hair below it) get the plain LMMSE estimate, with no
+            network call. For codecs whose decoder was trained end-to-end at one SNR
+            (DeepJSCC): a clean latent is outside its training distribution. Per-element
+            levels (fast fading) ignore it and run the per-element sampler to the clean
+            latent.
     """
     check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
     if not f_tilde.is_floating_point():
@@ -664,7 +666,11 @@ def _receive_to_snr(
     d_s = 1.0 / (1.0 + k_s)
     v_s = float(target_level(k_s, p0))
     m_s = float(sched.S_inv(torch.tensor(v_s, dtype=torch.float64)))
-    run = start.t > m_s  # [B]: noisier than the stop level
+    # [B]: noisier than the stop level; decided on d with 1e-6 dB of slack, as skip_snr_db: an
+    # image at exactly the stop SNR may reach here 1 ulp below it (d from the SNR and back),
+    # and its matched time, through S_inv, a hair above m_s: it would run the sampler
+    d_stop = float(level_from_snr(db_to_linear(stop_snr_db - 1e-6)))
+    run = (d > d_stop) & (start.t > m_s)
     out = _view((1.0 - d).sqrt(), f_tilde).to(f_tilde.dtype) * f_tilde
     if bool(run.any()):
         idx = run.nonzero().squeeze(1)
