@@ -386,6 +386,26 @@ def test_evaluate_lazy_loading():
     assert all(by[("noisy", i)] == by[("noisy2", i)] for i in range(3))
 
 
+def test_evaluate_refuses_no_snrs():
+    """No SNR at all: a ValueError (it failed on an unbound variable after the warm-up)."""
+    with pytest.raises(ValueError, match="at least one SNR"):
+        _run(snrs=())
+
+
+def test_evaluate_refuses_lazy_images_without_load(tmp_path):
+    """An image given as None without ``load``: a TypeError naming load= before anything is
+    sent (it called None) -- unless a resumed run already holds that image's rows, when
+    nothing needs loading."""
+    scheme = NoisyScheme()
+    with pytest.raises(TypeError, match=r"image 1 is given as None .*load="):
+        _run(images=[_images(1)[0], None], scheme=scheme)
+    assert scheme.calls == 0  # refused before anything was sent
+    partial = tmp_path / "p.jsonl"
+    first = _run(images=_images(2), partial=partial, header={"h": 1})
+    again = _run(images=[None, None], partial=partial, header={"h": 1})  # all resumed
+    assert [r["psnr"] for r in again] == [r["psnr"] for r in first]
+
+
 def test_evaluate_batches(tmp_path):
     """SNRs go out in chunks of ``batch_size`` (one transmission per chunk and image), each
     value lands at its SNR, and a chunk draws what a sweep of only its SNRs draws."""

@@ -137,6 +137,15 @@ def test_perturb_experiment_on_gaussian_receiver(tmp_path):
     assert png.stat().st_size > 10_000
 
 
+def test_perturb_experiment_refuses_a_scheme_that_is_no_link():
+    """A scheme without codec and receiver (a separation baseline) gets the ValueError naming
+    it, as a link without a diffusion receiver does (it failed on its missing .receiver)."""
+    from semcom.separation import CapacityScheme
+
+    with pytest.raises(ValueError, match=r"'jpeg\+capacity' has no diffusion receiver"):
+        perturb_experiment(CapacityScheme("jpeg"), [torch.rand(1, 3, 16, 16)], progress=False)
+
+
 def test_cli_experiment_perturb(weights_root, tmp_path, capsys):
     """`semcom experiment perturb` on vae+dm with a zero-output (= LMMSE) denoiser."""
     from safetensors.torch import save_file

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -164,7 +165,7 @@ def check_send(images: Tensor, channel: object, generator: object) -> None:
 
 
 @contextmanager
-def _timed(seconds: dict[str, float], key: str, device: torch.device):
+def _timed(seconds: dict[str, float], key: str, device: torch.device) -> Iterator[None]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
@@ -346,7 +347,9 @@ class AnalogLink:
                 lat_hat = f_hat
             if getattr(self.codec, "dm_side", False):  # decoder trained behind this receiver
                 lmmse = LMMSEReceiver()(f_tilde, d)
-                out = self.codec.decode(lmmse, (h, w), dec_snr, side=lat_hat)
+                # such a decoder takes the receiver's output too (DeepJSCC.decode's ``side``)
+                decode_side: Callable[..., Tensor] = self.codec.decode
+                out = decode_side(lmmse, (h, w), dec_snr, side=lat_hat)
             else:
                 out = self.codec.decode(lat_hat, (h, w), dec_snr)
         # diffusion receivers: skipped / clamped steps, network calls

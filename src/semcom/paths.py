@@ -46,7 +46,7 @@ def _root(var: str, kind: str) -> tuple[Path | None, Path]:
 def _first_existing(rel: str, *roots: Path | None) -> tuple[Path | None, list[str]]:
     """``root / rel`` for the first of ``roots`` (None skipped) where it exists, or None, and
     the paths tried before it."""
-    tried = []
+    tried: list[str] = []
     for root in roots:
         if root is None:
             continue

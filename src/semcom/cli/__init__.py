@@ -96,7 +96,7 @@ def _resume_hint(args: argparse.Namespace | None) -> str:
     """What an interrupted ``semcom train`` continues with: the command resuming the folder
     that holds its last checkpoint (with the ``torchrun`` launcher and process count it ran
     with), or that there is none; empty for other commands."""
-    if getattr(args, "command", None) != "train":
+    if args is None or getattr(args, "command", None) != "train":
         return ""
     out, resume = getattr(args, "out", None), getattr(args, "resume", None)
     for run, more in ((out, []), (resume, ["--out", out] if out and out != resume else [])):

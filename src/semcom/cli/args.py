@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..channels import CHANNELS, CSI_MODES, parse_cbr
 from ..channels.models import SNR_LIMIT_DB
@@ -63,11 +64,11 @@ class _Parser(argparse.ArgumentParser):
         # argument"); read them as (negative) values so the option's own check names them
         self._negative_number_matcher = NEGATIVE_VALUE
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         msg = " ".join(message.split())
         self.exit(EXIT_USAGE, f"{self.prog}: error: {msg} (see '{self.prog} --help')\n")
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         """As argparse's, but words left over are reported by the (sub)command that was
         given them (``semcom transmit: error: ...``, its own --help named), with a hint when
         they look like a second value of a one-value option (``--cbr 1/16 1/12``)."""
@@ -114,7 +115,7 @@ class _Once(argparse.Action):
     ``--cbr`` are given, each value after its own option); now a usage error."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        before = getattr(namespace, self.dest, None)
+        before: Any = getattr(namespace, self.dest, None)  # the list an earlier one gave
         if before is not self.default:  # set by an earlier occurrence
             shown = " ".join(
                 f"{v:g}" if isinstance(v, float) else str(v) for v in [*before, *values]

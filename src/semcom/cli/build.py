@@ -7,11 +7,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..channels import Channel, format_cbr, parse_cbr
 from .args import CLIError
+
+if TYPE_CHECKING:
+    from ..eval.sweep import RunKey
+    from ..link import Scheme
 
 
 def _channel(args: argparse.Namespace) -> Channel:
@@ -29,7 +34,7 @@ def _channel(args: argparse.Namespace) -> Channel:
     return Channel(args.channel, csi=args.csi, pilots=args.pilots)
 
 
-def _build_schemes(args: argparse.Namespace, device: torch.device):
+def _build_schemes(args: argparse.Namespace, device: torch.device) -> list[tuple[RunKey, Scheme]]:
     """(RunKey, scheme) pairs for every requested scheme x CBR."""
     from ..eval.sweep import RunKey
     from ..schemes import OPTION_FLAGS, fixed_cbr, get_scheme, list_schemes, run_name
@@ -73,7 +78,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
             flag = "--" + OPTION_FLAGS.get(key, key).replace("_", "-")
             which = ", ".join(n for n, opts in takes.items() if key in opts)
             raise CLIError(f"{flag} applies to the schemes {which}; none of them was asked")
-    out = []
+    out: list[tuple[RunKey, Scheme]] = []
     for name in names:
         # each scheme gets the options it takes (get_scheme refuses the others)
         mine = {k: v for k, v in options.items() if k in takes.get(name, ())}
@@ -82,7 +87,7 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
         if fixed is not None and cbrs != [None]:
             # --cbr picks variants of the other schemes; a fixed-CBR scheme runs once at its own
             # CBR (asked alone at another CBR, the scheme's error says so)
-            asked = any(abs(c - fixed) <= 1e-3 * fixed for c in cbrs)
+            asked = any(c is not None and abs(c - fixed) <= 1e-3 * fixed for c in cbrs)
             if asked or len(names) > 1:
                 if not asked and getattr(args, "cbr_given", True):  # the demo sets its own
                     print(
@@ -103,9 +108,9 @@ def _build_schemes(args: argparse.Namespace, device: torch.device):
                         f"{format_cbr(default)} (no --cbr given)",
                         file=sys.stderr,
                     )
-            key = RunKey(run_name(name, **mine), None if fixed else cbr)
-            if key not in [k for k, _ in out]:
-                out.append((key, scheme))
+            run_key = RunKey(run_name(name, **mine), None if fixed else cbr)
+            if run_key not in [k for k, _ in out]:
+                out.append((run_key, scheme))
     separation = [k.label for k, sch in out if hasattr(sch, "fallback_image")]
     if getattr(args, "csi", None) == "estimated" and 0 < len(separation) < len(out):
         print(

@@ -4,13 +4,18 @@ out-of-distribution test sets (``ood``); each writes a results JSON and a figure
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..devices import launch_command, parse_device
 from ..paths import atomic_write_json
 from .args import CLIError
 from .build import _build_schemes, _centre_crop, _channel, _snr_list
 from .outputs import _experiment_files, _output_lock
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def cmd_experiment_perturb(args: argparse.Namespace) -> int:
@@ -93,7 +98,7 @@ def _ood(args: argparse.Namespace) -> int:
         raise CLIError("--in-data and --out-data must differ")
     args.scheme = args.scheme or ["vae", "vae+dm"]
     crop = _centre_crop(args)
-    sets = {}
+    sets: dict[str, Sequence[Tensor]] = {}
     for name in (args.in_data, args.out_data):
         ds = get_dataset(name, **crop)
         sets[name] = [ds[i] for i in range(min(args.limit, len(ds)))]

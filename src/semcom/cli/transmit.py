@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -108,7 +109,7 @@ def _transmit_images(
             tiles = []
             for j, snr in enumerate(snrs):
                 save_image(tx.images[j], out / _image_name(stem, key.label, snr), pnginfo=info)
-                row = {
+                row: dict[str, Any] = {
                     "image": stem,
                     "scheme": key.scheme,
                     "cbr": float(tx.cbr.cbr),  # a number, as in eval's results files

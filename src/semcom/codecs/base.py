@@ -8,6 +8,8 @@ them per image, so every codec obeys the same channel conventions.
 
 from __future__ import annotations
 
+from typing import Self
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,12 +55,13 @@ class Codec(nn.Module):
     #: memory format the convolutions' inputs are put in (see :meth:`channels_last`)
     layout: torch.memory_format = torch.contiguous_format
 
-    def channels_last(self) -> Codec:
+    def channels_last(self) -> Self:
         """Run the convolutions channels-last (weights and inputs, which a subclass's
         ``_encode`` / ``_decode`` put in :attr:`layout`; outputs stay contiguous): on CPU
         1.2-1.6x faster encode / decode (docs/results.md, Speed), results equal to float
         rounding. Returns the codec."""
-        self.to(memory_format=torch.channels_last)
+        # torch types Module.to without its memory_format keyword (it takes it at run time)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.layout = torch.channels_last
         return self
 
@@ -91,4 +94,4 @@ class Codec(nn.Module):
     def roundtrip(self, x: Tensor, snr_db: Tensor | None = None) -> Tensor:
         """Encode then decode without a channel (for sanity checks); ``snr_db`` [B] (dB) is
         what an SNR-adaptive codec is told (required there)."""
-        return self.decode(self.encode(x, snr_db), tuple(x.shape[-2:]), snr_db)
+        return self.decode(self.encode(x, snr_db), (x.shape[-2], x.shape[-1]), snr_db)

@@ -28,6 +28,7 @@ import json
 import math
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -211,7 +212,8 @@ class DeepJSCC(Codec):
         if self.dm_side:
             self.dec_side = _tconv(self.c, w, 1)
             nn.init.zeros_(self.dec_side.weight)
-            nn.init.zeros_(self.dec_side.bias)
+            # a bias=True convolution has a bias: torch types .bias Optional
+            nn.init.zeros_(self.dec_side.bias)  # type: ignore[arg-type]
 
     # --- hooks for ADJSCC
     def _enc_af(self, i: int, h: Tensor, snr_db: Tensor | None) -> Tensor:
@@ -314,8 +316,9 @@ class ADJSCC(DeepJSCC):
 
     def __init__(self, c: int, width: int = DEFAULT_WIDTH, dm_side: bool = False) -> None:
         super().__init__(c, width, dm_side)
-        self.enc_af = nn.ModuleList(AFModule(conv.out_channels) for conv in self.enc)
-        self.dec_af = nn.ModuleList(AFModule(conv.out_channels) for conv in self.dec)
+        # ModuleList items are typed Module (their .out_channels as Tensor | Module)
+        self.enc_af = nn.ModuleList(AFModule(conv.out_channels) for conv in self.enc)  # type: ignore[arg-type]
+        self.dec_af = nn.ModuleList(AFModule(conv.out_channels) for conv in self.dec)  # type: ignore[arg-type]
 
     @staticmethod
     def _need(snr_db: Tensor | None, h: Tensor) -> Tensor:
@@ -404,7 +407,7 @@ def load_jscc(
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise ValueError(f"corrupt or unreadable checkpoint {str(p)!r}: {e}") from e
-    arch: dict[str, object] = {}
+    arch: dict[str, Any] = {}  # the card's model_config (JSON) and the file's metadata
     card = card_file(p)
     if card.is_file():
         try:
@@ -420,7 +423,11 @@ def load_jscc(
     missing = [k for k in ("model", "c", "width") if k not in arch]
     if missing:
         raise ValueError(f"checkpoint {str(p)!r} does not describe its architecture {missing}")
-    got = {"model": str(arch["model"]), "c": int(arch["c"]), "width": int(arch["width"])}
+    got: dict[str, Any] = {
+        "model": str(arch["model"]),
+        "c": int(arch["c"]),
+        "width": int(arch["width"]),
+    }
     want = {"model": model, "c": c, "width": width}
     for k, v in want.items():
         if v is not None and v != got[k]:

@@ -28,6 +28,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,9 +77,11 @@ def _crop_size(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``crop`` (N or (H, W), positive integers) as ``(h, w)``; ``ValueError`` otherwise."""
     if crop is None:
         return None
-    sizes = (crop, crop) if isinstance(crop, numbers.Number) else tuple(crop)
+    # int | Number: an int is a Number, spelled out for the type checker (a float or a bool
+    # is refused below, a NumPy integer taken)
+    sizes: tuple[Any, ...] = (crop, crop) if isinstance(crop, int | numbers.Number) else tuple(crop)
     if len(sizes) != 2 or not all(
-        isinstance(c, numbers.Integral) and not isinstance(c, bool) and c > 0 for c in sizes
+        isinstance(c, numbers.Integral) and not isinstance(c, bool) and int(c) > 0 for c in sizes
     ):
         raise ValueError(f"crop must be a positive integer N or a pair (H, W), got {crop!r}")
     return int(sizes[0]), int(sizes[1])
@@ -155,11 +158,12 @@ class ImageDataset(Dataset):
         DataLoader workers (they then share the decoded images). Returns ``self``."""
         todo = sorted({self._index(i) for i in (range(len(self)) if indices is None else indices)})
         todo = [i for i in todo if i not in self._cached]
+        rows: Iterable[int] = todo
         if progress and todo:
             from tqdm import tqdm
 
-            todo = tqdm(todo, desc=f"decoding {self.name}", leave=False)
-        for i in todo:
+            rows = tqdm(todo, desc=f"decoding {self.name}", leave=False)
+        for i in rows:
             self._cached[i] = self._read(i)
         return self
 
@@ -459,7 +463,9 @@ def dataset_signature(ds: Dataset) -> str:
     elif isinstance(ds, SampleImages):
         import skimage
 
-        text = f"skimage {skimage.__version__}\n" + "\n".join(ds.names)
+        # skimage's stub (__init__.pyi) lists __version__ in __all__ but does not define it
+        version = skimage.__version__  # type: ignore[attr-defined]
+        text = f"skimage {version}\n" + "\n".join(ds.names)
     else:
         text = f"{type(ds).__name__} of {len(ds)}"  # type: ignore[arg-type]
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -501,7 +507,7 @@ def get_dataset(
     crop: int | Sequence[int] | None = None,
     split: str | None = None,
     **kw,
-) -> ImageDataset:
+) -> ImageFolder | SampleImages:
     """Open a named data set (see :func:`list_datasets`) under ``$SEMCOM_DATA``, or a folder
     of images of your own (``name`` a path; every image file under it, named by its path
     relative to it; a named data set wins over a folder of the same name).
@@ -586,8 +592,8 @@ def load_images(
             n = min(n, limit)
         return [source[i] for i in range(n)]
     out: list[torch.Tensor] = []
-    for p in source:  # type: ignore[union-attr]
+    for path in source:
         if limit is not None and len(out) >= limit:
             break
-        out.append(loader(p))
+        out.append(loader(path))
     return out

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..paths import atomic_path
 
@@ -57,7 +58,7 @@ _GRAY16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 # 16-bit colour rawmodes -> the same layout with the other byte order; decoding a file
 # with the swapped rawmode makes Pillow's unpacker keep the low byte instead of the high.
-_SWAP16 = {
+_SWAP16: dict[str | None, str] = {  # keyed by what _rawmode finds (None: no rawmode)
     f"{m};16{e}": f"{m};16{o}" for m in ("RGB", "RGBA", "RGBX") for e, o in (("B", "L"), ("L", "B"))
 }
 
@@ -89,7 +90,7 @@ def _swap_tile(tile, new_raw: str):
     return (*tile[:3], new_args)
 
 
-def _load_rgb16(path: PathLike, first: Image.Image) -> np.ndarray | None:
+def _load_rgb16(path: PathLike, first: ImageFile.ImageFile) -> np.ndarray | None:
     """Full-precision ``[H, W, C]`` uint16 for a 16-bit RGB(A) file, or None if n/a.
 
     ``first`` is the freshly opened (not yet loaded) image whose tiles decode the high byte.
@@ -210,7 +211,9 @@ def is_transparent(path: PathLike) -> bool:
         with Image.open(path) as img:
             if img.mode not in _ALPHA_MODES and "transparency" not in img.info:
                 return False
-            return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
+            # one band: (min, max) (Pillow types it for many bands too)
+            lo, _ = cast(tuple[int, int], img.convert("RGBA").getchannel("A").getextrema())
+            return lo < 255
     except Exception:  # unreadable: load_image says why
         return False
 

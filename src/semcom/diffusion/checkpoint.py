@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -19,6 +19,9 @@ from safetensors import safe_open
 from ..fingerprint import codec_fingerprint
 from ..paths import atomic_write_files, checkpoint_file, json_bytes, safetensors_bytes
 from .denoiser import DenoiserConfig, LatentUNet
+
+if TYPE_CHECKING:
+    from ..zoo import ZooEntry
 
 
 def resolve_checkpoint(path: str | Path, task: str) -> Path:
@@ -196,7 +199,7 @@ def find_latent_model(
     cbr: float | str | None = None,
     zoo_dir: str | Path | None = None,
     fingerprint: str | None = None,
-):
+) -> ZooEntry:
     """The shipped zoo entry of a latent model (``denoiser``, ``snr-estimator``) for ``codec``.
 
     ``fingerprint``: the codec weights' (:func:`~semcom.fingerprint.codec_fingerprint`); the
@@ -248,7 +251,7 @@ def find_denoiser(
     cbr: float | str | None = None,
     zoo_dir: str | Path | None = None,
     fingerprint: str | None = None,
-):
+) -> ZooEntry:
     """The shipped zoo entry of the denoiser for ``codec`` (``ValueError`` if none; see
     :func:`find_latent_model` for ``fingerprint``)."""
     return find_latent_model("denoiser", codec, cbr, zoo_dir, fingerprint)

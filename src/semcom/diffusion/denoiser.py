@@ -84,7 +84,8 @@ class ResBlock(nn.Module):
         self.norm2 = _norm(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        # a bias=True convolution has a bias: torch types .bias Optional
+        nn.init.zeros_(self.conv2.bias)  # type: ignore[arg-type]
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -133,7 +134,8 @@ class LatentUNet(nn.Module):
         self.out_norm = _norm(c)
         self.out = nn.Conv2d(c, cfg.channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        # a bias=True convolution has a bias: torch types .bias Optional
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
 
     #: memory format the convolutions' inputs are put in (see :meth:`channels_last`)
     layout: torch.memory_format = torch.contiguous_format
@@ -149,7 +151,8 @@ class LatentUNet(nn.Module):
         of trained denoisers do so; training builds contiguous networks (its weights are then
         not contiguous: ``.contiguous()`` them for ``safetensors.torch.save``; the library's
         savers do). Returns the network."""
-        self.to(memory_format=torch.channels_last)
+        # torch types Module.to without its memory_format keyword (it takes it at run time)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.layout = torch.channels_last
         return self
 

@@ -16,6 +16,9 @@ learned estimator).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..fingerprint import codec_fingerprint
@@ -23,6 +26,11 @@ from ..link import AnalogLink
 from ..schemes import SchemeSpec, register_scheme
 from .samplers import RULES as MATCHING_RULES
 from .samplers import check_receiver_options
+
+if TYPE_CHECKING:
+    from ..codecs.base import Codec
+    from ..codecs.jscc import DeepJSCC
+    from .samplers import DiffusionReceiver
 
 #: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
 #: one SNR (DeepJSCC), else at the clean latent (with a decoder trained behind the receiver:
@@ -74,6 +82,7 @@ def build_dm_link(
         )
     stop_snr_db = None
     tuned = None
+    codec: Codec
     if base == "vae":
         from ..codecs.registry import check_vae_cbr
         from ..codecs.taef2 import load_taef2
@@ -98,8 +107,10 @@ def build_dm_link(
     # trained behind it is looked up by its hash and read with its codec's architecture
     check_denoiser(den_path, codec, base)
     if base != "vae":
+        from ..codecs.jscc import DeepJSCC
         from ..zoo import codec_snr_train
 
+        assert isinstance(codec, DeepJSCC)  # load_codec's
         if dm_decoder != "base":
             ref = None if dm_decoder == "auto" else dm_decoder
             tuned = tuned_decoder(codec, base, den_path, device, ref)
@@ -170,7 +181,13 @@ def check_denoiser(path: str, codec: torch.nn.Module, base: str) -> None:
     check_codec_weights(path, "denoiser", codec)
 
 
-def tuned_decoder(codec, base: str, denoiser_path: str, device, ref: str | None = None):
+def tuned_decoder(
+    codec: DeepJSCC,
+    base: str,
+    denoiser_path: str,
+    device: torch.device | str,
+    ref: str | None = None,
+) -> DeepJSCC | None:
     """The codec whose decoder was trained behind the receiver with the denoiser at
     ``denoiser_path``, with ``codec``'s encoder: ``ref`` (a zoo name, run folder or
     ``.safetensors`` with its card), else the zoo's (a user zoo's only behind a denoiser of
@@ -181,6 +198,7 @@ def tuned_decoder(codec, base: str, denoiser_path: str, device, ref: str | None 
     from ..zoo import find_dm_decoder, read_card, resolve_weights, sha256_file, zoo_ref
 
     sha = sha256_file(denoiser_path)
+    weights: str | Path
     if ref is None:  # behind a shipped denoiser, a shipped decoder only (the label is the same)
         shipped = zoo_ref(denoiser_path) != str(denoiser_path)
         entry = find_dm_decoder(base, codec.cbr, sha, users=not shipped)
@@ -235,7 +253,7 @@ def _latent_model_file(ref: str, what: str) -> str:
     return path
 
 
-def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
+def denoiser_file(codec: Codec, base: str, denoiser_path: str | None) -> str:
     """``denoiser_path`` (a zoo name, run folder or ``.safetensors``), or the weights of the
     zoo's denoiser for ``codec`` (named ``base``)."""
     from .checkpoint import find_denoiser, latent_cbr_key
@@ -247,12 +265,12 @@ def denoiser_file(codec, base: str, denoiser_path: str | None) -> str:
 
 
 def dm_receiver(
-    codec: torch.nn.Module,
+    codec: Codec,
     base: str,
     denoiser_path: str | None,
     device: torch.device | str,
     **options,
-):
+) -> DiffusionReceiver:
     """The :class:`~semcom.diffusion.samplers.DiffusionReceiver` for ``codec`` (named
     ``base``: ``vae``, ``deepjscc``, ``adjscc``) around the given denoiser checkpoint (None: the
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
@@ -261,7 +279,7 @@ def dm_receiver(
     from .checkpoint import latent_cbr_key, load_denoiser
     from .samplers import DiffusionReceiver
 
-    channels = codec.latent_shape(96, 96)[0]  # type: ignore[operator]
+    channels = codec.latent_shape(96, 96)[0]
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
     path = denoiser_file(codec, base, denoiser_path)
     den = load_denoiser(

@@ -797,15 +797,16 @@ class DiffusionReceiver:
                 low = torch.arange(0)
                 if n_high < n:
                     low = (~high).nonzero().squeeze(1)
-                    out[low] = self._receive(f_tilde[low], d[low], generator)
-                    self.last.info["n_skip_snr"] = n_high  # type: ignore[union-attr]
-                    self.info = self.last.info  # type: ignore[union-attr]
+                    res = self._receive(f_tilde[low], d[low], generator)
+                    out[low] = res.f_hat
+                    res.info["n_skip_snr"] = n_high
+                    self.info = res.info
                 self.counts = self._clamp_counts(n, low)
                 return out
-        out = self._receive(f_tilde, d, generator)
-        self.info = self.last.info  # type: ignore[union-attr]
+        res = self._receive(f_tilde, d, generator)
+        self.info = res.info
         self.counts = self._clamp_counts(n, torch.arange(n))
-        return out
+        return res.f_hat
 
     def _clamp_counts(self, n: int, rows: Tensor) -> dict[str, Tensor]:
         """:attr:`counts` of a call on ``n`` images, the receiver run on ``rows`` of them."""
@@ -820,7 +821,10 @@ class DiffusionReceiver:
             low[rows.cpu()] = (clamped & noise).long()
         return {"step_clamped_high": high, "step_clamped_low": low}
 
-    def _receive(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _receive(
+        self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None
+    ) -> ReceiveResult:
+        """:func:`diffusion_receive` on these images, kept in :attr:`last`."""
         self.last = diffusion_receive(
             f_tilde,
             d,
@@ -838,4 +842,4 @@ class DiffusionReceiver:
             stop_snr_db=self.stop_snr_db,
             fading_samples=self.fading_samples,
         )
-        return self.last.f_hat
+        return self.last

@@ -73,8 +73,8 @@ class DDPMSchedule:
     ):
         if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
             raise ValueError(f"T must be an integer >= 1, got {T!r}")
-        self.kind = kind
-        self.T = int(T)
+        self.kind: Literal["linear", "cosine"] = kind
+        self.T: int = int(T)
         if kind == "linear":
             if not 0 < beta_start <= beta_end < 1:
                 raise ValueError(
@@ -92,13 +92,13 @@ class DDPMSchedule:
             betas = (1 - ab[1:] / ab[:-1]).clamp(0.0, max_beta)
         else:
             raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
-        self.betas = betas
-        self.alpha_bars = torch.cat(
+        self.betas: Tensor = betas
+        self.alpha_bars: Tensor = torch.cat(
             [torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]
         )
-        self.levels = 1.0 - self.alpha_bars
+        self.levels: Tensor = 1.0 - self.alpha_bars
         with torch.no_grad():
-            self.log_snrs = torch.log(self.alpha_bars) - torch.log(self.levels)
+            self.log_snrs: Tensor = torch.log(self.alpha_bars) - torch.log(self.levels)
 
     def __repr__(self) -> str:
         return f"DDPMSchedule(kind={self.kind!r}, T={self.T})"

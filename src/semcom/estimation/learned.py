@@ -129,6 +129,10 @@ class SNREstimator(nn.Module):
     RMS-normalised per image first (the network never sees the received power).
     """
 
+    #: buffers of a ``feature_norm`` estimator ([n_features] each)
+    feat_mean: Tensor
+    feat_std: Tensor
+
     def __init__(self, config: SNREstimatorConfig) -> None:
         super().__init__()
         self.config = config

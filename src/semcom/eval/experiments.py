@@ -24,8 +24,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..channels import Channel
+from ..codecs.base import Codec
 from ..diffusion.latents import unit_power
 from ..diffusion.matching import db_to_linear, level_from_snr
+from ..link import AnalogLink, Scheme
 from ..metrics import compute_metrics
 from .plot import METRIC_LABELS, save_figure
 from .stats import compare_runs, favoured, paired_interval
@@ -42,7 +45,7 @@ def _noise_like(f: Tensor, seed: int) -> Tensor:
 class _CleanImage:
     """An image, its clean unit-power latent ``f`` and the scorer of latent estimates."""
 
-    def __init__(self, codec, x: Tensor, snr_db: float) -> None:
+    def __init__(self, codec: Codec, x: Tensor, snr_db: float) -> None:
         self.codec, self.x = codec, x
         latent = codec.encode(x, torch.full((1,), float(snr_db)))
         self.f = unit_power(latent)
@@ -51,14 +54,14 @@ class _CleanImage:
     def score(self, f_hat: Tensor, snr_db: float) -> tuple[float, float]:
         """(latent MSE against ``f``, PSNR in dB of the decoded 8-bit image)."""
         mse = float((f_hat - self.f).pow(2).mean())
-        size = tuple(self.x.shape[-2:])
+        size = (self.x.shape[-2], self.x.shape[-1])
         out = self.codec.decode(f_hat * self.scale, size, torch.full((1,), float(snr_db)))
         return mse, float(compute_metrics(out.clamp(0, 1), self.x, ("psnr",))["psnr"].mean())
 
 
 @torch.inference_mode()
 def perturb_experiment(
-    link,
+    link: Scheme,
     images: Sequence[Tensor],
     snrs: Sequence[float] = (-10.0, 0.0, 10.0),
     deltas: Sequence[float] = DEFAULT_DELTAS,
@@ -81,9 +84,9 @@ def perturb_experiment(
 
     from ..diffusion.samplers import DiffusionReceiver
 
-    rx = link.receiver
-    if not isinstance(rx, DiffusionReceiver):
+    if not isinstance(link, AnalogLink) or not isinstance(link.receiver, DiffusionReceiver):
         raise ValueError(f"scheme {link.name!r} has no diffusion receiver to perturb")
+    rx = link.receiver
     codec = link.codec
     if rx.stop_snr_db is not None or rx.skip_snr_db is not None or getattr(codec, "dm_side", False):
         # t* and alpha act on the whole reverse process; a receiver that stops at or skips
@@ -276,9 +279,9 @@ def _codec_option(label: str) -> str | None:
 
 
 def ood_experiment(
-    schemes: Sequence[tuple[RunKey, object]],
+    schemes: Sequence[tuple[RunKey, Scheme]],
     test_sets: dict[str, Sequence[Tensor]],
-    channel,
+    channel: Channel,
     snrs: Sequence[float],
     *,
     seed: int = 0,

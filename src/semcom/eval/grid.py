@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,7 +56,9 @@ def make_grid(
     pad, header_h, line_h = 6, 22, 15
     # the label column fits the widest label (a long one was covered by the first tile)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    widest = max((measure.multiline_textbbox((0, 0), r[0], font=font)[2] for r in rows), default=0)
+    # Pillow types text boxes as floats (whole pixels here: left-aligned at (0, 0))
+    boxes = (measure.multiline_textbbox((0, 0), r[0], font=font) for r in rows)
+    widest = math.ceil(max((box[2] for box in boxes), default=0))
     label_w = max(110, widest + 2 * pad)
     n_cols = len(col_headers)
     heights = []

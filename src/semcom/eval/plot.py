@@ -272,7 +272,7 @@ def plot_results(
             kw = {"color": colors[k % len(colors)], "marker": markers[k % len(markers)],
                   "label": label, "ms": 4}  # fmt: skip
             per = per_snr(run, per_image_key(m)) if ci is not None else {}
-            if per:
+            if ci is not None and per:
                 lo, hi = [], []
                 for x, y in zip(xs, vals, strict=True):
                     low, high, hw = metric_interval(per[x], m, ci) if x in per else (y, y, 0.0)

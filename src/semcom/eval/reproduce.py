@@ -63,7 +63,9 @@ def recorded_eval_commands(doc: dict, name: str) -> list[tuple[str, list[str]]]:
     ``ValueError`` naming the file when one is not an ``eval`` command."""
     from ..devices import command_args
 
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    meta = doc.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
     sources = meta.get("sources")
     if isinstance(sources, list):
         out = []

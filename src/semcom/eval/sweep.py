@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,9 +229,12 @@ def summarize(
 
 def _check_evaluate_args(schemes, images, snrs) -> None:
     """One ``TypeError`` naming the expected form for what :func:`evaluate` cannot iterate
-    (a bare scheme, an image tensor, a scalar SNR), instead of an unpacking error later."""
+    (a bare scheme, an image tensor, a scalar SNR), instead of an unpacking error later;
+    ``ValueError`` for no SNR at all (no row could be written)."""
     if isinstance(snrs, int | float) or (isinstance(snrs, torch.Tensor) and snrs.dim() == 0):
         raise TypeError(f"snrs must be a list of SNRs in dB, got the number {float(snrs)}")
+    if len(snrs) == 0:
+        raise ValueError("snrs is empty: give at least one SNR (dB)")
     if isinstance(images, torch.Tensor):
         raise TypeError(
             "images must be (index, name, tensor) triples, e.g. "
@@ -251,7 +254,7 @@ def evaluate(
     channel: Channel,
     snrs: Sequence[float],
     *,
-    load=None,
+    load: Callable[[int], torch.Tensor] | None = None,
     seed: int = 0,
     metrics: Sequence[str] = DEFAULT_METRICS,
     device: str | torch.device = "cpu",
@@ -294,6 +297,12 @@ def evaluate(
         for key, scheme in schemes
         if not store.has(key.label, idx, name)
     ]
+    lazy = [idx for idx, _, img, _, _ in todo if img is None]
+    if lazy and load is None:
+        raise TypeError(
+            f"image {lazy[0]!r} is given as None (loaded lazily): pass load=, a function of "
+            "the image index returning its [3, H, W] tensor"
+        )
     done = len(images) * len(schemes) - len(todo)
     moved = sum(store.has(key.label, idx) for idx, _, _, key, _ in todo)
     if moved and progress:  # their rows are replaced as they are computed again
@@ -321,6 +330,7 @@ def evaluate(
     noted: set[str] = set()  # runs whose pilots were remarked on
     for idx, name, img, key, scheme in todo:
         if img is None:
+            assert load is not None  # _check_evaluate_args
             if idx not in cache:
                 cache.clear()
                 cache[idx] = load(idx)
@@ -402,7 +412,7 @@ def results_document(
         ds["crop"] = crop
     if spread:
         ds["spread"] = True
-    ch = {"name": channel.name, "csi": channel.csi}
+    ch: dict[str, object] = {"name": channel.name, "csi": channel.csi}
     if channel.csi == "estimated":
         ch["pilots"] = channel.pilots
     if channel.model == "rayleigh-fast":

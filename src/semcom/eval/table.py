@@ -9,7 +9,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,7 @@ METRIC_NAMES = {
 }
 
 #: which value of a column is best (``--best``): the highest, the lowest, or nearest to 0
-BEST = {
+BEST: dict[str, Callable[[Iterable[float]], float]] = {
     "psnr": max,
     "ssim": max,
     "ms_ssim": max,
@@ -142,7 +142,9 @@ def table_rows(
             values = [math.nan if by_snr.get(s) is None else float(by_snr[s]) for s in columns]
             per = per_snr(run, per_image_key(m)) if ci is not None else {}
             bounds = [
-                metric_interval(per[s], m, ci) if per and s in per and not math.isnan(v) else None
+                metric_interval(per[s], m, ci)
+                if ci is not None and s in per and not math.isnan(v)
+                else None
                 for s, v in zip(columns, values, strict=True)
             ]
             scheme = names.get(id(run), run["scheme"])

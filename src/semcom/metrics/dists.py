@@ -137,7 +137,8 @@ class DISTS(nn.Module):
         self.eval()
         self.requires_grad_(False)
         # the VGG convolutions and the depthwise L2 pooling run faster on a CPU channels-last
-        self.to(memory_format=torch.channels_last)
+        # torch types Module.to without its memory_format keyword (it takes it at run time)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def features(self, x: Tensor) -> list[Tensor]:
         """The six compared stages for ``x`` ``[N,3,H,W]`` in ``[0,1]``: raw image + 5 VGG maps."""
@@ -151,8 +152,8 @@ class DISTS(nn.Module):
         nx = 1 if shared_reference(x) else b  # one reference for the batch: its features once
         dtype = self.mean.dtype
         feats = self.features(torch.cat([x[:nx], y], dim=0).to(dtype))
-        alphas = torch.split(self.alpha, DISTS_CHANNELS, dim=1)
-        betas = torch.split(self.beta, DISTS_CHANNELS, dim=1)
+        alphas = torch.split(self.alpha, list(DISTS_CHANNELS), dim=1)
+        betas = torch.split(self.beta, list(DISTS_CHANNELS), dim=1)
         sim = x.new_zeros(b, dtype=dtype)
         for f, a, be in zip(feats, alphas, betas, strict=True):
             fx, fy = f[:nx], f[nx:]

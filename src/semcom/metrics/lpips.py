@@ -191,7 +191,8 @@ class LPIPS(nn.Module):
         self.eval()
         self.requires_grad_(False)
         # the trunk (convolutions, max-pooling) runs ~1.2x faster on a CPU channels-last
-        self.to(memory_format=torch.channels_last)
+        # torch types Module.to without its memory_format keyword (it takes it at run time)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """LPIPS distance per image; ``x, y``: ``[B,3,H,W]`` in ``[0,1]`` -> ``[B]``."""

@@ -175,4 +175,5 @@ def ssim_and_ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> tuple[Ten
             assert s is not None
             terms.append(torch.relu(s))
     stacked = torch.stack(terms, dim=0)  # [L, B, C]
+    assert first is not None  # levels >= 1: set at the first scale
     return first, torch.prod(stacked ** w.view(-1, 1, 1), dim=0).mean(1)

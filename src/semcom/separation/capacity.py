@@ -24,7 +24,7 @@ import time
 import torch
 from torch import Tensor
 
-from ..channels import CBRReport, Channel, as_snr_tensor
+from ..channels import CBRReport, Channel, ChannelState, as_snr_tensor
 from ..link import Transmission, check_send
 from .common import DEFAULT_CBR, budget_report, fallback_for
 from .source import EncoderCache, decode_tensor, get_format, to_uint8_hwc
@@ -37,7 +37,7 @@ def sample_fading(
     snr_db: Tensor,
     generator: torch.Generator | None,
     device: torch.device,
-):
+) -> ChannelState:
     """Draw the channel realisation for ``n_data`` symbols per image as an analog scheme would.
 
     Returns the :class:`~semcom.channels.ChannelState` (``h`` [B, 1] or [B, n_data]).
@@ -50,7 +50,7 @@ def sample_fading(
     return state
 
 
-def capacity_bits(state, n_data: int) -> Tensor:
+def capacity_bits(state: ChannelState, n_data: int) -> Tensor:
     """Bits per image deliverable at capacity: ``sum_k log2(1 + |h_k|^2 / N0)``, [B] float64.
 
     ``N0 = 0`` (SNR = +inf) gives ``inf``.
@@ -122,7 +122,9 @@ class CapacityScheme:
         budget = capacity_bits(state, report.data_symbols).floor().cpu()
         secs["channel"] = time.perf_counter() - t0
         fallback = fallback_for(self.fallback_image, h, w)
-        out, qualities, file_bits = [], [], []
+        out: list[Tensor] = []
+        qualities: list[int | None] = []  # None: the fallback image
+        file_bits: list[int] = []
         t_enc = t_dec = 0.0
         for i in range(b):
             t0 = time.perf_counter()

@@ -423,7 +423,9 @@ class LDPCScheme:
         candidates_mcs = self.mcs_table if self.mcs is None else (self.mcs,)
         layouts = [(m, layout(n_data, m, self.block_length)) for m in candidates_mcs]
         out: list[Tensor] = []
-        info_mcs, info_q, info_bits = [], [], []
+        info_mcs: list[str | None] = []  # None: the fallback image
+        info_q: list[int | None] = []
+        info_bits: list[int] = []
         block_errors = codewords = trials = 0
         for i in range(b):
             t0 = time.perf_counter()
@@ -457,6 +459,7 @@ class LDPCScheme:
                 block_errors += r.block_errors
                 codewords += r.codewords
                 if r.ok:
+                    assert r.decoded is not None  # ok: the file came through
                     chosen = (m, q, r.decoded)
                     break
             t0 = time.perf_counter()

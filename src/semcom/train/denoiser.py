@@ -124,12 +124,14 @@ def default_encode_snrs(codec: str, model: Codec, ref: str | None = None) -> lis
     from ..zoo import codec_snr_train
     from .jscc import parse_snr_train
 
-    lo_f, hi_f = parse_snr_train(codec_snr_train(codec, model.cbr, ref))
+    # an SNR-adaptive codec is a JSCC one: torch types its .cbr (undeclared on Codec) as a
+    # Tensor | Module attribute
+    lo_f, hi_f = parse_snr_train(codec_snr_train(codec, model.cbr, ref))  # type: ignore[arg-type]
     n = math.floor((hi_f - lo_f) / 5.0 + 1e-9) + 1
     return [lo_f + 5.0 * i for i in range(n)] + ([hi_f] if lo_f + 5.0 * (n - 1) < hi_f else [])
 
 
-def codec_for(name: str, cbr: str | None, device: str = "cpu", ref: str | None = None):
+def codec_for(name: str, cbr: str | None, device: str = "cpu", ref: str | None = None) -> Codec:
     """The frozen codec whose latents the denoiser models: the shipped ``name`` at ``cbr``,
     or the checkpoint ``ref`` (zoo name, run folder, file) of a JSCC codec."""
     if name == "vae":

@@ -254,7 +254,8 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device) -> tor
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()  # noqa: NPY002
+    np_state = np.random.get_state(legacy=True)  # noqa: NPY002 (the default, said for the types)
+    assert isinstance(np_state, tuple)  # the global RNG is an MT19937: its legacy tuple
     py_state = random.getstate()
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -499,7 +500,8 @@ class Trainer:
         self.out = Path(cfg.out)
         # the card's command is the one that started the run; each --resume is added to
         # ``resumed_with`` (so a chained zoo command replays the run, not its last resume)
-        self._command, self._resumes = cfg.command, []
+        self._command = cfg.command
+        self._resumes: list[str] = []
         self._setup_hours = 0.0  # model and data built before training (card: setup_hours)
         self._lock: OutputLock | None = None  # held on OUT/.lock while training
         self._saved_step: int | None = None  # step of the last checkpoint in ``out``
@@ -532,7 +534,10 @@ class Trainer:
     def _card(self, progress: _Progress) -> dict[str, Any]:
         cfg = asdict(self.cfg)
         task_cfg = self.task.config
-        task_cfg = asdict(task_cfg) if dataclasses.is_dataclass(task_cfg) else dict(task_cfg)
+        if dataclasses.is_dataclass(task_cfg) and not isinstance(task_cfg, type):
+            task_cfg = asdict(task_cfg)
+        else:
+            task_cfg = dict(task_cfg)
         last = progress.history[-1]["metrics"] if progress.history else {}
         card: dict[str, Any] = {
             "format": "semcom-run-v1",
@@ -750,12 +755,13 @@ class Trainer:
         task.model_metadata(model)  # a model the task cannot describe fails now, not when saved
         train_ds = task.train_dataset()
         val_ds = task.val_dataset()
-        sampler = ResumableSampler(len(train_ds), self.world, self.rank, cfg.seed)
+        n_train = len(train_ds)  # type: ignore[arg-type]  # torch's Dataset declares no __len__
+        sampler = ResumableSampler(n_train, self.world, self.rank, cfg.seed)
         steps_per_epoch = len(sampler) // cfg.batch_size
         if steps_per_epoch < 1:
             raise ValueError(
                 f"batch size {cfg.batch_size} x {self.world} process(es) is larger than the "
-                f"training set ({len(train_ds)} items)"
+                f"training set ({n_train} items)"
             )
         total_steps = steps_per_epoch * cfg.epochs
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -19,7 +19,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,10 @@ from ..data import (
 )
 from ..fingerprint import codec_fingerprint
 from .engine import warn_if_validating_on_training_data
+
+if TYPE_CHECKING:
+    from ..diffusion.samplers import DiffusionReceiver
+    from ..link import Receiver
 
 
 def parse_snr_train(text: str | float) -> tuple[float, float]:
@@ -224,7 +228,7 @@ class JSCCTask:
         self.config = config
         self.channel = Channel(config.channel, csi=config.csi)
         self._split: tuple[Dataset, Dataset | None] | None = None
-        self.receiver = None  # the frozen diffusion receiver of a --behind-dm run
+        self.receiver: DiffusionReceiver | None = None  # the frozen receiver of a --behind-dm run
         self.init_info: dict[str, Any] = {}
         #: the run folder being resumed (set by the trainer): its checkpoint holds every weight
         self.resume_from: Path | None = None
@@ -284,10 +288,12 @@ class JSCCTask:
             )
         return model
 
-    def _receiver_on(self, device: torch.device):
+    def _receiver_on(self, device: torch.device) -> DiffusionReceiver | None:
         """The frozen receiver, moved to ``device`` (None for a plain run)."""
         if self.receiver is not None:
-            self.receiver.denoise.to(device)
+            den = self.receiver.denoise
+            assert isinstance(den, nn.Module)  # dm_receiver's: a loaded LatentUNet
+            den.to(device)
         return self.receiver
 
     def model_metadata(self, model: nn.Module) -> dict[str, str]:
@@ -333,7 +339,7 @@ class JSCCTask:
         if cfg.repeats > 1:
             train_part = RepeatedCrops(train_part, cfg.repeats)
         if val is not None and cfg.val_limit is not None:
-            n = len(val)  # type: ignore[arg-type]
+            n = len(val)
             val = Subset(val, list(range(min(n, cfg.val_limit))))
         if val is not None and val_crop is None:
             check_batchable(val, val_name if frac is None else f"{cfg.data} (held out)")
@@ -449,7 +455,7 @@ def evaluate_codec(
     channel: Channel,
     snrs: list[float],
     seed: int = 0,
-    receiver=None,
+    receiver: Receiver | None = None,
 ) -> dict[str, float]:
     """Mean per-image PSNR (8-bit, dB) of ``codec`` through :class:`~semcom.link.AnalogLink`
     (with ``receiver``, default LMMSE) on ``[B, 3, H, W]`` batches in [0, 1] at ``snrs`` (dB).

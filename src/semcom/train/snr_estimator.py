@@ -58,8 +58,10 @@ class SNREstimatorTask(DenoiserTask):
     """:class:`semcom.train.engine.Task` training an :class:`SNREstimator` on clean latents."""
 
     name = "snr-estimator"
+    # its own config: the DenoiserTask paths it shares read LatentTaskConfig's fields only
+    config: SNREstimatorTaskConfig  # type: ignore[assignment]
 
-    def __init__(self, config: SNREstimatorTaskConfig) -> None:  # type: ignore[override]
+    def __init__(self, config: SNREstimatorTaskConfig) -> None:
         super().__init__(config)  # type: ignore[arg-type]
         if config.draws < 1:
             raise ValueError(f"--draws must be >= 1, got {config.draws}")
@@ -158,7 +160,8 @@ class SNREstimatorTask(DenoiserTask):
         feats, targets = self._bank
         return list(zip(feats, targets, strict=True))  # type: ignore[return-value]
 
-    def collate(self, items: list) -> Tensor | tuple[Tensor, Tensor]:
+    # a calibration batch is a pair (features, targets): unlike the denoiser's, not a Tensor
+    def collate(self, items: list) -> Tensor | tuple[Tensor, Tensor]:  # type: ignore[override]
         """Crops -> ``[B, C, crop, crop]``; bank pairs -> ``([B, n_features], [B])``."""
         if not self.config.calibrate:
             return torch.stack(items)

@@ -33,13 +33,16 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..fingerprint import codec_fingerprint
 from ..locking import OutputLock
 from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes, json_text
+
+if TYPE_CHECKING:
+    from ..codecs.jscc import DeepJSCC
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
@@ -331,7 +334,7 @@ def load_codec(
     channel: str | None = None,
     zoo_dir: str | Path | None = None,
     ref: str | Path | None = None,
-):
+) -> DeepJSCC:
     """Load the ``model`` codec (``deepjscc`` | ``adjscc``) in eval mode: the shipped one for
     ``cbr``, or ``ref`` (a zoo name, a run folder or a ``.safetensors`` file; ``cbr``, when
     given, must then be the checkpoint's: ValueError naming both otherwise). ValueError too
@@ -456,10 +459,9 @@ def export_to_zoo(
         from ..data import collate_images, get_dataset
         from ..train.jscc import evaluate_codec
 
-        ds = get_dataset(test_data)
-        n_total = len(ds)
-        if test_limit is not None:
-            ds = Subset(ds, list(range(min(test_limit, len(ds)))))
+        full = get_dataset(test_data)
+        n_total = len(full)
+        ds = full if test_limit is None else Subset(full, list(range(min(test_limit, n_total))))
         same_size = test_data.startswith("cifar")
         loader = DataLoader(
             ds, batch_size=batch_size if same_size else 1, collate_fn=collate_images
