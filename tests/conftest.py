@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI stays reproducible: a red run is a
+# bug, not a lucky draw); `HYPOTHESIS_PROFILE=explore pytest ...` draws new ones on each run.
+settings.register_profile("semcom", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "semcom"))
 
 
 def _root(var: str) -> Path:

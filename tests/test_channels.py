@@ -506,6 +506,38 @@ def test_snr_below_the_limit_or_complex_is_refused():
             as_snr_tensor(bad, 2)
 
 
+def test_snr_of_bools_or_complex_numbers_is_one_value_error_in_every_form():
+    """``True`` was sent at 1 dB (a bool tensor was refused), a complex NumPy array lost its
+    imaginary part with only a warning, a complex number was a TypeError (a complex tensor a
+    ValueError): one ValueError naming snr_db for each, also through a channel."""
+    import numpy as np
+
+    from semcom.channels.models import as_snr_tensor
+
+    for bad in (True, np.bool_(False), [0.0, True], np.array([True, False]), torch.tensor(True),
+                1 + 2j, [0.0, 1j], np.array([1 + 2j]), torch.tensor([1 + 2j])):  # fmt: skip
+        with pytest.raises(ValueError, match="snr_db must hold real numbers of dB, not"):
+            as_snr_tensor(bad, 2)
+    z = pack(torch.randn(2, 8)).z
+    with pytest.raises(ValueError, match="snr_db must hold real numbers of dB, not bools"):
+        Channel("awgn")(z, True, torch.Generator().manual_seed(0))
+    # numbers of any real kind pass as before, in float64
+    for good in (3, 3.0, np.float32(3.0), np.array([3, 3]), [3, 3.0], torch.tensor(3)):
+        assert as_snr_tensor(good, 2).tolist() == [3.0, 3.0]
+
+
+def test_channel_counts_refuse_strings_with_a_type_error():
+    """A string where the pilot count goes is not a number (TypeError, as snr_db's), a bool
+    or a float is a wrong value (ValueError), each naming the option."""
+    with pytest.raises(TypeError, match=r"pilots must be an integer >= 1, got str '16'"):
+        Channel("awgn", "estimated", pilots="16")
+    with pytest.raises(TypeError, match="coherence must be an integer >= 1, got NoneType"):
+        Channel("rayleigh-fast", coherence=None)
+    for bad in (True, 2.0, 0):
+        with pytest.raises(ValueError, match="pilots must be an integer >= 1"):
+            Channel("awgn", "estimated", pilots=bad)
+
+
 def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():
     import semcom
     from semcom.channels import pack

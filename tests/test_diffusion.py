@@ -1275,6 +1275,9 @@ def test_scaled_input_has_the_training_coefficients(snr_db, p0, p_y, rule):
     assert float(m.alpha) ** 2 * p_y == pytest.approx(c_sig**2 * p0 + c_noise**2, rel=1e-12)
     if rule == "vp":  # integer step: energy-matched only
         return
+    if bool(m.clamped):  # beyond the schedule's ends (t* = 0: skipped): energy-matched only
+        assert bool(m.skip) or bool(m.start_from_noise)
+        return
     a = float(match(k, rule, p0=p0).alpha)
     assert a * math.sqrt(1 - d) == pytest.approx(c_sig * math.sqrt(p0), rel=1e-9)
     assert a * math.sqrt(d) == pytest.approx(c_noise, rel=1e-9)
@@ -1436,3 +1439,57 @@ def test_oracle_stopped_receiver_is_the_lmmse_at_the_stop_snr(snr_db, stop_db, s
     want = torch.where(below.view(b, 1, 1, 1), want, (1 - d).sqrt() * ft)
     assert torch.allclose(res.f_hat, want, atol=1e-9)
     assert res.info["n_skip"] == int((~below).sum())
+
+
+def test_argument_checks_give_one_exception_type_per_kind_of_bad_input():
+    """A string or None where numbers go: a TypeError naming the argument everywhere (steps
+    and T said ValueError; p0, t_factor and tau raised Python's "'>' not supported between
+    instances of 'str' and 'int'", naming nothing; a DiffusionReceiver took any p0 or t_factor
+    until its first call); a bool or a complex number: a ValueError naming it (p0=True, a
+    linear SNR or noise level of True were taken as 1; complex numbers were a TypeError)."""
+    den = gaussian_mmse(1.0)
+    _, _, ft = received(2, (2, 4, 4), torch.tensor(0.3), 0)
+    d = torch.full((2,), 0.3, dtype=F64)
+    checks = {
+        "steps": [lambda v: DiffusionReceiver(den, steps=v),
+                  lambda v: diffusion_receive(ft, d, den, steps=v),
+                  lambda v: continuous_grid(torch.tensor([0.5]), v)],
+        "fading_samples": [lambda v: DiffusionReceiver(den, fading_samples=v)],
+        "T": [lambda v: DDPMSchedule(T=v)],
+        "p0": [lambda v: DiffusionReceiver(den, p0=v),  # at construction, as steps
+               lambda v: diffusion_receive(ft, d, den, p0=v),
+               lambda v: target_level(1.0, p0=v), lambda v: ddm_t_from_snr(1.0, p0=v)],
+        "t_factor": [lambda v: DiffusionReceiver(den, t_factor=v),
+                     lambda v: diffusion_receive(ft, d, den, t_factor=v)],
+        "alpha_factor": [lambda v: DiffusionReceiver(den, alpha_factor=v)],
+        "level_eps": [lambda v: DiffusionReceiver(den, level_eps=v),
+                      lambda v: match(1.0, "continuous", level_eps=v)],
+        "stop_snr_db": [lambda v: DiffusionReceiver(den, stop_snr_db=v)],
+        "skip_snr_db": [lambda v: DiffusionReceiver(den, skip_snr_db=v)],
+        "tau": [lambda v: SigmoidSchedule(tau=v)],
+        "end": [lambda v: SigmoidSchedule(end=v)],
+        "snr": [lambda v: match(v, "continuous"), lambda v: target_level(v)],
+        "d": [lambda v: diffusion_receive(ft, v, den)],
+    }  # fmt: skip
+    for name, calls in checks.items():
+        for call in calls:
+            for bad in ("2", None):
+                if bad is None and name.endswith("snr_db"):
+                    continue  # None: no stop / skip
+                with pytest.raises(TypeError, match=rf"^{name} must be"):
+                    call(bad)
+            for bad in (True, np.bool_(True), 1 + 0j):
+                with pytest.raises(ValueError, match=rf"^{name} must "):
+                    call(bad)
+    # each number check refuses out-of-range values at construction too, naming the option
+    for kw, msg in (({"p0": 0.0}, "p0 must be > 0"), ({"t_factor": -1.0}, "t_factor must be >= 0"),
+                    ({"alpha_factor": 0}, "alpha_factor must be > 0"),
+                    ({"level_eps": math.nan}, r"level_eps must be in \[0, 0\.5\)"),
+                    ({"level_eps": 0.5}, "level_eps must be in"),
+                    ({"skip_snr_db": math.nan}, "skip_snr_db must be a number of dB")):  # fmt: skip
+        with pytest.raises(ValueError, match=msg):
+            DiffusionReceiver(den, **kw)
+    # real numbers of every kind pass as before
+    assert DiffusionReceiver(den, p0=np.float32(2.0), t_factor=1, stop_snr_db=np.int64(5)).p0 == 2
+    assert float(target_level(1.0, p0=torch.tensor(1.0))) == 0.5
+    assert SigmoidSchedule(tau=np.float64(0.5)).tau == 0.5

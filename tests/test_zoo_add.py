@@ -423,3 +423,21 @@ def test_latent_model_lineage_hours_add_up(tmp_path):
     assert (card["hours"], card["stage_hours"]) == (3.25, 0.75)
     assert card["continued_from"]["hours"] == 2.5
     assert card["command"] == "semcom train a && semcom train b"
+
+
+def test_refused_add_leaves_no_new_zoo_folder(tmp_path, capsys):
+    """The lock file went into the zoo folder before the run was checked: a refused add to a
+    fresh --zoo-dir (a run of another task, an unfinished one, a denoiser with --test-data)
+    left that folder (and its missing parents) behind, empty; a folder that was there stays."""
+    run = tmp_path / "r"
+    run.mkdir()
+    zoo = tmp_path / "new" / "zoo"
+    for card, extra in (({"task": "eval"}, []), ({"task": "denoiser"}, ["--test-data", "kodak"])):
+        (run / "card.json").write_text(json.dumps(card))
+        assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo), *extra]) == 2
+        assert "error" in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
+    zoo.mkdir(parents=True)
+    assert semcom_main(["zoo", "add", str(run), "x", "--zoo-dir", str(zoo), "--test-data",
+                        "kodak"]) == 2  # fmt: skip
+    assert zoo.is_dir() and not any(zoo.iterdir())

@@ -17,14 +17,14 @@ stay fast.
 from __future__ import annotations
 
 import math
-import numbers
-import reprlib
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .._checks import check_count, real_tensor
 
 CHANNELS = ("awgn", "rayleigh-slow", "rayleigh-fast")
 CSI_MODES = ("perfect", "estimated")
@@ -37,6 +37,7 @@ class _SeededMixin:
 
     @property
     def torch_rng(self) -> torch.Generator:  # overrides sionna.phy.Object.torch_rng
+        """The generator set for this call (``RuntimeError`` when none is)."""
         if self._generator is None:
             raise RuntimeError("internal: generator not set before calling the Sionna block")
         return self._generator
@@ -68,18 +69,12 @@ SNR_LIMIT_DB = 150.0
 def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None) -> Tensor:
     """Broadcast an SNR (scalar, list or [B] tensor, dB) to a float64 [B] tensor.
 
-    ``ValueError`` for NaN, -inf, values below ``-SNR_LIMIT_DB``, a complex or bool tensor or
-    a length other than ``batch``; ``TypeError`` for what is not real numbers (e.g. the
-    string ``"0"``, a complex number, None)."""
-    if isinstance(snr_db, Tensor) and (snr_db.is_complex() or snr_db.dtype == torch.bool):
-        raise ValueError(f"snr_db must hold real numbers of dB, got {snr_db.dtype}")
-    try:
-        t = torch.as_tensor(snr_db, dtype=torch.float64, device=device).reshape(-1)
-    except (TypeError, ValueError) as e:  # a str, None, a ragged list, ...
-        raise TypeError(
-            f"snr_db must be numbers of dB (a float, a list or a [B] tensor), got "
-            f"{type(snr_db).__name__} {reprlib.repr(snr_db)}"
-        ) from e
+    ``ValueError`` for NaN, -inf, values below ``-SNR_LIMIT_DB``, bools or complex numbers
+    (a Python number, a list, an array or a tensor alike) or a length other than ``batch``;
+    ``TypeError`` for what is not numbers (e.g. the string ``"0"``, None)."""
+    t = real_tensor(
+        snr_db, "snr_db", "numbers of dB", "a float, a list or a [B] tensor", device=device
+    ).reshape(-1)
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:
@@ -176,10 +171,7 @@ class Channel:
             )
         if pilots is None:
             pilots = 1 if name == "rayleigh-fast" else 16
-        for what, n in (("pilots", pilots), ("coherence", coherence)):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-                raise ValueError(f"{what} must be an integer >= 1, got {n!r}")
-        pilots, coherence = int(pilots), int(coherence)
+        pilots, coherence = check_count(pilots, "pilots"), check_count(coherence, "coherence")
         self.name, self.csi, self.pilots, self.coherence = name, csi, pilots, coherence
         #: the built-in model (one of :data:`CHANNELS`) run: ``name`` unless a subclass
         #: relabels itself; its fading blocks, pilots and CSI estimation follow it

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 def cmd_experiment_perturb(args: argparse.Namespace) -> int:
+    """``semcom experiment perturb``: the t*/alpha mismatch study (paper A §V-D) -> ``--out``
+    JSON + figure; returns the exit status."""
     with _output_lock(args.out):  # one semcom process at a time writes --out
         return _perturb(args)
 
@@ -81,6 +83,8 @@ def _perturb(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_ood(args: argparse.Namespace) -> int:
+    """``semcom experiment ood``: the schemes on an in- and an out-of-distribution set
+    (paper A §V-C) -> ``--out`` JSON + figure; returns the exit status."""
     with _output_lock(args.out):  # one semcom process at a time writes --out
         return _ood(args)
 

@@ -8,6 +8,7 @@ from ..channels import format_cbr
 
 
 def cmd_schemes(args: argparse.Namespace) -> int:
+    """``semcom schemes``: print each scheme, its CBRs and what it is; returns 0."""
     from ..eval.text import aligned
     from ..schemes import list_schemes
 
@@ -21,6 +22,7 @@ def cmd_schemes(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    """``semcom datasets``: print each named data set and what it is; returns 0."""
     from ..data import list_datasets
 
     for name, desc in list_datasets().items():

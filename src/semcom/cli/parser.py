@@ -30,6 +30,7 @@ from .transmit import cmd_demo, cmd_transmit
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``semcom`` argument parser with every subcommand (each sets ``func``)."""
     from ..eval.plot import LEGENDS, METRIC_LABELS
     from ..eval.reproduce import TOLERANCE, TOLERANCE_DB
     from ..eval.table import FORMATS

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..devices import command_args, without_options
 from ..paths import MissingResourceError, atomic_path, atomic_write_json
 from .args import EXIT_USAGE, CLIError
-from .outputs import _is_figure, _is_results, _recorded_command, _replaceable
+from .outputs import _command_of, _is_figure, _is_results, _replaceable
 
 
 def _run_recorded(
@@ -76,15 +76,16 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     sources' of a merged file), compare and print; True when all is within the tolerances."""
     import tempfile
 
-    from ..eval.plot import load_results
+    from ..eval.plot import load_results, read_json, results_of
     from ..eval.reproduce import compare_results, recorded_eval_commands, weight_changes
     from .parser import build_parser  # (which imports this module)
 
-    command = _recorded_command(Path(name))
+    doc = read_json(name)  # read and parsed once (a file of per-image values may be large)
+    command = _command_of(doc)
     words = command_args(command) if command else None
-    if words and words[0] == "experiment":
-        return _reproduce_experiment(name, words, args)
-    stored = load_results(name)
+    if words and words[0] == "experiment" and isinstance(doc, dict):  # (a dict: it has one)
+        return _reproduce_experiment(name, words, args, doc)
+    stored = results_of(doc, name)
     commands = recorded_eval_commands(stored, name)
     if args.limit is not None:  # a subset compares per image: runs without them are left out
         whole = [r for r in stored["runs"] if not r.get("per_image")]
@@ -118,10 +119,12 @@ def _reproduce_one(name: str, args: argparse.Namespace) -> bool:
     return _verdict(name, checks, changes)
 
 
-def _reproduce_experiment(name: str, recorded: list[str], args: argparse.Namespace) -> bool:
-    """Re-run the ``semcom experiment`` results file ``name`` records (whole: its numbers are
-    means over its images), compare every number and print; True when all are within the
-    tolerances."""
+def _reproduce_experiment(
+    name: str, recorded: list[str], args: argparse.Namespace, stored: dict
+) -> bool:
+    """Re-run the ``semcom experiment`` results file ``name`` (its JSON ``stored``) records
+    (whole: its numbers are means over its images), compare every number and print; True when
+    all are within the tolerances."""
     import tempfile
 
     from ..eval.reproduce import compare_documents
@@ -131,7 +134,6 @@ def _reproduce_experiment(name: str, recorded: list[str], args: argparse.Namespa
         raise CLIError(
             f"{name} holds an experiment's means over its images: reproduce it whole (no --limit)"
         )
-    stored = json.loads(Path(name).read_text())
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep or tmp) / Path(name).name
@@ -144,6 +146,8 @@ def _reproduce_experiment(name: str, recorded: list[str], args: argparse.Namespa
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``semcom reproduce FILE...``: re-run and compare each file; returns 0 (all
+    reproduced), 1 (one differs) or the usage status (one could not be re-run)."""
     for flag, value in (("--tolerance-db", args.tolerance_db), ("--tolerance", args.tolerance)):
         if not value >= 0:  # NaN too
             raise CLIError(f"{flag} must be >= 0, got {value}")
@@ -168,6 +172,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    """``semcom merge A B --out C``: merge sweeps of one data set, channel and seed; 0."""
     from ..eval.plot import load_results
     from ..eval.sweep import merge_results
 
@@ -179,6 +184,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    """``semcom table FILE...``: the runs as a table (Markdown, CSV or LaTeX), printed or
+    written to ``--out``; returns 0."""
     from ..eval.table import SUFFIX_FORMATS, results_table
 
     out = None
@@ -220,6 +227,8 @@ def _labels(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``semcom compare FILE... --scheme A --against B``: paired comparison per SNR;
+    returns 0."""
     from ..eval.plot import load_results
     from ..eval.stats import compare_runs, comparison_table, find_runs, run_label
     from ..eval.sweep import check_mergeable
@@ -268,6 +277,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """``semcom plot FILE... --out fig.png``: every run against the SNR; returns 0."""
     from ..eval.plot import FIGURE_FORMATS, plot_results
 
     if Path(args.out).suffix.lower() not in FIGURE_FORMATS:

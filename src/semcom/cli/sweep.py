@@ -46,6 +46,8 @@ def _partial_file(out: Path, rank: int, world: int) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``semcom eval``: the SNR sweep of each scheme on a data set -> ``--out`` results
+    JSON (resumable, sharded under ``torchrun``); returns the exit status."""
     if args.spread and args.limit is None:
         raise CLIError("--spread spreads --limit N images over the data set: give --limit")
     rank, world, device = _eval_ranks(parse_device(args.device))
@@ -188,6 +190,8 @@ def _eval(args: argparse.Namespace, rank: int, world: int, device: torch.device)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``semcom bench``: seconds per image of each stage, as a table or ``--json``;
+    returns the exit status."""
     device = parse_device(args.device)
     to_stdout = args.json == "-"  # --json alone: JSON instead of the table, as transmit's
     if args.json and not to_stdout:

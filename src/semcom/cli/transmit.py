@@ -159,6 +159,8 @@ def _is_gray(x: torch.Tensor) -> bool:
 
 
 def cmd_transmit(args: argparse.Namespace) -> int:
+    """``semcom transmit IMG...``: reconstructions, a grid and a metrics table in
+    ``--out``; returns 0."""
     from ..data.io import is_transparent, load_image
 
     snrs = _snr_list(args)
@@ -216,6 +218,8 @@ DEMO_CBR = "1/16"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``semcom demo``: the sample photos through the best available schemes ->
+    ``./semcom-demo/``; returns 0."""
     from ..data import get_dataset
     from ..schemes import fixed_cbr, get_scheme
 

@@ -236,6 +236,8 @@ class DeepJSCC(Codec):
         return cfg
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(c, ceil(height/4), ceil(width/4))``: the latent of an image of ``height`` x
+        ``width`` pixels (``c`` channels, set by the CBR)."""
         return (self.c, math.ceil(height / DOWNSAMPLE), math.ceil(width / DOWNSAMPLE))
 
     def _encode(self, x: Tensor, snr_db: Tensor | None) -> Tensor:

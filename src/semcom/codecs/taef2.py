@@ -51,6 +51,7 @@ class Clamp(nn.Module):
     """Soft clamp of the latent to (-3, 3): ``tanh(x / 3) * 3``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` any shape, float -> ``3 tanh(x / 3)``, same shape, in (-3, 3)."""
         return torch.tanh(x / 3) * 3
 
 
@@ -78,6 +79,8 @@ class Block(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` [B, n, h, w] -> ``relu(conv(x) + x)`` [B, n, h, w] (after ``x + pool(x)``
+        with ``pool``)."""
         if self.pool is not None:
             x = self.pool(x).add_(x)  # x + pool(x)
         return torch.relu_(self.conv(x).add_(x))  # relu(conv(x) + x)
@@ -181,6 +184,8 @@ class TAEF2Codec(Codec):
         return self.decoder(latent.contiguous(memory_format=self.layout)).contiguous()
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(32, ceil(height/8), ceil(width/8))``: the latent of an image of ``height`` x
+        ``width`` pixels."""
         return (LATENT_CHANNELS, math.ceil(height / 8), math.ceil(width / 8))
 
 

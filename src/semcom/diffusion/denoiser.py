@@ -89,6 +89,8 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """``x`` [B, c_in, h, w], ``emb`` the level embedding [B, emb_dim] -> [B, c_out, h, w]
+        (``skip(x)`` plus the residual branch)."""
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.film(emb).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift

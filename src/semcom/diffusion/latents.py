@@ -97,6 +97,8 @@ class LatentCrops(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch``'s random crops (the crops are drawn from ``(seed, epoch,
+        index)``; the training loop calls it before each epoch)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:

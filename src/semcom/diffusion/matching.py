@@ -34,6 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .._checks import check_real, real_tensor
 from .schedules import DDMSchedule, DDPMSchedule, SigmoidSchedule, _nearest_log_snr
 
 __all__ = [
@@ -116,9 +117,10 @@ def level_from_snr(snr: Tensor | float) -> Tensor:
 
 
 def check_linear_snr(snr: Tensor | float) -> Tensor:
-    """``snr`` as a float64 tensor, or ``ValueError`` if it holds NaN or a negative value (a
-    linear SNR is >= 0; a negative one is most likely in dB)."""
-    k = torch.as_tensor(snr, dtype=torch.float64)
+    """``snr`` as a float64 tensor, or ``ValueError`` if it holds NaN, a negative value (a
+    linear SNR is >= 0; a negative one is most likely in dB), bools or complex numbers;
+    ``TypeError`` for what is not numbers (a string, None)."""
+    k = real_tensor(snr, "snr", "linear SNRs")
     if bool(torch.isnan(k).any()):
         raise ValueError("the SNR holds NaN")
     if bool((k < 0).any()):
@@ -129,12 +131,28 @@ def check_linear_snr(snr: Tensor | float) -> Tensor:
     return k
 
 
+def check_p0(p0: float) -> None:
+    """``ValueError`` unless the training-latent power ``p0`` is a real number > 0 (NaN,
+    a bool, a complex number), ``TypeError`` for what is not a number."""
+    check_real(p0, "p0")
+    if not p0 > 0:
+        raise ValueError(f"p0 must be > 0, got {p0}")
+
+
+def check_level_eps(level_eps: float) -> None:
+    """``ValueError`` unless ``level_eps`` is a real number in [0, 0.5) (at 0.5 or more every
+    level would both skip and start from noise; NaN clamped nothing), ``TypeError`` for what
+    is not a number."""
+    check_real(level_eps, "level_eps")
+    if not 0 <= level_eps < 0.5:
+        raise ValueError(f"level_eps must be in [0, 0.5), got {level_eps}")
+
+
 def target_level(snr: Tensor | float, p0: float = 1.0) -> Tensor:
     """Exact matched VP noise variance ``v* = P0 / (k + P0)`` in ``[0, 1]`` (float64).
     ``snr``: linear SNR k >= 0, any shape (NaN or negative: ``ValueError``, see
     :func:`check_linear_snr`); ``+inf`` gives 0."""
-    if not p0 > 0:
-        raise ValueError(f"p0 must be > 0, got {p0}")
+    check_p0(p0)
     k = check_linear_snr(snr)
     return (p0 / (k + p0)).clamp(0.0, 1.0)
 
@@ -214,8 +232,7 @@ def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
 
     Cancellation-free; ``k = 0`` -> 1, ``k = inf`` -> 0; strictly decreasing. float64.
     """
-    if not p0 > 0:
-        raise ValueError(f"p0 must be > 0, got {p0}")
+    check_p0(p0)
     k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
     u = k / p0
     # sqrt(u^2 + 4u) = sqrt(u) sqrt(u + 4) avoids overflow of u^2 for huge u
@@ -233,6 +250,7 @@ def ddm_t_from_noise_ratio(s2: Tensor | float) -> Tensor:
 
 
 def _clamp_level(target: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    check_level_eps(eps)
     skip = target < eps
     noise = target > 1.0 - eps
     level = torch.where(skip, 0.0, torch.where(noise, 1.0, target))

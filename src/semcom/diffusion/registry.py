@@ -30,6 +30,7 @@ from .samplers import check_receiver_options
 if TYPE_CHECKING:
     from ..codecs.base import Codec
     from ..codecs.jscc import DeepJSCC
+    from .denoiser import LatentUNet
     from .samplers import DiffusionReceiver
 
 #: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
@@ -102,10 +103,12 @@ def build_dm_link(
 
             raise ValueError(behind_dm_refusal(f"{base}+dm", str(codec_path)))
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
-    den_path = denoiser_file(codec, base, denoiser_path)
-    # the denoiser's codec first, whatever names it (zoo name, run folder, file): a decoder
-    # trained behind it is looked up by its hash and read with its codec's architecture
-    check_denoiser(den_path, codec, base)
+    fingerprint = codec_fingerprint(codec)  # once: each latent model is checked against it
+    den_path = denoiser_file(codec, base, denoiser_path, fingerprint=fingerprint)
+    # the denoiser first (read once, every check: its codec, CBR, weights), whatever names it
+    # (zoo name, run folder, file): a decoder trained behind it is looked up by its hash and
+    # read with its codec's architecture
+    den = _load_denoiser_for(codec, base, den_path, device, fingerprint)
     if base != "vae":
         from ..codecs.jscc import DeepJSCC
         from ..zoo import codec_snr_train
@@ -127,11 +130,8 @@ def build_dm_link(
                     "(--dm-stop auto): give the codec its card, or --dm-stop clean"
                 ) from e
             stop_snr_db = lo if lo == hi else None
-    receiver = dm_receiver(
-        codec,
-        base,
-        den_path,
-        device,
+    receiver = _receiver(
+        den,
         matching=matching,
         steps=int(steps),
         fading=fading,
@@ -150,14 +150,12 @@ def build_dm_link(
         est_path = (
             _latent_model_file(estimator_path, "SNR estimator")
             if estimator_path
-            else find_latent_model(
-                "snr-estimator", base, cbr_key, fingerprint=codec_fingerprint(codec)
-            ).weights
+            else find_latent_model("snr-estimator", base, cbr_key, fingerprint=fingerprint).weights
         )
         estimator = load_snr_estimator(
             est_path, codec=base, latent_channels=codec.latent_shape(8, 8)[0], device=device
         )
-        check_codec_weights(est_path, "SNR estimator", codec)
+        check_codec_weights(est_path, "SNR estimator", fingerprint)
     if tuned is not None:  # denoiser and estimator checked against the base codec: same encoder
         codec = tuned
     return AnalogLink(
@@ -168,17 +166,6 @@ def build_dm_link(
         snr_source=snr_source,
         estimator=estimator,
     )
-
-
-def check_denoiser(path: str, codec: torch.nn.Module, base: str) -> None:
-    """Refuse (ValueError naming both) a denoiser checkpoint trained on the latents of another
-    codec, CBR or weights than ``codec`` (named ``base``), reading its metadata only."""
-    from .checkpoint import check_codec_weights, check_trained_on, latent_cbr_key, read_denoiser
-
-    _, meta = read_denoiser(path)
-    cbr = latent_cbr_key(base, getattr(codec, "cbr", None))
-    check_trained_on(path, meta, "denoiser", base, cbr)
-    check_codec_weights(path, "denoiser", codec)
 
 
 def tuned_decoder(
@@ -253,15 +240,19 @@ def _latent_model_file(ref: str, what: str) -> str:
     return path
 
 
-def denoiser_file(codec: Codec, base: str, denoiser_path: str | None) -> str:
+def denoiser_file(
+    codec: Codec, base: str, denoiser_path: str | None, fingerprint: str | None = None
+) -> str:
     """``denoiser_path`` (a zoo name, run folder or ``.safetensors``), or the weights of the
-    zoo's denoiser for ``codec`` (named ``base``)."""
+    zoo's denoiser for ``codec`` (named ``base``; ``fingerprint``: its
+    :func:`~semcom.fingerprint.codec_fingerprint` when already computed)."""
     from .checkpoint import find_denoiser, latent_cbr_key
 
     if denoiser_path:
         return _latent_model_file(denoiser_path, "denoiser")
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
-    return str(find_denoiser(base, cbr_key, fingerprint=codec_fingerprint(codec)).weights)
+    fingerprint = fingerprint or codec_fingerprint(codec)
+    return str(find_denoiser(base, cbr_key, fingerprint=fingerprint).weights)
 
 
 def dm_receiver(
@@ -276,15 +267,32 @@ def dm_receiver(
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
     ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
     ``fading_samples``, ``stop_snr_db``, ``skip_snr_db``."""
+    fingerprint = codec_fingerprint(codec)
+    path = denoiser_file(codec, base, denoiser_path, fingerprint=fingerprint)
+    return _receiver(_load_denoiser_for(codec, base, path, device, fingerprint), **options)
+
+
+def _load_denoiser_for(
+    codec: Codec, base: str, path: str, device: torch.device | str, fingerprint: str
+) -> LatentUNet:
+    """The denoiser at ``path`` for ``codec`` (named ``base``, weights ``fingerprint``), with
+    every check of :func:`~semcom.diffusion.checkpoint.load_denoiser` (codec, CBR, latent
+    channels, weights): a ``LatentUNet`` on ``device``."""
     from .checkpoint import latent_cbr_key, load_denoiser
-    from .samplers import DiffusionReceiver
 
     channels = codec.latent_shape(96, 96)[0]
     cbr_key = latent_cbr_key(base, getattr(codec, "cbr", None))
-    path = denoiser_file(codec, base, denoiser_path)
-    den = load_denoiser(
-        path, codec=base, cbr=cbr_key, latent_channels=channels, device=device, codec_weights=codec
-    )
+    return load_denoiser(
+        path, codec=base, cbr=cbr_key, latent_channels=channels, device=device,
+        codec_weights=fingerprint,
+    )  # fmt: skip
+
+
+def _receiver(den: LatentUNet, **options) -> DiffusionReceiver:
+    """:class:`~semcom.diffusion.samplers.DiffusionReceiver` ``"dm"`` around the loaded
+    denoiser ``den`` (its ``p0``), the options of :func:`dm_receiver`."""
+    from .samplers import DiffusionReceiver
+
     options["rule"] = options.pop("matching", "continuous")
     return DiffusionReceiver(den, p0=den.p0, name="dm", **options)
 

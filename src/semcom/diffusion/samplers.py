@@ -17,7 +17,6 @@ steps), DDM time ``t_j = j t*/K``. Images whose start level is 0 are left unchan
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -25,11 +24,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .._checks import check_count, check_real, real_tensor
 from .matching import (
     DEFAULT_LEVEL_EPS,
     MatchedStart,
     Rule,
     _alpha_vp,
+    check_level_eps,
+    check_p0,
     db_to_linear,
     level_from_snr,
     match,
@@ -181,7 +183,7 @@ def check_levels(d: Tensor | float, f_tilde: Tensor) -> Tensor:
     ``ValueError``: NaN, a value outside [0, 1] (``d`` is the noise's share of the received
     power, not an SNR), or a shape that is neither per image (B values) nor broadcastable to
     ``f_tilde``'s."""
-    d64 = torch.as_tensor(d, dtype=torch.float64, device=f_tilde.device)
+    d64 = real_tensor(d, "d", "noise levels", device=f_tilde.device)
     if bool(torch.isnan(d64).any()):
         raise ValueError("the noise levels d hold NaN")
     if d64.numel() and bool(((d64 < -LEVEL_TOLERANCE) | (d64 > 1 + LEVEL_TOLERANCE)).any()):
@@ -229,10 +231,37 @@ def check_receiver_options(
 
 
 def _check_count(n: int, name: str) -> int:
-    """``n`` if it is an integer >= 1 (not a bool or a float), else ValueError naming it."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    """``n`` if it is an integer >= 1: ``ValueError`` naming it for a bool, a float or one
+    < 1, ``TypeError`` for what is not a number (:func:`semcom._checks.check_count`)."""
+    check_count(n, name)
     return n
+
+
+def check_scalar_options(
+    p0: float,
+    t_factor: float,
+    alpha_factor: float,
+    level_eps: float,
+    stop_snr_db: float | None = None,
+    skip_snr_db: float | None = None,
+) -> None:
+    """``ValueError`` naming the first of the receiver's number options that is not a real
+    number in its range (``p0 > 0``, ``t_factor >= 0``, ``alpha_factor > 0``, ``level_eps``
+    in [0, 0.5), a dB value not NaN; a bool or a complex number), ``TypeError`` for one that
+    is not a number (a string, None where a number goes)."""
+    check_p0(p0)
+    check_real(t_factor, "t_factor")
+    if not t_factor >= 0:
+        raise ValueError(f"t_factor must be >= 0, got {t_factor}")
+    check_real(alpha_factor, "alpha_factor")
+    if not alpha_factor > 0:
+        raise ValueError(f"alpha_factor must be > 0, got {alpha_factor}")
+    check_level_eps(level_eps)
+    for name, value in (("stop_snr_db", stop_snr_db), ("skip_snr_db", skip_snr_db)):
+        if value is not None:
+            check_real(value, name)
+            if math.isnan(value):
+                raise ValueError(f"{name} must be a number of dB or None, got NaN")
 
 
 def ddim_continuous(
@@ -550,14 +579,11 @@ def diffusion_receive(
     check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
     if not f_tilde.is_floating_point():
         raise ValueError(f"the diffusion receiver takes a floating latent, got {f_tilde.dtype}")
+    check_scalar_options(p0, t_factor, alpha_factor, level_eps, stop_snr_db)
     out_dtype = f_tilde.dtype
     if out_dtype in (torch.float16, torch.bfloat16):
         f_tilde = f_tilde.float()
     denoise = _in_network_dtype(denoise)
-    if not (t_factor >= 0 and alpha_factor > 0):
-        raise ValueError(f"need t_factor >= 0 and alpha_factor > 0, got {t_factor}, {alpha_factor}")
-    if not p0 > 0:
-        raise ValueError(f"p0 must be > 0, got {p0}")
     B = f_tilde.shape[0]
     d64 = check_levels(d, f_tilde)
     if d64.numel() == B:
@@ -751,6 +777,7 @@ class DiffusionReceiver:
         fading_samples: int = 1,
     ):
         check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
+        check_scalar_options(p0, t_factor, alpha_factor, level_eps, stop_snr_db, skip_snr_db)
         self.denoise = denoise
         self.stop_snr_db = stop_snr_db
         self.skip_snr_db = skip_snr_db

@@ -21,11 +21,12 @@ outside the documented domain are **clamped** to it; NaN raises ``ValueError``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Literal
 
 import torch
 from torch import Tensor
+
+from .._checks import check_count, check_real
 
 __all__ = ["DDMSchedule", "DDPMSchedule", "SigmoidSchedule"]
 
@@ -71,10 +72,8 @@ class DDPMSchedule:
         cosine_s: float = 0.008,
         max_beta: float = 0.999,
     ):
-        if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
-            raise ValueError(f"T must be an integer >= 1, got {T!r}")
+        self.T: int = check_count(T, "T")
         self.kind: Literal["linear", "cosine"] = kind
-        self.T: int = int(T)
         if kind == "linear":
             if not 0 < beta_start <= beta_end < 1:
                 raise ValueError(
@@ -210,8 +209,13 @@ class SigmoidSchedule:
     """
 
     def __init__(self, start: float = 0.0, end: float = 3.0, tau: float = 0.7):
+        for name, x in (("start", start), ("end", end), ("tau", tau)):
+            check_real(x, name)
         if not end > start or not tau > 0:
-            raise ValueError("SigmoidSchedule needs end > start and tau > 0")
+            raise ValueError(
+                f"SigmoidSchedule needs end > start and tau > 0, got start={start!r}, "
+                f"end={end!r}, tau={tau!r}"
+            )
         self.start, self.end, self.tau = float(start), float(end), float(tau)
         self._lo = _sig(self.start / self.tau)
         self._hi = _sig(self.end / self.tau)

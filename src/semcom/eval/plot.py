@@ -10,6 +10,7 @@ import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..paths import nan_for_null
 
@@ -38,13 +39,25 @@ def _cbr_label(run: dict) -> str:
 def load_results(path: str | os.PathLike[str]) -> dict:
     """Read and check a results JSON file; ``ValueError`` naming the file if it is not one
     (:func:`check_results`: the fields the readers rely on, naming the run and field)."""
+    return results_of(read_json(path), path)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON document of file ``path``; ``ValueError`` naming the file when there is none
+    or it is not JSON (the first half of :func:`load_results`)."""
     p = Path(path)
     try:
-        doc = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except FileNotFoundError:
         raise ValueError(f"{p}: no such results file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{p}: not a results JSON file ({e})") from None
+
+
+def results_of(doc: Any, path: str | os.PathLike[str]) -> dict:
+    """``doc``, read from results file ``path`` (:func:`read_json`), checked as
+    :func:`load_results` does (the second half), its nulls as NaN."""
+    p = Path(path)
     if isinstance(doc, dict) and doc.get("experiment") and not isinstance(doc.get("runs"), list):
         figure = p.with_suffix(".png")
         raise ValueError(

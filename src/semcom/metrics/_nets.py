@@ -49,6 +49,10 @@ class AlexTrunk(nn.Module):
         _make_convs(self, ALEX_CONVS)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """``x`` [B, 3, H, W] (LPIPS-scaled RGB) -> the five ReLU maps: [B, 64, H1, W1],
+        [B, 192, H2, W2], then [B, 384 | 256 | 256, H3, W3], with ``H1 = (H - 7) // 4 + 1``
+        (the stride-4 conv), ``H2 = (H1 - 3) // 2 + 1`` and ``H3 = (H2 - 3) // 2 + 1`` (3x3
+        max-pools of stride 2), the same for the widths."""
         feats = []
         h = x
         for i in range(5):
@@ -74,6 +78,9 @@ class VGG16Trunk(nn.Module):
         self.pool = pool if pool is not None else nn.MaxPool2d(kernel_size=2, stride=2)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """``x`` [B, 3, H, W] (scaled RGB) -> the five ReLU maps [B, 64, H, W], [B, 128, H/2,
+        W/2], [B, 256, H/4, W/4], [B, 512, H/8, W/8], [B, 512, H/16, W/16], each ``pool``
+        halving the size (rounded down by the max-pool, up by DISTS' L2 pooling)."""
         feats = []
         h = x
         j = 0

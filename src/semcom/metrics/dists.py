@@ -72,6 +72,8 @@ class L2Pool(nn.Module):
         self.register_buffer("window", hanning_filter_3x3().view(1, 1, 3, 3), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` [B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)] (see the class docstring), in
+        ``x``'s dtype."""
         c = x.shape[1]
         w = self.window.to(x.dtype).expand(c, 1, 3, 3)
         out = F.conv2d(x * x, w, stride=2, padding=1, groups=c)

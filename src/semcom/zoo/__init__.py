@@ -798,8 +798,14 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
     # one process at a time writes an entry (else one's card could land beside the other's
     # weights, and neither saw the other's entry to refuse it without --replace)
     what = f"zoo entry {args.name!r} in {str(dest)!r}"
-    with OutputLock(dest / f"{args.name}.lock", what, hint="wait for it to end"):
-        out = _zoo_add(args, run, task, dest)
+    # the lock file creates the zoo folder: a refused add removes what it created (if empty)
+    created = [d for d in (dest, *dest.parents) if not d.exists()]
+    try:
+        with OutputLock(dest / f"{args.name}.lock", what, hint="wait for it to end"):
+            out = _zoo_add(args, run, task, dest)
+    except BaseException:
+        _remove_empty(created)
+        raise
     print(f"{out}: {_entry(out).summary()}")
     if task == "jscc" and args.test_data is None:
         print(
@@ -808,6 +814,18 @@ def cmd_zoo_add(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not
+    (another process may be writing there)."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def _zoo_add(args: argparse.Namespace, run: Path, task: object, dest: Path) -> Path:
