@@ -146,6 +146,8 @@ def _eval(args: argparse.Namespace, rank: int, world: int, device: torch.device)
                 "spread": bool(args.spread),
                 "batch_size": args.batch_size,
                 "device": str(device),
+                # CPU convolutions round by the thread count (docs/results.md, reproducibility)
+                "threads": torch.get_num_threads(),
                 "wall_seconds": round(time.perf_counter() - t0, 1),
             }
             doc = results_document(runs, args.dataset, n, channel, meta, crop=args.crop,

@@ -1,13 +1,18 @@
 """SNR sweeps: every scheme, every image, every SNR, on the same channel realisations.
 
 Each image ``i`` is sent once per scheme with its SNRs in batches of ``batch_size`` and a
-generator seeded from ``(seed, i)``: every scheme sees the same channel draws for image
-``i`` at each SNR, and results do not depend on ``--limit``, the order of images or
-sharding (except a separation baseline's rows where it falls back to the mean colour of the
-selected images). (They do depend on the SNR grid and the batch size, which decide how the
-generator's numbers are spread over the batch; with ``batch_size >= len(snrs)`` a sweep
-reproduces ``semcom transmit`` with the same seed exactly.) Per-image metrics are appended
-to a partial file so an interrupted sweep resumes where it stopped.
+generator seeded from ``(seed, i)`` (:func:`image_seed`): every scheme sees the same channel
+draws for image ``i`` at each SNR, and an image's values, bit for bit, do not depend on the
+other schemes or their order, on ``--limit``, the order of the images, resuming or sharding (a
+separation baseline falls back to the whole data set's mean image, which ``semcom eval`` sets).
+They do depend on the SNR grid and the batch size, which decide how the generator's numbers are
+spread over the batch, and in the last float32 bits on the thread count (docs/results.md, "What
+a result depends on"). With ``batch_size >= len(snrs)`` image ``i``'s row is
+``scheme.transmit(x.expand(len(snrs), -1, -1, -1), channel, snrs, generator)`` with
+``generator = torch.Generator().manual_seed(image_seed(seed, i))``, as ``semcom transmit`` with
+the same seed sends the ``i``-th image it is given (whose separation baselines fall back to
+mid-grey: it has no data set). Per-image metrics are appended to a partial file so an
+interrupted sweep resumes where it stopped.
 """
 
 from __future__ import annotations
