@@ -773,6 +773,11 @@ def test_validation_headline_is_the_middle_snr_and_noise_is_seeded_per_batch() -
     # the task validates at its own seed and its range's SNRs
     task = _task(model="deepjscc", cbr="1/12", channel="awgn", seed=3)
     assert task.validate(codec, [x, x]) == res
+    # nothing to measure is an error, not a PSNR of 0 dB (or an IndexError)
+    with pytest.raises(ValueError, match="snrs is empty"):
+        evaluate_codec(codec, [x], ch, [], seed=3)
+    with pytest.raises(ValueError, match="no images to validate on"):
+        evaluate_codec(codec, [], ch, snrs, seed=3)
 
 
 # ------------------------------------------------------------------- optimiser details

@@ -467,6 +467,8 @@ def evaluate_codec(
     from ..metrics import psnr
 
     assert isinstance(codec, DeepJSCC)
+    if len(snrs) == 0:
+        raise ValueError("snrs is empty: give at least one SNR (dB) to validate at")
     was_training = codec.training
     codec.eval()
     link = AnalogLink(codec, receiver)
@@ -481,7 +483,9 @@ def evaluate_codec(
             sums[s] += float(psnr(out, x).sum())
         n += x.shape[0]
     codec.train(was_training)
-    res = {f"psnr@{s:g}dB": v / max(n, 1) for s, v in sums.items()}
+    if n == 0:  # a PSNR of 0 dB would pass for a measurement
+        raise ValueError("no images to validate on: the loader gave no batch")
+    res = {f"psnr@{s:g}dB": v / n for s, v in sums.items()}
     return {"psnr": res[f"psnr@{snrs[len(snrs) // 2]:g}dB"], **res}
 
 
