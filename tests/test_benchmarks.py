@@ -196,12 +196,42 @@ def test_ab_revisions(tmp_path):
         "--metrics", "psnr", cache=tmp_path,
     )  # fmt: skip
     lines = out.splitlines()
-    assert [ln.split(":")[0] for ln in lines[:2]] == ["run 1 HEAD"] * 2
-    m = re.fullmatch(rf"best: HEAD ({NUM}) s, HEAD ({NUM}) s: ({NUM})x", lines[2])
-    assert m, lines[2]
-    assert all(float(v) > 0 and finite(float(v)) for v in m.groups())
-    assert lines[3:] == ["  largest difference of the psnr means: 0.00e+00"]
+    for line in lines[:2]:
+        assert re.fullmatch(rf"run 1 HEAD: {NUM} s \({NUM} s CPU\)", line), line
+    for line, what in zip(lines[2:4], ("best", "best CPU"), strict=True):
+        m = re.fullmatch(rf"{what}: HEAD ({NUM}) s, HEAD ({NUM}) s: ({NUM})x", line)
+        assert m, line
+        assert all(float(v) > 0 and finite(float(v)) for v in m.groups())
+    assert lines[4:] == ["  largest difference of the psnr means: 0.00e+00"]
     listed = subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True
     ).stdout
     assert not re.search(r"/tree-[01] ", listed), listed  # its worktrees are removed
+
+
+@pytest.mark.slow
+def test_ab_revisions_of_a_training_run(tmp_path, data_root):
+    """``train`` at HEAD against a checkout folder of HEAD (``--against`` a folder: used as it
+    is): a run folder per run, and the two last runs' weights compared (a seeded run: the same
+    bytes)."""
+    tree = tmp_path / "checkout"
+    r = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), "HEAD"],
+        capture_output=True,
+    )
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    try:
+        out = run(
+            "ab_revisions.py", "HEAD", "--against", str(tree), "--repeats", "1", "--", "train",
+            "jscc", "--model", "deepjscc", "--cbr", "1/16", "--width", "8", "--data",
+            "samples", "--crop", "32", "--val-data", "none", "--epochs", "1", "--batch-size",
+            "2", "--max-steps", "2", "--threads", "1", cache=tmp_path,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)])
+    lines = out.splitlines()
+    assert re.fullmatch(rf"run 1 HEAD: {NUM} s \({NUM} s CPU\)", lines[0]), lines[0]
+    assert re.fullmatch(rf"run 1 {re.escape(str(tree))}: {NUM} s \({NUM} s CPU\)", lines[1])
+    assert lines[2].startswith("best: ") and lines[3].startswith("best CPU: ")
+    assert lines[4:] == ["  weights: the same bytes"]

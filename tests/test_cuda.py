@@ -133,12 +133,18 @@ def test_ldpc_chain_on_the_device():
     assert _psnr(out[DEV], img) > 20
 
 
-def test_train_on_the_device_then_load_on_the_cpu(data_root, tmp_path):
-    """``semcom train jscc --device`` (2 steps): the card names the device and its hardware,
-    the weights load on the CPU."""
+def test_train_on_the_device_then_load_on_the_cpu(data_root, tmp_path, monkeypatch):
+    """``semcom train jscc --device`` (2 steps): the batches come pinned on a GPU, the card names
+    the device and its hardware, the weights load on the CPU."""
+    import semcom.train.engine as engine
     from semcom.codecs.jscc import load_jscc
     from semcom.train.cli import main
 
+    pinned: list[bool] = []  # the batches reach the GPU from page-locked memory
+    real = engine._to_device
+    monkeypatch.setattr(
+        engine, "_to_device", lambda b, d: (pinned.append(b.is_pinned()), real(b, d))[1]
+    )
     out = tmp_path / "run"
     args = ["train", "jscc", "--model", "deepjscc", "--cbr", "1/16", "--width", "8",
             "--data", "bsds500-val", "--limit", "4", "--crop", "64", "--val-data", "bsds500-val",
@@ -147,6 +153,7 @@ def test_train_on_the_device_then_load_on_the_cpu(data_root, tmp_path):
     assert main(args) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["step"] == 2 and card["train"]["device"] == DEV
+    assert pinned == [DEV.startswith("cuda")] * 2
     if DEV.startswith("cuda"):
         assert "GPU" in card["hardware"] or "NVIDIA" in card["hardware"], card["hardware"]
     codec = load_jscc(out, model="deepjscc", c=6)

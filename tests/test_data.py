@@ -689,6 +689,34 @@ def test_cache_keeps_every_item(folder, monkeypatch):
         whole.cache([5])
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},  # the whole image: the item would be the cached tensor itself
+        {"crop": (30, 30), "random_crop": False},  # a crop of the whole of a.jpg: a view of it
+        {"crop": 8, "flip": True},  # windows, flipped or not
+        {"crop": 48},  # padded (b.png is 40 x 50)
+    ],
+)
+def test_cached_items_are_the_same_and_never_share_the_cache(folder, kw):
+    """Items of a cached image are cut from the cached tensor itself (no copy of the whole
+    image first): they equal the items read from the files, bit for bit, in every case of
+    :meth:`ImageDataset.transform`, also through :class:`RepeatedCrops`, and writing into one
+    changes neither the cache nor a later item."""
+    plain, cached = ImageFolder(folder, seed=3, **kw), ImageFolder(folder, seed=3, **kw).cache()
+    for ds_plain, ds_cached in (
+        (plain, cached),
+        (RepeatedCrops(plain, 2), RepeatedCrops(cached, 2)),
+    ):
+        for i in range(len(ds_plain)):
+            want, got = ds_plain[i], ds_cached[i]
+            assert torch.equal(got, want)
+            got.fill_(-1.0)
+            assert torch.equal(ds_cached[i], want)
+    for i in range(3):
+        assert torch.equal(cached._cached[i], load_image(folder / plain.names[i]))
+
+
 def test_cache_images_decodes_only_the_selected_images(folder):
     ds = ImageFolder(folder, crop=8)
     sub = torch.utils.data.Subset(torch.utils.data.Subset(ds, [2, 0, 1]), [1, 2])  # a, b

@@ -215,6 +215,23 @@ def test_plain_cuda_device_gets_an_index(data_root, tmp_path, monkeypatch):
     assert got[-1] == torch.device("cuda", 1)
 
 
+def test_batches_come_pinned_for_a_gpu_only(data_root, tmp_path, monkeypatch):
+    """The training and validation loaders pin their batches (page-locked memory, so that the
+    ``non_blocking`` copy to the GPU overlaps) when the trainer runs on CUDA, and not on the CPU
+    (checked without a GPU: the loader's setting)."""
+    task = _task(val_data="none")
+    ds = task.train_dataset()
+    cpu = Trainer(task, _cfg(tmp_path / "a"))
+    assert cpu._loader(ds, batch_size=2).pin_memory is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    gpu = Trainer(task, _cfg(tmp_path / "b", device="cuda", num_workers=1))
+    loader = gpu._loader(ds, batch_size=2, shuffle=False)
+    assert loader.pin_memory is True and loader.num_workers == 1
+    assert loader.collate_fn == task.collate
+
+
 def test_a_run_is_never_trained_over(data_root, tmp_path):
     """A new run into a folder that holds one is refused before any work (its checkpoint and
     card stay as they were); ``--resume`` of that folder continues it."""

@@ -211,10 +211,25 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index) -> torch.Tensor:
         i = self._index(index)
-        return self.transform(self.image(i), i)
+        return self._item(i, i)
+
+    def _item(self, i: int, key: int) -> torch.Tensor:
+        """Image ``i`` (a valid index) transformed as item ``key`` (:meth:`transform`), always
+        a tensor of its own. A cached image is transformed itself, not a copy of it: a crop
+        copies only its window (copying the whole image first made cached reading 1.3-1.5x
+        slower, ``benchmarks/data_loading.py``); an item that is still the cached tensor, or
+        a view of it, is cloned."""
+        x = self._cached.get(i)
+        if x is None:
+            return self.transform(self._read(i), key)
+        out = self.transform(x, key)
+        same = out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        return out.clone() if same else out
 
     def transform(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Pad / crop / flip ``x`` as item ``index`` of the current epoch."""
+        """Pad / crop / flip ``x`` as item ``index`` of the current epoch. ``x`` is not
+        modified (it may be the cached image); the result may be ``x`` itself or a view of it
+        (no crop and no flip, or a crop of the whole image)."""
         if self.crop is None and not self.flip:
             return x
         rng = self.rng(index)
@@ -393,7 +408,7 @@ class RepeatedCrops(Dataset):
         r, k = divmod(i, len(self.dataset))  # type: ignore[arg-type]
         if self._indices is not None:
             k = self._indices[k]
-        return self.base.transform(self.base.image(k), k + r * len(self.base))
+        return self.base._item(k, k + r * len(self.base))
 
 
 def _image_base(
