@@ -392,6 +392,13 @@ def test_evaluate_refuses_no_snrs():
         _run(snrs=())
 
 
+def test_evaluate_refuses_a_repeated_snr():
+    """An SNR given twice: refused before anything is sent (its results file would not load:
+    a run holds each SNR once)."""
+    with pytest.raises(ValueError, match="repeats an SNR"):
+        _run(snrs=(0, 0.0, 10))
+
+
 def test_evaluate_refuses_lazy_images_without_load(tmp_path):
     """An image given as None without ``load``: a TypeError naming load= before anything is
     sent (it called None) -- unless a resumed run already holds that image's rows, when

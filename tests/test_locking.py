@@ -103,6 +103,50 @@ def test_without_fcntl_nothing_is_locked(tmp_path, monkeypatch):
         assert not path.exists()
 
 
+def test_a_file_system_without_locks_leaves_no_lock_file(tmp_path, monkeypatch):
+    """flock refused by the file system (ENOLCK: some network mounts): the command runs
+    unlocked and leaves no empty lock file behind (in a new run folder it kept the trainer
+    from removing the empty folder of a refused start)."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "no locks")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = tmp_path / "r.json.lock"
+    with OutputLock(path, "--out"):
+        assert not path.exists()
+    assert not path.exists()
+
+
+def test_a_lock_file_that_cannot_be_made_is_that_error(tmp_path):
+    """A lock path where no file can be created although its folder exists (a dangling link,
+    /proc): the error of the open itself, not a retry loop ending in 'it keeps being
+    removed'."""
+    path = tmp_path / "r.json.lock"
+    path.symlink_to(tmp_path / "missing" / "x")
+    with pytest.raises(FileNotFoundError):
+        OutputLock(path, "--out").acquire()
+
+
+def test_rank0s_error_while_locking_reaches_the_other_ranks(tmp_path, monkeypatch):
+    """Under torchrun an error of rank 0 while locking (here its folder is a file) is still
+    broadcast, so the other ranks stop too instead of waiting forever in the broadcast;
+    rank 0 raises its own error, another rank a refusal naming it."""
+    import semcom.locking as locking
+
+    heard = []
+    monkeypatch.setattr(locking, "_from_rank0", lambda r: heard.append(r) or r)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError, match="File exists"):  # its folder cannot be made
+        OutputLock(tmp_path / "file" / ".lock", "the run folder 'x'", rank=0, world=2).acquire()
+    assert len(heard) == 1 and "rank 0 could not take its lock" in heard[0]
+    monkeypatch.setattr(locking, "_from_rank0", lambda r: heard[0])
+    with pytest.raises(OutputBusyError, match="rank 0 could not take its lock"):
+        OutputLock(tmp_path / "file" / ".lock", "the run folder 'x'", rank=1, world=2).acquire()
+
+
 def test_ranks_of_one_run_do_not_lock_each_other_out(tmp_path):
     """Under torchrun only rank 0 takes the lock: the other ranks of the same run (same
     output) go on, and touch no file."""

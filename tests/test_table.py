@@ -370,3 +370,35 @@ def test_merge_of_files_without_a_dataset_block_can_be_read_back(tmp_path, capsy
     capsys.readouterr()
     assert "dataset" not in json.loads(m.read_text())
     assert _table(capsys, m)[2:] == ["| a |  | psnr | 20.00 |", "| b |  | psnr | 21.00 |"]
+
+
+def test_plot_legend_below_fits_the_figure(tmp_path, monkeypatch):
+    """Three panels and many long labels: the legend below takes fewer columns (more rows)
+    until it fits (in 9 columns it ran past both edges of the figure)."""
+    runs = [{"scheme": f"a-rather-long-scheme-name-{i}", "cbr": 1 / 16, "snr_db": [0.0, 5.0],
+             "psnr": [20.0 + i, 25.0], "ms_ssim": [0.5, 0.6], "lpips": [0.4, 0.3]}
+            for i in range(12)]  # fmt: skip
+    f = _write(tmp_path / "r.json", _doc(runs))
+    figs = _figures(monkeypatch)
+    assert main(["plot", str(f), "--metric", "psnr", "ms_ssim", "lpips",
+                 "--out", str(tmp_path / "f.png")]) == 0  # fmt: skip
+    (fig,) = figs
+    fig.canvas.draw()
+    box = fig.legends[0].get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width
+    assert len(fig.legends[0].get_texts()) == 12
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_best_bias_is_the_nearest_to_zero_on_either_side():
+    """--best of the SNR-estimate bias: +0.1 and -0.1 dB are equally good (both bold); only
+    the first was, by row order."""
+    from semcom.eval.table import TableRow, best_cells
+
+    rows = [
+        TableRow("f", "a", "1/16", "snr_est_bias_db", [0.1, 0.3], [None, None], 2),
+        TableRow("f", "b", "1/16", "snr_est_bias_db", [-0.1, -0.2], [None, None], 2),
+    ]
+    assert best_cells(rows) == {(0, 0), (1, 0), (1, 1)}

@@ -58,14 +58,20 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         """Take the lock (rank 0); :class:`OutputBusyError` when another process holds it."""
-        refusal = None
+        refusal, error = None, None
         if self.rank == 0:
             try:
                 self._take()
             except OutputBusyError as e:
                 refusal = str(e)
+            except Exception as e:  # the other ranks must hear of it too, or they wait forever
+                if self.world == 1:
+                    raise
+                error, refusal = e, f"{self.what}: rank 0 could not take its lock ({e})"
         if self.world > 1:
             refusal = _from_rank0(refusal)
+        if error is not None:
+            raise error
         if refusal is not None:
             raise OutputBusyError(refusal)
         return self
@@ -101,13 +107,16 @@ class OutputLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except FileNotFoundError:  # its folder was removed meanwhile (an empty run folder)
+                if self.path.parent.is_dir():  # no: a path where no file can be made
+                    raise
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 holder = _holder(fd) if e.errno in (errno.EWOULDBLOCK, errno.EACCES) else None
                 os.close(fd)
-                if e.errno in _NO_LOCKS:
+                if e.errno in _NO_LOCKS:  # nothing to hold: leave no lock file behind
+                    self.path.unlink(missing_ok=True)
                     return
                 if holder is None:
                     raise

@@ -171,7 +171,7 @@ def quantile_grid(v: Tensor, steps: int) -> Tensor:
 
 
 def _check_steps(steps: int) -> int:
-    return _check_count(steps, "steps")
+    return check_count(steps, "steps")
 
 
 #: how far a noise level may stray outside [0, 1] by rounding before it is refused
@@ -221,20 +221,13 @@ def check_receiver_options(
     ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    _check_count(steps, "steps")
-    _check_count(fading_samples, "fading_samples")
+    check_count(steps, "steps")
+    check_count(fading_samples, "fading_samples")
     if fading_samples > 1 and fading == "naive":  # one deterministic run: nothing to average
         raise ValueError(
             f"fading_samples={fading_samples} averages runs of the per-element samplers: give "
             "fading='waterfill' or 'reference' (naive matching runs once)"
         )
-
-
-def _check_count(n: int, name: str) -> int:
-    """``n`` if it is an integer >= 1: ``ValueError`` naming it for a bool, a float or one
-    < 1, ``TypeError`` for what is not a number (:func:`semcom._checks.check_count`)."""
-    check_count(n, name)
-    return n
 
 
 def check_scalar_options(
@@ -396,7 +389,7 @@ def waterfill_sample(
     """
     if variant not in ("waterfill", "reference"):
         raise ValueError(f"variant must be 'waterfill' or 'reference', got {variant!r}")
-    _check_count(samples, "samples")
+    check_count(samples, "samples")
     lv = torch.as_tensor(levels, dtype=torch.float64, device=x.device)
     if lv.dim() == 1:
         lv = lv[:, None].expand(-1, x.shape[0])

@@ -10,9 +10,12 @@ import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..paths import nan_for_null
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRIC_LABELS = {
     "psnr": "PSNR (dB)",
@@ -325,9 +328,23 @@ def plot_results(
         axes[0][-1].legend(fontsize=7, loc="best")
     elif legend == "below":
         texts, handles = zip(*entries.values(), strict=True)
-        fig.legend(handles, texts, loc="outside lower center",
-                   ncol=min(len(texts), 3 * len(metrics)), fontsize=7, frameon=False)  # fmt: skip
+        _legend_below(fig, handles, texts, min(len(texts), 3 * len(metrics)))
     return save_figure(fig, out)
+
+
+def _legend_below(fig: Figure, handles: Sequence, texts: Sequence[str], ncol: int) -> None:
+    """One legend under the panels in at most ``ncol`` columns, fewer (more rows) until it
+    fits the figure's width: wider, its outer entries were cut off at the figure's edges."""
+    while True:
+        leg = fig.legend(handles, texts, loc="outside lower center", ncol=ncol, fontsize=7,
+                         frameon=False)  # fmt: skip
+        if ncol == 1:
+            return
+        fig.canvas.draw()
+        if leg.get_window_extent().width <= fig.bbox.width:
+            return
+        leg.remove()
+        ncol -= 1
 
 
 def _legend_label(run: dict, name: str | None, style: str) -> str:

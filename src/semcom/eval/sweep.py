@@ -240,6 +240,9 @@ def _check_evaluate_args(schemes, images, snrs) -> None:
         raise TypeError(f"snrs must be a list of SNRs in dB, got the number {float(snrs)}")
     if len(snrs) == 0:
         raise ValueError("snrs is empty: give at least one SNR (dB)")
+    seen = [float(s) for s in snrs]
+    if len(set(seen)) != len(seen):  # a results file holds each SNR once (load_results)
+        raise ValueError(f"snrs repeats an SNR: {seen}; give each SNR once")
     if isinstance(images, torch.Tensor):
         raise TypeError(
             "images must be (index, name, tensor) triples, e.g. "

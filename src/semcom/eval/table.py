@@ -9,7 +9,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,16 +33,17 @@ METRIC_NAMES = {
     "snr_est_bias_db": "SNR est. bias (dB)",
 }
 
-#: which value of a column is best (``--best``): the highest, the lowest, or nearest to 0
-BEST: dict[str, Callable[[Iterable[float]], float]] = {
-    "psnr": max,
-    "ssim": max,
-    "ms_ssim": max,
-    "lpips": min,
-    "lpips_vgg": min,
-    "dists": min,
-    "snr_est_rmse_db": min,
-    "snr_est_bias_db": lambda xs: min(xs, key=abs),
+#: how good a value of a column is (``--best`` bolds the highest score): the highest value, the
+#: lowest, or (a bias) the nearest to 0 on either side
+SCORE: dict[str, Callable[[float], float]] = {
+    "psnr": lambda v: v,
+    "ssim": lambda v: v,
+    "ms_ssim": lambda v: v,
+    "lpips": lambda v: -v,
+    "lpips_vgg": lambda v: -v,
+    "dists": lambda v: -v,
+    "snr_est_rmse_db": lambda v: -v,
+    "snr_est_bias_db": lambda v: -abs(v),
 }
 
 
@@ -178,8 +179,9 @@ def best_cells(rows: Sequence[TableRow]) -> set[tuple[int, int]]:
                 if not math.isnan(rows[i].values[j])
             }
             if shown:
-                top = BEST[m](shown.values())
-                out |= {(i, j) for i, v in shown.items() if v == top}
+                score = {i: SCORE[m](v) for i, v in shown.items()}
+                top = max(score.values())
+                out |= {(i, j) for i, v in score.items() if v == top}
     return out
 
 

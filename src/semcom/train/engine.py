@@ -720,9 +720,7 @@ class Trainer:
         takes it for every rank of a ``torchrun``) while training: a second process training
         into, or resuming, the same folder at the same time is refused instead of overwriting
         this run's checkpoints. Released when the process ends, however it ends."""
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        what = f"the run folder {str(self.out)!r}"
+        what = f"the run folder {str(self.out)!r}"  # the lock makes the folder (rank 0)
         lock = OutputLock(self.out / LOCK_FILE, what, rank=self.rank, world=self.world)
         self._lock = lock.acquire()
 
