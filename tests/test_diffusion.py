@@ -1493,3 +1493,17 @@ def test_argument_checks_give_one_exception_type_per_kind_of_bad_input():
     assert DiffusionReceiver(den, p0=np.float32(2.0), t_factor=1, stop_snr_db=np.int64(5)).p0 == 2
     assert float(target_level(1.0, p0=torch.tensor(1.0))) == 0.5
     assert SigmoidSchedule(tau=np.float64(0.5)).tau == 0.5
+
+
+def test_a_count_may_be_a_one_element_integer_tensor():
+    """``steps=torch.tensor(4)`` counts as 4 (as one-element tensors are taken for real
+    options); a float, bool or several-element tensor is still refused."""
+    from semcom._checks import check_count
+
+    assert check_count(torch.tensor(4), "steps") == 4
+    assert check_count(torch.tensor([3]), "steps") == 3
+    for bad in (torch.tensor(4.0), torch.tensor(True), torch.tensor(0)):
+        with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+            check_count(bad, "steps")
+    with pytest.raises(TypeError, match="steps must be an integer >= 1"):
+        check_count(torch.tensor([1, 2]), "steps")

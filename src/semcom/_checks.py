@@ -73,7 +73,10 @@ def real_tensor(
 def check_count(n: object, name: str) -> int:
     """``n`` as an int if it is an integer >= 1 (a NumPy integer too): ``ValueError`` naming
     ``name`` for a bool, a float, a complex number or one < 1, ``TypeError`` for what is not a
-    number (a string, None)."""
+    number (a string, None). A one-element tensor counts as its value (as
+    :func:`check_real` takes a one-element tensor)."""
+    if isinstance(n, Tensor) and n.numel() == 1:
+        n = n.item()  # an int, or a float / bool / complex refused below
     if not isinstance(n, numbers.Number | np.generic) or isinstance(n, np.flexible):
         raise TypeError(f"{name} must be an integer >= 1, got {shown(n)}")
     if isinstance(n, bool | np.bool_) or not isinstance(n, numbers.Integral) or n < 1:
