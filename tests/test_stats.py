@@ -232,6 +232,70 @@ def test_compare_and_table_ci_commands(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_compare_formats_and_out_as_the_table(tmp_path, capsys):
+    """compare --format csv|latex and --out (format by its suffix unless --format says), as
+    'semcom table': the same rows as the Markdown (CSV: numbers to 6 digits, the interval's
+    ends as columns, the runs named in each row; LaTeX: booktabs, the runs named in comments);
+    an existing file that is not a table of semcom's is kept unless --force."""
+    import csv
+    import io
+
+    from semcom.cli import main
+
+    names = ["i0", "i1", "i2"]
+    a, b = [[21.0, 25.1, 29.9], [30.0, 31.0, 32.1]], [[20.0, 24.0, 29.0], [30.0, 31.0, 32.0]]
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(_doc([_run("x", b, names, snrs=(-5.0, 10.0)),
+                                  _run("x+dm", a, names, snrs=(-5.0, 10.0))])))  # fmt: skip
+    argv = ["compare", str(f), "--scheme", "x+dm", "--against", "x"]
+    d = paired_interval(a[0], b[0])
+    assert main([*argv, "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["SNR (dB)", "metric", "A", "B", "A - B", "95 % CI low", "95 % CI high",
+                       "n", "verdict", "A run", "B run"]  # fmt: skip
+    assert rows[1][:2] == ["-5", "psnr"] and rows[1][7:] == ["3", "A better", f"x+dm ({f})",
+                                                             f"x ({f})"]  # fmt: skip
+    got = [float(c) for c in rows[1][2:7]]
+    assert got == pytest.approx([sum(a[0]) / 3, sum(b[0]) / 3, d.mean, d.low, d.high], rel=1e-5)
+    assert len(rows) == 3 and rows[2][8] == "not significant"
+    assert main([*argv, "--format", "latex", "--level", "0.9"]) == 0
+    tex = capsys.readouterr().out.splitlines()
+    d90 = paired_interval(a[0], b[0], 0.9)
+    assert tex[:4] == [f"% A = x+dm ({f})", f"% B = x ({f})", r"\begin{tabular}{rlrrrrrl}",
+                       r"\toprule"]  # fmt: skip
+    assert tex[4] == r"SNR (dB) & metric & A & B & $A - B$ & 90 \% CI of $A - B$ & $n$ & verdict \\"
+    assert tex[6] == (rf"$-5$ & PSNR (dB) & $25.33$ & $24.33$ & $+1.00$ & "
+                      rf"$[{d90.low:+.2f}, {d90.high:+.2f}]$ & 3 & A better \\")  # fmt: skip
+    assert tex[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    assert main(argv) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith(f"A = x+dm ({f})\nB = x ({f})\n\n| SNR (dB) |")
+    for suffix, fmt in (
+        (".md", "markdown"),
+        (".csv", "csv"),
+        (".tex", "latex"),
+        (".txt", "markdown"),
+    ):
+        out = tmp_path / "t" / f"c{suffix}"
+        for _ in range(2):  # the second replaces its own file
+            assert main([*argv, "--out", str(out)]) == 0
+            assert capsys.readouterr().out == f"wrote {out} ({fmt})\n"
+        assert main([*argv, "--format", fmt]) == 0
+        assert out.read_text() == capsys.readouterr().out  # the printed table, to the line
+    out = tmp_path / "t" / "c.tex"
+    assert main(["table", str(f), "--out", str(out)]) == 0  # the one writes over the other's
+    assert main([*argv, "--out", str(out)]) == 0
+    paper = tmp_path / "paper.tex"
+    paper.write_text("\\documentclass{article}\n")
+    capsys.readouterr()
+    assert main([*argv, "--out", str(paper)]) == 2
+    assert "is not a table" in capsys.readouterr().err and paper.read_text().startswith("\\doc")
+    assert main([*argv, "--out", str(paper), "--force"]) == 0
+    assert paper.read_text().startswith(f"% A = x+dm ({f})")
+    assert main([*argv, "--out", str(tmp_path)]) == 2  # a folder
+    assert "is a folder" in capsys.readouterr().err
+
+
 def test_compare_picks_one_sweep_and_says_so(tmp_path, capsys):
     """Runs held by several files: the last file holding both is used (same draws), and a
     note names the files; runs from two sweeps of other --snr lists warn that the draws differ
@@ -290,7 +354,7 @@ def test_plot_labels_cbrs_as_the_table_and_warns_of_anchors_on_other_images(tmp_
     f.write_text(json.dumps(doc))
     anchor.write_text(json.dumps({**_doc([_run("paper", v, names)]), "anchor": True}))
     figs = []
-    monkeypatch.setattr(plot, "save_figure", lambda fig, out: figs.append(fig) or out)
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out, dpi: figs.append(fig) or out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plot.plot_results([f], "psnr", tmp_path / "p.png", anchors=[anchor])
@@ -326,7 +390,7 @@ def test_plot_ci_draws_the_intervals(tmp_path, monkeypatch):
     f.write_text(json.dumps(doc))
     figs = []
 
-    def keep(fig, out):
+    def keep(fig, out, dpi):
         figs.append(fig)
         return out
 
@@ -400,7 +464,7 @@ def test_plot_and_table_intervals_are_at_the_level_asked(tmp_path, monkeypatch, 
     at80 = [mean_interval(x, 0.8).half_width for x in v]
     assert at80[0] < mean_interval(v[0]).half_width / 2  # t(0.9, 2) = 1.886, t(0.975, 2) = 4.303
     figs = []
-    monkeypatch.setattr(plot, "save_figure", lambda fig, out: figs.append(fig) or out)
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out, dpi: figs.append(fig) or out)
     plot.plot_results([f], "psnr", tmp_path / "p.png", ci=0.8)
     assert _bar_heights(figs[0]) == pytest.approx([2 * hw for hw in at80], rel=1e-9)
     assert "80 % t-interval" in figs[0].axes[0].get_xlabel()

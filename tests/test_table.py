@@ -228,12 +228,75 @@ def test_the_shipped_results_as_a_latex_table(capsys):
     assert bold[5] == [3, 4] and bold[6] == [5, 6, 7, 8]  # adjscc+dm at -10 / -5, webp above
 
 
+def _anchor(path: Path, dataset: dict | None = None) -> Path:
+    """A file of published curves: 'paper' at 0 and 5 dB, a 'bound' at 10 dB above every run."""
+    runs = [{"scheme": "paper", "cbr": 1 / 16, "snr_db": [0.0, 5.0], "psnr": [27.0, 29.0]},
+            {"scheme": "bound", "cbr": 1 / 16, "snr_db": [10.0], "psnr": [40.0]}]  # fmt: skip
+    return _write(path, {**_doc(runs, dataset), "anchor": True})
+
+
+def test_table_anchors_are_rows_marked_published_never_best(sweep, tmp_path, capsys):
+    """--anchors FILE (as plot's): the published curves as rows after the runs, their scheme
+    marked '[published]', their SNRs among the columns ('-' where a row has none); --best
+    ranks the runs measured only (a paper's plot read by eye, or a bound, is not bold);
+    --scheme, --snr, --label and --format treat them as the runs."""
+    a = _anchor(tmp_path / "a.json")
+    lines = _table(capsys, sweep, "--anchors", a, "--best")
+    assert lines[0] == "| scheme | CBR | metric | -5 dB | 0 dB | 5 dB | 10 dB |"  # no file column
+    assert lines[2:7] == [
+        "| x | 1/16 | psnr | - | 24.33 | - | 31.00 |",
+        "| x+dm | 1/16 | psnr | - | **25.33** | - | 31.10 |",
+        "| old | 1/12 | psnr | **18.00** | - | - | **31.50** |",
+        "| paper [published] | 1/16 | psnr | - | 27.00 | 29.00 | - |",
+        "| bound [published] | 1/16 | psnr | - | - | - | 40.00 |",
+    ]
+    assert lines[-1] == ("bold: the best value of each metric at each SNR (as printed) of the "
+                         "runs measured; the [published] rows are not ranked")  # fmt: skip
+    assert "**" not in "".join(_table(capsys, sweep, "--anchors", a, "--scheme", "paper", "--best"))
+    tex = _table(capsys, sweep, "--anchors", a, "--scheme", "paper", "--scheme", "x",
+                 "--snr", "5", "0", "--label", "paper=Paper [3]", "--format", "latex")  # fmt: skip
+    assert tex[2] == r"scheme & CBR & metric & 0 dB & 5 dB \\"
+    assert tex[4:6] == [r"Paper [3] & 1/16 & PSNR (dB) & $27.00$ & $29.00$ \\",
+                        r"x & 1/16 & PSNR (dB) & $24.33$ & -- \\"]  # fmt: skip
+    text = "\n".join(_table(capsys, sweep, "--anchors", a, "--format", "csv", "--ci"))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[4] == ["paper [published]", "1/16", "psnr", "", "", "", "27", "", "", "29", "", "",
+                       "", "", ""]  # fmt: skip
+    # a metric the papers did not report: no row of theirs, said
+    assert main(["table", str(sweep), "--anchors", str(a), "--metrics", "lpips"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 4 and "published" not in out
+    assert f"semcom: warning: no 'lpips' in {sweep}: run 2 (old); {a}: run 0 (paper); " in err
+    # two anchor files: each row led by its file; one measured on other images: said
+    b = _anchor(tmp_path / "b.json", {"name": "cifar10", "n_images": 10000})
+    assert main(["table", str(sweep), "--anchors", str(a), str(b), "--snr", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "| file | scheme | CBR | metric | 10 dB |"
+    assert out.splitlines()[-1] == "| b.json | bound [published] | 1/16 | psnr | 40.00 |"
+    assert err == (f"semcom: warning: anchor {b} was measured on cifar10, the results on kodak: "
+                   "not the same images\n")  # fmt: skip
+    # a missing file, a folder: said as --anchors
+    for bad, said in ((tmp_path / "nope.json", "no such file"), (tmp_path, "a folder")):
+        assert main(["table", str(sweep), "--anchors", str(bad)]) == 2
+        assert f"--anchors {str(bad)!r}: {said}" in capsys.readouterr().err
+
+
+def test_the_shipped_results_with_the_shipped_anchors(capsys):
+    """The README's table of ours against the papers at 10 dB (their grid is 1, 4, 7, 10, 13)."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    anchors = root / "anchors" / "kodak-awgn.json"
+    lines = _table(capsys, root / "kodak-awgn.json", "--anchors", anchors, "--scheme", "adjscc+dm",
+                   "--scheme", "WITT", "--snr", "10", "--best")  # fmt: skip
+    assert lines[2].startswith("| adjscc+dm | 1/16 | psnr | **")
+    assert lines[3] == "| WITT [published] | 1/16 | psnr | 33.60 |"
+
+
 # ------------------------------------------------------------------------------ plot
 def _figures(monkeypatch) -> list:
     import semcom.eval.plot as plot
 
     figs: list = []
-    monkeypatch.setattr(plot, "save_figure", lambda fig, out: figs.append(fig) or Path(out))
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out, dpi: figs.append(fig) or Path(out))
     return figs
 
 
@@ -357,6 +420,60 @@ def test_plot_ci_bars_of_the_snr_estimate_rmse_as_the_table(tmp_path, monkeypatc
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_plot_snr_range_draws_only_the_points_within(sweep, tmp_path, monkeypatch, capsys):
+    """--snr LO HI: only the points from LO to HI dB (ends included) are drawn, of the runs and
+    the anchors; the axes fit them (a curve's points outside do not stretch them) and a run
+    with none inside has no legend entry; LO above HI, or nothing inside, is said."""
+    a = _anchor(tmp_path / "a.json")
+    figs = _figures(monkeypatch)
+    out = str(tmp_path / "f.png")
+    assert main(["plot", str(sweep), "--anchors", str(a), "--snr", "0", "5", "--out", out]) == 0
+    (ax,) = figs[0].axes
+    xs = {ln.get_label(): list(ln.get_xdata()) for ln in ax.get_lines()}
+    assert xs == {"x (CBR 1/16)": [0.0], "x+dm (CBR 1/16)": [0.0],
+                  "paper (CBR 1/16) [published]": [0.0, 5.0]}  # fmt: skip
+    assert ax.get_ylim()[1] < 31.0 and -5 < ax.get_xlim()[0] and ax.get_xlim()[1] < 10
+    assert main(["plot", str(sweep), "--snr", "-5", "-5", "--out", out]) == 0  # ends included
+    assert [list(ln.get_xdata()) for ln in figs[1].axes[0].get_lines()] == [[-5.0]]
+    capsys.readouterr()
+    assert main(["plot", str(sweep), "--snr", "10", "0", "--out", out]) == 2
+    assert "--snr 10 0: LO is above HI" in capsys.readouterr().err
+    assert main(["plot", str(sweep), "--snr", "11", "30", "--out", out]) == 2
+    assert "has metric 'psnr' between 11 and 30 dB" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["plot", str(sweep), "--snr", "0", "--out", out])
+    assert "expected 2 arguments" in capsys.readouterr().err
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_plot_dpi_sets_a_pngs_pixels_and_is_refused_for_vector_figures(sweep, tmp_path, capsys):
+    """--dpi N: a PNG of W x H inches is W*N x H*N pixels (120 dpi unless given); a PDF or
+    SVG is vector, so --dpi there is refused (it changed nothing), as are 0 and a PNG too
+    large for matplotlib (2^16 pixels a side), before any figure is written."""
+    from PIL import Image
+
+    out = tmp_path / "f.png"
+    for dpi, pixels in ((None, (480, 240)), ("50", (200, 100)), ("300", (1200, 600))):
+        argv = ["plot", str(sweep), "--size", "4", "2", "--out", str(out)]
+        assert main(argv + (["--dpi", dpi] if dpi else [])) == 0
+        with Image.open(out) as im:
+            assert im.size == pixels
+    capsys.readouterr()
+    for suffix in (".pdf", ".svg"):
+        vector = tmp_path / f"f{suffix}"
+        assert main(["plot", str(sweep), "--dpi", "300", "--out", str(vector)]) == 2
+        assert "--dpi sets a PNG's resolution" in capsys.readouterr().err and not vector.exists()
+    out.unlink()
+    assert main(["plot", str(sweep), "--dpi", "20000", "--out", str(out)]) == 2
+    assert "140000 x 90000 pixels, over 65535 a side" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["plot", str(sweep), "--dpi", "0", "--out", str(out)])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------- odd files

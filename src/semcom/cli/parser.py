@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from .. import __version__
 from .args import (
@@ -29,9 +30,27 @@ from .sweep import cmd_bench, cmd_eval
 from .transmit import cmd_demo, cmd_transmit
 
 
+def _add_anchors_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--anchors FILE...`` of plot and table: published curves in the results format."""
+    p.add_argument(
+        "--anchors", nargs="*", default=[], action=_Once, metavar="FILE",
+        help=f"published curves (results/anchors/*.json): {what}",
+    )  # fmt: skip
+
+
+def _add_table_output_args(p: argparse.ArgumentParser, formats: Sequence[str]) -> None:
+    """``--format``, ``--out`` and ``--force`` of table and compare."""
+    p.add_argument(
+        "--format", choices=formats, default=None,
+        help="table format (default: by the --out suffix, .md .csv .tex; else markdown)",
+    )  # fmt: skip
+    p.add_argument("--out", default=None, help="write the table to this file, not stdout")
+    _add_force_arg(p, "--out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``semcom`` argument parser with every subcommand (each sets ``func``)."""
-    from ..eval.plot import LEGENDS, METRIC_LABELS
+    from ..eval.plot import DPI, LEGENDS, METRIC_LABELS
     from ..eval.reproduce import TOLERANCE, TOLERANCE_DB
     from ..eval.table import FORMATS
     from ..metrics import HIGHER_IS_BETTER
@@ -163,10 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
         action=_Once, help=f"one panel per metric, from {' '.join(METRIC_LABELS)}",
     )  # fmt: skip
-    pl.add_argument(
-        "--anchors", nargs="*", default=[], action=_Once, help="published curves (results/anchors)"
-    )
+    _add_anchors_arg(pl, "drawn dashed, '[published]' in the legend")
     _add_run_selection_args(pl, "curves", "legend entry")
+    pl.add_argument(
+        "--snr", nargs=2, type=_snr_value, default=None, action=_Once, metavar=("LO", "HI"),
+        help="draw only the points from LO to HI dB (ends included; the axes fit them, a run "
+        "without one is left out)",
+    )  # fmt: skip
     pl.add_argument("--title", default=None, help="figure title ('' for none; default: the "
                     "metric, channel and data set)")  # fmt: skip
     pl.add_argument(
@@ -179,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         "about 3.5 wide)",
     )  # fmt: skip
     _add_ci_arg(pl, "error bars: the t-interval of each mean over the images")
+    pl.add_argument(
+        "--dpi", type=_positive_int, default=None, metavar="N",
+        help=f"a PNG's resolution, dots per inch (default {DPI}; refused for .pdf and .svg, "
+        "which are vector)",
+    )  # fmt: skip
     pl.add_argument(
         "--out", default="fig.png", help="output figure: .png, .pdf or .svg (default ./fig.png)"
     )
@@ -248,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print results JSON files as a table (Markdown, CSV or LaTeX)",
         description="One row per run and metric, one column per SNR (the union of the files' "
         "SNR grids; '-' where a run has no value), as Markdown, CSV or a LaTeX tabular "
-        "(booktabs); printed, or written to --out.",
+        "(booktabs); printed, or written to --out. Published curves (--anchors) are rows too, "
+        "marked '[published]'; --best ranks the runs measured, not them.",
     )
     tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     tb.add_argument(
@@ -257,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a row per run and metric, from {' '.join(METRIC_LABELS)}",
     )  # fmt: skip
     _add_ci_arg(tb, "add ± the half-width of the t-interval of each mean over the images")
+    _add_anchors_arg(
+        tb, "a row per run after the files' (scheme marked '[published]'; SNRs as columns; "
+        "never bold by --best)",
+    )  # fmt: skip
     _add_run_selection_args(tb, "rows", "scheme cell")
     tb.add_argument(
         "--snr", nargs="+", type=_snr_value, default=None, action=_Once, metavar="DB",
@@ -264,14 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     tb.add_argument(
         "--best", action="store_true",
-        help="the best value of each metric at each SNR in bold (as printed; Markdown, LaTeX)",
+        help="the best value of each metric at each SNR in bold (as printed; Markdown, LaTeX), "
+        "of the runs measured: anchors are not ranked",
     )  # fmt: skip
-    tb.add_argument(
-        "--format", choices=FORMATS, default=None,
-        help="table format (default: by the --out suffix, .md .csv .tex; else markdown)",
-    )  # fmt: skip
-    tb.add_argument("--out", default=None, help="write the table to this file, not stdout")
-    _add_force_arg(tb, "--out")
+    _add_table_output_args(tb, FORMATS)
     tb.set_defaults(func=cmd_table)
 
     cp = sub.add_parser(
@@ -281,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare run A with run B of results files per SNR: both means, their "
         "difference over the same images (a paired t-interval: the runs of one sweep saw the "
         "same channel draws) and whether it excludes 0. Runs are named scheme or scheme@CBR "
-        "(e.g. adjscc+dm@1/16), as 'semcom table' lists them.",
+        "(e.g. adjscc+dm@1/16), as 'semcom table' lists them. Markdown, CSV or a LaTeX tabular "
+        "(--format, as 'semcom table'); printed, or written to --out.",
     )
     cp.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
     cp.add_argument("--scheme", required=True, metavar="A", help="the run judged (scheme[@CBR])")
@@ -296,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the metrics to compare, from {' '.join(HIGHER_IS_BETTER)}",
     )
     cp.add_argument("--level", type=_level_value, default=0.95, help="confidence level")
+    _add_table_output_args(cp, FORMATS)
     cp.set_defaults(func=cmd_compare)
 
     from ..train.cli import add_train_parser

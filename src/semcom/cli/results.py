@@ -184,36 +184,66 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """``semcom table FILE...``: the runs as a table (Markdown, CSV or LaTeX), printed or
-    written to ``--out``; returns 0."""
-    from ..eval.table import SUFFIX_FORMATS, results_table
+    """``semcom table FILE...``: the runs (and ``--anchors``' published curves) as a table
+    (Markdown, CSV or LaTeX), printed or written to ``--out``; returns 0."""
+    from ..eval.table import results_table
+
+    out, fmt = _table_output(args)
+    _check_anchors(args.anchors)
+    text = results_table(
+        args.results, args.metrics, ci=args.ci, fmt=fmt, best=args.best, runs=args.scheme,
+        snrs=args.snr, labels=_labels(args.label), anchors=args.anchors,
+    )  # fmt: skip
+    _write_table(text, out, fmt)
+    return 0
+
+
+def _table_output(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """``--out`` of ``table`` / ``compare`` checked before any work (an existing file that is
+    not a table of theirs refused unless ``--force``; None: print) and the format: ``--format``,
+    else by the ``--out`` suffix (.md .csv .tex), else Markdown."""
+    from ..eval.table import SUFFIX_FORMATS
 
     out = None
     if args.out is not None:
         out = _replaceable(args.out, "--out", args.force, _is_table_file, "a table")
     fmt = args.format or (SUFFIX_FORMATS.get(out.suffix.lower()) if out else None) or "markdown"
-    text = results_table(
-        args.results, args.metrics, ci=args.ci, fmt=fmt, best=args.best, runs=args.scheme,
-        snrs=args.snr, labels=_labels(args.label),
-    )  # fmt: skip
+    return out, fmt
+
+
+def _write_table(text: str, out: Path | None, fmt: str) -> None:
+    """Print table ``text``, or write it to ``out`` (atomically) and say so."""
     if out is None:
         print(text)
-        return 0
+        return
     with atomic_path(out) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {out} ({fmt})")
-    return 0
 
 
 def _is_table_file(path: Path) -> bool:
-    """A table ``semcom table --out`` wrote (any format)."""
+    """A table ``semcom table --out`` or ``semcom compare --out`` wrote (any format)."""
+    from ..eval.stats import is_comparison_text
     from ..eval.table import is_table_text
 
     try:
         with path.open(encoding="utf-8") as f:
-            return is_table_text(f.readline())
+            head = "".join(f.readline(4096) for _ in range(4))  # the first lines tell
     except (OSError, UnicodeDecodeError):
         return False
+    return is_table_text(head) or is_comparison_text(head)
+
+
+def _check_anchors(files: Sequence[str]) -> None:
+    """``--anchors`` files that exist (a missing one said as such: it read as a missing
+    results file)."""
+    for f in files:
+        if not Path(f).is_file():
+            what = "a folder: give its files" if Path(f).is_dir() else "no such file"
+            raise CLIError(
+                f"--anchors {f!r}: {what} (published curves in the results format, such as "
+                "the repository's results/anchors/*.json)"
+            )
 
 
 def _labels(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
@@ -233,6 +263,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..eval.stats import compare_runs, comparison_table, find_runs, run_label
     from ..eval.sweep import check_mergeable
 
+    out, fmt = _table_output(args)
     docs = [(f, load_results(f)) for f in args.results]
     found_a, found_b = find_runs(docs, args.scheme), find_runs(docs, args.against)
     # both runs from one file (the last holding both) saw the same draws; else each's last
@@ -272,7 +303,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     rows = compare_runs(run_a, run_b, args.metrics, args.level, (args.scheme, args.against))
     named = (f"{args.scheme} ({file_a})", f"{args.against} ({file_b})")
-    print(comparison_table(rows, named, args.level))
+    _write_table(comparison_table(rows, named, args.level, fmt), out, fmt)
     return 0
 
 
@@ -287,9 +318,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
             f"in {', '.join(FIGURE_FORMATS)}"
         )
     _replaceable(args.out, "--out", args.force, _is_figure, "a figure")
+    _check_anchors(args.anchors)
     out = plot_results(
         args.results, args.metric, args.out, args.anchors, args.title, args.ci,
         runs=args.scheme, labels=_labels(args.label), size=args.size, legend=args.legend,
+        snr_range=args.snr, dpi=args.dpi,
     )  # fmt: skip
     print(f"wrote {out}")
     return 0

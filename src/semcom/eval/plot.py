@@ -191,6 +191,67 @@ FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 #: where ``plot`` puts the legend: in the axes, below the panels, or nowhere
 LEGENDS = ("inside", "below", "none")
 
+#: what marks a published curve (``--anchors``) in a legend entry or a table's scheme cell
+PUBLISHED = " [published]"
+
+#: a PNG's resolution unless ``--dpi`` says (dots per inch)
+DPI = 120
+
+#: the most pixels a PNG may have along a side (matplotlib refuses 2^16 and more)
+MAX_PIXELS = 2**16 - 1
+
+
+def anchor_image_warnings(
+    results: Sequence[tuple[str, dict]], anchors: Sequence[tuple[str, dict]]
+) -> list[str]:
+    """What to warn of anchors (``(file name, document)``) measured on other images than the
+    ``results`` (a paper's curve beside ours): one message per such anchor file."""
+    seen = {doc.get("dataset", {}).get("name", "?") for _, doc in results}
+    said = []
+    for f, doc in anchors:
+        name = doc.get("dataset", {}).get("name", "?")
+        if seen and name not in seen:
+            said.append(
+                f"anchor {f} was measured on {name}, the results on "
+                f"{', '.join(sorted(seen))}: not the same images"
+            )
+    return said
+
+
+def check_snr_range(snr_range: Sequence[float] | None) -> tuple[float, float] | None:
+    """``(lo, hi)`` of ``--snr LO HI`` (dB, finite, ``lo <= hi``) or None; else ``ValueError``."""
+    if snr_range is None:
+        return None
+    if len(snr_range) != 2 or not all(math.isfinite(float(s)) for s in snr_range):
+        raise ValueError(f"an SNR range is two finite numbers of dB (LO HI), got {snr_range}")
+    lo, hi = map(float, snr_range)
+    if lo > hi:
+        raise ValueError(f"--snr {lo:g} {hi:g}: LO is above HI; give the range low to high")
+    return lo, hi
+
+
+def check_dpi(dpi: int | None, out: str | os.PathLike[str], size: tuple[float, float]) -> int:
+    """The resolution a figure ``out`` of ``size`` (inches) is written at: ``dpi`` (a positive
+    integer, for a PNG only: a PDF or SVG is vector, drawn at any size) or :data:`DPI`;
+    ``ValueError`` for a vector ``out``, or a PNG over :data:`MAX_PIXELS` a side."""
+    if dpi is None:
+        return DPI
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
+        raise ValueError(f"--dpi {dpi!r}: expected a positive integer (dots per inch)")
+    fmt = FIGURE_FORMATS.get(Path(out).suffix.lower(), "png")
+    if fmt != "png":
+        raise ValueError(
+            f"--dpi sets a PNG's resolution; {Path(out).name} is a {fmt.upper()}, vector "
+            "(sharp at any size): leave --dpi out, or give a .png --out"
+        )
+    width, height = (round(x * dpi) for x in size)
+    if max(width, height) > MAX_PIXELS:
+        raise ValueError(
+            f"--dpi {dpi}: a {size[0]:g} x {size[1]:g} in figure would be {width} x {height} "
+            f"pixels, over {MAX_PIXELS} a side: give a smaller --dpi or --size"
+        )
+    return dpi
+
 
 def plot_results(
     files: Sequence[str | os.PathLike[str]],
@@ -203,6 +264,8 @@ def plot_results(
     labels: Mapping[str, str] | None = None,
     size: tuple[float, float] | None = None,
     legend: str | None = None,
+    snr_range: Sequence[float] | None = None,
+    dpi: int | None = None,
 ) -> Path:
     """Draw every run of every file as ``metric`` vs SNR (one line per scheme/CBR, its points
     in SNR order) -> figure ``out`` (:func:`save_figure`: PNG, PDF or SVG by its suffix).
@@ -216,7 +279,11 @@ def plot_results(
     this order, of the files and anchors (``scheme`` or ``scheme@CBR``, as ``semcom compare``
     names them); ``labels``: a run's name -> its legend entry; ``title``: ``""`` for none;
     ``size``: width and height in inches; ``legend``: :data:`LEGENDS` (default ``inside``
-    for one metric, ``below`` for several).
+    for one metric, ``below`` for several). ``snr_range``: ``(lo, hi)`` dB: only the points
+    within it (ends included) are drawn, of the runs and anchors alike; the axes fit what is
+    drawn (a curve's points outside are left out, not clipped at the edge), and a run with
+    none inside is left out of the legend. ``dpi``: a PNG's resolution (default
+    :data:`DPI`; refused for PDF and SVG, :func:`check_dpi`).
     """
     import matplotlib
 
@@ -235,6 +302,9 @@ def plot_results(
     legend = legend or ("inside" if len(metrics) == 1 else "below")
     if legend not in LEGENDS:
         raise ValueError(f"unknown legend place {legend!r}; choose from {', '.join(LEGENDS)}")
+    width, height = size or ((7.0, 4.5) if len(metrics) == 1 else (4.2 * len(metrics), 4.2))
+    dpi = check_dpi(dpi, out, (width, height))
+    window = check_snr_range(snr_range)
     # every file read (and checked) before the figure exists: a bad file leaves none open
     loaded = [(f, load_results(f), style) for group, style in ((files, "-"), (anchors, "--"))
               for f in group]  # fmt: skip
@@ -242,22 +312,15 @@ def plot_results(
     chosen = [run for _, run in select_runs(docs, runs)]
     names = run_names(docs, labels or {})
     line_style = {id(run): style for _, doc, style in loaded for run in doc["runs"]}
-    channels, data, seen = set(), set(), set()
+    channels, data = set(), set()
     for _, doc, style in loaded:
         channels.add(doc.get("channel", {}).get("name", "?"))
-        name = doc.get("dataset", {}).get("name", "?")
         if style == "-":  # what our runs saw (anchors carry the papers' own)
             data.add(data_label(doc.get("dataset", {})))
-            seen.add(name)
-    for f, doc, style in loaded:
-        name = doc.get("dataset", {}).get("name", "?")
-        if style == "--" and seen and name not in seen:  # a paper's curve on other images
-            warnings.warn(
-                f"anchor {f} was measured on {name}, the results on "
-                f"{', '.join(sorted(seen))}: not the same images",
-                stacklevel=2,
-            )
-    width, height = size or ((7.0, 4.5) if len(metrics) == 1 else (4.2 * len(metrics), 4.2))
+    ours = [(str(f), doc) for f, doc, style in loaded if style == "-"]
+    published = [(str(f), doc) for f, doc, style in loaded if style == "--"]
+    for said in anchor_image_warnings(ours, published):  # a paper's curve on other images
+        warnings.warn(said, stacklevel=2)
     fig, axes = plt.subplots(
         1, len(metrics), figsize=(width, height), squeeze=False,
         layout="constrained" if legend == "below" else None,
@@ -275,6 +338,8 @@ def plot_results(
             label = _legend_label(run, names.get(id(run)), line_style[id(run)])
             pts, dropped = [], []
             for s, y in zip(run["snr_db"], ys, strict=True):
+                if window is not None and not window[0] <= s <= window[1]:
+                    continue
                 if y is not None and math.isfinite(y):
                     pts.append((s, y))
                 elif y is not None and not math.isnan(y):
@@ -304,7 +369,8 @@ def plot_results(
             drawn += 1
         if drawn == 0:
             plt.close(fig)
-            raise ValueError(f"no run in the given files has metric {m!r}")
+            within = f" between {window[0]:g} and {window[1]:g} dB" if window else ""
+            raise ValueError(f"no run in the given files has metric {m!r}{within}")
         ax.set_xlabel("SNR (dB)" + (f"; bars: {100 * ci:g} % t-interval over images" if ci else ""))
         ax.set_ylabel(METRIC_LABELS[m])
         ax.grid(True, alpha=0.3)
@@ -329,7 +395,7 @@ def plot_results(
     elif legend == "below":
         texts, handles = zip(*entries.values(), strict=True)
         _legend_below(fig, handles, texts, min(len(texts), 3 * len(metrics)))
-    return save_figure(fig, out)
+    return save_figure(fig, out, dpi)
 
 
 def _legend_below(fig: Figure, handles: Sequence, texts: Sequence[str], ncol: int) -> None:
@@ -355,13 +421,13 @@ def _legend_label(run: dict, name: str | None, style: str) -> str:
     cbr = _cbr_label(run)
     if cbr:
         label += f" (CBR {cbr})"
-    return label + (" [published]" if style == "--" else "")
+    return label + (PUBLISHED if style == "--" else "")
 
 
-def save_figure(fig, out: str | os.PathLike[str]) -> Path:
+def save_figure(fig, out: str | os.PathLike[str], dpi: int = DPI) -> Path:
     """Lay out, write ``fig`` to ``out`` exactly (atomically, parents created), close it: PDF
     or SVG by the suffix (:data:`FIGURE_FORMATS`; text as TrueType fonts in a PDF, paths in
-    an SVG: no Type 3 fonts, which publishers' PDF checks refuse), else PNG at 120 dpi."""
+    an SVG: no Type 3 fonts, which publishers' PDF checks refuse), else PNG at ``dpi``."""
     import matplotlib
     import matplotlib.pyplot as plt
 
@@ -373,7 +439,7 @@ def save_figure(fig, out: str | os.PathLike[str]) -> Path:
     fmt = FIGURE_FORMATS.get(path.suffix.lower(), "png")
     try:
         with atomic_path(path) as tmp, matplotlib.rc_context({"pdf.fonttype": 42}):
-            fig.savefig(tmp, dpi=120, format=fmt)
+            fig.savefig(tmp, dpi=dpi, format=fmt)
     finally:
         plt.close(fig)
     return path

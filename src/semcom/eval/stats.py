@@ -250,42 +250,91 @@ def compare_runs(
 
 
 def comparison_table(
-    rows: Sequence[Comparison], labels: tuple[str, str], level: float = 0.95
+    rows: Sequence[Comparison],
+    labels: tuple[str, str],
+    level: float = 0.95,
+    fmt: str = "markdown",
 ) -> str:
-    """Markdown table of :func:`compare_runs` rows: means, difference, its interval, verdict;
-    the runs are columns ``A`` and ``B``, named by ``labels`` in two lines above the table."""
+    """:func:`compare_runs` rows as a table: SNR, metric, both means, the difference, its
+    interval, the number of paired images and the verdict; the runs are ``A`` and ``B``,
+    named by ``labels``. In ``fmt`` (:data:`.table.FORMATS`, written by
+    :func:`.table.render_grid`): Markdown (``A = ...`` and ``B = ...`` above the table),
+    CSV (the interval's ends in two columns, numbers to 6 significant digits, "" where none,
+    the runs' names in the last two columns of every row) or a LaTeX ``tabular`` (``% A =
+    ...`` comments above it, numbers in math mode)."""
+    from .table import FORMATS, METRIC_NAMES, render_grid
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; choose from {', '.join(FORMATS)}")
     pct = f"{100 * level:g} %"
-    head = ["SNR (dB)", "metric", "A", "B", "A − B", f"{pct} CI of A − B", "n", "verdict"]
-    lines = [f"A = {labels[0]}", f"B = {labels[1]}", ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if fmt == "csv":
+        head = ["SNR (dB)", "metric", "A", "B", "A - B", f"{pct} CI low", f"{pct} CI high",
+                "n", "verdict", "A run", "B run"]  # fmt: skip
+
+        def g(v: float) -> str:
+            return "" if math.isnan(v) else f"{v:.6g}"
+
+        body = [
+            [f"{r.snr_db:g}", r.metric, g(r.mean_a), g(r.mean_b), g(r.diff.mean),
+             g(r.diff.low), g(r.diff.high), str(r.diff.n), _verdict_text(r), *labels]
+            for r in rows
+        ]  # fmt: skip
+        return render_grid(fmt, head, body)
+    latex = fmt == "latex"
 
     def num(v: float, nd: int, sign: str = "") -> str:
-        return "-" if math.isnan(v) else f"{v:{sign}.{nd}f}"
+        if math.isnan(v):
+            return "--" if latex else "-"
+        return f"${v:{sign}.{nd}f}$" if latex else f"{v:{sign}.{nd}f}"
 
+    body = []
     for r in rows:
         nd = 2 if r.metric == "psnr" else 4
-        ci = (
-            "-"
-            if math.isnan(r.diff.half_width)
-            else f"[{r.diff.low:+.{nd}f}, {r.diff.high:+.{nd}f}]"
-        )
-        # "tie" means the interval holds 0, not that the means are equal: say so; below two
-        # paired values there is no interval to judge by
-        verdict = {"a": "A better", "b": "B better", "tie": "not significant"}[r.verdict]
-        if r.diff.n < 2:
-            verdict = f"no interval ({r.diff.n} paired value{'s' * (r.diff.n != 1)})"
-        cells = [
-            f"{r.snr_db:g}",
-            r.metric,
-            num(r.mean_a, nd),
-            num(r.mean_b, nd),
-            num(r.diff.mean, nd, "+"),
-            ci,
-            str(r.diff.n),
-            verdict,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        ci = f"[{r.diff.low:+.{nd}f}, {r.diff.high:+.{nd}f}]"
+        if math.isnan(r.diff.half_width):
+            ci = "--" if latex else "-"
+        elif latex:
+            ci = f"${ci}$"
+        snr = f"${r.snr_db:g}$" if latex and r.snr_db < 0 else f"{r.snr_db:g}"
+        metric = METRIC_NAMES.get(r.metric, r.metric) if latex else r.metric
+        body.append([snr, metric, num(r.mean_a, nd), num(r.mean_b, nd),
+                     num(r.diff.mean, nd, "+"), ci, str(r.diff.n), _verdict_text(r)])  # fmt: skip
+    if latex:
+        pct_tex = pct.replace("%", r"\%")
+        head = ["SNR (dB)", "metric", "A", "B", "$A - B$", f"{pct_tex} CI of $A - B$", "$n$",
+                "verdict"]  # fmt: skip
+        names = [f"% A = {labels[0]}", f"% B = {labels[1]}"]
+        return "\n".join([*names, render_grid(fmt, head, body, "rlrrrrrl")])
+    head = ["SNR (dB)", "metric", "A", "B", "A − B", f"{pct} CI of A − B", "n", "verdict"]
+    return "\n".join([f"A = {labels[0]}", f"B = {labels[1]}", "", render_grid(fmt, head, body)])
+
+
+def _verdict_text(r: Comparison) -> str:
+    """The verdict of a comparison row: which run is better, or none significantly, or no
+    interval (below two paired values)."""
+    # "tie" means the interval holds 0, not that the means are equal: say so; below two
+    # paired values there is no interval to judge by
+    if r.diff.n < 2:
+        return f"no interval ({r.diff.n} paired value{'s' * (r.diff.n != 1)})"
+    return {"a": "A better", "b": "B better", "tie": "not significant"}[r.verdict]
+
+
+def is_comparison_text(text: str) -> bool:
+    """Whether ``text`` starts as :func:`comparison_table` writes a table (any format)."""
+    lines = text.split("\n")[:4]
+    if lines[0].startswith("SNR (dB),metric,A,B,A - B,"):
+        return True
+    if len(lines) < 3:
+        return False
+    if lines[0].startswith("% A = ") and lines[1].startswith("% B = "):
+        return lines[2].startswith(r"\begin{tabular}{")
+    return (
+        len(lines) == 4
+        and lines[0].startswith("A = ")
+        and lines[1].startswith("B = ")
+        and lines[2] == ""
+        and lines[3].startswith("| SNR (dB) | metric | A | B |")
+    )
 
 
 __all__ = [
@@ -296,6 +345,7 @@ __all__ = [
     "favoured",
     "find_run",
     "find_runs",
+    "is_comparison_text",
     "mean_interval",
     "metric_interval",
     "paired_interval",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..metrics import in_db
-from .plot import METRIC_LABELS, _cbr_label, load_results
+from .plot import METRIC_LABELS, PUBLISHED, _cbr_label, anchor_image_warnings, load_results
 
 FORMATS = ("markdown", "csv", "latex")
 
@@ -51,7 +51,8 @@ SCORE: dict[str, Callable[[float], float]] = {
 class TableRow:
     """One run's one metric: ``values`` per SNR column (NaN where the run has none) and, with
     intervals, ``(low, high, half_width)`` per column (None where it has no per-image values;
-    ``half_width`` NaN for an asymmetric interval). ``digits``: decimals shown."""
+    ``half_width`` NaN for an asymmetric interval). ``digits``: decimals shown; ``anchor``: a
+    published curve (``--anchors``), not a run of ours (never bold by ``--best``)."""
 
     file: str
     scheme: str
@@ -60,6 +61,7 @@ class TableRow:
     values: list[float]
     bounds: list[tuple[float, float, float] | None]
     digits: int
+    anchor: bool = False
 
 
 def split_label(text: str) -> tuple[str, str]:
@@ -111,15 +113,22 @@ def table_rows(
     runs: Sequence[str] | None = None,
     snrs: Sequence[float] | None = None,
     labels: Mapping[str, str] | None = None,
+    anchors: Sequence[str | os.PathLike[str]] = (),
 ) -> tuple[list[float], list[TableRow]]:
-    """The SNR columns (the union of the runs' grids, or ``snrs``) and the rows of
-    :func:`results_table`."""
+    """The SNR columns (the union of the runs' grids, anchors' included, or ``snrs``) and the
+    rows of :func:`results_table` (the anchors' after the files' unless ``runs`` orders
+    them)."""
     from .stats import metric_interval, per_image_key, per_snr
 
     for m in metrics:
         if m not in METRIC_LABELS:
             raise ValueError(f"unknown metric {m!r}; choose from {', '.join(METRIC_LABELS)}")
-    docs = [(str(f), load_results(f)) for f in files]
+    ours = [(str(f), load_results(f)) for f in files]
+    published = [(str(f), load_results(f)) for f in anchors]
+    for said in anchor_image_warnings(ours, published):
+        warnings.warn(said, stacklevel=3)
+    docs = ours + published
+    is_anchor = {id(run) for _, doc in published for run in doc["runs"]}
     chosen = select_runs(docs, runs)
     names = run_names(docs, labels or {})
     # the SNRs of the runs that have rows (not those of a run without these metrics)
@@ -148,9 +157,10 @@ def table_rows(
                 else None
                 for s, v in zip(columns, values, strict=True)
             ]
-            scheme = names.get(id(run), run["scheme"])
+            anchor = id(run) in is_anchor
+            scheme = names.get(id(run), run["scheme"] + (PUBLISHED if anchor else ""))
             nd = digits if in_db(m) else 3
-            rows.append(TableRow(name, scheme, _cbr_label(run), m, values, bounds, nd))
+            rows.append(TableRow(name, scheme, _cbr_label(run), m, values, bounds, nd, anchor))
     missing = [m for m in metrics if not any(r.get(m) for _, r in chosen)]
     if missing:
         raise ValueError(f"no run in the given files has metric {', '.join(map(repr, missing))}")
@@ -168,10 +178,11 @@ def table_rows(
 
 def best_cells(rows: Sequence[TableRow]) -> set[tuple[int, int]]:
     """``(row, column)`` of the best value of each metric in each column, at the digits shown
-    (values equal as printed are all best); NaN never is."""
+    (values equal as printed are all best), among the runs measured: an anchor's (a published
+    curve read off a paper's plot, maybe a bound) is never best, nor is NaN."""
     out = set()
-    for m in {r.metric for r in rows}:
-        idx = [i for i, r in enumerate(rows) if r.metric == m]
+    for m in {r.metric for r in rows if not r.anchor}:
+        idx = [i for i, r in enumerate(rows) if r.metric == m and not r.anchor]
         for j in range(len(rows[idx[0]].values)):
             shown = {
                 i: round(rows[i].values[j], rows[i].digits)
@@ -243,8 +254,39 @@ def _notes(rows: Sequence[TableRow], ci: float | None, best: bool) -> list[str]:
             note += "; runs written without per-image values show the mean alone"
         notes.append(note)
     if best:
-        notes.append("bold: the best value of each metric at each SNR (as printed)")
+        notes.append(
+            "bold: the best value of each metric at each SNR (as printed)"
+            + (f" of the runs measured; the{PUBLISHED} rows are not ranked"
+               if any(r.anchor for r in rows) else "")
+        )  # fmt: skip
     return notes
+
+
+def render_grid(
+    fmt: str,
+    head: Sequence[str],
+    body: Sequence[Sequence[str]],
+    align: str = "",
+    notes: Sequence[str] = (),
+) -> str:
+    """Cells already in ``fmt``'s form (escaped, LaTeX numbers in math mode) as text: a
+    Markdown table (``notes`` below it after a blank line), a CSV (no notes) or a LaTeX
+    ``tabular`` with booktabs rules and column alignment ``align`` (``notes`` as ``%``
+    comments after it); the writer of ``semcom table`` and ``semcom compare``."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerows([head, *body])
+        return buf.getvalue().rstrip("\n")
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines + (["", *notes] if notes else []))
+    if fmt != "latex":
+        raise ValueError(f"unknown table format {fmt!r}; choose from {', '.join(FORMATS)}")
+    lines = [r"\begin{tabular}{" + align + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+    lines += [" & ".join(cells) + r" \\" for cells in body]
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", *(f"% {n}" for n in notes)])
 
 
 def render_table(
@@ -266,39 +308,29 @@ def render_table(
         if best:
             raise ValueError("--best marks cells in bold, which CSV has not: give a Markdown or "
                              "LaTeX --format")  # fmt: skip
-        return _csv(columns, rows, ci is not None, file_column)
+        return render_grid(fmt, *_csv(columns, rows, ci is not None, file_column))
     marked = best_cells(rows) if best else set()
-    first = ["file"] if file_column else []
-    text_cols = [*first, "scheme", "CBR", "metric"]
-    lines = []
-    if fmt == "markdown":
-        head = [*text_cols, *[f"{s:g} dB" for s in columns]]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for i, r in enumerate(rows):
-            lead = ([Path(r.file).name] if file_column else []) + [r.scheme, r.cbr, r.metric]
-            cells = [_markdown_escape(c) for c in lead]
-            cells += [_cell(r, j, (i, j) in marked, False) for j in range(len(columns))]
-            lines.append("| " + " | ".join(cells) + " |")
-        notes = _notes(rows, ci, best)
-        return "\n".join(lines + (["", *notes] if notes else []))
-    head = [*text_cols, *[(f"${s:g}$" if s < 0 else f"{s:g}") + " dB" for s in columns]]
-    lines += [
-        r"\begin{tabular}{" + "l" * len(text_cols) + "r" * len(columns) + "}",
-        r"\toprule",
-        " & ".join(head) + r" \\",
-        r"\midrule",
-    ]
+    latex = fmt == "latex"
+    text_cols = [*(["file"] if file_column else []), "scheme", "CBR", "metric"]
+    snr_head = [(f"${s:g}$" if latex and s < 0 else f"{s:g}") + " dB" for s in columns]
+    body = []
     for i, r in enumerate(rows):
         lead = ([Path(r.file).name] if file_column else []) + [r.scheme, r.cbr]
-        cells = [latex_escape(c) for c in lead] + [METRIC_NAMES.get(r.metric, r.metric)]
-        cells += [_cell(r, j, (i, j) in marked, True) for j in range(len(columns))]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [f"% {note}" for note in _notes(rows, ci, best)]
-    return "\n".join(lines)
+        if latex:
+            cells = [latex_escape(c) for c in lead] + [METRIC_NAMES.get(r.metric, r.metric)]
+        else:
+            cells = [_markdown_escape(c) for c in [*lead, r.metric]]
+        cells += [_cell(r, j, (i, j) in marked, latex) for j in range(len(columns))]
+        body.append(cells)
+    align = "l" * len(text_cols) + "r" * len(columns)
+    return render_grid(fmt, [*text_cols, *snr_head], body, align, _notes(rows, ci, best))
 
 
-def _csv(columns: Sequence[float], rows: Sequence[TableRow], ci: bool, file_column: bool) -> str:
+def _csv(
+    columns: Sequence[float], rows: Sequence[TableRow], ci: bool, file_column: bool
+) -> tuple[list[str], list[list[str]]]:
+    """The head and cells of a CSV table: numbers to 6 significant digits, "" where none."""
+
     def num(v: float) -> str:
         return "" if math.isnan(v) else f"{v:.6g}"
 
@@ -308,18 +340,16 @@ def _csv(columns: Sequence[float], rows: Sequence[TableRow], ci: bool, file_colu
         low, high = (v - b[2], v + b[2]) if not math.isnan(b[2]) else b[:2]  # around the mean
         return [num(low), num(high)]
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     head = (["file"] if file_column else []) + ["scheme", "CBR", "metric"]
     for s in columns:
         head += [f"{s:g} dB", f"{s:g} dB low", f"{s:g} dB high"] if ci else [f"{s:g} dB"]
-    w.writerow(head)
+    body = []
     for r in rows:
         cells = ([Path(r.file).name] if file_column else []) + [r.scheme, r.cbr, r.metric]
         for v, b in zip(r.values, r.bounds, strict=True):
             cells += [num(v), *bounds(v, b)] if ci else [num(v)]
-        w.writerow(cells)
-    return buf.getvalue().rstrip("\n")
+        body.append(cells)
+    return head, body
 
 
 def results_table(
@@ -332,11 +362,16 @@ def results_table(
     runs: Sequence[str] | None = None,
     snrs: Sequence[float] | None = None,
     labels: Mapping[str, str] | None = None,
+    anchors: Sequence[str | os.PathLike[str]] = (),
 ) -> str:
     """A table of every run of ``files``: one row per scheme/CBR and metric (led by the file's
-    name when there are several), one column per SNR (the union of the files' SNR grids;
-    ``-`` where a run has no value, or a null / NaN one), in ``fmt`` (:func:`render_table`:
-    ``markdown``, ``csv`` or ``latex``).
+    name when there are several results or anchors files), one column per SNR (the union of
+    the files' SNR grids; ``-`` where a run has no value, or a null / NaN one), in ``fmt``
+    (:func:`render_table`: ``markdown``, ``csv`` or ``latex``).
+
+    ``anchors``: published curves in the same format (``results/anchors``): a row per run
+    and metric after the files' (none for a metric it has not), its scheme marked
+    ``[published]`` unless ``labels`` names it, its SNRs among the columns, never bold.
 
     ``ci``: a confidence level (e.g. 0.95): each mean gets ``± half-width`` of its t-interval
     over the images (:func:`.stats.mean_interval`; the SNR-estimate RMSE gets ``[low,
@@ -346,8 +381,9 @@ def results_table(
     columns (dB; each held by some run); ``labels``: a run's name -> the text shown for its
     scheme. A run without a metric has no row of it (a warning names it); ``digits``:
     decimals of dB values (others get 3)."""
-    columns, rows = table_rows(files, metrics, digits, ci, runs, snrs, labels)
-    return render_table(columns, rows, fmt, ci, best, file_column=len(files) > 1)
+    columns, rows = table_rows(files, metrics, digits, ci, runs, snrs, labels, anchors)
+    several = len(files) > 1 or len(anchors) > 1
+    return render_table(columns, rows, fmt, ci, best, file_column=several)
 
 
 _TABLE_HEAD = re.compile(
@@ -368,6 +404,7 @@ __all__ = [
     "best_cells",
     "is_table_text",
     "latex_escape",
+    "render_grid",
     "render_table",
     "results_table",
     "select_runs",
