@@ -119,6 +119,27 @@ def test_data_loading(tmp_path):
     assert lo - 0.051 <= ratio <= hi + 0.051, (ratio, cached, files)
 
 
+def test_normalize_power(tmp_path):
+    out = run("normalize_power.py", "--shapes", "4x16", "--repeats", "3", cache=tmp_path)
+    lines = out.splitlines()
+    assert lines[0] == "float32, 1 thread(s), median of 3; CPU ms per call"
+    assert lines[1] == "4x16:"
+    modes = []
+    for line in lines[2:5]:
+        m = re.fullmatch(
+            rf"\s+(forward, no grad|forward, graph|forward\+backward)\s+previous\s+({NUM})"
+            rf"\s+library\s+({NUM})\s+plain\s+({NUM})\s+previous/library ({NUM})x"
+            rf" \(wall ({NUM})x\)",
+            line,
+        )
+        assert m, line
+        modes.append(m[1])
+        assert all(float(v) >= 0 and finite(float(v)) for v in m.groups()[1:4])
+        assert float(m[5]) > 0 and float(m[6]) > 0
+    assert modes == ["forward, no grad", "forward, graph", "forward+backward"]
+    assert lines[5:] == ["  f, rms and gradient the same as previous's: yes"]
+
+
 @pytest.mark.slow
 def test_taef2_snr_identifiability(tmp_path):
     from semcom.codecs.taef2 import DECODER_REL, ENCODER_REL

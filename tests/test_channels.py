@@ -18,6 +18,7 @@ from semcom.channels import (
     complex_to_real,
     equalize,
     format_cbr,
+    normalize_power,
     pack,
     parse_cbr,
     real_to_complex,
@@ -937,6 +938,76 @@ def test_pack_gives_unit_energy_per_image_at_any_scale(log_scales, n, dtype, see
         assert torch.equal(pack(lat[i : i + 1]).z, p.z[i : i + 1])
     back = unpack(symbols_to_unit_real(p.z), p)
     torch.testing.assert_close(back, lat, rtol=10 * tol, atol=0)
+
+
+def _normalize_power_both_ways(v: torch.Tensor):
+    """``normalize_power(v)`` without autograd and with it (its two code paths), and the
+    gradient of ``sum(w * f) + sum(rms)`` of the latter (``w`` fixed, seeded)."""
+    with torch.no_grad():
+        f0, rms0 = normalize_power(v)
+    x = v.clone().requires_grad_()
+    f1, rms1 = normalize_power(x)
+    w = torch.randn(v.shape, generator=gen(7), dtype=torch.float64).to(v.dtype)
+    ((f1 * w).sum() + rms1.sum()).backward()
+    return (f0, rms0), (f1.detach(), rms1.detach()), x.grad
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    log_scales=st.lists(st.floats(-3.0, 3.0), min_size=1, max_size=4),
+    n=st.integers(1, 300),
+    dtype=_FLOATS,
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_normalize_power_is_the_plain_formula_bit_for_bit_at_ordinary_scales(
+    log_scales, n, dtype, seed
+):
+    """Where ``v^2`` neither overflows nor underflows, the power-of-two prescale changes no
+    bit: ``f`` and ``rms`` are those of ``rms = sqrt(mean(v^2)), f = v / rms``, with and
+    without autograd, and so is the gradient."""
+    b = len(log_scales)
+    scales = torch.tensor([10.0**s for s in log_scales], dtype=torch.float64).view(b, 1)
+    v = (torch.randn(b, n, generator=gen(seed), dtype=torch.float64) * scales).to(dtype)
+    plain_rms = v.pow(2).mean(dim=-1).sqrt()
+    plain_f = v / plain_rms.unsqueeze(-1)
+    no_grad, with_grad, grad = _normalize_power_both_ways(v)
+    for f, rms in (no_grad, with_grad):
+        assert torch.equal(f, plain_f) and torch.equal(rms, plain_rms)
+    x = v.clone().requires_grad_()
+    w = torch.randn(v.shape, generator=gen(7), dtype=torch.float64).to(dtype)
+    rms = x.pow(2).mean(dim=-1).sqrt()
+    ((x / rms.unsqueeze(-1) * w).sum() + rms.sum()).backward()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12  # other operations: rounding only
+    torch.testing.assert_close(grad, x.grad, rtol=0, atol=tol * x.grad.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalize_power_at_extreme_scales_zero_and_nan_rows(dtype):
+    """Rows of RMS 1e-30 .. 1e30 (float32: 1e-13 .. 1e20, past ``v^2``'s range) come out at
+    unit power beside zero and NaN rows, each row as alone, the same bits with and without
+    autograd, finite gradients for the rows of RMS > 0."""
+    exps = range(-30, 31, 5) if dtype == torch.float64 else (-13, -6, 0, 6, 13, 20)
+    rows = [
+        torch.randn(1, 64, generator=gen(i), dtype=torch.float64) * 10.0**x
+        for i, x in enumerate(exps)
+    ]
+    v = torch.cat([*rows, torch.zeros(1, 64, dtype=torch.float64), torch.full((1, 64), math.nan)])
+    v = v.to(dtype)
+    (f0, rms0), (f1, rms1), grad = _normalize_power_both_ways(v)
+    assert torch.equal(f0[:-1], f1[:-1]) and torch.equal(rms0[:-1], rms1[:-1])
+    k = len(exps)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    power = f0[:k].double().pow(2).mean(dim=-1)
+    torch.testing.assert_close(power, torch.ones(k, dtype=torch.float64), atol=tol, rtol=0)
+    back = rms0[:k].double().unsqueeze(-1) * f0[:k].double()  # f * rms = v
+    torch.testing.assert_close(back, v[:k].double(), rtol=10 * tol, atol=0)
+    assert torch.equal(f0[k], torch.zeros_like(f0[k])) and rms0[k] == 0  # a zero row stays 0
+    assert f0[k + 1].isnan().all() and rms0[k + 1].isnan() and f1[k + 1].isnan().all()
+    assert grad[:k].isfinite().all()
+    for i in range(len(v)):  # per row, never per batch
+        fi, ri = normalize_power(v[i : i + 1])
+        assert torch.equal(fi, f0[i : i + 1]) or fi.isnan().all()
+        assert torch.equal(ri, rms0[i : i + 1]) or ri.isnan().all()
 
 
 @settings(max_examples=60, deadline=None)

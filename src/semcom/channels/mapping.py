@@ -72,12 +72,14 @@ def normalize_power(v: Tensor) -> tuple[Tensor, Tensor]:
     of 1e20 (``v^2`` overflows) or any row of RMS 1e-30 still comes out at unit power.
     An all-zero row stays zero (its rms is reported as 0); NaN passes through.
     """
-    # v * 2**-e with 2**(e-1) <= max|v| < 2**e, in two factors (2**-e alone may overflow)
-    _, e = torch.frexp(v.detach().abs().amax(dim=-1, keepdim=True))
+    a = v.detach()  # max|v| as max(max v, -min v): no |v| temporary; NaN propagates
+    top = torch.maximum(a.amax(dim=-1, keepdim=True), a.amin(dim=-1, keepdim=True).neg_())
+    _, e = torch.frexp(top)  # 2**(e-1) <= max|v| < 2**e; e = 0 for a zero, NaN or inf row
+    # u = v * 2**-e in two factors (2**-e alone may overflow); the second in place
     half = -(e // 2)
     s1 = torch.pow(2.0, half.to(v.dtype))
     s2 = torch.pow(2.0, (-e - half).to(v.dtype))
-    u = v * s1 * s2
+    u = (v * s1).mul_(s2)
     ms = u.pow(2).mean(dim=-1)
     f = u / torch.where(ms > 0, ms, 1.0).sqrt().unsqueeze(-1)  # no NaN gradient at ms = 0
     rms = ms.sqrt() / s1.squeeze(-1) / s2.squeeze(-1)
