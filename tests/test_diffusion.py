@@ -10,6 +10,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from semcom.channels import snr_to_no
 from semcom.diffusion import (
     DDMSchedule,
     DDPMSchedule,
@@ -271,9 +272,12 @@ def test_ddm_third_party_variant_is_not_a_root():
 
 
 def test_ddm_t_from_noise_ratio_limits():
-    # s^2 -> inf (no signal) and NaN start from pure noise, t* = 1; s^2 = 0 is clean
-    t = ddm_t_from_noise_ratio(torch.tensor([math.inf, math.nan, 0.0, 1e300], dtype=F64))
-    assert t.tolist()[:3] == [1.0, 1.0, 0.0] and t[3].item() == pytest.approx(1.0)
+    # s^2 -> inf (no signal) starts from pure noise, t* = 1; s^2 = 0 is clean; NaN is refused
+    # as by the other matchers (it started from pure noise)
+    t = ddm_t_from_noise_ratio(torch.tensor([math.inf, 0.0, 1e300], dtype=F64))
+    assert t.tolist()[:2] == [1.0, 0.0] and t[2].item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"^s2 holds NaN"):
+        ddm_t_from_noise_ratio(torch.tensor([1.0, math.nan], dtype=F64))
 
 
 def test_vp_discrete_matches_continuous_target():
@@ -1507,3 +1511,175 @@ def test_a_count_may_be_a_one_element_integer_tensor():
             check_count(bad, "steps")
     with pytest.raises(TypeError, match="steps must be an integer >= 1"):
         check_count(torch.tensor([1, 2]), "steps")
+
+
+def test_schedule_and_matching_numbers_follow_the_argument_checks():
+    """The schedules' constructor numbers, the schedule inputs, p_y and the SNR helpers as the
+    other options: a string or None is a TypeError naming the argument (they raised Python's
+    "'<' not supported between 'int' and 'str'", "unsupported operand type(s)" or torch's
+    "new(): invalid data type 'str'"), a bool or a complex number a ValueError naming it
+    (beta_end=True said "linear betas need ...", max_beta=True, p_y=True, a step or level of
+    True and db_to_linear(True) were taken as 1, complex numbers lost their imaginary part)."""
+    checks = {
+        "beta_start": [lambda v: DDPMSchedule(beta_start=v),
+                       lambda v: vp_closed_form_t(1.0, beta_start=v)],
+        "beta_end": [lambda v: DDPMSchedule(beta_end=v),
+                     lambda v: vp_closed_form_t(1.0, beta_end=v)],
+        "cosine_s": [lambda v: DDPMSchedule("cosine", cosine_s=v)],
+        "max_beta": [lambda v: DDPMSchedule("cosine", max_beta=v)],
+        "T": [lambda v: vp_closed_form_t(1.0, T=v)],
+        "p0": [lambda v: vp_closed_form_t(1.0, p0=v)],
+        "start": [lambda v: SigmoidSchedule(start=v)],
+        "t": [LINEAR.level, LINEAR.alpha_bar, SIG.S, DDMSchedule().level,
+              DDMSchedule().signal_coef],
+        "v": [SIG.S_inv, LINEAR.index_from_level, LINEAR.timestep_from_level,
+              DDMSchedule().t_from_level],
+        "p_y": [lambda v, r=r: match(1.0, r, p_y=v) for r in RULES],
+        "snr": [ddm_t_from_snr, vp_closed_form_t, level_from_snr],
+        "s2": [ddm_t_from_noise_ratio],
+        "d": [snr_from_level],
+        "snr_db": [db_to_linear, snr_to_no],
+    }  # fmt: skip
+    for name, calls in checks.items():
+        for call in calls:
+            for bad in ("2", None):
+                with pytest.raises(TypeError, match=rf"^{name} must be"):
+                    call(bad)
+            for bad in (True, np.bool_(True), 1 + 0j):
+                with pytest.raises(ValueError, match=rf"^{name} must "):
+                    call(bad)
+    # tensors and arrays of bools or complex numbers alike
+    for call in (db_to_linear, snr_to_no, SIG.S, LINEAR.level):
+        for bad in (torch.tensor([True, False]), torch.tensor([1 + 1j]), np.array([1 + 0j])):
+            with pytest.raises(ValueError, match="must hold real"):
+                call(bad)
+
+
+def test_schedule_constructors_refuse_out_of_range_numbers():
+    """NaN, inf and values that break the table are refused naming the argument and its range:
+    a cosine offset s < 0 made abar rise above 1 (levels of 0 and log-SNRs of +inf after the
+    first step), max_beta = 1 a log-SNR of -inf at T, a sigmoid end or tau of inf NaN levels,
+    and a start / tau for which e^(-start/tau) overflows raised OverflowError."""
+    for kw in ({"beta_start": math.nan}, {"beta_end": math.inf}, {"beta_start": 0.0},
+               {"beta_start": 0.03}, {"beta_start": -math.inf}):  # fmt: skip
+        with pytest.raises(ValueError, match=r"0 < beta_start <= beta_end < 1, got beta_start="):
+            DDPMSchedule(**kw)
+        with pytest.raises(ValueError, match=r"0 < beta_start <= beta_end < 1"):
+            vp_closed_form_t(1.0, **kw)
+    for s in (-0.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"^cosine_s must be a finite number >= 0"):
+            DDPMSchedule("cosine", cosine_s=s)
+    for b in (0.0, 1.0, math.nan):
+        with pytest.raises(ValueError, match=r"^max_beta must be in \(0, 1\)"):
+            DDPMSchedule("cosine", max_beta=b)
+    for kw in ({"end": math.inf}, {"tau": math.inf}, {"start": math.nan}, {"start": -math.inf}):
+        with pytest.raises(ValueError, match="needs finite end > start and tau > 0"):
+            SigmoidSchedule(**kw)
+    with pytest.raises(ValueError, match="flat in float64"):  # sig(100) = sig(200) = 1.0
+        SigmoidSchedule(start=100.0, end=200.0, tau=1.0)
+    steep = SigmoidSchedule(start=-1.0, end=3.0, tau=1e-3)  # sig(-1000) overflowed
+    s = steep.S(torch.linspace(0, 1, 65, dtype=F64))
+    assert s[0] == 0 and s[-1] == 1 and (s.diff() >= 0).all()
+    # what the kind uses is checked in range; valid numbers of every kind give the same table
+    cos = DDPMSchedule("cosine", 50)
+    assert (cos.log_snrs[1:].diff() < 0).all() and cos.log_snrs[-1].isfinite()
+    assert torch.equal(DDPMSchedule("cosine", 50, beta_start=0.5, beta_end=0.1).betas, cos.betas)
+    lin = DDPMSchedule("linear", 50, 1e-4, 0.02)
+    for b0, b1 in ((np.float64(1e-4), np.float64(0.02)), (torch.tensor(1e-4, dtype=F64), 0.02)):
+        assert torch.equal(DDPMSchedule("linear", 50, b0, b1).betas, lin.betas)
+    assert (DDPMSchedule("linear", 10, 0.01, 0.01).betas == 0.01).all()  # constant: allowed
+    with pytest.raises(ValueError, match="holds NaN"):  # NaN.long() was step 0 (clean)
+        LINEAR.level(torch.tensor([3.0, math.nan], dtype=F64))
+
+
+def test_matchers_refuse_nan_and_negative_snrs_alike():
+    """Every SNR -> step function refuses NaN and a negative linear SNR as match/target_level
+    do (ddm_t_from_snr(nan) was 1, vp_closed_form_t(nan) T, ddm_t_from_noise_ratio(nan) 1,
+    negatives counted as 0); p0 = inf (NaN levels) and a NaN or negative p_y (NaN or huge
+    alpha) are refused too. 0 and +inf stay valid."""
+    for call in (ddm_t_from_snr, vp_closed_form_t, target_level,
+                 *[lambda k, r=r: match(k, r) for r in RULES]):  # fmt: skip
+        with pytest.raises(ValueError, match=r"^snr holds NaN"):
+            call(torch.tensor([1.0, math.nan], dtype=F64))
+        with pytest.raises(ValueError, match="linear SNR must be >= 0"):
+            call(-0.5)
+    with pytest.raises(ValueError, match=r"^s2 must be >= 0"):
+        ddm_t_from_noise_ratio(-0.5)
+    assert ddm_t_from_snr(torch.tensor([0.0, math.inf], dtype=F64)).tolist() == [1.0, 0.0]
+    assert float(vp_closed_form_t(0.0)) == 1000.0
+    for call in (ddm_t_from_snr, target_level, vp_closed_form_t,
+                 *[lambda k, p0, r=r: match(k, r, p0=p0) for r in RULES]):  # fmt: skip
+        with pytest.raises(ValueError, match=r"^p0 must be > 0 and finite, got inf"):
+            call(1.0, p0=math.inf)
+    for r in RULES:
+        with pytest.raises(ValueError, match=r"^p_y holds NaN"):
+            match(torch.ones(2, dtype=F64), r, p_y=torch.tensor([1.0, math.nan], dtype=F64))
+        with pytest.raises(ValueError, match=r"^p_y must be >= 0"):
+            match(1.0, r, p_y=-1.0)
+        # per-image powers, 0 included (clamped, as before), give the alpha of each alone
+        m = match(torch.ones(2, dtype=F64), r, p_y=torch.tensor([4.0, 0.0], dtype=F64))
+        assert float(m.alpha[0]) == float(match(1.0, r, p_y=4.0).alpha)
+        assert m.alpha[1].isfinite()
+
+
+def test_snr_helpers_keep_tensors_and_arrays_as_they_were():
+    """db_to_linear / snr_to_no / snr_from_level / level_from_snr refuse bools now, and take
+    tensors (float or integer dtypes), arrays and lists as before: float64, the values of
+    their formulas on ``torch.as_tensor(x, dtype=float64)``."""
+    x = torch.tensor([-10.0, 0.0, 3.0, math.inf], dtype=torch.float32)
+    for v in (x, x.numpy(), x.tolist(), x.half(), torch.tensor([10, -3])):
+        x64 = torch.as_tensor(v, dtype=F64)
+        assert torch.equal(db_to_linear(v), torch.pow(10.0, x64 / 10.0))
+        assert torch.equal(snr_to_no(v), torch.pow(10.0, -x64 / 10.0))
+    d = torch.tensor([0.0, 0.25, 1.0], dtype=torch.float32)
+    assert snr_from_level(d).tolist() == [math.inf, 3.0, 0.0]
+    assert level_from_snr(np.array([3.0, math.nan])).tolist() == [0.25, 1.0]  # NaN as no signal
+    for call in (db_to_linear, snr_from_level, level_from_snr, snr_to_no):
+        assert call(torch.zeros(2, dtype=torch.float32)).dtype == F64
+
+
+def test_receiver_checks_options_once_and_still_at_the_call_when_changed(monkeypatch):
+    """DiffusionReceiver's options are checked when it is built and not again at every call
+    (diffusion_receive re-checked them); one reassigned afterwards (perturb sets t_factor) is
+    checked at the next call, with diffusion_receive's error. The floating-point check and
+    half-precision upcast happen once per call, with the same error and results."""
+    from semcom.diffusion import samplers
+
+    den = gaussian_mmse(1.0)
+    _, _, ft = received(3, (2, 4, 4), torch.tensor(0.3), 90)
+    d = torch.full((3, 1, 1, 1), 0.3, dtype=F64)
+    rx = DiffusionReceiver(den, steps=2)
+    checked = []
+    real_check = samplers.check_scalar_options
+    monkeypatch.setattr(samplers, "check_scalar_options",
+                        lambda *a: checked.append(a) or real_check(*a))  # fmt: skip
+    out = rx(ft, d)
+    rx(ft, d)
+    assert checked == []  # was once per call
+    assert torch.equal(out, diffusion_receive(ft, d, den, steps=2).f_hat)
+    assert len(checked) == 1  # the function checks its own options
+    rx.t_factor = 0.5  # a reassigned option is checked (once) and used
+    assert torch.equal(rx(ft, d), diffusion_receive(ft, d, den, steps=2, t_factor=0.5).f_hat)
+    rx(ft, d)
+    assert len(checked) == 3
+    for attr, value, err, msg in (("t_factor", -1.0, ValueError, "t_factor must be >= 0"),
+                                  ("p0", "1", TypeError, "p0 must be a real number"),
+                                  ("steps", 0, ValueError, "steps must be an integer >= 1"),
+                                  ("rule", "x", ValueError, "rule must be one of")):  # fmt: skip
+        bad = DiffusionReceiver(den, steps=2)
+        setattr(bad, attr, value)
+        with pytest.raises(err, match=msg):
+            bad(ft, d)
+    # not floating point: refused at the call, also when every image skips the network
+    for r in (rx, DiffusionReceiver(den, skip_snr_db=-20.0)):
+        with pytest.raises(ValueError, match=r"takes a floating latent, got torch\.int64"):
+            r(ft.long(), d)
+    # half precision: computed in float32, answered in half, as the function
+    half = DiffusionReceiver(den, steps=2, skip_snr_db=0.0)
+    dd = torch.tensor([0.3, 0.6, 0.3], dtype=F64).view(3, 1, 1, 1)  # 3.7 dB skips, -1.8 does not
+    got = half(ft.half(), dd)
+    assert got.dtype == torch.float16 and half.info["n_skip_snr"] == 2
+    assert torch.equal(got, half(ft.half().float(), dd).half())
+    fn = diffusion_receive(ft.half(), d, den, steps=2).f_hat
+    assert fn.dtype == torch.float16
+    assert torch.equal(fn, diffusion_receive(ft.half().float(), d, den, steps=2).f_hat.half())

@@ -291,6 +291,23 @@ def test_the_shipped_results_with_the_shipped_anchors(capsys):
     assert lines[3] == "| WITT [published] | 1/16 | psnr | 33.60 |"
 
 
+def test_results_table_old_home_is_a_deprecated_alias(sweep):
+    """results_table moved from semcom.eval.plot to semcom.eval.table: the old name still
+    works (the same function: the same table, with its positional arguments) with a
+    DeprecationWarning naming the new home; other missing names stay AttributeErrors."""
+    import semcom.eval.plot as plot
+    from semcom.eval.table import results_table
+
+    with pytest.warns(DeprecationWarning, match=r"semcom\.eval\.table\.results_table"):
+        from semcom.eval.plot import results_table as old
+    assert old is results_table
+    with pytest.warns(DeprecationWarning, match="moved to semcom.eval.table"):
+        text = plot.results_table([sweep], ("psnr",), 1, 0.95)
+    assert text == results_table([sweep], ("psnr",), 1, 0.95)
+    with pytest.raises(AttributeError, match="has no attribute 'results_tabl'"):
+        plot.results_tabl  # noqa: B018
+
+
 # ------------------------------------------------------------------------------ plot
 def _figures(monkeypatch) -> list:
     import semcom.eval.plot as plot

@@ -29,16 +29,18 @@ def shown(x: object) -> str:
 def _wrong_kind(x: object) -> str | None:
     """``"bool"`` or ``"complex number"`` when ``x`` (a number, a tensor, an array or a
     nested list / tuple of them) is or holds such, else None."""
+    if isinstance(x, Tensor):  # first: the common case, a dtype look-up (~1 us)
+        if x.dtype == torch.bool:
+            return "bool"
+        return "complex number" if x.is_complex() else None
     if isinstance(x, bool | np.bool_):
         return "bool"
     if isinstance(x, complex | np.complexfloating):
         return "complex number"
-    if isinstance(x, Tensor | np.ndarray):
-        if x.dtype in (torch.bool, np.bool_):
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.bool_:
             return "bool"
-        if x.is_complex() if isinstance(x, Tensor) else np.iscomplexobj(x):
-            return "complex number"
-        return None
+        return "complex number" if np.iscomplexobj(x) else None
     if isinstance(x, list | tuple):
         for item in x:
             kind = _wrong_kind(item)
@@ -53,9 +55,11 @@ def real_tensor(
     what: str = "numbers",
     forms: str = "a float, a list or a tensor",
     device: torch.device | str | None = None,
+    dtype: torch.dtype | None = torch.float64,
 ) -> Tensor:
-    """``x`` (a number, a list of numbers, an array or a tensor) as a float64 tensor on
-    ``device`` (``x``'s own for a tensor when None), as ``torch.as_tensor`` converts it.
+    """``x`` (a number, a list of numbers, an array or a tensor) as a ``dtype`` tensor (None:
+    the dtype ``torch.as_tensor`` infers) on ``device`` (``x``'s own for a tensor when None),
+    as ``torch.as_tensor`` converts it.
 
     ``ValueError`` for bools or complex numbers anywhere in it (``x`` is called ``name``, its
     values ``what``, e.g. ``"numbers of dB"``); ``TypeError`` for what is not numbers
@@ -64,7 +68,7 @@ def real_tensor(
     if kind:
         raise ValueError(f"{name} must hold real {what}, not {kind}s: got {shown(x)}")
     try:
-        t = torch.as_tensor(x, dtype=torch.float64)
+        t = torch.as_tensor(x, dtype=dtype)
     except (TypeError, ValueError, RuntimeError) as e:  # a str, None, a ragged list, a dict
         raise TypeError(f"{name} must be {what} ({forms}), got {shown(x)}") from e
     return t if device is None else t.to(device)

@@ -58,8 +58,9 @@ def _sionna_classes() -> tuple[type, type, type]:
 
 def snr_to_no(snr_db: Tensor | float) -> Tensor:
     """Es/N0 in dB (tensor or number) -> noise power ``N0 = 10^(-snr_db/10)`` per complex
-    symbol (linear, float64, same shape), for Es = 1. +inf -> 0."""
-    return torch.pow(10.0, -torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
+    symbol (linear, float64, same shape), for Es = 1. +inf -> 0. ``ValueError`` for bools or
+    complex numbers, ``TypeError`` for what is not numbers (as :func:`as_snr_tensor`)."""
+    return torch.pow(10.0, -real_tensor(snr_db, "snr_db", "numbers of dB") / 10.0)
 
 
 #: lowest SNR in dB a channel takes: below it N0 = 10^(-SNR/10) overflows float32 (NaN images)

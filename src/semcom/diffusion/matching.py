@@ -34,8 +34,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .._checks import check_real, real_tensor
-from .schedules import DDMSchedule, DDPMSchedule, SigmoidSchedule, _nearest_log_snr
+from .._checks import check_count, check_real, real_tensor
+from .schedules import (
+    DDMSchedule,
+    DDPMSchedule,
+    SigmoidSchedule,
+    _nearest_log_snr,
+    check_linear_betas,
+)
 
 __all__ = [
     "DEFAULT_LEVEL_EPS",
@@ -93,8 +99,10 @@ class MatchedStart:
 
 
 def db_to_linear(snr_db: Tensor | float) -> Tensor:
-    """``10^(snr_db/10)`` as float64 (``-inf`` dB -> 0, ``+inf`` -> inf)."""
-    x = torch.as_tensor(snr_db, dtype=torch.float64)
+    """``10^(snr_db/10)`` as float64 (``-inf`` dB -> 0, ``+inf`` -> inf, NaN -> NaN), any
+    shape. ``ValueError`` for bools or complex numbers, ``TypeError`` for what is not numbers
+    (as :func:`semcom.channels.as_snr_tensor`)."""
+    x = real_tensor(snr_db, "snr_db", "numbers of dB")
     return torch.pow(10.0, x / 10.0)
 
 
@@ -102,16 +110,18 @@ def snr_from_level(d: Tensor | float) -> Tensor:
     """Equivalent linear SNR ``(1-d)/d`` of the receiver input ``sqrt(1-d) f + sqrt(d) n``.
 
     ``d`` (noise variance per real element, any shape) is clamped to ``[0, 1]``;
-    ``d = 0`` -> ``inf``, ``d = 1`` -> ``0``. float64.
+    ``d = 0`` -> ``inf``, ``d = 1`` -> ``0``. float64. ``ValueError`` for bools or complex
+    numbers, ``TypeError`` for what is not numbers.
     """
-    d64 = torch.as_tensor(d, dtype=torch.float64).clamp(0.0, 1.0)
+    d64 = real_tensor(d, "d", "noise levels").clamp(0.0, 1.0)
     return torch.where(d64 > 0, (1.0 - d64) / d64.clamp_min(1e-300), math.inf)
 
 
 def level_from_snr(snr: Tensor | float) -> Tensor:
     """Inverse of :func:`snr_from_level`: ``d = 1/(1+k)`` (k linear, clamped ``>= 0``, NaN as
-    0; ``+inf`` gives exactly 0)."""
-    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0, posinf=math.inf)
+    0; ``+inf`` gives exactly 0). ``ValueError`` for bools or complex numbers, ``TypeError``
+    for what is not numbers."""
+    k = real_tensor(snr, "snr", "linear SNRs").nan_to_num(nan=0.0, posinf=math.inf)
     k = k.clamp_min(0.0)
     return 1.0 / (1.0 + k)
 
@@ -122,7 +132,7 @@ def check_linear_snr(snr: Tensor | float) -> Tensor:
     ``TypeError`` for what is not numbers (a string, None)."""
     k = real_tensor(snr, "snr", "linear SNRs")
     if bool(torch.isnan(k).any()):
-        raise ValueError("the SNR holds NaN")
+        raise ValueError("snr holds NaN: a linear SNR is a number >= 0 or +inf")
     if bool((k < 0).any()):
         raise ValueError(
             f"a linear SNR must be >= 0, got {float(k.min()):g}: if it is in dB, convert it "
@@ -132,11 +142,38 @@ def check_linear_snr(snr: Tensor | float) -> Tensor:
 
 
 def check_p0(p0: float) -> None:
-    """``ValueError`` unless the training-latent power ``p0`` is a real number > 0 (NaN,
-    a bool, a complex number), ``TypeError`` for what is not a number."""
+    """``ValueError`` unless the training-latent power ``p0`` is a finite real number > 0
+    (NaN, inf, a bool, a complex number), ``TypeError`` for what is not a number."""
     check_real(p0, "p0")
-    if not p0 > 0:
-        raise ValueError(f"p0 must be > 0, got {p0}")
+    if not (p0 > 0 and math.isfinite(p0)):
+        raise ValueError(f"p0 must be > 0 and finite, got {p0}")
+
+
+def check_p_y(p_y: Tensor | float, device: torch.device) -> Tensor:
+    """The received power ``p_y`` (a number or a tensor, e.g. [B]) as a float64 tensor on
+    ``device``, or ``ValueError`` naming it for NaN, a negative value, bools or complex
+    numbers; ``TypeError`` for what is not numbers."""
+    return _nonnegative(p_y, "p_y", "received powers per real element", device)
+
+
+def _nonnegative(x: object, name: str, what: str, device: torch.device | None = None) -> Tensor:
+    """``x`` (numbers >= 0 or +inf, called ``name``, its values ``what``) as a float64 tensor
+    on ``device``, or ``ValueError`` naming it for NaN, a negative value, bools or complex
+    numbers; ``TypeError`` for what is not numbers. A Python number is checked without tensor
+    operations (the default ``p_y = 1.0`` at every match), a tensor with one reduction."""
+    if type(x) in (float, int):
+        v = float(x)  # type: ignore[arg-type]
+        if not v >= 0:
+            nan = math.isnan(v)
+            raise ValueError(f"{name} holds NaN: {what} are numbers >= 0" if nan
+                             else f"{name} must be >= 0 ({what}), got {v:g}")  # fmt: skip
+        return torch.as_tensor(x, dtype=torch.float64, device=device)
+    t = real_tensor(x, name, what, device=device)
+    if bool((~(t >= 0)).any()):  # NaN or negative
+        if bool(torch.isnan(t).any()):
+            raise ValueError(f"{name} holds NaN: {what} are numbers >= 0")
+        raise ValueError(f"{name} must be >= 0 ({what}), got {float(t.min()):g}")
+    return t
 
 
 def check_level_eps(level_eps: float) -> None:
@@ -153,7 +190,11 @@ def target_level(snr: Tensor | float, p0: float = 1.0) -> Tensor:
     ``snr``: linear SNR k >= 0, any shape (NaN or negative: ``ValueError``, see
     :func:`check_linear_snr`); ``+inf`` gives 0."""
     check_p0(p0)
-    k = check_linear_snr(snr)
+    return _target_level(check_linear_snr(snr), p0)
+
+
+def _target_level(k: Tensor, p0: float) -> Tensor:
+    """:func:`target_level` of a checked SNR ``k`` and ``p0``."""
     return (p0 / (k + p0)).clamp(0.0, 1.0)
 
 
@@ -183,6 +224,7 @@ def match_vp(
     """
     target = target_level(snr, p0)  # refuses NaN and negative SNRs
     k = torch.as_tensor(snr, dtype=torch.float64)
+    p_y = check_p_y(p_y, target.device)
     with torch.no_grad():
         lam = torch.log(k) - math.log(p0)  # -inf at k = 0, +inf at k = inf
     t = _nearest_log_snr(schedule.log_snrs.to(lam.device), lam)
@@ -215,8 +257,13 @@ def vp_closed_form_t(
     ``[0, T]``; k linear. Over -30..35 dB within 2.31 steps of the exact step (interpolated in
     log-SNR) and 2.8 of the table's integer step; prefer :func:`match_vp`.
     A constant schedule (``beta_end = beta_start``, or ``T = 1``) gives ``t* ~ L / beta_1``.
+    ``ValueError`` for a NaN or negative SNR (as :func:`match_vp`), and for ``p0``, the betas
+    or ``T`` outside :class:`DDPMSchedule`'s ranges.
     """
-    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
+    check_p0(p0)
+    beta_start, beta_end = check_linear_betas(beta_start, beta_end)
+    T = check_count(T, "T")
+    k = check_linear_snr(snr).nan_to_num(nan=0.0).clamp_min(0.0)
     L = torch.log1p(p0 / k.clamp_min(1e-300))
     D = (beta_end - beta_start) / (T - 1) if T > 1 else 0.0
     if D == 0.0:  # constant beta (or one step): sum_s beta_s = beta_1 t
@@ -231,9 +278,15 @@ def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
     ``P0 (1-t)^2 = k t``, ``t* = 2 / (2 + u + sqrt(u^2 + 4u))`` with ``u = k/P0``.
 
     Cancellation-free; ``k = 0`` -> 1, ``k = inf`` -> 0; strictly decreasing. float64.
+    ``ValueError`` for a NaN or negative SNR (as :func:`match_ddm`).
     """
     check_p0(p0)
-    k = torch.as_tensor(snr, dtype=torch.float64).nan_to_num(nan=0.0).clamp_min(0.0)
+    return _ddm_t(check_linear_snr(snr), p0)
+
+
+def _ddm_t(k: Tensor, p0: float) -> Tensor:
+    """:func:`ddm_t_from_snr` of a checked SNR ``k`` and ``p0``."""
+    k = k.nan_to_num(nan=0.0).clamp_min(0.0)
     u = k / p0
     # sqrt(u^2 + 4u) = sqrt(u) sqrt(u + 4) avoids overflow of u^2 for huge u
     t = 2.0 / (2.0 + u + u.sqrt() * (u + 4.0).sqrt())
@@ -242,8 +295,10 @@ def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
 
 def ddm_t_from_noise_ratio(s2: Tensor | float) -> Tensor:
     """Remark 2 (docs/math.md §1.2 eq. 30): ``t* = 2 s^2 / (2 s^2 + 1 + sqrt(1 + 4 s^2))`` with
-    ``s^2 = sigma^2 / P_s`` (received signal normalised to the training power). float64."""
-    s2 = torch.as_tensor(s2, dtype=torch.float64)
+    ``s^2 = sigma^2 / P_s`` (received signal normalised to the training power), ``s^2 = inf``
+    (no signal) -> 1. float64. ``ValueError`` for NaN or a negative ratio (as the SNR of
+    :func:`ddm_t_from_snr`)."""
+    s2 = _nonnegative(s2, "s2", "noise-to-signal power ratios")
     s2 = s2.nan_to_num(nan=math.inf, posinf=math.inf).clamp_min(0.0)
     t = 2.0 * s2 / (2.0 * s2 + 1.0 + (1.0 + 4.0 * s2).sqrt())
     return torch.where(torch.isinf(s2), torch.ones_like(t), t)
@@ -270,11 +325,13 @@ def match_ddm(
     ``(1-t) x0 + sqrt(t) eps``. ``level = t/((1-t)^2 + t) = P0/(k+P0)``. Clamped with
     ``level_eps`` (module docstring): skip -> ``t = 0``, start_from_noise -> ``t = 1``.
     """
-    target = target_level(snr, p0)
+    check_p0(p0)
+    k = check_linear_snr(snr)
+    p_y = check_p_y(p_y, k.device).clamp_min(1e-300)
+    target = _target_level(k, p0)
     _, skip, noise = _clamp_level(target, level_eps)
-    t = ddm_t_from_snr(snr, p0)
+    t = _ddm_t(k, p0)
     t = torch.where(skip, 0.0, torch.where(noise, 1.0, t))
-    p_y = torch.as_tensor(p_y, dtype=torch.float64, device=t.device).clamp_min(1e-300)
     alpha = (((1.0 - t) ** 2 * p0 + t) / p_y).sqrt()
     return MatchedStart(
         t=t,
@@ -304,6 +361,7 @@ def match_continuous(
     """
     sched = schedule or SigmoidSchedule()
     target = target_level(snr, p0)
+    p_y = check_p_y(p_y, target.device)
     level, skip, noise = _clamp_level(target, level_eps)
     m = sched.S_inv(level)
     m = torch.where(skip, 0.0, torch.where(noise, 1.0, m))

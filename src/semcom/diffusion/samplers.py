@@ -570,12 +570,46 @@ def diffusion_receive(
             latent.
     """
     check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
+    x = _computing_dtype(f_tilde)
+    check_scalar_options(p0, t_factor, alpha_factor, level_eps, stop_snr_db)
+    res = _receive_checked(
+        x, d, denoise, p0, rule, steps, schedule, fading, generator, level_eps, t_factor,
+        alpha_factor, fading_grid, stop_snr_db, fading_samples,
+    )  # fmt: skip
+    if res.f_hat.dtype != f_tilde.dtype:
+        res = replace(res, f_hat=res.f_hat.to(f_tilde.dtype))
+    return res
+
+
+def _computing_dtype(f_tilde: Tensor) -> Tensor:
+    """The received latent in the dtype the receiver computes in: half / bfloat16 as float32,
+    float32 / float64 as it is; ``ValueError`` for a latent that is not floating point."""
     if not f_tilde.is_floating_point():
         raise ValueError(f"the diffusion receiver takes a floating latent, got {f_tilde.dtype}")
-    check_scalar_options(p0, t_factor, alpha_factor, level_eps, stop_snr_db)
-    out_dtype = f_tilde.dtype
-    if out_dtype in (torch.float16, torch.bfloat16):
-        f_tilde = f_tilde.float()
+    if f_tilde.dtype in (torch.float16, torch.bfloat16):
+        return f_tilde.float()
+    return f_tilde
+
+
+def _receive_checked(
+    f_tilde: Tensor,
+    d: Tensor | float,
+    denoise: Denoiser,
+    p0: float,
+    rule: Rule,
+    steps: int,
+    schedule: DDPMSchedule | SigmoidSchedule | None,
+    fading: FadingVariant,
+    generator: torch.Generator | None,
+    level_eps: float,
+    t_factor: float,
+    alpha_factor: float,
+    fading_grid: FadingGrid,
+    stop_snr_db: float | None,
+    fading_samples: int,
+) -> ReceiveResult:
+    """:func:`diffusion_receive` with checked options on a float32 / float64 ``f_tilde``; the
+    estimate comes back in ``f_tilde``'s dtype."""
     denoise = _in_network_dtype(denoise)
     B = f_tilde.shape[0]
     d64 = check_levels(d, f_tilde)
@@ -594,10 +628,9 @@ def diffusion_receive(
         if rule != "continuous":
             raise ValueError(f"stop_snr_db needs the 'continuous' rule, got {rule!r}")
         sched = _sched(schedule, SigmoidSchedule)
-        res = _receive_to_snr(
+        return _receive_to_snr(
             f_tilde, d_img, denoise, p0, steps, sched, float(stop_snr_db), level_eps
         )
-        return replace(res, f_hat=res.f_hat.to(out_dtype))
     calls = [0]
     net = _count_calls(denoise, calls)
     sqrt_p0 = math.sqrt(p0)
@@ -649,7 +682,7 @@ def diffusion_receive(
         live = grid[-1] > 0
         grid[-1] = torch.where(live, torch.maximum(grid[-1], vmax), grid[-1])
         out = waterfill_sample(x, v, grid, net, generator, fading, fading_samples)  # type: ignore[arg-type]
-    f_hat = (out / sqrt_p0).to(out_dtype)
+    f_hat = (out / sqrt_p0).to(f_tilde.dtype)
     return _result(f_hat, start, rule, d_el is not None, int(start.skip.sum()), calls[0])
 
 
@@ -787,6 +820,25 @@ class DiffusionReceiver:
         #: the schedule's range: t* = 0, the denoiser skipped) and ``step_clamped_low`` (below
         #: it: t* = T, started from noise), for verbose reports
         self.counts: dict[str, Tensor] = {}
+        self._checked = self._options()  # the option values checked above
+
+    def _options(self) -> tuple[object, ...]:
+        """The options :func:`diffusion_receive` checks at every call, in its order."""
+        return (
+            *(self.rule, self.steps, self.fading, self.fading_grid, self.fading_samples),
+            *(self.p0, self.t_factor, self.alpha_factor, self.level_eps, self.stop_snr_db),
+        )
+
+    def _check_options(self) -> None:
+        """Check the options again if one was reassigned since they were last checked (as
+        ``eval.experiments.perturb`` sets ``t_factor``): the errors of :func:`diffusion_receive`
+        at the call, without checking unchanged options at every call."""
+        now = self._options()
+        if any(a is not b for a, b in zip(now, self._checked, strict=True)):
+            rule, steps, fading, fading_grid, fading_samples, *scalars = now
+            check_receiver_options(rule, steps, fading, fading_grid, fading_samples)  # type: ignore[arg-type]
+            check_scalar_options(*scalars)  # type: ignore[arg-type]
+            self._checked = now
 
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
@@ -795,11 +847,8 @@ class DiffusionReceiver:
         dtype (the sampler's arithmetic in the input's: float64 stays float64 around a float32
         network; half / bfloat16 input is computed in float32); ValueError for an input that
         is not floating point."""
-        if not f_tilde.is_floating_point():
-            raise ValueError(f"the diffusion receiver takes a floating latent, got {f_tilde.dtype}")
-        if f_tilde.dtype in (torch.float16, torch.bfloat16):
-            return self._call(f_tilde.float(), d, generator).to(f_tilde.dtype)
-        return self._call(f_tilde, d, generator)
+        x = _computing_dtype(f_tilde)
+        return self._call(x, d, generator).to(f_tilde.dtype)
 
     def _call(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
         d = torch.as_tensor(d, device=f_tilde.device)
@@ -844,22 +893,24 @@ class DiffusionReceiver:
     def _receive(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None
     ) -> ReceiveResult:
-        """:func:`diffusion_receive` on these images, kept in :attr:`last`."""
-        self.last = diffusion_receive(
+        """:func:`diffusion_receive` on these images (float32 / float64, checked by
+        :meth:`__call__`), kept in :attr:`last`."""
+        self._check_options()
+        self.last = _receive_checked(
             f_tilde,
             d,
-            self.denoise,  # run in the network's dtype by diffusion_receive
-            p0=self.p0,
-            rule=self.rule,
-            steps=self.steps,
-            schedule=self.schedule,
-            fading=self.fading,
-            generator=generator,
-            level_eps=self.level_eps,
-            t_factor=self.t_factor,
-            alpha_factor=self.alpha_factor,
-            fading_grid=self.fading_grid,
-            stop_snr_db=self.stop_snr_db,
-            fading_samples=self.fading_samples,
+            self.denoise,  # run in the network's dtype by _receive_checked
+            self.p0,
+            self.rule,
+            self.steps,
+            self.schedule,
+            self.fading,
+            generator,
+            self.level_eps,
+            self.t_factor,
+            self.alpha_factor,
+            self.fading_grid,
+            self.stop_snr_db,
+            self.fading_samples,
         )
         return self.last

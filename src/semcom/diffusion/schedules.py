@@ -21,24 +21,64 @@ outside the documented domain are **clamped** to it; NaN raises ``ValueError``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .._checks import check_count, check_real
+from .._checks import check_count, check_real, real_tensor
 
 __all__ = ["DDMSchedule", "DDPMSchedule", "SigmoidSchedule"]
 
 
-def _as64(x: Tensor | float) -> tuple[Tensor, torch.dtype]:
-    """Input as a float64 tensor plus the dtype results should be returned in."""
-    t = x if isinstance(x, Tensor) else torch.as_tensor(x, dtype=torch.float64)
+def _as64(x: Tensor | float, name: str) -> tuple[Tensor, torch.dtype]:
+    """Input ``name`` (times or noise levels) as a float64 tensor plus the dtype results should
+    be returned in. ``ValueError`` for NaN, bools or complex numbers, ``TypeError`` for what is
+    not numbers (a string, None); a tensor's dtype is checked without a copy."""
+    t = _real_input(x, name, "times or noise levels")
     out = t.dtype if isinstance(x, Tensor) and x.is_floating_point() else torch.float64
     t = t.to(torch.float64)
     if bool(torch.isnan(t).any()):  # clamping keeps NaN: say so here, not as NaN downstream
-        raise ValueError("schedule input holds NaN (a time or noise level)")
+        raise ValueError(f"schedule input {name} holds NaN (a time or noise level)")
     return t, out
+
+
+def _real_input(
+    x: object, name: str, what: str, dtype: torch.dtype | None = torch.float64
+) -> Tensor:
+    """``x`` as a tensor: a real tensor as it is (only its dtype is looked at), anything else
+    through :func:`real_tensor` (in ``dtype``); ``ValueError`` for bools or complex numbers,
+    ``TypeError`` for what is not numbers."""
+    if isinstance(x, Tensor) and x.dtype != torch.bool and not x.is_complex():
+        return x
+    return real_tensor(x, name, what, "a number, a list or a tensor", dtype=dtype)
+
+
+def check_linear_betas(beta_start: object, beta_end: object) -> tuple[float, float]:
+    """``(beta_start, beta_end)`` as floats if ``0 < beta_start <= beta_end < 1`` (a linear
+    DDPM schedule; equal betas are a constant one), else ``ValueError`` naming both (NaN, inf,
+    a bool or a complex number too); ``TypeError`` for what is not a number."""
+    check_real(beta_start, "beta_start")
+    check_real(beta_end, "beta_end")
+    b0, b1 = float(beta_start), float(beta_end)  # type: ignore[arg-type]
+    if not 0 < b0 <= b1 < 1:
+        raise ValueError(
+            f"linear betas need 0 < beta_start <= beta_end < 1, got beta_start={b0!r}, "
+            f"beta_end={b1!r}"
+        )
+    return b0, b1
+
+
+def _real_in(x: object, name: str, ok: Callable[[float], bool], allowed: str) -> float:
+    """``x`` as a float if it is a real number with ``ok(x)`` (NaN fails every comparison),
+    else ``ValueError`` naming ``name`` and the ``allowed`` range (a bool or a complex number
+    too); ``TypeError`` for what is not a number."""
+    check_real(x, name)
+    v = float(x)  # type: ignore[arg-type]
+    if not ok(v):
+        raise ValueError(f"{name} must be {allowed}, got {v!r}")
+    return v
 
 
 class DDPMSchedule:
@@ -50,10 +90,15 @@ class DDPMSchedule:
             ``abar(t) = f(t)/f(0)``, ``f(t) = cos^2(((t/T)+s)/(1+s) * pi/2)``, ``s = 0.008``,
             betas ``1 - abar_t/abar_{t-1}`` clipped to ``max_beta = 0.999`` (then ``abar`` is
             recomputed as the product, so ``abar_T > 0``).
-        T: number of diffusion steps.
-        beta_start, beta_end: linear-schedule endpoints (ignored for cosine).
-        cosine_s, max_beta: the cosine schedule's offset ``s`` and beta clip (ignored for
-            linear).
+        T: number of diffusion steps (an integer >= 1).
+        beta_start, beta_end: linear-schedule endpoints, ``0 < beta_start <= beta_end < 1``
+            (equal: a constant schedule; ignored for cosine).
+        cosine_s, max_beta: the cosine schedule's offset ``s``, finite and ``>= 0``, and beta
+            clip, in ``(0, 1)`` (ignored for linear).
+
+    ``ValueError`` naming the argument and its range for a number outside it (NaN and inf
+    too), a bool or a complex number, ``TypeError`` for what is not a number; the numbers a
+    kind ignores must still be real numbers.
 
     Attributes (float64, CPU):
         betas: [T], ``betas[i] = beta_{i+1}``.
@@ -74,23 +119,27 @@ class DDPMSchedule:
     ):
         self.T: int = check_count(T, "T")
         self.kind: Literal["linear", "cosine"] = kind
-        if kind == "linear":
-            if not 0 < beta_start <= beta_end < 1:
-                raise ValueError(
-                    f"linear betas need 0 < beta_start <= beta_end < 1, got {beta_start!r}, "
-                    f"{beta_end!r}"
-                )
-            if T == 1:
-                betas = torch.tensor([beta_start], dtype=torch.float64)
-            else:
-                betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
-        elif kind == "cosine":
-            steps = torch.arange(T + 1, dtype=torch.float64)
-            f = torch.cos((steps / T + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
-            ab = f / f[0]
-            betas = (1 - ab[1:] / ab[:-1]).clamp(0.0, max_beta)
-        else:
+        if kind not in ("linear", "cosine"):
             raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
+        # every number is checked to be one; the range only of those the kind uses
+        for name, x in (("beta_start", beta_start), ("beta_end", beta_end),
+                        ("cosine_s", cosine_s), ("max_beta", max_beta)):  # fmt: skip
+            check_real(x, name)
+        if kind == "linear":
+            b0, b1 = check_linear_betas(beta_start, beta_end)
+            if T == 1:
+                betas = torch.tensor([b0], dtype=torch.float64)
+            else:
+                betas = torch.linspace(b0, b1, T, dtype=torch.float64)
+        else:
+            # s < 0 makes abar rise above 1 at the first steps (betas clipped to 0: levels 0)
+            s = _real_in(cosine_s, "cosine_s", lambda v: 0 <= v < math.inf, "a finite number >= 0")
+            # max_beta = 1 gives abar_T = 0 (log-SNR -inf), 0 a table of zero levels
+            top = _real_in(max_beta, "max_beta", lambda v: 0 < v < 1, "in (0, 1)")
+            steps = torch.arange(T + 1, dtype=torch.float64)
+            f = torch.cos((steps / T + s) / (1 + s) * math.pi / 2) ** 2
+            ab = f / f[0]
+            betas = (1 - ab[1:] / ab[:-1]).clamp(0.0, top)
         self.betas: Tensor = betas
         self.alpha_bars: Tensor = torch.cat(
             [torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]
@@ -103,8 +152,10 @@ class DDPMSchedule:
         return f"DDPMSchedule(kind={self.kind!r}, T={self.T})"
 
     def _index(self, t: Tensor | int) -> Tensor:
-        t = torch.as_tensor(t)
+        t = _real_input(t, "t", "steps", dtype=None)  # a number: torch.as_tensor's dtype
         if t.is_floating_point():
+            if bool(torch.isnan(t).any()):  # NaN.long() is no step (it became step 0)
+                raise ValueError("schedule input t holds NaN (a step)")
             t = t.round()
         return t.long().clamp(0, self.T)
 
@@ -125,7 +176,7 @@ class DDPMSchedule:
         Theorem 1 (VP); ``mode="ceil"``: the smallest ``t`` with ``level(t) >= v`` (T if none).
         Useful for network adapters conditioned on the DDPM index.
         """
-        v64, _ = _as64(v)
+        v64, _ = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
         levels = self.levels.to(v64.device)
         if mode == "ceil":
@@ -143,7 +194,7 @@ class DDPMSchedule:
         For continuous-time network conditioning (docs/math.md §1.1: "interpolate t linearly in
         lambda"). Between ``t = 0`` (``lambda = inf``) and ``t = 1`` it interpolates in ``v``.
         """
-        v64, _ = _as64(v)
+        v64, _ = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
         lam_tab = self.log_snrs.to(v64.device)
         with torch.no_grad():
@@ -189,7 +240,10 @@ def _nearest_log_snr(table: Tensor, lam: Tensor) -> Tensor:
 
 
 def _sig(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # x < -709: 1/(1 + e^-x) = e^x to double precision
+        return math.exp(x)
 
 
 class SigmoidSchedule:
@@ -202,7 +256,8 @@ class SigmoidSchedule:
     the levels instead, see :mod:`semcom.diffusion.matching`).
 
     Args:
-        start: ``g``; end: ``e`` (``end > start``); tau: temperature ``> 0``.
+        start: ``g``; end: ``e`` (``end > start``); tau: temperature ``> 0``; all finite
+            (``ValueError`` otherwise, also where ``sig(start/tau) = sig(end/tau)`` in float64).
 
     Times and levels are unitless, any shape; results come in the input tensor's float dtype
     (float64 for numbers and integer tensors), computed in float64. NaN: ``ValueError``.
@@ -211,15 +266,18 @@ class SigmoidSchedule:
     def __init__(self, start: float = 0.0, end: float = 3.0, tau: float = 0.7):
         for name, x in (("start", start), ("end", end), ("tau", tau)):
             check_real(x, name)
-        if not end > start or not tau > 0:
-            raise ValueError(
-                f"SigmoidSchedule needs end > start and tau > 0, got start={start!r}, "
-                f"end={end!r}, tau={tau!r}"
-            )
         self.start, self.end, self.tau = float(start), float(end), float(tau)
+        got = f"got start={self.start!r}, end={self.end!r}, tau={self.tau!r}"
+        finite = all(map(math.isfinite, (self.start, self.end, self.tau)))
+        if not (finite and self.end > self.start and self.tau > 0):  # NaN fails too
+            raise ValueError(f"SigmoidSchedule needs finite end > start and tau > 0, {got}")
         self._lo = _sig(self.start / self.tau)
         self._hi = _sig(self.end / self.tau)
         self._hi_c = _sig(-self.end / self.tau)  # 1 - sig(e/tau), exact where sig(e/tau) ~ 1
+        if not self._hi > self._lo:  # both ~1 (start/tau > ~37) or both 0 (end/tau < -745)
+            raise ValueError(
+                f"SigmoidSchedule is flat in float64: sig(start/tau) = sig(end/tau), {got}"
+            )
 
     def __repr__(self) -> str:
         return f"SigmoidSchedule(start={self.start}, end={self.end}, tau={self.tau})"
@@ -230,7 +288,7 @@ class SigmoidSchedule:
 
     def S(self, t: Tensor | float) -> Tensor:
         """Noise variance ``S(t)`` in ``[0, 1]`` for ``t`` (clamped to ``[0, 1]``)."""
-        t64, dt = _as64(t)
+        t64, dt = _as64(t, "t")
         t64 = t64.clamp(0.0, 1.0)
         x = (t64 * (self.end - self.start) + self.start) / self.tau
         den = self._hi - self._lo
@@ -249,7 +307,7 @@ class SigmoidSchedule:
         """Exact inverse ``t = (tau*logit(p) - g)/(e - g)``,
         ``p = v (sig(e/tau) - sig(g/tau)) + sig(g/tau)``; ``v`` clamped to ``[0, 1]``,
         result in ``[0, 1]``."""
-        v64, dt = _as64(v)
+        v64, dt = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
         den = self._hi - self._lo
         p = v64 * den + self._lo  # in [sig(g/tau), sig(e/tau)] subset (0, 1)
@@ -280,29 +338,29 @@ class DDMSchedule:
 
     def signal_coef(self, t: Tensor | float) -> Tensor:
         """``1 - t``."""
-        t64, dt = _as64(t)
+        t64, dt = _as64(t, "t")
         return (1.0 - t64.clamp(0.0, 1.0)).to(dt)
 
     def noise_std(self, t: Tensor | float) -> Tensor:
         """``sqrt(t)``."""
-        t64, dt = _as64(t)
+        t64, dt = _as64(t, "t")
         return t64.clamp(0.0, 1.0).sqrt().to(dt)
 
     def scale(self, t: Tensor | float) -> Tensor:
         """``c_t = sqrt((1-t)^2 + t)`` in ``[sqrt(3)/2, 1]``: ``x_t / c_t`` is VP-form."""
-        t64, dt = _as64(t)
+        t64, dt = _as64(t, "t")
         t64 = t64.clamp(0.0, 1.0)
         return ((1.0 - t64) ** 2 + t64).sqrt().to(dt)
 
     def level(self, t: Tensor | float) -> Tensor:
         """VP noise variance ``v = t / ((1-t)^2 + t)`` in ``[0, 1]``."""
-        t64, dt = _as64(t)
+        t64, dt = _as64(t, "t")
         t64 = t64.clamp(0.0, 1.0)
         return (t64 / ((1.0 - t64) ** 2 + t64)).clamp(0.0, 1.0).to(dt)
 
     def t_from_level(self, v: Tensor | float) -> Tensor:
         """Inverse of :meth:`level`: ``t = 2v / (1 + v + sqrt((1-v)(1+3v)))``."""
-        v64, dt = _as64(v)
+        v64, dt = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
         t = 2.0 * v64 / (1.0 + v64 + ((1.0 - v64) * (1.0 + 3.0 * v64)).sqrt())
         return t.clamp(0.0, 1.0).to(dt)

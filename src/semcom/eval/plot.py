@@ -443,3 +443,19 @@ def save_figure(fig, out: str | os.PathLike[str], dpi: int = DPI) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def __getattr__(name: str) -> Any:
+    """``results_table``, which moved to :mod:`semcom.eval.table`: that function, with a
+    ``DeprecationWarning`` (looked up on use: :mod:`.table` imports this module)."""
+    if name == "results_table":
+        warnings.warn(
+            "semcom.eval.plot.results_table moved to semcom.eval.table.results_table; import "
+            "it from there (this alias will be removed)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .table import results_table
+
+        return results_table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
