@@ -104,7 +104,8 @@ def main() -> None:
             opt.step()
             sched.step()
             step += 1
-            running = log["psnr"] if running is None else 0.98 * running + 0.02 * log["psnr"]
+            psnr_now = float(log["psnr"])
+            running = psnr_now if running is None else 0.98 * running + 0.02 * psnr_now
             if step % 50 == 0:
                 print(f"step {step}  {time.time() - t0:.0f} s  train PSNR {running:.3f} dB")
     after = validate()

@@ -73,9 +73,13 @@ def test_reconstruction_losses_known_values_and_weighting():
     x_hat[1] += 0.01  # MSE 1e-4 -> 40 dB
     mse, log = reconstruction_loss(x_hat, x, "mse")
     assert mse.item() == pytest.approx((1e-2 + 1e-4) / 2, rel=1e-5)
-    assert log["psnr"] == pytest.approx(30.0, abs=1e-3)  # mean per-image PSNR
+    assert float(log["psnr"]) == pytest.approx(30.0, abs=1e-3)  # mean per-image PSNR
     neg_psnr, log = reconstruction_loss(x_hat, x, "psnr")
-    assert neg_psnr.item() == pytest.approx(-30.0, abs=1e-3) and log["loss"] == neg_psnr.item()
+    assert neg_psnr.item() == pytest.approx(-30.0, abs=1e-3)
+    assert float(log["loss"]) == neg_psnr.item()
+    # the logs stay on the device (0-dim tensors, no gradient): no wait for it per value
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in log.values())
+    assert not any(v.requires_grad for v in log.values())
     # psnr weighs each image by 1/MSE_i: the 40 dB image gets a 100x larger push per unit
     # error than the 20 dB one, where the MSE lets the worst image dominate
     for kind, ratio in (("mse", 0.1), ("psnr", 10.0)):
@@ -414,6 +418,7 @@ def test_validation_images_that_cannot_be_batched_are_refused_before_training(tm
         (["--lr", "inf"], "lr must be a positive number"),  # diverged with a traceback
         (["--threads", "-2"], "threads must be >= 0"),
         (["--epochs", "0"], "--epochs must be >= 1, got 0"),  # named neither flag nor value
+        (["--val-every", "0"], "--val-every must be >= 1, got 0"),
         (["--schedule", "constant", "--warmup", "10"], "--warmup warms up the cosine schedule"),
     ],
 )
@@ -1269,3 +1274,233 @@ def test_validating_on_the_training_data_is_named_by_data_set_not_by_spelling(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn(str(tmp_path / "Imgs"), str(tmp_path / "imgs"), hold_out=False)
+
+
+# ------------------------------------------------------------- loop efficiency details
+class _EpochRows(torch.utils.data.Dataset):
+    """Item ``i`` of epoch ``e`` is ``(100 e + i, pid)``: its value depends on the epoch (as
+    a crop does) and it names the process that read it."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epoch = n, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor([100.0 * self.epoch + i, float(os.getpid())], dtype=torch.float64)
+
+
+class _EpochRowsTask(_RowsTask):
+    """Fits ``w x`` on the rows' values; records each step's values and reader pids; its
+    logs are tensors; it validates (recording each call) when ``validates``."""
+
+    name = "epoch-rows"
+
+    def __init__(self, n: int = 8, validates: bool = False) -> None:
+        super().__init__(n=n)
+        self.validates = validates
+        self.values: list[list[float]] = []
+        self.pids: list[set[int]] = []
+        self.validated = 0
+
+    def build_model(self) -> torch.nn.Module:
+        return torch.nn.Linear(1, 1, bias=False)
+
+    def train_dataset(self) -> _EpochRows:
+        return _EpochRows(self.config["n"])
+
+    def val_dataset(self) -> list[torch.Tensor] | None:
+        return [torch.zeros(2)] * 2 if self.validates else None
+
+    def loss(self, model, batch, generator):
+        self.values.append(batch[:, 0].tolist())
+        self.pids.append({int(p) for p in batch[:, 1].tolist()})
+        loss = model(batch[:, :1].float() / 100).pow(2).mean()
+        return loss, {"loss": loss.detach(), "twice": 2 * loss.detach()}
+
+    def validate(self, model, loader) -> dict[str, float]:
+        self.validated += 1
+        return {"w": float(model.weight.sum()), "n": float(self.validated)}
+
+
+def test_dataloader_workers_persist_across_epochs_and_get_each_epochs_items(tmp_path):
+    """With ``num_workers`` the same worker processes load every epoch (they were started again
+    for each epoch: ~0.5 s per epoch for two loaders of 2 workers here), and they load epoch
+    ``e``'s items (their copy of the data set learns the epoch with each index), so the batches
+    and the weights are those of loading in the main process."""
+    runs = {}
+    for workers in (0, 2):
+        task = _EpochRowsTask(n=8)
+        tr = Trainer(task, _cfg(tmp_path / f"w{workers}", epochs=3, batch_size=2,
+                                num_workers=workers))  # fmt: skip
+        tr.fit()
+        runs[workers] = (task, tr.model.weight.detach().clone())
+    (main, w_main), (pooled, w_pooled) = runs[0], runs[2]
+    assert pooled.values == main.values  # each epoch's own items, in the same order
+    assert {v // 100 for step in main.values for v in step} == {0, 1, 2}
+    assert torch.equal(w_pooled, w_main)
+    pids = set().union(*pooled.pids)
+    assert os.getpid() not in pids and len(pids) == 2  # 2 workers for all 3 epochs
+
+
+def test_persistent_loader_passes_draw_from_the_global_rng_as_new_loaders_did():
+    """Each pass over a loader takes one number from torch's global RNG (a new DataLoader
+    iterator's worker seed), also when its persistent workers serve the pass: the global RNG
+    (in ``state.pt``, and for a task's own randomness) runs as with workers started per pass,
+    also when a pass is cut short."""
+    from torch.utils.data import DataLoader
+
+    from semcom.train.engine import _Loader
+
+    def after(cls, **kw) -> torch.Tensor:
+        torch.manual_seed(0)
+        loader = cls(list(range(8)), batch_size=2, num_workers=2, **kw)
+        for cut in (None, 1, None):
+            for i, _ in enumerate(loader):
+                if i == cut:
+                    break
+        if isinstance(loader, _Loader):
+            loader.close()
+        return torch.get_rng_state()
+
+    assert torch.equal(after(_Loader, persistent_workers=True), after(DataLoader))
+
+
+def test_training_with_workers_and_its_resume_give_the_weights_of_the_main_process(
+    data_root, tmp_path
+):
+    """JSCC with 2 persistent workers: the weights of loading in the main process, bit for bit,
+    and a run stopped mid-epoch 2 and resumed (new workers) reaches them too."""
+    task = _task(val_data="none")
+    Trainer(task, _cfg(tmp_path / "main")).fit()
+    Trainer(task, _cfg(tmp_path / "pool", num_workers=2)).fit()
+    Trainer(task, _cfg(tmp_path / "cut", num_workers=2, ckpt_every=3)).fit(stop_at_step=6)
+    Trainer(_task(val_data="none"), _cfg(tmp_path / "cut", num_workers=2, ckpt_every=3)).fit(
+        resume=tmp_path / "cut"
+    )
+    ref = _weights(tmp_path / "main")
+    for run in ("pool", "cut"):
+        got = _weights(tmp_path / run)
+        assert all(torch.equal(got[k], ref[k]) for k in ref), run
+
+
+def test_a_step_waits_for_the_device_once_for_its_loss_and_logs(tmp_path, monkeypatch, capsys):
+    """The trainer reads the loss (the check that it is finite) and the task's tensor logs (for
+    the progress bar) in one transfer: one host sync per step, where ``isfinite`` and a
+    ``float()`` per log each waited for the device. Counted on the CPU: every read of a
+    tensor's value from the end of one ``task.loss`` to the start of the next (backward, the
+    optimizer, the bar, the next batch), except AdamW's reads of its step count (a CPU tensor,
+    also when training on a GPU: no wait for the device)."""
+    reads = [0]
+    for name in ("item", "tolist", "__bool__", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **kw):
+            caller = sys._getframe(1).f_code.co_filename
+            reads[0] += Path(caller).parent.name != "optim"
+            return _real(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    between: list[int] = []
+    task = _EpochRowsTask(n=8)
+    real_loss = task.loss
+
+    def loss(model, batch, generator):
+        between.append(reads[0])
+        out = real_loss(model, batch, generator)
+        reads[0] = 0  # the task's own bookkeeping above is not the trainer's
+        return out
+
+    monkeypatch.setattr(task, "loss", loss)
+    Trainer(task, _cfg(tmp_path / "r", epochs=1, batch_size=2, progress=True)).fit()
+    assert between[1:] == [1, 1, 1]  # 4 steps of one epoch
+    assert "twice=" in capsys.readouterr().err  # the logs still reach the bar
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_the_step_before_the_weights_change(tmp_path, bad):
+    """The loss read once per step still stops training at the step it turns non-finite,
+    before backward and the optimizer (weights as the last step left them), naming it."""
+    task = _EpochRowsTask(n=8)
+    real = task.loss
+    steps = []
+
+    def loss(model, batch, generator):
+        steps.append(model.weight.detach().clone())
+        out, logs = real(model, batch, generator)
+        return (out * bad if len(steps) == 3 else out), logs
+
+    task.loss = loss
+    tr = Trainer(task, _cfg(tmp_path / "r", epochs=1, batch_size=2, ckpt_every=1))
+    with pytest.raises(FloatingPointError, match=f"the loss is {bad} at step 2;"):
+        tr.fit()
+    assert json.loads((tmp_path / "r" / "card.json").read_text())["step"] == 2
+    assert torch.equal(_weights(tmp_path / "r")["weight"], steps[2])
+
+
+def test_val_every_validates_every_n_epochs_the_last_and_a_stop(tmp_path):
+    """``val_every=2`` over 5 epochs validates after epochs 2, 4 and 5 (the last); the card's
+    history holds those, ``val_metrics`` the latest, and the weights are those of validating
+    every epoch. A run stopped after epoch 3 and resumed validates as the uninterrupted one;
+    one stopped there by ``max_steps`` validates epoch 3 (its end) too, and a resume may
+    change ``val_every``."""
+
+    def card(run: str) -> dict:
+        return json.loads((tmp_path / run / "card.json").read_text())
+
+    def epochs(run: str) -> list[int]:
+        return [h["epoch"] for h in card(run)["history"]]
+
+    def cfg(run: str, **kw) -> TrainConfig:
+        return _cfg(tmp_path / run, epochs=5, batch_size=4, **kw)
+
+    every = _EpochRowsTask(validates=True)
+    assert Trainer(every, cfg("every")).fit()["n"] == 5
+    sparse = _EpochRowsTask(validates=True)
+    metrics = Trainer(sparse, cfg("sparse", val_every=2)).fit()
+    assert sparse.validated == 3 and epochs("sparse") == [2, 4, 5]
+    assert card("sparse")["val_metrics"] == metrics == card("sparse")["history"][-1]["metrics"]
+    assert [h["step"] for h in card("sparse")["history"]] == [4, 8, 10]
+    assert torch.equal(
+        _weights(tmp_path / "sparse")["weight"], _weights(tmp_path / "every")["weight"]
+    )
+    assert (
+        card("sparse")["history"][-1]["metrics"]["w"]
+        == card("every")["history"][-1]["metrics"]["w"]
+    )
+
+    Trainer(_EpochRowsTask(validates=True), cfg("cut", val_every=2)).fit(stop_at_step=6)
+    assert epochs("cut") == [2] and card("cut")["epoch"] == 3
+    Trainer(_EpochRowsTask(validates=True), cfg("cut", val_every=2)).fit(resume=tmp_path / "cut")
+    assert epochs("cut") == [2, 4, 5]
+    assert torch.equal(
+        _weights(tmp_path / "cut")["weight"], _weights(tmp_path / "sparse")["weight"]
+    )
+
+    Trainer(_EpochRowsTask(validates=True), cfg("stop", val_every=2, max_steps=6)).fit()
+    assert epochs("stop") == [2, 3]  # stopped at the end of epoch 3: validated
+    Trainer(_EpochRowsTask(validates=True), cfg("stop", val_every=3)).fit(resume=tmp_path / "stop")
+    assert epochs("stop") == [2, 3, 5] and card("stop")["train"]["val_every"] == 3
+
+
+def test_val_every_option_reaches_the_run_and_its_resumes(data_root, tmp_path, capsys):
+    """``--val-every 2`` is recorded in the card, kept by a plain ``--resume`` and may change
+    with one (it changes when the run is measured, not what it trains)."""
+    from semcom.cli import main
+
+    run = tmp_path / "r"  # 3 of the 6 samples held out: one step of 2 per epoch
+    argv = ["train", "jscc", *_SMALL[:-3], "--val-data", "0.5", "--val-limit", "1"]
+    assert main([*argv, "--epochs", "3", "--max-steps", "1", "--val-every", "2",
+                 "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["train", "jscc", "--resume", str(run), "--max-steps", "2"]) == 0
+    assert "validation every 2 epochs and after the last" in capsys.readouterr().err
+    card = json.loads((run / "card.json").read_text())
+    assert card["train"]["val_every"] == 2 and [h["epoch"] for h in card["history"]] == [1, 2]
+    assert main(["train", "jscc", "--resume", str(run), "--val-every", "5", "--quiet"]) == 0
+    card = json.loads((run / "card.json").read_text())
+    assert card["train"]["val_every"] == 5 and [h["epoch"] for h in card["history"]] == [1, 2, 3]

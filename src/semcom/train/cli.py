@@ -27,7 +27,7 @@ from .jscc import LOSSES
 # Options that may change when resuming (everything else must match the checkpoint's card).
 _RESUME_FREE = {
     "epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
-    "ckpt_every", "val_batch_size", "extra", "cache_images",
+    "ckpt_every", "val_batch_size", "val_every", "extra", "cache_images",
 }  # fmt: skip
 
 
@@ -270,6 +270,10 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     )
     p.add_argument("--val-batch-size", type=int, default=64, help="images per validation batch")
     p.add_argument(
+        "--val-every", type=int, default=1, metavar="N",
+        help="validate every N epochs (and always after the last; default 1: every epoch)",
+    )  # fmt: skip
+    p.add_argument(
         "--seed", type=int, default=0, help="seed of the initialisation, data order and noise"
     )
     p.add_argument("--out", default=None, help="run folder (default: the --resume folder)")
@@ -475,8 +479,8 @@ def _check_resume(run: Path, config: dict, train: dict, options: set[str] | None
         raise ValueError(
             f"cannot resume from {str(run)!r}, options differ: " + "; ".join(diffs) + ". "
             "--resume reads the run's options from its card: give only those that may change "
-            "(--epochs, --max-steps, --threads, --device, --ckpt-every, --workers, --cache-images, "
-            "--quiet, --out)"
+            "(--epochs, --max-steps, --threads, --device, --ckpt-every, --val-every, --workers, "
+            "--cache-images, --quiet, --out)"
         )
 
 
@@ -552,6 +556,7 @@ def _fit(task, config: dict, args: argparse.Namespace) -> int:
         gamma=args.gamma,
         grad_clip=args.grad_clip,
         val_batch_size=args.val_batch_size,
+        val_every=args.val_every,
         seed=args.seed,
         device=args.device,
         max_steps=args.max_steps,

@@ -303,7 +303,7 @@ class DenoiserTask:
 
     def loss(
         self, model: nn.Module, batch: Tensor, generator: torch.Generator
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """MSE of ``model(x_t, v)`` against the clean ``batch`` [B, C, h, w]: each item noised
         to VP form at the level ``v = P0 / (P0 + k)`` of an SNR ``k`` drawn uniformly in dB
         over ``snr_range``."""
@@ -315,7 +315,7 @@ class DenoiserTask:
         vv = v.view(b, 1, 1, 1)
         x_t = (1 - vv).sqrt() * batch + vv.sqrt() * n
         mse = (model(x_t, v) - batch).pow(2).mean()
-        return mse, {"loss": float(mse.detach())}
+        return mse, {"loss": mse.detach()}  # a tensor: read with the loss, one host sync
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:

@@ -10,7 +10,12 @@ SNR estimators):
 * per-step randomness for the loss (channel noise, SNR draws) comes from a
   ``torch.Generator`` seeded by ``(seed, rank, step)``, so resuming needs no hidden state;
 * AdamW, per-iteration LR schedule (``cosine`` with linear warm-up, ``step`` or ``constant``);
-* validation on a held-out set after every epoch (rank 0), tqdm bar on rank 0;
+* validation on a held-out set after every epoch, or every ``val_every`` epochs and after the
+  last (rank 0), tqdm bar on rank 0;
+* DataLoader workers (``num_workers`` > 0) persist across epochs: each index reaches them with
+  its epoch, so the items are those of a loader started per epoch;
+* one host sync per step: the loss and the logs of a task's ``loss`` are read in one transfer,
+  which is also the check that the loss is finite (before ``backward``);
 * checkpoints after every epoch (and every ``ckpt_every`` steps): ``model.safetensors``
   (weights + architecture metadata), ``state.pt`` (optimizer, scheduler, RNG states,
   epoch, step, position in the epoch; plain tensors/containers, loadable with
@@ -38,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -49,6 +54,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from ..devices import parse_device
 from ..locking import OutputLock
 from ..paths import atomic_write_files, json_bytes, safetensors_bytes
+
+if TYPE_CHECKING:
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "step", "constant")
@@ -74,7 +83,9 @@ class Task(Protocol):
         ...
 
     def train_dataset(self) -> Dataset:
-        """Training items; ``set_epoch(e)`` is called on it (or its base) when present."""
+        """Training items; ``set_epoch(e)`` is called on it (or its base) when present, also in
+        each DataLoader worker. An item should depend on (seed, epoch, index) only, not on a
+        worker's global RNG (persistent workers do not reseed it each epoch)."""
         ...
 
     def val_dataset(self) -> Dataset | None:
@@ -87,8 +98,10 @@ class Task(Protocol):
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Scalar loss of ``batch`` (call ``model(...)``, so DDP syncs) and logs to show."""
+    ) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """Scalar loss of ``batch`` (call ``model(...)``, so DDP syncs) and logs to show: floats
+        or one-element tensors (detached; the trainer reads them together with the loss, one
+        host sync per step, where a ``float()`` each would wait for the device once each)."""
         ...
 
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
@@ -124,8 +137,11 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps in total (the LR schedule still
             spans ``epochs``; use ``epochs`` to size a run).
         ckpt_every: also checkpoint every N steps (0: only at the end of each epoch).
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers (kept across epochs: ``persistent_workers``).
         val_batch_size: batch size of validation.
+        val_every: validate every N epochs (1: each); the last epoch, and an epoch at which
+            ``max_steps`` stops the run, are always validated. The card's ``history`` holds
+            the validated epochs.
         grad_clip: clip the gradient norm (0: off).
         progress: show a tqdm bar (rank 0 only).
         threads: ``torch.set_num_threads`` per process (0: leave unchanged; DDP on CPU
@@ -148,6 +164,7 @@ class TrainConfig:
     ckpt_every: int = 0
     num_workers: int = 0
     val_batch_size: int = 64
+    val_every: int = 1
     grad_clip: float = 0.0
     progress: bool = True
     threads: int = 0
@@ -157,7 +174,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "val_every"):
             n = getattr(self, name)
             if n < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {n}")
@@ -301,6 +318,82 @@ def _set_epoch(ds: Dataset, epoch: int) -> None:
             ds = ds.dataset
             continue
         return
+
+
+class _EpochKeys(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` for each index of ``sampler`` (:class:`ResumableSampler`), so that
+    persistent DataLoader workers (their own copies of the data set) learn the epoch of each
+    item (:class:`_EpochItems`); ``set_epoch`` in the main process does not reach them."""
+
+    def __init__(self, sampler: ResumableSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _EpochItems(Dataset):
+    """Item ``(epoch, index)`` is item ``index`` of ``dataset`` in epoch ``epoch``: the
+    process that reads it (a DataLoader worker, with its own copy) calls :func:`_set_epoch`
+    when the epoch is not the one its copy was last set to."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch`` of ``dataset`` (in this process)."""
+        _set_epoch(self.dataset, epoch)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if epoch != self.epoch:
+            self.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose workers (``persistent_workers``) serve every pass over it.
+
+    Each pass takes from torch's global RNG the one number a new DataLoader iterator takes
+    (its workers' base seed), also when the persistent workers are reused: the global RNG
+    (saved in ``state.pt``, and any randomness of a task's own that draws from it) runs as it
+    did with workers started for every pass."""
+
+    _passes = 0
+
+    def __iter__(self) -> _BaseDataLoaderIter:
+        if self._passes and self.persistent_workers:  # a new iterator would draw it
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        self._passes += 1
+        return super().__iter__()
+
+    def close(self) -> None:
+        """Stop the persistent workers now (not when the loader is collected)."""
+        it, self._iterator = self._iterator, None
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def _host_values(loss: Tensor, logs: dict[str, Any]) -> tuple[float, dict[str, float]]:
+    """``loss`` (one element) and the logs of a task's ``loss`` as Python floats: the tensors
+    among them are read from the device in one transfer (a ``float()`` each would wait for
+    the device once each). The values are those ``float()`` gives (float64 holds every
+    float32/16 exactly)."""
+    keys = [k for k, v in logs.items() if isinstance(v, Tensor)]
+    parts = [loss.detach().reshape(()), *(logs[k].detach().reshape(()) for k in keys)]
+    values = torch.stack([t.to(loss.device, torch.float64) for t in parts]).tolist()
+    read = dict(zip(keys, values[1:], strict=True))
+    return values[0], {k: read[k] if k in read else float(v) for k, v in logs.items()}
 
 
 def warn_if_validating_on_training_data(data: str, val_data: str, hold_out: bool) -> None:
@@ -506,6 +599,7 @@ class Trainer:
         self._lock: OutputLock | None = None  # held on OUT/.lock while training
         self._saved_step: int | None = None  # step of the last checkpoint in ``out``
         self._resumed: Path | None = None  # the run folder ``fit`` resumes
+        self._loaders: list[_Loader] = []  # their workers are stopped when ``fit`` ends
 
     # -------------------------------------------------------------------------- ddp
     @property
@@ -524,16 +618,18 @@ class Trainer:
         if self.world > 1 and dist.is_initialized():
             dist.barrier()
 
-    def _loader(self, ds: Dataset, **kw: Any) -> DataLoader:
-        """A DataLoader of ``ds`` with the task's collate and ``num_workers``; on a GPU its
-        batches come in page-locked memory (``pin_memory``), so that the copy to the device
-        (:func:`_to_device`, ``non_blocking``) overlaps with the work queued there instead of
-        holding up the loop (a copy from pageable memory waits for it)."""
-        return DataLoader(
+    def _loader(self, ds: Dataset, **kw: Any) -> _Loader:
+        """A DataLoader of ``ds`` with the task's collate and ``num_workers``, whose workers
+        persist from one pass to the next (:class:`_Loader`; started once, not every epoch);
+        on a GPU its batches come in page-locked memory (``pin_memory``), so that the copy to
+        the device (:func:`_to_device`, ``non_blocking``) overlaps with the work queued there
+        instead of holding up the loop (a copy from pageable memory waits for it)."""
+        return _Loader(
             ds,
             num_workers=self.cfg.num_workers,
             collate_fn=self.task.collate,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=self.cfg.num_workers > 0,
             **kw,
         )
 
@@ -705,6 +801,8 @@ class Trainer:
         try:
             return self._fit(resume, stop_at_step)
         finally:
+            while self._loaders:
+                self._loaders.pop().close()
             if self._lock is not None:
                 self._lock.release()  # removes OUT/.lock
                 self._lock = None
@@ -815,7 +913,13 @@ class Trainer:
                 f"training {task.name} in {str(self.out)!r}: step {prog.step} to {end_step} "
                 f"({cfg.epochs} epoch{'s' * (cfg.epochs != 1)} of {steps_per_epoch} steps), a "
                 "checkpoint after every "
-                "epoch" + (f" and every {cfg.ckpt_every} steps" if cfg.ckpt_every else ""),
+                "epoch"
+                + (f" and every {cfg.ckpt_every} steps" if cfg.ckpt_every else "")
+                + (
+                    f", validation every {cfg.val_every} epochs and after the last"
+                    if cfg.val_every > 1 and val_ds is not None
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )
@@ -836,6 +940,17 @@ class Trainer:
         val_loader = None
         if val_ds is not None and self.is_main:
             val_loader = self._loader(val_ds, batch_size=cfg.val_batch_size, shuffle=False)
+            self._loaders.append(val_loader)
+        # one loader for every epoch (its workers persist): the sampler gives each index with
+        # its epoch, which selects the epoch's crops in the worker that reads it
+        items = _EpochItems(train_ds)
+        loader = self._loader(
+            items,
+            batch_size=cfg.batch_size,
+            sampler=_EpochKeys(sampler),
+            drop_last=True,
+        )
+        self._loaders.append(loader)
         metrics: dict[str, float] = {}
         t_start = time.perf_counter()
         self._setup_hours += (t_start - t_setup) / 3600.0
@@ -859,11 +974,8 @@ class Trainer:
 
         while prog.epoch < cfg.epochs and not stop_now():
             epoch = prog.epoch
-            _set_epoch(train_ds, epoch)
+            items.set_epoch(epoch)  # in this process; workers learn it with each index
             sampler.set_epoch(epoch, start=prog.batch_in_epoch * cfg.batch_size)
-            loader = self._loader(
-                train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=True
-            )
             bar = None
             if cfg.progress and self.is_main:
                 from tqdm import tqdm
@@ -882,9 +994,10 @@ class Trainer:
                 batch = _to_device(batch, self.device)
                 g = step_generator(cfg.seed, self.rank, prog.step, self.device)
                 loss, logs = task.loss(ddp, batch, g)
-                if not torch.isfinite(loss):
+                value, shown = _host_values(loss, logs)  # the step's one wait for the device
+                if not math.isfinite(value):
                     raise TrainingDiverged(
-                        f"training diverged: the loss is {loss.item()} at step {prog.step}; the "
+                        f"training diverged: the loss is {value} at step {prog.step}; the "
                         f"last checkpoint in {str(self.out)!r} is kept (start again with a "
                         "lower --lr)"
                     )
@@ -897,7 +1010,7 @@ class Trainer:
                 prog.step += 1
                 prog.batch_in_epoch += 1
                 if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
                     bar.update(1)
                 end_of_epoch = prog.batch_in_epoch >= steps_per_epoch
                 if cfg.ckpt_every and prog.step % cfg.ckpt_every == 0 and not end_of_epoch:
@@ -909,7 +1022,9 @@ class Trainer:
             if bar is not None:
                 bar.close()
             if prog.batch_in_epoch >= steps_per_epoch:
-                if val_loader is not None:
+                done = epoch + 1  # epochs done; the last one and a stop are always validated
+                due = done % cfg.val_every == 0 or done == cfg.epochs or at_max_steps()
+                if val_loader is not None and due:
                     model.eval()
                     with torch.no_grad():
                         metrics = {k: float(v) for k, v in task.validate(model, val_loader).items()}

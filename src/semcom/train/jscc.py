@@ -77,17 +77,18 @@ def default_val_snrs(lo: float, hi: float) -> list[float]:
 LOSSES = ("mse", "psnr")
 
 
-def reconstruction_loss(x_hat: Tensor, x: Tensor, kind: str) -> tuple[Tensor, dict[str, float]]:
+def reconstruction_loss(x_hat: Tensor, x: Tensor, kind: str) -> tuple[Tensor, dict[str, Tensor]]:
     """Training loss of a batch of reconstructions ``[B, 3, H, W]`` in [0, 1] and its log.
 
     ``mse``: the batch MSE. ``psnr``: ``mean_i 10 log10(MSE_i + 1e-10)`` (dB, = minus the mean
     per-image PSNR). The log reports ``loss`` and ``psnr`` (mean per-image PSNR, dB, unrounded
-    outputs).
+    outputs) as detached 0-dim tensors (read with ``float()``; the trainer reads them all in one
+    transfer, not one wait for the device each).
     """
     per_image = ((x_hat - x) ** 2).flatten(1).mean(dim=1)
     log_mse = 10 * torch.log10(per_image + 1e-10)
     loss = per_image.mean() if kind == "mse" else log_mse.mean()
-    return loss, {"loss": float(loss.detach()), "psnr": -float(log_mse.detach().mean())}
+    return loss, {"loss": loss.detach(), "psnr": -log_mse.detach().mean()}
 
 
 def check_image_crop(ds: ImageDataset, crop: int, data: str, sample: int = 2000) -> None:
@@ -379,7 +380,7 @@ class JSCCTask:
 
     def loss(
         self, model: nn.Module, batch: Tensor, generator: torch.Generator
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The reconstruction loss (``config.loss``) of images ``batch`` [B, 3, H, W] sent
         through ``model``'s differentiable link at the training SNRs, and logs to show."""
         snr = self.sample_snr(batch.shape[0], generator, batch.device)

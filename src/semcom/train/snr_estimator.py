@@ -180,7 +180,7 @@ class SNREstimatorTask(DenoiserTask):
 
     def loss(
         self, model: nn.Module, batch: Tensor | tuple[Tensor, Tensor], generator: torch.Generator
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """MSE of the logit against ``ln gamma`` (natural log of the linear SNR, drawn
         uniformly in dB over ``snr_range``) on noised latent crops, or on a bank batch; logs
         the loss and its RMSE in dB."""
@@ -194,8 +194,8 @@ class SNREstimatorTask(DenoiserTask):
             )
             logit = model(received(batch, snr, generator))
             loss = (logit - snr / DB_PER_NEPER).pow(2).mean()
-        val = float(loss.detach())
-        return loss, {"loss": val, "rmse_db": DB_PER_NEPER * math.sqrt(val)}
+        val = loss.detach()  # tensors: the trainer reads them with the loss, one host sync
+        return loss, {"loss": val, "rmse_db": DB_PER_NEPER * val.double().sqrt()}
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
