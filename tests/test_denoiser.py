@@ -322,6 +322,67 @@ def test_latent_crops_reach_every_offset() -> None:
     assert offsets == {(t, s) for t in range(3) for s in range(3)}
 
 
+def _held_bytes(*objs: object) -> int:
+    """Bytes of the distinct tensor storages reachable from ``objs`` (through attributes,
+    lists, tuples and dicts)."""
+    seen: dict[int, int] = {}
+    stack, visited = list(objs), set()
+    while stack:
+        o = stack.pop()
+        if id(o) in visited:
+            continue
+        visited.add(id(o))
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        elif isinstance(o, list | tuple):
+            stack.extend(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif hasattr(o, "__dict__") and not isinstance(o, type):
+            stack.extend(vars(o).values())
+    return sum(seen.values())
+
+
+def test_latent_crops_keep_no_second_copy_of_the_latents() -> None:
+    """The crops data set holds the caller's latents, not a normalised copy of them (a second
+    copy of the training set in memory: ~1 GB for ADJSCC on BSDS500), and its items are still
+    the crops of the whole normalised latent, to the bit."""
+    g = torch.Generator().manual_seed(0)
+    lat = [torch.randn(C, 9 + i % 3, 11, generator=g) * 10.0 ** (i % 5 - 2) for i in range(8)]
+    one_copy = _held_bytes(lat)
+    for crop in (4, None):
+        ds = LatentCrops(lat, crop=crop, repeats=3)
+        assert _held_bytes(lat, ds) - one_copy < lat[0].nbytes  # only a few numbers per latent
+        for i in range(len(ds)):
+            unit = unit_power(lat[i % 8].unsqueeze(0))[0]
+            y = ds[i]
+            if crop is None:
+                assert torch.equal(y, unit)
+            else:
+                h, w = unit.shape[-2:]
+                assert any(
+                    torch.equal(y, unit[:, t : t + 4, s : s + 4])
+                    for t in range(h - 3)
+                    for s in range(w - 3)
+                )
+
+
+def test_denoiser_task_holds_one_copy_of_its_latents(latent_cache) -> None:
+    """Training and validation data sets read the task's latents: preparing them adds no
+    second copy (normalised latents beside the raw ones)."""
+    task = _task()
+    task.progress = False
+    task.build_model()
+    before = _held_bytes(task)
+    train, val = task.train_dataset(), task.val_dataset()
+    assert before >= _held_bytes(task._train) > 0
+    assert _held_bytes(task, train, val) - before < task._train[0].nbytes
+    assert len(val) == len(task._val)  # type: ignore[arg-type]
+    for i, x in enumerate(task._val):  # type: ignore[union-attr]
+        assert torch.equal(val[i], unit_power(x.unsqueeze(0))[0])  # type: ignore[index]
+
+
 def test_crop_larger_than_every_latent_is_refused():
     """``--crop`` counts latent pixels; a crop no training latent holds whole is image pixels
     by mistake (the diffusion issue's ``--crop 256`` for TAEF2 would train on padding)."""

@@ -63,10 +63,16 @@ def load_latents(path: str | os.PathLike[str]) -> list[Tensor]:
     return [d[k] for k in sorted(d)]
 
 
+def item_rms(x: Tensor) -> Tensor:
+    """Root mean square per real value of each item of ``x`` [B, ...] -> [B, 1, ...] (same
+    dimensions, broadcastable over ``x``), at least 1e-6: the divisor of :func:`unit_power`."""
+    dims = tuple(range(1, x.dim()))
+    return x.pow(2).mean(dim=dims, keepdim=True).clamp_min(1e-12).sqrt()
+
+
 def unit_power(x: Tensor) -> Tensor:
     """Normalise each item of ``x`` [B, ...] to unit mean square per real value."""
-    dims = tuple(range(1, x.dim()))
-    return x / x.pow(2).mean(dim=dims, keepdim=True).clamp_min(1e-12).sqrt()
+    return x / item_rms(x)
 
 
 def measure_p0(latents: list[Tensor]) -> float:
@@ -83,6 +89,11 @@ class LatentCrops(Dataset):
     ``i`` comes from latent ``i % len(latents)``; ``repeats`` makes one epoch visit every latent
     several times. Latents smaller than the crop are padded by reflection (by replication
     when the padding is as large as the latent's side or larger, which reflection cannot do).
+
+    Holds the given latents themselves (no copy) and their RMS (:func:`item_rms`, ``rms``
+    ``[N]``), and divides each crop by its latent's RMS when it is taken: the same values, to
+    the bit, as cropping the normalised whole latent (:func:`unit_power`), without a second
+    copy of the training set in memory.
     """
 
     def __init__(
@@ -90,7 +101,14 @@ class LatentCrops(Dataset):
     ) -> None:
         if not latents:
             raise ValueError("LatentCrops needs at least one latent")
-        self.latents = [unit_power(t.unsqueeze(0))[0] for t in latents]
+        self.latents = list(latents)
+        # as Python floats first (float32 values, exact): a small tensor kept per latent between
+        # the large temporaries of item_rms fragmented the heap (measured: RSS up to 0.8x the
+        # latents' size higher)
+        rms = [float(item_rms(t.unsqueeze(0))) for t in self.latents]
+        #: [N] float32: latent i's RMS per real value (its crops are divided by it)
+        self.rms = torch.tensor(rms, dtype=torch.float32)
+        self._rms = self.rms.unbind()  # 0-dim views: indexing rms per item costs a division
         self.crop = crop
         self.seed = int(seed)
         self.repeats = int(repeats)
@@ -105,7 +123,10 @@ class LatentCrops(Dataset):
         return len(self.latents) * self.repeats
 
     def __getitem__(self, index: int) -> Tensor:
-        lat = self.latents[index % len(self.latents)]
+        """Item ``index``: a unit-power crop ``[C, crop, crop]`` (the whole latent ``[C, h, w]``
+        when ``crop`` is None), a new tensor."""
+        j = index % len(self.latents)
+        lat = self.latents[j]
         if self.crop is not None:
             k = self.crop
             h, w = lat.shape[-2:]
@@ -119,4 +140,5 @@ class LatentCrops(Dataset):
             top = int(rng.integers(0, h - k + 1))
             left = int(rng.integers(0, w - k + 1))
             lat = lat[:, top : top + k, left : left + k]
-        return lat
+        # padding and cropping only move values: dividing after them is dividing before
+        return lat / self._rms[j]

@@ -291,11 +291,13 @@ class DenoiserTask:
         return LatentCrops(self._train, c.crop, seed=c.seed, repeats=c.repeats)  # type: ignore[arg-type]
 
     def val_dataset(self) -> Dataset | None:
-        """The whole validation latents ``[C, h, w]``, unit power (None: ``--val-data none``)."""
+        """The whole validation latents ``[C, h, w]``, unit power, normalised as they are
+        taken (:class:`~semcom.diffusion.latents.LatentCrops` without a crop: no second copy
+        held; None: ``--val-data none``)."""
         self._load()
         if not self._val:  # --val-data none
             return None
-        return [unit_power(t.unsqueeze(0))[0] for t in self._val]  # type: ignore[return-value]
+        return LatentCrops(self._val, None)
 
     def collate(self, items: list) -> Tensor:
         """Crops ``[C, crop, crop]`` -> a batch ``[B, C, crop, crop]``."""
