@@ -516,7 +516,8 @@ def test_snr_of_bools_or_complex_numbers_is_one_value_error_in_every_form():
     from semcom.channels.models import as_snr_tensor
 
     for bad in (True, np.bool_(False), [0.0, True], np.array([True, False]), torch.tensor(True),
-                1 + 2j, [0.0, 1j], np.array([1 + 2j]), torch.tensor([1 + 2j])):  # fmt: skip
+                1 + 2j, np.complex64(1 + 2j), [0.0, 1j], np.array([1 + 2j]),
+                torch.tensor([1 + 2j])):  # fmt: skip
         with pytest.raises(ValueError, match="snr_db must hold real numbers of dB, not"):
             as_snr_tensor(bad, 2)
     z = pack(torch.randn(2, 8)).z
@@ -537,6 +538,43 @@ def test_channel_counts_refuse_strings_with_a_type_error():
     for bad in (True, 2.0, 0):
         with pytest.raises(ValueError, match="pilots must be an integer >= 1"):
             Channel("awgn", "estimated", pilots=bad)
+
+
+def test_channel_counts_of_numpy_integers_are_recorded_as_ints() -> None:
+    """``pilots=np.int64(4)`` (from a NumPy grid) is kept as an ``int``: the results file
+    records it (a NumPy integer made ``json.dumps`` fail after the whole sweep)."""
+    import json
+
+    import numpy as np
+
+    from semcom.eval.sweep import results_document
+
+    ch = Channel("rayleigh-fast", "estimated", pilots=np.int64(4), coherence=np.int32(2))
+    assert type(ch.pilots) is int and type(ch.coherence) is int
+    doc = json.loads(json.dumps(results_document([], "samples", 1, ch, {})))
+    assert doc["channel"]["pilots"] == 4 and doc["channel"]["coherence"] == 2
+
+
+def test_pack_gives_unit_energy_to_subnormal_latents() -> None:
+    """A latent whose values are subnormal (float32 below ~1e-38, float64 below ~1e-308) is
+    sent at unit power too: its scale-up by a power of two comes in two factors, each finite."""
+    for dtype, tiny in ((torch.float32, 1e-40), (torch.float64, 1e-310)):
+        lat = torch.tensor([[tiny, -tiny, 2 * tiny, 0.0]], dtype=dtype)
+        power = pack(lat).z.abs().pow(2).mean(dim=-1).double()
+        torch.testing.assert_close(power, torch.ones(1, dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+def test_pack_of_an_all_zero_latent_is_zero_with_finite_gradients() -> None:
+    """An all-zero image (beside a normal one) is sent as zero symbols with RMS 0, not NaN,
+    and gradients through it stay finite."""
+    lat = torch.zeros(2, 6, dtype=torch.float64)
+    lat[1] = torch.arange(1.0, 7.0)
+    lat.requires_grad_()
+    p = pack(lat)
+    assert torch.equal(p.z[0], torch.zeros(3, dtype=torch.complex128)) and p.rms[0] == 0
+    assert torch.isfinite(p.z).all()
+    p.z.abs().pow(2).sum().backward()
+    assert lat.grad is not None and torch.isfinite(lat.grad).all()
 
 
 def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():
@@ -885,7 +923,8 @@ def test_a_bad_gain_prior_is_refused() -> None:
             return self.prior
 
     z = torch.ones(2, 4, dtype=torch.complex64)
-    for prior in [(0.5, 0.0), (0.5, -1.0), (math.nan, 1.0), (0.0, math.inf), "rician", (1.0,)]:
+    for prior in [(0.5, 0.0), (0.5, -1.0), (math.nan, 1.0), (complex(0.5, math.nan), 1.0),
+                  (0.0, math.inf), "rician", (1.0,), 0.5, (None, 1.0)]:  # fmt: skip
         with pytest.raises(ValueError, match=r"Bad\.gain_prior\(\)"):
             Bad(prior)(z, 10.0, gen(0))
     _, state = Bad((0.6 + 0.2j, 0.5))(z, 10.0, gen(0))  # a complex mean is fine

@@ -1683,3 +1683,47 @@ def test_receiver_checks_options_once_and_still_at_the_call_when_changed(monkeyp
     fn = diffusion_receive(ft.half(), d, den, steps=2).f_hat
     assert fn.dtype == torch.float16
     assert torch.equal(fn, diffusion_receive(ft.half().float(), d, den, steps=2).f_hat.half())
+
+
+def test_checks_take_one_number_in_any_numpy_form_and_nothing_else():
+    """A count comes back a Python ``int`` (a NumPy string is not a number: TypeError, as a
+    ``str``); one real number passes as a 0-d or one-element array, unsigned too, at the
+    receiver as in the check; an empty or several-element tensor or array is a ValueError."""
+    from semcom._checks import check_count, check_real
+
+    for n in (np.int64(4), np.uint16(4), torch.tensor(4)):
+        got = check_count(n, "steps")
+        assert got == 4 and type(got) is int
+    with pytest.raises(TypeError, match="steps must be an integer >= 1, got str_"):
+        check_count(np.str_("4"), "steps")
+    for x in (np.array(2.0), np.array([2.0]), np.array(2, dtype=np.uint8), np.float32(2.0)):
+        check_real(x, "p0")
+    assert DiffusionReceiver(gaussian_mmse(1.0), p0=np.array(2.0), t_factor=np.uint8(1)).p0 == 2
+    for bad in (torch.tensor([]), np.array([]), torch.tensor([1.0, 2.0]), np.zeros((1, 2))):
+        with pytest.raises(ValueError, match="p0 must be one real number"):
+            check_real(bad, "p0")
+        with pytest.raises(ValueError, match="p0 must be one real number"):
+            DiffusionReceiver(gaussian_mmse(1.0), p0=bad)
+
+
+def test_skip_snr_leaves_per_element_levels_to_the_receiver():
+    """``skip_snr_db`` decides per image: per-element levels (fast fading), some of them above
+    the skip SNR, go through the receiver whole, as without it."""
+    d = torch.rand(2, 3, 4, 4, generator=gen(60), dtype=F64) * 0.3 + 0.01
+    assert (d < 1 / 11).any() and (d > 1 / 11).any()  # elements on both sides of 10 dB
+    _, _, ft = received(2, d.shape[1:], d, 61)
+    for fading in ("naive", "waterfill"):
+        want = DiffusionReceiver(gaussian_mmse(1.0), steps=2, fading=fading)(ft, d, gen(62))
+        rec = DiffusionReceiver(gaussian_mmse(1.0), steps=2, fading=fading, skip_snr_db=10.0)
+        assert torch.equal(rec(ft, d, gen(62)), want)
+
+
+def test_stopped_receiver_answers_in_the_inputs_dtype_and_takes_t_factor_zero():
+    """``stop_snr_db`` on a half / bfloat16 latent: the estimate comes back in that dtype, as
+    without a stop; ``t_factor=0`` (in range: >= 0) is taken."""
+    d = torch.tensor([0.5, 0.05]).view(2, 1, 1, 1)
+    _, _, ft = received(2, (2, 4, 4), d, 77, dtype=torch.float32)
+    for dtype in (torch.float16, torch.bfloat16):
+        res = diffusion_receive(ft.to(dtype), d, gaussian_mmse(1.0), steps=2, stop_snr_db=10.0)
+        assert res.f_hat.dtype == dtype
+    assert DiffusionReceiver(gaussian_mmse(1.0), t_factor=0.0).t_factor == 0.0

@@ -397,6 +397,8 @@ def test_evaluate_refuses_a_repeated_snr():
     a run holds each SNR once)."""
     with pytest.raises(ValueError, match="repeats an SNR"):
         _run(snrs=(0, 0.0, 10))
+    with pytest.raises(ValueError, match="repeats an SNR"):  # also as tensor elements
+        _run(snrs=torch.tensor([0.0, 0.0]))
 
 
 def test_evaluate_refuses_lazy_images_without_load(tmp_path):
@@ -1062,8 +1064,11 @@ def test_evaluate_names_the_expected_argument_forms(identity_codec):
     pairs = [(RunKey("id", None), link)]
     for args, msg in (
         (([link], imgs, [0.0]), "RunKey, scheme"),
+        (([("id", link)], imgs, [0.0]), "RunKey, scheme"),
         ((pairs, x, [0.0]), "triples"),
         ((pairs, imgs, 10.0), "list of SNRs"),
+        ((pairs, imgs, 10), "list of SNRs in dB, got the number 10.0"),
+        ((pairs, imgs, torch.tensor(10.0)), "list of SNRs in dB, got the number 10.0"),
     ):
         with pytest.raises(TypeError, match=msg):
             evaluate(args[0], args[1], Channel("awgn"), args[2], metrics=["psnr"], progress=False)

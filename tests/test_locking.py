@@ -296,3 +296,88 @@ def test_a_refused_training_start_removes_only_its_own_lock(tmp_path, monkeypatc
     monkeypatch.undo()
     with pytest.raises(OutputBusyError):
         OutputLock(run / engine.LOCK_FILE, "x").acquire()
+
+
+def _held_by_another_program(path: Path, text: str) -> int:
+    """An open file description of ``path`` holding its flock, with ``text`` written (as
+    another program, or a semcom process before it wrote its pid, would hold it)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, text.encode())
+    return fd
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("", ""), ("hello world\n", ""), ("4242\n", " (pid 4242)"),
+     ("4242 elsewhere.example\n", " (pid 4242 on elsewhere.example)")],
+)  # fmt: skip
+def test_the_refusal_names_only_what_the_lock_file_says(tmp_path, text, named):
+    """The holder is named from its lock file when it holds a pid (and a host, when another
+    machine's); an empty file (not written yet) or another program's text names no one."""
+    path = tmp_path / "r.json.lock"
+    fd = _held_by_another_program(path, text)
+    try:
+        with pytest.raises(OutputBusyError) as e:
+            OutputLock(path, "--out").acquire()
+    finally:
+        os.close(fd)
+    assert str(e.value) == (
+        f"--out is being written by another semcom process{named} right now: wait for it to "
+        "end, or give another --out"
+    )
+
+
+def test_a_lock_file_left_with_a_longer_line_is_rewritten_whole(tmp_path):
+    """The pid line replaces whatever a killed process (or another program) left in the lock
+    file, not only its first bytes (a tail left behind would name a wrong host)."""
+    path = tmp_path / "r.json.lock"
+    path.write_text("123456789 a-much-longer-host-name.example.org\n")
+    with OutputLock(path, "--out"):
+        assert path.read_text() == f"{os.getpid()} {socket.gethostname()}\n"
+
+
+def test_an_unexpected_flock_error_is_that_error(tmp_path, monkeypatch):
+    """flock failing otherwise than 'held' or 'no locks here' (EIO) raises that OSError, not a
+    refusal naming another process, and leaves no descriptor open."""
+    import errno
+
+    opened: list[int] = []
+    real_open = os.open
+
+    def tracked(*args):
+        opened.append(real_open(*args))
+        return opened[-1]
+
+    def broken(fd, op):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    monkeypatch.setattr(os, "open", tracked)
+    with pytest.raises(OSError, match="I/O error") as e:
+        OutputLock(tmp_path / "r.json.lock", "--out").acquire()
+    assert not isinstance(e.value, OutputBusyError)
+    with pytest.raises(OSError):  # closed
+        os.fstat(opened[0])
+
+
+def test_releasing_twice_leaves_the_next_holders_lock_alone(tmp_path):
+    """A second release of a released lock does nothing (the docstring's 'nothing when not
+    held'): it must not remove the lock file another writer holds by then."""
+    path = tmp_path / "r.json.lock"
+    first = OutputLock(path, "--out").acquire()
+    first.release()
+    with OutputLock(path, "--out"):
+        first.release()
+        assert path.exists()
+        with pytest.raises(OutputBusyError):
+            OutputLock(path, "--out").acquire()
+
+
+def test_rank0_refusal_stands_without_a_process_group(tmp_path, hold):
+    """world > 1 before the process group is up (nothing to broadcast over): rank 0 still
+    raises its own refusal, it does not go on writing beside the holder."""
+    path = tmp_path / "r.json.lock"
+    proc = hold(path)
+    with pytest.raises(OutputBusyError, match=f"pid {proc.pid}"):
+        OutputLock(path, "--out", rank=0, world=2).acquire()

@@ -146,7 +146,7 @@ def test_label_splits_outside_brackets():
         "deepjscc[codec=a=b]@1/16",
         "DeepJSCC = long",
     )
-    for bad in ("x", "=X", "x=", "a[b=c]"):
+    for bad in ("x", "=X", "x=", "a[b=c]", "=X=Y"):  # split at the first "=" only
         with pytest.raises(ValueError, match="RUN=TEXT"):
             split_label(bad)
 
@@ -536,3 +536,58 @@ def test_best_bias_is_the_nearest_to_zero_on_either_side():
         TableRow("f", "b", "1/16", "snr_est_bias_db", [-0.1, -0.2], [None, None], 2),
     ]
     assert best_cells(rows) == {(0, 0), (1, 0), (1, 1)}
+
+
+def test_table_refuses_a_metric_no_run_has_and_names_runs_without_one(sweep, capsys):
+    """A metric no run holds: an error naming it (not an empty table); one some runs lack: the
+    table of the others, with a warning naming each run left out."""
+    assert main(["table", str(sweep), "--metrics", "psnr", "dists"]) == 2
+    assert "no run in the given files has metric 'dists'" in capsys.readouterr().err
+    from semcom.eval.table import table_rows
+
+    with pytest.warns(UserWarning) as caught:
+        _, rows = table_rows([sweep], ["lpips"])
+    assert [r.scheme for r in rows] == ["x", "x+dm"]
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert said == [f"no 'lpips' in {sweep}: run 2 (old): left out of the table"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "higher_is_better"),
+    [("psnr", True), ("ssim", True), ("ms_ssim", True), ("lpips", False), ("lpips_vgg", False),
+     ("dists", False), ("snr_est_rmse_db", False)],
+)  # fmt: skip
+def test_best_follows_each_metrics_direction(metric, higher_is_better):
+    """--best bolds the highest value of a score and the lowest of a distance or error, for
+    every metric the table knows."""
+    from semcom.eval.table import SCORE, TableRow, best_cells
+
+    rows = [TableRow("f", s, "1/16", metric, [v], [None], 3) for s, v in (("a", 0.2), ("b", 0.4))]
+    assert best_cells(rows) == {(1 if higher_is_better else 0, 0)}
+    assert set(SCORE) == {"psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists",
+                          "snr_est_rmse_db", "snr_est_bias_db"}  # fmt: skip
+
+
+def test_table_prints_infinite_values_with_their_sign(tmp_path, capsys):
+    """An infinite mean (the PSNR of a lossless image) reads ``inf`` (LaTeX ``\\infty``), a
+    negative one ``-inf``, in every format."""
+    run = {"scheme": "a", "cbr": None, "snr_db": [0.0, 10.0], "snr_est_bias_db": [-math.inf, 1.0],
+           "psnr": [20.0, math.inf]}  # fmt: skip
+    f = _write(tmp_path / "r.json", _doc([run]))
+    md = _table(capsys, f, "--metrics", "psnr", "snr_est_bias_db")
+    assert md[2:] == ["| a |  | psnr | 20.00 | inf |", "| a |  | snr_est_bias_db | -inf | 1.00 |"]
+    tex = _table(capsys, f, "--metrics", "psnr", "snr_est_bias_db", "--format", "latex")
+    assert tex[4].endswith(r"& $20.00$ & $\infty$ \\") and r"& $-\infty$ & $1.00$" in tex[5]
+
+
+def test_table_of_several_files_leads_with_the_file_and_refuses_unknown_formats(sweep, capsys):
+    """Rows from several files are led by their file's name; an unknown format is refused
+    (it printed LaTeX)."""
+    from semcom.eval.table import results_table
+
+    other = _write(sweep.with_name("o.json"), _doc([_run("y", X)]))
+    lines = _table(capsys, sweep, other)
+    assert lines[0].startswith("| file | scheme | CBR | metric |")
+    assert "| o.json | y | 1/16 | psnr | - | 24.33 | 31.00 |" in lines
+    with pytest.raises(ValueError, match="unknown table format 'html'"):
+        results_table([sweep], fmt="html")
