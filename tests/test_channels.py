@@ -528,6 +528,22 @@ def test_snr_of_bools_or_complex_numbers_is_one_value_error_in_every_form():
         assert as_snr_tensor(good, 2).tolist() == [3.0, 3.0]
 
 
+def test_snr_of_bytes_or_too_large_integers_is_refused_naming_snr_db():
+    """``[b"1"]`` and ``bytearray(b"1")`` were sent at 49 dB (torch reads the byte values):
+    TypeError, as a str; ``10**400`` raised a bare OverflowError: a ValueError naming snr_db."""
+    from semcom.channels.models import as_snr_tensor
+    from semcom.diffusion import db_to_linear
+
+    for bad in ([b"1"], bytearray(b"1"), [0.0, bytearray(b"a")], ("1", 2.0), memoryview(b"1")):
+        with pytest.raises(TypeError, match="snr_db must be numbers of dB"):
+            as_snr_tensor(bad, 1)
+    with pytest.raises(TypeError, match="snr_db must be"):
+        db_to_linear([b"1"])
+    with pytest.raises(ValueError, match="snr_db must hold numbers of dB within"):
+        as_snr_tensor(10**400, 1)
+    assert as_snr_tensor(10**300, 1).item() == 1e300  # large but representable: as before
+
+
 def test_channel_counts_refuse_strings_with_a_type_error():
     """A string where the pilot count goes is not a number (TypeError, as snr_db's), a bool
     or a float is a wrong value (ValueError), each naming the option."""

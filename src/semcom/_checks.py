@@ -49,6 +49,14 @@ def _wrong_kind(x: object) -> str | None:
     return None
 
 
+def _holds_text(x: object) -> bool:
+    """Whether ``x`` is or holds (in nested lists / tuples) a str, bytes or bytearray:
+    ``torch.as_tensor`` reads ``[b"1"]`` and ``bytearray(b"1")`` as their byte values (49)."""
+    if isinstance(x, str | bytes | bytearray | memoryview):
+        return True
+    return isinstance(x, list | tuple) and any(_holds_text(item) for item in x)
+
+
 def real_tensor(
     x: object,
     name: str,
@@ -61,14 +69,19 @@ def real_tensor(
     the dtype ``torch.as_tensor`` infers) on ``device`` (``x``'s own for a tensor when None),
     as ``torch.as_tensor`` converts it.
 
-    ``ValueError`` for bools or complex numbers anywhere in it (``x`` is called ``name``, its
-    values ``what``, e.g. ``"numbers of dB"``); ``TypeError`` for what is not numbers
-    (``forms``: what to give instead)."""
+    ``ValueError`` for bools or complex numbers anywhere in it, or an integer too large for
+    ``dtype`` (``x`` is called ``name``, its values ``what``, e.g. ``"numbers of dB"``);
+    ``TypeError`` for what is not numbers, text and bytes included (``forms``: what to give
+    instead)."""
     kind = _wrong_kind(x)
     if kind:
         raise ValueError(f"{name} must hold real {what}, not {kind}s: got {shown(x)}")
+    if not isinstance(x, Tensor) and _holds_text(x):
+        raise TypeError(f"{name} must be {what} ({forms}), got {shown(x)}")
     try:
         t = torch.as_tensor(x, dtype=dtype)
+    except OverflowError as e:  # a Python int past the dtype's range, e.g. 10**400
+        raise ValueError(f"{name} must hold {what} within {dtype}'s range, got {shown(x)}") from e
     except (TypeError, ValueError, RuntimeError) as e:  # a str, None, a ragged list, a dict
         raise TypeError(f"{name} must be {what} ({forms}), got {shown(x)}") from e
     return t if device is None else t.to(device)
