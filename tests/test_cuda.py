@@ -160,6 +160,36 @@ def test_train_on_the_device_then_load_on_the_cpu(data_root, tmp_path, monkeypat
     assert next(codec.parameters()).device.type == "cpu"
 
 
+def test_train_with_persistent_workers_on_the_device(data_root, tmp_path, monkeypatch):
+    """``--workers 2`` on the device for 2 epochs: the workers persist with pinned batches, and
+    every batch (before its copy to the device) is the one the main process makes on the CPU
+    (``--workers 0``): each epoch's crops reach the persistent workers."""
+    import semcom.train.engine as engine
+    from semcom.train.cli import main
+
+    seen: list[tuple[bool, torch.Tensor]] = []
+    real = engine._to_device
+    monkeypatch.setattr(
+        engine, "_to_device", lambda b, d: (seen.append((b.is_pinned(), b.clone())), real(b, d))[1]
+    )
+
+    def run(device: str, workers: int) -> list[tuple[bool, torch.Tensor]]:
+        seen.clear()
+        args = ["train", "jscc", "--model", "deepjscc", "--cbr", "1/16", "--width", "8",
+                "--data", "bsds500-val", "--limit", "4", "--crop", "32", "--val-data", "none",
+                "--epochs", "2", "--batch-size", "2", "--workers", str(workers),
+                "--device", device, "--out", str(tmp_path / f"{device}-{workers}"), "--quiet",
+                "--seed", "3"]  # fmt: skip
+        assert main(args) == 0
+        return list(seen)
+
+    on_device, on_cpu = run(DEV, 2), run("cpu", 0)
+    assert [p for p, _ in on_device] == [DEV.startswith("cuda")] * 4
+    pairs = zip(on_device, on_cpu, strict=True)
+    assert len(on_cpu) == 4 and all(torch.equal(a, b) for (_, a), (_, b) in pairs)
+    assert not torch.equal(on_cpu[0][1], on_cpu[2][1])  # epoch 1's first batch is not epoch 0's
+
+
 def test_eval_cli_on_the_device(data_root, tmp_path):
     """``semcom eval --device``: a diffusion receiver and an LDPC baseline over 1 photo, the
     results file records the device."""
