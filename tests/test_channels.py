@@ -1231,3 +1231,27 @@ def test_link_charges_what_it_sends_for_any_image_and_channel(
         side,
     )
     assert tx.cbr.cbr == (data + want_pilots + side) / (3 * hw[0] * hw[1])
+
+
+def test_first_channel_keeps_torch_global_random_state():
+    """Importing Sionna (on the first channel use, in a fresh process) reseeded torch's default
+    generator at random: a ``torch.manual_seed`` before it was undone (a training run's saved
+    RNG state differed from run to run). The global stream now runs on as seeded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from semcom.channels import Channel, pack\n"
+        "torch.manual_seed(0)\n"
+        "torch.rand(3)\n"
+        "z = pack(torch.randn(1, 8, generator=torch.Generator().manual_seed(1))).z\n"
+        "Channel('awgn')(z, 10.0, torch.Generator().manual_seed(2))\n"
+        "print(torch.initial_seed(), *torch.rand(2).tolist())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.split()
+    torch.manual_seed(0)
+    expected = torch.rand(5)[3:].tolist()
+    assert out[0] == "0" and [float(x) for x in out[1:]] == expected

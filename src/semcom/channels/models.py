@@ -44,9 +44,21 @@ class _SeededMixin:
 
 
 @cache
+def import_sionna() -> None:
+    """Import ``sionna.phy`` (once per process) without touching torch's global random state:
+    Sionna's configuration reseeds torch's default CPU and CUDA generators at random when it
+    is imported, which undid a ``torch.manual_seed`` of the caller (a training run's saved RNG
+    state differed from run to run). Call before importing any Sionna module."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):  # restores every state on the way out
+        import sionna.phy  # noqa: F401
+
+
+@cache
 def _sionna_classes() -> tuple[type, type, type]:
     """Sionna's AWGN and flat-fading generator drawing from our generator (seeded
     subclasses), and its flat-fading apply block; imported on first use."""
+    import_sionna()
     from sionna.phy.channel import AWGN, ApplyFlatFadingChannel, GenerateFlatFadingChannel
 
     seeded_awgn = type("_AWGN", (_SeededMixin, AWGN), {"__module__": __name__})

@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 from ..channels import CBRReport, Channel, ChannelState, as_snr_tensor, equalize, real_to_complex
+from ..channels.models import import_sionna
 from ..link import Transmission, check_send
 from .capacity import sample_fading
 from .common import DEFAULT_CBR, budget_report, fallback_for
@@ -229,6 +230,7 @@ class LDPCChain:
         """The 5G LDPC encoder and (hard-output BP) decoder of ``k`` info bits in ``n`` coded
         bits per codeword, built on first use."""
         if (k, n) not in self._codes:
+            import_sionna()
             from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
 
             enc = LDPC5GEncoder(k, n, precision="single", device=self._dev)
@@ -242,6 +244,7 @@ class LDPCChain:
         """The mapper and demapper of ``bits_per_symbol`` bits per complex symbol (1: BPSK as
         PAM, else QAM; unit average energy), built on first use."""
         if bits_per_symbol not in self._maps:
+            import_sionna()
             from sionna.phy.mapping import Constellation, Demapper, Mapper
 
             kind = "pam" if bits_per_symbol == 1 else "qam"
