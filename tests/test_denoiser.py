@@ -351,12 +351,16 @@ def test_latent_crops_keep_no_second_copy_of_the_latents() -> None:
     g = torch.Generator().manual_seed(0)
     lat = [torch.randn(C, 9 + i % 3, 11, generator=g) * 10.0 ** (i % 5 - 2) for i in range(8)]
     one_copy = _held_bytes(lat)
-    for crop in (4, None):
+    for crop, dtype in ((4, torch.float32), (None, torch.float32), (None, torch.float64)):
+        if dtype == torch.float64:  # its RMS in float32 was off by ~1e-7
+            lat = [t.double() * 3.3 for t in lat]
+            one_copy = _held_bytes(lat)
         ds = LatentCrops(lat, crop=crop, repeats=3)
         assert _held_bytes(lat, ds) - one_copy < lat[0].nbytes  # only a few numbers per latent
         for i in range(len(ds)):
             unit = unit_power(lat[i % 8].unsqueeze(0))[0]
             y = ds[i]
+            assert y.dtype == dtype
             if crop is None:
                 assert torch.equal(y, unit)
             else:

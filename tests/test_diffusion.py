@@ -1638,11 +1638,12 @@ def test_snr_helpers_keep_tensors_and_arrays_as_they_were():
         assert call(torch.zeros(2, dtype=torch.float32)).dtype == F64
 
 
-def test_receiver_checks_options_once_and_still_at_the_call_when_changed(monkeypatch):
-    """DiffusionReceiver's options are checked when it is built and not again at every call
-    (diffusion_receive re-checked them); one reassigned afterwards (perturb sets t_factor) is
-    checked at the next call, with diffusion_receive's error. The floating-point check and
-    half-precision upcast happen once per call, with the same error and results."""
+def test_receiver_checks_its_options_at_every_call_with_the_functions_errors(monkeypatch):
+    """DiffusionReceiver's options are checked when it is built and once per call (not twice:
+    diffusion_receive re-checked them): one reassigned or changed in place afterwards (perturb
+    sets t_factor) gets diffusion_receive's error at the call (an array p0 set to -1 in place
+    was a bare 'math domain error', a skip_snr_db of '10' a raw TypeError). The floating-point
+    check and half-precision upcast happen once per call, with the same error and results."""
     from semcom.diffusion import samplers
 
     den = gaussian_mmse(1.0)
@@ -1655,21 +1656,27 @@ def test_receiver_checks_options_once_and_still_at_the_call_when_changed(monkeyp
                         lambda *a: checked.append(a) or real_check(*a))  # fmt: skip
     out = rx(ft, d)
     rx(ft, d)
-    assert checked == []  # was once per call
+    assert len(checked) == 2  # once per call (was twice)
     assert torch.equal(out, diffusion_receive(ft, d, den, steps=2).f_hat)
-    assert len(checked) == 1  # the function checks its own options
-    rx.t_factor = 0.5  # a reassigned option is checked (once) and used
+    rx.t_factor = 0.5  # a reassigned option is used
     assert torch.equal(rx(ft, d), diffusion_receive(ft, d, den, steps=2, t_factor=0.5).f_hat)
-    rx(ft, d)
-    assert len(checked) == 3
     for attr, value, err, msg in (("t_factor", -1.0, ValueError, "t_factor must be >= 0"),
                                   ("p0", "1", TypeError, "p0 must be a real number"),
                                   ("steps", 0, ValueError, "steps must be an integer >= 1"),
-                                  ("rule", "x", ValueError, "rule must be one of")):  # fmt: skip
+                                  ("rule", "x", ValueError, "rule must be one of"),
+                                  ("skip_snr_db", "10", TypeError, "skip_snr_db must be"),
+                                  ("skip_snr_db", math.nan, ValueError, "skip_snr_db"),
+                                  ):  # fmt: skip
         bad = DiffusionReceiver(den, steps=2)
         setattr(bad, attr, value)
         with pytest.raises(err, match=msg):
             bad(ft, d)
+    p0 = np.array(1.0)
+    in_place = DiffusionReceiver(den, steps=2, p0=p0)
+    in_place(ft, d)
+    p0[...] = -1.0
+    with pytest.raises(ValueError, match="p0 must be"):
+        in_place(ft, d)
     # not floating point: refused at the call, also when every image skips the network
     for r in (rx, DiffusionReceiver(den, skip_snr_db=-20.0)):
         with pytest.raises(ValueError, match=r"takes a floating latent, got torch\.int64"):

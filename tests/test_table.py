@@ -488,6 +488,10 @@ def test_plot_dpi_sets_a_pngs_pixels_and_is_refused_for_vector_figures(sweep, tm
     assert main(["plot", str(sweep), "--dpi", "20000", "--out", str(out)]) == 2
     assert "140000 x 90000 pixels, over 65535 a side" in capsys.readouterr().err
     assert not out.exists()
+    # each side under the limit, 10 GB of pixels in all (63000 x 40500): refused before drawing
+    assert main(["plot", str(sweep), "--dpi", "9000", "--out", str(out)]) == 2
+    assert "63000 x 40500 pixels, over 65535 a side or 134 megapixels" in capsys.readouterr().err
+    assert not out.exists()
     with pytest.raises(SystemExit):
         main(["plot", str(sweep), "--dpi", "0", "--out", str(out)])
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
@@ -591,3 +595,20 @@ def test_table_of_several_files_leads_with_the_file_and_refuses_unknown_formats(
     assert "| o.json | y | 1/16 | psnr | - | 24.33 | 31.00 |" in lines
     with pytest.raises(ValueError, match="unknown table format 'html'"):
         results_table([sweep], fmt="html")
+
+
+def test_results_files_after_anchors_are_said_to_go_first(capsys, tmp_path):
+    """``--anchors`` takes every file after it: ``table --anchors A R`` / ``plot --anchors A R``
+    said only 'the following arguments are required: results'; now the error says to give the
+    results files before --anchors (and no figure or table is written)."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    anchors, res = root / "anchors" / "kodak-awgn.json", root / "kodak-awgn.json"
+    out = tmp_path / "f.png"
+    for argv in (["table", "--anchors", str(anchors), str(res)],
+                 ["plot", "--anchors", str(anchors), str(res), "--out", str(out)]):  # fmt: skip
+        assert main(argv) == 2
+        assert "give the results files before --anchors" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["table"]) == 2
+    assert "no results files given (results JSON files" in capsys.readouterr().err
+    assert main(["table", str(res), "--anchors", str(anchors), "--snr", "10"]) == 0

@@ -177,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         "curves (--anchors) dashed; several --metric: one panel each, side by side. The format "
         "follows the --out suffix: .png, .pdf or .svg (vector; a PDF's text in TrueType fonts).",
     )
-    pl.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    pl.add_argument(
+        "results", nargs="*", help="results JSON files from 'semcom eval' (at least one; "
+        "before --anchors, which takes every file after it)",
+    )  # fmt: skip
     pl.add_argument(
         "--metric", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
         action=_Once, help=f"one panel per metric, from {' '.join(METRIC_LABELS)}",
@@ -278,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(booktabs); printed, or written to --out. Published curves (--anchors) are rows too, "
         "marked '[published]'; --best ranks the runs measured, not them.",
     )
-    tb.add_argument("results", nargs="+", help="results JSON files from 'semcom eval'")
+    tb.add_argument(
+        "results", nargs="*", help="results JSON files from 'semcom eval' (at least one; "
+        "before --anchors, which takes every file after it)",
+    )  # fmt: skip
     tb.add_argument(
         "--metrics", nargs="+", default=["psnr"], choices=list(METRIC_LABELS), metavar="M",
         action=_Once,

@@ -189,7 +189,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     from ..eval.table import results_table
 
     out, fmt = _table_output(args)
-    _check_anchors(args.anchors)
+    _check_anchors(args.anchors, args.results)
     text = results_table(
         args.results, args.metrics, ci=args.ci, fmt=fmt, best=args.best, runs=args.scheme,
         snrs=args.snr, labels=_labels(args.label), anchors=args.anchors,
@@ -234,9 +234,16 @@ def _is_table_file(path: Path) -> bool:
     return is_table_text(head) or is_comparison_text(head)
 
 
-def _check_anchors(files: Sequence[str]) -> None:
-    """``--anchors`` files that exist (a missing one said as such: it read as a missing
-    results file)."""
+def _check_anchors(files: Sequence[str], results: Sequence[str]) -> None:
+    """At least one results file, and ``--anchors`` files that exist (a missing one said as
+    such: it read as a missing results file). ``--anchors`` takes every file after it, so
+    results files given after it are said to go first."""
+    if not results:
+        raise CLIError(
+            "no results files given"
+            + (": --anchors takes every file after it; give the results files before --anchors"
+               if files else " (results JSON files from 'semcom eval')")
+        )  # fmt: skip
     for f in files:
         if not Path(f).is_file():
             what = "a folder: give its files" if Path(f).is_dir() else "no such file"
@@ -318,7 +325,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
             f"in {', '.join(FIGURE_FORMATS)}"
         )
     _replaceable(args.out, "--out", args.force, _is_figure, "a figure")
-    _check_anchors(args.anchors)
+    _check_anchors(args.anchors, args.results)
     out = plot_results(
         args.results, args.metric, args.out, args.anchors, args.title, args.ci,
         runs=args.scheme, labels=_labels(args.label), size=args.size, legend=args.legend,

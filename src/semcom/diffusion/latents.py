@@ -102,12 +102,13 @@ class LatentCrops(Dataset):
         if not latents:
             raise ValueError("LatentCrops needs at least one latent")
         self.latents = list(latents)
-        # as Python floats first (float32 values, exact): a small tensor kept per latent between
-        # the large temporaries of item_rms fragmented the heap (measured: RSS up to 0.8x the
-        # latents' size higher)
+        # as Python floats first (exact for float32 and float64): a small tensor kept per
+        # latent between the large temporaries of item_rms fragmented the heap (measured: RSS
+        # up to 0.8x the latents' size higher)
         rms = [float(item_rms(t.unsqueeze(0))) for t in self.latents]
-        #: [N] float32: latent i's RMS per real value (its crops are divided by it)
-        self.rms = torch.tensor(rms, dtype=torch.float32)
+        #: [N] float64: latent i's RMS per real value (its crops are divided by it; a float32
+        #: crop by a 0-dim float64 divisor computes in float32, as unit_power does)
+        self.rms = torch.tensor(rms, dtype=torch.float64)
         self._rms = self.rms.unbind()  # 0-dim views: indexing rms per item costs a division
         self.crop = crop
         self.seed = int(seed)

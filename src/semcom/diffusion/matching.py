@@ -263,7 +263,7 @@ def vp_closed_form_t(
     check_p0(p0)
     beta_start, beta_end = check_linear_betas(beta_start, beta_end)
     T = check_count(T, "T")
-    k = check_linear_snr(snr).nan_to_num(nan=0.0).clamp_min(0.0)
+    k = check_linear_snr(snr)
     L = torch.log1p(p0 / k.clamp_min(1e-300))
     D = (beta_end - beta_start) / (T - 1) if T > 1 else 0.0
     if D == 0.0:  # constant beta (or one step): sum_s beta_s = beta_1 t
@@ -285,8 +285,7 @@ def ddm_t_from_snr(snr: Tensor | float, p0: float = 1.0) -> Tensor:
 
 
 def _ddm_t(k: Tensor, p0: float) -> Tensor:
-    """:func:`ddm_t_from_snr` of a checked SNR ``k`` and ``p0``."""
-    k = k.nan_to_num(nan=0.0).clamp_min(0.0)
+    """:func:`ddm_t_from_snr` of a checked SNR ``k`` (>= 0, no NaN) and ``p0``."""
     u = k / p0
     # sqrt(u^2 + 4u) = sqrt(u) sqrt(u + 4) avoids overflow of u^2 for huge u
     t = 2.0 / (2.0 + u + u.sqrt() * (u + 4.0).sqrt())
@@ -299,7 +298,6 @@ def ddm_t_from_noise_ratio(s2: Tensor | float) -> Tensor:
     (no signal) -> 1. float64. ``ValueError`` for NaN or a negative ratio (as the SNR of
     :func:`ddm_t_from_snr`)."""
     s2 = _nonnegative(s2, "s2", "noise-to-signal power ratios")
-    s2 = s2.nan_to_num(nan=math.inf, posinf=math.inf).clamp_min(0.0)
     t = 2.0 * s2 / (2.0 * s2 + 1.0 + (1.0 + 4.0 * s2).sqrt())
     return torch.where(torch.isinf(s2), torch.ones_like(t), t)
 

@@ -820,25 +820,18 @@ class DiffusionReceiver:
         #: the schedule's range: t* = 0, the denoiser skipped) and ``step_clamped_low`` (below
         #: it: t* = T, started from noise), for verbose reports
         self.counts: dict[str, Tensor] = {}
-        self._checked = self._options()  # the option values checked above
-
-    def _options(self) -> tuple[object, ...]:
-        """The options :func:`diffusion_receive` checks at every call, in its order."""
-        return (
-            *(self.rule, self.steps, self.fading, self.fading_grid, self.fading_samples),
-            *(self.p0, self.t_factor, self.alpha_factor, self.level_eps, self.stop_snr_db),
-        )
 
     def _check_options(self) -> None:
-        """Check the options again if one was reassigned since they were last checked (as
-        ``eval.experiments.perturb`` sets ``t_factor``): the errors of :func:`diffusion_receive`
-        at the call, without checking unchanged options at every call."""
-        now = self._options()
-        if any(a is not b for a, b in zip(now, self._checked, strict=True)):
-            rule, steps, fading, fading_grid, fading_samples, *scalars = now
-            check_receiver_options(rule, steps, fading, fading_grid, fading_samples)  # type: ignore[arg-type]
-            check_scalar_options(*scalars)  # type: ignore[arg-type]
-            self._checked = now
+        """Check the options again at each call (microseconds): one reassigned or changed in
+        place since (``eval.experiments.perturb`` sets ``t_factor``) gets the error of
+        :func:`diffusion_receive` at the call, not a bare one from deep in the sampler."""
+        check_receiver_options(
+            self.rule, self.steps, self.fading, self.fading_grid, self.fading_samples
+        )
+        check_scalar_options(
+            self.p0, self.t_factor, self.alpha_factor, self.level_eps, self.stop_snr_db,
+            self.skip_snr_db,
+        )  # fmt: skip
 
     def __call__(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None = None
@@ -848,6 +841,7 @@ class DiffusionReceiver:
         network; half / bfloat16 input is computed in float32); ValueError for an input that
         is not floating point."""
         x = _computing_dtype(f_tilde)
+        self._check_options()
         return self._call(x, d, generator).to(f_tilde.dtype)
 
     def _call(self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -893,9 +887,8 @@ class DiffusionReceiver:
     def _receive(
         self, f_tilde: Tensor, d: Tensor, generator: torch.Generator | None
     ) -> ReceiveResult:
-        """:func:`diffusion_receive` on these images (float32 / float64, checked by
-        :meth:`__call__`), kept in :attr:`last`."""
-        self._check_options()
+        """:func:`diffusion_receive` on these images (float32 / float64; input and options
+        checked by :meth:`__call__`), kept in :attr:`last`."""
         self.last = _receive_checked(
             f_tilde,
             d,

@@ -200,6 +200,9 @@ DPI = 120
 #: the most pixels a PNG may have along a side (matplotlib refuses 2^16 and more)
 MAX_PIXELS = 2**16 - 1
 
+#: the most pixels a PNG may have in all (2^27: 512 MB of RGBA while it is drawn)
+MAX_AREA = 2**27
+
 
 def anchor_image_warnings(
     results: Sequence[tuple[str, dict]], anchors: Sequence[tuple[str, dict]]
@@ -233,7 +236,8 @@ def check_snr_range(snr_range: Sequence[float] | None) -> tuple[float, float] | 
 def check_dpi(dpi: int | None, out: str | os.PathLike[str], size: tuple[float, float]) -> int:
     """The resolution a figure ``out`` of ``size`` (inches) is written at: ``dpi`` (a positive
     integer, for a PNG only: a PDF or SVG is vector, drawn at any size) or :data:`DPI`;
-    ``ValueError`` for a vector ``out``, or a PNG over :data:`MAX_PIXELS` a side."""
+    ``ValueError`` for a vector ``out``, or a PNG over :data:`MAX_PIXELS` a side or
+    :data:`MAX_AREA` pixels in all."""
     if dpi is None:
         return DPI
     if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
@@ -245,10 +249,11 @@ def check_dpi(dpi: int | None, out: str | os.PathLike[str], size: tuple[float, f
             "(sharp at any size): leave --dpi out, or give a .png --out"
         )
     width, height = (round(x * dpi) for x in size)
-    if max(width, height) > MAX_PIXELS:
+    if max(width, height) > MAX_PIXELS or width * height > MAX_AREA:
         raise ValueError(
             f"--dpi {dpi}: a {size[0]:g} x {size[1]:g} in figure would be {width} x {height} "
-            f"pixels, over {MAX_PIXELS} a side: give a smaller --dpi or --size"
+            f"pixels, over {MAX_PIXELS} a side or {MAX_AREA / 1e6:.0f} megapixels in all: give "
+            "a smaller --dpi or --size"
         )
     return dpi
 
