@@ -6,7 +6,9 @@ first complaint; a renamed option would silently break the recipes)."""
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
+import io
 import json
 import re
 import shlex
@@ -110,6 +112,40 @@ def test_page_command_parses(command: str) -> None:
 )
 def test_recorded_command_parses(where: str, command: str) -> None:
     _check(command)
+
+
+def test_results_curves_keep_per_image_values() -> None:
+    # every curve of an eval or merged file in results/ keeps its per-image values, so that
+    # `semcom compare` pairs any two of a file (the CIFAR-10 files were the last without:
+    # re-run whole on 2026-12-01, docs/results.md "Do the files still come out?")
+    files = [f for f in sorted((ROOT / "results").glob("*.json")) if f.stat().st_size]
+    docs = [(f.name, json.loads(f.read_text())) for f in files]
+    curves = [(n, r) for n, d in docs if isinstance(d, dict) for r in d.get("runs", [])]
+    assert len(curves) >= 100  # the extraction itself
+    missing = [
+        f"{n}: {r['scheme']}@{r.get('cbr_str')}" for n, r in curves if not r.get("per_image")
+    ]
+    assert missing == []
+
+
+def test_compare_pairs_the_cifar10_curves(capsys) -> None:
+    # the merged CIFAR-10 file's curves pair: 2000 images each, the means the file stores
+    from semcom.cli import main
+
+    path = ROOT / "results" / "cifar10-awgn.json"
+    runs = {(r["scheme"], r["cbr_str"]): r for r in json.loads(path.read_text())["runs"]}
+    args = ["compare", str(path), "--scheme", "deepjscc@1/6", "--against", "jpeg+capacity@1/6"]
+    assert main([*args, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["metric"] for r in rows] == ["psnr"] * 5
+    a, b = runs["deepjscc", "1/6"], runs["jpeg+capacity", "1/6"]
+    for row in rows:
+        i = a["snr_db"].index(float(row["SNR (dB)"]))
+        assert int(row["n"]) == 2000
+        # the CSV prints 6 significant digits, as the per-image values keep
+        assert float(row["A"]) == pytest.approx(a["psnr"][i], abs=1e-3)
+        assert float(row["B"]) == pytest.approx(b["psnr"][i], abs=1e-3)
+        assert float(row["95 % CI low"]) > 0  # DeepJSCC better at every SNR
 
 
 def test_check_catches_a_renamed_option_and_an_unknown_scheme() -> None:
