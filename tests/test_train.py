@@ -1370,6 +1370,59 @@ def test_persistent_loader_passes_draw_from_the_global_rng_as_new_loaders_did():
     assert torch.equal(after(_Loader, persistent_workers=True), after(DataLoader))
 
 
+class _RandomRows(_EpochRows):
+    """Item ``i`` is ``(torch.rand, pid, random.random, np.random.rand)``: drawn from the global
+    RNGs of the process that reads it (torchvision-style augmentation), not from its index."""
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import random
+
+        draws = [torch.rand(()).item(), float(os.getpid()), random.random(), np.random.rand()]  # noqa: NPY002
+        return torch.tensor(draws, dtype=torch.float64)
+
+
+class _RandomRowsTask(_EpochRowsTask):
+    """:class:`_EpochRowsTask` on :class:`_RandomRows`, recording each step's rows (their three
+    draws)."""
+
+    def train_dataset(self) -> _RandomRows:
+        return _RandomRows(self.config["n"])
+
+    def loss(self, model, batch, generator):
+        self.rows = [*getattr(self, "rows", []), batch[:, [0, 2, 3]].tolist()]
+        return super().loss(model, batch, generator)
+
+
+def test_persistent_workers_draw_the_items_of_workers_started_per_epoch(tmp_path, monkeypatch):
+    """Items drawn from a worker's global RNGs (torch, random, numpy) are those of workers
+    started for each epoch (seeded by the pass's base seed, as torch seeds new ones; what the
+    trainer did before its workers persisted), so a run stopped at an epoch end and resumed
+    (new workers) reads the items of the uninterrupted run."""
+    from semcom.train import engine
+
+    def rows(run: str, **fit) -> list:
+        task = _RandomRowsTask(n=8, validates=True)
+        cfg = _cfg(tmp_path / run, epochs=3, batch_size=2, num_workers=2)
+        Trainer(task, cfg).fit(**fit)
+        assert os.getpid() not in set().union(*task.pids)  # read in the workers
+        return task.rows
+
+    full = rows("full")
+    cut = rows("cut", stop_at_step=4) + rows("cut", resume=tmp_path / "cut")
+    with monkeypatch.context() as m:  # workers started for every pass (not persistent)
+
+        def per_pass(self, ds, **kw):
+            return engine._Loader(
+                ds, num_workers=self.cfg.num_workers, collate_fn=self.task.collate, **kw
+            )
+
+        m.setattr(Trainer, "_loader", per_pass)
+        started = rows("started")
+    assert len(full) == 12 and full == started and cut == started
+    draws = [v for step in full for row in step for v in row]
+    assert len(set(draws)) == len(draws)  # every epoch's (and worker's) draws are new
+
+
 def test_training_with_workers_and_its_resume_give_the_weights_of_the_main_process(
     data_root, tmp_path
 ):
@@ -1421,6 +1474,24 @@ def test_a_step_waits_for_the_device_once_for_its_loss_and_logs(tmp_path, monkey
     assert "twice=" in capsys.readouterr().err  # the logs still reach the bar
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_logs_that_are_not_numbers_reach_the_bar_as_text(tmp_path, capsys, progress):
+    """A task's log that is not a number (a text, None) trains as before the logs were read
+    with the loss (a float each): the bar shows it with ``str``, the numbers to 4 digits."""
+    task = _EpochRowsTask(n=8)
+    real = task.loss
+
+    def loss(model, batch, generator):
+        out, logs = real(model, batch, generator)
+        return out, {**logs, "phase": "warm-up", "note": None, "lr": np.float32(0.123456)}
+
+    task.loss = loss
+    Trainer(task, _cfg(tmp_path / "r", epochs=1, batch_size=2, progress=progress)).fit()
+    assert json.loads((tmp_path / "r" / "card.json").read_text())["step"] == 4
+    err = capsys.readouterr().err
+    assert ("phase=warm-up, note=None, lr=0.1235" in err) == progress
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_non_finite_loss_stops_the_step_before_the_weights_change(tmp_path, bad):
     """The loss read once per step still stops training at the step it turns non-finite,
@@ -1464,6 +1535,7 @@ def test_val_every_validates_every_n_epochs_the_last_and_a_stop(tmp_path):
     metrics = Trainer(sparse, cfg("sparse", val_every=2)).fit()
     assert sparse.validated == 3 and epochs("sparse") == [2, 4, 5]
     assert card("sparse")["val_metrics"] == metrics == card("sparse")["history"][-1]["metrics"]
+    assert (card("sparse")["val_epoch"], card("sparse")["val_step"]) == (5, 10)
     assert [h["step"] for h in card("sparse")["history"]] == [4, 8, 10]
     assert torch.equal(
         _weights(tmp_path / "sparse")["weight"], _weights(tmp_path / "every")["weight"]
@@ -1475,6 +1547,7 @@ def test_val_every_validates_every_n_epochs_the_last_and_a_stop(tmp_path):
 
     Trainer(_EpochRowsTask(validates=True), cfg("cut", val_every=2)).fit(stop_at_step=6)
     assert epochs("cut") == [2] and card("cut")["epoch"] == 3
+    assert (card("cut")["val_epoch"], card("cut")["val_step"]) == (2, 4)  # not the weights'
     Trainer(_EpochRowsTask(validates=True), cfg("cut", val_every=2)).fit(resume=tmp_path / "cut")
     assert epochs("cut") == [2, 4, 5]
     assert torch.equal(
@@ -1485,6 +1558,31 @@ def test_val_every_validates_every_n_epochs_the_last_and_a_stop(tmp_path):
     assert epochs("stop") == [2, 3]  # stopped at the end of epoch 3: validated
     Trainer(_EpochRowsTask(validates=True), cfg("stop", val_every=3)).fit(resume=tmp_path / "stop")
     assert epochs("stop") == [2, 3, 5] and card("stop")["train"]["val_every"] == 3
+
+
+def test_a_zoo_card_says_which_epoch_its_validation_metrics_are_of(data_root, tmp_path, capsys):
+    """A run stopped at the end of an epoch it did not validate (``--val-every``) keeps the
+    metrics of an earlier epoch: its card and the zoo card made from it name that epoch and
+    step (``val_epoch``, ``val_step``); a run card written before they were recorded gives them
+    from its history, and one without validation gives none."""
+    from semcom.cli import main
+    from semcom.zoo import run_provenance
+
+    run = tmp_path / "r"
+    Trainer(_task(), _cfg(run, epochs=5, val_every=2)).fit(stop_at_step=12)  # 4 steps an epoch
+    rc = json.loads((run / "card.json").read_text())
+    per_epoch = rc["step"] // 3
+    assert rc["epoch"] == 3 and [h["epoch"] for h in rc["history"]] == [2]
+    assert (rc["val_epoch"], rc["val_step"]) == (2, 2 * per_epoch)
+    zoo = tmp_path / "zoo"
+    assert main(["zoo", "add", str(run), "cut", "--zoo-dir", str(zoo), "--allow-unfinished"]) == 0
+    card = json.loads((zoo / "cut.json").read_text())
+    assert card["val_metrics"] == rc["val_metrics"] and card["epochs"] == 3
+    assert (card["val_epoch"], card["val_step"]) == (2, 2 * per_epoch)
+    old = {k: v for k, v in rc.items() if k not in ("val_epoch", "val_step")}
+    got = run_provenance(old)
+    assert (got["val_epoch"], got["val_step"]) == (2, 2 * per_epoch)
+    assert "val_epoch" not in run_provenance({**old, "history": [], "val_metrics": {}})
 
 
 def test_val_every_option_reaches_the_run_and_its_resumes(data_root, tmp_path, capsys):

@@ -243,6 +243,31 @@ def test_latent_model_card_test_comes_from_validation():
     assert validation_test({"val_metrics": {"loss": 1.0}}) == {}
 
 
+def test_latent_model_test_names_the_epoch_it_was_validated_after(tmp_path):
+    """A latent model's ``test`` (its run's last validation) names the epoch and step it was
+    measured after, from the run card or its history (older cards), and ``zoo list`` says so
+    when that is not the epoch of the weights (``--val-every``)."""
+    from semcom.diffusion.checkpoint import validation_test
+    from semcom.zoo import ZooEntry
+
+    vm = {"gain_db@10dB": 1.5, "gain_db": 1.5}
+    rc = {"epoch": 3, "val_metrics": vm, "val_epoch": 2, "val_step": 8,
+          "history": [{"epoch": 2, "step": 8, "metrics": vm}]}  # fmt: skip
+    t = validation_test(rc)
+    assert (t["val_epoch"], t["val_step"]) == (2, 8)
+    older = {k: v for k, v in rc.items() if k not in ("val_epoch", "val_step")}
+    assert validation_test(older) == t
+
+    def summary(test: dict, epochs: int) -> str:
+        entry = ZooEntry(name="d", model="denoiser", cbr=1 / 16, channel="any", snr_train="0:20",
+                         data="samples", test=test, command="", hours=0.0, hardware="",
+                         weights=tmp_path / "d.safetensors", card={"epochs": epochs})  # fmt: skip
+        return entry.summary()
+
+    assert summary(t, 3).endswith("dB (validated after epoch 2, the weights are epoch 3's)")
+    assert summary(t, 2) == "latent gain +1.50 dB @ 10 dB"
+
+
 def test_zoo_card_without_a_field_is_named(zoo):
     """A hand-edited zoo card that lost a field (or whose ``data`` names no training set) is a
     ValueError naming the card, not an entry with ``data=None``; a valid one lists."""
@@ -409,19 +434,24 @@ def test_lineage_hours_are_summed_over_every_stage(tmp_path, zoo, monkeypatch):
 
 def test_latent_model_lineage_hours_add_up(tmp_path):
     """A latent model (an SNR estimator calibrated after its crop-trained stage) started from a
-    run folder: hours 2.5 + 0.75 = 3.25, the stage's own 0.75 kept as ``stage_hours``."""
+    run folder: hours 2.5 + 0.75 = 3.25, the stage's own 0.75 kept as ``stage_hours``; the
+    first stage's validation metrics are named with the epoch they are of."""
     from semcom.diffusion.checkpoint import _add_latent_lineage
     from semcom.zoo import sha256_file
 
     first = tmp_path / "crops"
     first.mkdir()
     (first / "model.safetensors").write_bytes(b"weights of the first stage")
-    (first / "card.json").write_text(json.dumps({"command": "semcom train a", "hours": 2.5}))
+    vm = {"rmse_db": 1.0}  # of epoch 1 (at step 3), the card's history says
+    (first / "card.json").write_text(json.dumps({"command": "semcom train a", "hours": 2.5,
+        "val_metrics": vm, "history": [{"epoch": 1, "step": 3, "metrics": vm}]}))  # fmt: skip
     card = {"command": "semcom train b", "hours": 0.75}
     rc = {"init": str(first), "init_sha256": sha256_file(first)}
     _add_latent_lineage(card, rc)
     assert (card["hours"], card["stage_hours"]) == (3.25, 0.75)
     assert card["continued_from"]["hours"] == 2.5
+    assert card["continued_from"]["val_metrics"] == vm
+    assert (card["continued_from"]["val_epoch"], card["continued_from"]["val_step"]) == (1, 3)
     assert card["command"] == "semcom train a && semcom train b"
 
 

@@ -328,7 +328,7 @@ def _add_latent_lineage(card: dict[str, Any], run_card: dict[str, Any]) -> None:
     hours add up (``stage_hours`` keeps this stage's) and ``continued_from`` summarises it;
     otherwise only ``init`` (reference and hash) is recorded.
     """
-    from ..zoo import list_checkpoints, sha256_file
+    from ..zoo import list_checkpoints, sha256_file, val_when
 
     init, sha = run_card.get("init"), run_card.get("init_sha256")
     if not init:
@@ -353,6 +353,7 @@ def _add_latent_lineage(card: dict[str, Any], run_card: dict[str, Any]) -> None:
         "epochs": prev.get("epochs", prev.get("epoch")),
         "steps": prev.get("steps", prev.get("step")),
         "val_metrics": prev.get("val_metrics", {}),
+        **val_when(prev),
     }
     card["command"] = f"{prev.get('command', '')} && {card['command']}"
     card["stage_hours"] = card["hours"]
@@ -361,7 +362,11 @@ def _add_latent_lineage(card: dict[str, Any], run_card: dict[str, Any]) -> None:
 
 def validation_test(run_card: dict[str, Any]) -> dict[str, Any]:
     """A latent-model card's ``test`` from its run's last validation: ``gain_db`` (denoisers:
-    latent-MSE gain over LMMSE) or ``rmse_db`` (SNR estimators) per validation SNR (dB)."""
+    latent-MSE gain over LMMSE) or ``rmse_db`` (SNR estimators) per validation SNR (dB), and
+    the epoch and step it was measured after (``val_epoch``, ``val_step``: with ``--val-every``
+    maybe before the last, :func:`~semcom.zoo.val_when`) when the run card says."""
+    from ..zoo import val_when
+
     vm = run_card.get("val_metrics") or {}
     for metric in ("gain_db", "rmse_db"):
         pre = metric + "@"
@@ -370,7 +375,7 @@ def validation_test(run_card: dict[str, Any]) -> dict[str, Any]:
             snrs = sorted(at)
             val = (run_card.get("data") or {}).get("val", "?")
             return {"data": f"{val} (the run's validation latents)", "snr_db": snrs,
-                    metric: [at[s] for s in snrs]}  # fmt: skip
+                    metric: [at[s] for s in snrs], **val_when(run_card)}  # fmt: skip
     return {}
 
 

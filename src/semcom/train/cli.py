@@ -271,7 +271,8 @@ def _add_trainer_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--val-batch-size", type=int, default=64, help="images per validation batch")
     p.add_argument(
         "--val-every", type=int, default=1, metavar="N",
-        help="validate every N epochs (and always after the last; default 1: every epoch)",
+        help="validate every N epochs (and always after the last, and at the epoch end where "
+        "--max-steps stops the run; a stop mid-epoch is not validated; default 1: every epoch)",
     )  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the initialisation, data order and noise"

@@ -13,7 +13,8 @@ SNR estimators):
 * validation on a held-out set after every epoch, or every ``val_every`` epochs and after the
   last (rank 0), tqdm bar on rank 0;
 * DataLoader workers (``num_workers`` > 0) persist across epochs: each index reaches them with
-  its epoch, so the items are those of a loader started per epoch;
+  its epoch and the pass's worker seed (they reseed their global RNGs with it), so the items
+  are those of a loader started per epoch;
 * one host sync per step: the loss and the logs of a task's ``loss`` are read in one transfer,
   which is also the check that the loss is finite (before ``backward``);
 * checkpoints after every epoch (and every ``ckpt_every`` steps): ``model.safetensors``
@@ -34,6 +35,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import numbers
 import os
 import platform
 import random
@@ -49,7 +51,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Subset
 
 from ..devices import parse_device
 from ..locking import OutputLock
@@ -84,8 +86,10 @@ class Task(Protocol):
 
     def train_dataset(self) -> Dataset:
         """Training items; ``set_epoch(e)`` is called on it (or its base) when present, also in
-        each DataLoader worker. An item should depend on (seed, epoch, index) only, not on a
-        worker's global RNG (persistent workers do not reseed it each epoch)."""
+        each DataLoader worker. An item drawing from a worker's global RNG (torch, random,
+        numpy) gets the draws of a worker started for its epoch (the persistent workers are
+        reseeded as torch seeds new ones), so a resume reproduces them; other state a
+        worker's copy of the data set keeps does persist from one epoch to the next."""
         ...
 
     def val_dataset(self) -> Dataset | None:
@@ -139,9 +143,11 @@ class TrainConfig:
         ckpt_every: also checkpoint every N steps (0: only at the end of each epoch).
         num_workers: DataLoader workers (kept across epochs: ``persistent_workers``).
         val_batch_size: batch size of validation.
-        val_every: validate every N epochs (1: each); the last epoch, and an epoch at which
-            ``max_steps`` stops the run, are always validated. The card's ``history`` holds
-            the validated epochs.
+        val_every: validate every N epochs (1: each); the last epoch, and an epoch that
+            ``max_steps`` stops the run at the end of, are always validated (a stop mid-epoch is
+            not: its checkpoint is a position in the epoch, which a resume finishes and
+            validates as due). The card's ``history`` holds the validated epochs, its
+            ``val_metrics`` the latest, with their ``val_epoch`` and ``val_step``.
         grad_clip: clip the gradient norm (0: off).
         progress: show a tqdm bar (rank 0 only).
         threads: ``torch.set_num_threads`` per process (0: leave unchanged; DDP on CPU
@@ -320,30 +326,59 @@ def _set_epoch(ds: Dataset, epoch: int) -> None:
         return
 
 
-class _EpochKeys(Sampler[tuple[int, int]]):
-    """``(epoch, index)`` for each index of ``sampler`` (:class:`ResumableSampler`), so that
-    persistent DataLoader workers (their own copies of the data set) learn the epoch of each
-    item (:class:`_EpochItems`); ``set_epoch`` in the main process does not reach them."""
+class _EpochKeys(Sampler[tuple[int | None, int | None, int]]):
+    """``(epoch, pass_seed, index)`` for each index of ``sampler``, so that persistent
+    DataLoader workers (their own copies of the data set, :class:`_EpochItems`) learn what a
+    worker started for the pass would have known: the epoch (``sampler.epoch``, a
+    :class:`ResumableSampler`'s; None for a sampler without one), which ``set_epoch`` in the
+    main process does not reach them with, and the pass's worker base seed (``seed``, set by
+    :class:`_Loader` for each pass its reused workers serve; None when the workers were started
+    for the pass, seeded by torch)."""
 
-    def __init__(self, sampler: ResumableSampler) -> None:
+    def __init__(self, sampler: Sampler[int]) -> None:
         self.sampler = sampler
+        self.seed: int | None = None
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.sampler.epoch
-        return ((epoch, i) for i in self.sampler)
+    def __iter__(self) -> Iterator[tuple[int | None, int | None, int]]:
+        epoch, seed = getattr(self.sampler, "epoch", None), self.seed
+        return ((epoch, seed, i) for i in self.sampler)
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
+def _seed_worker(base_seed: int) -> None:
+    """Seed this DataLoader worker's global RNGs (python, torch, numpy) and its
+    ``get_worker_info().seed`` as torch's ``_worker_loop`` seeds a worker it starts with
+    ``base_seed`` (``base_seed + id``; numpy from ``_generate_state(base_seed, id)``). Nothing
+    outside a worker."""
+    from torch.utils.data._utils import worker
+
+    info = worker.get_worker_info()
+    if info is None:
+        return
+    seed = base_seed + info.id
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(worker._generate_state(base_seed, info.id))  # noqa: NPY002 (as torch does)
+    worker._worker_info = worker.WorkerInfo(
+        id=info.id, num_workers=info.num_workers, seed=seed, dataset=info.dataset
+    )
 
 
 class _EpochItems(Dataset):
-    """Item ``(epoch, index)`` is item ``index`` of ``dataset`` in epoch ``epoch``: the
-    process that reads it (a DataLoader worker, with its own copy) calls :func:`_set_epoch`
-    when the epoch is not the one its copy was last set to."""
+    """Item ``(epoch, pass_seed, index)`` is item ``index`` of ``dataset`` in epoch ``epoch``,
+    read in a worker seeded for the pass: the process that reads it (a DataLoader worker, with
+    its own copy) calls :func:`_set_epoch` when the epoch is not the one its copy was last set
+    to (None: never), and reseeds its global RNGs (:func:`_seed_worker`) when ``pass_seed`` is
+    not the one it was last seeded with (None: the seed torch started it with). So an item
+    drawing from the worker's global RNG (``torch.rand``, ``random``, ``np.random``: e.g.
+    torchvision-style augmentation) is the one a worker started for the pass reads."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
         self.epoch: int | None = None
+        self.seed: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch`` of ``dataset`` (in this process)."""
@@ -353,27 +388,40 @@ class _EpochItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        if epoch != self.epoch:
+    def __getitem__(self, key: tuple[int | None, int | None, int]) -> Any:
+        epoch, seed, index = key
+        if seed is not None and seed != self.seed:
+            _seed_worker(seed)
+            self.seed = seed
+        if epoch is not None and epoch != self.epoch:
             self.set_epoch(epoch)
         return self.dataset[index]
 
 
 class _Loader(DataLoader):
-    """A DataLoader whose workers (``persistent_workers``) serve every pass over it.
+    """A DataLoader of ``dataset`` whose workers (``persistent_workers``) serve every pass over
+    it as workers started for each pass would: it reads ``dataset`` through
+    :class:`_EpochItems`, in the order of ``sampler`` (default: sequential) with each index's
+    epoch and pass seed (:class:`_EpochKeys`).
 
     Each pass takes from torch's global RNG the one number a new DataLoader iterator takes
     (its workers' base seed), also when the persistent workers are reused: the global RNG
     (saved in ``state.pt``, and any randomness of a task's own that draws from it) runs as it
-    did with workers started for every pass."""
+    did with workers started for every pass, and the reused workers are seeded with that
+    number, as new ones were."""
 
-    _passes = 0
+    def __init__(self, dataset: Dataset, sampler: Sampler[int] | None = None, **kw: Any) -> None:
+        keys = _EpochKeys(sampler if sampler is not None else SequentialSampler(dataset))  # type: ignore[arg-type]
+        items = _EpochItems(dataset)
+        super().__init__(items, sampler=keys, **kw)
+        self.items, self._keys = items, keys
 
     def __iter__(self) -> _BaseDataLoaderIter:
-        if self._passes and self.persistent_workers:  # a new iterator would draw it
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        self._passes += 1
+        seed = None  # workers started for this pass: seeded by torch, with the number it draws
+        if self.persistent_workers and self._iterator is not None:  # reused: draw it here
+            g = self.generator
+            seed = int(torch.empty((), dtype=torch.int64).random_(generator=g).item())
+        self._keys.seed = seed
         return super().__iter__()
 
     def close(self) -> None:
@@ -384,16 +432,25 @@ class _Loader(DataLoader):
             shutdown()
 
 
-def _host_values(loss: Tensor, logs: dict[str, Any]) -> tuple[float, dict[str, float]]:
+def _host_values(loss: Tensor, logs: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """``loss`` (one element) and the logs of a task's ``loss`` as Python floats: the tensors
     among them are read from the device in one transfer (a ``float()`` each would wait for
     the device once each). The values are those ``float()`` gives (float64 holds every
-    float32/16 exactly)."""
+    float32/16 exactly); a log that is neither a tensor nor a real number (a text, None) is
+    passed on as it is (the bar shows it with ``str``)."""
     keys = [k for k, v in logs.items() if isinstance(v, Tensor)]
     parts = [loss.detach().reshape(()), *(logs[k].detach().reshape(()) for k in keys)]
     values = torch.stack([t.to(loss.device, torch.float64) for t in parts]).tolist()
     read = dict(zip(keys, values[1:], strict=True))
-    return values[0], {k: read[k] if k in read else float(v) for k, v in logs.items()}
+    return values[0], {
+        k: read[k] if k in read else float(v) if isinstance(v, numbers.Real) else v
+        for k, v in logs.items()
+    }
+
+
+def _shown(value: Any) -> str:
+    """A log as the progress bar shows it: a number to 4 significant digits, else ``str``."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def warn_if_validating_on_training_data(data: str, val_data: str, hold_out: bool) -> None:
@@ -647,7 +704,7 @@ class Trainer:
             task_cfg = asdict(task_cfg)
         else:
             task_cfg = dict(task_cfg)
-        last = progress.history[-1]["metrics"] if progress.history else {}
+        last = progress.history[-1] if progress.history else {"metrics": {}}
         card: dict[str, Any] = {
             "format": "semcom-run-v1",
             "task": self.task.name,
@@ -666,7 +723,10 @@ class Trainer:
             # building the model and the data (e.g. encoding latents) before training, every
             # start summed; not in ``hours``
             "setup_hours": round(self._setup_hours, 5),
-            "val_metrics": last,
+            # the last validation: with --val-every (or a stop at an epoch end not validated)
+            # it may be of an earlier epoch than the weights' (``epoch``)
+            "val_metrics": last["metrics"],
+            **({"val_epoch": last["epoch"], "val_step": last["step"]} if "epoch" in last else {}),
             "history": progress.history,
         }
         card.update(self.task.card())
@@ -939,18 +999,18 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         val_loader = None
         if val_ds is not None and self.is_main:
-            val_loader = self._loader(val_ds, batch_size=cfg.val_batch_size, shuffle=False)
+            val_loader = self._loader(val_ds, batch_size=cfg.val_batch_size)
             self._loaders.append(val_loader)
-        # one loader for every epoch (its workers persist): the sampler gives each index with
-        # its epoch, which selects the epoch's crops in the worker that reads it
-        items = _EpochItems(train_ds)
+        # one loader for every epoch (its workers persist): each index reaches the worker that
+        # reads it with its epoch (which selects the epoch's crops) and the pass's seed
         loader = self._loader(
-            items,
+            train_ds,
             batch_size=cfg.batch_size,
-            sampler=_EpochKeys(sampler),
+            sampler=sampler,
             drop_last=True,
         )
         self._loaders.append(loader)
+        items = loader.items
         metrics: dict[str, float] = {}
         t_start = time.perf_counter()
         self._setup_hours += (t_start - t_setup) / 3600.0
@@ -1010,7 +1070,7 @@ class Trainer:
                 prog.step += 1
                 prog.batch_in_epoch += 1
                 if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+                    bar.set_postfix({k: _shown(v) for k, v in shown.items()}, refresh=False)
                     bar.update(1)
                 end_of_epoch = prog.batch_in_epoch >= steps_per_epoch
                 if cfg.ckpt_every and prog.step % cfg.ckpt_every == 0 and not end_of_epoch:

@@ -114,19 +114,25 @@ class ZooEntry:
         return float(v[len(v) // 2])
 
     def summary(self) -> str:
-        """The test result in words, e.g. ``31.20 dB @ 10 dB (cifar10-test)``."""
+        """The test result in words, e.g. ``31.20 dB @ 10 dB (cifar10-test)``; a latent model's
+        (its run's validation) names the epoch it was measured after when that is not the
+        weights' (``--val-every``)."""
         p = self.test_psnr
         if p is None:
+            e, done = self.test.get("val_epoch"), self.card.get("epochs")
+            when = ""
+            if isinstance(e, int) and isinstance(done, int) and e != done:
+                when = f" (validated after epoch {e}, the weights are epoch {done}'s)"
             gains = self.test.get("gain_db")
             if gains:  # denoisers: latent-MSE gain over the LMMSE receiver per test SNR
                 snrs = self.test.get("snr_db") or []
                 at = "/".join(f"{s:g}" for s in snrs)
-                return f"latent gain {'/'.join(f'{g:+.2f}' for g in gains)} dB @ {at} dB"
+                return f"latent gain {'/'.join(f'{g:+.2f}' for g in gains)} dB @ {at} dB{when}"
             rmse = self.test.get("rmse_db")
             if rmse:  # SNR estimators: estimation error in dB over the test SNRs
                 rms = (sum(r * r for r in rmse) / len(rmse)) ** 0.5
                 snrs = self.test.get("snr_db") or [0]
-                return f"SNR RMSE {rms:.2f} dB over {min(snrs):g}..{max(snrs):g} dB"
+                return f"SNR RMSE {rms:.2f} dB over {min(snrs):g}..{max(snrs):g} dB{when}"
             return "-"
         snrs = self.test.get("snr_db", [])
         s = snrs[len(snrs) // 2] if snrs else "?"
@@ -603,14 +609,30 @@ def check_export(
     return where
 
 
+def val_when(card: dict[str, Any]) -> dict[str, int]:
+    """``{"val_epoch": e, "val_step": s}``: the epoch and step after which the
+    ``val_metrics`` of ``card`` (a run's or a zoo card) were measured, which with ``--val-every``
+    may be earlier than its weights'. Read from the card, or from the last entry of its
+    ``history`` (cards written before they were recorded); empty when neither says."""
+    if "val_epoch" in card:
+        return {k: card[k] for k in ("val_epoch", "val_step") if k in card}
+    history = card.get("history")
+    last = history[-1] if isinstance(history, list) and history else None
+    if not isinstance(last, dict) or "epoch" not in last:
+        return {}
+    return {"val_epoch": last["epoch"], **({"val_step": last["step"]} if "step" in last else {})}
+
+
 def run_provenance(run_card: dict[str, Any], unfinished: str | None = None) -> dict[str, Any]:
-    """The fields a zoo card copies from its run's card: validation metrics, the command (and
-    its resumes), hours (and setup_hours, the data preparation before training, when the run
-    recorded it), hardware, seed, epochs, steps, git commit, train and task config, and
-    ``unfinished`` (from :func:`check_export`) when set."""
+    """The fields a zoo card copies from its run's card: validation metrics and when they were
+    measured (:func:`val_when`), the command (and its resumes), hours (and setup_hours, the
+    data preparation before training, when the run recorded it), hardware, seed, epochs,
+    steps, git commit, train and task config, and ``unfinished`` (from :func:`check_export`)
+    when set."""
     rc = run_card
     return {
         "val_metrics": rc.get("val_metrics", {}),
+        **val_when(rc),
         "command": rc.get("command", ""),
         **({"resumed_with": rc["resumed_with"]} if rc.get("resumed_with") else {}),
         "hours": rc.get("hours", 0.0),
@@ -911,5 +933,6 @@ __all__ = [
     "shipped_cbrs",
     "trained_data",
     "user_zoo_dirs",
+    "val_when",
     "zoo_dirs",
 ]
