@@ -655,6 +655,104 @@ def test_help_and_usage_errors_do_not_import_sionna(tmp_path):
     assert "give a CBR" in r.stderr
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["table", "--help"],
+        ["eval", "--help"],
+        ["train", "jscc", "--help"],
+        ["zoo", "add", "--help"],
+        ["datasets"],
+        ["table", "{results}/kodak-awgn.json"],
+        [
+            "table",
+            "{results}/kodak-awgn.json",
+            "--ci",
+            "--anchors",
+            "{results}/anchors/kodak-awgn.json",
+        ],
+        [
+            "compare",
+            "{results}/kodak-awgn.json",
+            "--scheme",
+            "adjscc+dm@1/16",
+            "--against",
+            "adjscc@1/16",
+        ],
+        ["plot", "{results}/kodak-awgn.json", "--ci", "--out", "x.png"],
+        [
+            "merge",
+            "{results}/cifar10-awgn-adjscc.json",
+            "{results}/cifar10-awgn-deepjscc.json",
+            "--out",
+            "m.json",
+        ],
+    ],
+    ids=lambda a: " ".join(w for w in a if "{" not in w)[:40],
+)
+def test_help_and_the_results_commands_do_not_import_torch(tmp_path, argv):
+    """``semcom --help``, every command's ``--help`` and the commands that read results files
+    (table, compare, plot, merge) run without torch (~2 s of imports): a torch import at the
+    top of a module they load (semcom.devices, the cli modules, a package's __init__) fails
+    here. The command still does its work."""
+    argv = [w.format(results=RESULTS) for w in argv]
+    code = (
+        "import sys\n"
+        "from semcom.cli import main\n"
+        "try:\n"
+        f"    rc = main({argv!r})\n"
+        "except SystemExit as e:\n"  # --help
+        "    rc = e.code\n"
+        "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-1] == "torch imported: False", r.stderr
+    if argv[-1] == "--help":
+        assert r.stdout.startswith("usage: semcom"), r.stdout
+    elif argv[0] in ("plot", "merge"):
+        assert (tmp_path / argv[-1]).stat().st_size > 0
+    else:
+        assert r.stdout.strip(), r.stderr
+
+
+def test_light_packages_still_reach_their_torch_based_names():
+    """semcom.channels, semcom.eval and semcom.train load their torch-based names on first use:
+    every name of their ``__all__`` (and ``from X import *``) still resolves, to the object of
+    the module that defines it; the names the CLI offers are those the modules implement."""
+    import importlib
+
+    from semcom import names
+    from semcom.codecs.jscc import MODELS
+    from semcom.diffusion import registry, samplers
+
+    for pkg in ("semcom.channels", "semcom.eval", "semcom.train"):
+        mod = importlib.import_module(pkg)
+        star: dict = {}
+        exec(f"from {pkg} import *", star)
+        for name in mod.__all__:
+            assert star[name] is getattr(mod, name), (pkg, name)
+            assert name in dir(mod), (pkg, name)
+        with pytest.raises(AttributeError):
+            mod.no_such_name  # noqa: B018
+    from semcom.channels import Channel
+    from semcom.channels.models import Channel as Defined
+
+    assert Channel is Defined
+    import semcom.channels.equalize  # the module of the same name does not hide the function
+
+    assert callable(semcom.channels.equalize)
+    assert tuple(MODELS) == names.JSCC_MODELS
+    assert (registry.DM_STOPS, samplers.RULES) == (names.DM_STOPS, names.RULES)
+
+
 # ------------------------------------------------------------------ eval
 EVAL = ["eval", "--scheme", "vae", "--dataset", "samples", "--crop", "48", "--snr", "0", "10"]
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def launch_command(argv: Sequence[str]) -> str:
@@ -62,6 +64,8 @@ def parse_device(name: str) -> torch.device:
     device this machine does not have (CUDA, an index past the last GPU, mps, xpu, ...; ``meta``
     computes nothing), before any work is done.
     """
+    import torch  # here: the commands that take no --device run without torch
+
     try:
         dev = torch.device(name)
     except RuntimeError as e:

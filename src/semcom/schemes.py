@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .link import Scheme
+from .names import LABELLED_OPTIONS, OPTION_FLAGS
 
 
 @dataclass(frozen=True)
@@ -128,30 +129,6 @@ def list_schemes() -> list[SchemeSpec]:
     return sorted(_REGISTRY.values(), key=lambda s: s.name)
 
 
-# get_scheme option -> the CLI flag that sets it (underscored), where the two differ
-OPTION_FLAGS = {
-    "denoiser_path": "denoiser",
-    "estimator_path": "snr_estimator",
-    "codec_path": "codec",
-}
-
-#: options named in run labels. The networks are named as given (a zoo name or a path): another
-#: denoiser, SNR estimator or codec makes another curve, which merging must not take for the
-#: shipped one. ``codec_path`` comes last (:func:`semcom.eval.experiments._codec_option` reads
-#: it up to the closing bracket).
-LABELLED_OPTIONS = (
-    "matching",
-    "steps",
-    "fading",
-    "fading_grid",
-    "fading_samples",
-    "dm_stop",
-    "dm_decoder",
-    "snr_source",
-    "denoiser_path",
-    "estimator_path",
-    "codec_path",
-)
 #: the name an option has in a run label, where it differs from the option's: its flag's.
 LABEL_NAMES = OPTION_FLAGS
 

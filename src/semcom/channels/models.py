@@ -25,9 +25,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_count, real_tensor
-
-CHANNELS = ("awgn", "rayleigh-slow", "rayleigh-fast")
-CSI_MODES = ("perfect", "estimated")
+from ..names import CHANNELS, CSI_MODES, SNR_LIMIT_DB
 
 
 class _SeededMixin:
@@ -73,10 +71,6 @@ def snr_to_no(snr_db: Tensor | float) -> Tensor:
     symbol (linear, float64, same shape), for Es = 1. +inf -> 0. ``ValueError`` for bools or
     complex numbers, ``TypeError`` for what is not numbers (as :func:`as_snr_tensor`)."""
     return torch.pow(10.0, -real_tensor(snr_db, "snr_db", "numbers of dB") / 10.0)
-
-
-#: lowest SNR in dB a channel takes: below it N0 = 10^(-SNR/10) overflows float32 (NaN images)
-SNR_LIMIT_DB = 150.0
 
 
 def as_snr_tensor(snr_db: float | Tensor | list[float], batch: int, device=None) -> Tensor:

@@ -69,7 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     code (0 ok, 2 user error with a one-line message on stderr, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    from ..data import ImageReadError
     from ..train.cli import parse_args
 
     args = None
@@ -78,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.func(args)
-    except (CLIError, ImageReadError, MissingResourceError, ValueError, OSError) as e:
+    # (an unreadable image raises data.ImageReadError, a ValueError)
+    except (CLIError, MissingResourceError, ValueError, OSError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"semcom: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..channels import CHANNELS, CSI_MODES, parse_cbr
-from ..channels.models import SNR_LIMIT_DB
-from ..metrics import METRICS
+from ..channels.cbr import parse_cbr
+from ..names import CHANNELS, CSI_MODES, METRICS, SNR_LIMIT_DB
 
 EXIT_USAGE = 2
 
@@ -234,9 +233,7 @@ def _add_channel_args(p: argparse.ArgumentParser, snrs: Sequence[float]) -> None
 def _add_scheme_args(
     p: argparse.ArgumentParser, default: str | None = "vae", metrics: bool = True
 ) -> None:
-    from ..diffusion.registry import DM_DECODERS, DM_STOPS
-    from ..diffusion.samplers import FADING_GRIDS, FADING_VARIANTS, RULES
-    from ..estimation import SNR_SOURCES
+    from ..names import DM_DECODERS, DM_STOPS, FADING_GRIDS, FADING_VARIANTS, RULES, SNR_SOURCES
 
     p.add_argument(
         "--scheme",

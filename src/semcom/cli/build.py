@@ -9,17 +9,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-from ..channels import Channel, format_cbr, parse_cbr
+from ..channels import format_cbr, parse_cbr
 from .args import CLIError
 
 if TYPE_CHECKING:
+    import torch
+
+    from ..channels import Channel
     from ..eval.sweep import RunKey
     from ..link import Scheme
 
 
 def _channel(args: argparse.Namespace) -> Channel:
+    from ..channels import Channel
+
     if args.pilots is not None and args.csi != "estimated":
         raise CLIError("--pilots applies to --csi estimated (pilots estimate the channel)")
     source = getattr(args, "snr_source", None) or "known"
@@ -156,6 +159,8 @@ def _centre_crop(args: argparse.Namespace) -> dict:
     would be NaN in every row: LPIPS needs 31 px, SSIM 11, ...)."""
     if not args.crop:
         return {}
+    import torch
+
     from ..metrics import compute_metrics
 
     probe = torch.rand(1, 3, args.crop, args.crop, generator=torch.Generator().manual_seed(0))

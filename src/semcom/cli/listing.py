@@ -23,7 +23,7 @@ def cmd_schemes(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """``semcom datasets``: print each named data set and what it is; returns 0."""
-    from ..data import list_datasets
+    from ..names import list_datasets
 
     for name, desc in list_datasets().items():
         print(f"{name:16s} {desc}")

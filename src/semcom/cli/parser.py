@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..eval.plot import DPI, LEGENDS, METRIC_LABELS
     from ..eval.reproduce import TOLERANCE, TOLERANCE_DB
     from ..eval.table import FORMATS
-    from ..metrics import HIGHER_IS_BETTER
+    from ..names import HIGHER_IS_BETTER
 
     p = _Parser(
         prog="semcom",

@@ -7,16 +7,17 @@ import argparse
 import os
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..devices import launch_command, parse_device
-from ..link import describe_counts
+from ..names import LABELLED_OPTIONS, OPTION_FLAGS
 from ..paths import atomic_write_json, json_text
-from ..schemes import LABELLED_OPTIONS, OPTION_FLAGS
 from .args import CLIError
 from .build import _build_schemes, _centre_crop, _channel, _snr_list
 from .outputs import _is_bench, _output_lock, _replaceable, _results_file
+
+if TYPE_CHECKING:
+    import torch
 
 #: scheme options that change results (part of the resume header of 'semcom eval'): those run
 #: labels name, as the CLI's argument names
@@ -30,6 +31,7 @@ def _eval_ranks(device: torch.device) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, device
+    import torch
     import torch.distributed as dist
 
     if device.type == "cuda":
@@ -58,6 +60,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> int:
     """``semcom eval`` once :func:`cmd_eval` holds the lock of ``--out``."""
+    import torch
+
     from ..data import get_dataset
     from ..eval.sweep import (
         evaluate,
@@ -65,6 +69,7 @@ def _eval(args: argparse.Namespace, rank: int, world: int, device: torch.device)
         scheme_weights,
         summarize,
     )
+    from ..link import describe_counts
     from ..separation.common import dataset_fallback
 
     _results_file(args)
@@ -204,6 +209,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, device: torch.device, to_stdout: bool) -> int:
     """``semcom bench`` once :func:`cmd_bench` holds the lock of ``--json PATH``."""
+    import torch
+
     from ..data import get_dataset
     from ..eval.bench import add_ratios, bench_schemes, format_bench
 

@@ -10,17 +10,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..channels import format_cbr, parse_cbr
 from ..devices import parse_device
-from ..link import describe_counts
 from ..paths import MissingResourceError, atomic_path, json_text
 from .args import CLIError
 from .build import _build_schemes, _channel, _snr_list
 from .outputs import _check_out_folder, _is_ours_png, _is_table, _png_info, _refuse_foreign
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _fmt(col: str, v: object) -> str:
@@ -64,6 +64,7 @@ def _transmit_images(
     tile_width: int = 256,
 ) -> tuple[list[dict], list[Path]]:
     """Send each image through every scheme; write PNGs and one grid per image."""
+    import torch
     from tqdm.auto import tqdm
 
     from ..data import save_image
@@ -155,6 +156,8 @@ def _image_name(stem: str, label: str, snr: float) -> str:
 
 def _is_gray(x: torch.Tensor) -> bool:
     """A ``[3, H, W]`` image whose three channels are equal."""
+    import torch
+
     return bool(torch.equal(x[0], x[1]) and torch.equal(x[1], x[2]))
 
 
@@ -162,6 +165,7 @@ def cmd_transmit(args: argparse.Namespace) -> int:
     """``semcom transmit IMG...``: reconstructions, a grid and a metrics table in
     ``--out``; returns 0."""
     from ..data.io import is_transparent, load_image
+    from ..link import describe_counts
 
     snrs = _snr_list(args)
     # read every input first: a bad file fails before any work
@@ -256,6 +260,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _fit(img: torch.Tensor, size: int) -> torch.Tensor:
     """Downscale [3, H, W] so the longer side is at most ``size`` (area interpolation)."""
+    import torch
+
     h, w = img.shape[-2:]
     s = size / max(h, w)
     if s >= 1:

@@ -42,6 +42,7 @@ from ..channels import (
     pack,
     unpad_like,
 )
+from ..names import JSCC_MODELS
 from ..paths import card_file, checkpoint_file
 from .base import Codec, crop_to
 
@@ -360,7 +361,7 @@ class ADJSCC(DeepJSCC):
         return dst
 
 
-MODELS: dict[str, type[DeepJSCC]] = {"deepjscc": DeepJSCC, "adjscc": ADJSCC}
+MODELS: dict[str, type[DeepJSCC]] = dict(zip(JSCC_MODELS, (DeepJSCC, ADJSCC), strict=True))
 
 
 def build_jscc(model: str, c: int, width: int = DEFAULT_WIDTH, dm_side: bool = False) -> DeepJSCC:

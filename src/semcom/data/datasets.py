@@ -36,6 +36,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
 from semcom.data.io import PathLike, image_size, load_image
+from semcom.names import NAMED_DATASETS as _NAMED
+from semcom.names import dataset_name, list_datasets
+from semcom.names import folder_of as _folder
 from semcom.paths import data_path
 
 __all__ = [
@@ -451,20 +454,6 @@ def cache_images(ds: Dataset, progress: bool = False) -> int:
     return len(base) if indices is None else len(set(indices))
 
 
-# name -> (folders relative to the data root, or None for the bundled samples; description)
-_NAMED: dict[str, tuple[tuple[str, ...] | None, str]] = {
-    "kodak": (("kodak",), "Kodak PhotoCD: 24 lossless 768x512 photos (PNG)"),
-    "cifar10-train": (("cifar10/train",), "CIFAR-10 training set: 50,000 32x32 JPEGs"),
-    "cifar10-test": (("cifar10/test",), "CIFAR-10 test set: 10,000 32x32 JPEGs"),
-    "bsds500-train": (
-        ("bsds500/train", "bsds500/test"),
-        "BSDS500 train+test: 400 481x321 photos (JPEG)",
-    ),
-    "bsds500-val": (("bsds500/val",), "BSDS500 validation: 100 481x321 photos (JPEG)"),
-    "samples": (None, "6 photos bundled with scikit-image (no data root needed)"),
-}
-
-
 def dataset_signature(ds: Dataset) -> str:
     """12 hex digits naming what ``ds`` reads, for caches of values computed from it: an
     :class:`ImageFolder`'s file names and byte sizes, the :class:`SampleImages`' names (with
@@ -484,31 +473,6 @@ def dataset_signature(ds: Dataset) -> str:
     else:
         text = f"{type(ds).__name__} of {len(ds)}"  # type: ignore[arg-type]
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def list_datasets() -> dict[str, str]:
-    """Named data sets and a one-line description of each."""
-    return {k: v[1] for k, v in _NAMED.items()}
-
-
-def dataset_name(name: str) -> str:
-    """How results and caches name the data set ``name``: a named one in lower case
-    (``KODAK`` is ``kodak``), else a folder of images as its absolute path (the same folder
-    given from another working directory is the same data set); anything else as it is."""
-    if name.lower() in _NAMED or not name:
-        return name.lower()
-    folder = _folder(name)
-    return str(folder.resolve()) if folder is not None else name
-
-
-def _folder(name: str) -> Path | None:
-    """``name`` as an existing folder (``~`` expanded), else None (also for a ``~user`` that
-    names no user)."""
-    try:
-        folder = Path(name).expanduser()
-    except RuntimeError:  # ~nosuchuser
-        return None
-    return folder if folder.is_dir() else None
 
 
 def file_tag(name: str) -> str:

@@ -23,6 +23,7 @@ import torch
 
 from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
+from ..names import DM_DECODERS, DM_STOPS
 from ..schemes import SchemeSpec, register_scheme
 from .samplers import RULES as MATCHING_RULES
 from .samplers import check_receiver_options
@@ -33,14 +34,6 @@ if TYPE_CHECKING:
     from .denoiser import LatentUNet
     from .samplers import DiffusionReceiver
 
-#: where the reverse process stops: ``auto`` = at the training SNR of a JSCC decoder trained at
-#: one SNR (DeepJSCC), else at the clean latent (with a decoder trained behind the receiver:
-#: not run at all from ``TUNED_SKIP_SNR_DB`` up); ``clean`` = always at the clean latent.
-DM_STOPS = ("auto", "clean")
-#: the decoder after the receiver: ``auto`` = one trained behind this denoiser when in the zoo
-#: (``semcom train jscc --behind-dm``), else the codec's own; ``base`` = the codec's own; any
-#: other value names such a decoder (zoo name, run folder or ``.safetensors``).
-DM_DECODERS = ("auto", "base")
 #: with a decoder trained behind the receiver and ``dm_stop="auto"``, images at or above this SNR
 #: skip the denoiser (its decoder reads the LMMSE latent twice); ``semcom train jscc --behind-dm``
 #: trains behind the same skip. Measured on Kodak AWGN for the first adjscc+dm decoder: skipping

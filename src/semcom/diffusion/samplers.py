@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_count, check_real, real_tensor
+from ..names import FADING_GRIDS, FADING_VARIANTS, RULES
 from .matching import (
     DEFAULT_LEVEL_EPS,
     MatchedStart,
@@ -202,12 +203,6 @@ def check_levels(d: Tensor | float, f_tilde: Tensor) -> Tensor:
                 f"nor the received latent {tuple(f_tilde.shape)}"
             ) from None
     return d64.clamp(0.0, 1.0)
-
-
-#: matching rules, fast-fading variants and grids of the receivers (the Literal types above)
-RULES = ("continuous", "vp", "ddm")
-FADING_VARIANTS = ("waterfill", "reference", "naive")
-FADING_GRIDS = ("time", "quantile")
 
 
 def check_receiver_options(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-SNR_SOURCES = ("known", "moment", "learned")
+from ..names import SNR_SOURCES
 
 
 def moment_snr(y: Tensor, no: Tensor) -> Tensor:

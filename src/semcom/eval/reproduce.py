@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..metrics import METRICS, in_db
+from ..names import METRICS, in_db
 from .stats import run_label
 from .text import aligned
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..channels import format_cbr, parse_cbr
-from ..metrics import HIGHER_IS_BETTER
+from ..names import HIGHER_IS_BETTER
 from .sweep import RunKey
 
 

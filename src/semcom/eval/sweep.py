@@ -27,14 +27,17 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..channels import CBRReport, Channel, format_cbr
-from ..link import Scheme
+from ..channels.cbr import format_cbr
 from ..paths import json_text, nan_for_null
+
+if TYPE_CHECKING:  # torch is imported where a sweep runs: merging reads results without it
+    import torch
+
+    from ..channels import CBRReport, Channel
+    from ..link import Scheme
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 
@@ -131,6 +134,8 @@ def safe_metrics(
     that cannot be computed at this image size (LPIPS below ~32 px, SSIM below 11 px, ...)
     gives NaN and a warning instead of an error. Unknown metric names still raise
     :class:`ValueError`; missing weights still raise."""
+    import torch
+
     from ..metrics import compute_metrics, get_metric
 
     for n in names:
@@ -236,6 +241,8 @@ def _check_evaluate_args(schemes, images, snrs) -> None:
     """One ``TypeError`` naming the expected form for what :func:`evaluate` cannot iterate
     (a bare scheme, an image tensor, a scalar SNR), instead of an unpacking error later;
     ``ValueError`` for no SNR at all (no row could be written)."""
+    import torch
+
     if isinstance(snrs, int | float) or (isinstance(snrs, torch.Tensor) and snrs.dim() == 0):
         raise TypeError(f"snrs must be a list of SNRs in dB, got the number {float(snrs)}")
     if len(snrs) == 0:
@@ -296,6 +303,9 @@ def evaluate(
         counters, and where the scheme reports them ``snr_error_db`` (dB) and ``counts``
         (per SNR).
     """
+    import torch
+    from tqdm.auto import tqdm
+
     device = torch.device(device)
     _check_evaluate_args(schemes, images, snrs)
     store = PartialResults(partial, header or {}, replace=replace_partial)
@@ -415,6 +425,8 @@ def results_document(
     spread evenly over the set, not its first ``n_images``) are recorded in the data set block,
     so :func:`merge_results` refuses to pair sweeps over other images.
     """
+    import torch
+
     ds: dict = {"name": dataset, "n_images": n_images}
     if crop:
         ds["crop"] = crop

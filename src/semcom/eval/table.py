@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..metrics import in_db
+from ..names import in_db
 from .plot import METRIC_LABELS, PUBLISHED, _cbr_label, anchor_image_warnings, load_results
 
 FORMATS = ("markdown", "csv", "latex")

@@ -23,27 +23,10 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from ..names import HIGHER_IS_BETTER, METRICS, in_db
 from ._check import check_pair, check_value_range
 from .psnr import PSNR_MAX_DB, psnr, quantize_8bit
 from .ssim import ms_ssim, ms_ssim_levels, ssim, ssim_and_ms_ssim
-
-METRICS: tuple[str, ...] = ("psnr", "ssim", "ms_ssim", "lpips", "lpips_vgg", "dists")
-
-
-def in_db(name: str) -> bool:
-    """Whether metric ``name`` is in dB: ``psnr`` and the ``*_db`` entries of a results file
-    (e.g. ``snr_est_rmse_db``); the others (SSIM, LPIPS, latent MSE, ...) are unitless."""
-    return name == "psnr" or name.endswith("_db")
-
-
-HIGHER_IS_BETTER = {
-    "psnr": True,
-    "ssim": True,
-    "ms_ssim": True,
-    "lpips": False,
-    "lpips_vgg": False,
-    "dists": False,
-}
 
 
 @cache

@@ -5,7 +5,21 @@ See :mod:`semcom.train.engine` (``Task``, ``TrainConfig``, ``Trainer``),
 (``semcom train jscc``).
 """
 
-from .engine import ResumableSampler, Task, TrainConfig, Trainer
-from .jscc import JSCCConfig, JSCCTask
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .engine import ResumableSampler, Task, TrainConfig, Trainer
+    from .jscc import JSCCConfig, JSCCTask
 
 __all__ = ["JSCCConfig", "JSCCTask", "ResumableSampler", "Task", "TrainConfig", "Trainer"]
+
+# imported on first use: the parser reads train.cli without torch
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "engine": ("ResumableSampler", "Task", "TrainConfig", "Trainer"),
+        "jscc": ("JSCCConfig", "JSCCTask"),
+    },
+)

@@ -16,13 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..channels import CHANNELS, CSI_MODES
-from ..codecs.jscc import MODELS
-from ..data import dataset_name
 from ..devices import command_args, launch_command
+from ..names import CHANNELS, CSI_MODES, JSCC_MODELS, LOSSES, SCHEDULES, dataset_name
 from ..paths import json_text
-from .engine import SCHEDULES
-from .jscc import LOSSES
 
 # Options that may change when resuming (everything else must match the checkpoint's card).
 _RESUME_FREE = {
@@ -84,7 +80,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--snr-train -5:20 (uniform per image). DDP: torchrun --nproc_per_node=N "
         "-m semcom.cli train jscc ...",
     )
-    j.add_argument("--model", default="deepjscc", choices=list(MODELS), help="JSCC codec")
+    j.add_argument("--model", default="deepjscc", choices=list(JSCC_MODELS), help="JSCC codec")
     j.add_argument("--cbr", default="1/6", help="CBR, c = 96*CBR channels (1/6, 1/12, 1/16)")
     j.add_argument(
         "--width", type=int, default=None, help="hidden width (default: that of --init, else 64)"

@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Su
 
 from ..devices import parse_device
 from ..locking import OutputLock
+from ..names import SCHEDULES
 from ..paths import atomic_write_files, json_bytes, safetensors_bytes
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
 
 
 STATE_VERSION = 1
-SCHEDULES = ("cosine", "step", "constant")
 
 
 # ------------------------------------------------------------------------------ protocol

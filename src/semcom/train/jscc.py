@@ -46,6 +46,7 @@ from ..data import (
     split_dataset,
 )
 from ..fingerprint import codec_fingerprint
+from ..names import LOSSES
 from .engine import warn_if_validating_on_training_data
 
 if TYPE_CHECKING:
@@ -72,9 +73,6 @@ def parse_snr_train(text: str | float) -> tuple[float, float]:
 def default_val_snrs(lo: float, hi: float) -> list[float]:
     """Validation SNRs: the fixed training SNR, or the low end, middle and high end."""
     return [lo] if lo == hi else [lo, (lo + hi) / 2, hi]
-
-
-LOSSES = ("mse", "psnr")
 
 
 def reconstruction_loss(x_hat: Tensor, x: Tensor, kind: str) -> tuple[Tensor, dict[str, Tensor]]:

@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..fingerprint import codec_fingerprint
 from ..locking import OutputLock
 from ..paths import atomic_write_files, card_file, checkpoint_file, json_bytes, json_text
 
 if TYPE_CHECKING:
+    import torch
+
     from ..codecs.jscc import DeepJSCC
 
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -680,6 +679,7 @@ def _add_lineage(card: dict[str, Any], run_card: dict[str, Any], dest: Path) -> 
     records ``init`` (the reference and fingerprint) alone.
     """
     from ..codecs.jscc import load_jscc
+    from ..fingerprint import codec_fingerprint
 
     init, fp = run_card.get("init"), run_card.get("init_fingerprint")
     if not init:
@@ -875,7 +875,7 @@ def _zoo_add(args: argparse.Namespace, run: Path, task: object, dest: Path) -> P
 
 def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``zoo`` (``list``, ``add``) to a ``semcom`` subparsers object."""
-    from ..data import dataset_name
+    from ..names import dataset_name
 
     z = subparsers.add_parser("zoo", help="shipped checkpoints")
     zsub = z.add_subparsers(dest="zoo_command", required=True, metavar="{list,add}")
