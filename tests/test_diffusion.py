@@ -1671,7 +1671,7 @@ def test_receiver_checks_its_options_at_every_call_with_the_functions_errors(mon
         setattr(bad, attr, value)
         with pytest.raises(err, match=msg):
             bad(ft, d)
-    p0 = np.array(1.0)
+    p0 = torch.tensor(1.0, dtype=F64)  # a one-element tensor is a number too
     in_place = DiffusionReceiver(den, steps=2, p0=p0)
     in_place(ft, d)
     p0[...] = -1.0
