@@ -797,8 +797,6 @@ class DiffusionReceiver:
         skip_snr_db: float | None = None,
         fading_samples: int = 1,
     ):
-        check_receiver_options(rule, steps, fading, fading_grid, fading_samples)
-        check_scalar_options(p0, t_factor, alpha_factor, level_eps, stop_snr_db, skip_snr_db)
         self.denoise = denoise
         self.stop_snr_db = stop_snr_db
         self.skip_snr_db = skip_snr_db
@@ -806,6 +804,7 @@ class DiffusionReceiver:
         self.t_factor, self.alpha_factor = t_factor, alpha_factor
         self.p0, self.rule, self.steps = p0, rule, steps
         self.schedule, self.fading, self.level_eps = schedule, fading, level_eps
+        self._check_options()  # at construction, and again at each call
         self.name = name
         self.last: ReceiveResult | None = None
         #: what the last call did, for every call (``last.info``; when every image skipped:
