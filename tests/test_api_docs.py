@@ -100,6 +100,19 @@ def test_every_public_module_declares_its_api() -> None:
     assert sum(len(m.__all__) for m in MODULES) >= 200
 
 
+def test_every_module_with_an_api_is_a_submodule() -> None:
+    """A module of the package that declares an ``__all__`` (``semcom.names``, ...) is in
+    :data:`semcom.SUBMODULES`: reachable as ``semcom.X`` and walked by these tests."""
+    declared = {
+        info.name
+        for info in pkgutil.iter_modules(semcom.__path__)
+        if not info.name.startswith("_")
+        and hasattr(importlib.import_module(f"semcom.{info.name}"), "__all__")
+    }
+    assert "names" in declared
+    assert sorted(declared - set(semcom.SUBMODULES)) == []
+
+
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_public_callables_have_docstrings(module: types.ModuleType) -> None:
     assert _undocumented(module) == []

@@ -5,6 +5,7 @@ Images are tiny (<= 64 px): the TAEF2 VAE is slow on CPU.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -667,6 +668,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
         ["train", "jscc", "--help"],
         ["zoo", "add", "--help"],
         ["datasets"],
+        ["schemes"],
         ["table", "{results}/kodak-awgn.json"],
         [
             "table",
@@ -695,10 +697,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
     ids=lambda a: " ".join(w for w in a if "{" not in w)[:40],
 )
 def test_help_and_the_results_commands_do_not_import_torch(tmp_path, argv):
-    """``semcom --help``, every command's ``--help`` and the commands that read results files
-    (table, compare, plot, merge) run without torch (~2 s of imports): a torch import at the
-    top of a module they load (semcom.devices, the cli modules, a package's __init__) fails
-    here. The command still does its work."""
+    """``semcom --help``, every command's ``--help``, the listings (datasets, schemes) and the
+    commands that read results files (table, compare, plot, merge) run without torch (~2 s of
+    imports): a torch import at the top of a module they load (semcom.devices, the cli
+    modules, a package's __init__) fails here. The command still does its work."""
     argv = [w.format(results=RESULTS) for w in argv]
     code = (
         "import sys\n"
@@ -1638,6 +1640,41 @@ def test_exit_codes_of_a_diverged_run_and_a_bad_value(capsys, monkeypatch):
     assert capsys.readouterr().err == "semcom: error: loss is NaN at step 3\n"
     line = run_err(capsys, "transmit", "missing.png", "--cbr", "abc", "--out", "o")
     assert line.startswith("semcom transmit: error: argument --cbr: invalid CBR 'abc'")
+
+
+@pytest.mark.parametrize("zoo", ["shipped", "another denoiser", "corrupt card"])
+def test_schemes_lists_without_torch_what_the_registry_holds(tmp_path, zoo):
+    """``semcom schemes`` lists the built-in schemes from semcom.names and the zoo without
+    importing torch: the same rows (names, CBRs, descriptions) as the registry's, also with a
+    user zoo that adds a denoiser at another CBR or holds a corrupt card (CBRs "any")."""
+    from semcom.zoo import ZOO_DIR
+
+    env = dict(os.environ)
+    if zoo != "shipped":
+        env["SEMCOM_ZOO"] = str(tmp_path)
+        card = json.loads((Path(ZOO_DIR) / "denoiser-adjscc-c6-bsds.json").read_text())
+        if zoo == "another denoiser":
+            card["name"], card["codec"]["cbr"] = "denoiser-adjscc-other", "1/6"
+        else:
+            del card["model"]
+        (tmp_path / "denoiser-adjscc-other.json").write_text(json.dumps(card))
+    code = (
+        "import sys\n"
+        "from semcom.cli.listing import builtin_rows, registry_rows\n"
+        "light = builtin_rows()\n"
+        "assert 'torch' not in sys.modules\n"
+        "print(repr(light))\n"
+        "print(repr(registry_rows()))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    light, registered = r.stdout.splitlines()
+    assert light == registered
+    rows = {row[0]: row[1] for row in ast.literal_eval(light)}
+    expected = {"shipped": "1/16", "another denoiser": "1/6, 1/16", "corrupt card": "any"}
+    assert rows["adjscc+dm"] == expected[zoo] and rows["vae+dm"] == "1/12"
 
 
 # ------------------------------------------------------------------ schemes of your own

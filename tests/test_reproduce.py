@@ -155,11 +155,14 @@ def test_changed_weights_are_named():
 
 
 def test_recorded_commands():
+    draws = ["--seed", "0", "--batch-size", "8"]  # recorded by none: the defaults of then
     assert recorded_eval_commands(STORED, "r.json") == [
-        ("r.json", ["eval", "--scheme", "deepjscc", "--out", "r.json"])
+        ("r.json", ["eval", "--scheme", "deepjscc", "--out", "r.json", *draws])
     ]
     launched = {"meta": {"command": "torchrun --nproc_per_node=2 -m semcom.cli eval --seed 1"}}
-    assert recorded_eval_commands(launched, "r.json") == [("r.json", ["eval", "--seed", "1"])]
+    assert recorded_eval_commands(launched, "r.json") == [
+        ("r.json", ["eval", "--seed", "1", "--batch-size", "8"])
+    ]
     # a merged file: its sources' commands in merge order, a merge of merges flattened
     a = {"file": "a.json", "command": "semcom eval --seed 0 --out a.json"}
     b = {"file": "b.json", "command": "semcom eval --seed 0 --out b.json"}
@@ -168,7 +171,7 @@ def test_recorded_commands():
     merged = {"runs": [], "meta": {"seed": 0, "sources": [inner, c]}}
     got = recorded_eval_commands(merged, "m.json")
     assert [f for f, _ in got] == ["a.json", "b.json", "c.json"]
-    assert got[2][1] == ["eval", "--seed", "0", "--out", "c.json"]
+    assert got[2][1] == ["eval", "--seed", "0", "--out", "c.json", "--batch-size", "8"]
     bad = {"file": "x.json", "command": "semcom experiment ood --out x.json"}
     with pytest.raises(ValueError, match=r"x\.json records `semcom experiment ood"):
         recorded_eval_commands({"meta": {"sources": [a, bad]}}, "m.json")
@@ -177,6 +180,26 @@ def test_recorded_commands():
     for meta in ({"command": "semcom merge a.json --out b.json"}, {}):
         with pytest.raises(ValueError, match="not a `semcom eval` run"):
             recorded_eval_commands({"runs": [], "meta": meta}, "b.json")
+
+
+def test_a_command_that_left_the_draws_to_defaults_reruns_with_the_recorded_values():
+    """The seed and the batch size decide the channel draws: a command that left them to their
+    defaults re-runs with the values its file's meta records (not today's defaults), an
+    explicit one as given (``--flag=value`` too); a value that is no whole number is refused."""
+    meta = {"command": "semcom eval --scheme vae --out r.json", "seed": 3, "batch_size": 2}
+    ((_, args),) = recorded_eval_commands({"meta": meta}, "r.json")
+    assert args == ["eval", "--scheme", "vae", "--out", "r.json", "--seed", "3", "--batch-size",
+                    "2"]  # fmt: skip
+    meta["command"] = "semcom eval --batch-size=4 --seed 5"
+    ((_, args),) = recorded_eval_commands({"meta": meta}, "r.json")
+    assert args == ["eval", "--batch-size=4", "--seed", "5"]
+    sources = [{"file": "a.json", "command": "semcom eval", "batch_size": 1, "seed": 0}, meta]
+    got = recorded_eval_commands({"meta": {"seed": 0, "sources": sources}}, "m.json")
+    assert got[0][1] == ["eval", "--seed", "0", "--batch-size", "1"]
+    for bad in ("8", None, True):
+        meta = {"command": "semcom eval", "batch_size": bad}
+        with pytest.raises(ValueError, match=rf"r\.json records meta\.batch_size = {bad!r}"):
+            recorded_eval_commands({"meta": meta}, "r.json")
 
 
 def test_an_experiment_file_is_compared_number_by_number():
@@ -347,6 +370,25 @@ def test_reproduce_reruns_the_recorded_command(sweep, tmp_path, capsys):
     assert kept["runs"][0]["per_image"]["psnr"][0][0] == pytest.approx(
         json.loads(sweep.read_text())["runs"][0]["per_image"]["psnr"][0][0], abs=1e-4
     )
+
+
+def test_reproduce_draws_with_the_batch_size_the_file_records(tmp_path, capsys):
+    """A sweep's draws depend on how its SNRs were batched: a file whose command does not
+    name its batch size (the default then, recorded in meta.batch_size) re-runs with that one,
+    not today's default (8 here, which draws otherwise)."""
+    out, argv = tmp_path / "r.json", list(EVAL)
+    argv[argv.index("--snr") + 1 : argv.index("--snr") + 3] = ["0", "5", "10"]
+    assert main([*argv, "--batch-size", "2", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    doc["meta"]["command"] = doc["meta"]["command"].replace(" --batch-size 2", "")
+    assert "--batch-size" not in doc["meta"]["command"] and doc["meta"]["batch_size"] == 2
+    out.write_text(json.dumps(doc))
+    assert main(["reproduce", str(out), "--limit", "1", "--quiet"]) == 0
+    assert f"{out}: reproduced" in capsys.readouterr().out
+    doc["meta"]["batch_size"] = 8  # other batches, other draws: the check can fail
+    out.write_text(json.dumps(doc))
+    assert main(["reproduce", str(out), "--limit", "1", "--quiet"]) == 1
+    assert "DIFFERS" in capsys.readouterr().out
 
 
 def test_reproduce_finds_a_changed_number(sweep, capsys):

@@ -597,6 +597,37 @@ def test_table_of_several_files_leads_with_the_file_and_refuses_unknown_formats(
         results_table([sweep], fmt="html")
 
 
+def test_files_of_one_name_are_told_apart_by_their_folders(tmp_path, capsys, monkeypatch):
+    """Two results files of one name (two runs' r.json; results and anchors of one data set)
+    are led by as much of their path as tells them apart, in every format; other files by
+    their name as before. One file given twice keeps one name."""
+    for sub in ("a/run", "b/run", "anchors"):
+        (tmp_path / sub).mkdir(parents=True)
+    one = _write(tmp_path / "a/run/r.json", _doc([_run("x", X)]))
+    two = _write(tmp_path / "b/run/r.json", _doc([_run("y", X)]))
+    other = _write(tmp_path / "o.json", _doc([_run("z", X)]))
+    published = _anchor(tmp_path / "anchors/r.json")
+    lines = _table(capsys, one, two, other, "--anchors", published, "--snr", "10")
+    assert [ln.split(" | ")[0] for ln in lines[2:]] == [
+        "| a/run/r.json", "| b/run/r.json", "| o.json", "| anchors/r.json", "| anchors/r.json"
+    ]  # fmt: skip
+    text = "\n".join(_table(capsys, one, two, "--format", "csv"))
+    assert [row[0] for row in csv.reader(io.StringIO(text))] == ["file", "a/run/r.json",
+                                                                 "b/run/r.json"]  # fmt: skip
+    tex = _table(capsys, one, two, "--format", "latex")
+    assert any(ln.startswith("a/run/r.json & x") for ln in tex), tex
+    # relative paths as given, one file twice, a name that is also a folder's end
+    from semcom.eval.table import file_labels
+
+    monkeypatch.chdir(tmp_path / "a")
+    assert file_labels(["run/r.json", "../b/run/r.json", str(one)]) == {
+        "run/r.json": "a/run/r.json", "../b/run/r.json": "b/run/r.json", str(one): "a/run/r.json"
+    }  # fmt: skip
+    assert file_labels(["r.json", "../r.json", "o.json"]) == {
+        "r.json": "a/r.json", "../r.json": f"{tmp_path.name}/r.json", "o.json": "o.json"
+    }  # fmt: skip
+
+
 def test_results_files_after_anchors_are_said_to_go_first(capsys, tmp_path):
     """``--anchors`` takes every file after it: ``table --anchors A R`` / ``plot --anchors A R``
     said only 'the following arguments are required: results'; now the error says to give the

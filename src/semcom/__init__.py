@@ -15,16 +15,21 @@ import importlib
 
 __version__ = "0.1.0"
 
-#: subpackages and modules reachable as attributes of the package
+#: subpackages and modules reachable as attributes of the package: every one that declares
+#: its API in an ``__all__`` (tests/test_api_docs.py walks them)
 SUBMODULES = (
     "channels",
+    "cli",
     "codecs",
     "data",
+    "devices",
     "diffusion",
     "estimation",
     "eval",
+    "fingerprint",
     "link",
     "metrics",
+    "names",
     "schemes",
     "separation",
     "train",

@@ -1,8 +1,9 @@
 """The names and limits the command line offers as choices (channels, CSI modes, metrics,
-receiver options, data sets, training options), in a module that imports nothing heavy: the
-parser, ``semcom --help`` and the results commands (``table``, ``compare``, ``plot``,
-``merge``) read them without importing torch. The modules that implement each name import it
-from here (``semcom.channels.CHANNELS`` is :data:`CHANNELS`)."""
+receiver options, built-in schemes, data sets, training options), in a module that imports
+nothing heavy: the parser, ``semcom --help``, the listings (``schemes``, ``datasets``) and the
+results commands (``table``, ``compare``, ``plot``, ``merge``) read them without importing
+torch. The modules that implement each name import it from here
+(``semcom.channels.CHANNELS`` is :data:`CHANNELS`)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,55 @@ LABELLED_OPTIONS = (
     "codec_path",
 )
 
+#: entry-point group of installed packages that register schemes (:mod:`semcom.schemes`)
+PLUGIN_GROUP = "semcom.schemes"
+#: the image formats of the separation baselines (:func:`available_formats`: those this
+#: Pillow build writes)
+IMAGE_FORMATS = ("jpeg", "webp", "avif")
+#: fixed MCSs registered as ``<fmt>+ldpc:<mcs>`` (jpeg and webp; any other MCS is one line of
+#: Python: :class:`semcom.separation.LDPCScheme`)
+REGISTERED_MCS = ("bpsk-1/2", "qpsk-1/2", "qpsk-3/4", "16qam-1/2", "16qam-3/4", "64qam-2/3")
+
+
+def available_formats() -> tuple[str, ...]:
+    """Formats this Pillow build can write: jpeg, webp, and avif when compiled in."""
+    from PIL import features
+
+    return tuple(f for f in IMAGE_FORMATS if f == "jpeg" or features.check(f))
+
+
+def _separation_schemes() -> dict[str, str]:
+    out = {}
+    for fmt in IMAGE_FORMATS:
+        up = fmt.upper()
+        out[f"{fmt}+capacity"] = f"{up} at the largest quality fitting the ideal channel capacity"
+        out[f"{fmt}+ldpc"] = f"{up} + 5G LDPC + QAM, genie best-MCS envelope (20 MCSs)"
+        for mcs in REGISTERED_MCS if fmt != "avif" else ():
+            modulation, rate = mcs.split("-")
+            out[f"{fmt}+ldpc:{mcs}"] = f"{up} + 5G LDPC rate {rate} + {modulation.upper()}"
+    return out
+
+
+#: every built-in scheme and one line on it for ``semcom schemes``, which reads them here
+#: without importing torch; the registries (:mod:`semcom.codecs.registry`,
+#: :mod:`semcom.diffusion.registry`, :mod:`semcom.separation.registry`) register them under
+#: these descriptions. The ``avif`` ones exist where Pillow writes AVIF (:func:`available_formats`).
+SCHEMES: dict[str, str] = {
+    "vae": "frozen pretrained TAEF2 autoencoder (paper A transmitter), LMMSE receiver",
+    "deepjscc": "DeepJSCC (Bourtsoulatze 2019) CNN, zoo checkpoint per CBR or --codec, LMMSE "
+    "receiver",
+    "adjscc": "ADJSCC (Xu 2021) SNR-adaptive CNN, zoo checkpoint per CBR or --codec, LMMSE "
+    "receiver",
+    "vae+dm": "paper A: TAEF2 latent + step-matched diffusion denoiser (one model, all SNRs)",
+    "deepjscc+dm": "paper B setting: DeepJSCC latent + step-matched diffusion denoiser (other "
+    "CBRs: train one, --denoiser)",
+    "adjscc+dm": "paper B setting: ADJSCC latent + step-matched diffusion denoiser (other CBRs: "
+    "train one, --denoiser)",
+    **_separation_schemes(),
+}
+#: the CBR of the TAEF2 schemes (``vae``, ``vae+dm``), which send its whole latent
+VAE_CBR = 1 / 12
+
 # ---------------------------------------------------------------------------------- training
 #: the JSCC codec models (:data:`semcom.codecs.jscc.MODELS` maps them to their classes)
 JSCC_MODELS = ("deepjscc", "adjscc")
@@ -132,16 +182,22 @@ __all__ = [
     "FADING_GRIDS",
     "FADING_VARIANTS",
     "HIGHER_IS_BETTER",
+    "IMAGE_FORMATS",
     "JSCC_MODELS",
     "LABELLED_OPTIONS",
     "LOSSES",
     "METRICS",
     "NAMED_DATASETS",
     "OPTION_FLAGS",
+    "PLUGIN_GROUP",
+    "REGISTERED_MCS",
     "RULES",
     "SCHEDULES",
+    "SCHEMES",
     "SNR_LIMIT_DB",
     "SNR_SOURCES",
+    "VAE_CBR",
+    "available_formats",
     "dataset_name",
     "folder_of",
     "in_db",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .link import Scheme
-from .names import LABELLED_OPTIONS, OPTION_FLAGS
+from .names import LABELLED_OPTIONS, OPTION_FLAGS, PLUGIN_GROUP
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,6 @@ def _load_builtin() -> None:
     _load_plugins(builtin)
     _REGISTRY.update(yours)  # one's own registration in this process wins over both
     _BUILTIN_LOADED = True
-
-
-#: entry-point group of installed packages that register schemes (shell ``semcom`` included)
-PLUGIN_GROUP = "semcom.schemes"
 
 
 def _load_plugins(builtin: set[str]) -> None:

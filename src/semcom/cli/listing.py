@@ -3,22 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..channels import format_cbr
 
 
 def cmd_schemes(args: argparse.Namespace) -> int:
-    """``semcom schemes``: print each scheme, its CBRs and what it is; returns 0."""
+    """``semcom schemes``: print each scheme, its CBRs and what it is; returns 0. Without
+    plugins and schemes registered in this process, the built-in ones come from
+    :data:`semcom.names.SCHEMES` and the zoo, without importing torch."""
     from ..eval.text import aligned
-    from ..schemes import list_schemes
 
-    rows = []
-    for spec in list_schemes():
-        shown = spec.cbrs or spec.shown_cbrs
-        cbrs = ", ".join(format_cbr(c) for c in shown) if shown else "any"
-        rows.append([spec.name, cbrs, spec.description])
+    rows = registry_rows() if _registry_needed() else builtin_rows()
     print(aligned([["scheme", "CBR", "what"], *rows]))
     return 0
+
+
+def _row(name: str, cbrs: tuple[float, ...] | None, description: str) -> list[str]:
+    shown = ", ".join(format_cbr(c) for c in cbrs) if cbrs else "any"
+    return [name, shown, description]
+
+
+def _registry_needed() -> bool:
+    """Whether the scheme registry may hold schemes other than the built-ins: it is loaded
+    (``register_scheme`` in this process) or an installed package has a plugin for it."""
+    if "semcom.schemes" in sys.modules:
+        return True
+    from importlib.metadata import entry_points
+
+    from ..names import PLUGIN_GROUP
+
+    return bool(entry_points(group=PLUGIN_GROUP))
+
+
+def registry_rows() -> list[list[str]]:
+    """``[name, CBRs, description]`` of every registered scheme (:func:`list_schemes`, which
+    imports torch), sorted by name."""
+    from ..schemes import list_schemes
+
+    return [_row(s.name, s.cbrs or s.shown_cbrs, s.description) for s in list_schemes()]
+
+
+def builtin_rows() -> list[list[str]]:
+    """The rows of :func:`registry_rows` for the built-in schemes alone, without importing
+    torch: names and descriptions from :data:`semcom.names.SCHEMES`, CBRs as the registries
+    find them (the TAEF2 schemes' fixed CBR, the zoo's checkpoints and denoisers)."""
+    from ..names import SCHEMES, VAE_CBR, available_formats
+
+    formats = available_formats()
+    rows = []
+    for name, description in sorted(SCHEMES.items()):
+        base = name.removesuffix("+dm")
+        if "+" in base and base.split("+")[0] not in formats:
+            continue  # a separation baseline of an image format this Pillow lacks
+        cbrs = (VAE_CBR,) if base == "vae" else _zoo_cbrs(base, denoiser=name != base)
+        rows.append(_row(name, cbrs, description))
+    return rows
+
+
+def _zoo_cbrs(base: str, denoiser: bool) -> tuple[float, ...] | None:
+    """The CBRs of JSCC codec ``base``'s checkpoints (``denoiser``: of the denoisers for its
+    latents) in the zoo; None for none, a separation baseline or a corrupt card."""
+    from ..names import JSCC_MODELS
+    from ..zoo import shipped_cbrs, shipped_denoiser_cbrs
+
+    if base not in JSCC_MODELS:
+        return None
+    try:
+        return (shipped_denoiser_cbrs(base) if denoiser else shipped_cbrs(base)) or None
+    except (ValueError, KeyError, TypeError):  # as the registries: reported when used
+        return None
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -6,12 +6,13 @@ import torch
 
 from ..channels import format_cbr
 from ..link import AnalogLink
+from ..names import JSCC_MODELS, SCHEMES, VAE_CBR
 from ..schemes import SchemeSpec, register_scheme
 
 
 def check_vae_cbr(scheme: str, cbr: float | None) -> None:
     """The TAEF2 schemes (``vae``, ``vae+dm``) send its whole latent: CBR 1/12 or none given."""
-    if cbr is not None and abs(cbr - 1 / 12) > 1e-3:
+    if cbr is not None and abs(cbr - VAE_CBR) > 1e-3:
         raise ValueError(f"scheme {scheme!r} has a fixed CBR of 1/12 (got {format_cbr(cbr)})")
 
 
@@ -25,9 +26,9 @@ def _vae(cbr: float | None, device: torch.device) -> AnalogLink:
 register_scheme(
     SchemeSpec(
         name="vae",
-        description="frozen pretrained TAEF2 autoencoder (paper A transmitter), LMMSE receiver",
+        description=SCHEMES["vae"],
         factory=_vae,
-        cbrs=(1 / 12,),
+        cbrs=(VAE_CBR,),
         requires="taef2/taef2_{encoder,decoder}.pth under SEMCOM_WEIGHTS",
     )
 )
@@ -84,20 +85,11 @@ def _shipped(model: str) -> tuple[float, ...] | None:
         return None
 
 
-for _model, _desc in (
-    (
-        "deepjscc",
-        "DeepJSCC (Bourtsoulatze 2019) CNN, zoo checkpoint per CBR or --codec, LMMSE receiver",
-    ),
-    (
-        "adjscc",
-        "ADJSCC (Xu 2021) SNR-adaptive CNN, zoo checkpoint per CBR or --codec, LMMSE receiver",
-    ),
-):
+for _model in JSCC_MODELS:
     register_scheme(
         SchemeSpec(
             name=_model,
-            description=_desc,
+            description=SCHEMES[_model],
             factory=_jscc_factory(_model),
             cbrs=_shipped(_model),
             requires=f"a shipped {_model} checkpoint (see 'semcom zoo list')",

@@ -23,7 +23,7 @@ import torch
 
 from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
-from ..names import DM_DECODERS, DM_STOPS
+from ..names import DM_DECODERS, DM_STOPS, SCHEMES, VAE_CBR
 from ..schemes import SchemeSpec, register_scheme
 from .samplers import RULES as MATCHING_RULES
 from .samplers import check_receiver_options
@@ -300,38 +300,20 @@ def _factory(base: str):
 def _denoiser_cbrs(base: str) -> tuple[float, ...] | None:
     """CBRs at which the zoo ships a denoiser for ``base`` latents (None: none, or unreadable)."""
     try:
-        from ..channels import parse_cbr
-        from ..zoo import list_checkpoints
+        from ..zoo import shipped_denoiser_cbrs
 
-        found = {
-            parse_cbr(e.card["codec"]["cbr"])
-            for e in list_checkpoints()
-            if e.model == "denoiser" and e.card.get("codec", {}).get("name") == base
-        }
+        return shipped_denoiser_cbrs(base) or None
     except (ValueError, KeyError, TypeError):  # a corrupt card: reported when the scheme is used
         return None
-    return tuple(sorted(found, reverse=True)) or None
 
 
-for _base, _desc in (
-    ("vae", "paper A: TAEF2 latent + step-matched diffusion denoiser (one model, all SNRs)"),
-    (
-        "deepjscc",
-        "paper B setting: DeepJSCC latent + step-matched diffusion denoiser (other CBRs: "
-        "train one, --denoiser)",
-    ),
-    (
-        "adjscc",
-        "paper B setting: ADJSCC latent + step-matched diffusion denoiser (other CBRs: "
-        "train one, --denoiser)",
-    ),
-):
+for _base in ("vae", "deepjscc", "adjscc"):
     register_scheme(
         SchemeSpec(
             name=f"{_base}+dm",
-            description=_desc,
+            description=SCHEMES[f"{_base}+dm"],
             factory=_factory(_base),
-            cbrs=(1 / 12,) if _base == "vae" else None,
+            cbrs=(VAE_CBR,) if _base == "vae" else None,
             shown_cbrs=None if _base == "vae" else _denoiser_cbrs(_base),
             requires=f"a shipped denoiser for {_base} latents (see 'semcom zoo list')",
             options=(

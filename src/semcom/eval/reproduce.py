@@ -56,11 +56,34 @@ def tolerance_for(metric: str, tol_db: float = TOLERANCE_DB, tol: float = TOLERA
     return tol_db if in_db(metric) else tol
 
 
+#: the options of ``semcom eval`` that decide its channel draws (:mod:`.sweep`), each with the
+#: ``meta`` entry that records the value a sweep ran with and the value of a file that records
+#: none (the option's default when the file was written: it has not changed since the first)
+DRAW_OPTIONS = {"--seed": ("seed", 0), "--batch-size": ("batch_size", 8)}
+
+
+def _with_draw_options(args: list[str], meta: dict, name: str) -> list[str]:
+    """``args`` with each of :data:`DRAW_OPTIONS` they leave to its default given as the value
+    ``meta`` records (a re-run then draws as the sweep did, whatever today's default);
+    ``ValueError`` naming the file for a recorded value that is not a whole number."""
+    out = list(args)
+    for flag, (key, before) in DRAW_OPTIONS.items():
+        if any(w == flag or w.startswith(f"{flag}=") for w in args):
+            continue
+        value = meta.get(key, before)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} records meta.{key} = {value!r}, not a whole number")
+        out += [flag, str(value)]
+    return out
+
+
 def recorded_eval_commands(doc: dict, name: str) -> list[tuple[str, list[str]]]:
     """``(file, semcom arguments)`` of each ``semcom eval`` that made the results document
     ``doc``: its own command, or for a file of ``semcom merge`` its sources' commands in merge
-    order (recursively; a later source's run replaces an earlier one of the same label).
-    ``ValueError`` naming the file when one is not an ``eval`` command."""
+    order (recursively; a later source's run replaces an earlier one of the same label). A
+    command that leaves an option of :data:`DRAW_OPTIONS` (``--seed``, ``--batch-size``) to its
+    default gets the value it ran with (``meta``; the old default for a file that records
+    none). ``ValueError`` naming the file when one is not an ``eval`` command."""
     from ..devices import command_args
 
     meta = doc.get("meta")
@@ -81,7 +104,7 @@ def recorded_eval_commands(doc: dict, name: str) -> list[tuple[str, list[str]]]:
     if not args or args[0] != "eval":
         what = f"`{command}`" if isinstance(command, str) else "no command"
         raise ValueError(f"{name} records {what}, not a `semcom eval` run: nothing to re-run")
-    return [(name, args)]
+    return [(name, _with_draw_options(args, meta, name))]
 
 
 def _same(a: float | None, b: float | None) -> float:
@@ -233,6 +256,7 @@ def format_checks(checks: Sequence[Check]) -> str:
 
 
 __all__ = [
+    "DRAW_OPTIONS",
     "TOLERANCE",
     "TOLERANCE_DB",
     "Check",

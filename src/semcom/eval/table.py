@@ -11,7 +11,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 from ..names import in_db
 from .plot import METRIC_LABELS, PUBLISHED, _cbr_label, anchor_image_warnings, load_results
@@ -289,6 +289,23 @@ def render_grid(
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", *(f"% {n}" for n in notes)])
 
 
+def file_labels(files: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
+    """How the file column names each of ``files`` (keyed by ``str(file)``): its name, or where
+    files of different folders share a name, the shortest end of its absolute path that the
+    others' do not share (``anchors/kodak-awgn.json`` beside ``kodak-awgn.json`` of
+    ``results/``: ``results/kodak-awgn.json``). One file given twice gets one name."""
+    where = {str(f): PurePath(os.path.abspath(f)).parts for f in files}
+    paths = set(where.values())
+
+    def label(parts: tuple[str, ...]) -> str:
+        for k in range(1, len(parts) + 1):
+            if all(other[-k:] != parts[-k:] for other in paths - {parts}):
+                return str(PurePath(*parts[-k:]))
+        return str(PurePath(*parts))
+
+    return {f: label(parts) for f, parts in where.items()}
+
+
 def render_table(
     columns: Sequence[float],
     rows: Sequence[TableRow],
@@ -301,7 +318,7 @@ def render_table(
     (notes below it), CSV (numbers to 6 significant digits, an empty cell where none; with
     ``ci`` each SNR's ``low`` and ``high`` columns; no bold) or a LaTeX ``tabular`` (booktabs
     rules, numbers in math mode, notes as ``%`` comments). ``file_column``: lead each row with
-    its file's name."""
+    its file's name (:func:`file_labels`: as much of its path as tells it from the others)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose from {', '.join(FORMATS)}")
     if fmt == "csv":
@@ -312,10 +329,11 @@ def render_table(
     marked = best_cells(rows) if best else set()
     latex = fmt == "latex"
     text_cols = [*(["file"] if file_column else []), "scheme", "CBR", "metric"]
+    files = file_labels([r.file for r in rows])
     snr_head = [(f"${s:g}$" if latex and s < 0 else f"{s:g}") + " dB" for s in columns]
     body = []
     for i, r in enumerate(rows):
-        lead = ([Path(r.file).name] if file_column else []) + [r.scheme, r.cbr]
+        lead = ([files[r.file]] if file_column else []) + [r.scheme, r.cbr]
         if latex:
             cells = [latex_escape(c) for c in lead] + [METRIC_NAMES.get(r.metric, r.metric)]
         else:
@@ -341,11 +359,12 @@ def _csv(
         return [num(low), num(high)]
 
     head = (["file"] if file_column else []) + ["scheme", "CBR", "metric"]
+    files = file_labels([r.file for r in rows])
     for s in columns:
         head += [f"{s:g} dB", f"{s:g} dB low", f"{s:g} dB high"] if ci else [f"{s:g} dB"]
     body = []
     for r in rows:
-        cells = ([Path(r.file).name] if file_column else []) + [r.scheme, r.cbr, r.metric]
+        cells = ([files[r.file]] if file_column else []) + [r.scheme, r.cbr, r.metric]
         for v, b in zip(r.values, r.bounds, strict=True):
             cells += [num(v), *bounds(v, b)] if ci else [num(v)]
         body.append(cells)
@@ -365,7 +384,8 @@ def results_table(
     anchors: Sequence[str | os.PathLike[str]] = (),
 ) -> str:
     """A table of every run of ``files``: one row per scheme/CBR and metric (led by the file's
-    name when there are several results or anchors files), one column per SNR (the union of
+    name when there are several results or anchors files; by the end of its path that tells
+    it from another file of that name: :func:`file_labels`), one column per SNR (the union of
     the files' SNR grids; ``-`` where a run has no value, or a null / NaN one), in ``fmt``
     (:func:`render_table`: ``markdown``, ``csv`` or ``latex``).
 
@@ -402,6 +422,7 @@ __all__ = [
     "SUFFIX_FORMATS",
     "TableRow",
     "best_cells",
+    "file_labels",
     "is_table_text",
     "latex_escape",
     "render_grid",

@@ -9,21 +9,19 @@ Names (every one accepts any CBR; ``--cbr`` missing -> 1/16):
 ``<fmt>`` is ``jpeg``, ``webp`` and, when Pillow was built with it, ``avif``. The MCS is
 separated by ``:`` rather than ``@`` because results label a scheme at a CBR as
 ``name@cbr`` (``jpeg+ldpc:qpsk-1/2@1/16``). Fixed-MCS entries are registered for
-:data:`REGISTERED_MCS` only (to keep ``semcom schemes`` short); any other MCS is one line of
-Python: ``LDPCScheme("jpeg", mcs="64qam-1/3", cbr=1/16)``.
+:data:`semcom.names.REGISTERED_MCS` only (to keep ``semcom schemes`` short); any other MCS is
+one line of Python: ``LDPCScheme("jpeg", mcs="64qam-1/3", cbr=1/16)``. Their descriptions are
+those of :data:`semcom.names.SCHEMES`.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..names import REGISTERED_MCS, SCHEMES, available_formats
 from ..schemes import SchemeSpec, register_scheme
 from .capacity import CapacityScheme
 from .ldpc import LDPCScheme, get_mcs
-from .source import available_formats
-
-#: Fixed MCSs registered as ``<fmt>+ldpc:<mcs>`` (jpeg and webp).
-REGISTERED_MCS = ("bpsk-1/2", "qpsk-1/2", "qpsk-3/4", "16qam-1/2", "16qam-3/4", "64qam-2/3")
 
 
 def _capacity(fmt: str):
@@ -43,18 +41,17 @@ def _ldpc(fmt: str, mcs: str | None):
 def register_all() -> None:
     """(Re-)register every separation scheme available in this Pillow build."""
     for fmt in available_formats():
-        up = fmt.upper()
         register_scheme(
             SchemeSpec(
                 name=f"{fmt}+capacity",
-                description=f"{up} at the largest quality fitting the ideal channel capacity",
+                description=SCHEMES[f"{fmt}+capacity"],
                 factory=_capacity(fmt),
             )
         )
         register_scheme(
             SchemeSpec(
                 name=f"{fmt}+ldpc",
-                description=f"{up} + 5G LDPC + QAM, genie best-MCS envelope (20 MCSs)",
+                description=SCHEMES[f"{fmt}+ldpc"],
                 factory=_ldpc(fmt, None),
             )
         )
@@ -65,7 +62,7 @@ def register_all() -> None:
             register_scheme(
                 SchemeSpec(
                     name=f"{fmt}+ldpc:{m.name}",
-                    description=f"{up} + 5G LDPC rate {m.rate} + {m.modulation.upper()}",
+                    description=SCHEMES[f"{fmt}+ldpc:{m.name}"],
                     factory=_ldpc(fmt, m.name),
                 )
             )

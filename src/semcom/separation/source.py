@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, features
+from PIL import Image
 from torch import Tensor
+
+from ..names import available_formats
 
 #: How many qualities after the binary-search result ``q`` and ``q + 1`` (known not to fit)
 #: are also tried: ``q + 2`` ... ``q + 1 + SCAN_AHEAD`` (non-monotone sizes).
@@ -60,16 +62,6 @@ FORMATS: dict[str, ImageFormat] = {
     "webp": ImageFormat("webp", "WEBP", 0, 100, (("method", 4),)),
     "avif": ImageFormat("avif", "AVIF", 0, 100, (("speed", 6),)),
 }
-
-
-def available_formats() -> tuple[str, ...]:
-    """Formats this Pillow build can write: jpeg, webp, and avif when compiled in."""
-    out = ["jpeg"]
-    if features.check("webp"):
-        out.append("webp")
-    if features.check("avif"):
-        out.append("avif")
-    return tuple(out)
 
 
 def get_format(fmt: str) -> ImageFormat:

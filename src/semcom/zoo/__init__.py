@@ -203,6 +203,19 @@ def shipped_cbrs(model: str, zoo_dir: str | Path | None = None) -> tuple[float, 
     )
 
 
+def shipped_denoiser_cbrs(codec: str, zoo_dir: str | Path | None = None) -> tuple[float, ...]:
+    """CBRs with a shipped denoiser for the latents of codec ``codec`` (largest first);
+    KeyError, TypeError or ValueError for a card without a readable codec CBR."""
+    from ..channels import parse_cbr
+
+    found = {
+        parse_cbr(e.card["codec"]["cbr"])
+        for e in list_checkpoints(zoo_dir)
+        if e.model == "denoiser" and e.card.get("codec", {}).get("name") == codec
+    }
+    return tuple(sorted(found, reverse=True))
+
+
 def find_checkpoint(
     model: str,
     cbr: float | str | None = None,
