@@ -1178,6 +1178,12 @@ def test_fading_samples_reaches_the_receiver(capsys):
         get_scheme("adjscc+dm", cbr=1 / 16, fading_samples=3)
     with pytest.raises(ValueError, match="snr_source 'learned' only, got 'known'"):
         get_scheme("vae+dm", estimator_path="snr-estimator-vae-bsds")
+    # nor did a quantile grid, which naive matching never steps through: the curve was
+    # labelled deepjscc+dm[fading_grid=quantile] and was plain deepjscc+dm
+    with pytest.raises(ValueError, match=r"fading_grid='quantile'.*give fading='waterfill'"):
+        get_scheme("adjscc+dm", cbr=1 / 16, fading_grid="quantile", steps=16)
+    link = get_scheme("adjscc+dm", cbr=1 / 16, fading="reference", fading_grid="quantile")
+    assert link.receiver.fading_grid == "quantile"
     with pytest.raises(SystemExit):
         main(["eval", "--scheme", "adjscc+dm", "--fading-samples", "0", "--out", "x.json"])
     assert "--fading-samples" in capsys.readouterr().err

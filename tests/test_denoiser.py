@@ -186,6 +186,23 @@ def test_conditioning_and_clamping():
     torch.testing.assert_close(out[0.0], out[1e-12])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_network_stays_finite_at_the_clamped_levels(dtype: torch.dtype) -> None:
+    """A half / bfloat16 network (``DiffusionReceiver`` runs it in its own dtype): the level is
+    clamped and the preconditioning computed in float32, so the levels at the clamp's ends
+    (``1 - 1e-6`` rounds to 1 in half precision, ``(1-v)/v`` at 1e-6 overflows float16) give
+    the float32 network's output to the half's rounding, not NaN."""
+    net = _perturbed()
+    x = torch.randn(4, C, 6, 6, generator=torch.Generator().manual_seed(3))
+    v = torch.tensor([1e-7, 1e-3, 0.5, 1.0])  # both ends clamped
+    with torch.no_grad():
+        want = net(x, v)
+        got = net.to(dtype)(x.to(dtype), v.to(dtype))
+    assert got.dtype == dtype
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, rtol=0.0, atol=0.1)
+
+
 def test_preconditioning_scales_input_output_and_embeds_the_log_snr(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -182,6 +182,29 @@ def test_ddpm_index_and_timestep_from_level():
     assert (LINEAR.level((ceil - 1).clamp(min=0))[ceil > 0] < vv[ceil > 0]).all()
 
 
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_an_index_conditioned_network_reads_its_step_back_from_a_float32_level(kind):
+    """The samplers hand a network its level in ``x_t``'s dtype (float32): ``index_from_level``
+    and ``timestep_from_level`` give back the table's step (``level(1) = 1e-4`` rounds below
+    the float64 table's value, which the nearest rule read as step 0; ``ceil`` read about
+    every other step as the next one)."""
+    sched = DDPMSchedule(kind)
+    t = torch.arange(sched.T + 1)
+    v = sched.level(t).float()
+    assert torch.equal(sched.index_from_level(v), t)
+    assert torch.equal(sched.index_from_level(v, mode="ceil"), t)
+    torch.testing.assert_close(sched.timestep_from_level(v), t.to(F64), rtol=0, atol=1e-9)
+    seen = []
+
+    def net(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:  # an adapter's view
+        assert level.dtype == torch.float32
+        seen.append(sched.index_from_level(level).tolist())
+        return torch.zeros_like(x)
+
+    ddim_discrete(torch.randn(2, 3, 4, 4), torch.tensor([10, 10]), net, sched, steps=10)
+    assert seen == [[j, j] for j in range(10, 0, -1)]
+
+
 @settings(max_examples=100, deadline=None)
 @given(v=st.floats(0.0, 1.0), t=st.floats(0.0, 1.0))
 def test_ddm_vp_mapping(v, t):

@@ -261,6 +261,25 @@ def test_estimator_clamps_out_of_range_and_nan() -> None:
     assert torch.isfinite(gamma).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_estimator_runs_in_its_own_dtype(dtype: torch.dtype) -> None:
+    """An estimator converted to float64 or bfloat16 reads a float32 or float64 latent (as the
+    link hands it) and gives the float32 network's estimate to its rounding, not a dtype
+    error from its first convolution."""
+    torch.manual_seed(0)
+    cfg = SNREstimatorConfig(channels=CE, width=8, blocks=1, scale_stats=True, feature_norm=True)
+    m = SNREstimator(cfg).eval()
+    x = torch.randn(3, CE, 9, 11, generator=_gen(4))
+    want, _ = m.estimate(x)
+    m.to(dtype)
+    tol = 1e-5 if dtype == torch.float64 else 0.1  # dB
+    for xin in (x, x.double()):
+        got, clamped = m.estimate(xin)
+        assert got.dtype == torch.float64 and not clamped.any()
+        err_db = (10 * torch.log10(got / want)).abs().max().item()
+        assert err_db < tol, (xin.dtype, err_db)
+
+
 def test_trained_estimator_accuracy(est_run) -> None:
     """A few epochs on smooth latents: RMSE over -10..20 dB well below the 8.7 dB of a
     constant guess; the loaded checkpoint reproduces the run's validation."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from itertools import pairwise
@@ -574,6 +575,29 @@ def test_compute_metrics_all_networks(weights_root, lpips_example):
     assert out["psnr"][2].item() == PSNR_MAX_DB
     for name in ("lpips", "lpips_vgg", "dists"):
         assert abs(out[name][2].item()) < 1e-4 and out[name][1] < out[name][0], name
+
+
+@pytest.mark.parametrize("name", ["lpips", "dists"])
+def test_a_metric_network_built_on_first_use_leaves_the_global_rng(
+    weights_root, name, monkeypatch
+) -> None:
+    """Scoring with a network metric builds it on first use (its weights loaded over its
+    layers' random initialisation), as does building it directly: the caller's seeded
+    ``torch`` stream must not move, as it does not for PSNR."""
+    from semcom.metrics.dists import DISTS
+    from semcom.metrics.lpips import LPIPS
+
+    monkeypatch.setattr(metrics_mod, "_network", functools.cache(metrics_mod._network.__wrapped__))
+    x = natural(64, 64).float()
+    y = (x + 0.05 * torch.randn(x.shape, generator=gen(3))).clamp(0, 1)
+    torch.manual_seed(0)
+    want = torch.rand(4)
+    torch.manual_seed(0)
+    compute_metrics(x, y, [name])  # built here: the cache is fresh
+    torch.testing.assert_close(torch.rand(4), want, rtol=0, atol=0)
+    torch.manual_seed(0)
+    LPIPS("vgg") if name == "lpips" else DISTS()  # built directly
+    torch.testing.assert_close(torch.rand(4), want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (37, 50), (170, 180)])

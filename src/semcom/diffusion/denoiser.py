@@ -185,14 +185,17 @@ class LatentUNet(nn.Module):
     def forward(self, x_t: Tensor, v: Tensor | float) -> Tensor:
         """``x0_hat`` [B, C, h, w] of VP-form ``x_t`` [B, C, h, w] (training units) at noise
         variance ``v`` per real element ([B] or one value; clamped to ``[1e-6, 1 - 1e-6]``),
-        in ``x_t``'s dtype."""
+        in ``x_t``'s dtype. The level and the preconditioning are computed in float32 at
+        least (a half / bfloat16 network: ``1 - 1e-6`` rounds to 1 there, a log-SNR of
+        -inf)."""
         if x_t.dim() != 4 or x_t.shape[1] != self.config.channels:
             raise ValueError(
                 f"denoiser expects latents [B, {self.config.channels}, h, w], "
                 f"got {tuple(x_t.shape)}"
             )
         b = x_t.shape[0]
-        v = torch.as_tensor(v, dtype=x_t.dtype, device=x_t.device)
+        dt = torch.promote_types(x_t.dtype, torch.float32)  # float32 / float64
+        v = torch.as_tensor(v, dtype=dt, device=x_t.device)
         if v.numel() == 1:
             v = v.reshape(1).expand(b)
         elif v.numel() == b:
@@ -202,9 +205,9 @@ class LatentUNet(nn.Module):
         v = v.clamp(V_MIN, V_MAX)
         p0 = self.config.p0
         s = (1 - v) * p0 + v
-        c_skip = ((1 - v).sqrt() * p0 / s).view(b, 1, 1, 1)
-        c_out = (p0 * v / s).sqrt().view(b, 1, 1, 1)
-        c_in = s.rsqrt().view(b, 1, 1, 1)
+        c_skip = ((1 - v).sqrt() * p0 / s).view(b, 1, 1, 1).to(x_t.dtype)
+        c_out = (p0 * v / s).sqrt().view(b, 1, 1, 1).to(x_t.dtype)
+        c_in = s.rsqrt().view(b, 1, 1, 1).to(x_t.dtype)
         emb = self.emb(level_embedding(torch.log((1 - v) / v), self.config.emb_dim).to(x_t.dtype))
         mult = 2 ** (len(self.config.mults) - 1)
         hh, ww = x_t.shape[-2:]

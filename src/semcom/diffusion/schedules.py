@@ -169,16 +169,29 @@ class DDPMSchedule:
         t = self._index(t)
         return self.levels.to(t.device)[t]
 
+    def _tables(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """:attr:`levels` and :attr:`log_snrs` (float64, on ``device``) as a level of ``dtype``
+        holds them: the samplers hand a network its level in ``x_t``'s dtype, and ``level(t)``
+        rounded to float32 lies off the float64 table (``t = 1`` read as 0 by the nearest
+        rule, about every other ``t`` as ``t + 1`` by ``ceil``)."""
+        if dtype == torch.float64:
+            return self.levels.to(device), self.log_snrs.to(device)
+        levels = self.levels.to(dtype).to(device, torch.float64)
+        with torch.no_grad():
+            return levels, torch.log1p(-levels) - torch.log(levels)
+
     def index_from_level(self, v: Tensor | float, mode: str = "nearest") -> Tensor:
         """Integer step for the noise variance ``v`` (clamped to ``[0, 1]``), long.
 
         ``mode="nearest"``: nearest in log-SNR (``v = 0`` -> 0, ``v = 1`` -> T), the rule of
         Theorem 1 (VP); ``mode="ceil"``: the smallest ``t`` with ``level(t) >= v`` (T if none).
-        Useful for network adapters conditioned on the DDPM index.
+        Useful for network adapters conditioned on the DDPM index: a float32 (half) ``v`` is
+        read against the table rounded to its dtype, so ``level(t)`` as a network receives it
+        gives back ``t``.
         """
-        v64, _ = _as64(v, "v")
+        v64, dt = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
-        levels = self.levels.to(v64.device)
+        levels, log_snrs = self._tables(dt, v64.device)
         if mode == "ceil":
             idx = torch.searchsorted(levels, v64.reshape(-1).contiguous(), right=False)
             return idx.clamp(0, self.T).reshape(v64.shape)
@@ -186,17 +199,19 @@ class DDPMSchedule:
             raise ValueError(f"mode must be 'nearest' or 'ceil', got {mode!r}")
         with torch.no_grad():
             lam = torch.log1p(-v64) - torch.log(v64)  # +inf at v = 0, -inf at v = 1
-        return _nearest_log_snr(self.log_snrs.to(v64.device), lam)
+        return _nearest_log_snr(log_snrs, lam)
 
     def timestep_from_level(self, v: Tensor | float) -> Tensor:
         """Fractional step ``t in [0, T]`` for the variance ``v``, linear in log-SNR (float64).
 
         For continuous-time network conditioning (docs/math.md §1.1: "interpolate t linearly in
         lambda"). Between ``t = 0`` (``lambda = inf``) and ``t = 1`` it interpolates in ``v``.
+        A float32 (half) ``v`` is read against the table rounded to its dtype, as in
+        :meth:`index_from_level`.
         """
-        v64, _ = _as64(v, "v")
+        v64, dt = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
-        lam_tab = self.log_snrs.to(v64.device)
+        levels, lam_tab = self._tables(dt, v64.device)
         with torch.no_grad():
             lam = torch.log1p(-v64) - torch.log(v64)
         # flipped table is increasing: lam_tab[T], ..., lam_tab[1]
@@ -211,7 +226,7 @@ class DDPMSchedule:
         frac = torch.where(den > 0, (lam_hi - lam) / torch.where(den > 0, den, 1.0), 0.0)
         t = hi_t.to(torch.float64) + frac.clamp(0.0, 1.0)
         # above lambda_1: interpolate in v between t = 0 (v = 0) and t = 1
-        v1 = self.levels[1].item()
+        v1 = levels[1].item()
         t = torch.where(lam > lam_tab[1], v64 / v1, t)
         return t.clamp(0.0, float(self.T))
 

@@ -166,19 +166,21 @@ class SNREstimator(nn.Module):
     def features(self, f_tilde: Tensor) -> Tensor:
         """Pooled features ``[B, n_features]``: mean and log standard deviation over the latent
         of each CNN feature map (the input is RMS-normalised first), then the
-        :func:`scale_stats` if configured."""
+        :func:`scale_stats` if configured. The network runs in its own dtype (the input's
+        RMS in float32 at least), the features come back in it."""
         if f_tilde.dim() != 4 or f_tilde.shape[1] != self.config.channels:
             raise ValueError(
                 f"SNR estimator expects latents [B, {self.config.channels}, h, w], "
                 f"got {tuple(f_tilde.shape)}"
             )
-        x = f_tilde.float()
+        net = self.stem.weight.dtype
+        x = f_tilde.to(torch.promote_types(net, torch.float32))
         rms = x.pow(2).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).sqrt()
-        h = self.blocks(torch.nn.functional.leaky_relu(self.stem(x / rms), 0.1))
+        h = self.blocks(torch.nn.functional.leaky_relu(self.stem((x / rms).to(net)), 0.1))
         std = h.pow(2).mean(dim=(2, 3)) - h.mean(dim=(2, 3)).pow(2)
         feats = [h.mean(dim=(2, 3)), 0.5 * torch.log(std.clamp_min(0) + 1e-6)]
         if self.config.scale_stats:
-            feats.append(scale_stats(x))
+            feats.append(scale_stats(x).to(net))
         return torch.cat(feats, dim=1)
 
     @torch.no_grad()

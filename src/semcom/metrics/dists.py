@@ -125,7 +125,8 @@ class DISTS(nn.Module):
         alpha_beta: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        self.net = VGG16Trunk(pool=L2Pool())
+        with torch.random.fork_rng(devices=[]):  # as LPIPS: the weights replace the init
+            self.net = VGG16Trunk(pool=L2Pool())
         vgg_path = Path(vgg_weights) if vgg_weights is not None else paths.weights_path(VGG_WEIGHTS)
         sd = {k: v for k, v in load_file(str(vgg_path)).items() if k.startswith("conv")}
         self.net.load_state_dict(sd)  # strict: all 13 convs must be present

@@ -174,10 +174,14 @@ class LPIPS(nn.Module):
     def __init__(self, net: str = "alex", weights: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.net_name = _canonical_net(net)
-        self.net = AlexTrunk() if self.net_name == "alex" else VGG16Trunk()
+        # the layers' random initialisation, which the weights below replace, is drawn with
+        # torch's global random state restored afterwards: building the metric (a first LPIPS
+        # score) must not shift the caller's seeded stream
+        with torch.random.fork_rng(devices=[]):
+            self.net = AlexTrunk() if self.net_name == "alex" else VGG16Trunk()
+            for k, c in enumerate(self.net.channels):
+                setattr(self, f"lin{k}", nn.Conv2d(c, 1, kernel_size=1, bias=False))
         self.min_size = LPIPS_MIN_SIZE[self.net_name]
-        for k, c in enumerate(self.net.channels):
-            setattr(self, f"lin{k}", nn.Conv2d(c, 1, kernel_size=1, bias=False))
         self.register_buffer(
             "shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False
         )
