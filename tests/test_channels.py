@@ -1255,3 +1255,23 @@ def test_first_channel_keeps_torch_global_random_state():
     torch.manual_seed(0)
     expected = torch.rand(5)[3:].tolist()
     assert out[0] == "0" and [float(x) for x in out[1:]] == expected
+
+
+@pytest.mark.parametrize("name", ["awgn", "rayleigh-slow", "rayleigh-fast"])
+def test_channel_without_a_generator_draws_from_torch_global_generator(name):
+    """Without a generator the channel draws from torch's default generator, as ``torch.randn``
+    does: ``torch.manual_seed`` makes the realisation repeat (a fresh randomly seeded generator
+    made every call differ whatever the seed), and the draws advance the global stream."""
+    z = pack(torch.randn(2, 64, generator=torch.Generator().manual_seed(1))).z
+    ch = Channel(name, csi="estimated") if name != "awgn" else Channel(name)
+    torch.manual_seed(3)
+    y1, s1 = ch(z, 0.0)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    y2, s2 = ch(z, 0.0)
+    assert torch.equal(y1, y2) and torch.equal(s1.h, s2.h) and torch.equal(s1.h_hat, s2.h_hat)
+    assert torch.equal(torch.rand(1), after)
+    torch.manual_seed(3)
+    assert not torch.equal(torch.rand(1), after)  # the channel consumed the global stream
+    y3, _ = ch(z, 0.0)
+    assert not torch.equal(y3, y1)

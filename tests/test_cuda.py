@@ -116,6 +116,21 @@ def test_whole_links_run_on_the_device(name, channel):
     assert gap < (1.0 if channel == "awgn" else 6.0)
 
 
+def test_channel_without_a_generator_follows_the_device_seed():
+    """No generator: the channel draws from the device's default generator, so
+    ``torch.manual_seed`` (which seeds every device) makes the realisation repeat."""
+    from semcom.channels import Channel, pack
+
+    z = pack(torch.randn(2, 64, generator=torch.Generator().manual_seed(1))).z.to(DEV)
+    out = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        y, state = Channel("rayleigh-fast")(z, 0.0)
+        assert y.device == z.device
+        out.append((y, state.h))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
 def test_ldpc_chain_on_the_device():
     """JPEG + 5G LDPC (Sionna's blocks) on the device: error-free at 20 dB, so exactly the
     CPU's picture; a bare ``cuda`` device works (Sionna names GPUs ``cuda:N``)."""

@@ -280,8 +280,10 @@ class Channel:
     def __call__(
         self, z: Tensor, snr_db: float | Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, ChannelState]:
-        """Sample and apply the channel. ``z`` [B, M] complex, ``snr_db`` scalar or [B] dB.
-        Differentiable in ``z`` (end-to-end JSCC training backpropagates through it)."""
+        """Sample and apply the channel. ``z`` [B, M] complex, ``snr_db`` scalar or [B] dB,
+        ``generator`` on ``z``'s device (None: torch's default generator, which
+        ``torch.manual_seed`` seeds). Differentiable in ``z`` (end-to-end JSCC training
+        backpropagates through it)."""
         if not z.is_complex() or z.dim() != 2:
             raise ValueError(f"channel input must be complex [B, M], got {z.dtype} {z.shape}")
         state = self.sample(z, snr_db, generator)
@@ -362,9 +364,16 @@ class Channel:
 
 
 def _generator_for(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
-    """Use ``generator`` if given, else a fresh randomly seeded one on ``device``."""
+    """Use ``generator`` if given, else torch's default generator of ``device`` (CPU or CUDA:
+    ``torch.manual_seed`` then decides the draws, as for ``torch.randn``); a fresh randomly
+    seeded one on another device type."""
     if generator is not None:
         return generator
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.default_generators[index]
     g = torch.Generator(device=device)
     g.seed()
     return g
