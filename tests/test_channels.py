@@ -593,6 +593,17 @@ def test_pack_of_an_all_zero_latent_is_zero_with_finite_gradients() -> None:
     assert lat.grad is not None and torch.isfinite(lat.grad).all()
 
 
+@pytest.mark.parametrize("shape", [(0, 4), (2, 0), (2, 0, 3), (5,)])
+def test_pack_refuses_empty_latents_by_name(shape):
+    """An empty batch or image, or a 1-D tensor (no batch axis), is a ValueError naming the
+    shape (a bare reshape RuntimeError / amax IndexError before; a 1-D tensor was sent as that
+    many one-value images)."""
+    from semcom.channels import pack
+
+    with pytest.raises(ValueError, match=r"latent \[B, \.\.\.\].*got shape"):
+        pack(torch.ones(*shape))
+
+
 def test_pack_refuses_other_dtypes_and_dir_lists_each_name_once():
     import semcom
     from semcom.channels import pack

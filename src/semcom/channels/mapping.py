@@ -90,15 +90,20 @@ def pack(latent: Tensor) -> PackedLatent:
     """Latent ``[B, ...]`` (real float32/float64; float16/bfloat16, e.g. of an encoder under
     ``torch.autocast``, is packed in float32) -> :class:`PackedLatent` with unit-energy
     complex symbols ``z`` ``[B, ceil(L/2)]`` (``L`` values per image, zero-padded to even
-    length; ``TypeError`` for a complex latent, ``ValueError`` for other dtypes; a NaN latent,
-    e.g. of a diverged training run, passes through for the training loop to report).
-    Differentiable: gradients flow back to ``latent``."""
+    length; ``TypeError`` for a complex latent, ``ValueError`` for other dtypes, an empty batch
+    or image, or a 1-D tensor; a NaN latent, e.g. of a diverged training run, passes through
+    for the training loop to report). Differentiable: gradients flow back to ``latent``."""
     if latent.is_complex():
         raise TypeError("pack expects a real latent; complex latents are not supported")
     if latent.dtype in (torch.float16, torch.bfloat16):  # no complex bfloat16; half's power
         latent = latent.float()  # sums overflow: the symbols are float32
     if latent.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"pack expects a floating-point latent, got {latent.dtype}")
+    if latent.dim() < 2 or latent.numel() == 0:
+        raise ValueError(
+            f"pack expects a latent [B, ...] with B >= 1 images of >= 1 values each, got shape "
+            f"{tuple(latent.shape)}"
+        )
     b = latent.shape[0]
     v = latent.reshape(b, -1)
     if v.shape[-1] % 2:

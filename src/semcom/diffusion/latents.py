@@ -2,10 +2,10 @@
 
 Encoding every training crop through the codec each step would dominate CPU training, so the
 whole images of a data set are encoded once (plus their horizontal mirrors) and saved as one
-safetensors file; training then takes random latent crops. Each crop is normalised to unit power
-per real value (the transmitter normalises every image the same way, README "Conventions"), so the
-training latents have ``P0 = 1`` by construction; :func:`measure_p0` reports the measured value
-that goes into the denoiser card.
+safetensors file; training then takes random latent crops. Each whole latent is normalised to unit
+power per real value before it is cropped (the transmitter normalises every whole image the same
+way, README "Conventions"; :class:`LatentCrops`), so the training latents have ``P0 = 1`` by
+construction; :func:`measure_p0` reports the measured value that goes into the denoiser card.
 """
 
 from __future__ import annotations

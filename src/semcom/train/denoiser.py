@@ -1,11 +1,11 @@
 """Training task of the latent diffusion denoiser (``semcom train denoiser``).
 
 The denoiser learns ``E[x0 | x_t]`` for ``x_t = sqrt(1-v) x0 + sqrt(v) n`` over clean latents of a
-frozen codec (unit power per crop, so ``P0 = 1``; the measured value is stored in the card). The
-training noise level is drawn per latent from an SNR uniform in dB over ``snr_range``:
-``v = P0 / (P0 + 10^(snr/10))`` (docs/math.md §1.1, k the linear SNR), so one network serves every
-channel SNR. Loss: MSE on x0. Validation: MSE gain in dB over the LMMSE estimator
-``sqrt(1-v) x_t`` at a few SNRs on held-out latents (positive = the denoiser helps).
+frozen codec (each whole latent at unit power, then cropped, so ``P0 = 1``; the measured value is
+stored in the card). The training noise level is drawn per latent from an SNR uniform in dB over
+``snr_range``: ``v = P0 / (P0 + 10^(snr/10))`` (docs/math.md §1.1, k the linear SNR), so one
+network serves every channel SNR. Loss: MSE on x0. Validation: MSE gain in dB over the LMMSE
+estimator ``sqrt(1-v) x_t`` at a few SNRs on held-out latents (positive = the denoiser helps).
 """
 
 from __future__ import annotations
