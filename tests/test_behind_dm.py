@@ -25,7 +25,7 @@ def tiny_zoo(weights_root, data_root, tmp_path_factory):
               "--data", "kodak", "--crop", "32", "--val-data", "none", "--epochs", "1",
               "--batch-size", "2", "--quiet"]  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("semcom.zoo.ZOO_DIR", zoo)
+        mp.setattr("semcom.zoo.catalog.ZOO_DIR", zoo)
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
 
         def train(*args: str) -> None:
@@ -86,7 +86,7 @@ def test_dm_scheme_uses_the_decoder_trained_behind_it(tiny_zoo, monkeypatch):
     from semcom.zoo import find_checkpoint, list_checkpoints
 
     zoo, runs = tiny_zoo
-    monkeypatch.setattr("semcom.zoo.ZOO_DIR", zoo)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", zoo)
     assert {e.name for e in list_checkpoints()} >= {"adjscc-tiny", "adjscc-tiny-dmdec"}
     assert find_checkpoint("adjscc", 1 / 16).name == "adjscc-tiny"  # plain scheme: base
     dm = build_dm_link("adjscc", 1 / 16, torch.device("cpu"))
@@ -122,7 +122,7 @@ def test_dm_decoder_of_ones_own_is_taken_by_reference(tiny_zoo, monkeypatch, tmp
     from semcom.diffusion.registry import build_dm_link
 
     zoo, runs = tiny_zoo
-    monkeypatch.setattr("semcom.zoo.ZOO_DIR", zoo)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", zoo)
     cpu = torch.device("cpu")
     mine = tmp_path / "mine"
     shutil.copytree(runs / "ft", mine)
@@ -164,7 +164,7 @@ def test_a_user_zoo_decoder_is_taken_by_name_only(tiny_zoo, monkeypatch, tmp_pat
     user.mkdir()
     for ext in (".json", ".safetensors"):  # the decoder moves to the user zoo
         shutil.move(shipped / f"adjscc-tiny-dmdec{ext}", user / f"adjscc-tiny-dmdec{ext}")
-    monkeypatch.setattr("semcom.zoo.ZOO_DIR", shipped)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", shipped)
     monkeypatch.setenv("SEMCOM_ZOO", str(user))
     cpu = torch.device("cpu")
     want_ft, want_base = load_jscc(runs / "ft").state_dict(), load_jscc(runs / "base").state_dict()
@@ -189,7 +189,7 @@ def test_a_shipped_dm_decoder_comes_before_a_user_zoos(tiny_zoo, monkeypatch, tm
     card = json.loads((zoo / "adjscc-tiny-dmdec.json").read_text())
     (user / "my-dmdec.json").write_text(json.dumps({**card, "name": "my-dmdec"}))
     shutil.copy(zoo / "adjscc-tiny-dmdec.safetensors", user / "my-dmdec.safetensors")
-    monkeypatch.setattr("semcom.zoo.ZOO_DIR", zoo)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", zoo)
     monkeypatch.setenv("SEMCOM_ZOO", str(user))
     sha = card["decoder_behind_dm"]["denoiser_sha256"]
     for users in (True, False):
@@ -236,7 +236,9 @@ def user_zoo(tmp_path, monkeypatch):
     zoo.mkdir()
     monkeypatch.setenv("SEMCOM_ZOO", str(zoo))
     # the shipped zoo (tiny_zoo, module-scoped, points ZOO_DIR elsewhere while it lives)
-    monkeypatch.setattr("semcom.zoo.ZOO_DIR", Path(semcom.zoo.__file__).parent / "checkpoints")
+    monkeypatch.setattr(
+        "semcom.zoo.catalog.ZOO_DIR", Path(semcom.zoo.__file__).parent / "checkpoints"
+    )
     torch.manual_seed(0)
 
     def save(name: str, module: torch.nn.Module, meta: dict, **card) -> None:

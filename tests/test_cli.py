@@ -733,7 +733,7 @@ def test_light_packages_still_reach_their_torch_based_names():
 
     from semcom import names
     from semcom.codecs.jscc import MODELS
-    from semcom.diffusion import registry, samplers
+    from semcom.diffusion import receiver, registry
 
     for pkg in ("semcom.channels", "semcom.eval", "semcom.train"):
         mod = importlib.import_module(pkg)
@@ -752,7 +752,7 @@ def test_light_packages_still_reach_their_torch_based_names():
 
     assert callable(semcom.channels.equalize)
     assert tuple(MODELS) == names.JSCC_MODELS
-    assert (registry.DM_STOPS, samplers.RULES) == (names.DM_STOPS, names.RULES)
+    assert (registry.DM_STOPS, receiver.RULES) == (names.DM_STOPS, names.RULES)
 
 
 # ------------------------------------------------------------------ eval

@@ -755,7 +755,7 @@ def test_vae_dm_units_with_p0(vae_pair, p0):
     import dataclasses
 
     from semcom.channels import Channel
-    from semcom.diffusion.samplers import DiffusionReceiver
+    from semcom.diffusion.receiver import DiffusionReceiver
     from semcom.link import AnalogLink
 
     _, plain = vae_pair

@@ -1667,15 +1667,15 @@ def test_receiver_checks_its_options_at_every_call_with_the_functions_errors(mon
     sets t_factor) gets diffusion_receive's error at the call (an array p0 set to -1 in place
     was a bare 'math domain error', a skip_snr_db of '10' a raw TypeError). The floating-point
     check and half-precision upcast happen once per call, with the same error and results."""
-    from semcom.diffusion import samplers
+    from semcom.diffusion import receiver
 
     den = gaussian_mmse(1.0)
     _, _, ft = received(3, (2, 4, 4), torch.tensor(0.3), 90)
     d = torch.full((3, 1, 1, 1), 0.3, dtype=F64)
     rx = DiffusionReceiver(den, steps=2)
     checked = []
-    real_check = samplers.check_scalar_options
-    monkeypatch.setattr(samplers, "check_scalar_options",
+    real_check = receiver.check_scalar_options
+    monkeypatch.setattr(receiver, "check_scalar_options",
                         lambda *a: checked.append(a) or real_check(*a))  # fmt: skip
     out = rx(ft, d)
     rx(ft, d)

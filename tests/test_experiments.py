@@ -13,7 +13,7 @@ from semcom.channels import Channel
 from semcom.codecs.base import Codec
 from semcom.diffusion.latents import unit_power
 from semcom.diffusion.matching import db_to_linear, level_from_snr
-from semcom.diffusion.samplers import DiffusionReceiver, diffusion_receive
+from semcom.diffusion.receiver import DiffusionReceiver, diffusion_receive
 from semcom.eval.experiments import (
     _codec_option,
     better_than_matched,

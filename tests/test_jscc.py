@@ -302,7 +302,7 @@ def test_zoo_empty(tmp_path, monkeypatch, capsys):
     import semcom.zoo as zoo
     from semcom.schemes import get_scheme
 
-    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", tmp_path)
     assert zoo.list_checkpoints() == []
     assert "no checkpoints shipped yet" in zoo.format_table([])
     with pytest.raises(ValueError, match="no deepjscc checkpoints shipped yet"):
@@ -337,7 +337,7 @@ def test_zoo_lists_by_model_then_largest_cbr_and_chooses_the_shipped_default(
     _card(shipped, "d8", "deepjscc", 1 / 8)
     _card(shipped, "a12", "adjscc", 1 / 12)
     _card(user, "d16-mine", "deepjscc", 1 / 16)
-    monkeypatch.setattr(zoo, "ZOO_DIR", shipped)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", shipped)
     monkeypatch.setenv(zoo.ZOO_ENV, str(user))
     entries = zoo.list_checkpoints()
     assert [e.name for e in entries] == ["a12", "d8", "d16", "d16-mine"]

@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from semcom.train.engine import CHECKPOINT_FILES, ResumableSampler, TrainConfig, Trainer
+from semcom.train.engine import CHECKPOINT_FILES, TrainConfig, Trainer
 from semcom.train.jscc import JSCCConfig, JSCCTask, parse_snr_train
+from semcom.train.loading import ResumableSampler
 
 W = 8
 
@@ -556,7 +557,7 @@ def test_export_to_zoo_and_scheme(data_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
     Trainer(_task(model="deepjscc", channel="awgn", snr_train="10"), _cfg(run, epochs=1)).fit()
     zdir = tmp_path / "zoo"
-    monkeypatch.setattr(zoo, "ZOO_DIR", zdir)
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", zdir)
     card = zoo.export_to_zoo(run, "deepjscc-test-1-12", test_data="cifar10-test", test_limit=8)
     assert card.is_file() and (zdir / "deepjscc-test-1-12.safetensors").is_file()
     (e,) = zoo.list_checkpoints()
@@ -708,11 +709,11 @@ def test_lr_schedules_known_values(tmp_path):
 def test_each_epoch_draws_its_own_crops(data_root, tmp_path, monkeypatch):
     """The training set is told each epoch (its random crops and flips depend on it): 0 and
     1 in a two-epoch run, 1 when a finished first epoch is resumed."""
-    import semcom.train.engine as engine
+    import semcom.train.loading as loading
 
     told: list[int] = []
-    real = engine._set_epoch
-    monkeypatch.setattr(engine, "_set_epoch", lambda ds, e: (told.append(e), real(ds, e)))
+    real = loading._set_epoch
+    monkeypatch.setattr(loading, "_set_epoch", lambda ds, e: (told.append(e), real(ds, e)))
     task = _task(val_data="none")
     Trainer(task, _cfg(tmp_path / "a", epochs=2)).fit()
     assert told == [0, 1]
@@ -1354,7 +1355,7 @@ def test_persistent_loader_passes_draw_from_the_global_rng_as_new_loaders_did():
     also when a pass is cut short."""
     from torch.utils.data import DataLoader
 
-    from semcom.train.engine import _Loader
+    from semcom.train.loading import _Loader
 
     def after(cls, **kw) -> torch.Tensor:
         torch.manual_seed(0)
@@ -1398,7 +1399,7 @@ def test_persistent_workers_draw_the_items_of_workers_started_per_epoch(tmp_path
     started for each epoch (seeded by the pass's base seed, as torch seeds new ones; what the
     trainer did before its workers persisted), so a run stopped at an epoch end and resumed
     (new workers) reads the items of the uninterrupted run."""
-    from semcom.train import engine
+    from semcom.train import loading
 
     def rows(run: str, **fit) -> list:
         task = _RandomRowsTask(n=8, validates=True)
@@ -1412,7 +1413,7 @@ def test_persistent_workers_draw_the_items_of_workers_started_per_epoch(tmp_path
     with monkeypatch.context() as m:  # workers started for every pass (not persistent)
 
         def per_pass(self, ds, **kw):
-            return engine._Loader(
+            return loading._Loader(
                 ds, num_workers=self.cfg.num_workers, collate_fn=self.task.collate, **kw
             )
 

@@ -26,7 +26,7 @@ def _card(zoo, name: str) -> dict:
 def zoo(tmp_path, monkeypatch):
     z = tmp_path / "zoo"
     z.mkdir()
-    monkeypatch.setattr("semcom.zoo.ZOO_DIR", z)  # --init NAME resolves in this zoo
+    monkeypatch.setattr("semcom.zoo.catalog.ZOO_DIR", z)  # --init NAME resolves in this zoo
     return z
 
 

@@ -44,7 +44,7 @@ DM_STOPS = ("auto", "clean")
 #: other value names such a decoder (zoo name, run folder or ``.safetensors``).
 DM_DECODERS = ("auto", "base")
 #: matching rules, fast-fading variants and grids of the receivers (the Literal types of
-#: :mod:`semcom.diffusion.samplers`)
+#: :mod:`semcom.diffusion.matching` and :mod:`semcom.diffusion.fading`)
 RULES = ("continuous", "vp", "ddm")
 FADING_VARIANTS = ("waterfill", "reference", "naive")
 FADING_GRIDS = ("time", "quantile")

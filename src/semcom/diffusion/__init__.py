@@ -33,6 +33,7 @@ unit-power latent (SNR ``k = (1-d)/d``, :func:`snr_from_level`). ``alpha f_tilde
 for ``x0 = sqrt(P0) f``, and :func:`diffusion_receive` returns ``x0_hat / sqrt(P0)``.
 """
 
+from .fading import fast_fading_sample, inject_noise, waterfill_sample
 from .matching import (
     DEFAULT_LEVEL_EPS,
     MatchedStart,
@@ -48,10 +49,9 @@ from .matching import (
     target_level,
     vp_closed_form_t,
 )
+from .receiver import DiffusionReceiver, ReceiveResult, diffusion_receive
 from .samplers import (
     Denoiser,
-    DiffusionReceiver,
-    ReceiveResult,
     continuous_grid,
     ddim_continuous,
     ddim_discrete,
@@ -60,11 +60,7 @@ from .samplers import (
     ddm_grid,
     ddm_sample,
     ddpm_grid,
-    diffusion_receive,
-    fast_fading_sample,
-    inject_noise,
     quantile_grid,
-    waterfill_sample,
 )
 from .schedules import DDMSchedule, DDPMSchedule, SigmoidSchedule
 

@@ -1,7 +1,7 @@
 """Registers the diffusion-receiver schemes ``vae+dm``, ``deepjscc+dm``, ``adjscc+dm``.
 
 Each is the base codec's :class:`~semcom.link.AnalogLink` with the plain LMMSE receiver replaced
-by :class:`~semcom.diffusion.samplers.DiffusionReceiver` around the shipped denoiser trained on
+by :class:`~semcom.diffusion.receiver.DiffusionReceiver` around the shipped denoiser trained on
 that codec's clean latents. One denoiser serves every SNR. Options (``semcom eval``/``transmit``
 flags): ``matching`` in {continuous, vp, ddm}, ``steps`` K >= 1, ``fading`` in
 {waterfill, reference, naive} (per-element noise levels under fast fading) with
@@ -25,14 +25,14 @@ from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
 from ..names import DM_DECODERS, DM_STOPS, SCHEMES, VAE_CBR
 from ..schemes import SchemeSpec, register_scheme
-from .samplers import RULES as MATCHING_RULES
-from .samplers import check_receiver_options
+from .receiver import RULES as MATCHING_RULES
+from .receiver import check_receiver_options
 
 if TYPE_CHECKING:
     from ..codecs.base import Codec
     from ..codecs.jscc import DeepJSCC
     from .denoiser import LatentUNet
-    from .samplers import DiffusionReceiver
+    from .receiver import DiffusionReceiver
 
 #: with a decoder trained behind the receiver and ``dm_stop="auto"``, images at or above this SNR
 #: skip the denoiser (its decoder reads the LMMSE latent twice); ``semcom train jscc --behind-dm``
@@ -261,7 +261,7 @@ def dm_receiver(
     device: torch.device | str,
     **options,
 ) -> DiffusionReceiver:
-    """The :class:`~semcom.diffusion.samplers.DiffusionReceiver` for ``codec`` (named
+    """The :class:`~semcom.diffusion.receiver.DiffusionReceiver` for ``codec`` (named
     ``base``: ``vae``, ``deepjscc``, ``adjscc``) around the given denoiser checkpoint (None: the
     shipped one for its CBR), refusing a denoiser trained on other latents or other weights.
     ``options``: ``matching`` (the rule), ``steps``, ``fading``, ``fading_grid``,
@@ -288,9 +288,9 @@ def _load_denoiser_for(
 
 
 def _receiver(den: LatentUNet, **options) -> DiffusionReceiver:
-    """:class:`~semcom.diffusion.samplers.DiffusionReceiver` ``"dm"`` around the loaded
+    """:class:`~semcom.diffusion.receiver.DiffusionReceiver` ``"dm"`` around the loaded
     denoiser ``den`` (its ``p0``), the options of :func:`dm_receiver`."""
-    from .samplers import DiffusionReceiver
+    from .receiver import DiffusionReceiver
 
     options["rule"] = options.pop("matching", "continuous")
     return DiffusionReceiver(den, p0=den.p0, name="dm", **options)

@@ -69,7 +69,7 @@ def perturb_experiment(
     progress: bool = True,
 ) -> dict:
     """Mismatch study of a diffusion scheme (an :class:`~semcom.link.AnalogLink` whose
-    receiver is a :class:`~semcom.diffusion.samplers.DiffusionReceiver`).
+    receiver is a :class:`~semcom.diffusion.receiver.DiffusionReceiver`).
 
     Args:
         images: [1, 3, H, W] tensors in [0, 1].
@@ -82,7 +82,7 @@ def perturb_experiment(
     """
     from tqdm import tqdm
 
-    from ..diffusion.samplers import DiffusionReceiver
+    from ..diffusion.receiver import DiffusionReceiver
 
     if not isinstance(link, AnalogLink) or not isinstance(link.receiver, DiffusionReceiver):
         raise ValueError(f"scheme {link.name!r} has no diffusion receiver to perturb")

@@ -1,6 +1,7 @@
 """Training: a generic resumable/DDP engine and the tasks that use it (JSCC codecs).
 
-See :mod:`semcom.train.engine` (``Task``, ``TrainConfig``, ``Trainer``),
+See :mod:`semcom.train.engine` (``Task``, ``TrainConfig``, ``Trainer``; its data loading in
+:mod:`semcom.train.loading`, ``ResumableSampler``),
 :mod:`semcom.train.jscc` (``JSCCConfig``, ``JSCCTask``) and :mod:`semcom.train.cli`
 (``semcom train jscc``).
 """
@@ -10,8 +11,9 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from .engine import ResumableSampler, Task, TrainConfig, Trainer
+    from .engine import Task, TrainConfig, Trainer
     from .jscc import JSCCConfig, JSCCTask
+    from .loading import ResumableSampler
 
 __all__ = ["JSCCConfig", "JSCCTask", "ResumableSampler", "Task", "TrainConfig", "Trainer"]
 
@@ -19,7 +21,8 @@ __all__ = ["JSCCConfig", "JSCCTask", "ResumableSampler", "Task", "TrainConfig", 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
-        "engine": ("ResumableSampler", "Task", "TrainConfig", "Trainer"),
+        "engine": ("Task", "TrainConfig", "Trainer"),
         "jscc": ("JSCCConfig", "JSCCTask"),
+        "loading": ("ResumableSampler",),
     },
 )

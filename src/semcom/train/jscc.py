@@ -50,7 +50,7 @@ from ..names import LOSSES
 from .engine import warn_if_validating_on_training_data
 
 if TYPE_CHECKING:
-    from ..diffusion.samplers import DiffusionReceiver
+    from ..diffusion.receiver import DiffusionReceiver
     from ..link import Receiver
 
 
