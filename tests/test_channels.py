@@ -534,7 +534,8 @@ def test_snr_of_bytes_or_too_large_integers_is_refused_naming_snr_db():
     from semcom.channels.models import as_snr_tensor
     from semcom.diffusion import db_to_linear
 
-    for bad in ([b"1"], bytearray(b"1"), [0.0, bytearray(b"a")], ("1", 2.0), memoryview(b"1")):
+    for bad in ([b"1"], bytearray(b"1"), [0.0, bytearray(b"a")], ("1", 2.0), (b"1", b"2"),
+                memoryview(b"1")):  # fmt: skip
         with pytest.raises(TypeError, match="snr_db must be numbers of dB"):
             as_snr_tensor(bad, 1)
     with pytest.raises(TypeError, match="snr_db must be"):
@@ -1074,6 +1075,18 @@ def test_normalize_power_at_extreme_scales_zero_and_nan_rows(dtype):
         fi, ri = normalize_power(v[i : i + 1])
         assert torch.equal(fi, f0[i : i + 1]) or fi.isnan().all()
         assert torch.equal(ri, rms0[i : i + 1]) or ri.isnan().all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalize_power_scales_by_the_largest_magnitude_of_either_sign(dtype):
+    """A row whose largest magnitude is negative (its largest value small) is scaled by that
+    magnitude, not by its largest value (whose ``v^2`` then overflows): unit power at the
+    edge of the dtype's range too."""
+    big = 1e20 if dtype == torch.float32 else 1e300
+    v = torch.tensor([[-big, 1.0, 2.0, -0.5 * big]], dtype=dtype)
+    f, rms = normalize_power(v)
+    assert float(f.double().pow(2).mean()) == pytest.approx(1.0, rel=1e-5)
+    assert float(rms) == pytest.approx(big * math.sqrt(1.25 / 4), rel=1e-5)
 
 
 @settings(max_examples=60, deadline=None)

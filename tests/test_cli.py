@@ -755,6 +755,26 @@ def test_light_packages_still_reach_their_torch_based_names():
     assert (registry.DM_STOPS, receiver.RULES) == (names.DM_STOPS, names.RULES)
 
 
+def test_lazy_packages_list_and_load_their_submodules_and_names_before_first_use(tmp_path):
+    """In a fresh process, before any lazy name is read: ``dir()`` of a light package lists its
+    lazy names and submodules, a submodule is reached as an attribute (``semcom.channels.cbr``,
+    imported then) and a name is the object of its module; none of it imports torch."""
+    code = (
+        "import sys\n"
+        "import semcom.channels as c, semcom.eval as e\n"
+        "assert not {'semcom.channels.cbr', 'semcom.eval.sweep'} & set(sys.modules)\n"
+        "assert {'format_cbr', 'equalize', 'Channel', 'cbr'} <= set(dir(c)), dir(c)\n"
+        "assert c.cbr.__name__ == 'semcom.channels.cbr'\n"
+        "assert e.sweep.__name__ == 'semcom.eval.sweep'\n"
+        "assert c.format_cbr is sys.modules['semcom.channels.cbr'].format_cbr\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+
+
 # ------------------------------------------------------------------ eval
 EVAL = ["eval", "--scheme", "vae", "--dataset", "samples", "--crop", "48", "--snr", "0", "10"]
 

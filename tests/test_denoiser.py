@@ -462,6 +462,52 @@ def test_latent_crops_pad_small():
         assert torch.isfinite(ds[i]).all()
 
 
+def test_latent_crops_are_each_latents_own_unit_power_values_in_its_dtype() -> None:
+    """Every item is its own latent normalised (unit_power), bit for bit and in the latent's
+    dtype, float64 too (not divided by another latent's RMS, nor by an RMS rounded to
+    float32); the latents are kept, not copied."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        lat = [torch.randn(C, 5, 7, generator=g, dtype=dtype) * s for s in (3.0, 0.1, 1.7)]
+        full = LatentCrops(lat, crop=None, repeats=2)
+        assert all(a is b for a, b in zip(full.latents, lat, strict=True))
+        for i in range(len(full)):
+            want = unit_power(lat[i % 3].unsqueeze(0))[0]
+            assert full[i].dtype == dtype and torch.equal(full[i], want)
+        crops = LatentCrops(lat, crop=5, seed=1)
+        assert crops.rms.dtype == torch.float64
+        for i in range(3):
+            unit = unit_power(lat[i].unsqueeze(0))[0]
+            y = crops[i]
+            assert any(torch.equal(y, unit[:, :, s : s + 5]) for s in range(3))
+
+
+def test_item_rms_is_at_least_1e_6() -> None:
+    """item_rms (unit_power's divisor) is each item's RMS, floored at 1e-6: a zero or tiny
+    latent is not blown up to unit power."""
+    from semcom.diffusion.latents import item_rms
+
+    x = torch.stack([torch.full((2, 3), 2.0), torch.zeros(2, 3), torch.full((2, 3), 1e-8)])
+    assert item_rms(x).shape == (3, 1, 1)
+    assert item_rms(x).flatten().tolist() == pytest.approx([2.0, 1e-6, 1e-6], rel=1e-6)
+    assert unit_power(x)[2].abs().max() == pytest.approx(1e-2, rel=1e-5)
+
+
+def test_denoiser_validation_items_are_the_whole_latents_at_unit_power() -> None:
+    """The validation set is each whole validation latent at unit power (not a crop of it,
+    whatever the training ``crop``), in order."""
+    task = DenoiserTask(DenoiserTaskConfig(crop=4))
+    g = torch.Generator().manual_seed(1)
+    task._train = [torch.randn(C, 8, 8, generator=g)]  # loaded: _load reads nothing
+    task._val = [torch.randn(C, 6, 9, generator=g) * 3, torch.randn(C, 5, 5, generator=g)]
+    ds = task.val_dataset()
+    assert len(ds) == 2
+    for i, lat in enumerate(task._val):
+        assert torch.equal(ds[i], unit_power(lat.unsqueeze(0))[0])
+    task._val = []  # --val-data none
+    assert task.val_dataset() is None
+
+
 # --------------------------------------------------------------------------------- task
 def test_level_for_snr():
     v = level_for_snr(torch.tensor([0.0, 10.0, -10.0]), 1.0)

@@ -1710,6 +1710,9 @@ def test_receiver_checks_its_options_at_every_call_with_the_functions_errors(mon
     got = half(ft.half(), dd)
     assert got.dtype == torch.float16 and half.info["n_skip_snr"] == 2
     assert torch.equal(got, half(ft.half().float(), dd).half())
+    bf = half(ft.bfloat16(), dd)  # bfloat16 alike (it was computed in bfloat16)
+    assert bf.dtype == torch.bfloat16
+    assert torch.equal(bf, half(ft.bfloat16().float(), dd).bfloat16())
     fn = diffusion_receive(ft.half(), d, den, steps=2).f_hat
     assert fn.dtype == torch.float16
     assert torch.equal(fn, diffusion_receive(ft.half().float(), d, den, steps=2).f_hat.half())
@@ -1757,3 +1760,28 @@ def test_stopped_receiver_answers_in_the_inputs_dtype_and_takes_t_factor_zero():
         res = diffusion_receive(ft.to(dtype), d, gaussian_mmse(1.0), steps=2, stop_snr_db=10.0)
         assert res.f_hat.dtype == dtype
     assert DiffusionReceiver(gaussian_mmse(1.0), t_factor=0.0).t_factor == 0.0
+
+
+def test_schedules_refuse_unknown_kinds_and_non_numbers_a_kind_ignores():
+    """An unknown DDPM kind is a ValueError (it was drawn as the cosine schedule), and the
+    numbers a kind ignores must still be real numbers (a cosine schedule with a text
+    ``beta_start`` was accepted)."""
+    with pytest.raises(ValueError, match="kind must be 'linear' or 'cosine', got 'cosin'"):
+        DDPMSchedule("cosin")  # type: ignore[arg-type]
+    for kw in ({"beta_start": "2"}, {"beta_end": None}):
+        with pytest.raises(TypeError, match=f"^{next(iter(kw))} must be"):
+            DDPMSchedule("cosine", **kw)
+    for kw in ({"cosine_s": "0.1"}, {"max_beta": True}):
+        with pytest.raises((TypeError, ValueError), match=f"^{next(iter(kw))} must"):
+            DDPMSchedule("linear", **kw)
+
+
+def test_a_python_nan_power_or_ratio_is_refused_as_a_tensor_one():
+    """A NaN given as a Python float (checked without tensors) is refused as a NaN tensor is:
+    p_y of every matching rule and the noise-to-signal ratio s2."""
+    for r in RULES:
+        with pytest.raises(ValueError, match=r"^p_y holds NaN"):
+            match(1.0, r, p_y=math.nan)
+    with pytest.raises(ValueError, match=r"^s2 holds NaN"):
+        ddm_t_from_noise_ratio(math.nan)
+    assert float(ddm_t_from_noise_ratio(math.inf)) == 1.0 and float(ddm_t_from_noise_ratio(0)) == 0

@@ -779,3 +779,14 @@ def test_learned_estimator_never_sees_the_received_power(log_scale, seed):
     lo, hi = cfg.snr_range
     db = 10 * torch.log10(gamma)
     assert ((db >= lo - 1e-9) & (db <= hi + 1e-9)).all()
+
+
+def test_estimator_training_logs_the_rmse_in_db_of_its_loss() -> None:
+    """The bar's ``rmse_db`` of a step is the root of its loss (an MSE in nepers^2) in dB."""
+    from semcom.train.snr_estimator import SNREstimatorTask, SNREstimatorTaskConfig
+
+    task = SNREstimatorTask(SNREstimatorTaskConfig())
+    feats, target = torch.tensor([1.0, 3.0]), torch.zeros(2)  # a calibration (bank) batch
+    loss, logs = task.loss(lambda feats: feats, (feats, target), torch.Generator())
+    assert float(loss) == 5.0 and float(logs["loss"]) == 5.0
+    assert float(logs["rmse_db"]) == pytest.approx(DB_PER_NEPER * math.sqrt(5.0), rel=1e-12)

@@ -275,6 +275,17 @@ def test_codec_option_of_a_run_label(label, ref):
     assert _codec_option(label) == ref
 
 
+def test_codec_option_of_a_label_run_name_makes_with_every_network_option():
+    """run_name puts ``codec`` last, after the denoiser and estimator references (whatever
+    their characters), so _codec_option reads it back whole."""
+    from semcom.eval.experiments import _codec_option
+    from semcom.schemes import run_name
+
+    label = run_name("adjscc+dm", steps=2, codec_path="runs/a,b=c", estimator_path="e,st",
+                     denoiser_path="d]x", snr_source="learned")  # fmt: skip
+    assert label.endswith(",codec=runs/a,b=c]") and _codec_option(label) == "runs/a,b=c"
+
+
 def test_ood_gain_of_a_codec_variant_is_against_the_same_variant():
     """``pool+dm[codec=X]`` is measured against ``pool[codec=X]``, not the plain ``pool``."""
     from semcom.channels import Channel

@@ -534,3 +534,26 @@ def test_capacity_budget_is_floored(astronaut):
     snr_db = 10 * math.log10(2 ** ((k + 0.75) / n) - 1)
     tx = s.transmit(astronaut, Channel("awgn"), torch.tensor([snr_db]), torch.Generator())
     assert tx.info["budget_bits"] == [float(k)]
+
+
+def test_the_first_ldpc_code_keeps_torch_global_random_state():
+    """The LDPC chain's first code (Sionna imported there, in a fresh process) leaves torch's
+    global random state as seeded: importing Sionna reseeds torch's default generator."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import torch\n"
+        "from semcom.separation.ldpc import LDPCChain\n"
+        "assert 'sionna' not in sys.modules\n"
+        "torch.manual_seed(0)\n"
+        "torch.rand(3)\n"
+        "LDPCChain(torch.device('cpu')).code(40, 80)\n"
+        "print(torch.initial_seed(), *torch.rand(2).tolist())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.split()
+    torch.manual_seed(0)
+    assert out[0] == "0" and [float(x) for x in out[1:]] == torch.rand(5)[3:].tolist()

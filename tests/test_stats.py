@@ -509,3 +509,28 @@ def test_compare_says_when_too_few_images_pair_for_an_interval(tmp_path, capsys)
     assert rows[1] == ["5", "psnr", "-", "26.00", "-", "-", "0", "no interval (0 paired values)"]
     assert rows[2] == ["10", "psnr", "30.00", "29.33", "-1.00", "-", "1",
                        "no interval (1 paired value)"]  # fmt: skip
+
+
+def test_is_comparison_text_knows_each_format_and_refuses_short_or_other_texts():
+    """What ``compare --out`` wrote (the head of a Markdown, CSV or LaTeX comparison) is known
+    as such; a text of one or two lines, or another table, is not (and raises nothing)."""
+    from semcom.eval.stats import comparison_table, is_comparison_text
+
+    for fmt in ("markdown", "csv", "latex"):
+        text = comparison_table([], ("x@1/16", "y@1/16"), 0.95, fmt)
+        assert is_comparison_text("\n".join(text.split("\n")[:4])), fmt
+    for text in ("", "% A = x", "% A = x\n% B = y", "A = x\nB = y\n", "A = x\nB = y\n\n| scheme |",
+                 "% A = x\n% B = y\n\\documentclass{article}"):  # fmt: skip
+        assert not is_comparison_text(text), text
+
+
+def test_comparison_table_csv_leaves_missing_numbers_empty_and_refuses_unknown_formats():
+    """A comparison without an interval (one paired image) has empty CSV cells for what is
+    NaN, not 'nan'; a format other than markdown, csv or latex is refused."""
+    from semcom.eval.stats import Comparison, Interval, comparison_table
+
+    row = Comparison(0.0, "psnr", 30.0, 29.5, Interval(0.5, math.nan, 1))
+    text = comparison_table([row], ("a", "b"), 0.95, "csv")
+    assert text.split("\n")[1] == "0,psnr,30,29.5,0.5,,,1,no interval (1 paired value),a,b"
+    with pytest.raises(ValueError, match="unknown table format 'html'"):
+        comparison_table([row], ("a", "b"), 0.95, "html")

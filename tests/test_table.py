@@ -152,11 +152,12 @@ def test_label_splits_outside_brackets():
 
 
 def test_table_out_writes_by_suffix_and_keeps_other_files(sweep, tmp_path, capsys):
-    """--out: the format from the suffix (.md .csv .tex) unless --format says, written whole;
-    an existing file this command did not write is refused (--force replaces it), its own
-    earlier output is replaced."""
+    """--out: the format from the suffix (.md .csv .tex, in any case) unless --format says,
+    written whole; an existing file this command did not write is refused (--force replaces
+    it), its own earlier output is replaced."""
     for suffix, first in ((".md", "| scheme | CBR |"), (".csv", "scheme,CBR,metric,"),
-                          (".tex", r"\begin{tabular}"), (".txt", "| scheme | CBR |")):  # fmt: skip
+                          (".tex", r"\begin{tabular}"), (".txt", "| scheme | CBR |"),
+                          (".CSV", "scheme,CBR,metric,")):  # fmt: skip
         out = tmp_path / "t" / f"table{suffix}"
         assert main(["table", str(sweep), "--out", str(out)]) == 0
         assert capsys.readouterr().out == f"wrote {out} ({_FMT[suffix]})\n"
@@ -177,7 +178,7 @@ def test_table_out_writes_by_suffix_and_keeps_other_files(sweep, tmp_path, capsy
     assert main(["table", str(sweep), "--out", str(tmp_path)]) == 2  # a folder
 
 
-_FMT = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "markdown"}
+_FMT = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".txt": "markdown", ".CSV": "csv"}
 
 
 def test_table_shows_missing_values_as_a_dash_and_escapes_names(tmp_path, capsys):
@@ -495,6 +496,46 @@ def test_plot_dpi_sets_a_pngs_pixels_and_is_refused_for_vector_figures(sweep, tm
     with pytest.raises(SystemExit):
         main(["plot", str(sweep), "--dpi", "0", "--out", str(out)])
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_check_dpi_bounds_are_matplotlibs_and_check_snr_range_takes_finite_ends():
+    """check_dpi takes 1 dpi and a PNG of exactly 65535 pixels a side or 2^27 in all (one more
+    pixel is refused; pixels counted as matplotlib does, truncated), refuses 0, a bool or a
+    float, and --dpi for a vector file whatever the suffix's case; check_snr_range takes
+    LO = HI and refuses infinite or NaN ends (the API: the CLI's --snr refuses them first)."""
+    from semcom.eval.plot import DPI, MAX_AREA, MAX_PIXELS, check_dpi, check_snr_range
+
+    assert (MAX_PIXELS, MAX_AREA) == (65535, 2**27)
+    assert check_dpi(None, "f.svg", (7.0, 4.5)) == DPI and check_dpi(1, "f.png", (1, 1)) == 1
+    for bad in (0, -3, True, 2.5):
+        with pytest.raises(ValueError, match="expected a positive integer"):
+            check_dpi(bad, "f.png", (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"f\.PDF is a PDF, vector"):
+        check_dpi(100, "f.PDF", (1.0, 1.0))
+    assert check_dpi(100, "f.png", (655.35, 1.0)) == 100  # 65535 x 100
+    # matplotlib truncates: 655.359 in at 100 dpi is 65535 pixels (was refused as 65536)
+    assert check_dpi(100, "f.png", (655.359, 1.0)) == 100
+    with pytest.raises(ValueError, match="65536 x 100 pixels"):
+        check_dpi(100, "f.png", (655.36, 1.0))
+    assert check_dpi(100, "f.png", (163.84, 81.92)) == 100  # 16384 x 8192 = 2^27
+    with pytest.raises(ValueError, match="16384 x 8193 pixels"):
+        check_dpi(100, "f.png", (163.84, 81.93))
+    assert check_snr_range(None) is None and check_snr_range((3, 3)) == (3.0, 3.0)
+    for bad in ((-math.inf, 5.0), (0.0, math.inf), (math.nan, 5.0), (1.0,)):
+        with pytest.raises(ValueError, match="two finite numbers of dB"):
+            check_snr_range(bad)
+
+
+def test_anchor_image_warnings_compare_with_the_results_data_sets_only():
+    """One warning per anchor file measured on a data set none of the results used; none
+    when there are no results to compare with (nothing to mislead)."""
+    from semcom.eval.plot import anchor_image_warnings
+
+    kodak, cifar = {"dataset": {"name": "kodak"}}, {"dataset": {"name": "cifar10-test"}}
+    said = anchor_image_warnings([("r.json", kodak)], [("a.json", kodak), ("b.json", cifar)])
+    assert said == ["anchor b.json was measured on cifar10-test, the results on kodak: not the "
+                    "same images"]  # fmt: skip
+    assert anchor_image_warnings([], [("b.json", cifar)]) == []
 
 
 # ------------------------------------------------------------------------- odd files

@@ -1371,6 +1371,81 @@ def test_persistent_loader_passes_draw_from_the_global_rng_as_new_loaders_did():
     assert torch.equal(after(_Loader, persistent_workers=True), after(DataLoader))
 
 
+class _WorkerSeeds(torch.utils.data.Dataset):
+    """Item ``i`` is ``(worker id, get_worker_info().seed)`` of the worker that reads it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        info = torch.utils.data.get_worker_info()
+        return torch.tensor([info.id, info.seed])
+
+
+def test_persistent_workers_report_the_worker_seed_of_workers_started_per_pass():
+    """A data set seeding its own generator from ``get_worker_info().seed`` (as torch's docs
+    suggest) sees, in each pass over persistent workers, the seed a worker started for the
+    pass has (base seed + worker id), not the first pass's."""
+    from torch.utils.data import DataLoader
+
+    from semcom.train.loading import _Loader
+
+    def seeds(cls, **kw) -> list[list[list[int]]]:
+        torch.manual_seed(0)
+        loader = cls(_WorkerSeeds(), batch_size=1, num_workers=2, **kw)
+        out = [torch.cat(list(loader)).tolist() for _ in range(3)]
+        if isinstance(loader, _Loader):
+            loader.close()
+        return out
+
+    persistent = seeds(_Loader, persistent_workers=True)
+    assert persistent == seeds(DataLoader)
+    assert len({row[1] for p in persistent for row in p}) == 6  # 2 workers x 3 passes
+
+
+def test_fit_stops_its_dataloader_workers_when_it_ends(tmp_path):
+    """The persistent workers (training and validation loaders) are stopped when ``fit``
+    returns, not left running while the trainer lives."""
+    task = _EpochRowsTask(n=8, validates=True)
+    tr = Trainer(task, _cfg(tmp_path / "run", epochs=2, batch_size=2, num_workers=2))
+    tr.fit()
+    import multiprocessing
+
+    pids = set().union(*task.pids)
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert not pids & {p.pid for p in multiprocessing.active_children()}  # none left running
+
+
+def test_an_infinite_loss_is_a_diverged_run_too(tmp_path):
+    """``+inf`` (not only NaN) stops the run as diverged, naming the step."""
+    from semcom.train.engine import TrainingDiverged
+
+    class _InfTask(_EpochRowsTask):
+        def loss(self, model, batch, generator):
+            loss, logs = super().loss(model, batch, generator)
+            return loss + (math.inf if len(self.values) == 3 else 0.0), logs
+
+    with pytest.raises(TrainingDiverged, match="the loss is inf at step 2"):
+        Trainer(_InfTask(n=8), _cfg(tmp_path / "run", epochs=2, batch_size=2)).fit()
+
+
+def test_host_values_reads_tensors_and_numbers_as_floats_and_passes_the_rest():
+    """The loss and every log that is a tensor or a real number come back as Python floats
+    (as ``float()`` gives them: a NumPy float32 too); other logs as they are. The bar shows a
+    float to 4 significant digits, anything else with ``str``."""
+    from semcom.train.engine import _host_values, _shown
+
+    logs = {"b": torch.tensor([0.25], dtype=torch.float16), "n": 3, "f": np.float32(0.1),
+            "a": torch.tensor(-1.5), "s": "warm", "x": None}  # fmt: skip
+    value, shown = _host_values(torch.tensor(2.5, dtype=torch.float32), logs)
+    assert value == 2.5 and type(value) is float
+    assert shown == {"b": 0.25, "n": 3.0, "f": float(np.float32(0.1)), "a": -1.5, "s": "warm",
+                     "x": None}  # fmt: skip
+    assert all(type(shown[k]) is float for k in ("b", "n", "f", "a"))
+    assert [_shown(shown[k]) for k in ("f", "n", "s")] == ["0.1", "3", "warm"]
+    assert _shown(1 / 3) == "0.3333" and _shown(123456.0) == "1.235e+05"
+
+
 class _RandomRows(_EpochRows):
     """Item ``i`` is ``(torch.rand, pid, random.random, np.random.rand)``: drawn from the global
     RNGs of the process that reads it (torchvision-style augmentation), not from its index."""

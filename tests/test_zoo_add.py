@@ -268,6 +268,27 @@ def test_latent_model_test_names_the_epoch_it_was_validated_after(tmp_path):
     assert summary(t, 2) == "latent gain +1.50 dB @ 10 dB"
 
 
+def test_val_when_is_the_last_validation_and_an_estimator_summary_names_its_epoch(tmp_path):
+    """val_when reads the card's own fields first, else the last history entry (its step only
+    when it has one); an SNR estimator's summary names the epoch it was validated after as a
+    denoiser's does."""
+    from semcom.zoo import ZooEntry, val_when
+
+    h = [{"epoch": 1, "step": 4, "metrics": {}}, {"epoch": 3, "step": 12, "metrics": {}}]
+    assert val_when({"history": h}) == {"val_epoch": 3, "val_step": 12}
+    assert val_when({"history": [{"epoch": 2, "metrics": {}}]}) == {"val_epoch": 2}
+    assert val_when({"val_epoch": 5, "val_step": 20, "history": h}) == {"val_epoch": 5,
+                                                                        "val_step": 20}  # fmt: skip
+    assert val_when({"history": []}) == {} and val_when({}) == {}
+    test = {"snr_db": [-5.0, 20.0], "rmse_db": [0.8, 1.3], "val_epoch": 2, "val_step": 8}
+    entry = ZooEntry(name="e", model="snr_estimator", cbr=1 / 16, channel="any",
+                     snr_train="-5:20", data="samples", test=test, command="", hours=0.0,
+                     hardware="", weights=tmp_path / "e.pt", card={"epochs": 3})  # fmt: skip
+    assert entry.summary() == (
+        "SNR RMSE 1.08 dB over -5..20 dB (validated after epoch 2, the weights are epoch 3's)"
+    )
+
+
 def test_zoo_card_without_a_field_is_named(zoo):
     """A hand-edited zoo card that lost a field (or whose ``data`` names no training set) is a
     ValueError naming the card, not an entry with ``data=None``; a valid one lists."""

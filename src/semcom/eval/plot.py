@@ -248,7 +248,7 @@ def check_dpi(dpi: int | None, out: str | os.PathLike[str], size: tuple[float, f
             f"--dpi sets a PNG's resolution; {Path(out).name} is a {fmt.upper()}, vector "
             "(sharp at any size): leave --dpi out, or give a .png --out"
         )
-    width, height = (round(x * dpi) for x in size)
+    width, height = (int(x * dpi) for x in size)  # truncated, as matplotlib sizes the canvas
     if max(width, height) > MAX_PIXELS or width * height > MAX_AREA:
         raise ValueError(
             f"--dpi {dpi}: a {size[0]:g} x {size[1]:g} in figure would be {width} x {height} "
