@@ -3,18 +3,18 @@ a test; issue #4's probe.)
 
     SEMCOM_DATA=... python benchmarks/denoiser_paired_encode_snr.py [--steps 400] [--lr 1e-4]
         [--val-images 16] [--threads 1] [--seed 0] [--train-data bsds500-train]
-        [--val-data bsds500-val]
+        [--val-data bsds500-val] [--batch-size 16]
 
 ADJSCC latents depend on the SNR the encoder is told, so the shipped denoiser
 (``denoiser-adjscc-c6-bsds``) learns the mixture of latents encoded at -5, 0, ..., 20 dB, each
 under noise of any SNR in -20...40 dB. At the receiver a latent encoded at s dB always arrives
-at s dB. Here two copies of the shipped denoiser are tuned for ``--steps`` steps (batches of 16
-crops of 32x32, AdamW at a constant ``--lr``) with the same noise law, the SNR uniform within
-2.5 dB of an encoder SNR (down to -12.5 dB below -5): *paired*, each latent at its own encoder
-SNR, and a *control*, each latent at a random one of them (the same amount of training at the
-same noise levels, without the pairing). Printed: the latent-MSE gain over LMMSE (dB) on
-``--val-images`` bsds500-val latents encoded at the test SNR, under noise at that SNR (the same
-draws for all three), at -5 / 0 / 5 dB: the shipped denoiser, paired and control.
+at s dB. Here two copies of the shipped denoiser are tuned for ``--steps`` steps (batches of
+``--batch-size`` crops of 32x32, AdamW at a constant ``--lr``) with the same noise law, the SNR
+uniform within 2.5 dB of an encoder SNR (down to -12.5 dB below -5): *paired*, each latent at
+its own encoder SNR, and a *control*, each latent at a random one of them (the same amount of
+training at the same noise levels, without the pairing). Printed: the latent-MSE gain over
+LMMSE (dB) on ``--val-images`` bsds500-val latents encoded at the test SNR, under noise at that
+SNR (the same draws for all three), at -5 / 0 / 5 dB: the shipped denoiser, paired and control.
 """
 
 from __future__ import annotations
@@ -59,7 +59,13 @@ def gains(net: LatentUNet, val: list[Tensor], p0: float, n: int) -> dict[float, 
 
 
 def tune(
-    base: LatentUNet, train: list[Tensor], paired: bool, steps: int, lr: float, seed: int
+    base: LatentUNet,
+    train: list[Tensor],
+    paired: bool,
+    steps: int,
+    lr: float,
+    seed: int,
+    batch: int = BATCH,
 ) -> LatentUNet:
     net = copy.deepcopy(base).float().train().requires_grad_(True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
@@ -68,7 +74,7 @@ def tune(
     p0 = base.config.p0
     for _ in range(steps):
         crops, snrs = [], []
-        for i in rng.integers(0, len(train), BATCH):
+        for i in rng.integers(0, len(train), batch):
             lat = train[i]
             h, w = lat.shape[-2:]
             top, left = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
@@ -93,6 +99,7 @@ def main() -> None:
     ap.add_argument("--val-images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=BATCH, help="latent crops per step")
     ap.add_argument("--train-data", default="bsds500-train", help="latents to tune on")
     ap.add_argument("--val-data", default="bsds500-val", help="latents to measure on")
     args = ap.parse_args()
@@ -113,7 +120,7 @@ def main() -> None:
     show("shipped", base)
     for paired in (True, False):
         t0 = time.perf_counter()
-        net = tune(base, train, paired, args.steps, args.lr, args.seed)
+        net = tune(base, train, paired, args.steps, args.lr, args.seed, args.batch_size)
         show(f"{'paired' if paired else 'control'} ({time.perf_counter() - t0:.0f} s)", net)
 
 

@@ -3,14 +3,15 @@ not a test; issue #4's probe.)
 
     SEMCOM_DATA=... python benchmarks/denoiser_through_decoder.py [--steps 1000] [--lr 5e-5]
         [--snr-max 10] [--val-images 16] [--threads 2] [--seed 0] [--out tuned.pt]
+        [--batch-size 16]
 
 The shipped denoiser was trained on latent MSE (x0 prediction), the shipped decoder behind it
 on image PSNR. Here the denoiser is tuned on image PSNR *through* the frozen behind-dm decoder
-(``adjscc-c6-bsds-awgn-5-20-dmdec``): BSDS500-train 128×128 crops, batches of 16, SNR uniform in
-[-5, ``--snr-max``] dB (from ``TUNED_SKIP_SNR_DB`` up the receiver skips the denoiser, so images
-there carry no gradient), K = 1, Adam with a 50-step warm-up and a cosine decay. Printed:
-PSNR (8-bit, per image, mean) on ``--val-images`` bsds500-val 256×256 centre crops at -5 / 0 /
-5 dB, before and after, same noise draws.
+(``adjscc-c6-bsds-awgn-5-20-dmdec``): BSDS500-train 128×128 crops, batches of ``--batch-size``,
+SNR uniform in [-5, ``--snr-max``] dB (from ``TUNED_SKIP_SNR_DB`` up the receiver skips the
+denoiser, so images there carry no gradient), K = 1, Adam with a 50-step warm-up and a cosine
+decay. Printed: PSNR (8-bit, per image, mean) on ``--val-images`` bsds500-val 256×256 centre
+crops at -5 / 0 / 5 dB, before and after, same noise draws.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--val-images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=16, help="training crops per step")
     ap.add_argument("--out", default=None, help="save the tuned denoiser's state dict here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,7 +81,7 @@ def main() -> None:
     train = get_dataset("bsds500-train", crop=128, random_crop=True, flip=True, seed=args.seed)
     loader = DataLoader(
         train,
-        batch_size=16,
+        batch_size=args.batch_size,
         shuffle=True,
         drop_last=True,
         collate_fn=collate_images,

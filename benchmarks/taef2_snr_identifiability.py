@@ -1,6 +1,7 @@
 """Why no pilot-free estimator reads high SNRs off TAEF2 latents (on demand, not a test).
 
     python benchmarks/taef2_snr_identifiability.py [--dataset bsds500-val] [--images 20]
+        [--crop K]
 
 For ``--images`` images spread over the data set it prints
 
@@ -46,10 +47,11 @@ def main() -> None:
     p.add_argument("--dataset", default="bsds500-val")
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crop", type=int, default=None, help="centre K x K crops (default: whole)")
     args = p.parse_args()
     torch.set_num_threads(1)
     codec = load_taef2("cpu")
-    data = get_dataset(args.dataset)
+    data = get_dataset(args.dataset, crop=args.crop, random_crop=False)
     idx = torch.linspace(0, len(data) - 1, args.images).round().long().tolist()
     g = torch.Generator().manual_seed(args.seed)
     floors, ratios = [], []
@@ -72,7 +74,8 @@ def main() -> None:
             ratios.append(row)
     fl = torch.tensor(floors)
     r = torch.tensor(ratios) * 100.0
-    print(f"{args.dataset}, {len(idx)} images")
+    crop = f", centre {args.crop}x{args.crop} crops" if args.crop else ""
+    print(f"{args.dataset}, {len(idx)} images{crop}")
     print(
         "smallest channel-covariance eigenvalues / mean: "
         f"{fl.min():.3f} ... {fl.max():.3f} (median {fl.median():.3f}); "

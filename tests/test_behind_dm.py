@@ -34,9 +34,11 @@ def tiny_zoo(weights_root, data_root, tmp_path_factory):
         train("jscc", *common, "--max-steps", "2", "--out", str(runs / "base"))
         cut = {"allow_unfinished": True}  # runs of a few steps, stopped by --max-steps
         export_to_zoo(runs / "base", "adjscc-tiny", **cut)
-        latent = ["--codec", "adjscc", "--cbr", "1/16", "--data", "kodak", "--val-data", "kodak",
-                  "--crop", "8", "--repeats", "1", "--encode-snr", "0", "10", "--epochs", "1",
-                  "--batch-size", "4", "--quiet"]  # fmt: skip
+        # the denoiser and estimator on the 6 bundled samples (not Kodak's 24 larger images:
+        # every image is encoded at each --encode-snr, flipped too for training)
+        latent = ["--codec", "adjscc", "--cbr", "1/16", "--data", "samples", "--val-data",
+                  "samples", "--crop", "8", "--repeats", "1", "--encode-snr", "0", "10",
+                  "--epochs", "1", "--batch-size", "4", "--quiet"]  # fmt: skip
         train("denoiser", *latent, "--width", "16", "--max-steps", "2", "--out", str(runs / "den"))
         export_denoiser(runs / "den", "denoiser-adjscc-tiny", **cut)
         train(
