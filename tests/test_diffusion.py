@@ -1785,3 +1785,14 @@ def test_a_python_nan_power_or_ratio_is_refused_as_a_tensor_one():
     with pytest.raises(ValueError, match=r"^s2 holds NaN"):
         ddm_t_from_noise_ratio(math.nan)
     assert float(ddm_t_from_noise_ratio(math.inf)) == 1.0 and float(ddm_t_from_noise_ratio(0)) == 0
+
+
+def test_a_python_int_too_large_for_a_float_is_a_value_error_naming_it():
+    """An int beyond float64's range (p_y, s2) is a ValueError naming the argument, as for
+    the SNR (it was a bare OverflowError of ``float(x)``); small ints are taken as before."""
+    for r in RULES:
+        with pytest.raises(ValueError, match=r"^p_y must hold .*float64's range"):
+            match(1.0, r, p_y=10**400)
+        assert match(1.0, r, p_y=2).level.item() == match(1.0, r, p_y=2.0).level.item()
+    with pytest.raises(ValueError, match=r"^s2 .*float64's range"):
+        ddm_t_from_noise_ratio(10**400)

@@ -159,10 +159,11 @@ def check_p_y(p_y: Tensor | float, device: torch.device) -> Tensor:
 def _nonnegative(x: object, name: str, what: str, device: torch.device | None = None) -> Tensor:
     """``x`` (numbers >= 0 or +inf, called ``name``, its values ``what``) as a float64 tensor
     on ``device``, or ``ValueError`` naming it for NaN, a negative value, bools or complex
-    numbers; ``TypeError`` for what is not numbers. A Python number is checked without tensor
-    operations (the default ``p_y = 1.0`` at every match), a tensor with one reduction."""
-    if type(x) in (float, int):
-        v = float(x)  # type: ignore[arg-type]
+    numbers; ``TypeError`` for what is not numbers. A Python float is checked without tensor
+    operations (the default ``p_y = 1.0`` at every match), an int (which may not fit a float)
+    or a tensor with one reduction."""
+    if type(x) is float:
+        v = x
         if not v >= 0:
             nan = math.isnan(v)
             raise ValueError(f"{name} holds NaN: {what} are numbers >= 0" if nan
