@@ -203,6 +203,14 @@ def test_an_index_conditioned_network_reads_its_step_back_from_a_float32_level(k
 
     ddim_discrete(torch.randn(2, 3, 4, 4), torch.tensor([10, 10]), net, sched, steps=10)
     assert seen == [[j, j] for j in range(10, 0, -1)]
+    # half precision cannot tell the top steps apart (hundreds round to 1.0): it is read
+    # against the exact table, so v = 1 is still T and half levels land where float64 do
+    for dt in (torch.float16, torch.bfloat16):
+        one = torch.tensor([1.0], dtype=dt)
+        assert sched.index_from_level(one, mode="ceil").item() == sched.T
+        assert sched.index_from_level(one).item() == sched.T
+        vh = sched.level(t).to(dt)
+        assert torch.equal(sched.index_from_level(vh), sched.index_from_level(vh.double()))
 
 
 @settings(max_examples=100, deadline=None)
@@ -599,9 +607,14 @@ def test_receiver_per_element_oracle(rule, variant, grid):
     f, _, ft = received(2, shape[1:], d, 6)
     p0 = 4.0
     oracle = Oracle(math.sqrt(p0) * f)
-    res = diffusion_receive(
-        ft, d, oracle, p0=p0, rule=rule, steps=4, fading=variant, generator=g, fading_grid=grid
-    )
+    kw = dict(p0=p0, rule=rule, steps=4, fading=variant, generator=g, fading_grid=grid)
+    if variant == "naive" and grid == "quantile":  # ran as naive: refused, as for the schemes
+        with pytest.raises(ValueError, match=r"fading_grid='quantile' .* per-element samplers"):
+            diffusion_receive(ft, d, oracle, **kw)
+        with pytest.raises(ValueError, match=r"fading_grid='quantile'"):
+            DiffusionReceiver(oracle, p0=p0, fading="naive", fading_grid="quantile")
+        return
+    res = diffusion_receive(ft, d, oracle, **kw)
     assert res.per_element == (variant != "naive")
     assert torch.allclose(res.f_hat, f, atol=1e-9)
     if variant == "naive":
@@ -1361,6 +1374,7 @@ def test_oracle_per_element_receiver_exact_for_any_levels(
     f, _, ft = received(2, d.shape[1:], d, seed)
     oracle = Oracle(math.sqrt(p0) * f)
     kw = dict(p0=p0, rule=rule, steps=steps, fading=variant, generator=g)
+    grid = "time" if variant == "naive" else grid  # naive runs on the time grid only
     res = diffusion_receive(ft, d, oracle, fading_grid=grid, **kw)
     assert torch.allclose(res.f_hat, f, atol=1e-9)
     assert torch.isfinite(res.f_hat).all()
@@ -1796,3 +1810,25 @@ def test_a_python_int_too_large_for_a_float_is_a_value_error_naming_it():
         assert match(1.0, r, p_y=2).level.item() == match(1.0, r, p_y=2.0).level.item()
     with pytest.raises(ValueError, match=r"^s2 .*float64's range"):
         ddm_t_from_noise_ratio(10**400)
+
+
+def test_names_moved_out_of_samplers_still_import_from_it_with_a_warning():
+    """The receiver and the fast-fading sampler moved to modules of their own; their old
+    import path gives the same objects with a DeprecationWarning naming the new one."""
+    import importlib
+
+    import semcom.diffusion as package
+    from semcom.diffusion import samplers
+    from semcom.diffusion.samplers import _MOVED
+
+    assert "DiffusionReceiver" in _MOVED and "waterfill_sample" in _MOVED
+    for name, module in _MOVED.items():
+        new = getattr(importlib.import_module(f"semcom.diffusion.{module}"), name)
+        with pytest.warns(DeprecationWarning, match=rf"semcom\.diffusion\.{module}\.{name}"):
+            assert getattr(samplers, name) is new
+        if name in package.__all__:
+            assert getattr(package, name) is new
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = samplers.nothing
+    with pytest.warns(DeprecationWarning, match=r"also semcom\.diffusion\.DiffusionReceiver"):
+        from semcom.diffusion.samplers import DiffusionReceiver  # noqa: F401

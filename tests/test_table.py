@@ -667,6 +667,13 @@ def test_files_of_one_name_are_told_apart_by_their_folders(tmp_path, capsys, mon
     assert file_labels(["r.json", "../r.json", "o.json"]) == {
         "r.json": "a/r.json", "../r.json": f"{tmp_path.name}/r.json", "o.json": "o.json"
     }  # fmt: skip
+    # a TableRow built in Python with a Path for its file (the CLI passes str)
+    from semcom.eval.table import TableRow, render_table
+
+    rows = [TableRow(Path(f), "x", "1/16", "psnr", [20.0], [None], 2) for f in (one, two)]
+    for fmt in ("markdown", "csv"):
+        out = render_table([10.0], rows, fmt=fmt, file_column=True)
+        assert "a/run/r.json" in out and "b/run/r.json" in out
 
 
 def test_results_files_after_anchors_are_said_to_go_first(capsys, tmp_path):

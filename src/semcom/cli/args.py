@@ -278,8 +278,9 @@ def _add_scheme_args(
         "--fading-grid",
         choices=FADING_GRIDS,
         default=None,
-        help="fast fading: level grid uniform in schedule time from the largest element "
-        "level (time, paper B, default) or through the quantiles of the element levels",
+        help="fast fading, waterfill/reference: level grid uniform in schedule time from the "
+        "largest element level (time, paper B, default) or through the quantiles of the "
+        "element levels",
     )
     g.add_argument(
         "--fading-samples",

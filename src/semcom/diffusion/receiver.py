@@ -88,6 +88,12 @@ def check_receiver_options(
             f"fading_samples={fading_samples} averages runs of the per-element samplers: give "
             "fading='waterfill' or 'reference' (naive matching runs once)"
         )
+    if fading_grid != "time" and fading == "naive":  # it would run as naive, labelled quantile
+        raise ValueError(
+            f"fading_grid={fading_grid!r} (--fading-grid) is the grid of the per-element "
+            "samplers: give fading='waterfill' or 'reference' (naive matching runs on the "
+            "per-image mean level)"
+        )
 
 
 def check_scalar_options(

@@ -69,12 +69,6 @@ def build_dm_link(
     one_of("matching", matching, MATCHING_RULES)  # the receiver calls it "rule"
     one_of("dm_stop", dm_stop, DM_STOPS)
     check_receiver_options(matching, steps, fading, fading_grid, fading_samples)
-    if fading_grid != "time" and fading == "naive":  # run as naive, labelled as quantile
-        raise ValueError(
-            f"fading_grid={fading_grid!r} (--fading-grid) is the grid of the per-element "
-            "samplers: give fading='waterfill' or 'reference' (naive matching runs on the "
-            "per-image mean level)"
-        )
     if estimator_path and snr_source != "learned":  # it would be loaded for nothing
         raise ValueError(
             f"estimator_path (--snr-estimator) is read with snr_source 'learned' only, got "

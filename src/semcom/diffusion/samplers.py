@@ -224,3 +224,38 @@ def ddm_sample(
             )
         x = torch.where(_bshape(pos, x), new, x)
     return x
+
+
+#: names that lived here before the receiver and the fast-fading sampler got modules of
+#: their own (2026-12-01): name -> its module now
+_MOVED = {
+    "DiffusionReceiver": "receiver",
+    "ReceiveResult": "receiver",
+    "diffusion_receive": "receiver",
+    "check_receiver_options": "receiver",
+    "RULES": "receiver",
+    "FADING_GRIDS": "receiver",
+    "FADING_VARIANTS": "receiver",
+    "fast_fading_sample": "fading",
+    "inject_noise": "fading",
+    "waterfill_sample": "fading",
+}
+
+
+def __getattr__(name: str) -> object:
+    """A name of :data:`_MOVED` from its new module, with a ``DeprecationWarning`` naming it
+    (``from semcom.diffusion.samplers import DiffusionReceiver`` keeps working)."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    package = importlib.import_module(__package__)
+    also = f" (also semcom.diffusion.{name})" if name in package.__all__ else ""
+    warnings.warn(
+        f"semcom.diffusion.samplers.{name} moved to semcom.diffusion.{module}.{name}{also}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(f".{module}", __package__), name)

@@ -170,11 +170,13 @@ class DDPMSchedule:
         return self.levels.to(t.device)[t]
 
     def _tables(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """:attr:`levels` and :attr:`log_snrs` (float64, on ``device``) as a level of ``dtype``
-        holds them: the samplers hand a network its level in ``x_t``'s dtype, and ``level(t)``
-        rounded to float32 lies off the float64 table (``t = 1`` read as 0 by the nearest
-        rule, about every other ``t`` as ``t + 1`` by ``ceil``)."""
-        if dtype == torch.float64:
+        """:attr:`levels` and :attr:`log_snrs` (float64, on ``device``) as a float32 level
+        holds them (other dtypes: the exact table): the samplers hand a network its level in
+        ``x_t``'s dtype, and ``level(t)`` rounded to float32 lies off the float64 table
+        (``t = 1`` read as 0 by the nearest rule, about every other ``t`` as ``t + 1`` by
+        ``ceil``). Half precision cannot tell hundreds of steps apart, so it keeps the
+        float64 table (``v = 1`` -> T)."""
+        if dtype != torch.float32:  # float64 exact; half / bfloat16 merge hundreds of steps
             return self.levels.to(device), self.log_snrs.to(device)
         levels = self.levels.to(dtype).to(device, torch.float64)
         with torch.no_grad():
@@ -185,9 +187,9 @@ class DDPMSchedule:
 
         ``mode="nearest"``: nearest in log-SNR (``v = 0`` -> 0, ``v = 1`` -> T), the rule of
         Theorem 1 (VP); ``mode="ceil"``: the smallest ``t`` with ``level(t) >= v`` (T if none).
-        Useful for network adapters conditioned on the DDPM index: a float32 (half) ``v`` is
-        read against the table rounded to its dtype, so ``level(t)`` as a network receives it
-        gives back ``t``.
+        Useful for network adapters conditioned on the DDPM index: a float32 ``v`` is read
+        against the table rounded to float32, so ``level(t)`` as a network receives it gives
+        back ``t``.
         """
         v64, dt = _as64(v, "v")
         v64 = v64.clamp(0.0, 1.0)
@@ -206,7 +208,7 @@ class DDPMSchedule:
 
         For continuous-time network conditioning (docs/math.md §1.1: "interpolate t linearly in
         lambda"). Between ``t = 0`` (``lambda = inf``) and ``t = 1`` it interpolates in ``v``.
-        A float32 (half) ``v`` is read against the table rounded to its dtype, as in
+        A float32 ``v`` is read against the table rounded to float32, as in
         :meth:`index_from_level`.
         """
         v64, dt = _as64(v, "v")

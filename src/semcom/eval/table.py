@@ -333,7 +333,7 @@ def render_table(
     snr_head = [(f"${s:g}$" if latex and s < 0 else f"{s:g}") + " dB" for s in columns]
     body = []
     for i, r in enumerate(rows):
-        lead = ([files[r.file]] if file_column else []) + [r.scheme, r.cbr]
+        lead = ([files[str(r.file)]] if file_column else []) + [r.scheme, r.cbr]
         if latex:
             cells = [latex_escape(c) for c in lead] + [METRIC_NAMES.get(r.metric, r.metric)]
         else:
@@ -364,7 +364,7 @@ def _csv(
         head += [f"{s:g} dB", f"{s:g} dB low", f"{s:g} dB high"] if ci else [f"{s:g} dB"]
     body = []
     for r in rows:
-        cells = ([files[r.file]] if file_column else []) + [r.scheme, r.cbr, r.metric]
+        cells = ([files[str(r.file)]] if file_column else []) + [r.scheme, r.cbr, r.metric]
         for v, b in zip(r.values, r.bounds, strict=True):
             cells += [num(v), *bounds(v, b)] if ci else [num(v)]
         body.append(cells)

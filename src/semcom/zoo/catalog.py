@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
     from ..codecs.jscc import DeepJSCC
 
+#: the shipped zoo's folder, inside the package (read it; to add zoos of your own set
+#: ``SEMCOM_ZOO``: assigning ``semcom.zoo.ZOO_DIR`` changes nothing, the lookups read this one)
 ZOO_DIR = Path(__file__).resolve().parent / "checkpoints"
 CARD_FORMAT = "semcom-zoo-v1"
 #: environment variable naming the user zoo folders (``os.pathsep`` separated)
