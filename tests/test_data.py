@@ -961,6 +961,17 @@ def test_a_folder_of_images_is_a_data_set(tmp_path, monkeypatch):
         get_dataset(str(photos), split="test")  # no splits of a folder
 
 
+def test_a_folder_data_set_given_as_a_path(tmp_path):
+    """``get_dataset`` takes a folder as a :class:`~pathlib.Path` as it takes its text (a
+    Path raised ``AttributeError: 'PosixPath' object has no attribute 'lower'``)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(rgb8(20, 24, 1)).save(photos / "a.png")
+    ds = get_dataset(photos, crop=16)
+    assert ds.names == ["a.png"] and ds.name == get_dataset(str(photos)).name
+    assert torch.equal(ds[0], get_dataset(str(photos), crop=16)[0])
+
+
 def test_what_names_a_folder_data_set_and_its_cache_tag(tmp_path, monkeypatch):
     """``~`` is the home folder; a file or an empty name is no folder (an empty name is not
     the working directory); a long path's cache tag keeps its end (the folder's own name),

@@ -99,6 +99,41 @@ def test_partial_results_resume(tmp_path):
     assert again.rows[("a", 1)]["psnr"] == [3.0, 4.0]
 
 
+def test_evaluate_takes_the_partial_file_as_text(tmp_path):
+    """``evaluate(partial=...)`` from Python takes the file's name as a ``str`` too (it raised
+    ``AttributeError: 'str' object has no attribute 'exists'``), and resumes from it."""
+    p = tmp_path / "r.partial.jsonl"
+    rows = _run(images=_images(2), partial=str(p), header={"k": 1})
+    assert len(rows) == 2 and len(p.read_text().splitlines()) == 3  # header + 2 rows
+    scheme = NoisyScheme()
+    again = _run(images=_images(2), partial=str(p), header={"k": 1}, scheme=scheme)
+    assert scheme.calls == 0 and sorted(r["image"] for r in again) == [0, 1]
+
+
+@pytest.mark.parametrize("grid", [np.arange(0, 11, 10), torch.tensor([0.0, 10.0])])
+def test_an_snr_grid_as_an_array_or_a_tensor_writes_a_results_file(grid):
+    """``evaluate`` / ``summarize`` take the SNR grid as a NumPy array (``np.arange``: int64)
+    or a tensor too: the same rows as the list, and a document ``json_text`` writes (its
+    ``snr_db`` were ``np.int64`` / 0-d tensors: ``TypeError: not JSON serializable``)."""
+    from semcom.paths import json_text
+
+    rows = _run(snrs=grid)
+    assert [r["psnr"] for r in rows] == [r["psnr"] for r in _run(snrs=[0.0, 10.0])]
+    (run,) = summarize(rows, [RunKey("noisy", None)], grid, ["psnr"])
+    assert run["snr_db"] == [0.0, 10.0] and all(type(s) is float for s in run["snr_db"])
+    doc = results_document([run], "x", 3, Channel("awgn"), {})
+    assert json.loads(json_text(doc))["runs"][0]["snr_db"] == [0.0, 10.0]
+
+
+def test_images_of_one_index_are_refused():
+    """Two images given the same index: one row each was kept under one key, so the second
+    replaced the first (one image's results for two, no word); a ``ValueError`` now."""
+    a, b = _images(2)
+    with pytest.raises(ValueError, match="repeat the index 0"):
+        evaluate([(RunKey("noisy", None), NoisyScheme())], [(0, "a", a), (0, "b", b)],
+                 Channel("awgn"), [0.0], metrics=["psnr"], progress=False)  # fmt: skip
+
+
 def test_partial_results_header_mismatch_refused(tmp_path):
     p = tmp_path / "r.partial.jsonl"
     PartialResults(p, {"seed": 1})
@@ -474,6 +509,34 @@ def test_evaluate_resumes_after_interruption(tmp_path, capsys):
         _run(partial=partial, header={"sweep": 2})
 
 
+def test_a_partial_file_of_another_snr_grid_is_refused_from_python(tmp_path):
+    """``evaluate(..., partial=P)`` without a ``header`` (Python's default) resumed a file of
+    a sweep at other SNRs: [0, 10] dB rows were read as [0, 20] dB (or, for a longer grid,
+    ``summarize`` raised ``IndexError``). The grid, seed, batch size and metrics now
+    identify the file; the same sweep still resumes."""
+    p = tmp_path / "r.partial.jsonl"
+    _run(partial=p, snrs=(0.0, 10.0))
+    for other in ({"snrs": (0.0, 20.0)}, {"snrs": (0.0, 5.0, 10.0)}, {"seed": 1},
+                  {"metrics": ["psnr", "ssim"]}, {"batch_size": 1}):  # fmt: skip
+        with pytest.raises(ValueError, match="belongs to a different sweep"):
+            _run(partial=p, **other)
+    scheme = NoisyScheme()
+    assert len(_run(partial=p, snrs=(0.0, 10.0), scheme=scheme)) == 3 and scheme.calls == 0
+
+
+def test_evaluate_returns_the_rows_of_the_images_and_schemes_given(tmp_path):
+    """A partial file holding more images (an earlier sweep of more) or another scheme: the
+    rows of those are not returned (``summarize`` averaged 3 images for the 1 given)."""
+    p = tmp_path / "r.partial.jsonl"
+    images = _images(3)
+    _run(partial=p, images=images)
+    rows = _run(partial=p, images=images[:1])
+    assert [(r["run"], r["image"]) for r in rows] == [("noisy", 0)]
+    (run,) = summarize(rows, [RunKey("noisy", None)], [0.0, 10.0], ["psnr"])
+    assert run["n_images"] == 1 and run["per_image"]["images"] == ["img0"]
+    assert len(p.read_text().splitlines()) == 1 + 3  # the other rows stay in the file
+
+
 def test_resume_recomputes_rows_of_images_that_moved(tmp_path, capsys):
     """A data set that lost a file between an interrupted sweep and its resumption puts other
     images at the indices: the resumed sweep kept the old rows by index, so the results named
@@ -496,7 +559,8 @@ def test_resume_recomputes_rows_of_images_that_moved(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "2 (image, scheme) results of the interrupted run are of other images" in err
-    assert PartialResults(partial, {"k": 1}).has("noisy", 1, "img2")  # replaced on disk too
+    header = json.loads(partial.read_text().splitlines()[0])  # {"k": 1} and the settings
+    assert PartialResults(partial, header).has("noisy", 1, "img2")  # replaced on disk too
 
 
 # ------------------------------------------------------------------ grid

@@ -551,6 +551,29 @@ def test_merge_of_files_without_a_dataset_block_can_be_read_back(tmp_path, capsy
     assert _table(capsys, m)[2:] == ["| a |  | psnr | 20.00 |", "| b |  | psnr | 21.00 |"]
 
 
+def test_plot_from_python_keeps_the_callers_backend_and_figures(sweep, tmp_path):
+    """``plot_results`` in a notebook: the process's backend (there the inline one; here
+    ``svg``, another non-interactive one) and the caller's pyplot figures stay as they were
+    (``matplotlib.use("Agg")`` switched the backend, so the notebook's figures showed no
+    more); the file is written all the same."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from semcom.eval.plot import plot_results
+
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        mine = plt.figure()
+        out = plot_results([sweep], ["psnr", "lpips"], out=tmp_path / "f.png")
+        assert out.read_bytes().startswith(b"\x89PNG")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == [mine.number]
+    finally:
+        plt.close("all")
+        matplotlib.use(before)
+
+
 def test_plot_legend_below_fits_the_figure(tmp_path, monkeypatch):
     """Three panels and many long labels: the legend below takes fewer columns (more rows)
     until it fits (in 9 columns it ran past both edges of the figure)."""

@@ -854,6 +854,44 @@ def _one_step(out: Path, task: _RowsTask, **kw) -> tuple[torch.Tensor, dict]:
     return tr.model.weight.detach()[0], state["optimizer"]
 
 
+def test_a_resume_from_python_refuses_another_batch_size_or_lr(tmp_path) -> None:
+    """``Trainer(task, cfg).fit(resume=RUN)`` with a ``TrainConfig`` whose batch size or LR
+    differs from the checkpoint's is refused, naming both, before anything is written: the
+    position in the epoch counts batches (another size trained items twice or skipped them),
+    and the optimizer's state kept the old LR while the card recorded the new one. What may
+    change (``epochs``, ``out``, ...) still does."""
+    run = tmp_path / "r"  # 8 rows, batches of 4: stopped mid-epoch 1 after one step
+    cfg = dict(epochs=2, batch_size=4, lr=0.1, schedule="constant")
+    Trainer(_RowsTask(n=8), _cfg(run, max_steps=1, **cfg)).fit()
+    card = (run / "card.json").read_bytes()
+    for change, said in (
+        ({"batch_size": 2}, "batch_size: checkpoint 4, now 2"),
+        ({"lr": 0.5}, "lr: checkpoint 0.1, now 0.5"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            Trainer(_RowsTask(n=8), _cfg(run, **{**cfg, **change})).fit(resume=run)
+        assert (run / "card.json").read_bytes() == card
+    Trainer(_RowsTask(n=8), _cfg(tmp_path / "b", **{**cfg, "epochs": 3})).fit(resume=run)
+    assert json.loads((tmp_path / "b" / "card.json").read_text())["step"] == 6
+
+
+def test_a_run_folder_given_as_a_path(tmp_path) -> None:
+    """``TrainConfig(out=Path(...))`` (and a ``Path`` in the task's config): the run trains,
+    checkpoints and resumes, its card holding them as text (a ``Path`` failed at the first
+    checkpoint, ``PosixPath is not JSON serializable``, after the epoch had trained, and left
+    no run behind)."""
+    run = tmp_path / "r"
+    cfg = dict(out=run, epochs=1, batch_size=4, progress=False)
+    task = _RowsTask(n=8)
+    task.config["data"] = tmp_path / "photos"  # a task's option given as a Path too
+    Trainer(task, TrainConfig(**cfg)).fit()
+    card = json.loads((run / "card.json").read_text())
+    assert card["train"]["out"] == str(run) and card["step"] == 2
+    assert card["config"]["data"] == str(tmp_path / "photos")
+    Trainer(_RowsTask(n=8), TrainConfig(**{**cfg, "epochs": 2})).fit(resume=run)
+    assert json.loads((run / "card.json").read_text())["step"] == 4
+
+
 def test_adamw_decays_the_weights_by_the_configured_weight_decay(tmp_path) -> None:
     """With no gradient, an AdamW step only decays: ``w <- (1 - lr * wd) w`` = 0.95 w for
     lr 0.1 and weight decay 0.5 (and leaves ``w`` as is without weight decay)."""

@@ -453,6 +453,30 @@ def test_lineage_hours_are_summed_over_every_stage(tmp_path, zoo, monkeypatch):
     assert s3["command"].count(" && ") == 2
 
 
+def test_export_from_python_names_a_test_folder_by_its_path(tmp_path, zoo, monkeypatch):
+    """``export_to_zoo(run, name, test_data=...)`` names the test data as ``--test-data``
+    does: a folder of images (given relative, or as a ``Path``) by its absolute path, a named
+    set in lower case. From Python the card said ``photos`` (a folder of whichever working
+    directory), and a ``Path`` raised ``AttributeError``."""
+    from PIL import Image
+
+    from semcom.zoo import export_to_zoo
+
+    monkeypatch.delenv("SEMCOM_ZOO", raising=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(photos / "a.png")
+    _fake_jscc_run(tmp_path / "a", 0, 0.1)
+    monkeypatch.chdir(tmp_path)
+    for name, data in (("t1", "photos"), ("t2", photos)):
+        export_to_zoo(tmp_path / "a", name, test_data=data, test_snrs=[10.0], zoo_dir=zoo)
+        test = _card(zoo, name)["test"]
+        assert test["data"] == str(photos.resolve()) and test["n_images"] == 1
+    export_to_zoo(tmp_path / "a", "t3", test_data="SAMPLES", test_limit=1, test_snrs=[10.0],
+                  zoo_dir=zoo)  # fmt: skip
+    assert _card(zoo, "t3")["test"]["data"] == "samples"
+
+
 def test_latent_model_lineage_hours_add_up(tmp_path):
     """A latent model (an SNR estimator calibrated after its crop-trained stage) started from a
     run folder: hours 2.5 + 0.75 = 3.25, the stage's own 0.75 kept as ``stage_hours``; the

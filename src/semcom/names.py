@@ -133,6 +133,13 @@ JSCC_MODELS = ("deepjscc", "adjscc")
 SCHEDULES = ("cosine", "step", "constant")
 #: training losses of :class:`semcom.train.JSCCConfig`
 LOSSES = ("mse", "psnr")
+#: the training settings a resume may change (how the run goes on, or how this invocation
+#: runs); every other one must be the checkpoint's (``semcom train --resume`` and
+#: ``Trainer.fit(resume=...)`` check it)
+RESUME_FREE = frozenset(
+    {"epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
+     "ckpt_every", "val_batch_size", "val_every", "extra", "cache_images"}
+)  # fmt: skip
 
 # --------------------------------------------------------------------------------- data sets
 # name -> (folders relative to the data root, or None for the bundled samples; description)
@@ -191,6 +198,7 @@ __all__ = [
     "OPTION_FLAGS",
     "PLUGIN_GROUP",
     "REGISTERED_MCS",
+    "RESUME_FREE",
     "RULES",
     "SCHEDULES",
     "SCHEMES",

@@ -175,9 +175,12 @@ def safetensors_bytes(tensors: Mapping[str, Any], metadata: dict[str, str] | Non
 def json_safe(obj: object) -> object:
     """``obj`` with every NaN / +-inf float replaced by None (``null``), recursively through
     dicts, lists and tuples, so that it serialises as strict JSON (RFC 8259 has no NaN);
-    :func:`nan_for_null` reads such lists back."""
+    :func:`nan_for_null` reads such lists back. A path (:class:`os.PathLike`, e.g. a run
+    folder or a data set given from Python as a ``Path``) is written as its text."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -482,7 +482,7 @@ def file_tag(name: str) -> str:
 
 
 def get_dataset(
-    name: str,
+    name: str | os.PathLike[str],
     crop: int | Sequence[int] | None = None,
     split: str | None = None,
     **kw,
@@ -498,6 +498,7 @@ def get_dataset(
     Raises :class:`ValueError` for an unknown name and
     :class:`~semcom.paths.MissingResourceError` when the data are not found.
     """
+    name = os.fspath(name)  # a folder given as a Path
     key = name.lower()
     if split is not None:
         key = f"{key}-{split.lower()}"

@@ -30,7 +30,7 @@ from ..diffusion.latents import unit_power
 from ..diffusion.matching import db_to_linear, level_from_snr
 from ..link import AnalogLink, Scheme
 from ..metrics import compute_metrics
-from .plot import METRIC_LABELS, save_figure
+from .plot import METRIC_LABELS, new_figure, save_figure
 from .stats import compare_runs, favoured, paired_interval
 from .sweep import RunKey, evaluate, image_seed, scheme_weights, summarize
 
@@ -185,12 +185,7 @@ def better_than_matched(
 def plot_perturb(doc: dict, out: str | Path) -> Path:
     """2x2 panels (t*, alpha) x (latent MSE change in dB, PSNR change in dB) against the
     perturbation in %, one line per SNR, relative to the matched value -> PNG ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    fig, axes = new_figure(2, 2, figsize=(10, 7), sharex=True)
     pct = [100 * d for d in doc["deltas"]]
     j0 = doc["deltas"].index(0.0) if 0.0 in doc["deltas"] else None
     for col, param in enumerate(("t", "alpha")):
@@ -389,11 +384,8 @@ def plot_ood(doc: dict, out: str | Path, metric: str = "psnr") -> Path:
     out-of-distribution -> PNG ``out``."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = new_figure(figsize=(7, 4.5))
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     labels = [r["label"] for r in doc["sets"][doc["in"]]]
     for i, label in enumerate(labels):
         for name, style in ((doc["in"], "-"), (doc["out"], "--")):

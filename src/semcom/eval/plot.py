@@ -10,7 +10,7 @@ import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..paths import nan_for_null
 
@@ -292,9 +292,6 @@ def plot_results(
     """
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .stats import metric_interval, per_image_key, per_snr
     from .table import run_names, select_runs
 
@@ -326,12 +323,12 @@ def plot_results(
     published = [(str(f), doc) for f, doc, style in loaded if style == "--"]
     for said in anchor_image_warnings(ours, published):  # a paper's curve on other images
         warnings.warn(said, stacklevel=2)
-    fig, axes = plt.subplots(
+    fig, axes = new_figure(
         1, len(metrics), figsize=(width, height), squeeze=False,
         layout="constrained" if legend == "below" else None,
     )  # fmt: skip
     markers = "osD^v<>pX*h"
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     order: dict[int, int] = {}  # a run's colour and marker, the same in every panel
     entries: dict[int, tuple[str, object]] = {}  # a run's legend entry, in the order drawn
     for ax, m in zip(axes[0], metrics, strict=True):
@@ -373,7 +370,6 @@ def plot_results(
             entries.setdefault(id(run), (label, line))
             drawn += 1
         if drawn == 0:
-            plt.close(fig)
             within = f" between {window[0]:g} and {window[1]:g} dB" if window else ""
             raise ValueError(f"no run in the given files has metric {m!r}{within}")
         ax.set_xlabel("SNR (dB)" + (f"; bars: {100 * ci:g} % t-interval over images" if ci else ""))
@@ -427,6 +423,26 @@ def _legend_label(run: dict, name: str | None, style: str) -> str:
     if cbr:
         label += f" (CBR {cbr})"
     return label + (PUBLISHED if style == "--" else "")
+
+
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float],
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+    **subplots: Any,
+) -> tuple[Figure, Any]:
+    """``plt.subplots(nrows, ncols, figsize=..., layout=..., **subplots)`` without pyplot: a
+    figure on an Agg canvas of its own, so that drawing one from Python neither switches the
+    process's backend (a notebook's inline one: ``matplotlib.use("Agg")`` did) nor adds to or
+    closes pyplot's figures."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **subplots)
 
 
 def save_figure(fig, out: str | os.PathLike[str], dpi: int = DPI) -> Path:

@@ -69,7 +69,10 @@ class PartialResults:
     cut by an interruption is skipped.
     """
 
-    def __init__(self, path: Path | None, header: dict, replace: bool = False):
+    def __init__(
+        self, path: str | os.PathLike[str] | None, header: dict, replace: bool = False
+    ) -> None:
+        path = None if path is None else Path(path)
         self.path = path
         self.rows: dict[tuple[str, int], dict] = {}
         if path is None:
@@ -209,7 +212,7 @@ def summarize(
             "cbr": cbr,
             "cbr_str": format_cbr(cbr),
             "n_images": len(mine),
-            "snr_db": list(snrs),
+            "snr_db": [float(s) for s in snrs],  # a NumPy array's or a tensor's too
         }
         for m in metrics:
             run[m] = [_mean(r[m][j] for r in mine) for j in range(len(snrs))]
@@ -255,6 +258,13 @@ def _check_evaluate_args(schemes, images, snrs) -> None:
             "images must be (index, name, tensor) triples, e.g. "
             "[(i, f'img{i}', x) for i, x in enumerate(batch)], not one tensor"
         )
+    indices = [item[0] for item in images]
+    if len(set(indices)) != len(indices):  # one row per (run, index): the later would replace
+        twice = sorted({i for i in indices if indices.count(i) > 1})
+        raise ValueError(
+            f"images repeat the index {twice[0]!r}: give each image an index of its own (it "
+            "keys the image's row and seeds its channel draws), e.g. enumerate(...)"
+        )
     for pair in schemes:
         if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], RunKey)):
             raise TypeError(
@@ -274,7 +284,7 @@ def evaluate(
     metrics: Sequence[str] = DEFAULT_METRICS,
     device: str | torch.device = "cpu",
     batch_size: int = 8,
-    partial: Path | None = None,
+    partial: str | os.PathLike[str] | None = None,
     header: dict | None = None,
     progress: bool = True,
     replace_partial: bool = False,
@@ -292,12 +302,15 @@ def evaluate(
         device: where the images are sent.
         batch_size: most SNRs sent in one batch.
         partial: JSON-lines file for resuming (None: no resume).
-        header: identifies the sweep in the partial file.
+        header: identifies the sweep in the partial file; the SNRs, seed, batch size,
+            metrics and device are added to it (where it does not name them), so that a file
+            of a sweep with others is refused, not resumed.
         progress: a progress bar and resume notes on stderr.
         replace_partial: start ``partial`` afresh when it holds another sweep (else an error).
 
     Returns:
-        One row per (image, run) of the sweep (those resumed from ``partial`` included):
+        One row per (image, run) of ``images`` and ``schemes`` (those resumed from
+        ``partial`` included; its rows of other images or runs stay in the file, not here):
         ``run`` (label), ``image`` (index), ``name``, ``cbr`` (measured), one value per SNR
         of each metric and of ``seconds`` (wall seconds per image), summed ``info``
         counters, and where the scheme reports them ``snr_error_db`` (dB) and ``counts``
@@ -308,7 +321,12 @@ def evaluate(
 
     device = torch.device(device)
     _check_evaluate_args(schemes, images, snrs)
-    store = PartialResults(partial, header or {}, replace=replace_partial)
+    snrs = [float(s) for s in snrs]  # e.g. np.arange(-10, 21, 5) or a tensor: numbers
+    # what decides the rows' values: a partial file of another grid is not resumed (its rows
+    # held other SNRs, read as these)
+    settings = {"snr_db": snrs, "seed": seed, "batch_size": batch_size,
+                "metrics": list(metrics), "device": device.type}  # fmt: skip
+    store = PartialResults(partial, {**settings, **(header or {})}, replace=replace_partial)
     todo = [
         (idx, name, img, key, scheme)
         for idx, name, img in images
@@ -398,7 +416,8 @@ def evaluate(
         bar.set_postfix_str(f"{key.label} {name}")
         bar.update(1)
     bar.close()
-    return list(store.rows.values())
+    wanted = {(key.label, idx) for idx, _, _ in images for key, _ in schemes}
+    return [row for k, row in store.rows.items() if k in wanted]
 
 
 def note_pilots(label: str, report: CBRReport, noted: set[str]) -> None:

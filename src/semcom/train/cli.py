@@ -17,14 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..devices import command_args, launch_command
-from ..names import CHANNELS, CSI_MODES, JSCC_MODELS, LOSSES, SCHEDULES, dataset_name
+from ..names import CHANNELS, CSI_MODES, JSCC_MODELS, LOSSES, RESUME_FREE, SCHEDULES, dataset_name
 from ..paths import json_text
-
-# Options that may change when resuming (everything else must match the checkpoint's card).
-_RESUME_FREE = {
-    "epochs", "max_steps", "device", "num_workers", "progress", "threads", "out", "command",
-    "ckpt_every", "val_batch_size", "val_every", "extra", "cache_images",
-}  # fmt: skip
 
 
 def _val_data_arg(text: str) -> str:
@@ -438,7 +432,7 @@ def _check_resume(run: Path, config: dict, train: dict, options: set[str] | None
         theirs = card.get(section, {})
         for k, v in json.loads(json_text(mine)).items():  # as the card stores it (tuples: lists)
             # None: a default the task resolved when the run started (e.g. encode_snrs)
-            if k in _RESUME_FREE or k not in theirs or v is None:
+            if k in RESUME_FREE or k not in theirs or v is None:
                 continue
             if theirs[k] == v:
                 continue

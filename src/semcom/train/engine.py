@@ -56,8 +56,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..devices import parse_device
 from ..locking import OutputLock
-from ..names import SCHEDULES
-from ..paths import atomic_write_files, json_bytes, safetensors_bytes
+from ..names import RESUME_FREE, SCHEDULES
+from ..paths import atomic_write_files, json_bytes, json_text, safetensors_bytes
 from .loading import ResumableSampler, _Loader
 
 STATE_VERSION = 1
@@ -218,6 +218,29 @@ class TrainConfig:
 LOCK_FILE = ".lock"
 #: the files of a checkpoint, in the order :meth:`Trainer.save_checkpoint` renames them
 CHECKPOINT_FILES = ("model.safetensors", "state.pt", "card.json")
+
+
+def check_resume_config(cfg: TrainConfig, trained: dict[str, Any] | None, run: Path) -> None:
+    """``ValueError`` naming each :class:`TrainConfig` field outside
+    :data:`semcom.names.RESUME_FREE` that differs from ``trained`` (the ``train`` block of the
+    checkpoint's card; None: not checked). A resume from Python with another ``batch_size``
+    trained items of the epoch twice or not at all (the position in the epoch counts batches),
+    with another ``lr`` ran the checkpoint's (the optimizer's state holds it) while the card
+    recorded the new one."""
+    if not isinstance(trained, dict):
+        return
+    now = json.loads(json_text(asdict(cfg)))  # as the card holds it
+    diffs = [
+        f"{k}: checkpoint {trained[k]!r}, now {v!r}"
+        for k, v in now.items()
+        if k not in RESUME_FREE and k in trained and trained[k] != v
+    ]
+    if diffs:
+        raise ValueError(
+            f"cannot resume from {str(run)!r}, TrainConfig differs: {'; '.join(diffs)}. Resume "
+            "with the card's 'train' settings; only "
+            f"{', '.join(sorted(RESUME_FREE & now.keys() - {'command', 'extra'}))} may change"
+        )
 
 
 class TrainingDiverged(FloatingPointError):
@@ -775,6 +798,7 @@ class Trainer:
                 before = json.loads((Path(resume) / "card.json").read_text())
             except (OSError, json.JSONDecodeError):
                 before = {}
+            check_resume_config(cfg, before.get("train"), Path(resume))
             # a run started from Python records no command (""): it stays so
             self._command = before.get("command") or ""
             self._resumes = [*before.get("resumed_with", []), cfg.command]

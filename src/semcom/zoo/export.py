@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import warnings
@@ -39,7 +40,7 @@ def sha256_file(path: str | Path) -> str:
 def export_to_zoo(
     run_dir: str | Path,
     zoo_name: str,
-    test_data: str | None = None,
+    test_data: str | os.PathLike[str] | None = None,
     test_limit: int | None = None,
     test_snrs: list[float] | None = None,
     device: str | torch.device = "cpu",
@@ -50,10 +51,11 @@ def export_to_zoo(
 ) -> Path:
     """Copy a finished JSCC run (``model.safetensors`` + ``card.json``) into the zoo.
 
-    With ``test_data`` (a named data set, e.g. ``cifar10-test`` or ``kodak``) the codec is
-    first evaluated through :class:`~semcom.link.AnalogLink` on the training channel at
-    ``test_snrs`` (default: the validation SNRs) and the PSNR goes into the card's
-    ``test``. Returns the path of the written card. Files are written atomically.
+    With ``test_data`` (a named data set, e.g. ``cifar10-test`` or ``kodak``, or a folder of
+    images, which the card records as its absolute path) the codec is first evaluated
+    through :class:`~semcom.link.AnalogLink` on the training channel at ``test_snrs``
+    (default: the validation SNRs) and the PSNR goes into the card's ``test``. Returns the
+    path of the written card. Files are written atomically.
 
     An existing entry is only overwritten with ``replace``; a run that has not reached the end
     of its schedule only with ``allow_unfinished`` (the card then says so). A run started with
@@ -82,8 +84,11 @@ def export_to_zoo(
     if test_data is not None:
         from torch.utils.data import DataLoader, Subset
 
-        from ..data import collate_images, get_dataset
+        from ..data import collate_images, dataset_name, get_dataset
         from ..train.jscc import evaluate_codec
+
+        # as --test-data reads it: a named set in lower case, a folder by its absolute path
+        test_data = dataset_name(os.fspath(test_data))
 
         full = get_dataset(test_data)
         n_total = len(full)
