@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -297,6 +298,7 @@ def test_zoo_card_without_a_field_is_named(zoo):
     data = {"train": "cifar10-train", "test": "cifar10-test"}
     card = {"name": "x", "model": "deepjscc", "cbr": 1 / 12, "channel": "awgn",
             "snr_train": "10", "data": data}  # fmt: skip
+    (zoo / "x.safetensors").write_bytes(b"")  # an entry: its weights are beside the card
     (zoo / "x.json").write_text(json.dumps(card))
     assert [e.data for e in list_checkpoints(zoo)] == ["cifar10-train"]
     for data in ({"test": "cifar10-test"}, ""):
@@ -308,6 +310,27 @@ def test_zoo_card_without_a_field_is_named(zoo):
         list_checkpoints(zoo)
     (zoo / "x.json").write_text("{")
     with pytest.raises(ValueError, match="corrupt zoo card"):
+        list_checkpoints(zoo)
+
+
+def test_other_json_files_in_a_zoo_folder_are_not_cards(zoo):
+    """A results file or a config saved in a user zoo folder (no weights beside it, no card
+    format) is not an entry: every lookup failed on it as a "corrupt zoo card". A file that
+    says it is a card, or has weights beside it, is still checked."""
+    from semcom.zoo import CARD_FORMAT, list_checkpoints
+
+    before = [e.name for e in list_checkpoints(zoo)]
+    results = Path(__file__).resolve().parents[1] / "results" / "kodak-awgn.json"
+    (zoo / "kodak-awgn.json").write_text(results.read_text())
+    (zoo / "notes.json").write_text("{")
+    (zoo / "list.json").write_text("[1, 2]")
+    assert [e.name for e in list_checkpoints(zoo)] == before
+    (zoo / "y.json").write_text(json.dumps({"format": CARD_FORMAT, "name": "y"}))
+    with pytest.raises(ValueError, match=r"y\.json.*lacks a field"):
+        list_checkpoints(zoo)
+    (zoo / "y.json").unlink()
+    (zoo / "notes.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"corrupt zoo card .*notes\.json"):
         list_checkpoints(zoo)
 
 

@@ -151,6 +151,20 @@ def _entry(path: Path) -> ZooEntry:
         raise ValueError(f"zoo card {str(path)!r} lacks a field or has a bad value: {e}") from e
 
 
+def _is_card(path: Path) -> bool:
+    """Whether the ``*.json`` file ``path`` in a zoo folder is an entry's card: its weights
+    (``.safetensors`` of the same name) are beside it, or it is an object that says it is one
+    (``format`` :data:`CARD_FORMAT`) or names a ``model``. Another JSON file there (a results
+    file, a config) is not read as a broken card, which made every zoo lookup fail."""
+    if path.with_suffix(".safetensors").exists():
+        return True
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):  # unreadable and without weights: not an entry
+        return False
+    return isinstance(card, dict) and (card.get("format") == CARD_FORMAT or "model" in card)
+
+
 def list_checkpoints(zoo_dir: str | Path | None = None) -> list[ZooEntry]:
     """All zoo entries: those of each folder of :func:`zoo_dirs` sorted by model, CBR and
     name, the shipped ones first ([] when there are none). Raises ValueError when a name is
@@ -160,7 +174,7 @@ def list_checkpoints(zoo_dir: str | Path | None = None) -> list[ZooEntry]:
     for d in zoo_dirs(zoo_dir):
         if not d.is_dir():
             continue
-        entries = [_entry(p) for p in sorted(d.glob("*.json"))]
+        entries = [_entry(p) for p in sorted(d.glob("*.json")) if _is_card(p)]
         for e in sorted(entries, key=lambda e: (e.model, -e.cbr, e.name)):
             if e.name in seen:
                 raise ValueError(
