@@ -145,6 +145,22 @@ def test_compare_runs_pairs_images_by_name():
         compare_runs(a, _run("w", [[1.0, 2.0, 3.0]], ["i0", "i1", "i2"], snrs=(5.0,)), ["psnr"])
 
 
+def test_compare_runs_means_are_over_the_pairs_so_their_difference_is_the_paired_one():
+    """An image without a value in one run (None / NaN: a metric undefined there) is left out
+    of both means, as of the interval: A - B equals the paired mean difference (A's mean was
+    over all of A's images, 21 here, and A - B showed 1.0 beside a difference of 0.0)."""
+    a = _run("x+dm", [[10.0, 20.0, 33.0]], ["i0", "i1", "i2"], snrs=(0.0,))
+    b = _run("x", [[10.0, 20.0, 0.0]], ["i0", "i1", "i2"], snrs=(0.0,))
+    b["per_image"]["psnr"][0][2] = None
+    (row,) = compare_runs(a, b, ["psnr"])
+    assert row.mean_a == pytest.approx(15.0) and row.mean_b == pytest.approx(15.0)
+    assert row.mean_a - row.mean_b == pytest.approx(row.diff.mean) and row.diff.n == 2
+    b["per_image"]["psnr"][0][2] = math.nan
+    b["per_image"]["psnr"][0][0] = None
+    (row,) = compare_runs(a, b, ["psnr"])
+    assert (row.mean_a, row.mean_b, row.diff.n) == (20.0, 20.0, 1)
+
+
 def test_find_run_by_scheme_and_cbr():
     names = ["i0", "i1", "i2"]
     v = [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
@@ -506,8 +522,10 @@ def test_compare_says_when_too_few_images_pair_for_an_interval(tmp_path, capsys)
     lines = capsys.readouterr().out.splitlines()[5:]
     rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in lines]
     assert rows[0][-1] == "A better"
-    assert rows[1] == ["5", "psnr", "-", "26.00", "-", "-", "0", "no interval (0 paired values)"]
-    assert rows[2] == ["10", "psnr", "30.00", "29.33", "-1.00", "-", "1",
+    # the means are over the paired images (B's over all three made A - B read 0.67 beside
+    # a difference of -1.00): none at 5 dB, i2 alone at 10 dB
+    assert rows[1] == ["5", "psnr", "-", "-", "-", "-", "0", "no interval (0 paired values)"]
+    assert rows[2] == ["10", "psnr", "30.00", "31.00", "-1.00", "-", "1",
                        "no interval (1 paired value)"]  # fmt: skip
 
 

@@ -71,6 +71,11 @@ def rms_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[f
     return math.sqrt(iv.mean), math.sqrt(max(iv.low, 0.0)), math.sqrt(iv.high)
 
 
+def _have(x: float | None) -> bool:
+    """Whether a per-image value is there (not None, not NaN)."""
+    return x is not None and not math.isnan(x)
+
+
 def paired_interval(
     a: Sequence[float | None], b: Sequence[float | None], level: float = 0.95
 ) -> Interval:
@@ -78,11 +83,7 @@ def paired_interval(
     left out): the paired t-interval."""
     if len(a) != len(b):
         raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
-    diffs = [
-        float(x) - float(y)
-        for x, y in zip(a, b, strict=True)
-        if x is not None and y is not None and not (math.isnan(x) or math.isnan(y))
-    ]
+    diffs = [float(x) - float(y) for x, y in zip(a, b, strict=True) if _have(x) and _have(y)]
     return mean_interval(diffs, level)
 
 
@@ -217,7 +218,9 @@ def compare_runs(
     """Paired comparison of two results runs over the SNRs both hold, per metric.
 
     The runs must hold ``per_image`` values of the same images (by name, in any order);
-    ``ValueError`` says what is missing.
+    ``ValueError`` says what is missing. An image without a value (None / NaN) in either run
+    is left out of both means and of the interval, so ``mean_a - mean_b`` is the paired mean
+    difference.
     """
     _check_level(level)
     pa, pb = _per_image(run_a, labels[0]), _per_image(run_b, labels[1])
@@ -242,7 +245,11 @@ def compare_runs(
             if snr not in by_b:
                 continue
             b = [by_b[snr][k] for k in order]
-            ma, mb = mean_interval(a).mean, mean_interval(b).mean
+            # both means over the pairs the interval uses (an image missing a value in either
+            # run is left out of both), so that A - B is the paired mean difference
+            both = [_have(x) and _have(y) for x, y in zip(a, b, strict=True)]
+            ma = mean_interval([x if k else None for x, k in zip(a, both, strict=True)]).mean
+            mb = mean_interval([y if k else None for y, k in zip(b, both, strict=True)]).mean
             out.append(Comparison(float(snr), m, ma, mb, paired_interval(a, b, level)))
     if not out:
         raise ValueError(f"{labels[0]} and {labels[1]} share no SNR")
