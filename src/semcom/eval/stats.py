@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from ..channels import format_cbr, parse_cbr
 from ..names import HIGHER_IS_BETTER
@@ -71,7 +72,7 @@ def rms_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[f
     return math.sqrt(iv.mean), math.sqrt(max(iv.low, 0.0)), math.sqrt(iv.high)
 
 
-def _have(x: float | None) -> bool:
+def _have(x: float | None) -> TypeGuard[float]:
     """Whether a per-image value is there (not None, not NaN)."""
     return x is not None and not math.isnan(x)
 
