@@ -48,7 +48,8 @@ def builtin_rows() -> list[list[str]]:
     """The rows of :func:`registry_rows` for the built-in schemes alone, without importing
     torch: names and descriptions from :data:`semcom.names.SCHEMES`, CBRs as the registries
     find them (the TAEF2 schemes' fixed CBR, the zoo's checkpoints and denoisers)."""
-    from ..names import SCHEMES, VAE_CBR, available_formats
+    from ..names import JSCC_MODELS, SCHEMES, VAE_CBR, available_formats
+    from ..zoo.catalog import listed_cbrs
 
     formats = available_formats()
     rows = []
@@ -56,23 +57,10 @@ def builtin_rows() -> list[list[str]]:
         base = name.removesuffix("+dm")
         if "+" in base and base.split("+")[0] not in formats:
             continue  # a separation baseline of an image format this Pillow lacks
-        cbrs = (VAE_CBR,) if base == "vae" else _zoo_cbrs(base, denoiser=name != base)
+        jscc = base in JSCC_MODELS  # else a separation baseline: any CBR
+        cbrs = (VAE_CBR,) if base == "vae" else listed_cbrs(base, name != base) if jscc else None
         rows.append(_row(name, cbrs, description))
     return rows
-
-
-def _zoo_cbrs(base: str, denoiser: bool) -> tuple[float, ...] | None:
-    """The CBRs of JSCC codec ``base``'s checkpoints (``denoiser``: of the denoisers for its
-    latents) in the zoo; None for none, a separation baseline or a corrupt card."""
-    from ..names import JSCC_MODELS
-    from ..zoo import shipped_cbrs, shipped_denoiser_cbrs
-
-    if base not in JSCC_MODELS:
-        return None
-    try:
-        return (shipped_denoiser_cbrs(base) if denoiser else shipped_cbrs(base)) or None
-    except (ValueError, KeyError, TypeError):  # as the registries: reported when used
-        return None
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from ..channels import format_cbr
 from ..link import AnalogLink
 from ..names import JSCC_MODELS, SCHEMES, VAE_CBR
 from ..schemes import SchemeSpec, register_scheme
+from ..zoo.catalog import listed_cbrs
 
 
 def check_vae_cbr(scheme: str, cbr: float | None) -> None:
@@ -76,22 +77,13 @@ def _jscc_factory(model: str):
     return factory
 
 
-def _shipped(model: str) -> tuple[float, ...] | None:
-    try:
-        from ..zoo import shipped_cbrs
-
-        return shipped_cbrs(model) or None
-    except ValueError:  # a corrupt card: the factory reports it when the scheme is used
-        return None
-
-
 for _model in JSCC_MODELS:
     register_scheme(
         SchemeSpec(
             name=_model,
             description=SCHEMES[_model],
             factory=_jscc_factory(_model),
-            cbrs=_shipped(_model),
+            cbrs=listed_cbrs(_model),
             requires=f"a shipped {_model} checkpoint (see 'semcom zoo list')",
             options=("codec_path",),
         )

@@ -25,6 +25,7 @@ from ..fingerprint import codec_fingerprint
 from ..link import AnalogLink
 from ..names import DM_DECODERS, DM_STOPS, SCHEMES, VAE_CBR
 from ..schemes import SchemeSpec, register_scheme
+from ..zoo.catalog import listed_cbrs
 from .receiver import RULES as MATCHING_RULES
 from .receiver import check_receiver_options
 
@@ -297,16 +298,6 @@ def _factory(base: str):
     return factory
 
 
-def _denoiser_cbrs(base: str) -> tuple[float, ...] | None:
-    """CBRs at which the zoo ships a denoiser for ``base`` latents (None: none, or unreadable)."""
-    try:
-        from ..zoo import shipped_denoiser_cbrs
-
-        return shipped_denoiser_cbrs(base) or None
-    except (ValueError, KeyError, TypeError):  # a corrupt card: reported when the scheme is used
-        return None
-
-
 for _base in ("vae", "deepjscc", "adjscc"):
     register_scheme(
         SchemeSpec(
@@ -314,7 +305,7 @@ for _base in ("vae", "deepjscc", "adjscc"):
             description=SCHEMES[f"{_base}+dm"],
             factory=_factory(_base),
             cbrs=(VAE_CBR,) if _base == "vae" else None,
-            shown_cbrs=None if _base == "vae" else _denoiser_cbrs(_base),
+            shown_cbrs=None if _base == "vae" else listed_cbrs(_base, denoiser=True),
             requires=f"a shipped denoiser for {_base} latents (see 'semcom zoo list')",
             options=(
                 "matching",

@@ -206,6 +206,17 @@ def shipped_denoiser_cbrs(codec: str, zoo_dir: str | Path | None = None) -> tupl
     return tuple(sorted(found, reverse=True))
 
 
+def listed_cbrs(codec: str, denoiser: bool = False) -> tuple[float, ...] | None:
+    """The CBRs ``semcom schemes`` shows for JSCC codec ``codec`` (``denoiser``: for its
+    ``+dm`` scheme): those of the zoo's checkpoints of it (:func:`shipped_cbrs`) or of its
+    denoisers (:func:`shipped_denoiser_cbrs`); None for none or an unreadable card (reported
+    when the scheme is used)."""
+    try:
+        return (shipped_denoiser_cbrs(codec) if denoiser else shipped_cbrs(codec)) or None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def find_checkpoint(
     model: str,
     cbr: float | str | None = None,
@@ -419,6 +430,7 @@ __all__ = [
     "find_dm_decoder",
     "init_ref",
     "list_checkpoints",
+    "listed_cbrs",
     "load_codec",
     "read_card",
     "resolve_weights",
